@@ -1,0 +1,159 @@
+#!/usr/bin/env bash
+# Installs everything h3wt needs on Debian 12 (bookworm), idempotently.
+#
+# Debian packages: compilers, cmake, libuv, jansson, nghttp3 (backports 1.8,
+# for enable_connect_protocol and h3_datagram).  wolfSSL with QUIC and ngtcp2
+# with its wolfSSL crypto layer exist only as source packages (trixie), so
+# they are built here into a private prefix, as is curl with HTTP/3 (for the
+# tests).  The prefix is cached by version under $H3WT_DEPS_DIR, so a second
+# run (or a fresh clone on the same machine) reuses it.
+set -euo pipefail
+
+DEPS_DIR=${H3WT_DEPS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/h3wt-deps}
+WITH_CURL=${H3WT_WITH_CURL:-1}
+JOBS=$(nproc)
+log() { printf '[bootstrap] %s\n' "$*" >&2; }
+
+SUDO=
+if [ "$(id -u)" != 0 ]; then SUDO=sudo; fi
+
+apt_setup() {
+  # bookworm-backports for nghttp3 1.8; trixie for the source packages of
+  # wolfSSL and ngtcp2 and for llhttp (a binary that needs only an old
+  # glibc), pinned low so that nothing is ever upgraded from it by accident.
+  local want
+  want=$(cat <<'SRC'
+Types: deb
+URIs: http://deb.debian.org/debian
+Suites: bookworm-backports
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+
+Types: deb deb-src
+URIs: http://deb.debian.org/debian
+Suites: trixie
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+SRC
+)
+  local file=/etc/apt/sources.list.d/h3wt.sources
+  if [ "$(cat "$file" 2>/dev/null)" != "$want" ]; then
+    log "adding bookworm-backports and trixie (pinned low) to apt sources"
+    printf '%s\n' "$want" | $SUDO tee "$file" >/dev/null
+    $SUDO tee /etc/apt/preferences.d/h3wt-trixie >/dev/null <<'PIN'
+Package: *
+Pin: release n=trixie
+Pin-Priority: 50
+PIN
+    $SUDO apt-get update -qq
+  fi
+}
+
+need_pkgs() {
+  local missing=()
+  for p in "$@"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    log "apt-get install ${missing[*]}"
+    $SUDO apt-get update -qq || true
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+  fi
+}
+
+apt_setup
+need_pkgs build-essential cmake pkg-config ninja-build libuv1-dev libjansson-dev \
+  clang libclang-rt-14-dev dpkg-dev ca-certificates python3 valgrind
+if ! dpkg-query -W -f='${Status}' libllhttp-dev 2>/dev/null | grep -q 'install ok installed'; then
+  log "installing libllhttp-dev from trixie (HTTP/1.1 parser of the local listener)"
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq -t trixie libllhttp-dev >/dev/null
+fi
+if ! dpkg-query -W -f='${Version}' libnghttp3-dev 2>/dev/null | grep -q '^1\.'; then
+  log "installing libnghttp3-dev from bookworm-backports"
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq -t bookworm-backports libnghttp3-dev >/dev/null
+fi
+
+# Versions of the source packages we build (what trixie has today).
+srcver() { apt-cache showsrc "$1" 2>/dev/null | awk '/^Version:/{print $2}' | sort -V | tail -n1; }
+WOLFSSL_V=$(srcver wolfssl)
+NGTCP2_V=$(srcver ngtcp2)
+CURL_V=$(srcver curl)
+[ -n "$WOLFSSL_V" ] && [ -n "$NGTCP2_V" ] || { log "cannot see trixie source packages"; exit 1; }
+PREFIX="$DEPS_DIR/wolfssl-$WOLFSSL_V-ngtcp2-$NGTCP2_V"
+PREFIX=${PREFIX//[:~+]/_}
+mkdir -p "$DEPS_DIR"
+
+fetch_src() { # name -> prints the unpacked dir
+  local name=$1 dir="$DEPS_DIR/src-$1"
+  if [ ! -d "$dir/unpacked" ]; then
+    rm -rf "$dir"; mkdir -p "$dir"
+    # Only trixie's deb-src is configured, so the name alone selects it.
+    # --tar-only: the mirror answers 404 for some .dsc/.debian.tar files.
+    (cd "$dir" && apt-get source --tar-only --download-only "$name=$(srcver "$name")" >/dev/null 2>&1 ||
+                 apt-get source --tar-only --download-only "$name=$(srcver "$name")" >/dev/null)
+    local tarball
+    tarball=$(ls "$dir"/*.orig.tar.* | head -n1)
+    mkdir -p "$dir/unpacked"
+    tar -xf "$tarball" -C "$dir/unpacked" --strip-components=1
+  fi
+  echo "$dir/unpacked"
+}
+
+if [ ! -f "$PREFIX/.done" ]; then
+  log "building wolfSSL $WOLFSSL_V and ngtcp2 $NGTCP2_V into $PREFIX"
+  rm -rf "$PREFIX"
+  src=$(fetch_src wolfssl)
+  cmake -S "$src" -B "$DEPS_DIR/build-wolfssl" -G Ninja -DCMAKE_BUILD_TYPE=Release \
+    -DCMAKE_INSTALL_PREFIX="$PREFIX" -DCMAKE_POSITION_INDEPENDENT_CODE=ON \
+    -DCMAKE_C_FLAGS="-Wno-error=stringop-overflow -DWOLFSSL_EARLY_DATA -DHAVE_AES_ECB -DHAVE_SECRET_CALLBACK" \
+    -DWOLFSSL_QUIC=yes -DWOLFSSL_AESECB=yes -DWOLFSSL_SESSION_TICKET=yes \
+    -DWOLFSSL_KEYLOG_EXPORT=yes -DWOLFSSL_CERTGEN=yes -DWOLFSSL_KEYGEN=yes \
+    -DWOLFSSL_CERTEXT=yes -DWOLFSSL_AESNI=yes -DWOLFSSL_HARDEN=yes \
+    -DWOLFSSL_ALT_CERT_CHAINS=yes -DWOLFSSL_CURL=yes -DWOLFSSL_ASN_TEMPLATE=yes -DWOLFSSL_ECC=yes \
+    -DWOLFSSL_EXAMPLES=no -DWOLFSSL_CRYPT_TESTS=no -DBUILD_SHARED_LIBS=OFF >/dev/null
+  cmake --build "$DEPS_DIR/build-wolfssl" -j "$JOBS" >/dev/null
+  cmake --install "$DEPS_DIR/build-wolfssl" >/dev/null
+  # The CMake build has no switches for these: they went in through CFLAGS
+  # above, and the installed options.h must agree with the library.
+  for d in WOLFSSL_EARLY_DATA HAVE_AES_ECB HAVE_SECRET_CALLBACK; do
+    grep -q "^#define $d\$" "$PREFIX/include/wolfssl/options.h" ||
+      sed -i "0,/^#ifdef __cplusplus/s//#undef $d\n#define $d\n\n&/" "$PREFIX/include/wolfssl/options.h"
+  done
+
+  src=$(fetch_src ngtcp2)
+  cmake -S "$src" -B "$DEPS_DIR/build-ngtcp2" -G Ninja -DCMAKE_BUILD_TYPE=Release \
+    -DCMAKE_INSTALL_PREFIX="$PREFIX" -DCMAKE_PREFIX_PATH="$PREFIX" \
+    -DCMAKE_POSITION_INDEPENDENT_CODE=ON \
+    -DENABLE_WOLFSSL=ON -DENABLE_OPENSSL=OFF -DENABLE_GNUTLS=OFF -DENABLE_BORINGSSL=OFF \
+    -DENABLE_LIB_ONLY=ON -DENABLE_SHARED_LIB=OFF -DENABLE_STATIC_LIB=ON \
+    -DBUILD_TESTING=OFF >/dev/null
+  cmake --build "$DEPS_DIR/build-ngtcp2" -j "$JOBS" >/dev/null
+  cmake --install "$DEPS_DIR/build-ngtcp2" >/dev/null
+  rm -rf "$DEPS_DIR/build-wolfssl" "$DEPS_DIR/build-ngtcp2"
+  touch "$PREFIX/.done"
+fi
+
+CURL_BIN="$PREFIX/curl-$CURL_V/bin/curl"
+CURL_BIN=${CURL_BIN//[:~+]/_}
+if [ "$WITH_CURL" = 1 ] && [ ! -x "$CURL_BIN" ]; then
+  log "building curl $CURL_V with HTTP/3 (for the tests)"
+  need_pkgs zlib1g-dev
+  src=$(fetch_src curl)
+  cdir=$(dirname "$(dirname "$CURL_BIN")")
+  b="$DEPS_DIR/build-curl"; rm -rf "$b"; mkdir -p "$b"
+  (cd "$b" && PKG_CONFIG_PATH="$PREFIX/lib/pkgconfig" LIBS="-lm -lpthread" "$src/configure" \
+      --prefix="$cdir" --disable-shared --enable-static \
+      --with-wolfssl="$PREFIX" --with-ngtcp2="$PREFIX" --with-nghttp3 \
+      --without-libpsl --without-brotli --without-zstd --without-libidn2 \
+      --without-nghttp2 --without-librtmp --without-libssh2 --disable-ldap \
+      --disable-ldaps --disable-rtsp --disable-dict --disable-telnet --disable-tftp \
+      --disable-pop3 --disable-imap --disable-smtp --disable-gopher --disable-mqtt \
+      --disable-manual --disable-docs >/dev/null &&
+    make -j "$JOBS" >/dev/null && make install >/dev/null)
+  rm -rf "$b"
+fi
+
+# What callers need: the prefix (for CMAKE_PREFIX_PATH) and the curl binary.
+echo "H3WT_DEPS_PREFIX=$PREFIX"
+[ "$WITH_CURL" = 1 ] && echo "H3WT_CURL=$CURL_BIN"
+exit 0

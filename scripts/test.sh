@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Builds everything and runs the whole test suite: unit and integration
+# tests in a warnings-as-errors build, then the same tests again in an
+# AddressSanitizer + UndefinedBehaviorSanitizer build.  Installs what it
+# needs first (scripts/bootstrap.sh), so it works on a fresh Debian 12.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+eval "$(scripts/bootstrap.sh)"
+JOBS=$(nproc)
+configure() { # dir, extra cmake args...
+  local dir=$1; shift
+  cmake -S . -B "$dir" -G Ninja -DCMAKE_PREFIX_PATH="$H3WT_DEPS_PREFIX" \
+    -DH3WT_CURL="$H3WT_CURL" -DH3WT_WERROR=ON "$@" >/dev/null
+  cmake --build "$dir" -j "$JOBS"
+}
+
+echo "== build (RelWithDebInfo, -Werror)"
+configure build -DCMAKE_BUILD_TYPE=RelWithDebInfo
+echo "== build (ASan + UBSan)"
+configure build-asan -DCMAKE_BUILD_TYPE=Debug -DH3WT_SANITIZE=ON
+
+export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:strict_string_checks=1
+export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
+status=0
+echo "== tests under ASan + UBSan"
+ctest --test-dir build-asan --output-on-failure -j "$JOBS" || status=1
+echo "== tests"
+ctest --test-dir build --output-on-failure -j "$JOBS" || status=1
+exit $status
