@@ -1,0 +1,783 @@
+/*
+ * h3wt_client: one client QUIC connection carrying HTTP/3 requests, on the
+ * host's loop.  Same layers as the server (udp, quic, h3), one connection.
+ */
+#include <netdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "h3wt/h3wt.h"
+#include "h3wt_client.h"
+#include "h3wt_h3.h"
+#include "h3wt_quic.h"
+#include "h3wt_tls.h"
+#include "h3wt_udp.h"
+#include "h3wt_wt.h"
+
+struct h3wt_client_request {
+  h3wt_client *client;
+  int64_t stream_id;
+  const h3wt_response_handler *handler;
+  void *user_data;
+  h3wt_client_request *prev, *next;
+  /* Outgoing request, kept until the connection is ready. */
+  h3wt_header *hdrs;
+  size_t nhdrs;
+  char *hdrbuf;
+  h3wt_sendq body;
+  int has_body;
+  int submitted;
+  /* Incoming response headers. */
+  int status;
+  h3wt_header *rh;
+  size_t nrh, rhcap;
+  int reset_code_set;
+  uint64_t reset_code;
+  h3wt_session *session; /* an extended CONNECT for WebTransport */
+};
+
+struct h3wt_client {
+  h3wt_h3_owner owner; /* first, as h3wt_h3.c expects */
+  uv_loop_t *loop;
+  h3wt_client_settings settings;
+  char *host, *sni;
+  h3wt_client_callbacks cbs;
+  void *user_data;
+  h3wt_logger log;
+  h3wt_tls_ctx *tls;
+  h3wt_quic_callbacks qcbs;
+  h3wt_quic_config qcfg;
+  h3wt_h3_callbacks hcbs;
+  h3wt_h3_config hcfg;
+  h3wt_udp udp;
+  h3wt_quic_conn *qc;
+  struct sockaddr_storage remote;
+  uv_timer_t timer;
+  uv_prepare_t flush;
+  uv_idle_t spin;
+  int dirty;
+  int connected;
+  int closed; /* on_closed was called */
+  int handles;
+  int waiting; /* requests wait for stream credit */
+  h3wt_client_request *reqs;
+  h3wt_wt_limits wt_limits;
+};
+
+void h3wt_client_settings_default(h3wt_client_settings *s) {
+  memset(s, 0, sizeof(*s));
+  s->version = H3WT_CLIENT_SETTINGS_VERSION;
+  s->port = 443;
+  s->log_level = H3WT_LOG_WARN;
+  s->handshake_timeout_ms = 10000;
+  s->idle_timeout_ms = 30000;
+}
+
+/* ---- requests ----------------------------------------------------------- */
+
+static void creq_free(h3wt_client_request *r) {
+  for (size_t i = 0; i < r->nrh; ++i) {
+    free((void *)r->rh[i].name);
+  }
+  free(r->rh);
+  free(r->hdrs);
+  free(r->hdrbuf);
+  h3wt_sendq_free(&r->body);
+  free(r);
+}
+
+static void creq_unlink(h3wt_client_request *r) {
+  h3wt_client *cl = r->client;
+  if (r->prev) {
+    r->prev->next = r->next;
+  } else if (cl->reqs == r) {
+    cl->reqs = r->next;
+  }
+  if (r->next) {
+    r->next->prev = r->prev;
+  }
+  r->prev = r->next = NULL;
+}
+
+static void creq_finish(h3wt_client_request *r, int err, uint64_t code) {
+  creq_unlink(r);
+  r->handler->on_close(r, err, code, r->user_data);
+  creq_free(r);
+}
+
+static void mark_dirty(h3wt_client *cl) {
+  cl->dirty = 1;
+}
+
+static int submit(h3wt_client *cl, h3wt_client_request *r) {
+  int rv = h3wt_h3_submit_request(cl->owner.h3, r->hdrs, r->nhdrs,
+                                  r->has_body || r->session, r,
+                                  &r->stream_id);
+  if (rv == 0) {
+    r->submitted = 1;
+    if (r->session) {
+      h3wt_wt_session_set_stream(r->session, r->stream_id);
+    }
+    mark_dirty(cl);
+  }
+  return rv;
+}
+
+/* Queues a request whose field section is fixed[] then headers[], both
+   copied (the request may wait for the handshake). */
+static int request_send(h3wt_client *cl, const h3wt_header *fixed,
+                        size_t nfixed, const h3wt_header *headers,
+                        size_t nheaders, const void *body, size_t bodylen,
+                        int add_content_length,
+                        const h3wt_response_handler *handler, void *user_data,
+                        h3wt_session *session, h3wt_client_request **preq) {
+  h3wt_client_request *r;
+  size_t bytes = 32, off = 0, k = 0;
+  char cl_value[24];
+  if (!handler || !handler->on_close) {
+    return H3WT_ERR_INVALID_ARGUMENT;
+  }
+  if (cl->closed || (cl->qc && h3wt_quic_conn_is_closing(cl->qc))) {
+    return H3WT_ERR_CLOSED;
+  }
+  r = calloc(1, sizeof(*r));
+  if (!r) {
+    return H3WT_ERR_NOMEM;
+  }
+  r->client = cl;
+  r->handler = handler;
+  r->user_data = user_data;
+  r->stream_id = -1;
+  r->session = session;
+  h3wt_sendq_init(&r->body);
+  snprintf(cl_value, sizeof(cl_value), "%zu", bodylen);
+  for (size_t i = 0; i < nfixed; ++i) {
+    bytes += fixed[i].namelen + fixed[i].valuelen + 2;
+  }
+  for (size_t i = 0; i < nheaders; ++i) {
+    bytes += headers[i].namelen + headers[i].valuelen + 2;
+  }
+  r->hdrbuf = malloc(bytes);
+  r->hdrs = calloc(nfixed + nheaders + 1, sizeof(*r->hdrs));
+  if (!r->hdrbuf || !r->hdrs) {
+    creq_free(r);
+    return H3WT_ERR_NOMEM;
+  }
+  int have_cl = 0;
+  for (size_t i = 0; i < nfixed + nheaders + 1; ++i) {
+    h3wt_header h;
+    if (i < nfixed) {
+      h = fixed[i];
+    } else if (i < nfixed + nheaders) {
+      h = headers[i - nfixed];
+    } else if (bodylen && add_content_length && !have_cl) {
+      h = (h3wt_header){"content-length", 14, cl_value, strlen(cl_value)};
+    } else {
+      break;
+    }
+    if (h.namelen == 14 && memcmp(h.name, "content-length", 14) == 0) {
+      have_cl = 1;
+    }
+    memcpy(r->hdrbuf + off, h.name, h.namelen);
+    r->hdrs[k].name = r->hdrbuf + off;
+    r->hdrs[k].namelen = h.namelen;
+    off += h.namelen;
+    r->hdrbuf[off++] = '\0';
+    memcpy(r->hdrbuf + off, h.value, h.valuelen);
+    r->hdrs[k].value = r->hdrbuf + off;
+    r->hdrs[k].valuelen = h.valuelen;
+    off += h.valuelen;
+    r->hdrbuf[off++] = '\0';
+    ++k;
+  }
+  r->nhdrs = k;
+  if (bodylen) {
+    if (h3wt_sendq_append(&r->body, body, bodylen) != 0) {
+      creq_free(r);
+      return H3WT_ERR_NOMEM;
+    }
+    r->has_body = 1;
+  }
+  if (cl->connected && !cl->waiting) {
+    int rv = submit(cl, r);
+    if (rv == H3WT_ERR_WOULDBLOCK) {
+      /* No stream credit now: queued, sent when the server grants more. */
+      cl->waiting = 1;
+    } else if (rv != 0) {
+      creq_free(r);
+      return rv;
+    }
+  }
+  r->next = cl->reqs;
+  if (cl->reqs) {
+    cl->reqs->prev = r;
+  }
+  cl->reqs = r;
+  if (preq) {
+    *preq = r;
+  }
+  return 0;
+}
+
+int h3wt_client_request_send(h3wt_client *cl, const char *method,
+                             const char *path, const h3wt_header *headers,
+                             size_t nheaders, const void *body,
+                             size_t bodylen,
+                             const h3wt_response_handler *handler,
+                             void *user_data, h3wt_client_request **preq) {
+  if (!method || !path) {
+    return H3WT_ERR_INVALID_ARGUMENT;
+  }
+  const h3wt_header fixed[] = {
+      {":method", 7, method, strlen(method)},
+      {":scheme", 7, "https", 5},
+      {":authority", 10, cl->host, strlen(cl->host)},
+      {":path", 5, path, strlen(path)},
+      {"user-agent", 10, "h3wt-client/" H3WT_VERSION,
+       sizeof("h3wt-client/" H3WT_VERSION) - 1},
+  };
+  return request_send(cl, fixed, sizeof(fixed) / sizeof(fixed[0]), headers,
+                      nheaders, body, bodylen, 1, handler, user_data, NULL,
+                      preq);
+}
+
+int h3wt_client_request_send_raw(h3wt_client *cl, const h3wt_header *headers,
+                                 size_t nheaders, const void *body,
+                                 size_t bodylen,
+                                 const h3wt_response_handler *handler,
+                                 void *user_data) {
+  return request_send(cl, NULL, 0, headers, nheaders, body, bodylen, 0,
+                      handler, user_data, NULL, NULL);
+}
+
+/* ---- HTTP/3 callbacks (client side) -------------------------------------- */
+
+static int hc_begin_headers(h3wt_h3_conn *h3, int64_t stream_id, void *ud,
+                            void *sud, void **psud) {
+  *psud = sud;
+  return 0;
+}
+
+static int hc_recv_header(h3wt_h3_conn *h3, int64_t stream_id,
+                          const uint8_t *name, size_t namelen,
+                          const uint8_t *value, size_t valuelen, void *ud,
+                          void *sud) {
+  h3wt_client_request *r = sud;
+  if (!r) {
+    return 0;
+  }
+  if (namelen == 7 && memcmp(name, ":status", 7) == 0) {
+    r->status = 0;
+    for (size_t i = 0; i < valuelen && i < 3; ++i) {
+      r->status = r->status * 10 + (value[i] - '0');
+    }
+    return 0;
+  }
+  if (r->nrh == r->rhcap) {
+    size_t cap = r->rhcap ? r->rhcap * 2 : 16;
+    h3wt_header *n = realloc(r->rh, cap * sizeof(*n));
+    if (!n) {
+      return -1;
+    }
+    r->rh = n;
+    r->rhcap = cap;
+  }
+  char *buf = malloc(namelen + valuelen + 2);
+  if (!buf) {
+    return -1;
+  }
+  memcpy(buf, name, namelen);
+  buf[namelen] = '\0';
+  memcpy(buf + namelen + 1, value, valuelen);
+  buf[namelen + 1 + valuelen] = '\0';
+  r->rh[r->nrh++] = (h3wt_header){buf, namelen, buf + namelen + 1, valuelen};
+  return 0;
+}
+
+static int hc_end_headers(h3wt_h3_conn *h3, int64_t stream_id, int fin,
+                          void *ud, void *sud) {
+  h3wt_client_request *r = sud;
+  if (r && r->session) {
+    h3wt_wt_session_set_status(r->session, r->status);
+    if (r->status >= 200 && r->status <= 299) {
+      h3wt_wt_session_ready(r->session);
+    } else {
+      h3wt_wt_session_rejected(r->session, r->status);
+    }
+    return 0;
+  }
+  if (r && r->handler->on_headers) {
+    r->handler->on_headers(r, r->status, r->rh, r->nrh, r->user_data);
+  }
+  return 0;
+}
+
+static int hc_recv_data(h3wt_h3_conn *h3, int64_t stream_id,
+                        const uint8_t *data, size_t len, void *ud, void *sud) {
+  h3wt_client_request *r = sud;
+  if (r && r->session) {
+    return h3wt_wt_session_recv(r->session, data, len);
+  }
+  if (r && r->handler->on_body) {
+    r->handler->on_body(r, data, len, r->user_data);
+  }
+  return 0;
+}
+
+static int hc_stream_reset(h3wt_h3_conn *h3, int64_t stream_id, uint64_t code,
+                           void *ud, void *sud) {
+  h3wt_client *cl = ud;
+  h3wt_client_request *r = cl->reqs;
+  while (r && r->stream_id != stream_id) {
+    r = r->next;
+  }
+  if (r) {
+    r->reset_code_set = 1;
+    r->reset_code = code;
+  }
+  return 0;
+}
+
+static int hc_stream_close(h3wt_h3_conn *h3, int64_t stream_id, uint64_t code,
+                           void *ud, void *sud) {
+  h3wt_client_request *r = sud;
+  if (!r) {
+    return 0;
+  }
+  if (r->reset_code_set) {
+    code = r->reset_code;
+  }
+  if (r->session) {
+    h3wt_wt_session_stream_closed(r->session, code != H3WT_H3_NO_ERROR);
+    r->session = NULL;
+  }
+  int err = (code == H3WT_H3_NO_ERROR && r->status) ? 0 : H3WT_ERR_CLOSED;
+  creq_finish(r, err, code);
+  return 0;
+}
+
+static ssize_t hc_read_body(h3wt_h3_conn *h3, int64_t stream_id, h3wt_vec *vec,
+                            size_t veccnt, int *eof, void *ud, void *sud) {
+  h3wt_client_request *r = sud;
+  if (r->session) {
+    return h3wt_wt_session_read_capsules(r->session, vec, veccnt, eof);
+  }
+  size_t n = h3wt_sendq_read(&r->body, vec, veccnt);
+  if (r->body.unread == 0) {
+    *eof = 1;
+  }
+  return (ssize_t)n;
+}
+
+static int hc_acked_body(h3wt_h3_conn *h3, int64_t stream_id, uint64_t n,
+                         void *ud, void *sud) {
+  h3wt_client_request *r = sud;
+  if (r && r->session) {
+    h3wt_wt_session_capsules_acked(r->session, n);
+  } else if (r) {
+    h3wt_sendq_ack(&r->body, n);
+  }
+  return 0;
+}
+
+static int hc_end_stream(h3wt_h3_conn *h3, int64_t stream_id, void *ud,
+                         void *sud) {
+  h3wt_client_request *r = sud;
+  if (r && r->session) {
+    h3wt_wt_session_recv_fin(r->session);
+  }
+  return 0;
+}
+
+static void hc_want_write(h3wt_h3_conn *h3, void *ud) {
+  mark_dirty(ud);
+}
+
+/* Sends queued requests, oldest first, while there is stream credit. */
+static void submit_waiting(h3wt_client *cl) {
+  h3wt_client_request *last = cl->reqs;
+  cl->waiting = 0;
+  while (last && last->next) {
+    last = last->next;
+  }
+  for (h3wt_client_request *r = last; r;) {
+    h3wt_client_request *prev = r->prev;
+    if (!r->submitted) {
+      int rv = submit(cl, r);
+      if (rv == H3WT_ERR_WOULDBLOCK) {
+        cl->waiting = 1;
+        return;
+      }
+      if (rv != 0) {
+        if (r->session) {
+          h3wt_wt_session_rejected(r->session, 0);
+          h3wt_wt_session_stream_closed(r->session, 1);
+          r->session = NULL;
+        }
+        creq_finish(r, H3WT_ERR_CLOSED, 0);
+      }
+    }
+    r = prev;
+  }
+}
+
+static void hc_streams_available(h3wt_h3_conn *h3, void *ud) {
+  h3wt_client *cl = ud;
+  if (cl->connected && cl->waiting) {
+    submit_waiting(cl);
+  }
+}
+
+static void hc_ready(h3wt_h3_conn *h3, void *ud) {
+  h3wt_client *cl = ud;
+  cl->connected = 1;
+  /* Requests made before the handshake go out now. */
+  submit_waiting(cl);
+  if (cl->cbs.on_connected) {
+    cl->cbs.on_connected(cl, cl->user_data);
+  }
+}
+
+/* ---- driving the connection ---------------------------------------------- */
+
+static void handle_closed(uv_handle_t *h) {
+  h3wt_client *cl = h->data;
+  --cl->handles;
+}
+
+/* The connection is over: fail what is open, tell the host, release the
+   handles. */
+static void conn_end(h3wt_client *cl, int err) {
+  if (cl->closed) {
+    return;
+  }
+  cl->closed = 1;
+  /* Sessions first: they hear the connection is gone before on_closed. */
+  for (h3wt_client_request *r = cl->reqs; r; r = r->next) {
+    r->session = NULL;
+  }
+  if (cl->owner.h3 && h3wt_h3_wt(cl->owner.h3)) {
+    h3wt_wt_conn_lost(h3wt_h3_wt(cl->owner.h3));
+  }
+  while (cl->reqs) {
+    creq_finish(cl->reqs, err ? err : H3WT_ERR_CLOSED,
+                H3WT_H3_REQUEST_CANCELLED);
+  }
+  uv_timer_stop(&cl->timer);
+  uv_prepare_stop(&cl->flush);
+  uv_idle_stop(&cl->spin);
+  uv_close((uv_handle_t *)&cl->timer, handle_closed);
+  uv_close((uv_handle_t *)&cl->flush, handle_closed);
+  uv_close((uv_handle_t *)&cl->spin, handle_closed);
+  h3wt_udp_close(&cl->udp, handle_closed, cl);
+  cl->handles = 4;
+  if (cl->cbs.on_closed) {
+    cl->cbs.on_closed(cl, err, cl->user_data);
+  }
+}
+
+static int dead_reason(h3wt_client *cl) {
+  return h3wt_quic_conn_end_reason(cl->qc);
+}
+
+static void schedule(h3wt_client *cl);
+
+static void timer_cb(uv_timer_t *t) {
+  h3wt_client *cl = t->data;
+  if (h3wt_quic_conn_handle_expiry(cl->qc, h3wt_now_ns()) == H3WT_QUIC_DEAD) {
+    conn_end(cl, dead_reason(cl));
+    return;
+  }
+  mark_dirty(cl);
+}
+
+static void schedule(h3wt_client *cl) {
+  uint64_t exp = h3wt_quic_conn_expiry(cl->qc), now = h3wt_now_ns();
+  if (exp == UINT64_MAX) {
+    uv_timer_stop(&cl->timer);
+    return;
+  }
+  uint64_t ms = exp > now ? (exp - now + 999999) / 1000000 : 0;
+  uv_timer_start(&cl->timer, timer_cb, ms, 0);
+}
+
+static void spin_cb(uv_idle_t *h) {
+  (void)h;
+}
+
+static void flush_cb(uv_prepare_t *h) {
+  h3wt_client *cl = h->data;
+  if (cl->closed || !cl->dirty) {
+    return;
+  }
+  h3wt_wt_run_deferred(h3wt_h3_wt(cl->owner.h3));
+  if (cl->closed) {
+    return;
+  }
+  cl->dirty = 0;
+  h3wt_quic_status st = h3wt_quic_conn_write(cl->qc, h3wt_now_ns());
+  if (st == H3WT_QUIC_DEAD) {
+    conn_end(cl, dead_reason(cl));
+    return;
+  }
+  if (st == H3WT_QUIC_MORE) {
+    cl->dirty = 1;
+    uv_idle_start(&cl->spin, spin_cb);
+  } else {
+    uv_idle_stop(&cl->spin);
+  }
+  schedule(cl);
+}
+
+static void on_datagram(h3wt_udp *udp, const struct sockaddr *remote,
+                        const uint8_t *data, size_t len, uint64_t ts,
+                        void *ud) {
+  h3wt_client *cl = ud;
+  if (cl->closed) {
+    return;
+  }
+  if (h3wt_quic_conn_read(cl->qc, (const struct sockaddr *)&udp->local,
+                          remote, data, len, ts) == H3WT_QUIC_DEAD) {
+    conn_end(cl, dead_reason(cl));
+    return;
+  }
+  mark_dirty(cl);
+}
+
+static void q_send(h3wt_quic_conn *qc, const struct sockaddr *remote,
+                   const uint8_t *data, size_t len, size_t gso, void *ud) {
+  h3wt_client *cl = ud;
+  h3wt_udp_send(&cl->udp, remote, data, len, gso);
+}
+
+void h3wt_client_close(h3wt_client *cl) {
+  if (cl->closed) {
+    return;
+  }
+  /* Send what is already queued first (a WT_CLOSE_SESSION capsule written
+     just before this call, a FIN), so that closing the connection right
+     after closing a session does not lose the session's close. */
+  if (cl->owner.h3 && h3wt_h3_wt(cl->owner.h3)) {
+    h3wt_wt_run_deferred(h3wt_h3_wt(cl->owner.h3));
+  }
+  if (!cl->closed) {
+    (void)h3wt_quic_conn_write(cl->qc, h3wt_now_ns());
+  }
+  if (cl->closed) {
+    return;
+  }
+  h3wt_quic_conn_close(cl->qc, H3WT_H3_NO_ERROR, NULL, h3wt_now_ns());
+  conn_end(cl, 0);
+}
+
+int h3wt_client_new(h3wt_client **pcl, uv_loop_t *loop,
+                    const h3wt_client_settings *s,
+                    const h3wt_client_callbacks *cbs, void *user_data) {
+  h3wt_client *cl;
+  char err[512], port[8];
+  struct addrinfo hints, *res = NULL;
+  int rv;
+  if (!s || !s->host || s->version < 1 ||
+      s->version > H3WT_CLIENT_SETTINGS_VERSION) {
+    return H3WT_ERR_INVALID_ARGUMENT;
+  }
+  cl = calloc(1, sizeof(*cl));
+  if (!cl) {
+    return H3WT_ERR_NOMEM;
+  }
+  cl->loop = loop;
+  cl->settings = *s;
+  cl->user_data = user_data;
+  if (cbs) {
+    cl->cbs = *cbs;
+  }
+  cl->log.cb = s->log_cb;
+  cl->log.user_data = s->log_user_data;
+  cl->log.level = s->log_level;
+  cl->host = strdup(s->host);
+  cl->sni = strdup(s->sni ? s->sni : s->host);
+  if (!cl->host || !cl->sni) {
+    rv = H3WT_ERR_NOMEM;
+    goto fail;
+  }
+  memset(&hints, 0, sizeof(hints));
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_DGRAM;
+  snprintf(port, sizeof(port), "%u", s->port);
+  if (getaddrinfo(s->host, port, &hints, &res) != 0 || !res) {
+    H3WT_LOG(&cl->log, H3WT_LOG_ERROR, "client", "cannot resolve %s",
+             s->host);
+    rv = H3WT_ERR_ADDRESS;
+    goto fail;
+  }
+  memcpy(&cl->remote, res->ai_addr, res->ai_addrlen);
+  freeaddrinfo(res);
+
+  h3wt_tls_ctx_opts topts = {0};
+  topts.ca_file = s->ca_file;
+  topts.insecure = s->insecure;
+  topts.keylog_file = s->keylog_file;
+  if (h3wt_tls_client_ctx_new(&cl->tls, &topts, err, sizeof(err)) != 0) {
+    H3WT_LOG(&cl->log, H3WT_LOG_ERROR, "client", "TLS: %s", err);
+    rv = H3WT_ERR_TLS;
+    goto fail;
+  }
+  h3wt_h3_fill_quic_callbacks(&cl->qcbs);
+  cl->qcbs.send = q_send;
+  cl->qcfg.log = &cl->log;
+  cl->qcfg.tls = cl->tls;
+  cl->qcfg.cbs = &cl->qcbs;
+  cl->qcfg.qlog_dir = s->qlog_dir;
+  cl->qcfg.idle_timeout_ns = s->idle_timeout_ms * 1000000ULL;
+  cl->qcfg.handshake_timeout_ns = s->handshake_timeout_ms * 1000000ULL;
+  /* WebTransport servers open streams towards us too. */
+  cl->qcfg.max_streams_bidi = 100;
+  cl->qcfg.max_streams_uni = 100;
+  cl->qcfg.max_stream_data = 4 * 1024 * 1024;
+  cl->qcfg.max_data = 16 * 1024 * 1024;
+  cl->qcfg.max_datagram_frame_size = 65535;
+  cl->qcfg.txbuflen = H3WT_QUIC_TXBUF_MIN;
+  cl->qcfg.txbuf = malloc(cl->qcfg.txbuflen);
+  if (!cl->qcfg.txbuf || h3wt_random(cl->qcfg.static_secret, 32) != 0) {
+    rv = H3WT_ERR_NOMEM;
+    goto fail;
+  }
+  cl->hcbs.begin_headers = hc_begin_headers;
+  cl->hcbs.recv_header = hc_recv_header;
+  cl->hcbs.end_headers = hc_end_headers;
+  cl->hcbs.recv_data = hc_recv_data;
+  cl->hcbs.stream_close = hc_stream_close;
+  cl->hcbs.stream_reset = hc_stream_reset;
+  cl->hcbs.read_body = hc_read_body;
+  cl->hcbs.acked_body = hc_acked_body;
+  cl->hcbs.ready = hc_ready;
+  cl->hcbs.end_stream = hc_end_stream;
+  cl->hcbs.streams_available = hc_streams_available;
+  cl->hcbs.want_write = hc_want_write;
+  h3wt_wt_limits_default(&cl->wt_limits);
+  cl->hcfg.wt = &cl->wt_limits;
+  cl->hcfg.log = &cl->log;
+  cl->hcfg.cbs = &cl->hcbs;
+  cl->hcfg.max_field_section_size = 64 * 1024;
+
+  struct sockaddr_storage any;
+  memset(&any, 0, sizeof(any));
+  if (cl->remote.ss_family == AF_INET6) {
+    uv_ip6_addr("::", 0, (struct sockaddr_in6 *)&any);
+  } else {
+    uv_ip4_addr("0.0.0.0", 0, (struct sockaddr_in *)&any);
+  }
+  rv = h3wt_udp_open(&cl->udp, loop, (struct sockaddr *)&any, &cl->log,
+                     on_datagram, cl);
+  if (rv != 0) {
+    goto fail;
+  }
+  rv = h3wt_quic_conn_client_new(&cl->qc, &cl->qcfg,
+                                 (struct sockaddr *)&cl->udp.local,
+                                 (struct sockaddr *)&cl->remote, cl->sni,
+                                 h3wt_now_ns(), cl);
+  if (rv == 0) {
+    rv = h3wt_h3_conn_new(&cl->owner.h3, &cl->hcfg, cl->qc, 0, cl);
+  }
+  if (rv != 0) {
+    h3wt_udp_close(&cl->udp, NULL, NULL);
+    /* The UDP handle is closing: the memory must outlive the close, so
+       the client is parked as closed rather than freed. */
+    cl->closed = 1;
+    *pcl = cl;
+    return rv;
+  }
+  uv_timer_init(loop, &cl->timer);
+  cl->timer.data = cl;
+  uv_prepare_init(loop, &cl->flush);
+  cl->flush.data = cl;
+  uv_prepare_start(&cl->flush, flush_cb);
+  uv_idle_init(loop, &cl->spin);
+  cl->spin.data = cl;
+  mark_dirty(cl);
+  *pcl = cl;
+  return 0;
+fail:
+  h3wt_tls_ctx_del(cl->tls);
+  free(cl->qcfg.txbuf);
+  free(cl->host);
+  free(cl->sni);
+  free(cl);
+  return rv;
+}
+
+void h3wt_client_del(h3wt_client *cl) {
+  if (!cl) {
+    return;
+  }
+  while (cl->reqs) {
+    h3wt_client_request *r = cl->reqs;
+    creq_unlink(r);
+    creq_free(r);
+  }
+  h3wt_h3_conn_del(cl->owner.h3);
+  h3wt_quic_conn_del(cl->qc);
+  h3wt_tls_ctx_del(cl->tls);
+  free(cl->qcfg.txbuf);
+  free(cl->host);
+  free(cl->sni);
+  free(cl);
+}
+
+/* ---- WebTransport --------------------------------------------------------- */
+
+static void wt_request_close(h3wt_client_request *r, int err, uint64_t code,
+                             void *ud) {
+  /* The session learnt its end through the WebTransport layer. */
+}
+
+static const h3wt_response_handler wt_request_handler = {NULL, NULL,
+                                                         wt_request_close};
+
+int h3wt_client_webtransport(h3wt_client *cl, const char *path,
+                             const char *origin,
+                             const h3wt_session_handler *handler,
+                             void *route_data, h3wt_session **ps) {
+  h3wt_client_request *r;
+  h3wt_session *s;
+  if (!path || path[0] != '/' || !handler) {
+    return H3WT_ERR_INVALID_ARGUMENT;
+  }
+  h3wt_wt_conn *wt = h3wt_h3_wt(cl->owner.h3);
+  if (!wt || cl->closed) {
+    return H3WT_ERR_CLOSED;
+  }
+  /* RFC 9220 and the draft: :protocol, and Chrome's draft-02 marker so
+     servers of that vintage answer too. */
+  const h3wt_header fixed[] = {
+      {":method", 7, "CONNECT", 7},
+      {":protocol", 9, "webtransport", 12},
+      {":scheme", 7, "https", 5},
+      {":authority", 10, cl->host, strlen(cl->host)},
+      {":path", 5, path, strlen(path)},
+      {"sec-webtransport-http3-draft02", 30, "1", 1},
+      {"origin", 6, origin ? origin : "", origin ? strlen(origin) : 0},
+  };
+  size_t nfixed = sizeof(fixed) / sizeof(fixed[0]) - (origin ? 0 : 1);
+  int rv = h3wt_wt_session_new(wt, -1, handler, route_data, path, cl->host,
+                               origin, &s);
+  if (rv != 0) {
+    return rv;
+  }
+  rv = request_send(cl, fixed, nfixed, NULL, 0, NULL, 0, 0,
+                    &wt_request_handler, NULL, s, &r);
+  if (rv != 0) {
+    /* Never on the wire: nothing to tell the handler. */
+    h3wt_wt_session_discard(s);
+    return rv;
+  }
+  if (ps) {
+    *ps = s;
+  }
+  return 0;
+}
+
+struct h3wt_wt_conn *h3wt_client_wt(h3wt_client *cl) {
+  return cl->owner.h3 ? h3wt_h3_wt(cl->owner.h3) : NULL;
+}

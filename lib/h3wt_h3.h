@@ -1,0 +1,120 @@
+/*
+ * h3wt_h3: HTTP/3 on one QUIC connection, through nghttp3.
+ *
+ * It implements the QUIC layer's stream callbacks (h3wt_quic_callbacks'
+ * upper half), binds the control and QPACK streams, returns flow-control
+ * credit as nghttp3 consumes bytes, and hands requests/responses to the
+ * facade above (server or client) through h3wt_h3_callbacks.  The only
+ * module that includes nghttp3's header.
+ */
+#ifndef H3WT_H3_H
+#define H3WT_H3_H
+
+#include "h3wt_quic.h"
+
+typedef struct h3wt_h3_conn h3wt_h3_conn;
+
+typedef struct h3wt_h3_callbacks {
+  /* A request (server) or response (client) begins on stream_id.  Server:
+     return the new stream's user data in *psud. */
+  int (*begin_headers)(h3wt_h3_conn *h3, int64_t stream_id, void *ud,
+                       void *sud, void **psud);
+  int (*recv_header)(h3wt_h3_conn *h3, int64_t stream_id, const uint8_t *name,
+                     size_t namelen, const uint8_t *value, size_t valuelen,
+                     void *ud, void *sud);
+  int (*end_headers)(h3wt_h3_conn *h3, int64_t stream_id, int fin, void *ud,
+                     void *sud);
+  /* Body bytes.  Flow-control credit is returned after this returns. */
+  int (*recv_data)(h3wt_h3_conn *h3, int64_t stream_id, const uint8_t *data,
+                   size_t len, void *ud, void *sud);
+  int (*end_stream)(h3wt_h3_conn *h3, int64_t stream_id, void *ud, void *sud);
+  /* The stream is gone; free its user data. */
+  int (*stream_close)(h3wt_h3_conn *h3, int64_t stream_id,
+                      uint64_t app_error_code, void *ud, void *sud);
+  /* The peer reset the stream.  sud is NULL here (nghttp3 1.8 has no
+     getter for its stream user data): find the stream by its ID. */
+  int (*stream_reset)(h3wt_h3_conn *h3, int64_t stream_id,
+                      uint64_t app_error_code, void *ud, void *sud);
+  /* Body to send: fill vec with up to veccnt pieces that stay valid until
+     acknowledged; set *eof at the end.  Return the count, or
+     H3WT_ERR_WOULDBLOCK to pause until h3wt_h3_resume(). */
+  ssize_t (*read_body)(h3wt_h3_conn *h3, int64_t stream_id, h3wt_vec *vec,
+                       size_t veccnt, int *eof, void *ud, void *sud);
+  /* n more body bytes were acknowledged. */
+  int (*acked_body)(h3wt_h3_conn *h3, int64_t stream_id, uint64_t n,
+                    void *ud, void *sud);
+  /* Client: HTTP/3 is ready (control streams bound). */
+  void (*ready)(h3wt_h3_conn *h3, void *ud);
+  /* Client: the server allows more requests (new bidi stream credit). */
+  void (*streams_available)(h3wt_h3_conn *h3, void *ud);
+  /* Something was queued outside a QUIC callback: the owner should write
+     the connection soon (it marks it dirty). */
+  void (*want_write)(h3wt_h3_conn *h3, void *ud);
+} h3wt_h3_callbacks;
+
+struct h3wt_wt_limits;
+struct h3wt_wt_conn;
+
+typedef struct h3wt_h3_config {
+  const h3wt_logger *log;
+  const h3wt_h3_callbacks *cbs;
+  uint64_t max_field_section_size;
+  uint64_t max_streams_bidi; /* server: requests the client may open */
+  /* WebTransport: its limits, or NULL to leave it off. */
+  const struct h3wt_wt_limits *wt;
+} h3wt_h3_config;
+
+/* The QUIC callbacks to give h3wt_quic_config (upper half filled); the
+   quic connection's user data must be what h3wt_h3_conn_user_data_for()
+   expects: the facade's conn object whose first member is the
+   h3wt_h3_conn pointer (see h3wt_h3_from_quic). */
+void h3wt_h3_fill_quic_callbacks(h3wt_quic_callbacks *cbs);
+
+int h3wt_h3_conn_new(h3wt_h3_conn **ph3, const h3wt_h3_config *cfg,
+                     h3wt_quic_conn *qc, int server, void *user_data);
+void h3wt_h3_conn_del(h3wt_h3_conn *h3);
+h3wt_quic_conn *h3wt_h3_quic(const h3wt_h3_conn *h3);
+void *h3wt_h3_user_data(const h3wt_h3_conn *h3);
+
+/* Opens the control and QPACK streams if not yet done and possible.  Safe
+   to call repeatedly.  Returns 0 or an error. */
+int h3wt_h3_start(h3wt_h3_conn *h3);
+int h3wt_h3_started(const h3wt_h3_conn *h3);
+
+/* Server: submits response headers; has_body 0 ends the stream. */
+int h3wt_h3_submit_response(h3wt_h3_conn *h3, int64_t stream_id,
+                            const h3wt_header *hdrs, size_t n, int has_body);
+/* Client: opens a stream and submits a request on it. */
+int h3wt_h3_submit_request(h3wt_h3_conn *h3, const h3wt_header *hdrs,
+                           size_t n, int has_body, void *sud,
+                           int64_t *pstream_id);
+/* New body bytes are ready after read_body returned WOULDBLOCK. */
+int h3wt_h3_resume(h3wt_h3_conn *h3, int64_t stream_id);
+void h3wt_h3_set_stream_data(h3wt_h3_conn *h3, int64_t stream_id, void *sud);
+/* Stops reading a request body (STOP_SENDING with H3_NO_ERROR). */
+void h3wt_h3_stop_reading(h3wt_h3_conn *h3, int64_t stream_id);
+/* Resets both directions of a stream with an HTTP/3 error code. */
+void h3wt_h3_reset_stream(h3wt_h3_conn *h3, int64_t stream_id,
+                          uint64_t code);
+/* Sends GOAWAY (server: refuse new requests).  Returns 0 or an error. */
+int h3wt_h3_shutdown(h3wt_h3_conn *h3);
+/* Tells the owner to write soon (see want_write). */
+void h3wt_h3_want_write(h3wt_h3_conn *h3);
+/* The connection's WebTransport state (NULL when off). */
+struct h3wt_wt_conn *h3wt_h3_wt(const h3wt_h3_conn *h3);
+
+/* The facade's per-connection object passed as the QUIC connection's user
+   data must begin with this, so the shared callbacks find the HTTP/3 conn. */
+typedef struct h3wt_h3_owner {
+  h3wt_h3_conn *h3;
+} h3wt_h3_owner;
+
+/* HTTP/3 error codes (RFC 9114 section 8.1). */
+#define H3WT_H3_NO_ERROR 0x100
+#define H3WT_H3_GENERAL_PROTOCOL_ERROR 0x101
+#define H3WT_H3_INTERNAL_ERROR 0x102
+#define H3WT_H3_REQUEST_REJECTED 0x10b
+#define H3WT_H3_REQUEST_CANCELLED 0x10c
+#define H3WT_H3_MESSAGE_ERROR 0x10e
+
+#endif /* H3WT_H3_H */

@@ -1,0 +1,1088 @@
+/*
+ * h3wt_quic: one QUIC connection on ngtcp2 (see h3wt_quic.h).
+ *
+ * Lifecycle of a connection, one line per state:
+ *   ACTIVE    handshaking or established; reads and writes flow
+ *   CLOSING   we sent CONNECTION_CLOSE; answer further packets with it
+ *             (rate-limited) until the closing period ends (RFC 9000 10.2.1)
+ *   DRAINING  the peer closed; send nothing until the period ends (10.2.2)
+ *   DEAD      the owner frees it
+ */
+#include "h3wt_quic.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <ngtcp2/ngtcp2.h>
+#include <ngtcp2/ngtcp2_crypto.h>
+
+/* RFC 9114 section 8.1. */
+#define H3_NO_ERROR 0x100
+#define H3_INTERNAL_ERROR 0x102
+
+/* Packets per write call before yielding to other connections. */
+#define MAX_PKTS_PER_WRITE 64
+/* GSO takes at most 64 segments per call. */
+#define MAX_GSO_SEGMENTS 64
+
+enum conn_state { ST_ACTIVE, ST_CLOSING, ST_DRAINING, ST_DEAD };
+
+struct h3wt_quic_conn {
+  ngtcp2_conn *conn;
+  ngtcp2_crypto_conn_ref ref;
+  void *ssl;
+  const h3wt_quic_config *cfg;
+  void *user_data;
+  int server;
+  enum conn_state state;
+  int end_reason;
+  uint64_t app_error; /* to close with when an upper callback fails */
+  int app_error_set;
+  int alpn_refused; /* handshake done without ALPN "h3" */
+  /* The closing/draining period ends at close_deadline. */
+  uint64_t close_deadline;
+  /* The CONNECTION_CLOSE packet we answer with while closing. */
+  uint8_t *close_pkt;
+  size_t close_pktlen;
+  uint64_t close_pkts_recv; /* packets received while closing */
+  ngtcp2_path_storage ps;
+  ngtcp2_cid odcid; /* server: the client's first DCID */
+  FILE *qlog;
+  char name[20];
+};
+
+/* ---- ngtcp2 callbacks --------------------------------------------------- */
+
+static ngtcp2_conn *get_conn(ngtcp2_crypto_conn_ref *ref) {
+  return ((h3wt_quic_conn *)ref->user_data)->conn;
+}
+
+static void rand_cb(uint8_t *dest, size_t destlen,
+                    const ngtcp2_rand_ctx *rand_ctx) {
+  if (h3wt_random(dest, destlen) != 0) {
+    /* getrandom() does not fail once the pool is initialised; this is a
+       last resort that still never hands out zeros. */
+    for (size_t i = 0; i < destlen; ++i) {
+      dest[i] = (uint8_t)(rand() ^ (int)i);
+    }
+  }
+}
+
+static int get_new_connection_id_cb(ngtcp2_conn *conn, ngtcp2_cid *cid,
+                                    uint8_t *token, size_t cidlen,
+                                    void *user_data) {
+  h3wt_quic_conn *qc = user_data;
+  const h3wt_quic_callbacks *cbs = qc->cfg->cbs;
+  for (int tries = 0; tries < 8; ++tries) {
+    if (h3wt_random(cid->data, cidlen) != 0) {
+      return NGTCP2_ERR_CALLBACK_FAILURE;
+    }
+    cid->datalen = cidlen;
+    if (!cbs->cid_added || cbs->cid_added(qc, cid->data, cidlen,
+                                          qc->user_data) == 0) {
+      break;
+    }
+    if (tries == 7) {
+      return NGTCP2_ERR_CALLBACK_FAILURE;
+    }
+  }
+  if (ngtcp2_crypto_generate_stateless_reset_token(
+          token, qc->cfg->static_secret, sizeof(qc->cfg->static_secret),
+          cid) != 0) {
+    return NGTCP2_ERR_CALLBACK_FAILURE;
+  }
+  return 0;
+}
+
+static int remove_connection_id_cb(ngtcp2_conn *conn, const ngtcp2_cid *cid,
+                                   void *user_data) {
+  h3wt_quic_conn *qc = user_data;
+  if (qc->cfg->cbs->cid_removed) {
+    qc->cfg->cbs->cid_removed(qc, cid->data, cid->datalen, qc->user_data);
+  }
+  return 0;
+}
+
+/* Upper-layer callbacks return 0 or negative: map to ngtcp2's failure. */
+#define UPPER(expr) ((expr) == 0 ? 0 : NGTCP2_ERR_CALLBACK_FAILURE)
+
+static int handshake_completed_cb(ngtcp2_conn *conn, void *user_data) {
+  h3wt_quic_conn *qc = user_data;
+  const uint8_t *alpn = NULL;
+  size_t alpnlen = 0;
+  /* RFC 9001 8.1: "endpoints MUST use ALPN"; a server that does not agree
+     on one closes with no_application_protocol.  wolfSSL lets a client
+     that offers no ALPN at all through, so check here. */
+  h3wt_tls_session_alpn(qc->ssl, &alpn, &alpnlen);
+  if (alpnlen != 2 || memcmp(alpn, "h3", 2) != 0) {
+    H3WT_LOG(qc->cfg->log, H3WT_LOG_INFO, "quic",
+             "[%s] handshake without ALPN h3: refused", qc->name);
+    qc->alpn_refused = 1;
+    return NGTCP2_ERR_CALLBACK_FAILURE;
+  }
+  H3WT_LOG(qc->cfg->log, H3WT_LOG_DEBUG, "quic", "[%s] handshake completed",
+           qc->name);
+  if (!qc->cfg->cbs->handshake_completed) {
+    return 0;
+  }
+  return UPPER(qc->cfg->cbs->handshake_completed(qc, qc->user_data));
+}
+
+static int recv_stream_data_cb(ngtcp2_conn *conn, uint32_t flags,
+                               int64_t stream_id, uint64_t offset,
+                               const uint8_t *data, size_t datalen,
+                               void *user_data, void *stream_user_data) {
+  h3wt_quic_conn *qc = user_data;
+  if (!qc->cfg->cbs->recv_stream_data) {
+    ngtcp2_conn_extend_max_stream_offset(conn, stream_id, datalen);
+    ngtcp2_conn_extend_max_offset(conn, datalen);
+    return 0;
+  }
+  return UPPER(qc->cfg->cbs->recv_stream_data(
+      qc, stream_id, data, datalen, (flags & NGTCP2_STREAM_DATA_FLAG_FIN) != 0,
+      qc->user_data, stream_user_data));
+}
+
+static int acked_stream_data_offset_cb(ngtcp2_conn *conn, int64_t stream_id,
+                                       uint64_t offset, uint64_t datalen,
+                                       void *user_data,
+                                       void *stream_user_data) {
+  h3wt_quic_conn *qc = user_data;
+  if (!qc->cfg->cbs->acked_stream_data) {
+    return 0;
+  }
+  return UPPER(qc->cfg->cbs->acked_stream_data(qc, stream_id, datalen,
+                                               qc->user_data,
+                                               stream_user_data));
+}
+
+static int stream_close_cb(ngtcp2_conn *conn, uint32_t flags,
+                           int64_t stream_id, uint64_t app_error_code,
+                           void *user_data, void *stream_user_data) {
+  h3wt_quic_conn *qc = user_data;
+  if (!(flags & NGTCP2_STREAM_CLOSE_FLAG_APP_ERROR_CODE_SET)) {
+    app_error_code = H3_NO_ERROR;
+  }
+  if (!qc->cfg->cbs->stream_close) {
+    return 0;
+  }
+  return UPPER(qc->cfg->cbs->stream_close(qc, stream_id, app_error_code,
+                                          qc->user_data, stream_user_data));
+}
+
+static int stream_reset_cb(ngtcp2_conn *conn, int64_t stream_id,
+                           uint64_t final_size, uint64_t app_error_code,
+                           void *user_data, void *stream_user_data) {
+  h3wt_quic_conn *qc = user_data;
+  if (!qc->cfg->cbs->stream_reset) {
+    return 0;
+  }
+  return UPPER(qc->cfg->cbs->stream_reset(qc, stream_id, app_error_code,
+                                          qc->user_data, stream_user_data));
+}
+
+static int stream_stop_sending_cb(ngtcp2_conn *conn, int64_t stream_id,
+                                  uint64_t app_error_code, void *user_data,
+                                  void *stream_user_data) {
+  h3wt_quic_conn *qc = user_data;
+  if (!qc->cfg->cbs->stream_stop_sending) {
+    return 0;
+  }
+  return UPPER(qc->cfg->cbs->stream_stop_sending(
+      qc, stream_id, app_error_code, qc->user_data, stream_user_data));
+}
+
+static int extend_max_stream_data_cb(ngtcp2_conn *conn, int64_t stream_id,
+                                     uint64_t max_data, void *user_data,
+                                     void *stream_user_data) {
+  h3wt_quic_conn *qc = user_data;
+  if (!qc->cfg->cbs->extend_max_stream_data) {
+    return 0;
+  }
+  return UPPER(qc->cfg->cbs->extend_max_stream_data(
+      qc, stream_id, qc->user_data, stream_user_data));
+}
+
+static int extend_max_remote_streams_bidi_cb(ngtcp2_conn *conn,
+                                             uint64_t max_streams,
+                                             void *user_data) {
+  h3wt_quic_conn *qc = user_data;
+  if (!qc->cfg->cbs->extend_max_remote_streams_bidi) {
+    return 0;
+  }
+  return UPPER(qc->cfg->cbs->extend_max_remote_streams_bidi(qc, max_streams,
+                                                            qc->user_data));
+}
+
+static int extend_max_local_streams_bidi_cb(ngtcp2_conn *conn,
+                                            uint64_t max_streams,
+                                            void *user_data) {
+  h3wt_quic_conn *qc = user_data;
+  if (!qc->cfg->cbs->extend_max_local_streams_bidi) {
+    return 0;
+  }
+  return UPPER(qc->cfg->cbs->extend_max_local_streams_bidi(qc, max_streams,
+                                                           qc->user_data));
+}
+
+static int recv_datagram_cb(ngtcp2_conn *conn, uint32_t flags,
+                            const uint8_t *data, size_t datalen,
+                            void *user_data) {
+  h3wt_quic_conn *qc = user_data;
+  if (!qc->cfg->cbs->recv_datagram) {
+    return 0;
+  }
+  return UPPER(
+      qc->cfg->cbs->recv_datagram(qc, data, datalen, qc->user_data));
+}
+
+static void fill_callbacks(ngtcp2_callbacks *cb, int server) {
+  memset(cb, 0, sizeof(*cb));
+  if (server) {
+    cb->recv_client_initial = ngtcp2_crypto_recv_client_initial_cb;
+  } else {
+    cb->client_initial = ngtcp2_crypto_client_initial_cb;
+    cb->recv_retry = ngtcp2_crypto_recv_retry_cb;
+  }
+  cb->recv_crypto_data = ngtcp2_crypto_recv_crypto_data_cb;
+  cb->encrypt = ngtcp2_crypto_encrypt_cb;
+  cb->decrypt = ngtcp2_crypto_decrypt_cb;
+  cb->hp_mask = ngtcp2_crypto_hp_mask_cb;
+  cb->update_key = ngtcp2_crypto_update_key_cb;
+  cb->delete_crypto_aead_ctx = ngtcp2_crypto_delete_crypto_aead_ctx_cb;
+  cb->delete_crypto_cipher_ctx = ngtcp2_crypto_delete_crypto_cipher_ctx_cb;
+  cb->get_path_challenge_data = ngtcp2_crypto_get_path_challenge_data_cb;
+  cb->version_negotiation = ngtcp2_crypto_version_negotiation_cb;
+  cb->rand = rand_cb;
+  cb->get_new_connection_id = get_new_connection_id_cb;
+  cb->remove_connection_id = remove_connection_id_cb;
+  cb->handshake_completed = handshake_completed_cb;
+  cb->recv_stream_data = recv_stream_data_cb;
+  cb->acked_stream_data_offset = acked_stream_data_offset_cb;
+  cb->stream_close = stream_close_cb;
+  cb->stream_reset = stream_reset_cb;
+  cb->stream_stop_sending = stream_stop_sending_cb;
+  cb->extend_max_stream_data = extend_max_stream_data_cb;
+  cb->extend_max_remote_streams_bidi = extend_max_remote_streams_bidi_cb;
+  cb->recv_datagram = recv_datagram_cb;
+  cb->extend_max_local_streams_bidi = extend_max_local_streams_bidi_cb;
+}
+
+/* ---- qlog --------------------------------------------------------------- */
+
+static void qlog_write_cb(void *user_data, uint32_t flags, const void *data,
+                          size_t datalen) {
+  h3wt_quic_conn *qc = user_data;
+  if (qc->qlog) {
+    fwrite(data, 1, datalen, qc->qlog);
+    if (flags & NGTCP2_QLOG_WRITE_FLAG_FIN) {
+      fclose(qc->qlog);
+      qc->qlog = NULL;
+    }
+  }
+}
+
+static void qlog_open(h3wt_quic_conn *qc, const ngtcp2_cid *odcid,
+                      ngtcp2_settings *settings) {
+  char hex[2 * NGTCP2_MAX_CIDLEN + 1], path[4096];
+  if (!qc->cfg->qlog_dir) {
+    return;
+  }
+  h3wt_hex(odcid->data, odcid->datalen, hex);
+  snprintf(path, sizeof(path), "%s/%s-%s.sqlog", qc->cfg->qlog_dir, hex,
+           qc->server ? "server" : "client");
+  qc->qlog = fopen(path, "w");
+  if (!qc->qlog) {
+    H3WT_LOG(qc->cfg->log, H3WT_LOG_WARN, "quic", "qlog %s: %s", path,
+             strerror(errno));
+    return;
+  }
+  settings->qlog_write = qlog_write_cb;
+}
+
+/* ---- creation ----------------------------------------------------------- */
+
+static void fill_settings(h3wt_quic_conn *qc, ngtcp2_settings *s,
+                          uint64_t ts) {
+  ngtcp2_settings_default(s);
+  s->initial_ts = ts;
+  s->max_tx_udp_payload_size = 1452;
+  s->handshake_timeout = qc->cfg->handshake_timeout_ns;
+  s->cc_algo = NGTCP2_CC_ALGO_CUBIC;
+}
+
+static void fill_params(const h3wt_quic_config *cfg, ngtcp2_transport_params *p) {
+  ngtcp2_transport_params_default(p);
+  p->initial_max_streams_bidi = cfg->max_streams_bidi;
+  p->initial_max_streams_uni = cfg->max_streams_uni;
+  p->initial_max_stream_data_bidi_local = cfg->max_stream_data;
+  p->initial_max_stream_data_bidi_remote = cfg->max_stream_data;
+  p->initial_max_stream_data_uni = cfg->max_stream_data;
+  p->initial_max_data = cfg->max_data;
+  p->max_idle_timeout = cfg->idle_timeout_ns;
+  p->max_datagram_frame_size = cfg->max_datagram_frame_size;
+  p->active_connection_id_limit = 4;
+}
+
+static h3wt_quic_conn *conn_alloc(const h3wt_quic_config *cfg, int server,
+                                  void *user_data) {
+  h3wt_quic_conn *qc = calloc(1, sizeof(*qc));
+  if (!qc) {
+    return NULL;
+  }
+  qc->cfg = cfg;
+  qc->server = server;
+  qc->user_data = user_data;
+  qc->ref.get_conn = get_conn;
+  qc->ref.user_data = qc;
+  return qc;
+}
+
+static void set_path(ngtcp2_path_storage *ps, const struct sockaddr *local,
+                     const struct sockaddr *remote) {
+  ngtcp2_path_storage_init(
+      ps, local,
+      local->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+                                   : sizeof(struct sockaddr_in),
+      remote,
+      remote->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+                                    : sizeof(struct sockaddr_in),
+      NULL);
+}
+
+int h3wt_quic_conn_server_new(h3wt_quic_conn **pqc,
+                              const h3wt_quic_config *cfg,
+                              const struct sockaddr *local,
+                              const struct sockaddr *remote,
+                              const uint8_t *data, size_t len, uint64_t ts,
+                              void *user_data) {
+  ngtcp2_pkt_hd hd;
+  ngtcp2_callbacks cb;
+  ngtcp2_settings settings;
+  ngtcp2_transport_params params;
+  ngtcp2_cid scid;
+  int rv;
+
+  /* ngtcp2_accept checks this is a client Initial we may answer (long
+     enough, right version, no token we must validate). */
+  if (ngtcp2_accept(&hd, data, len) != 0) {
+    return H3WT_ERR_QUIC;
+  }
+  if (hd.type != NGTCP2_PKT_INITIAL) {
+    /* 0-RTT that overtook its Initial: nothing to attach it to. */
+    return H3WT_ERR_QUIC;
+  }
+  h3wt_quic_conn *qc = conn_alloc(cfg, 1, user_data);
+  if (!qc) {
+    return H3WT_ERR_NOMEM;
+  }
+  set_path(&qc->ps, local, remote);
+  qc->odcid = hd.dcid;
+
+  scid.datalen = H3WT_QUIC_SCIDLEN;
+  if (h3wt_random(scid.data, scid.datalen) != 0) {
+    free(qc);
+    return H3WT_ERR_QUIC;
+  }
+  h3wt_hex(scid.data, 8, qc->name);
+
+  fill_callbacks(&cb, 1);
+  fill_settings(qc, &settings, ts);
+  qlog_open(qc, &hd.dcid, &settings);
+  fill_params(cfg, &params);
+  params.original_dcid = hd.dcid;
+  params.original_dcid_present = 1;
+  params.stateless_reset_token_present = 1;
+  if (ngtcp2_crypto_generate_stateless_reset_token(
+          params.stateless_reset_token, cfg->static_secret,
+          sizeof(cfg->static_secret), &scid) != 0) {
+    goto fail;
+  }
+
+  rv = ngtcp2_conn_server_new(&qc->conn, &hd.scid, &scid, &qc->ps.path,
+                              hd.version, &cb, &settings, &params, NULL, qc);
+  if (rv != 0) {
+    H3WT_LOG(cfg->log, H3WT_LOG_ERROR, "quic", "ngtcp2_conn_server_new: %s",
+             ngtcp2_strerror(rv));
+    goto fail;
+  }
+  qc->ssl = h3wt_tls_session_new_server(cfg->tls, &qc->ref);
+  if (!qc->ssl) {
+    ngtcp2_conn_del(qc->conn);
+    H3WT_LOG(cfg->log, H3WT_LOG_ERROR, "quic", "TLS session setup failed");
+    free(qc);
+    return H3WT_ERR_TLS;
+  }
+  ngtcp2_conn_set_tls_native_handle(qc->conn, qc->ssl);
+
+  /* The map needs the IDs the client may address us by: the one it chose
+     (until the handshake is done it keeps using it) and our first SCID. */
+  if (cfg->cbs->cid_added &&
+      (cfg->cbs->cid_added(qc, scid.data, scid.datalen, user_data) != 0 ||
+       cfg->cbs->cid_added(qc, hd.dcid.data, hd.dcid.datalen, user_data) !=
+           0)) {
+    if (cfg->cbs->cid_removed) {
+      cfg->cbs->cid_removed(qc, scid.data, scid.datalen, user_data);
+    }
+    h3wt_tls_session_del(qc->ssl);
+    ngtcp2_conn_del(qc->conn);
+    free(qc);
+    return H3WT_ERR_QUIC;
+  }
+  *pqc = qc;
+  return 0;
+fail:
+  if (qc->qlog) {
+    fclose(qc->qlog);
+  }
+  free(qc);
+  return H3WT_ERR_QUIC;
+}
+
+int h3wt_quic_conn_client_new(h3wt_quic_conn **pqc,
+                              const h3wt_quic_config *cfg,
+                              const struct sockaddr *local,
+                              const struct sockaddr *remote, const char *sni,
+                              uint64_t ts, void *user_data) {
+  ngtcp2_callbacks cb;
+  ngtcp2_settings settings;
+  ngtcp2_transport_params params;
+  ngtcp2_cid dcid, scid;
+  int rv;
+  h3wt_quic_conn *qc = conn_alloc(cfg, 0, user_data);
+  if (!qc) {
+    return H3WT_ERR_NOMEM;
+  }
+  set_path(&qc->ps, local, remote);
+  dcid.datalen = 18;
+  scid.datalen = 18;
+  if (h3wt_random(dcid.data, dcid.datalen) != 0 ||
+      h3wt_random(scid.data, scid.datalen) != 0) {
+    free(qc);
+    return H3WT_ERR_QUIC;
+  }
+  h3wt_hex(scid.data, 8, qc->name);
+  fill_callbacks(&cb, 0);
+  fill_settings(qc, &settings, ts);
+  qlog_open(qc, &dcid, &settings);
+  fill_params(cfg, &params);
+  rv = ngtcp2_conn_client_new(&qc->conn, &dcid, &scid, &qc->ps.path,
+                              NGTCP2_PROTO_VER_V1, &cb, &settings, &params,
+                              NULL, qc);
+  if (rv != 0) {
+    H3WT_LOG(cfg->log, H3WT_LOG_ERROR, "quic", "ngtcp2_conn_client_new: %s",
+             ngtcp2_strerror(rv));
+    if (qc->qlog) {
+      fclose(qc->qlog);
+    }
+    free(qc);
+    return H3WT_ERR_QUIC;
+  }
+  qc->ssl = h3wt_tls_session_new_client(cfg->tls, &qc->ref, sni);
+  if (!qc->ssl) {
+    ngtcp2_conn_del(qc->conn);
+    if (qc->qlog) {
+      fclose(qc->qlog);
+    }
+    free(qc);
+    return H3WT_ERR_TLS;
+  }
+  ngtcp2_conn_set_tls_native_handle(qc->conn, qc->ssl);
+  *pqc = qc;
+  return 0;
+}
+
+void h3wt_quic_conn_del(h3wt_quic_conn *qc) {
+  if (!qc) {
+    return;
+  }
+  if (qc->conn) {
+    ngtcp2_conn_del(qc->conn);
+  }
+  if (qc->ssl) {
+    h3wt_tls_session_del(qc->ssl);
+  }
+  if (qc->qlog) {
+    fclose(qc->qlog);
+  }
+  free(qc->close_pkt);
+  free(qc);
+}
+
+/* ---- closing ------------------------------------------------------------ */
+
+static void enter_period(h3wt_quic_conn *qc, enum conn_state st,
+                         uint64_t ts) {
+  qc->state = st;
+  /* RFC 9000 10.2: "at least three times the current PTO interval". */
+  qc->close_deadline = ts + 3 * ngtcp2_conn_get_pto(qc->conn);
+}
+
+/* Writes CONNECTION_CLOSE for ccerr and enters the closing period. */
+static void start_closing(h3wt_quic_conn *qc, const ngtcp2_ccerr *ccerr,
+                          uint64_t ts) {
+  ngtcp2_path_storage ps;
+  ngtcp2_pkt_info pi;
+  uint8_t buf[1500];
+  if (qc->state != ST_ACTIVE) {
+    return;
+  }
+  if (ngtcp2_conn_in_closing_period(qc->conn) ||
+      ngtcp2_conn_in_draining_period(qc->conn)) {
+    enter_period(qc, ST_DRAINING, ts);
+    return;
+  }
+  ngtcp2_path_storage_zero(&ps);
+  ngtcp2_ssize n = ngtcp2_conn_write_connection_close(
+      qc->conn, &ps.path, &pi, buf, sizeof(buf), ccerr, ts);
+  if (n <= 0) {
+    /* Nothing to say (e.g. before any key): just go away quietly. */
+    qc->state = ST_DEAD;
+    return;
+  }
+  qc->close_pkt = malloc((size_t)n);
+  if (qc->close_pkt) {
+    memcpy(qc->close_pkt, buf, (size_t)n);
+    qc->close_pktlen = (size_t)n;
+  }
+  qc->cfg->cbs->send(qc, (const struct sockaddr *)ps.path.remote.addr, buf,
+                     (size_t)n, 0, qc->user_data);
+  enter_period(qc, ST_CLOSING, ts);
+}
+
+static void close_on_liberr(h3wt_quic_conn *qc, int liberr, uint64_t ts) {
+  ngtcp2_ccerr ccerr;
+  ngtcp2_ccerr_default(&ccerr);
+  if (qc->alpn_refused) {
+    ngtcp2_ccerr_set_tls_alert(&ccerr, 120 /* no_application_protocol */,
+                               NULL, 0);
+  } else if (liberr == NGTCP2_ERR_CALLBACK_FAILURE) {
+    ngtcp2_ccerr_set_application_error(
+        &ccerr, qc->app_error_set ? qc->app_error : H3_INTERNAL_ERROR, NULL,
+        0);
+  } else {
+    ngtcp2_ccerr_set_liberr(&ccerr, liberr, NULL, 0);
+  }
+  if (qc->end_reason == 0) {
+    qc->end_reason = h3wt_quic_conn_handshake_done(qc) ? H3WT_ERR_QUIC
+                                                        : H3WT_ERR_HANDSHAKE;
+  }
+  start_closing(qc, &ccerr, ts);
+}
+
+void h3wt_quic_conn_close(h3wt_quic_conn *qc, uint64_t app_error_code,
+                          const char *reason, uint64_t ts) {
+  ngtcp2_ccerr ccerr;
+  ngtcp2_ccerr_default(&ccerr);
+  ngtcp2_ccerr_set_application_error(&ccerr, app_error_code,
+                                     (const uint8_t *)reason,
+                                     reason ? strlen(reason) : 0);
+  start_closing(qc, &ccerr, ts);
+}
+
+void h3wt_quic_conn_set_app_error(h3wt_quic_conn *qc, uint64_t code) {
+  qc->app_error = code;
+  qc->app_error_set = 1;
+}
+
+/* ---- I/O ---------------------------------------------------------------- */
+
+h3wt_quic_status h3wt_quic_conn_read(h3wt_quic_conn *qc,
+                                     const struct sockaddr *local,
+                                     const struct sockaddr *remote,
+                                     const uint8_t *data, size_t len,
+                                     uint64_t ts) {
+  ngtcp2_path path;
+  ngtcp2_pkt_info pi = {0};
+  int rv;
+  switch (qc->state) {
+  case ST_DEAD:
+    return H3WT_QUIC_DEAD;
+  case ST_DRAINING:
+    return H3WT_QUIC_OK;
+  case ST_CLOSING:
+    /* Answer with the stored close, backing off exponentially so a flood
+       of packets cannot turn us into an amplifier (RFC 9000 10.2.1). */
+    ++qc->close_pkts_recv;
+    if (qc->close_pkt &&
+        (qc->close_pkts_recv & (qc->close_pkts_recv - 1)) == 0) {
+      qc->cfg->cbs->send(qc, remote, qc->close_pkt, qc->close_pktlen, 0,
+                         qc->user_data);
+    }
+    return H3WT_QUIC_OK;
+  case ST_ACTIVE:
+    break;
+  }
+  path.local.addr = (ngtcp2_sockaddr *)local;
+  path.local.addrlen = local->sa_family == AF_INET6
+                           ? sizeof(struct sockaddr_in6)
+                           : sizeof(struct sockaddr_in);
+  path.remote.addr = (ngtcp2_sockaddr *)remote;
+  path.remote.addrlen = remote->sa_family == AF_INET6
+                            ? sizeof(struct sockaddr_in6)
+                            : sizeof(struct sockaddr_in);
+  path.user_data = NULL;
+  rv = ngtcp2_conn_read_pkt(qc->conn, &path, &pi, data, len, ts);
+  if (rv == 0) {
+    return H3WT_QUIC_OK;
+  }
+  switch (rv) {
+  case NGTCP2_ERR_DRAINING:
+    /* The peer closed.  Its close code tells whether that was an error. */
+    {
+      const ngtcp2_ccerr *ce = ngtcp2_conn_get_ccerr(qc->conn);
+      if (ce->type == NGTCP2_CCERR_TYPE_APPLICATION) {
+        /* Above QUIC, only H3_NO_ERROR is a clean close. */
+        if (ce->error_code != H3_NO_ERROR) {
+          qc->end_reason = H3WT_ERR_H3;
+        }
+      } else if (ce->error_code != 0) {
+        qc->end_reason = H3WT_ERR_QUIC;
+      }
+      H3WT_LOG(qc->cfg->log, H3WT_LOG_DEBUG, "quic",
+               "[%s] peer closed: %s code 0x%llx", qc->name,
+               ce->type == NGTCP2_CCERR_TYPE_APPLICATION ? "application"
+                                                         : "transport",
+               (unsigned long long)ce->error_code);
+    }
+    enter_period(qc, ST_DRAINING, ts);
+    return H3WT_QUIC_OK;
+  case NGTCP2_ERR_DROP_CONN:
+    qc->state = ST_DEAD;
+    return H3WT_QUIC_DEAD;
+  case NGTCP2_ERR_CRYPTO:
+    H3WT_LOG(qc->cfg->log, H3WT_LOG_INFO, "quic",
+             "[%s] TLS alert %u during handshake", qc->name,
+             ngtcp2_conn_get_tls_alert(qc->conn));
+    qc->end_reason = H3WT_ERR_HANDSHAKE;
+    close_on_liberr(qc, rv, ts);
+    break;
+  default:
+    H3WT_LOG(qc->cfg->log, H3WT_LOG_INFO, "quic", "[%s] read: %s", qc->name,
+             ngtcp2_strerror(rv));
+    close_on_liberr(qc, rv, ts);
+    break;
+  }
+  return qc->state == ST_DEAD ? H3WT_QUIC_DEAD : H3WT_QUIC_OK;
+}
+
+/* Packets collected for one sendmsg: same path, all gso bytes long but the
+   last. */
+typedef struct batch {
+  uint8_t *buf;
+  size_t len;
+  size_t gso;
+  size_t npkts;
+  struct sockaddr_storage remote;
+} batch;
+
+static void batch_flush(h3wt_quic_conn *qc, batch *b) {
+  if (b->len) {
+    qc->cfg->cbs->send(qc, (const struct sockaddr *)&b->remote, b->buf,
+                       b->len, b->npkts > 1 ? b->gso : 0, qc->user_data);
+  }
+  b->len = 0;
+  b->npkts = 0;
+  b->gso = 0;
+}
+
+/* A packet of n bytes was written at b->buf + b->len: add it to the batch.
+   Returns 0 when this write call has sent its share of packets. */
+static int packet_added(h3wt_quic_conn *qc, batch *b, ngtcp2_path_storage *ps,
+                        size_t n, size_t *pkts) {
+  socklen_t rlen = ps->path.remote.addrlen;
+  if (b->npkts && memcmp(&b->remote, ps->path.remote.addr, rlen) != 0) {
+    /* A packet for another path (migration, probing): send the batch
+       before it, then start a new batch with this packet. */
+    uint8_t *pkt = b->buf + b->len;
+    batch_flush(qc, b);
+    memmove(b->buf, pkt, n);
+  }
+  if (b->npkts == 0) {
+    memcpy(&b->remote, ps->path.remote.addr, rlen);
+    b->gso = n;
+  }
+  b->len += n;
+  ++b->npkts;
+  ++*pkts;
+  if (n < b->gso) {
+    batch_flush(qc, b); /* a short packet ends a GSO batch */
+  }
+  return *pkts < MAX_PKTS_PER_WRITE;
+}
+
+h3wt_quic_status h3wt_quic_conn_write(h3wt_quic_conn *qc, uint64_t ts) {
+  const h3wt_quic_callbacks *cbs = qc->cfg->cbs;
+  ngtcp2_path_storage ps;
+  ngtcp2_pkt_info pi;
+  batch b = {qc->cfg->txbuf, 0, 0, 0, {0}};
+  size_t maxpkt = ngtcp2_conn_get_max_tx_udp_payload_size(qc->conn);
+  size_t pkts = 0;
+  int more = 0;
+
+  if (qc->state == ST_DEAD) {
+    return H3WT_QUIC_DEAD;
+  }
+  if (qc->state != ST_ACTIVE) {
+    return H3WT_QUIC_OK;
+  }
+  ngtcp2_path_storage_zero(&ps);
+  for (;;) {
+    int64_t stream_id = -1;
+    int fin = 0;
+    h3wt_vec vec[16];
+    ssize_t nvec = 0;
+    ngtcp2_ssize ndatalen = -1;
+    size_t dlen = 0;
+    const uint8_t *dgram =
+        cbs->datagram_front ? cbs->datagram_front(qc, &dlen, qc->user_data)
+                            : NULL;
+    if (dgram) {
+      if (b.len + maxpkt > qc->cfg->txbuflen ||
+          b.npkts == MAX_GSO_SEGMENTS) {
+        batch_flush(qc, &b);
+      }
+      size_t ddest = b.npkts ? b.gso : maxpkt;
+      int accepted = 0;
+      ngtcp2_vec dv = {(uint8_t *)dgram, dlen};
+      ngtcp2_ssize n = ngtcp2_conn_writev_datagram(
+          qc->conn, &ps.path, &pi, b.buf + b.len, ddest, &accepted,
+          NGTCP2_WRITE_DATAGRAM_FLAG_MORE, 0, &dv, 1, ts);
+      if (n == NGTCP2_ERR_WRITE_MORE) {
+        /* Packed; the packet has room for more frames. */
+        cbs->datagram_pop(qc, qc->user_data);
+        continue;
+      }
+      if (n < 0) {
+        if (n == NGTCP2_ERR_INVALID_ARGUMENT) {
+          /* Over the peer's limit: it can never be sent; drop it rather
+             than block every later datagram. */
+          cbs->datagram_pop(qc, qc->user_data);
+          continue;
+        }
+        batch_flush(qc, &b);
+        close_on_liberr(qc, (int)n, ts);
+        return qc->state == ST_DEAD ? H3WT_QUIC_DEAD : H3WT_QUIC_OK;
+      }
+      if (accepted) {
+        cbs->datagram_pop(qc, qc->user_data);
+      }
+      if (n == 0) {
+        /* Congestion-limited: datagrams wait (their queue is bounded). */
+        break;
+      }
+      if (!packet_added(qc, &b, &ps, (size_t)n, &pkts)) {
+        more = 1;
+        break;
+      }
+      continue;
+    }
+    if (cbs->writev_stream) {
+      nvec = cbs->writev_stream(qc, &stream_id, &fin, vec, 16, qc->user_data);
+      if (nvec < 0) {
+        close_on_liberr(qc, NGTCP2_ERR_CALLBACK_FAILURE, ts);
+        return qc->state == ST_DEAD ? H3WT_QUIC_DEAD : H3WT_QUIC_OK;
+      }
+    }
+    uint32_t flags = NGTCP2_WRITE_STREAM_FLAG_MORE;
+    if (fin) {
+      flags |= NGTCP2_WRITE_STREAM_FLAG_FIN;
+    }
+    if (b.len + maxpkt > qc->cfg->txbuflen ||
+        b.npkts == MAX_GSO_SEGMENTS) {
+      batch_flush(qc, &b);
+    }
+    /* After the first packet of a batch, no packet may be longer than it
+       (GSO segments are equal but for the last). */
+    size_t destlen = b.npkts ? b.gso : maxpkt;
+    ngtcp2_ssize n = ngtcp2_conn_writev_stream(
+        qc->conn, &ps.path, &pi, b.buf + b.len, destlen, &ndatalen, flags,
+        stream_id, (const ngtcp2_vec *)vec, (size_t)nvec, ts);
+    if (n < 0) {
+      switch (n) {
+      case NGTCP2_ERR_STREAM_DATA_BLOCKED:
+        cbs->stream_blocked(qc, stream_id, qc->user_data);
+        continue;
+      case NGTCP2_ERR_STREAM_SHUT_WR:
+        cbs->stream_shut_wr(qc, stream_id, qc->user_data);
+        continue;
+      case NGTCP2_ERR_WRITE_MORE:
+        if (cbs->add_write_offset(qc, stream_id, (size_t)ndatalen,
+                                  qc->user_data) != 0) {
+          batch_flush(qc, &b);
+          close_on_liberr(qc, NGTCP2_ERR_CALLBACK_FAILURE, ts);
+          return qc->state == ST_DEAD ? H3WT_QUIC_DEAD : H3WT_QUIC_OK;
+        }
+        continue;
+      default:
+        batch_flush(qc, &b);
+        H3WT_LOG(qc->cfg->log, H3WT_LOG_INFO, "quic", "[%s] write: %s",
+                 qc->name, ngtcp2_strerror((int)n));
+        close_on_liberr(qc, (int)n, ts);
+        return qc->state == ST_DEAD ? H3WT_QUIC_DEAD : H3WT_QUIC_OK;
+      }
+    }
+    if (ndatalen >= 0 && stream_id >= 0 &&
+        cbs->add_write_offset(qc, stream_id, (size_t)ndatalen,
+                              qc->user_data) != 0) {
+      batch_flush(qc, &b);
+      close_on_liberr(qc, NGTCP2_ERR_CALLBACK_FAILURE, ts);
+      return qc->state == ST_DEAD ? H3WT_QUIC_DEAD : H3WT_QUIC_OK;
+    }
+    if (n == 0) {
+      break;
+    }
+    if (!packet_added(qc, &b, &ps, (size_t)n, &pkts)) {
+      more = 1;
+      break;
+    }
+  }
+  batch_flush(qc, &b);
+  ngtcp2_conn_update_pkt_tx_time(qc->conn, ts);
+  return more ? H3WT_QUIC_MORE : H3WT_QUIC_OK;
+}
+
+uint64_t h3wt_quic_conn_expiry(const h3wt_quic_conn *qc) {
+  switch (qc->state) {
+  case ST_ACTIVE:
+    return ngtcp2_conn_get_expiry(qc->conn);
+  case ST_CLOSING:
+  case ST_DRAINING:
+    return qc->close_deadline;
+  default:
+    return 0;
+  }
+}
+
+h3wt_quic_status h3wt_quic_conn_handle_expiry(h3wt_quic_conn *qc,
+                                              uint64_t ts) {
+  int rv;
+  switch (qc->state) {
+  case ST_DEAD:
+    return H3WT_QUIC_DEAD;
+  case ST_CLOSING:
+  case ST_DRAINING:
+    if (ts >= qc->close_deadline) {
+      qc->state = ST_DEAD;
+      return H3WT_QUIC_DEAD;
+    }
+    return H3WT_QUIC_OK;
+  case ST_ACTIVE:
+    break;
+  }
+  rv = ngtcp2_conn_handle_expiry(qc->conn, ts);
+  if (rv == 0) {
+    return H3WT_QUIC_OK;
+  }
+  if (rv == NGTCP2_ERR_IDLE_CLOSE) {
+    /* RFC 9000 10.1: an idle connection is discarded silently. */
+    H3WT_LOG(qc->cfg->log, H3WT_LOG_DEBUG, "quic", "[%s] idle timeout",
+             qc->name);
+    qc->end_reason = H3WT_ERR_IDLE_TIMEOUT;
+    qc->state = ST_DEAD;
+    return H3WT_QUIC_DEAD;
+  }
+  if (rv == NGTCP2_ERR_HANDSHAKE_TIMEOUT) {
+    qc->end_reason = H3WT_ERR_HANDSHAKE;
+    qc->state = ST_DEAD;
+    return H3WT_QUIC_DEAD;
+  }
+  close_on_liberr(qc, rv, ts);
+  return qc->state == ST_DEAD ? H3WT_QUIC_DEAD : H3WT_QUIC_OK;
+}
+
+/* ---- endpoint helpers --------------------------------------------------- */
+
+int h3wt_quic_decode(const uint8_t *data, size_t len, h3wt_quic_pkt_info *pi) {
+  ngtcp2_version_cid vc;
+  int rv = ngtcp2_pkt_decode_version_cid(&vc, data, len, H3WT_QUIC_SCIDLEN);
+  if (rv == NGTCP2_ERR_VERSION_NEGOTIATION) {
+    rv = 1;
+  } else if (rv != 0) {
+    return -1;
+  }
+  pi->version = vc.version;
+  pi->dcid = vc.dcid;
+  pi->dcidlen = vc.dcidlen;
+  pi->scid = vc.scid;
+  pi->scidlen = vc.scidlen;
+  pi->long_header = (data[0] & 0x80) != 0;
+  return rv;
+}
+
+ssize_t h3wt_quic_write_version_negotiation(uint8_t *out, size_t outlen,
+                                            const h3wt_quic_pkt_info *pi) {
+  static const uint32_t sv[] = {NGTCP2_PROTO_VER_V1};
+  uint8_t r;
+  h3wt_random(&r, 1);
+  /* Echo the client's IDs swapped, as RFC 9000 17.2.1 asks. */
+  ngtcp2_ssize n = ngtcp2_pkt_write_version_negotiation(
+      out, outlen, r, pi->scid, pi->scidlen, pi->dcid, pi->dcidlen, sv,
+      sizeof(sv) / sizeof(sv[0]));
+  return n < 0 ? -1 : (ssize_t)n;
+}
+
+size_t h3wt_quic_write_stateless_reset(uint8_t *out, size_t outlen,
+                                       const uint8_t secret[32],
+                                       const uint8_t *dcid, size_t dcidlen,
+                                       size_t pktlen) {
+  uint8_t token[NGTCP2_STATELESS_RESET_TOKENLEN];
+  uint8_t rnd[64];
+  ngtcp2_cid cid;
+  /* RFC 9000 10.3: at least 21 bytes look like a short-header packet, and
+     the reset must be smaller than the packet it answers (10.3.3), so that
+     two endpoints cannot loop and nobody is amplified. */
+  size_t randlen = pktlen > 1 + NGTCP2_STATELESS_RESET_TOKENLEN + 1
+                       ? pktlen - 1 - NGTCP2_STATELESS_RESET_TOKENLEN - 1
+                       : 0;
+  if (randlen < NGTCP2_MIN_STATELESS_RESET_RANDLEN || dcidlen == 0 ||
+      dcidlen > NGTCP2_MAX_CIDLEN) {
+    return 0;
+  }
+  if (randlen > sizeof(rnd)) {
+    randlen = sizeof(rnd);
+  }
+  ngtcp2_cid_init(&cid, dcid, dcidlen);
+  if (ngtcp2_crypto_generate_stateless_reset_token(token, secret, 32, &cid) !=
+      0) {
+    return 0;
+  }
+  h3wt_random(rnd, randlen);
+  ngtcp2_ssize n =
+      ngtcp2_pkt_write_stateless_reset(out, outlen, token, rnd, randlen);
+  return n < 0 ? 0 : (size_t)n;
+}
+
+/* ---- accessors and stream wrappers --------------------------------------- */
+
+int h3wt_quic_conn_end_reason(const h3wt_quic_conn *qc) {
+  return qc->end_reason;
+}
+int h3wt_quic_conn_is_server(const h3wt_quic_conn *qc) {
+  return qc->server;
+}
+int h3wt_quic_conn_handshake_done(const h3wt_quic_conn *qc) {
+  return ngtcp2_conn_get_handshake_completed(qc->conn);
+}
+int h3wt_quic_conn_is_closing(const h3wt_quic_conn *qc) {
+  return qc->state != ST_ACTIVE;
+}
+const struct sockaddr *h3wt_quic_conn_remote(const h3wt_quic_conn *qc) {
+  return (const struct sockaddr *)ngtcp2_conn_get_path(qc->conn)->remote.addr;
+}
+void *h3wt_quic_conn_user_data(const h3wt_quic_conn *qc) {
+  return qc->user_data;
+}
+const char *h3wt_quic_conn_name(const h3wt_quic_conn *qc) {
+  return qc->name;
+}
+
+size_t h3wt_quic_conn_cids(const h3wt_quic_conn *qc, uint8_t (*cids)[20],
+                           size_t *lens, size_t max) {
+  ngtcp2_cid scids[16];
+  size_t n = ngtcp2_conn_get_scid(qc->conn, NULL), k = 0;
+  if (n > 16) {
+    n = 16;
+  }
+  ngtcp2_conn_get_scid(qc->conn, scids);
+  for (size_t i = 0; i < n && k < max; ++i, ++k) {
+    memcpy(cids[k], scids[i].data, scids[i].datalen);
+    lens[k] = scids[i].datalen;
+  }
+  if (qc->server && k < max) {
+    memcpy(cids[k], qc->odcid.data, qc->odcid.datalen);
+    lens[k] = qc->odcid.datalen;
+    ++k;
+  }
+  return k;
+}
+
+int h3wt_quic_open_bidi_stream(h3wt_quic_conn *qc, int64_t *pid, void *sud) {
+  int rv = ngtcp2_conn_open_bidi_stream(qc->conn, pid, sud);
+  if (rv == NGTCP2_ERR_STREAM_ID_BLOCKED) {
+    return H3WT_ERR_WOULDBLOCK;
+  }
+  return rv == 0 ? 0 : H3WT_ERR_QUIC;
+}
+
+int h3wt_quic_open_uni_stream(h3wt_quic_conn *qc, int64_t *pid, void *sud) {
+  int rv = ngtcp2_conn_open_uni_stream(qc->conn, pid, sud);
+  if (rv == NGTCP2_ERR_STREAM_ID_BLOCKED) {
+    return H3WT_ERR_WOULDBLOCK;
+  }
+  return rv == 0 ? 0 : H3WT_ERR_QUIC;
+}
+
+uint64_t h3wt_quic_streams_uni_left(const h3wt_quic_conn *qc) {
+  return ngtcp2_conn_get_streams_uni_left(qc->conn);
+}
+
+uint64_t h3wt_quic_streams_bidi_left(const h3wt_quic_conn *qc) {
+  return ngtcp2_conn_get_streams_bidi_left(qc->conn);
+}
+
+void h3wt_quic_set_stream_data(h3wt_quic_conn *qc, int64_t id, void *sud) {
+  ngtcp2_conn_set_stream_user_data(qc->conn, id, sud);
+}
+
+void h3wt_quic_consume(h3wt_quic_conn *qc, int64_t id, size_t n) {
+  ngtcp2_conn_extend_max_stream_offset(qc->conn, id, n);
+  ngtcp2_conn_extend_max_offset(qc->conn, n);
+}
+
+void h3wt_quic_consume_conn(h3wt_quic_conn *qc, size_t n) {
+  ngtcp2_conn_extend_max_offset(qc->conn, n);
+}
+
+void h3wt_quic_shutdown_stream_read(h3wt_quic_conn *qc, int64_t id,
+                                    uint64_t code) {
+  ngtcp2_conn_shutdown_stream_read(qc->conn, 0, id, code);
+}
+
+void h3wt_quic_shutdown_stream_write(h3wt_quic_conn *qc, int64_t id,
+                                     uint64_t code) {
+  ngtcp2_conn_shutdown_stream_write(qc->conn, 0, id, code);
+}
+
+void h3wt_quic_shutdown_stream(h3wt_quic_conn *qc, int64_t id, uint64_t code) {
+  ngtcp2_conn_shutdown_stream(qc->conn, 0, id, code);
+}
+
+void h3wt_quic_extend_max_streams_bidi(h3wt_quic_conn *qc, size_t n) {
+  ngtcp2_conn_extend_max_streams_bidi(qc->conn, n);
+}
+
+void h3wt_quic_extend_max_streams_uni(h3wt_quic_conn *qc, size_t n) {
+  ngtcp2_conn_extend_max_streams_uni(qc->conn, n);
+}
+
+size_t h3wt_quic_max_datagram_payload(const h3wt_quic_conn *qc) {
+  const ngtcp2_transport_params *p =
+      ngtcp2_conn_get_remote_transport_params(qc->conn);
+  if (!p || p->max_datagram_frame_size == 0) {
+    return 0;
+  }
+  /* A short-header packet: 1 byte of flags, our DCID, up to 4 bytes of
+     packet number, the 16-byte AEAD tag; the frame: type and a 2-byte
+     length. */
+  size_t dcidlen = ngtcp2_conn_get_dcid(qc->conn)->datalen;
+  size_t pkt = ngtcp2_conn_get_path_max_tx_udp_payload_size(qc->conn);
+  size_t overhead = 1 + dcidlen + 4 + 16 + 1 + 2;
+  size_t fit = pkt > overhead ? pkt - overhead : 0;
+  /* max_datagram_frame_size counts the frame's type and length too
+     (RFC 9221 3). */
+  uint64_t peer = p->max_datagram_frame_size > 3
+                      ? p->max_datagram_frame_size - 3
+                      : 0;
+  return peer < fit ? (size_t)peer : fit;
+}
+
+uint64_t h3wt_quic_peer_max_datagram(const h3wt_quic_conn *qc) {
+  const ngtcp2_transport_params *p =
+      ngtcp2_conn_get_remote_transport_params(qc->conn);
+  return p ? p->max_datagram_frame_size : 0;
+}

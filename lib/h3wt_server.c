@@ -1,0 +1,1322 @@
+/*
+ * h3wt_server: the server facade.  It owns the UDP socket, the table of
+ * connections keyed by connection ID, one libuv timer per connection, the
+ * routes, and the requests in flight.
+ *
+ * Writes are not done where the need arises: a connection that has
+ * something to send is put on the dirty list, and one flush pass before
+ * the loop sleeps (a uv_prepare handle) writes every dirty connection.  So
+ * a batch of received datagrams is acknowledged in as few packets as
+ * possible, and a handler that writes ten times causes one write pass
+ * (redis's beforeSleep).
+ */
+#include "h3wt_server.h"
+
+#include <arpa/inet.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "h3wt_h3.h"
+#include "h3wt_quic.h"
+#include "h3wt_router.h"
+#include "h3wt_tls.h"
+#include "h3wt_udp.h"
+#include "h3wt_wt.h"
+
+typedef struct srv_conn srv_conn;
+
+struct h3wt_request {
+  h3wt_server *server;
+  srv_conn *conn;
+  int64_t stream_id;
+  const h3wt_route *route;
+  const h3wt_request_handler *handler;
+  void *route_data;
+  void *user_data;
+  h3wt_request *prev, *next; /* in conn->requests */
+  /* Request fields, in one arena: pseudo-headers and headers. */
+  char *method, *path, *authority, *scheme, *protocol;
+  h3wt_header *headers;
+  size_t nheaders, headers_cap;
+  uint64_t header_bytes;
+  int64_t content_length;
+  uint64_t body_received;
+  /* Response. */
+  h3wt_sendq sendq;
+  int responded;     /* headers submitted */
+  int ended;         /* body complete (h3wt_request_end or respond) */
+  int want_writable; /* a write returned WOULDBLOCK */
+  int head;          /* HEAD: never send a body */
+  int discard_body;  /* stop_reading: ignore body bytes */
+  int too_large_hdr; /* field section over max_header_bytes */
+  int dispatched;
+  int bad; /* malformed pseudo-headers */
+  h3wt_session *session; /* an extended CONNECT for WebTransport */
+  int wt_accepted;       /* the CONNECT stream now carries capsules */
+};
+
+typedef struct wt_route {
+  char *path;
+  const h3wt_session_handler *handler;
+  void *data;
+} wt_route;
+
+struct srv_conn {
+  h3wt_h3_owner owner; /* first: the shared QUIC callbacks find h3 here */
+  h3wt_server *server;
+  h3wt_quic_conn *qc;
+  uv_timer_t timer;
+  srv_conn *prev, *next;             /* all connections */
+  srv_conn *dirty_next;              /* on the dirty list */
+  int dirty;
+  int dead;
+  int counted; /* its timer's close is awaited by h3wt_server_close */
+  h3wt_request *requests;
+};
+
+struct h3wt_server {
+  uv_loop_t *loop;
+  h3wt_server_settings settings;
+  char *strings[8]; /* copies of the settings' strings */
+  h3wt_logger log;
+  h3wt_tls_ctx *tls;
+  h3wt_quic_callbacks qcbs;
+  h3wt_quic_config qcfg;
+  h3wt_h3_callbacks hcbs;
+  h3wt_h3_config hcfg;
+  h3wt_udp udp;
+  int listening;
+  h3wt_cidmap cids;
+  srv_conn *conns;
+  size_t nconns;
+  srv_conn *dirty;
+  uv_prepare_t flush;
+  uv_idle_t spin; /* keeps the loop from sleeping while work remains */
+  h3wt_router router;
+  wt_route *wt_routes;
+  size_t nwt_routes;
+  h3wt_wt_limits wt_limits;
+  h3wt_static_mount **mounts;
+  size_t nmounts;
+  char altsvc[32];
+  int closing;
+  int pending_closes;
+  h3wt_server_close_cb close_cb;
+  void *close_ud;
+};
+
+static void conn_mark_dirty(srv_conn *c);
+
+/* ---- settings ----------------------------------------------------------- */
+
+void h3wt_server_settings_default(h3wt_server_settings *s) {
+  memset(s, 0, sizeof(*s));
+  s->version = H3WT_SERVER_SETTINGS_VERSION;
+  s->host = "::";
+  s->port = 4433;
+  s->server_name = "h3wt/" H3WT_VERSION;
+  s->log_level = H3WT_LOG_INFO;
+  s->max_request_body = 1024 * 1024;
+  s->max_header_bytes = 16 * 1024;
+  s->max_connections = 10000;
+  s->max_streams_bidi = 100;
+  s->idle_timeout_ms = 30000;
+  s->max_response_queue = 256 * 1024;
+  s->max_sessions_per_conn = 16;
+  s->max_streams_per_session = 256;
+  s->max_stream_queue = 256 * 1024;
+  s->max_datagram_queue = 256;
+}
+
+const h3wt_logger *h3wt_server_logger(const h3wt_server *server) {
+  return &server->log;
+}
+uv_loop_t *h3wt_server_loop(const h3wt_server *server) {
+  return server->loop;
+}
+size_t h3wt_server_response_queue_limit(const h3wt_server *server) {
+  return server->settings.max_response_queue;
+}
+
+/* ---- requests ----------------------------------------------------------- */
+
+static void request_free(h3wt_request *req) {
+  for (size_t i = 0; i < req->nheaders; ++i) {
+    free((void *)req->headers[i].name);
+  }
+  free(req->headers);
+  free(req->method);
+  free(req->path);
+  free(req->authority);
+  free(req->scheme);
+  free(req->protocol);
+  h3wt_sendq_free(&req->sendq);
+  free(req);
+}
+
+static void request_unlink(h3wt_request *req) {
+  srv_conn *c = req->conn;
+  if (req->prev) {
+    req->prev->next = req->next;
+  } else if (c && c->requests == req) {
+    c->requests = req->next;
+  }
+  if (req->next) {
+    req->next->prev = req->prev;
+  }
+  req->prev = req->next = NULL;
+}
+
+/* Ends a request: tells the handler, then frees it. */
+static void request_finish(h3wt_request *req, uint64_t code) {
+  request_unlink(req);
+  if (req->dispatched && req->handler->on_close) {
+    req->handler->on_close(req, code, req->route_data);
+  }
+  request_free(req);
+}
+
+const char *h3wt_request_method(const h3wt_request *req) {
+  return req->method;
+}
+const char *h3wt_request_path(const h3wt_request *req) {
+  return req->path;
+}
+const char *h3wt_request_authority(const h3wt_request *req) {
+  return req->authority ? req->authority : "";
+}
+const char *h3wt_request_scheme(const h3wt_request *req) {
+  return req->scheme ? req->scheme : "";
+}
+const char *h3wt_request_header(const h3wt_request *req, const char *name) {
+  size_t nl = strlen(name);
+  for (size_t i = 0; i < req->nheaders; ++i) {
+    if (req->headers[i].namelen == nl &&
+        memcmp(req->headers[i].name, name, nl) == 0) {
+      return req->headers[i].value;
+    }
+  }
+  return NULL;
+}
+size_t h3wt_request_headers(const h3wt_request *req,
+                            const h3wt_header **headers) {
+  *headers = req->headers;
+  return req->nheaders;
+}
+int64_t h3wt_request_content_length(const h3wt_request *req) {
+  return req->content_length;
+}
+const struct sockaddr *h3wt_request_peer(const h3wt_request *req) {
+  return h3wt_quic_conn_remote(req->conn->qc);
+}
+int64_t h3wt_request_stream_id(const h3wt_request *req) {
+  return req->stream_id;
+}
+void h3wt_request_set_data(h3wt_request *req, void *data) {
+  req->user_data = data;
+}
+void *h3wt_request_get_data(const h3wt_request *req) {
+  return req->user_data;
+}
+h3wt_server *h3wt_request_server(const h3wt_request *req) {
+  return req->server;
+}
+uint64_t h3wt_request_queued(const h3wt_request *req) {
+  return req->sendq.unacked;
+}
+
+const char *h3wt_status_text(int status) {
+  switch (status) {
+  case 200:
+    return "OK";
+  case 204:
+    return "No Content";
+  case 301:
+    return "Moved Permanently";
+  case 304:
+    return "Not Modified";
+  case 400:
+    return "Bad Request";
+  case 403:
+    return "Forbidden";
+  case 404:
+    return "Not Found";
+  case 405:
+    return "Method Not Allowed";
+  case 413:
+    return "Content Too Large";
+  case 429:
+    return "Too Many Requests";
+  case 431:
+    return "Request Header Fields Too Large";
+  case 500:
+    return "Internal Server Error";
+  case 503:
+    return "Service Unavailable";
+  default:
+    return "";
+  }
+}
+
+/* Submits the response headers: :status, server, alt-svc, content-length
+   (when known and not given), then the handler's. */
+static int submit_headers(h3wt_request *req, int status,
+                          const h3wt_header *headers, size_t n,
+                          int64_t content_length, int has_body) {
+  h3wt_server *srv = req->server;
+  char st[8], cl[24];
+  h3wt_header stackbuf[24];
+  h3wt_header *all;
+  size_t k = 0;
+  int rv, have_cl = 0;
+  if (req->responded) {
+    return H3WT_ERR_INVALID_STATE;
+  }
+  if (!req->conn || status < 100 || status > 999) {
+    return req->conn ? H3WT_ERR_INVALID_ARGUMENT : H3WT_ERR_CLOSED;
+  }
+  for (size_t i = 0; i < n; ++i) {
+    if (headers[i].namelen == 14 &&
+        memcmp(headers[i].name, "content-length", 14) == 0) {
+      have_cl = 1;
+    }
+  }
+  all = n + 4 <= 24 ? stackbuf : malloc((n + 4) * sizeof(*all));
+  if (!all) {
+    return H3WT_ERR_NOMEM;
+  }
+  snprintf(st, sizeof(st), "%d", status);
+  all[k++] = (h3wt_header){":status", 7, st, strlen(st)};
+  all[k++] = (h3wt_header){"server", 6, srv->settings.server_name,
+                           strlen(srv->settings.server_name)};
+  all[k++] = (h3wt_header){"alt-svc", 7, srv->altsvc, strlen(srv->altsvc)};
+  if (content_length >= 0 && !have_cl) {
+    snprintf(cl, sizeof(cl), "%" PRId64, content_length);
+    all[k++] = (h3wt_header){"content-length", 14, cl, strlen(cl)};
+  }
+  if (n) {
+    memcpy(all + k, headers, n * sizeof(*headers));
+    k += n;
+  }
+  rv = h3wt_h3_submit_response(req->conn->owner.h3, req->stream_id, all, k,
+                               has_body && !req->head);
+  if (all != stackbuf) {
+    free(all);
+  }
+  if (rv == 0) {
+    req->responded = 1;
+    if (!has_body || req->head) {
+      req->ended = 1;
+    }
+    H3WT_LOG(&srv->log, H3WT_LOG_INFO, "router", "[%s/%" PRId64 "] %s %s %d",
+             h3wt_quic_conn_name(req->conn->qc), req->stream_id,
+             req->method ? req->method : "-", req->path ? req->path : "-",
+             status);
+    conn_mark_dirty(req->conn);
+  }
+  return rv;
+}
+
+int h3wt_request_respond(h3wt_request *req, int status,
+                         const h3wt_header *headers, size_t nheaders,
+                         const void *body, size_t bodylen) {
+  int rv;
+  if (req->responded) {
+    return H3WT_ERR_INVALID_STATE;
+  }
+  if (bodylen && !req->head) {
+    rv = h3wt_sendq_append(&req->sendq, body, bodylen);
+    if (rv != 0) {
+      return rv;
+    }
+  }
+  rv = submit_headers(req, status, headers, nheaders, (int64_t)bodylen,
+                      bodylen > 0);
+  if (rv != 0) {
+    h3wt_sendq_free(&req->sendq);
+    return rv;
+  }
+  req->ended = 1;
+  return 0;
+}
+
+int h3wt_request_respond_start(h3wt_request *req, int status,
+                               const h3wt_header *headers, size_t nheaders) {
+  return submit_headers(req, status, headers, nheaders, -1, 1);
+}
+
+static int write_check(h3wt_request *req) {
+  if (!req->responded || req->ended) {
+    return H3WT_ERR_INVALID_STATE;
+  }
+  if (!req->conn) {
+    return H3WT_ERR_CLOSED;
+  }
+  if (req->sendq.unacked >= req->server->settings.max_response_queue) {
+    req->want_writable = 1;
+    return H3WT_ERR_WOULDBLOCK;
+  }
+  return 0;
+}
+
+static void write_done(h3wt_request *req) {
+  h3wt_h3_resume(req->conn->owner.h3, req->stream_id);
+  conn_mark_dirty(req->conn);
+}
+
+int h3wt_request_write(h3wt_request *req, const void *data, size_t len) {
+  int rv = write_check(req);
+  if (rv != 0) {
+    return rv;
+  }
+  if (req->head || len == 0) {
+    return 0;
+  }
+  rv = h3wt_sendq_append(&req->sendq, data, len);
+  if (rv == 0) {
+    write_done(req);
+  }
+  return rv;
+}
+
+int h3wt_request_write_owned(h3wt_request *req, void *data, size_t len,
+                             void (*free_cb)(void *data, void *user_data),
+                             void *user_data) {
+  int rv = write_check(req);
+  if (rv != 0) {
+    return rv;
+  }
+  if (req->head || len == 0) {
+    if (free_cb) {
+      free_cb(data, user_data);
+    }
+    return 0;
+  }
+  rv = h3wt_sendq_append_owned(&req->sendq, data, len, free_cb, user_data);
+  if (rv == 0) {
+    write_done(req);
+  }
+  return rv;
+}
+
+int h3wt_request_end(h3wt_request *req) {
+  if (!req->responded || req->ended) {
+    return H3WT_ERR_INVALID_STATE;
+  }
+  if (!req->conn) {
+    return H3WT_ERR_CLOSED;
+  }
+  req->ended = 1;
+  write_done(req);
+  return 0;
+}
+
+void h3wt_request_stop_reading(h3wt_request *req) {
+  if (req->discard_body || !req->conn) {
+    return;
+  }
+  req->discard_body = 1;
+  h3wt_h3_stop_reading(req->conn->owner.h3, req->stream_id);
+  conn_mark_dirty(req->conn);
+}
+
+void h3wt_request_reset(h3wt_request *req, uint64_t h3_error_code) {
+  if (!req->conn) {
+    return;
+  }
+  h3wt_h3_reset_stream(req->conn->owner.h3, req->stream_id, h3_error_code);
+  conn_mark_dirty(req->conn);
+}
+
+/* A response the library makes itself (404, 405, 413, 431, 400). */
+static void respond_error(h3wt_request *req, int status, const char *extra_name,
+                          const char *extra_value) {
+  char body[128];
+  h3wt_header hdrs[2];
+  size_t n = 0;
+  int len = snprintf(body, sizeof(body), "%d %s\n", status,
+                     h3wt_status_text(status));
+  hdrs[n++] = (h3wt_header){"content-type", 12, "text/plain; charset=utf-8",
+                            25};
+  if (extra_name) {
+    hdrs[n++] = (h3wt_header){extra_name, strlen(extra_name), extra_value,
+                              strlen(extra_value)};
+  }
+  h3wt_request_respond(req, status, hdrs, n, body, (size_t)len);
+}
+
+/* ---- HTTP/3 callbacks (server side) -------------------------------------- */
+
+static int hs_begin_headers(h3wt_h3_conn *h3, int64_t stream_id, void *ud,
+                            void *sud, void **psud) {
+  srv_conn *c = ud;
+  h3wt_request *req = calloc(1, sizeof(*req));
+  if (!req) {
+    return -1;
+  }
+  req->server = c->server;
+  req->conn = c;
+  req->stream_id = stream_id;
+  req->content_length = -1;
+  h3wt_sendq_init(&req->sendq);
+  req->next = c->requests;
+  if (c->requests) {
+    c->requests->prev = req;
+  }
+  c->requests = req;
+  *psud = req;
+  return 0;
+}
+
+static int set_pseudo(h3wt_request *req, char **field, const uint8_t *value,
+                      size_t len) {
+  if (*field) {
+    req->bad = 1; /* RFC 9114 4.3: each pseudo-header at most once */
+    return 0;
+  }
+  *field = strndup((const char *)value, len);
+  return *field ? 0 : -1;
+}
+
+static int hs_recv_header(h3wt_h3_conn *h3, int64_t stream_id,
+                          const uint8_t *name, size_t namelen,
+                          const uint8_t *value, size_t valuelen, void *ud,
+                          void *sud) {
+  h3wt_request *req = sud;
+  srv_conn *c = ud;
+  if (!req) {
+    return 0; /* trailers of a stream we no longer track */
+  }
+  /* RFC 9114 4.2.2: the size of a field is its name and value plus 32. */
+  req->header_bytes += namelen + valuelen + 32;
+  if (req->header_bytes > c->server->settings.max_header_bytes) {
+    req->too_large_hdr = 1;
+    return 0; /* keep nothing more; answered with 431 */
+  }
+  if (namelen && name[0] == ':') {
+#define PSEUDO(N, F)                                                           \
+  if (namelen == sizeof(N) - 1 && memcmp(name, N, namelen) == 0) {             \
+    return set_pseudo(req, &req->F, value, valuelen);                          \
+  }
+    PSEUDO(":method", method)
+    PSEUDO(":path", path)
+    PSEUDO(":authority", authority)
+    PSEUDO(":scheme", scheme)
+    PSEUDO(":protocol", protocol)
+#undef PSEUDO
+    req->bad = 1; /* an unknown pseudo-header makes it malformed */
+    return 0;
+  }
+  if (req->nheaders == req->headers_cap) {
+    size_t cap = req->headers_cap ? req->headers_cap * 2 : 8;
+    h3wt_header *nh = realloc(req->headers, cap * sizeof(*nh));
+    if (!nh) {
+      return -1;
+    }
+    req->headers = nh;
+    req->headers_cap = cap;
+  }
+  /* Name and value in one allocation, both NUL-terminated. */
+  char *buf = malloc(namelen + valuelen + 2);
+  if (!buf) {
+    return -1;
+  }
+  memcpy(buf, name, namelen);
+  buf[namelen] = '\0';
+  memcpy(buf + namelen + 1, value, valuelen);
+  buf[namelen + 1 + valuelen] = '\0';
+  req->headers[req->nheaders++] =
+      (h3wt_header){buf, namelen, buf + namelen + 1, valuelen};
+  if (namelen == 14 && memcmp(name, "content-length", 14) == 0) {
+    char *end;
+    unsigned long long v = strtoull(buf + namelen + 1, &end, 10);
+    if (*end != '\0' || valuelen == 0 || valuelen > 19) {
+      req->bad = 1;
+    } else {
+      req->content_length = (int64_t)v;
+    }
+  }
+  return 0;
+}
+
+/* An extended CONNECT (RFC 9220): a WebTransport session request. */
+static void dispatch_connect(h3wt_request *req) {
+  h3wt_server *srv = req->server;
+  h3wt_wt_conn *wt = h3wt_h3_wt(req->conn->owner.h3);
+  const wt_route *rt = NULL;
+  size_t pathlen = strcspn(req->path, "?#");
+  if (strcmp(req->method, "CONNECT") != 0 ||
+      (strcmp(req->protocol, "webtransport") != 0 &&
+       strcmp(req->protocol, "webtransport-h3") != 0)) {
+    /* Another protocol than WebTransport: not implemented here. */
+    h3wt_request_stop_reading(req);
+    respond_error(req, 501, NULL, NULL);
+    return;
+  }
+  for (size_t i = 0; i < srv->nwt_routes; ++i) {
+    if (strlen(srv->wt_routes[i].path) == pathlen &&
+        memcmp(srv->wt_routes[i].path, req->path, pathlen) == 0) {
+      rt = &srv->wt_routes[i];
+    }
+  }
+  if (!rt || !wt) {
+    h3wt_request_stop_reading(req);
+    respond_error(req, 404, NULL, NULL);
+    return;
+  }
+  if (h3wt_wt_session_count(wt) >= srv->settings.max_sessions_per_conn) {
+    H3WT_LOG(&srv->log, H3WT_LOG_INFO, "wt",
+             "[%s/%" PRId64 "] session limit (%u) reached: 429",
+             h3wt_quic_conn_name(req->conn->qc), req->stream_id,
+             srv->settings.max_sessions_per_conn);
+    h3wt_request_stop_reading(req);
+    respond_error(req, 429, NULL, NULL);
+    return;
+  }
+  h3wt_session *s;
+  if (h3wt_wt_session_new(wt, req->stream_id, rt->handler, rt->data,
+                          req->path, req->authority,
+                          h3wt_request_header(req, "origin"), &s) != 0) {
+    h3wt_request_reset(req, H3WT_H3_INTERNAL_ERROR);
+    return;
+  }
+  for (size_t i = 0; i < req->nheaders; ++i) {
+    h3wt_wt_session_add_header(s, &req->headers[i]);
+  }
+  req->session = s;
+  int status = rt->handler->on_session_request(s, rt->data);
+  if (!req->conn) {
+    return; /* the connection went inside the handler */
+  }
+  if (status < 200 || status > 299) {
+    H3WT_LOG(&srv->log, H3WT_LOG_INFO, "wt",
+             "[%s/%" PRId64 "] session to %s rejected: %d",
+             h3wt_quic_conn_name(req->conn->qc), req->stream_id, req->path,
+             status);
+    h3wt_wt_session_rejected(s, status);
+    h3wt_request_stop_reading(req);
+    respond_error(req, status >= 400 && status <= 599 ? status : 500, NULL,
+                  NULL);
+    return;
+  }
+  /* Chrome's draft-02 path waits for this answer header. */
+  h3wt_header h[1];
+  size_t n = 0;
+  const char *d02 = h3wt_request_header(req, "sec-webtransport-http3-draft02");
+  if (d02 && strcmp(d02, "1") == 0) {
+    h[n++] = (h3wt_header){"sec-webtransport-http3-draft", 28, "draft02", 7};
+  }
+  req->wt_accepted = 1;
+  if (submit_headers(req, 200, h, n, -1, 1) != 0) {
+    req->wt_accepted = 0;
+    h3wt_wt_session_rejected(s, 500);
+    h3wt_request_reset(req, H3WT_H3_INTERNAL_ERROR);
+    return;
+  }
+  h3wt_wt_session_ready(s);
+}
+
+static void dispatch(h3wt_request *req, int fin) {
+  h3wt_server *srv = req->server;
+  const h3wt_route *rt = NULL;
+  char allow[128];
+  size_t pathlen;
+
+  if (req->too_large_hdr) {
+    h3wt_request_stop_reading(req);
+    respond_error(req, 431, NULL, NULL);
+    return;
+  }
+  if (req->bad || !req->method || !req->path || req->path[0] != '/') {
+    /* nghttp3 already refuses most malformed requests (RFC 9114 4.1.2);
+       what it lets through (CONNECT without :protocol support here, odd
+       paths) gets a plain 400. */
+    h3wt_request_stop_reading(req);
+    respond_error(req, 400, NULL, NULL);
+    return;
+  }
+  if (req->protocol) {
+    dispatch_connect(req);
+    return;
+  }
+  req->head = strcmp(req->method, "HEAD") == 0;
+  if (req->content_length >= 0 &&
+      (uint64_t)req->content_length > srv->settings.max_request_body) {
+    h3wt_request_stop_reading(req);
+    respond_error(req, 413, NULL, NULL);
+    return;
+  }
+  pathlen = strcspn(req->path, "?#");
+  /* HEAD is served wherever GET is (RFC 9110 9.3.2). */
+  int m = h3wt_router_match(&srv->router, req->head ? "GET" : req->method,
+                            req->path, pathlen, &rt, allow, sizeof(allow));
+  if (m == H3WT_ROUTE_NO_PATH) {
+    h3wt_request_stop_reading(req);
+    respond_error(req, 404, NULL, NULL);
+    return;
+  }
+  if (m == H3WT_ROUTE_NO_METHOD) {
+    h3wt_request_stop_reading(req);
+    respond_error(req, 405, "allow", allow);
+    return;
+  }
+  req->route = rt;
+  req->handler = rt->handler;
+  req->route_data = rt->data;
+  req->dispatched = 1;
+  req->handler->on_request(req, req->route_data);
+  if (fin && req->handler->on_end && req->conn) {
+    req->handler->on_end(req, req->route_data);
+  }
+}
+
+static int hs_end_headers(h3wt_h3_conn *h3, int64_t stream_id, int fin,
+                          void *ud, void *sud) {
+  h3wt_request *req = sud;
+  if (!req || req->dispatched || req->responded) {
+    return 0;
+  }
+  dispatch(req, fin);
+  return 0;
+}
+
+static int hs_recv_data(h3wt_h3_conn *h3, int64_t stream_id,
+                        const uint8_t *data, size_t len, void *ud, void *sud) {
+  h3wt_request *req = sud;
+  if (!req || req->discard_body) {
+    return 0;
+  }
+  if (req->wt_accepted) {
+    return h3wt_wt_session_recv(req->session, data, len);
+  }
+  req->body_received += len;
+  if (req->body_received > req->server->settings.max_request_body) {
+    /* The body outgrew the limit without announcing it: stop reading
+       (nothing more is buffered) and answer 413 if we still can. */
+    h3wt_request_stop_reading(req);
+    if (!req->responded) {
+      respond_error(req, 413, NULL, NULL);
+    }
+    return 0;
+  }
+  if (req->dispatched && req->handler->on_body) {
+    req->handler->on_body(req, data, len, req->route_data);
+  }
+  return 0;
+}
+
+static int hs_end_stream(h3wt_h3_conn *h3, int64_t stream_id, void *ud,
+                         void *sud) {
+  h3wt_request *req = sud;
+  if (!req || req->discard_body) {
+    return 0;
+  }
+  if (req->wt_accepted) {
+    h3wt_wt_session_recv_fin(req->session);
+    return 0;
+  }
+  if (req->dispatched && req->handler->on_end) {
+    req->handler->on_end(req, req->route_data);
+  }
+  return 0;
+}
+
+static int hs_stream_close(h3wt_h3_conn *h3, int64_t stream_id,
+                           uint64_t app_error_code, void *ud, void *sud) {
+  h3wt_request *req = sud;
+  if (req) {
+    if (req->session) {
+      h3wt_wt_session_stream_closed(req->session,
+                                    app_error_code != H3WT_H3_NO_ERROR);
+      req->session = NULL;
+    }
+    request_finish(req, app_error_code == H3WT_H3_NO_ERROR ? 0
+                                                           : app_error_code);
+  }
+  return 0;
+}
+
+static ssize_t hs_read_body(h3wt_h3_conn *h3, int64_t stream_id,
+                            h3wt_vec *vec, size_t veccnt, int *eof, void *ud,
+                            void *sud) {
+  h3wt_request *req = sud;
+  if (!req) {
+    *eof = 1;
+    return 0;
+  }
+  if (req->wt_accepted) {
+    return h3wt_wt_session_read_capsules(req->session, vec, veccnt, eof);
+  }
+  size_t n = h3wt_sendq_read(&req->sendq, vec, veccnt);
+  if (req->ended && req->sendq.unread == 0) {
+    *eof = 1;
+    return (ssize_t)n;
+  }
+  return n ? (ssize_t)n : H3WT_ERR_WOULDBLOCK;
+}
+
+static int hs_acked_body(h3wt_h3_conn *h3, int64_t stream_id, uint64_t n,
+                         void *ud, void *sud) {
+  h3wt_request *req = sud;
+  if (!req) {
+    return 0;
+  }
+  if (req->wt_accepted) {
+    h3wt_wt_session_capsules_acked(req->session, n);
+    return 0;
+  }
+  h3wt_sendq_ack(&req->sendq, n);
+  if (req->want_writable &&
+      req->sendq.unacked < req->server->settings.max_response_queue / 2) {
+    req->want_writable = 0;
+    if (req->handler && req->handler->on_writable) {
+      req->handler->on_writable(req, req->route_data);
+    }
+  }
+  return 0;
+}
+
+/* ---- connections ------------------------------------------------------- */
+
+static void spin_cb(uv_idle_t *h) {
+  (void)h; /* only keeps the loop polling without sleeping */
+}
+
+static void conn_mark_dirty(srv_conn *c) {
+  if (c->dirty || c->dead) {
+    return;
+  }
+  c->dirty = 1;
+  c->dirty_next = c->server->dirty;
+  c->server->dirty = c;
+}
+
+static void conn_timer_closed(uv_handle_t *h) {
+  srv_conn *c = h->data;
+  h3wt_server *srv = c->server;
+  int counted = c->counted;
+  free(c);
+  if (counted && --srv->pending_closes == 0 && srv->close_cb) {
+    srv->close_cb(srv, srv->close_ud);
+  }
+}
+
+/* Frees a connection: its CIDs leave the map now, its memory once libuv
+   has released the timer. */
+static void conn_free(srv_conn *c, uint64_t code) {
+  h3wt_server *srv = c->server;
+  uint8_t cids[20][20];
+  size_t lens[20];
+  if (c->dead) {
+    return;
+  }
+  c->dead = 1;
+  if (c->qc) {
+    size_t n = h3wt_quic_conn_cids(c->qc, cids, lens, 20);
+    for (size_t i = 0; i < n; ++i) {
+      if (h3wt_cidmap_find(&srv->cids, cids[i], lens[i]) == c) {
+        h3wt_cidmap_remove(&srv->cids, cids[i], lens[i]);
+      }
+    }
+  }
+  while (c->requests) {
+    h3wt_request *req = c->requests;
+    request_unlink(req);
+    req->conn = NULL;
+    req->session = NULL; /* the WebTransport state goes with h3 below */
+    if (req->dispatched && req->handler->on_close) {
+      req->handler->on_close(req, code, req->route_data);
+    }
+    request_free(req);
+  }
+  if (c->prev) {
+    c->prev->next = c->next;
+  } else {
+    srv->conns = c->next;
+  }
+  if (c->next) {
+    c->next->prev = c->prev;
+  }
+  --srv->nconns;
+  H3WT_LOG(&srv->log, H3WT_LOG_DEBUG, "server", "[%s] connection freed",
+           c->qc ? h3wt_quic_conn_name(c->qc) : "-");
+  h3wt_h3_conn_del(c->owner.h3);
+  c->owner.h3 = NULL;
+  h3wt_quic_conn_del(c->qc);
+  c->qc = NULL;
+  uv_timer_stop(&c->timer);
+  if (srv->closing) {
+    c->counted = 1;
+    ++srv->pending_closes;
+  }
+  uv_close((uv_handle_t *)&c->timer, conn_timer_closed);
+}
+
+static void conn_timer_cb(uv_timer_t *t) {
+  srv_conn *c = t->data;
+  if (h3wt_quic_conn_handle_expiry(c->qc, h3wt_now_ns()) == H3WT_QUIC_DEAD) {
+    conn_free(c, H3WT_H3_REQUEST_CANCELLED);
+    return;
+  }
+  conn_mark_dirty(c);
+}
+
+static void conn_schedule(srv_conn *c) {
+  uint64_t exp = h3wt_quic_conn_expiry(c->qc), now = h3wt_now_ns();
+  if (exp == UINT64_MAX) {
+    uv_timer_stop(&c->timer);
+    return;
+  }
+  /* Round up: firing early would find nothing expired and spin. */
+  uint64_t ms = exp > now ? (exp - now + 999999) / 1000000 : 0;
+  uv_timer_start(&c->timer, conn_timer_cb, ms, 0);
+}
+
+static void flush_cb(uv_prepare_t *h) {
+  h3wt_server *srv = h->data;
+  srv_conn *list = srv->dirty, *again = NULL;
+  uint64_t ts = h3wt_now_ns();
+  srv->dirty = NULL;
+  while (list) {
+    srv_conn *c = list;
+    list = c->dirty_next;
+    c->dirty = 0;
+    c->dirty_next = NULL;
+    if (c->dead) {
+      continue;
+    }
+    h3wt_wt_conn *wt = c->owner.h3 ? h3wt_h3_wt(c->owner.h3) : NULL;
+    if (wt) {
+      /* Close notifications held back so that handlers could close and
+         reset from inside callbacks. */
+      h3wt_wt_run_deferred(wt);
+      if (c->dead) {
+        continue;
+      }
+    }
+    h3wt_quic_status st = h3wt_quic_conn_write(c->qc, ts);
+    if (st == H3WT_QUIC_DEAD) {
+      conn_free(c, H3WT_H3_REQUEST_CANCELLED);
+      continue;
+    }
+    conn_schedule(c);
+    if (st == H3WT_QUIC_MORE) {
+      c->dirty = 1;
+      c->dirty_next = again;
+      again = c;
+    }
+  }
+  /* Connections that had more to send go first next time round; handlers
+     may also have dirtied others meanwhile. */
+  for (srv_conn *c = again; c;) {
+    srv_conn *next = c->dirty_next;
+    c->dirty_next = srv->dirty;
+    srv->dirty = c;
+    c = next;
+  }
+  if (srv->dirty) {
+    uv_idle_start(&srv->spin, spin_cb);
+  } else {
+    uv_idle_stop(&srv->spin);
+  }
+}
+
+/* ---- QUIC callbacks (owner half) ---------------------------------------- */
+
+static void hs_want_write(h3wt_h3_conn *h3, void *ud) {
+  conn_mark_dirty(ud);
+}
+
+static void q_send(h3wt_quic_conn *qc, const struct sockaddr *remote,
+                   const uint8_t *data, size_t len, size_t gso, void *ud) {
+  srv_conn *c = ud;
+  h3wt_udp_send(&c->server->udp, remote, data, len, gso);
+}
+
+static int q_cid_added(h3wt_quic_conn *qc, const uint8_t *cid, size_t len,
+                       void *ud) {
+  srv_conn *c = ud;
+  return h3wt_cidmap_insert(&c->server->cids, cid, len, c);
+}
+
+static void q_cid_removed(h3wt_quic_conn *qc, const uint8_t *cid, size_t len,
+                          void *ud) {
+  srv_conn *c = ud;
+  if (h3wt_cidmap_find(&c->server->cids, cid, len) == c) {
+    h3wt_cidmap_remove(&c->server->cids, cid, len);
+  }
+}
+
+/* ---- UDP input ----------------------------------------------------------- */
+
+static void on_datagram(h3wt_udp *udp, const struct sockaddr *remote,
+                        const uint8_t *data, size_t len, uint64_t ts,
+                        void *user_data) {
+  h3wt_server *srv = user_data;
+  const struct sockaddr *local = (const struct sockaddr *)&udp->local;
+  h3wt_quic_pkt_info pi;
+  uint8_t out[1500];
+  int rv = h3wt_quic_decode(data, len, &pi);
+  if (rv < 0) {
+    H3WT_LOG(&srv->log, H3WT_LOG_TRACE, "udp", "dropped %zu bytes: not QUIC",
+             len);
+    return;
+  }
+  if (rv == 1) {
+    /* RFC 9000 6.1 / 14.1: answer an unknown version only for a datagram
+       as large as an Initial must be, so VN cannot amplify. */
+    if (pi.long_header && len >= 1200) {
+      ssize_t n = h3wt_quic_write_version_negotiation(out, sizeof(out), &pi);
+      if (n > 0) {
+        h3wt_udp_send(udp, remote, out, (size_t)n, 0);
+      }
+    }
+    return;
+  }
+  srv_conn *c = h3wt_cidmap_find(&srv->cids, pi.dcid, pi.dcidlen);
+  if (!c) {
+    if (!pi.long_header) {
+      /* A short-header packet for a connection we do not know (we
+         restarted, or it timed out): tell the peer with a stateless
+         reset so it need not wait for its idle timeout. */
+      size_t n = h3wt_quic_write_stateless_reset(
+          out, sizeof(out), srv->qcfg.static_secret, pi.dcid, pi.dcidlen,
+          len);
+      if (n) {
+        h3wt_udp_send(udp, remote, out, n, 0);
+      }
+      return;
+    }
+    if (srv->closing) {
+      return;
+    }
+    if (srv->nconns >= srv->settings.max_connections) {
+      H3WT_LOG(&srv->log, H3WT_LOG_WARN, "server",
+               "connection limit (%u) reached: new connection dropped",
+               srv->settings.max_connections);
+      return;
+    }
+    c = calloc(1, sizeof(*c));
+    if (!c) {
+      return;
+    }
+    c->server = srv;
+    rv = h3wt_quic_conn_server_new(&c->qc, &srv->qcfg, local, remote, data,
+                                   len, ts, c);
+    if (rv != 0) {
+      free(c);
+      return;
+    }
+    if (h3wt_h3_conn_new(&c->owner.h3, &srv->hcfg, c->qc, 1, c) != 0) {
+      /* conn_free() expects a linked connection: undo by hand. */
+      uint8_t cids[4][20];
+      size_t lens[4], n = h3wt_quic_conn_cids(c->qc, cids, lens, 4);
+      for (size_t i = 0; i < n; ++i) {
+        h3wt_cidmap_remove(&srv->cids, cids[i], lens[i]);
+      }
+      h3wt_quic_conn_del(c->qc);
+      free(c);
+      return;
+    }
+    uv_timer_init(srv->loop, &c->timer);
+    c->timer.data = c;
+    c->next = srv->conns;
+    if (srv->conns) {
+      srv->conns->prev = c;
+    }
+    srv->conns = c;
+    ++srv->nconns;
+    if (srv->log.level >= H3WT_LOG_DEBUG) {
+      char addr[64];
+      h3wt_addr_format(remote, addr, sizeof(addr));
+      H3WT_LOG(&srv->log, H3WT_LOG_DEBUG, "server",
+               "[%s] new connection from %s (%zu open)",
+               h3wt_quic_conn_name(c->qc), addr, srv->nconns);
+    }
+  }
+  if (c->dead) {
+    return;
+  }
+  if (h3wt_quic_conn_read(c->qc, local, remote, data, len, ts) ==
+      H3WT_QUIC_DEAD) {
+    conn_free(c, H3WT_H3_REQUEST_CANCELLED);
+    return;
+  }
+  conn_mark_dirty(c);
+}
+
+/* ---- lifecycle ----------------------------------------------------------- */
+
+static char *keep(h3wt_server *srv, int slot, const char *s) {
+  if (!s) {
+    return NULL;
+  }
+  srv->strings[slot] = strdup(s);
+  return srv->strings[slot];
+}
+
+int h3wt_server_new(h3wt_server **psrv, uv_loop_t *loop,
+                    const h3wt_server_settings *settings) {
+  h3wt_server *srv;
+  char err[512];
+  uint8_t key[16];
+  if (!settings || settings->version < 1 ||
+      settings->version > H3WT_SERVER_SETTINGS_VERSION || !loop ||
+      !settings->cert_file || !settings->key_file) {
+    return H3WT_ERR_INVALID_ARGUMENT;
+  }
+  srv = calloc(1, sizeof(*srv));
+  if (!srv) {
+    return H3WT_ERR_NOMEM;
+  }
+  srv->loop = loop;
+  srv->settings = *settings;
+  srv->settings.host = keep(srv, 0, settings->host ? settings->host : "::");
+  srv->settings.cert_file = keep(srv, 1, settings->cert_file);
+  srv->settings.key_file = keep(srv, 2, settings->key_file);
+  srv->settings.qlog_dir = keep(srv, 3, settings->qlog_dir);
+  srv->settings.keylog_file = keep(srv, 4, settings->keylog_file);
+  srv->settings.server_name =
+      keep(srv, 5, settings->server_name ? settings->server_name
+                                         : "h3wt/" H3WT_VERSION);
+  srv->log.cb = settings->log_cb;
+  srv->log.user_data = settings->log_user_data;
+  srv->log.level = settings->log_level;
+  h3wt_router_init(&srv->router);
+
+  h3wt_tls_ctx_opts topts = {0};
+  topts.cert_file = srv->settings.cert_file;
+  topts.key_file = srv->settings.key_file;
+  topts.keylog_file = srv->settings.keylog_file;
+  if (h3wt_tls_server_ctx_new(&srv->tls, &topts, err, sizeof(err)) != 0) {
+    H3WT_LOG(&srv->log, H3WT_LOG_ERROR, "server", "TLS: %s", err);
+    h3wt_server_del(srv);
+    return H3WT_ERR_TLS;
+  }
+  if (h3wt_random(key, sizeof(key)) != 0 ||
+      h3wt_cidmap_init(&srv->cids, key) != 0) {
+    h3wt_server_del(srv);
+    return H3WT_ERR_NOMEM;
+  }
+  srv->qcfg.txbuflen = H3WT_QUIC_TXBUF_MIN;
+  srv->qcfg.txbuf = malloc(srv->qcfg.txbuflen);
+  if (!srv->qcfg.txbuf || h3wt_random(srv->qcfg.static_secret, 32) != 0) {
+    h3wt_server_del(srv);
+    return H3WT_ERR_NOMEM;
+  }
+  h3wt_h3_fill_quic_callbacks(&srv->qcbs);
+  srv->qcbs.send = q_send;
+  srv->qcbs.cid_added = q_cid_added;
+  srv->qcbs.cid_removed = q_cid_removed;
+  srv->qcfg.log = &srv->log;
+  srv->qcfg.tls = srv->tls;
+  srv->qcfg.cbs = &srv->qcbs;
+  srv->qcfg.qlog_dir = srv->settings.qlog_dir;
+  srv->qcfg.idle_timeout_ns = srv->settings.idle_timeout_ms * 1000000ULL;
+  srv->qcfg.handshake_timeout_ns = 10ULL * 1000000000ULL;
+  srv->qcfg.max_streams_bidi = srv->settings.max_streams_bidi;
+  /* WebTransport sessions open unidirectional streams of their own. */
+  srv->qcfg.max_streams_uni = 100;
+  srv->qcfg.max_stream_data = 1024 * 1024;
+  srv->qcfg.max_data = 4 * 1024 * 1024;
+  srv->qcfg.max_datagram_frame_size = 65535;
+
+  srv->hcbs.begin_headers = hs_begin_headers;
+  srv->hcbs.recv_header = hs_recv_header;
+  srv->hcbs.end_headers = hs_end_headers;
+  srv->hcbs.recv_data = hs_recv_data;
+  srv->hcbs.end_stream = hs_end_stream;
+  srv->hcbs.stream_close = hs_stream_close;
+  srv->hcbs.read_body = hs_read_body;
+  srv->hcbs.acked_body = hs_acked_body;
+  srv->hcbs.want_write = hs_want_write;
+  srv->hcfg.log = &srv->log;
+  srv->hcfg.cbs = &srv->hcbs;
+  srv->hcfg.max_field_section_size = srv->settings.max_header_bytes;
+  srv->hcfg.max_streams_bidi = srv->settings.max_streams_bidi;
+  h3wt_wt_limits_default(&srv->wt_limits);
+  srv->wt_limits.max_sessions = srv->settings.max_sessions_per_conn;
+  srv->wt_limits.max_streams_per_session =
+      srv->settings.max_streams_per_session;
+  srv->wt_limits.max_stream_queue = srv->settings.max_stream_queue;
+  srv->wt_limits.max_datagram_queue = srv->settings.max_datagram_queue;
+  srv->hcfg.wt = &srv->wt_limits;
+
+  *psrv = srv;
+  return 0;
+}
+
+int h3wt_server_listen(h3wt_server *srv) {
+  struct sockaddr_storage ss;
+  const char *host = srv->settings.host;
+  int rv;
+  if (srv->listening || srv->closing) {
+    return H3WT_ERR_INVALID_STATE;
+  }
+  memset(&ss, 0, sizeof(ss));
+  if (uv_ip6_addr(host, srv->settings.port, (struct sockaddr_in6 *)&ss) != 0 &&
+      uv_ip4_addr(host, srv->settings.port, (struct sockaddr_in *)&ss) != 0) {
+    H3WT_LOG(&srv->log, H3WT_LOG_ERROR, "server",
+             "listen address '%s' is not a numeric IPv4 or IPv6 address",
+             host);
+    return H3WT_ERR_ADDRESS;
+  }
+  rv = h3wt_udp_open(&srv->udp, srv->loop, (struct sockaddr *)&ss, &srv->log,
+                     on_datagram, srv);
+  if (rv != 0 && strcmp(host, "::") == 0) {
+    /* No IPv6 on this host: the IPv4 wildcard still serves. */
+    uv_ip4_addr("0.0.0.0", srv->settings.port, (struct sockaddr_in *)&ss);
+    rv = h3wt_udp_open(&srv->udp, srv->loop, (struct sockaddr *)&ss,
+                       &srv->log, on_datagram, srv);
+  }
+  if (rv != 0) {
+    return rv;
+  }
+  uv_prepare_init(srv->loop, &srv->flush);
+  srv->flush.data = srv;
+  uv_idle_init(srv->loop, &srv->spin);
+  srv->spin.data = srv;
+  srv->listening = 1;
+  snprintf(srv->altsvc, sizeof(srv->altsvc), "h3=\":%u\"",
+           h3wt_server_port(srv));
+  uv_prepare_start(&srv->flush, flush_cb);
+  return 0;
+}
+
+uint16_t h3wt_server_port(const h3wt_server *srv) {
+  if (!srv->listening) {
+    return 0;
+  }
+  const struct sockaddr *sa = (const struct sockaddr *)&srv->udp.local;
+  return sa->sa_family == AF_INET6
+             ? ntohs(((const struct sockaddr_in6 *)sa)->sin6_port)
+             : ntohs(((const struct sockaddr_in *)sa)->sin_port);
+}
+
+int h3wt_server_route(h3wt_server *srv, const char *method, const char *path,
+                      const h3wt_request_handler *handler, void *route_data) {
+  if (!handler || !handler->on_request) {
+    return H3WT_ERR_INVALID_ARGUMENT;
+  }
+  return h3wt_router_add(&srv->router, method, path, handler, route_data);
+}
+
+int h3wt_server_webtransport(h3wt_server *srv, const char *path,
+                             const h3wt_session_handler *handler,
+                             void *route_data) {
+  if (!path || path[0] != '/' || !handler || !handler->on_session_request) {
+    return H3WT_ERR_INVALID_ARGUMENT;
+  }
+  wt_route *nr =
+      realloc(srv->wt_routes, (srv->nwt_routes + 1) * sizeof(*nr));
+  if (!nr) {
+    return H3WT_ERR_NOMEM;
+  }
+  srv->wt_routes = nr;
+  nr[srv->nwt_routes].path = strdup(path);
+  if (!nr[srv->nwt_routes].path) {
+    return H3WT_ERR_NOMEM;
+  }
+  nr[srv->nwt_routes].handler = handler;
+  nr[srv->nwt_routes].data = route_data;
+  ++srv->nwt_routes;
+  return 0;
+}
+
+int h3wt_server_static(h3wt_server *srv, const char *prefix, const char *dir) {
+  h3wt_static_mount *m;
+  char pattern[1024];
+  size_t len = prefix ? strlen(prefix) : 0;
+  if (!len || prefix[0] != '/' || prefix[len - 1] != '/' ||
+      len + 2 > sizeof(pattern) || !dir) {
+    return H3WT_ERR_INVALID_ARGUMENT;
+  }
+  h3wt_static_mount **nm =
+      realloc(srv->mounts, (srv->nmounts + 1) * sizeof(*nm));
+  if (!nm) {
+    return H3WT_ERR_NOMEM;
+  }
+  srv->mounts = nm;
+  int rv = h3wt_static_mount_new(&m, prefix, dir);
+  if (rv != 0) {
+    return rv;
+  }
+  snprintf(pattern, sizeof(pattern), "%s*", prefix);
+  rv = h3wt_router_add(&srv->router, "GET", pattern, &h3wt_static_handler, m);
+  if (rv != 0) {
+    h3wt_static_mount_del(m);
+    return rv;
+  }
+  srv->mounts[srv->nmounts++] = m;
+  return 0;
+}
+
+static void close_step(h3wt_server *srv) {
+  if (--srv->pending_closes == 0 && srv->close_cb) {
+    srv->close_cb(srv, srv->close_ud);
+  }
+}
+
+static void handle_closed(uv_handle_t *h) {
+  close_step(h->data);
+}
+
+void h3wt_server_close(h3wt_server *srv, h3wt_server_close_cb cb,
+                       void *user_data) {
+  uint64_t ts = h3wt_now_ns();
+  if (srv->closing) {
+    return;
+  }
+  srv->closing = 1;
+  srv->close_cb = cb;
+  srv->close_ud = user_data;
+  srv->pending_closes = 1; /* held until the end of this function */
+  H3WT_LOG(&srv->log, H3WT_LOG_INFO, "server", "closing %zu connection(s)",
+           srv->nconns);
+  while (srv->conns) {
+    srv_conn *c = srv->conns;
+    /* GOAWAY first, so a client knows no request was lost silently, then
+       CONNECTION_CLOSE with H3_NO_ERROR. */
+    if (c->owner.h3 && h3wt_h3_started(c->owner.h3)) {
+      h3wt_h3_shutdown(c->owner.h3);
+      h3wt_quic_conn_write(c->qc, ts);
+    }
+    h3wt_quic_conn_close(c->qc, H3WT_H3_NO_ERROR, "server shutting down", ts);
+    conn_free(c, H3WT_H3_REQUEST_CANCELLED);
+  }
+  srv->dirty = NULL;
+  if (srv->listening) {
+    uv_prepare_stop(&srv->flush);
+    uv_idle_stop(&srv->spin);
+    srv->pending_closes += 3;
+    uv_close((uv_handle_t *)&srv->flush, handle_closed);
+    uv_close((uv_handle_t *)&srv->spin, handle_closed);
+    h3wt_udp_close(&srv->udp, handle_closed, srv);
+  }
+  close_step(srv);
+}
+
+void h3wt_server_del(h3wt_server *srv) {
+  if (!srv) {
+    return;
+  }
+  h3wt_router_free(&srv->router);
+  for (size_t i = 0; i < srv->nwt_routes; ++i) {
+    free(srv->wt_routes[i].path);
+  }
+  free(srv->wt_routes);
+  for (size_t i = 0; i < srv->nmounts; ++i) {
+    h3wt_static_mount_del(srv->mounts[i]);
+  }
+  free(srv->mounts);
+  h3wt_cidmap_free(&srv->cids);
+  h3wt_tls_ctx_del(srv->tls);
+  free(srv->qcfg.txbuf);
+  for (size_t i = 0; i < sizeof(srv->strings) / sizeof(srv->strings[0]);
+       ++i) {
+    free(srv->strings[i]);
+  }
+  free(srv);
+}

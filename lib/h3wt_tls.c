@@ -1,0 +1,1200 @@
+/*
+ * h3wt_tls: wolfSSL contexts for QUIC, certificates, key logging.
+ *
+ * wolfSSL is set up here and only here: every other module sees opaque
+ * pointers.  The library never prints; failures are described in errbuf.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE 1 /* mkstemp, fchmod, timegm, gmtime_r with -std=c11 */
+#endif
+
+#include "h3wt_tls.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+
+/* options.h must come before any other wolfSSL header: it carries the
+   feature macros the library was built with, and structure layouts depend
+   on them. */
+#include <wolfssl/options.h>
+#include <wolfssl/ssl.h>
+#include <wolfssl/quic.h>
+#include <wolfssl/wolfcrypt/asn_public.h>
+#include <wolfssl/wolfcrypt/ecc.h>
+#include <wolfssl/wolfcrypt/error-crypt.h>
+#include <wolfssl/wolfcrypt/random.h>
+#include <wolfssl/wolfcrypt/sha256.h>
+
+#include <ngtcp2/ngtcp2.h>
+#include <ngtcp2/ngtcp2_crypto.h>
+#include <ngtcp2/ngtcp2_crypto_wolfssl.h>
+
+#if !defined(WOLFSSL_QUIC) || !defined(WOLFSSL_TLS13) || !defined(HAVE_ALPN)
+#error "wolfSSL must be built with QUIC, TLS 1.3 and ALPN"
+#endif
+#if !defined(WOLFSSL_CERT_GEN) || !defined(HAVE_ECC)
+#error "wolfSSL must be built with certificate generation and ECC"
+#endif
+
+/* The cipher suites QUIC allows (RFC 9001, 5.3) minus AES-128-CCM, which
+   browsers do not offer and this wolfSSL build lacks; naming them also
+   keeps out CCM_8, which QUIC forbids, whatever the build's defaults. */
+#define H3WT_TLS_CIPHERS                                                       \
+  "TLS13-AES128-GCM-SHA256:TLS13-AES256-GCM-SHA384:"                           \
+  "TLS13-CHACHA20-POLY1305-SHA256"
+/* X25519 first: it is what browsers send a key share for, so the server
+   avoids a HelloRetryRequest round trip, and our client does the same. */
+#define H3WT_TLS_GROUPS "X25519:P-256:P-384:P-521"
+
+/* Index of the h3wt_tls_ctx pointer in the WOLFSSL_CTX ex data; the keylog
+   callback gets only the WOLFSSL, so it finds its file through here. */
+#define H3WT_TLS_EX_CTX 0
+
+/* A PEM file larger than this is surely not a certificate chain. */
+#define H3WT_TLS_MAX_PEM (1024 * 1024)
+
+/* Development certificates: notBefore is this far in the past, to tolerate
+   clocks that run a little behind ours ... */
+#define H3WT_DEVCERT_BACKDATE (60 * 60)
+/* ... and the total validity is 13 days: browsers refuse
+   serverCertificateHashes certificates valid for more than 14 days, and a
+   day of margin keeps us clear of any rounding on their side. */
+#define H3WT_DEVCERT_SPAN (13 * 24 * 60 * 60)
+
+struct h3wt_tls_ctx {
+  WOLFSSL_CTX *ssl_ctx;
+  int is_server;
+  /* Client: whether the server certificate (and name) is verified. */
+  int verify;
+  /* NSS key log, or NULL. */
+  FILE *keylog;
+};
+
+static const uint8_t h3_alpn[] = {'h', '3'};
+
+/* ---- error reporting ---------------------------------------------------- */
+
+static void seterr(char *errbuf, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void seterr(char *errbuf, size_t errlen, const char *fmt, ...) {
+  va_list ap;
+
+  if (errbuf == NULL || errlen == 0) {
+    return;
+  }
+  va_start(ap, fmt);
+  vsnprintf(errbuf, errlen, fmt, ap);
+  va_end(ap);
+}
+
+/* Describes why a wolfSSL call failed: the oldest entry of wolfSSL's
+   error queue (the root cause; later entries tend to be generic), else the
+   call's own negative return code.  Empties the queue so the next failure
+   is not blamed on this one. */
+static const char *wolf_reason(int ret, char *buf, size_t buflen) {
+  unsigned long e = wolfSSL_ERR_get_error();
+
+  while (wolfSSL_ERR_get_error() != 0) {
+    ;
+  }
+  if (e != 0) {
+    wolfSSL_ERR_error_string_n(e, buf, (unsigned long)buflen);
+  } else if (ret < 0) {
+    wolfSSL_ERR_error_string_n((unsigned long)ret, buf, (unsigned long)buflen);
+  } else {
+    snprintf(buf, buflen, "no detail from wolfSSL");
+  }
+  return buf;
+}
+
+/* The same for wolfCrypt calls, which return an error code directly. */
+static const char *crypt_reason(int ret) {
+  const char *s = wc_GetErrorString(ret);
+
+  return s != NULL ? s : "unknown wolfCrypt error";
+}
+
+/* Checks that a file can be opened for reading, so that a missing or
+   unreadable file is reported with the system's reason rather than
+   wolfSSL's generic "bad file". */
+static int check_readable(const char *what, const char *path, char *errbuf,
+                          size_t errlen) {
+  FILE *f = fopen(path, "rb");
+
+  if (f == NULL) {
+    seterr(errbuf, errlen, "cannot open %s '%s': %s", what, path,
+           strerror(errno));
+    return -1;
+  }
+  fclose(f);
+  return 0;
+}
+
+static int load_first_cert_der(const char *path, uint8_t **pder,
+                               size_t *pderlen);
+static int ecc_key_matches_cert(const char *cert_file, const char *key_file);
+
+/* ---- contexts ----------------------------------------------------------- */
+
+static void keylog_cb(const WOLFSSL *ssl, const char *line) {
+  WOLFSSL_CTX *ssl_ctx = wolfSSL_get_SSL_CTX(ssl);
+  h3wt_tls_ctx *ctx;
+
+  if (ssl_ctx == NULL) {
+    return;
+  }
+  ctx = wolfSSL_CTX_get_ex_data(ssl_ctx, H3WT_TLS_EX_CTX);
+  if (ctx == NULL || ctx->keylog == NULL) {
+    return;
+  }
+  fputs(line, ctx->keylog);
+  fputc('\n', ctx->keylog);
+  /* Flushed per line so that a capture tool reading the file concurrently
+     can decrypt the connection as it happens. */
+  fflush(ctx->keylog);
+}
+
+/* Opens the key log for appending.  Created with mode 0600 because it holds
+   secrets that decrypt every logged connection. */
+static int keylog_open(h3wt_tls_ctx *ctx, const char *path, char *errbuf,
+                       size_t errlen) {
+  int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+
+  if (fd < 0) {
+    seterr(errbuf, errlen, "cannot open key log file '%s': %s", path,
+           strerror(errno));
+    return -1;
+  }
+  ctx->keylog = fdopen(fd, "a");
+  if (ctx->keylog == NULL) {
+    seterr(errbuf, errlen, "cannot open key log file '%s': %s", path,
+           strerror(errno));
+    close(fd);
+    return -1;
+  }
+  if (wolfSSL_CTX_set_ex_data(ctx->ssl_ctx, H3WT_TLS_EX_CTX, ctx) !=
+      WOLFSSL_SUCCESS) {
+    seterr(errbuf, errlen, "cannot attach key log file '%s' to the context",
+           path);
+    return -1;
+  }
+  wolfSSL_CTX_set_keylog_callback(ctx->ssl_ctx, keylog_cb);
+  return 0;
+}
+
+/* Server ALPN selection: "h3" or nothing.  Note that wolfSSL only calls
+   this in builds with OPENSSL_ALL, WOLFSSL_NGINX or WOLFSSL_HAPROXY;
+   otherwise it matches the client's list against the session's own ALPN
+   list, which h3wt_tls_session_new_server sets to "h3" with the
+   fail-on-mismatch option.  Both paths give the same result. */
+static int alpn_select_cb(WOLFSSL *ssl, const unsigned char **out,
+                          unsigned char *outlen, const unsigned char *in,
+                          unsigned int inlen, void *arg) {
+  const unsigned char *p = in;
+  const unsigned char *end = in + inlen;
+
+  while (p < end) {
+    size_t len = *p;
+
+    if (len > (size_t)(end - p - 1)) {
+      break;
+    }
+    if (len == sizeof(h3_alpn) && memcmp(p + 1, h3_alpn, len) == 0) {
+      *out = p + 1;
+      *outlen = (unsigned char)len;
+      return 0; /* SSL_TLSEXT_ERR_OK */
+    }
+    p += 1 + len;
+  }
+  /* QUIC requires an agreed application protocol (RFC 9001, 8.1): refuse
+     with no_application_protocol. */
+  return fatal_return; /* SSL_TLSEXT_ERR_ALERT_FATAL */
+}
+
+/* What server and client contexts share: allocation, QUIC configuration,
+   TLS 1.3 only, cipher suites, groups. */
+static int ctx_new_common(h3wt_tls_ctx **pctx, int is_server, char *errbuf,
+                          size_t errlen) {
+  h3wt_tls_ctx *ctx;
+  char reason[WOLFSSL_MAX_ERROR_SZ];
+  int rv;
+
+  *pctx = NULL;
+  /* Reference counted: each context holds one, released in ctx_del, so
+     wolfSSL's global state is freed when the last context goes. */
+  rv = wolfSSL_Init();
+  if (rv != WOLFSSL_SUCCESS) {
+    seterr(errbuf, errlen, "wolfSSL_Init failed: %s",
+           wolf_reason(rv, reason, sizeof(reason)));
+    return -1;
+  }
+  /* Stale entries would otherwise be reported as this call's reason. */
+  wolfSSL_ERR_clear_error();
+
+  ctx = calloc(1, sizeof(*ctx));
+  if (ctx == NULL) {
+    seterr(errbuf, errlen, "out of memory");
+    wolfSSL_Cleanup();
+    return -1;
+  }
+  ctx->is_server = is_server;
+  /* TLS 1.3 only: QUIC does not allow anything older. */
+  ctx->ssl_ctx = wolfSSL_CTX_new(is_server ? wolfTLSv1_3_server_method()
+                                           : wolfTLSv1_3_client_method());
+  if (ctx->ssl_ctx == NULL) {
+    seterr(errbuf, errlen, "wolfSSL_CTX_new failed: %s",
+           wolf_reason(0, reason, sizeof(reason)));
+    h3wt_tls_ctx_del(ctx);
+    return -1;
+  }
+  rv = is_server ? ngtcp2_crypto_wolfssl_configure_server_context(ctx->ssl_ctx)
+                 : ngtcp2_crypto_wolfssl_configure_client_context(ctx->ssl_ctx);
+  if (rv != 0) {
+    seterr(errbuf, errlen, "cannot configure the TLS context for QUIC");
+    h3wt_tls_ctx_del(ctx);
+    return -1;
+  }
+  rv = wolfSSL_CTX_set_cipher_list(ctx->ssl_ctx, H3WT_TLS_CIPHERS);
+  if (rv != WOLFSSL_SUCCESS) {
+    seterr(errbuf, errlen, "cannot set cipher suites '%s': %s",
+           H3WT_TLS_CIPHERS, wolf_reason(rv, reason, sizeof(reason)));
+    h3wt_tls_ctx_del(ctx);
+    return -1;
+  }
+  rv = wolfSSL_CTX_set1_curves_list(ctx->ssl_ctx, H3WT_TLS_GROUPS);
+  if (rv != WOLFSSL_SUCCESS) {
+    seterr(errbuf, errlen, "cannot set key exchange groups '%s': %s",
+           H3WT_TLS_GROUPS, wolf_reason(rv, reason, sizeof(reason)));
+    h3wt_tls_ctx_del(ctx);
+    return -1;
+  }
+  *pctx = ctx;
+  return 0;
+}
+
+int h3wt_tls_server_ctx_new(h3wt_tls_ctx **pctx, const h3wt_tls_ctx_opts *opts,
+                            char *errbuf, size_t errlen) {
+  h3wt_tls_ctx *ctx;
+  char reason[WOLFSSL_MAX_ERROR_SZ];
+  int rv;
+
+  if (pctx == NULL) {
+    seterr(errbuf, errlen, "no place to return the TLS context");
+    return -1;
+  }
+  *pctx = NULL;
+  if (opts == NULL || opts->cert_file == NULL || opts->key_file == NULL) {
+    seterr(errbuf, errlen,
+           "a TLS server needs both a certificate file and a key file");
+    return -1;
+  }
+  if (check_readable("certificate file", opts->cert_file, errbuf, errlen) !=
+          0 ||
+      check_readable("private key file", opts->key_file, errbuf, errlen) != 0) {
+    return -1;
+  }
+  if (ctx_new_common(&ctx, 1, errbuf, errlen) != 0) {
+    return -1;
+  }
+
+  rv = wolfSSL_CTX_use_certificate_chain_file(ctx->ssl_ctx, opts->cert_file);
+  if (rv != WOLFSSL_SUCCESS) {
+    seterr(errbuf, errlen, "cannot load certificate chain from '%s': %s",
+           opts->cert_file, wolf_reason(rv, reason, sizeof(reason)));
+    goto fail;
+  }
+  rv = wolfSSL_CTX_use_PrivateKey_file(ctx->ssl_ctx, opts->key_file,
+                                       WOLFSSL_FILETYPE_PEM);
+  if (rv != WOLFSSL_SUCCESS) {
+    seterr(errbuf, errlen, "cannot load private key from '%s': %s",
+           opts->key_file, wolf_reason(rv, reason, sizeof(reason)));
+    goto fail;
+  }
+  rv = wolfSSL_CTX_check_private_key(ctx->ssl_ctx);
+  if (rv != WOLFSSL_SUCCESS) {
+    /* wolfSSL queues no reason for this one: the comparison just fails. */
+    wolfSSL_ERR_clear_error();
+    seterr(errbuf, errlen,
+           "private key '%s' does not match certificate '%s' (the first "
+           "certificate of the file)",
+           opts->key_file, opts->cert_file);
+    goto fail;
+  }
+  /* For ECC keys the check above only validates the certificate's public
+     key on its own unless wolfSSL was built with WOLFSSL_VALIDATE_ECC_IMPORT
+     (this one is not), so compare the key pair here. */
+  if (ecc_key_matches_cert(opts->cert_file, opts->key_file) == 0) {
+    seterr(errbuf, errlen,
+           "private key '%s' does not match certificate '%s': the public "
+           "keys differ",
+           opts->key_file, opts->cert_file);
+    goto fail;
+  }
+
+  wolfSSL_CTX_set_alpn_select_cb(ctx->ssl_ctx, alpn_select_cb, NULL);
+#ifdef WOLFSSL_EARLY_DATA
+  /* QUIC requires max_early_data_size 0xffffffff in tickets that allow
+     0-RTT (RFC 9001, 4.6.1); the per-session switch is in
+     h3wt_tls_session_new_server. */
+  rv = wolfSSL_CTX_set_max_early_data(ctx->ssl_ctx, UINT32_MAX);
+  if (rv != WOLFSSL_SUCCESS) {
+    seterr(errbuf, errlen, "cannot enable 0-RTT: %s",
+           wolf_reason(rv, reason, sizeof(reason)));
+    goto fail;
+  }
+#endif
+  /* Session tickets (resumption) are on by default for a TLS 1.3 server,
+     with wolfSSL's own rotating ticket key. */
+  if (opts->keylog_file != NULL &&
+      keylog_open(ctx, opts->keylog_file, errbuf, errlen) != 0) {
+    goto fail;
+  }
+  *pctx = ctx;
+  return 0;
+
+fail:
+  h3wt_tls_ctx_del(ctx);
+  return -1;
+}
+
+int h3wt_tls_client_ctx_new(h3wt_tls_ctx **pctx, const h3wt_tls_ctx_opts *opts,
+                            char *errbuf, size_t errlen) {
+  static const h3wt_tls_ctx_opts no_opts;
+  h3wt_tls_ctx *ctx;
+  char reason[WOLFSSL_MAX_ERROR_SZ];
+  int rv;
+
+  if (pctx == NULL) {
+    seterr(errbuf, errlen, "no place to return the TLS context");
+    return -1;
+  }
+  *pctx = NULL;
+  if (opts == NULL) {
+    opts = &no_opts;
+  }
+  if (!opts->insecure && opts->ca_file != NULL &&
+      check_readable("CA file", opts->ca_file, errbuf, errlen) != 0) {
+    return -1;
+  }
+  if (ctx_new_common(&ctx, 0, errbuf, errlen) != 0) {
+    return -1;
+  }
+
+  if (opts->insecure) {
+    wolfSSL_CTX_set_verify(ctx->ssl_ctx, WOLFSSL_VERIFY_NONE, NULL);
+  } else {
+    ctx->verify = 1;
+    wolfSSL_CTX_set_verify(ctx->ssl_ctx, WOLFSSL_VERIFY_PEER, NULL);
+    if (opts->ca_file != NULL) {
+      rv = wolfSSL_CTX_load_verify_locations(ctx->ssl_ctx, opts->ca_file, NULL);
+      if (rv != WOLFSSL_SUCCESS) {
+        seterr(errbuf, errlen, "cannot load CA certificates from '%s': %s",
+               opts->ca_file, wolf_reason(rv, reason, sizeof(reason)));
+        goto fail;
+      }
+    } else {
+      /* SSL_CERT_FILE / SSL_CERT_DIR if set, else the system store. */
+      rv = wolfSSL_CTX_set_default_verify_paths(ctx->ssl_ctx);
+      if (rv != WOLFSSL_SUCCESS) {
+        seterr(errbuf, errlen, "cannot load the system CA certificates: %s",
+               wolf_reason(rv, reason, sizeof(reason)));
+        goto fail;
+      }
+    }
+  }
+  if (opts->keylog_file != NULL &&
+      keylog_open(ctx, opts->keylog_file, errbuf, errlen) != 0) {
+    goto fail;
+  }
+  *pctx = ctx;
+  return 0;
+
+fail:
+  h3wt_tls_ctx_del(ctx);
+  return -1;
+}
+
+void h3wt_tls_ctx_del(h3wt_tls_ctx *ctx) {
+  if (ctx == NULL) {
+    return;
+  }
+  if (ctx->ssl_ctx != NULL) {
+    wolfSSL_CTX_free(ctx->ssl_ctx);
+  }
+  if (ctx->keylog != NULL) {
+    fclose(ctx->keylog);
+  }
+  free(ctx);
+  /* Pairs with the wolfSSL_Init in ctx_new_common, which every context that
+     reached this point went through. */
+  wolfSSL_Cleanup();
+}
+
+/* ---- sessions ----------------------------------------------------------- */
+
+void *h3wt_tls_session_new_server(h3wt_tls_ctx *ctx, void *conn_ref) {
+  WOLFSSL *ssl;
+  char alpn[sizeof(h3_alpn) + 1];
+
+  if (ctx == NULL || !ctx->is_server || conn_ref == NULL) {
+    return NULL;
+  }
+  ssl = wolfSSL_new(ctx->ssl_ctx);
+  if (ssl == NULL) {
+    return NULL;
+  }
+  /* ngtcp2_crypto_wolfssl finds the connection through this. */
+  wolfSSL_set_app_data(ssl, conn_ref);
+  wolfSSL_set_accept_state(ssl);
+  /* See alpn_select_cb for why the list is set here as well. */
+  memcpy(alpn, h3_alpn, sizeof(h3_alpn));
+  alpn[sizeof(h3_alpn)] = '\0';
+  if (wolfSSL_UseALPN(ssl, alpn, sizeof(h3_alpn),
+                      WOLFSSL_ALPN_FAILED_ON_MISMATCH) != WOLFSSL_SUCCESS) {
+    wolfSSL_free(ssl);
+    return NULL;
+  }
+#ifdef WOLFSSL_EARLY_DATA
+  wolfSSL_set_quic_early_data_enabled(ssl, 1);
+#endif
+  /* The codepoint of the quic_transport_parameters extension for QUIC v1
+     (and v2), RFC 9000. */
+  wolfSSL_set_quic_transport_version(ssl, 0x39);
+  return ssl;
+}
+
+/* If host is an IPv4 or IPv6 literal (the latter possibly in brackets),
+   writes it to out in the form wolfSSL prints IP subjectAltNames in when it
+   compares them with the name given to wolfSSL_check_domain_name (dotted
+   decimal; eight groups of four hex digits), and returns 1.  Returns 0 for
+   anything else. */
+static int ip_literal_canon(const char *host, char *out, size_t outlen) {
+  char buf[INET6_ADDRSTRLEN + 2];
+  uint8_t a[16];
+  size_t len = strlen(host);
+  size_t i, o;
+
+  if (inet_pton(AF_INET, host, a) == 1) {
+    snprintf(out, outlen, "%u.%u.%u.%u", a[0], a[1], a[2], a[3]);
+    return 1;
+  }
+  if (len > 2 && len < sizeof(buf) && host[0] == '[' && host[len - 1] == ']') {
+    memcpy(buf, host + 1, len - 2);
+    buf[len - 2] = '\0';
+    host = buf;
+  }
+  if (inet_pton(AF_INET6, host, a) != 1) {
+    return 0;
+  }
+  for (i = 0, o = 0; i < 8 && o < outlen; i++) {
+    o += (size_t)snprintf(out + o, outlen - o, "%02X%02X%s", a[2 * i],
+                          a[2 * i + 1], i < 7 ? ":" : "");
+  }
+  return 1;
+}
+
+void *h3wt_tls_session_new_client(h3wt_tls_ctx *ctx, void *conn_ref,
+                                  const char *sni) {
+  WOLFSSL *ssl;
+  char alpn[sizeof(h3_alpn) + 1];
+  size_t snilen;
+
+  if (ctx == NULL || ctx->is_server || conn_ref == NULL) {
+    return NULL;
+  }
+  ssl = wolfSSL_new(ctx->ssl_ctx);
+  if (ssl == NULL) {
+    return NULL;
+  }
+  wolfSSL_set_app_data(ssl, conn_ref);
+  wolfSSL_set_connect_state(ssl);
+  memcpy(alpn, h3_alpn, sizeof(h3_alpn));
+  alpn[sizeof(h3_alpn)] = '\0';
+  if (wolfSSL_UseALPN(ssl, alpn, sizeof(h3_alpn),
+                      WOLFSSL_ALPN_FAILED_ON_MISMATCH) != WOLFSSL_SUCCESS) {
+    goto fail;
+  }
+  /* Without a name there is nothing to send or to check the certificate's
+     names against (the chain is still verified). */
+  if (sni != NULL && *sni != '\0') {
+    char ip[48];
+    int is_ip = ip_literal_canon(sni, ip, sizeof(ip));
+
+    snilen = strlen(sni);
+    /* SNI must not carry an IP address (RFC 6066, 3); the certificate is
+       still checked against one, through its IP subjectAltNames. */
+    if (!is_ip && (snilen > UINT16_MAX ||
+                   wolfSSL_UseSNI(ssl, WOLFSSL_SNI_HOST_NAME, sni,
+                                  (uint16_t)snilen) != WOLFSSL_SUCCESS)) {
+      goto fail;
+    }
+    if (ctx->verify &&
+        wolfSSL_check_domain_name(ssl, is_ip ? ip : sni) != WOLFSSL_SUCCESS) {
+      goto fail;
+    }
+  }
+  wolfSSL_set_quic_transport_version(ssl, 0x39);
+  return ssl;
+
+fail:
+  wolfSSL_free(ssl);
+  return NULL;
+}
+
+void h3wt_tls_session_del(void *ssl) {
+  if (ssl != NULL) {
+    wolfSSL_free(ssl);
+  }
+}
+
+void h3wt_tls_session_alpn(void *ssl, const uint8_t **alpn, size_t *alpnlen) {
+  const unsigned char *data = NULL;
+  unsigned int len = 0;
+
+  if (ssl != NULL) {
+    wolfSSL_get0_alpn_selected(ssl, &data, &len);
+  }
+  if (data == NULL || len == 0) {
+    data = NULL;
+    len = 0;
+  }
+  if (alpn != NULL) {
+    *alpn = data;
+  }
+  if (alpnlen != NULL) {
+    *alpnlen = len;
+  }
+}
+
+/* ---- files -------------------------------------------------------------- */
+
+/* Clears secrets in a way the compiler may not elide. */
+static void secure_zero(void *p, size_t n) {
+  volatile uint8_t *v = p;
+
+  while (n-- > 0) {
+    *v++ = 0;
+  }
+}
+
+/* Reads a whole (small) file into a NUL-terminated heap buffer. */
+static int read_small_file(const char *path, uint8_t **pdata, size_t *plen) {
+  FILE *f = fopen(path, "rb");
+  uint8_t *data = NULL;
+  struct stat st;
+  size_t len;
+
+  *pdata = NULL;
+  *plen = 0;
+  if (f == NULL) {
+    return -1;
+  }
+  if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode) ||
+      st.st_size > H3WT_TLS_MAX_PEM) {
+    goto fail;
+  }
+  len = (size_t)st.st_size;
+  data = malloc(len + 1);
+  /* A file that changes size while being read is not trusted either. */
+  if (data == NULL || fread(data, 1, len, f) != len || fgetc(f) != EOF) {
+    goto fail;
+  }
+  fclose(f);
+  data[len] = '\0';
+  *pdata = data;
+  *plen = len;
+  return 0;
+
+fail:
+  free(data);
+  fclose(f);
+  return -1;
+}
+
+/* The DER encoding of the first certificate in a PEM file, on the heap. */
+static int load_first_cert_der(const char *path, uint8_t **pder,
+                               size_t *pderlen) {
+  uint8_t *pem;
+  uint8_t *der;
+  size_t pemlen;
+  int n;
+
+  *pder = NULL;
+  *pderlen = 0;
+  if (path == NULL || read_small_file(path, &pem, &pemlen) != 0) {
+    return -1;
+  }
+  /* Base64 decodes to less than its own length. */
+  der = malloc(pemlen + 1);
+  if (der == NULL) {
+    free(pem);
+    return -1;
+  }
+  n = wc_CertPemToDer(pem, (int)pemlen, der, (int)pemlen + 1, CERT_TYPE);
+  free(pem);
+  if (n <= 0) {
+    free(der);
+    return -1;
+  }
+  *pder = der;
+  *pderlen = (size_t)n;
+  return 0;
+}
+
+/* Whether the ECC private key in key_file (PEM: SEC 1 or PKCS #8) belongs
+   to the first certificate in cert_file: derives the public point from the
+   private scalar and compares it with the certificate's.  Returns 1 on a
+   match, 0 on a mismatch, -1 when either side is not an ECC key or cannot
+   be read (then wolfSSL's own checks are all there is). */
+static int ecc_key_matches_cert(const char *cert_file, const char *key_file) {
+  uint8_t *pem = NULL, *keyder = NULL, *certder = NULL;
+  uint8_t spki[512], a[160], b[160];
+  word32 alen = sizeof(a), blen = sizeof(b), idx;
+  size_t pemlen, certlen;
+  int spkilen = sizeof(spki);
+  int n, rv = -1, priv_ok = 0, pub_ok = 0, rng_ok = 0;
+  WOLFSSL_X509 *x509 = NULL;
+  ecc_key priv, pub;
+  WC_RNG rng;
+
+  if (read_small_file(key_file, &pem, &pemlen) != 0 ||
+      load_first_cert_der(cert_file, &certder, &certlen) != 0) {
+    goto out;
+  }
+  keyder = malloc(pemlen + 1);
+  if (keyder == NULL) {
+    goto out;
+  }
+  n = wc_KeyPemToDer(pem, (int)pemlen, keyder, (int)pemlen + 1, NULL);
+  if (n <= 0) {
+    goto out;
+  }
+  if (wc_ecc_init(&priv) != 0) {
+    goto out;
+  }
+  priv_ok = 1;
+  idx = 0;
+  if (wc_EccPrivateKeyDecode(keyder, &idx, &priv, (word32)n) != 0) {
+    goto out; /* not an ECC key */
+  }
+  x509 = wolfSSL_X509_d2i(NULL, certder, (int)certlen);
+  if (x509 == NULL ||
+      wolfSSL_X509_get_pubkey_buffer(x509, spki, &spkilen) != WOLFSSL_SUCCESS ||
+      wc_ecc_init(&pub) != 0) {
+    goto out;
+  }
+  pub_ok = 1;
+  idx = 0;
+  if (wc_EccPublicKeyDecode(spki, &idx, &pub, (word32)spkilen) != 0) {
+    rv = 0; /* an ECC private key for a certificate of another kind */
+    goto out;
+  }
+  if (wc_InitRng(&rng) != 0) {
+    goto out;
+  }
+  rng_ok = 1;
+  /* The random generator blinds the scalar multiplication. */
+  if (wc_ecc_make_pub_ex(&priv, NULL, &rng) != 0 ||
+      wc_ecc_export_x963(&priv, a, &alen) != 0 ||
+      wc_ecc_export_x963(&pub, b, &blen) != 0) {
+    goto out;
+  }
+  rv = alen == blen && memcmp(a, b, alen) == 0;
+
+out:
+  if (rng_ok) {
+    wc_FreeRng(&rng);
+  }
+  if (pub_ok) {
+    wc_ecc_free(&pub);
+  }
+  if (priv_ok) {
+    wc_ecc_free(&priv);
+  }
+  wolfSSL_X509_free(x509);
+  if (keyder != NULL) {
+    secure_zero(keyder, pemlen + 1);
+    free(keyder);
+  }
+  if (pem != NULL) {
+    secure_zero(pem, pemlen);
+    free(pem);
+  }
+  free(certder);
+  return rv;
+}
+
+int h3wt_tls_cert_sha256(const char *cert_file, uint8_t out[32]) {
+  uint8_t *der;
+  size_t derlen;
+  int rv = -1;
+
+  /* The init/cleanup pair (reference counted) bounds the lifetime of any
+     entry wolfCrypt puts on its global error queue here: a wolfCrypt_Init
+     from zero would forget, and so leak, entries left from before. */
+  if (out == NULL || wolfCrypt_Init() != 0) {
+    return -1;
+  }
+  if (load_first_cert_der(cert_file, &der, &derlen) == 0) {
+    rv = wc_Sha256Hash(der, (word32)derlen, out) == 0 ? 0 : -1;
+    free(der);
+  }
+  wolfCrypt_Cleanup();
+  return rv;
+}
+
+int64_t h3wt_tls_cert_seconds_left(const char *cert_file) {
+  WOLFSSL_X509 *x509 = NULL;
+  WOLFSSL_ASN1_TIME *na;
+  struct tm tm;
+  uint8_t *der;
+  size_t derlen;
+  time_t t = (time_t)-1;
+
+  if (wolfCrypt_Init() != 0) { /* as in h3wt_tls_cert_sha256 */
+    return INT64_MIN;
+  }
+  if (load_first_cert_der(cert_file, &der, &derlen) == 0) {
+    x509 = wolfSSL_X509_d2i(NULL, der, (int)derlen);
+    free(der);
+  }
+  if (x509 != NULL) {
+    na = wolfSSL_X509_get_notAfter(x509);
+    memset(&tm, 0, sizeof(tm));
+    if (na != NULL && wolfSSL_ASN1_TIME_to_tm(na, &tm) == WOLFSSL_SUCCESS) {
+      t = timegm(&tm);
+    }
+    wolfSSL_X509_free(x509);
+  }
+  wolfCrypt_Cleanup();
+  if (t == (time_t)-1) {
+    return INT64_MIN;
+  }
+  return (int64_t)t - (int64_t)time(NULL);
+}
+
+/* ---- development certificate -------------------------------------------- */
+
+/* Writes a DER tag and definite length (content of at most 0xffff bytes,
+   plenty for a certificate); returns the bytes written. */
+static size_t der_put_hdr(uint8_t *p, uint8_t tag, size_t len) {
+  p[0] = tag;
+  if (len < 0x80) {
+    p[1] = (uint8_t)len;
+    return 2;
+  }
+  if (len <= 0xff) {
+    p[1] = 0x81;
+    p[2] = (uint8_t)len;
+    return 3;
+  }
+  p[1] = 0x82;
+  p[2] = (uint8_t)(len >> 8);
+  p[3] = (uint8_t)len;
+  return 4;
+}
+
+static size_t der_hdr_len(size_t len) {
+  return len < 0x80 ? 2 : len <= 0xff ? 3 : 4;
+}
+
+/* Reads the tag and length at p (n bytes available); sets the header size
+   and content length.  Only definite lengths up to 0xffff, as above. */
+static int der_get_hdr(const uint8_t *p, size_t n, uint8_t *tag, size_t *hdr,
+                       size_t *len) {
+  if (n < 2) {
+    return -1;
+  }
+  *tag = p[0];
+  if (p[1] < 0x80) {
+    *hdr = 2;
+    *len = p[1];
+  } else if (p[1] == 0x81 && n >= 3) {
+    *hdr = 3;
+    *len = p[2];
+  } else if (p[1] == 0x82 && n >= 4) {
+    *hdr = 4;
+    *len = ((size_t)p[2] << 8) | p[3];
+  } else {
+    return -1;
+  }
+  return *len <= n - *hdr ? 0 : -1;
+}
+
+/* The subjectAltName extension for DNS:localhost, IP:127.0.0.1, IP:::1.
+   Encoded by hand because this wolfSSL build lacks WOLFSSL_ALT_NAMES, the
+   only way to have wc_MakeCert emit one. */
+static size_t make_san_ext(uint8_t *out) {
+  static const uint8_t san_oid[] = {0x06, 0x03, 0x55, 0x1d, 0x11};
+  static const uint8_t ip4[4] = {127, 0, 0, 1};
+  static const uint8_t ip6[16] = {[15] = 1};
+  uint8_t names[64];
+  size_t n = 0;
+  size_t seqlen;
+  size_t octlen;
+  size_t o;
+
+  n += der_put_hdr(names + n, 0x82, 9); /* [2] dNSName */
+  memcpy(names + n, "localhost", 9);
+  n += 9;
+  n += der_put_hdr(names + n, 0x87, sizeof(ip4)); /* [7] iPAddress */
+  memcpy(names + n, ip4, sizeof(ip4));
+  n += sizeof(ip4);
+  n += der_put_hdr(names + n, 0x87, sizeof(ip6));
+  memcpy(names + n, ip6, sizeof(ip6));
+  n += sizeof(ip6);
+
+  seqlen = der_hdr_len(n) + n;                          /* GeneralNames */
+  octlen = der_hdr_len(seqlen) + seqlen;                /* extnValue */
+  o = der_put_hdr(out, 0x30, sizeof(san_oid) + octlen); /* Extension */
+  memcpy(out + o, san_oid, sizeof(san_oid));
+  o += sizeof(san_oid);
+  o += der_put_hdr(out + o, 0x04, seqlen);
+  o += der_put_hdr(out + o, 0x30, n);
+  memcpy(out + o, names, n);
+  return o + n;
+}
+
+/* Rewrites a TBSCertificate with one more extension: appended to the
+   existing [3] extensions, or in a new [3] (the last TBS field) if there is
+   none.  Returns the new length, or 0 on malformed input or short output. */
+static size_t tbs_add_ext(const uint8_t *tbs, size_t tbslen, const uint8_t *ext,
+                          size_t extlen, uint8_t *out, size_t outcap) {
+  const uint8_t *body;
+  const uint8_t *old_exts = NULL;
+  size_t hdr, len, off, prefix, old_len = 0;
+  size_t exts_len, seq_len, a3_len, body_len, total, o;
+  uint8_t tag;
+
+  if (der_get_hdr(tbs, tbslen, &tag, &hdr, &len) != 0 || tag != 0x30 ||
+      hdr + len != tbslen) {
+    return 0;
+  }
+  body = tbs + hdr;
+  prefix = len;
+  for (off = 0; off < len;) {
+    size_t chdr, clen;
+
+    if (der_get_hdr(body + off, len - off, &tag, &chdr, &clen) != 0) {
+      return 0;
+    }
+    if (tag == 0xa3) {
+      size_t ihdr;
+      uint8_t itag;
+
+      if (off + chdr + clen != len ||
+          der_get_hdr(body + off + chdr, clen, &itag, &ihdr, &old_len) != 0 ||
+          itag != 0x30 || ihdr + old_len != clen) {
+        return 0;
+      }
+      old_exts = body + off + chdr + ihdr;
+      prefix = off;
+      break;
+    }
+    off += chdr + clen;
+  }
+
+  exts_len = old_len + extlen;
+  seq_len = der_hdr_len(exts_len) + exts_len;
+  a3_len = der_hdr_len(seq_len) + seq_len;
+  body_len = prefix + a3_len;
+  total = der_hdr_len(body_len) + body_len;
+  if (body_len > 0xffff || total > outcap) {
+    return 0;
+  }
+  o = der_put_hdr(out, 0x30, body_len);
+  memcpy(out + o, body, prefix);
+  o += prefix;
+  o += der_put_hdr(out + o, 0xa3, seq_len);
+  o += der_put_hdr(out + o, 0x30, exts_len);
+  if (old_len > 0) {
+    memcpy(out + o, old_exts, old_len);
+    o += old_len;
+  }
+  memcpy(out + o, ext, extlen);
+  return o + extlen;
+}
+
+/* Encodes t as an X.509 Time in wolfSSL's raw date layout (tag, length,
+   characters): UTCTime until 2049 and GeneralizedTime after, as RFC 5280,
+   4.1.2.5 requires. */
+static int set_cert_date(uint8_t *out, size_t outcap, int *outlen, time_t t) {
+  struct tm tm;
+  char s[32];
+  int n;
+
+  if (gmtime_r(&t, &tm) == NULL) {
+    return -1;
+  }
+  if (tm.tm_year + 1900 < 2050) {
+    n = snprintf(s, sizeof(s), "%02d%02d%02d%02d%02d%02dZ", tm.tm_year % 100,
+                 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+    out[0] = 0x17; /* UTCTime */
+  } else {
+    n = snprintf(s, sizeof(s), "%04d%02d%02d%02d%02d%02dZ", tm.tm_year + 1900,
+                 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+    out[0] = 0x18; /* GeneralizedTime */
+  }
+  if (n != (out[0] == 0x17 ? 13 : 15) || (size_t)n + 2 > outcap) {
+    return -1;
+  }
+  out[1] = (uint8_t)n;
+  memcpy(out + 2, s, (size_t)n);
+  *outlen = n + 2;
+  return 0;
+}
+
+/* Writes data to a temporary file next to path, with the given mode, and
+   returns its name in tmp (to be renamed over path once everything is
+   ready, so that readers never see half a file). */
+static int write_temp(const char *path, const uint8_t *data, size_t len,
+                      mode_t mode, char *tmp, size_t tmplen, char *errbuf,
+                      size_t errlen) {
+  size_t done = 0;
+  int fd;
+
+  if ((size_t)snprintf(tmp, tmplen, "%s.XXXXXX", path) >= tmplen) {
+    seterr(errbuf, errlen, "file name too long: '%s'", path);
+    return -1;
+  }
+  /* mkstemp creates the file with mode 0600, so a key is never readable by
+     others, not even for a moment. */
+  fd = mkstemp(tmp);
+  if (fd < 0) {
+    seterr(errbuf, errlen, "cannot create a temporary file for '%s': %s", path,
+           strerror(errno));
+    return -1;
+  }
+  if (fchmod(fd, mode) != 0) {
+    goto fail;
+  }
+  while (done < len) {
+    ssize_t n = write(fd, data + done, len - done);
+
+    if (n < 0 && errno == EINTR) {
+      continue;
+    }
+    if (n <= 0) {
+      goto fail;
+    }
+    done += (size_t)n;
+  }
+  if (fsync(fd) != 0) {
+    goto fail;
+  }
+  if (close(fd) != 0) {
+    fd = -1;
+    goto fail;
+  }
+  return 0;
+
+fail:
+  seterr(errbuf, errlen, "cannot write '%s': %s", tmp, strerror(errno));
+  if (fd >= 0) {
+    close(fd);
+  }
+  unlink(tmp);
+  return -1;
+}
+
+int h3wt_tls_devcert_make(const char *cert_file, const char *key_file,
+                          char *errbuf, size_t errlen) {
+  enum { DER_MAX = 2048, PEM_MAX = 4096 };
+  uint8_t *tbs = NULL, *der = NULL, *pem = NULL, *keypem = NULL;
+  uint8_t keyder[256];
+  uint8_t san[96];
+  size_t sanlen, tbslen;
+  char cert_tmp[4096], key_tmp[4096];
+  int cert_tmp_made = 0, key_tmp_made = 0;
+  int rng_ok = 0, key_ok = 0, crypt_ok = 0;
+  int n, pemlen, keypemlen, derlen, rv = -1;
+  time_t now;
+  WC_RNG rng;
+  ecc_key key;
+  Cert cert;
+
+  if (cert_file == NULL || key_file == NULL) {
+    seterr(errbuf, errlen, "a certificate and a key file name are needed");
+    return -1;
+  }
+  if (strcmp(cert_file, key_file) == 0) {
+    seterr(errbuf, errlen,
+           "certificate and key must go to different files (both '%s')",
+           cert_file);
+    return -1;
+  }
+  n = wolfCrypt_Init();
+  if (n != 0) {
+    seterr(errbuf, errlen, "wolfCrypt_Init failed: %s", crypt_reason(n));
+    return -1;
+  }
+  crypt_ok = 1;
+
+  tbs = malloc(DER_MAX);
+  der = malloc(DER_MAX);
+  pem = malloc(PEM_MAX);
+  keypem = malloc(PEM_MAX);
+  if (tbs == NULL || der == NULL || pem == NULL || keypem == NULL) {
+    seterr(errbuf, errlen, "out of memory");
+    goto out;
+  }
+
+  n = wc_InitRng(&rng);
+  if (n != 0) {
+    seterr(errbuf, errlen, "cannot initialise the random generator: %s",
+           crypt_reason(n));
+    goto out;
+  }
+  rng_ok = 1;
+  n = wc_ecc_init(&key);
+  if (n != 0) {
+    seterr(errbuf, errlen, "cannot initialise an ECC key: %s", crypt_reason(n));
+    goto out;
+  }
+  key_ok = 1;
+  /* P-256: the one curve every WebTransport client must accept for
+     serverCertificateHashes. */
+  n = wc_ecc_make_key_ex(&rng, 32, &key, ECC_SECP256R1);
+  if (n != 0) {
+    seterr(errbuf, errlen, "cannot generate a P-256 key: %s", crypt_reason(n));
+    goto out;
+  }
+
+  n = wc_InitCert(&cert);
+  if (n != 0) {
+    seterr(errbuf, errlen, "cannot initialise the certificate: %s",
+           crypt_reason(n));
+    goto out;
+  }
+  cert.version = 2; /* X.509 v3: required for serverCertificateHashes */
+  cert.sigType = CTC_SHA256wECDSA;
+  cert.isCA = 0;
+  cert.selfSigned = 1;
+  snprintf(cert.subject.commonName, sizeof(cert.subject.commonName), "%s",
+           "localhost");
+  snprintf(cert.subject.org, sizeof(cert.subject.org), "%s",
+           "h3wt development");
+  /* A random positive serial; the top byte is forced into 0x40..0x7f so
+     the INTEGER is positive and minimally encoded. */
+  cert.serialSz = 16;
+  n = wc_RNG_GenerateBlock(&rng, cert.serial, (word32)cert.serialSz);
+  if (n != 0) {
+    seterr(errbuf, errlen, "cannot generate a serial number: %s",
+           crypt_reason(n));
+    goto out;
+  }
+  cert.serial[0] = (uint8_t)((cert.serial[0] & 0x3f) | 0x40);
+  /* The dates are given explicitly rather than through cert.daysValid,
+     because wc_MakeCert would also back-date notBefore by a whole day,
+     making the span daysValid + 1 days. */
+  now = time(NULL);
+  if (set_cert_date(cert.beforeDate, sizeof(cert.beforeDate),
+                    &cert.beforeDateSz, now - H3WT_DEVCERT_BACKDATE) != 0 ||
+      set_cert_date(cert.afterDate, sizeof(cert.afterDate), &cert.afterDateSz,
+                    now - H3WT_DEVCERT_BACKDATE + H3WT_DEVCERT_SPAN) != 0) {
+    seterr(errbuf, errlen, "cannot encode the validity dates");
+    goto out;
+  }
+
+  /* wc_MakeCert produces the TBSCertificate only; the subjectAltName is
+     spliced in before it is signed. */
+  n = wc_MakeCert(&cert, tbs, DER_MAX, NULL, &key, &rng);
+  if (n <= 0) {
+    seterr(errbuf, errlen, "cannot encode the certificate: %s",
+           crypt_reason(n));
+    goto out;
+  }
+  sanlen = make_san_ext(san);
+  tbslen = tbs_add_ext(tbs, (size_t)n, san, sanlen, der, DER_MAX);
+  if (tbslen == 0) {
+    seterr(errbuf, errlen, "cannot add the subjectAltName to the certificate");
+    goto out;
+  }
+  derlen = wc_SignCert((int)tbslen, CTC_SHA256wECDSA, der, DER_MAX, NULL, &key,
+                       &rng);
+  if (derlen <= 0) {
+    seterr(errbuf, errlen, "cannot sign the certificate: %s",
+           crypt_reason(derlen));
+    goto out;
+  }
+  pemlen = wc_DerToPem(der, (word32)derlen, pem, PEM_MAX, CERT_TYPE);
+  if (pemlen <= 0) {
+    seterr(errbuf, errlen, "cannot PEM-encode the certificate: %s",
+           crypt_reason(pemlen));
+    goto out;
+  }
+
+  n = wc_EccKeyToDer(&key, keyder, sizeof(keyder));
+  if (n <= 0) {
+    seterr(errbuf, errlen, "cannot encode the private key: %s",
+           crypt_reason(n));
+    goto out;
+  }
+  keypemlen =
+      wc_DerToPem(keyder, (word32)n, keypem, PEM_MAX, ECC_PRIVATEKEY_TYPE);
+  if (keypemlen <= 0) {
+    seterr(errbuf, errlen, "cannot PEM-encode the private key: %s",
+           crypt_reason(keypemlen));
+    goto out;
+  }
+
+  if (write_temp(key_file, keypem, (size_t)keypemlen, 0600, key_tmp,
+                 sizeof(key_tmp), errbuf, errlen) != 0) {
+    goto out;
+  }
+  key_tmp_made = 1;
+  if (write_temp(cert_file, pem, (size_t)pemlen, 0644, cert_tmp,
+                 sizeof(cert_tmp), errbuf, errlen) != 0) {
+    goto out;
+  }
+  cert_tmp_made = 1;
+  /* Key first: a reader that sees the new certificate then finds its key. */
+  if (rename(key_tmp, key_file) != 0) {
+    seterr(errbuf, errlen, "cannot rename '%s' to '%s': %s", key_tmp, key_file,
+           strerror(errno));
+    goto out;
+  }
+  key_tmp_made = 0;
+  if (rename(cert_tmp, cert_file) != 0) {
+    seterr(errbuf, errlen, "cannot rename '%s' to '%s': %s", cert_tmp,
+           cert_file, strerror(errno));
+    goto out;
+  }
+  cert_tmp_made = 0;
+  rv = 0;
+
+out:
+  if (key_tmp_made) {
+    unlink(key_tmp);
+  }
+  if (cert_tmp_made) {
+    unlink(cert_tmp);
+  }
+  secure_zero(keyder, sizeof(keyder));
+  if (keypem != NULL) {
+    secure_zero(keypem, PEM_MAX);
+  }
+  if (key_ok) {
+    wc_ecc_free(&key);
+  }
+  if (rng_ok) {
+    wc_FreeRng(&rng);
+  }
+  free(tbs);
+  free(der);
+  free(pem);
+  free(keypem);
+  if (crypt_ok) {
+    wolfCrypt_Cleanup();
+  }
+  return rv;
+}

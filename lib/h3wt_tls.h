@@ -1,0 +1,66 @@
+/*
+ * h3wt_tls: wolfSSL contexts for QUIC (through ngtcp2_crypto_wolfssl),
+ * certificate loading, development-certificate generation, key logging.
+ *
+ * The only module that includes wolfSSL headers.  Everything it hands out is
+ * an opaque pointer; the quic module passes the per-connection handle to
+ * ngtcp2_conn_set_tls_native_handle().
+ */
+#ifndef H3WT_TLS_H
+#define H3WT_TLS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct h3wt_tls_ctx h3wt_tls_ctx;
+
+/* Options for a context.  Zero-initialise, then fill what is needed. */
+typedef struct h3wt_tls_ctx_opts {
+  /* Server: PEM certificate chain and private key (both required). */
+  const char *cert_file;
+  const char *key_file;
+  /* Client: PEM CA bundle to verify the server with; NULL uses the system
+     default paths.  insecure != 0 skips verification (curl -k). */
+  const char *ca_file;
+  int insecure;
+  /* NSS key log file (SSLKEYLOGFILE format) appended to; NULL: none. */
+  const char *keylog_file;
+} h3wt_tls_ctx_opts;
+
+/* Creates a TLS 1.3 server context configured for QUIC with ALPN "h3".
+   Returns 0, or -1 with a human-readable reason in errbuf. */
+int h3wt_tls_server_ctx_new(h3wt_tls_ctx **pctx, const h3wt_tls_ctx_opts *opts,
+                            char *errbuf, size_t errlen);
+/* Creates a TLS 1.3 client context for QUIC offering ALPN "h3". */
+int h3wt_tls_client_ctx_new(h3wt_tls_ctx **pctx, const h3wt_tls_ctx_opts *opts,
+                            char *errbuf, size_t errlen);
+void h3wt_tls_ctx_del(h3wt_tls_ctx *ctx);
+
+/* Creates the per-connection TLS object (a WOLFSSL *, returned as void *).
+   conn_ref is the connection's ngtcp2_crypto_conn_ref (stored as app data).
+   For a client, sni is the server name (also checked against the
+   certificate unless the context is insecure).  Returns NULL on failure. */
+void *h3wt_tls_session_new_server(h3wt_tls_ctx *ctx, void *conn_ref);
+void *h3wt_tls_session_new_client(h3wt_tls_ctx *ctx, void *conn_ref,
+                                  const char *sni);
+void h3wt_tls_session_del(void *ssl);
+/* The negotiated ALPN of a session, or NULL/0 if none. */
+void h3wt_tls_session_alpn(void *ssl, const uint8_t **alpn, size_t *alpnlen);
+
+/* Makes a self-signed X.509v3 certificate with a fresh ECDSA P-256 key, as
+   browsers accept for WebTransport serverCertificateHashes: valid for at most
+   14 days in total (notBefore to notAfter), subjectAltName DNS:localhost,
+   IP:127.0.0.1, IP:::1.  Writes PEM files (key with mode 0600).  Returns 0 or
+   -1 with a reason in errbuf. */
+int h3wt_tls_devcert_make(const char *cert_file, const char *key_file,
+                          char *errbuf, size_t errlen);
+
+/* SHA-256 of the DER encoding of the first certificate in a PEM file.
+   Returns 0 or -1. */
+int h3wt_tls_cert_sha256(const char *cert_file, uint8_t out[32]);
+
+/* Seconds until the first certificate in a PEM file expires (negative when
+   already expired), or INT64_MIN if it cannot be read. */
+int64_t h3wt_tls_cert_seconds_left(const char *cert_file);
+
+#endif /* H3WT_TLS_H */

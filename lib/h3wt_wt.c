@@ -1,0 +1,1403 @@
+/*
+ * h3wt_wt: WebTransport sessions and streams (see h3wt_wt.h).
+ *
+ * Session states, one line each:
+ *   REQUESTED  CONNECT received (server) or sent (client), no answer yet
+ *   READY      accepted: streams and datagrams flow
+ *   CLOSED     a close capsule or FIN was sent or received, or the CONNECT
+ *              stream ended; the application has been (or is about to be)
+ *              told; only the CONNECT stream's last bytes still move
+ */
+#include "h3wt_wt.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "h3wt_quic.h"
+
+h3wt_sud h3wt_sud_h3 = {H3WT_SUD_H3};
+
+enum { S_REQUESTED, S_READY, S_CLOSED };
+
+typedef struct pending {
+  int kind; /* H3WT_SUD_PENDING */
+  size_t len;
+  uint8_t buf[16]; /* signal + session ID: two varints, 16 bytes at most */
+} pending;
+
+struct h3wt_stream {
+  int kind; /* H3WT_SUD_WT: first, this is ngtcp2's stream user data */
+  h3wt_wt_conn *wt;
+  h3wt_session *session; /* NULL while waiting for its session */
+  int64_t session_id;
+  int64_t id;
+  int bidi, local;
+  void *user_data;
+  h3wt_sendq out;      /* to send (local streams: our header first) */
+  h3wt_sendq early;    /* received before the session was ready */
+  int early_fin;
+  int fin_queued;      /* finish() was called */
+  int fin_sent;
+  int write_shut;      /* no more writes: reset, or peer's STOP_SENDING */
+  int read_done;
+  int want_writable;
+  int blocked;
+  int in_writeq;
+  int closed;          /* QUIC closed it, or the session went */
+  int quic_closed;     /* QUIC's stream is gone (no more callbacks) */
+  int deferred;        /* on the deferred list */
+  int opened_notified; /* on_stream_open was called */
+  size_t hdr_len;      /* local streams: signal + session ID bytes */
+  int reset_pending;   /* reset once the header is out */
+  uint64_t reset_code;
+  size_t last_len;     /* what the last writev handed out */
+  int last_fin;
+  h3wt_stream *wnext;               /* write queue */
+  h3wt_stream *prev, *next;         /* session's (or orphan) list */
+  h3wt_stream *dnext;               /* deferred list */
+};
+
+struct h3wt_session {
+  h3wt_wt_conn *wt;
+  int64_t id;
+  int state;
+  int status;
+  const h3wt_session_handler *handler;
+  void *route_data;
+  void *user_data;
+  char *path, *authority, *origin;
+  h3wt_header *headers;
+  size_t nheaders;
+  h3wt_sendq capq;
+  int capq_fin;
+  h3wt_capsule_parser cp;
+  uint32_t close_code;
+  char *close_reason;
+  size_t close_reasonlen;
+  int close_err;
+  int notified;       /* on_session_close called (or never will be) */
+  int stream_gone;    /* the CONNECT stream is closed */
+  int deferred;
+  uint32_t peer_streams; /* concurrent peer-opened streams */
+  h3wt_stream *streams;
+  h3wt_session *prev, *next;
+  h3wt_session *dnext;
+};
+
+struct h3wt_wt_conn {
+  h3wt_h3_conn *h3;
+  h3wt_wt_limits limits;
+  const h3wt_logger *log;
+  int server;
+  h3wt_session *sessions;
+  size_t nsessions;
+  h3wt_stream *orphans; /* streams whose session is not ready (yet) */
+  size_t norphans;
+  h3wt_stream *wq_head, *wq_tail; /* streams with something to write */
+  h3wt_stream *writing;           /* returned by the last writev */
+  h3wt_dgramq dgrams;             /* to send */
+  h3wt_dgramq early_dgrams;       /* received before their session */
+  h3wt_stream *dstreams;          /* deferred stream closes */
+  h3wt_session *dsessions;        /* deferred session closes */
+};
+
+#define LOGID(wt) h3wt_quic_conn_name(h3wt_h3_quic((wt)->h3))
+
+void h3wt_wt_limits_default(h3wt_wt_limits *l) {
+  l->max_sessions = 16;
+  l->max_streams_per_session = 256;
+  l->max_stream_queue = 256 * 1024;
+  l->max_datagram_queue = 256;
+  l->max_orphan_streams = 16;
+  l->max_orphan_bytes = 16 * 1024;
+}
+
+static h3wt_quic_conn *QC(const h3wt_wt_conn *wt) {
+  return h3wt_h3_quic(wt->h3);
+}
+
+static int is_bidi(int64_t id) {
+  return (id & 0x2) == 0;
+}
+
+static int is_local(const h3wt_wt_conn *wt, int64_t id) {
+  /* Bit 0: 0 client-initiated, 1 server-initiated (RFC 9000 2.1). */
+  return (int)(id & 0x1) == (wt->server ? 1 : 0);
+}
+
+/* ---- lifecycle ----------------------------------------------------------- */
+
+int h3wt_wt_conn_new(h3wt_wt_conn **pwt, h3wt_h3_conn *h3,
+                     const h3wt_wt_limits *limits, const h3wt_logger *log,
+                     int server) {
+  h3wt_wt_conn *wt = calloc(1, sizeof(*wt));
+  if (!wt) {
+    return H3WT_ERR_NOMEM;
+  }
+  wt->h3 = h3;
+  wt->limits = *limits;
+  wt->log = log;
+  wt->server = server;
+  h3wt_dgramq_init(&wt->dgrams, limits->max_datagram_queue,
+                   limits->max_datagram_queue * 1500);
+  h3wt_dgramq_init(&wt->early_dgrams, 16, 16 * 1500);
+  *pwt = wt;
+  return 0;
+}
+
+static void stream_free(h3wt_stream *st) {
+  h3wt_sendq_free(&st->out);
+  h3wt_sendq_free(&st->early);
+  free(st);
+}
+
+static void session_free(h3wt_session *s) {
+  for (size_t i = 0; i < s->nheaders; ++i) {
+    free((void *)s->headers[i].name);
+  }
+  free(s->headers);
+  free(s->path);
+  free(s->authority);
+  free(s->origin);
+  free(s->close_reason);
+  h3wt_sendq_free(&s->capq);
+  h3wt_capsule_parser_free(&s->cp);
+  free(s);
+}
+
+static void unlink_session(h3wt_session *s) {
+  h3wt_wt_conn *wt = s->wt;
+  if (s->prev) {
+    s->prev->next = s->next;
+  } else if (wt->sessions == s) {
+    wt->sessions = s->next;
+  }
+  if (s->next) {
+    s->next->prev = s->prev;
+  }
+  s->prev = s->next = NULL;
+  --wt->nsessions;
+}
+
+static void unlink_stream(h3wt_stream *st) {
+  h3wt_stream **head = st->session ? &st->session->streams : &st->wt->orphans;
+  if (st->prev) {
+    st->prev->next = st->next;
+  } else if (*head == st) {
+    *head = st->next;
+  }
+  if (st->next) {
+    st->next->prev = st->prev;
+  }
+  st->prev = st->next = NULL;
+  if (!st->session) {
+    --st->wt->norphans;
+  }
+}
+
+static void link_stream(h3wt_stream *st) {
+  h3wt_stream **head = st->session ? &st->session->streams : &st->wt->orphans;
+  st->prev = NULL;
+  st->next = *head;
+  if (*head) {
+    (*head)->prev = st;
+  }
+  *head = st;
+  if (!st->session) {
+    ++st->wt->norphans;
+  }
+}
+
+static void wq_remove(h3wt_wt_conn *wt, h3wt_stream *st) {
+  if (!st->in_writeq) {
+    return;
+  }
+  h3wt_stream *prev = NULL;
+  for (h3wt_stream *p = wt->wq_head; p; prev = p, p = p->wnext) {
+    if (p == st) {
+      if (prev) {
+        prev->wnext = p->wnext;
+      } else {
+        wt->wq_head = p->wnext;
+      }
+      if (wt->wq_tail == p) {
+        wt->wq_tail = prev;
+      }
+      break;
+    }
+  }
+  st->wnext = NULL;
+  st->in_writeq = 0;
+  if (wt->writing == st) {
+    wt->writing = NULL;
+  }
+}
+
+static void wq_add(h3wt_wt_conn *wt, h3wt_stream *st) {
+  if (st->in_writeq || st->blocked || st->write_shut || st->closed) {
+    return;
+  }
+  st->in_writeq = 1;
+  st->wnext = NULL;
+  if (wt->wq_tail) {
+    wt->wq_tail->wnext = st;
+  } else {
+    wt->wq_head = st;
+  }
+  wt->wq_tail = st;
+  h3wt_h3_want_write(wt->h3);
+}
+
+/* Marks a stream finished for us: it leaves every queue now, and its
+   on_stream_close runs (and memory goes) in the deferred pass. */
+static void stream_defer_close(h3wt_stream *st) {
+  h3wt_wt_conn *wt = st->wt;
+  if (st->deferred) {
+    return;
+  }
+  st->closed = 1;
+  st->deferred = 1;
+  wq_remove(wt, st);
+  if (st->session && !st->local && st->session->peer_streams) {
+    --st->session->peer_streams;
+  }
+  st->dnext = wt->dstreams;
+  wt->dstreams = st;
+  h3wt_h3_want_write(wt->h3);
+}
+
+static void session_defer_close(h3wt_session *s, int err) {
+  h3wt_wt_conn *wt = s->wt;
+  if (s->state == S_CLOSED && s->deferred) {
+    return;
+  }
+  int was_ready = s->state == S_READY;
+  s->state = S_CLOSED;
+  if (!s->close_err) {
+    s->close_err = err;
+  }
+  /* Every stream of a closed session is reset with WT_SESSION_GONE
+     (draft: "the endpoint MUST reset ... with WT_SESSION_GONE"). */
+  for (h3wt_stream *st = s->streams; st; st = st->next) {
+    if (!st->closed) {
+      h3wt_quic_shutdown_stream(QC(wt), st->id, H3WT_WT_SESSION_GONE);
+      stream_defer_close(st);
+    }
+  }
+  if (!s->deferred) {
+    s->deferred = 1;
+    if (!was_ready && wt->server) {
+      /* A server session that was never accepted: nothing to tell.  A
+         client always hears how its request ended. */
+      s->notified = 1;
+    }
+    s->dnext = wt->dsessions;
+    wt->dsessions = s;
+  }
+  h3wt_h3_want_write(wt->h3);
+}
+
+void h3wt_wt_run_deferred(h3wt_wt_conn *wt) {
+  /* Streams first: their session's on_session_close comes after them. */
+  while (wt->dstreams) {
+    h3wt_stream *st = wt->dstreams;
+    wt->dstreams = st->dnext;
+    h3wt_session *s = st->session;
+    unlink_stream(st);
+    if (s && st->opened_notified && s->handler->on_stream_close) {
+      s->handler->on_stream_close(st, s->route_data);
+    }
+    if (!st->quic_closed) {
+      /* QUIC still has the stream (reset, not yet acknowledged): its
+         later events must not find freed memory. */
+      h3wt_quic_set_stream_data(QC(wt), st->id, NULL);
+    }
+    stream_free(st);
+  }
+  while (wt->dsessions) {
+    h3wt_session *s = wt->dsessions;
+    if (s->streams) {
+      /* Streams of this session still closing: wait for them. */
+      for (h3wt_stream *st = s->streams; st; st = st->next) {
+        if (!st->deferred) {
+          stream_defer_close(st);
+        }
+      }
+      h3wt_wt_run_deferred(wt);
+      continue;
+    }
+    if (!s->notified) {
+      s->notified = 1;
+      if (s->handler->on_session_close) {
+        s->handler->on_session_close(
+            s, s->close_err, s->close_code,
+            s->close_reason ? s->close_reason : "", s->close_reasonlen,
+            s->route_data);
+      }
+    }
+    /* The memory stays while the CONNECT stream still moves bytes. */
+    if (!s->stream_gone) {
+      wt->dsessions = s->dnext;
+      s->dnext = NULL;
+      continue;
+    }
+    wt->dsessions = s->dnext;
+    unlink_session(s);
+    session_free(s);
+  }
+}
+
+void h3wt_wt_conn_lost(h3wt_wt_conn *wt) {
+  for (h3wt_session *s = wt->sessions; s; s = s->next) {
+    if (s->state != S_CLOSED) {
+      session_defer_close(s, H3WT_SESSION_CONN_LOST);
+    }
+  }
+  h3wt_wt_run_deferred(wt);
+}
+
+void h3wt_wt_conn_del(h3wt_wt_conn *wt) {
+  if (!wt) {
+    return;
+  }
+  for (h3wt_session *s = wt->sessions; s; s = s->next) {
+    s->stream_gone = 1;
+    if (s->state != S_CLOSED) {
+      session_defer_close(s, H3WT_SESSION_CONN_LOST);
+    } else if (!s->deferred) {
+      s->deferred = 1;
+      s->dnext = wt->dsessions;
+      wt->dsessions = s;
+    }
+  }
+  while (wt->orphans) {
+    h3wt_stream *st = wt->orphans;
+    unlink_stream(st);
+    stream_free(st);
+  }
+  h3wt_wt_run_deferred(wt);
+  while (wt->sessions) {
+    h3wt_session *s = wt->sessions;
+    unlink_session(s);
+    session_free(s);
+  }
+  h3wt_dgramq_free(&wt->dgrams);
+  h3wt_dgramq_free(&wt->early_dgrams);
+  free(wt);
+}
+
+/* ---- sessions ------------------------------------------------------------- */
+
+static h3wt_session *find_session(const h3wt_wt_conn *wt, int64_t id) {
+  for (h3wt_session *s = wt->sessions; s; s = s->next) {
+    if (s->id == id) {
+      return s;
+    }
+  }
+  return NULL;
+}
+
+size_t h3wt_wt_session_count(const h3wt_wt_conn *wt) {
+  return wt->nsessions;
+}
+
+int h3wt_wt_session_new(h3wt_wt_conn *wt, int64_t stream_id,
+                        const h3wt_session_handler *handler, void *route_data,
+                        const char *path, const char *authority,
+                        const char *origin, h3wt_session **ps) {
+  h3wt_session *s = calloc(1, sizeof(*s));
+  if (!s) {
+    return H3WT_ERR_NOMEM;
+  }
+  s->wt = wt;
+  s->id = stream_id;
+  s->handler = handler;
+  s->route_data = route_data;
+  s->path = strdup(path ? path : "");
+  s->authority = strdup(authority ? authority : "");
+  s->origin = strdup(origin ? origin : "");
+  h3wt_sendq_init(&s->capq);
+  /* Known capsules are small (a close carries at most 1024 bytes of
+     reason); a bigger one is malformed. */
+  h3wt_capsule_parser_init(&s->cp, 4 + H3WT_CLOSE_REASON_MAX);
+  if (!s->path || !s->authority || !s->origin) {
+    session_free(s);
+    return H3WT_ERR_NOMEM;
+  }
+  s->next = wt->sessions;
+  if (wt->sessions) {
+    wt->sessions->prev = s;
+  }
+  wt->sessions = s;
+  ++wt->nsessions;
+  *ps = s;
+  return 0;
+}
+
+int h3wt_wt_session_add_header(h3wt_session *s, const h3wt_header *h) {
+  h3wt_header *nh = realloc(s->headers, (s->nheaders + 1) * sizeof(*nh));
+  if (!nh) {
+    return H3WT_ERR_NOMEM;
+  }
+  s->headers = nh;
+  char *buf = malloc(h->namelen + h->valuelen + 2);
+  if (!buf) {
+    return H3WT_ERR_NOMEM;
+  }
+  memcpy(buf, h->name, h->namelen);
+  buf[h->namelen] = '\0';
+  memcpy(buf + h->namelen + 1, h->value, h->valuelen);
+  buf[h->namelen + 1 + h->valuelen] = '\0';
+  s->headers[s->nheaders++] =
+      (h3wt_header){buf, h->namelen, buf + h->namelen + 1, h->valuelen};
+  return 0;
+}
+
+static void stream_deliver_early(h3wt_stream *st);
+
+static void adopt_orphans(h3wt_session *s) {
+  h3wt_wt_conn *wt = s->wt;
+  for (h3wt_stream *st = wt->orphans, *next; st; st = next) {
+    next = st->next;
+    if (st->session_id != s->id || st->closed) {
+      continue;
+    }
+    unlink_stream(st);
+    st->session = s;
+    link_stream(st);
+    ++s->peer_streams;
+    st->opened_notified = 1;
+    if (s->handler->on_stream_open) {
+      s->handler->on_stream_open(st, s->route_data);
+    }
+    stream_deliver_early(st);
+  }
+}
+
+static void deliver_datagram(h3wt_session *s, const uint8_t *data,
+                             size_t len) {
+  if (s->handler->on_datagram) {
+    s->handler->on_datagram(s, data, len, s->route_data);
+  }
+}
+
+void h3wt_wt_session_ready(h3wt_session *s) {
+  h3wt_wt_conn *wt = s->wt;
+  if (s->state != S_REQUESTED) {
+    return;
+  }
+  s->state = S_READY;
+  H3WT_LOG(wt->log, H3WT_LOG_INFO, "wt", "[%s/%lld] session ready %s",
+           LOGID(wt), (long long)s->id, s->path);
+  if (s->handler->on_session_ready) {
+    s->handler->on_session_ready(s, s->route_data);
+  }
+  if (s->state != S_READY) {
+    return; /* closed from on_session_ready */
+  }
+  adopt_orphans(s);
+  /* Datagrams that overtook the answer. */
+  size_t n = wt->early_dgrams.count;
+  for (size_t i = 0; i < n && s->state == S_READY; ++i) {
+    size_t len;
+    const uint8_t *d = h3wt_dgramq_front(&wt->early_dgrams, &len);
+    uint64_t qsid;
+    size_t k = h3wt_varint_decode(d, len, &qsid);
+    if (k && (int64_t)(qsid * 4) == s->id) {
+      deliver_datagram(s, d + k, len - k);
+      h3wt_dgramq_pop(&wt->early_dgrams);
+    } else {
+      /* Not ours: keep it, rotating it to the back. */
+      uint8_t tmp[1500];
+      if (len <= sizeof(tmp)) {
+        memcpy(tmp, d, len);
+        h3wt_dgramq_pop(&wt->early_dgrams);
+        h3wt_dgramq_push(&wt->early_dgrams, NULL, 0, tmp, len);
+      } else {
+        h3wt_dgramq_pop(&wt->early_dgrams);
+      }
+    }
+  }
+}
+
+/* Resets a stream that waited for a session that will not come. */
+static void reject_stream(h3wt_stream *st, uint64_t code) {
+  h3wt_quic_shutdown_stream(QC(st->wt), st->id, code);
+  stream_defer_close(st);
+}
+
+void h3wt_wt_session_rejected(h3wt_session *s, int status) {
+  h3wt_wt_conn *wt = s->wt;
+  for (h3wt_stream *st = wt->orphans; st; st = st->next) {
+    if (st->session_id == s->id && !st->closed) {
+      reject_stream(st, H3WT_WT_BUFFERED_STREAM_REJECTED);
+    }
+  }
+  s->status = status;
+  session_defer_close(s, H3WT_SESSION_REJECTED);
+  if (!wt->server) {
+    /* The client tells its application that the server said no. */
+    s->notified = 0;
+  }
+}
+
+void h3wt_wt_session_discard(h3wt_session *s) {
+  s->state = S_CLOSED;
+  s->notified = 1;
+  s->stream_gone = 1;
+  if (!s->deferred) {
+    s->deferred = 1;
+    s->dnext = s->wt->dsessions;
+    s->wt->dsessions = s;
+  }
+  h3wt_h3_want_write(s->wt->h3);
+}
+
+void h3wt_wt_session_set_status(h3wt_session *s, int status) {
+  s->status = status;
+}
+
+void h3wt_wt_session_set_stream(h3wt_session *s, int64_t stream_id) {
+  s->id = stream_id;
+}
+
+int64_t h3wt_wt_session_stream(const h3wt_session *s) {
+  return s->id;
+}
+
+static int known_capsule(uint64_t type) {
+  return type == H3WT_CAPSULE_CLOSE_SESSION ||
+         type == H3WT_CAPSULE_DRAIN_SESSION;
+}
+
+static int on_capsule(uint64_t type, const uint8_t *v, size_t len, void *ud) {
+  h3wt_session *s = ud;
+  if (type == H3WT_CAPSULE_DRAIN_SESSION) {
+    if (s->state == S_READY && s->handler->on_session_drain) {
+      s->handler->on_session_drain(s, s->route_data);
+    }
+    return 0;
+  }
+  /* WT_CLOSE_SESSION: a 32-bit code then a UTF-8 message. */
+  if (len < 4) {
+    return -1;
+  }
+  if (s->state == S_CLOSED) {
+    return 0;
+  }
+  s->close_code = ((uint32_t)v[0] << 24) | ((uint32_t)v[1] << 16) |
+                  ((uint32_t)v[2] << 8) | v[3];
+  s->close_reason = malloc(len - 4 + 1);
+  if (s->close_reason) {
+    memcpy(s->close_reason, v + 4, len - 4);
+    s->close_reason[len - 4] = '\0';
+    s->close_reasonlen = len - 4;
+  }
+  H3WT_LOG(s->wt->log, H3WT_LOG_INFO, "wt",
+           "[%s/%lld] peer closed the session: code %u reason '%.*s'",
+           LOGID(s->wt), (long long)s->id, s->close_code,
+           (int)(len - 4 > 200 ? 200 : len - 4), (const char *)v + 4);
+  /* Answer with our FIN (no capsule of our own). */
+  s->capq_fin = 1;
+  h3wt_h3_resume(s->wt->h3, s->id);
+  session_defer_close(s, H3WT_SESSION_CLOSED);
+  return 0;
+}
+
+int h3wt_wt_session_recv(h3wt_session *s, const uint8_t *data, size_t len) {
+  int rv = h3wt_capsule_parse(&s->cp, data, len, known_capsule, on_capsule, s);
+  if (rv != 0) {
+    /* A malformed capsule: the draft makes it H3_MESSAGE_ERROR on the
+       CONNECT stream, which ends the session. */
+    H3WT_LOG(s->wt->log, H3WT_LOG_INFO, "wt",
+             "[%s/%lld] malformed capsule: session reset", LOGID(s->wt),
+             (long long)s->id);
+    h3wt_h3_reset_stream(s->wt->h3, s->id, H3WT_H3_MESSAGE_ERROR);
+    session_defer_close(s, H3WT_SESSION_RESET);
+  }
+  return 0;
+}
+
+void h3wt_wt_session_recv_fin(h3wt_session *s) {
+  if (s->state == S_CLOSED) {
+    return;
+  }
+  if (!h3wt_capsule_parser_at_boundary(&s->cp)) {
+    h3wt_h3_reset_stream(s->wt->h3, s->id, H3WT_H3_MESSAGE_ERROR);
+    session_defer_close(s, H3WT_SESSION_RESET);
+    return;
+  }
+  /* A FIN without a close capsule is a close with code 0 and no reason. */
+  s->capq_fin = 1;
+  h3wt_h3_resume(s->wt->h3, s->id);
+  session_defer_close(s, H3WT_SESSION_CLOSED);
+}
+
+void h3wt_wt_session_stream_closed(h3wt_session *s, int reset) {
+  s->stream_gone = 1;
+  if (s->state != S_CLOSED) {
+    session_defer_close(s, reset ? H3WT_SESSION_RESET : H3WT_SESSION_CLOSED);
+  } else if (!s->deferred) {
+    s->deferred = 1;
+    s->dnext = s->wt->dsessions;
+    s->wt->dsessions = s;
+  } else {
+    /* Already told; put it back on the list so its memory goes. */
+    int listed = 0;
+    for (h3wt_session *d = s->wt->dsessions; d; d = d->dnext) {
+      listed |= d == s;
+    }
+    if (!listed) {
+      s->dnext = s->wt->dsessions;
+      s->wt->dsessions = s;
+    }
+  }
+  h3wt_h3_want_write(s->wt->h3);
+}
+
+ssize_t h3wt_wt_session_read_capsules(h3wt_session *s, h3wt_vec *vec,
+                                      size_t veccnt, int *eof) {
+  size_t n = h3wt_sendq_read(&s->capq, vec, veccnt);
+  if (s->capq_fin && s->capq.unread == 0) {
+    *eof = 1;
+    return (ssize_t)n;
+  }
+  return n ? (ssize_t)n : H3WT_ERR_WOULDBLOCK;
+}
+
+void h3wt_wt_session_capsules_acked(h3wt_session *s, uint64_t n) {
+  h3wt_sendq_ack(&s->capq, n);
+}
+
+/* ---- the public session API ------------------------------------------------ */
+
+const char *h3wt_session_path(const h3wt_session *s) {
+  return s->path;
+}
+const char *h3wt_session_origin(const h3wt_session *s) {
+  return s->origin;
+}
+const char *h3wt_session_authority(const h3wt_session *s) {
+  return s->authority;
+}
+const char *h3wt_session_header(const h3wt_session *s, const char *name) {
+  size_t nl = strlen(name);
+  for (size_t i = 0; i < s->nheaders; ++i) {
+    if (s->headers[i].namelen == nl &&
+        memcmp(s->headers[i].name, name, nl) == 0) {
+      return s->headers[i].value;
+    }
+  }
+  return NULL;
+}
+const struct sockaddr *h3wt_session_peer(const h3wt_session *s) {
+  return h3wt_quic_conn_remote(QC(s->wt));
+}
+int64_t h3wt_session_id(const h3wt_session *s) {
+  return s->id;
+}
+void h3wt_session_set_data(h3wt_session *s, void *data) {
+  s->user_data = data;
+}
+void *h3wt_session_get_data(const h3wt_session *s) {
+  return s->user_data;
+}
+int h3wt_session_status(const h3wt_session *s) {
+  return s->status;
+}
+
+static h3wt_stream *stream_new(h3wt_wt_conn *wt, int64_t id,
+                               int64_t session_id) {
+  h3wt_stream *st = calloc(1, sizeof(*st));
+  if (!st) {
+    return NULL;
+  }
+  st->kind = H3WT_SUD_WT;
+  st->wt = wt;
+  st->id = id;
+  st->session_id = session_id;
+  st->bidi = is_bidi(id);
+  st->local = is_local(wt, id);
+  h3wt_sendq_init(&st->out);
+  h3wt_sendq_init(&st->early);
+  return st;
+}
+
+int h3wt_session_open_stream(h3wt_session *s, int bidi, h3wt_stream **pst) {
+  h3wt_wt_conn *wt = s->wt;
+  uint8_t hdr[16], *p = hdr;
+  int64_t id;
+  int rv;
+  if (s->state != S_READY) {
+    return H3WT_ERR_INVALID_STATE;
+  }
+  h3wt_stream *st = stream_new(wt, 0, s->id);
+  if (!st) {
+    return H3WT_ERR_NOMEM;
+  }
+  rv = bidi ? h3wt_quic_open_bidi_stream(QC(wt), &id, st)
+            : h3wt_quic_open_uni_stream(QC(wt), &id, st);
+  if (rv != 0) {
+    stream_free(st);
+    return rv;
+  }
+  st->id = id;
+  st->bidi = bidi;
+  st->local = 1;
+  st->session = s;
+  st->opened_notified = 1;
+  /* The stream's first bytes name its kind and session (draft 4.2, 4.3). */
+  p = h3wt_varint_encode(p, bidi ? H3WT_WT_STREAM_BIDI : H3WT_WT_STREAM_UNI);
+  p = h3wt_varint_encode(p, (uint64_t)s->id);
+  st->hdr_len = (size_t)(p - hdr);
+  if (h3wt_sendq_append(&st->out, hdr, st->hdr_len) != 0) {
+    h3wt_quic_shutdown_stream(QC(wt), id, H3WT_H3_INTERNAL_ERROR);
+    h3wt_quic_set_stream_data(QC(wt), id, NULL);
+    stream_free(st);
+    return H3WT_ERR_NOMEM;
+  }
+  link_stream(st);
+  wq_add(wt, st);
+  *pst = st;
+  return 0;
+}
+
+int h3wt_session_send_datagram(h3wt_session *s, const void *data,
+                               size_t len) {
+  uint8_t prefix[8];
+  if (s->state != S_READY) {
+    return H3WT_ERR_INVALID_STATE;
+  }
+  if (len > h3wt_session_max_datagram(s)) {
+    return H3WT_ERR_TOO_LARGE;
+  }
+  /* RFC 9297 2.1: the Quarter Stream ID, then the payload. */
+  uint8_t *p = h3wt_varint_encode(prefix, (uint64_t)s->id / 4);
+  int rv = h3wt_dgramq_push(&s->wt->dgrams, prefix, (size_t)(p - prefix),
+                            data, len);
+  if (rv == 0) {
+    h3wt_h3_want_write(s->wt->h3);
+  }
+  return rv;
+}
+
+size_t h3wt_session_max_datagram(const h3wt_session *s) {
+  size_t m = h3wt_quic_max_datagram_payload(QC(s->wt));
+  size_t q = h3wt_varint_len((uint64_t)s->id / 4);
+  return m > q ? m - q : 0;
+}
+
+int h3wt_session_close(h3wt_session *s, uint32_t code, const char *reason) {
+  uint8_t buf[16 + H3WT_CLOSE_REASON_MAX];
+  size_t rl = reason ? strlen(reason) : 0;
+  if (s->state != S_READY) {
+    return H3WT_ERR_INVALID_STATE;
+  }
+  size_t n = h3wt_capsule_close_session(buf, code, reason, rl);
+  if (h3wt_sendq_append(&s->capq, buf, n) != 0) {
+    return H3WT_ERR_NOMEM;
+  }
+  s->close_code = code;
+  s->close_reasonlen = n - h3wt_varint_len(H3WT_CAPSULE_CLOSE_SESSION) -
+                       h3wt_varint_len(n) - 4;
+  s->close_reason = malloc(s->close_reasonlen + 1);
+  if (s->close_reason) {
+    memcpy(s->close_reason, reason ? reason : "", s->close_reasonlen);
+    s->close_reason[s->close_reasonlen] = '\0';
+  } else {
+    s->close_reasonlen = 0;
+  }
+  /* The capsule, then FIN; no STOP_SENDING on the CONNECT stream first, or
+     browsers lose the code and reason. */
+  s->capq_fin = 1;
+  h3wt_h3_resume(s->wt->h3, s->id);
+  H3WT_LOG(s->wt->log, H3WT_LOG_INFO, "wt",
+           "[%s/%lld] closing the session: code %u reason '%s'",
+           LOGID(s->wt), (long long)s->id, code, s->close_reason ? s->close_reason : "");
+  session_defer_close(s, H3WT_SESSION_CLOSED);
+  return 0;
+}
+
+int h3wt_session_drain(h3wt_session *s) {
+  uint8_t buf[16];
+  if (s->state != S_READY) {
+    return H3WT_ERR_INVALID_STATE;
+  }
+  size_t n = h3wt_capsule_empty(buf, H3WT_CAPSULE_DRAIN_SESSION);
+  if (h3wt_sendq_append(&s->capq, buf, n) != 0) {
+    return H3WT_ERR_NOMEM;
+  }
+  h3wt_h3_resume(s->wt->h3, s->id);
+  h3wt_h3_want_write(s->wt->h3);
+  return 0;
+}
+
+/* ---- the public stream API ---------------------------------------------------- */
+
+h3wt_session *h3wt_stream_session(const h3wt_stream *st) {
+  return st->session;
+}
+int64_t h3wt_stream_id(const h3wt_stream *st) {
+  return st->id;
+}
+int h3wt_stream_is_bidi(const h3wt_stream *st) {
+  return st->bidi;
+}
+int h3wt_stream_is_local(const h3wt_stream *st) {
+  return st->local;
+}
+void h3wt_stream_set_data(h3wt_stream *st, void *data) {
+  st->user_data = data;
+}
+void *h3wt_stream_get_data(const h3wt_stream *st) {
+  return st->user_data;
+}
+
+static int can_write(const h3wt_stream *st) {
+  if (st->closed || st->write_shut || st->fin_queued || st->reset_pending ||
+      (!st->bidi && !st->local)) {
+    return H3WT_ERR_INVALID_STATE;
+  }
+  if (!st->session || st->session->state != S_READY) {
+    return H3WT_ERR_CLOSED;
+  }
+  return 0;
+}
+
+int h3wt_stream_write(h3wt_stream *st, const void *data, size_t len) {
+  int rv = can_write(st);
+  if (rv != 0) {
+    return rv;
+  }
+  if (st->out.unacked >= st->wt->limits.max_stream_queue) {
+    st->want_writable = 1;
+    return H3WT_ERR_WOULDBLOCK;
+  }
+  if (len == 0) {
+    return 0;
+  }
+  rv = h3wt_sendq_append(&st->out, data, len);
+  if (rv == 0) {
+    wq_add(st->wt, st);
+  }
+  return rv;
+}
+
+int h3wt_stream_finish(h3wt_stream *st) {
+  int rv = can_write(st);
+  if (rv != 0) {
+    return rv;
+  }
+  st->fin_queued = 1;
+  wq_add(st->wt, st);
+  return 0;
+}
+
+static size_t written_bytes(const h3wt_stream *st) {
+  return (size_t)(st->out.total - st->out.unread);
+}
+
+int h3wt_stream_reset(h3wt_stream *st, uint32_t code) {
+  if (st->closed || st->write_shut || st->reset_pending ||
+      (!st->bidi && !st->local)) {
+    return H3WT_ERR_INVALID_STATE;
+  }
+  if (written_bytes(st) < st->hdr_len) {
+    /* A reset that overtakes the stream's header leaves the peer unable
+       to tell which session the stream was for: send the header first
+       (the draft's RESET_STREAM_AT exists for this; ngtcp2 1.11 has no
+       support for it). */
+    st->reset_pending = 1;
+    st->reset_code = h3wt_wt_code_to_h3(code);
+    wq_add(st->wt, st);
+    return 0;
+  }
+  st->write_shut = 1;
+  wq_remove(st->wt, st);
+  h3wt_quic_shutdown_stream_write(QC(st->wt), st->id, h3wt_wt_code_to_h3(code));
+  h3wt_h3_want_write(st->wt->h3);
+  return 0;
+}
+
+int h3wt_stream_stop_sending(h3wt_stream *st, uint32_t code) {
+  if (st->closed || st->read_done || (!st->bidi && st->local)) {
+    return H3WT_ERR_INVALID_STATE;
+  }
+  st->read_done = 1;
+  h3wt_quic_shutdown_stream_read(QC(st->wt), st->id,
+                                 h3wt_wt_code_to_h3(code));
+  h3wt_h3_want_write(st->wt->h3);
+  return 0;
+}
+
+/* ---- receiving ------------------------------------------------------------------ */
+
+static void stream_data(h3wt_stream *st, const uint8_t *data, size_t len,
+                        int fin) {
+  h3wt_session *s = st->session;
+  if (st->read_done) {
+    return;
+  }
+  if (fin) {
+    st->read_done = 1;
+  }
+  if (s && s->state == S_READY && s->handler->on_stream_data) {
+    s->handler->on_stream_data(st, data, len, fin, s->route_data);
+  }
+}
+
+static void stream_deliver_early(h3wt_stream *st) {
+  h3wt_vec v[8];
+  size_t n;
+  while ((n = h3wt_sendq_read(&st->early, v, 8)) > 0 && !st->closed) {
+    for (size_t i = 0; i < n; ++i) {
+      int last = i == n - 1 && st->early.unread == 0;
+      stream_data(st, v[i].base, v[i].len, last && st->early_fin);
+    }
+  }
+  if (st->early_fin && !st->read_done && !st->closed) {
+    stream_data(st, NULL, 0, 1);
+  }
+  h3wt_sendq_free(&st->early);
+}
+
+/* A peer stream announced its session: attach it, or park it until the
+   session is ready (bounded), or refuse it. */
+static int attach_peer_stream(h3wt_wt_conn *wt, int64_t id, uint64_t sid,
+                              h3wt_stream **pst, uint64_t *h3err) {
+  /* The session ID is the CONNECT stream's: a client-initiated bidi
+     stream.  Anything else is H3_ID_ERROR (draft 4.2). */
+  if ((sid & 0x3) != 0) {
+    *h3err = 0x108; /* H3_ID_ERROR */
+    return -1;
+  }
+  h3wt_session *s = find_session(wt, (int64_t)sid);
+  h3wt_stream *st = NULL;
+  if (s && s->state == S_CLOSED) {
+    h3wt_quic_shutdown_stream(QC(wt), id, H3WT_WT_SESSION_GONE);
+    return 0;
+  }
+  if (s && s->state == S_READY &&
+      s->peer_streams >= wt->limits.max_streams_per_session) {
+    H3WT_LOG(wt->log, H3WT_LOG_INFO, "wt",
+             "[%s/%lld] session %llu over its stream limit (%u): refused",
+             LOGID(wt), (long long)id, (unsigned long long)sid,
+             wt->limits.max_streams_per_session);
+    h3wt_quic_shutdown_stream(QC(wt), id, H3WT_WT_FLOW_CONTROL_ERROR);
+    return 0;
+  }
+  if ((!s || s->state != S_READY) &&
+      wt->norphans >= wt->limits.max_orphan_streams) {
+    /* Too many streams waiting for sessions that are not there. */
+    h3wt_quic_shutdown_stream(QC(wt), id, H3WT_WT_BUFFERED_STREAM_REJECTED);
+    return 0;
+  }
+  st = stream_new(wt, id, (int64_t)sid);
+  if (!st) {
+    return -2;
+  }
+  h3wt_quic_set_stream_data(QC(wt), id, st);
+  if (s && s->state == S_READY) {
+    st->session = s;
+    ++s->peer_streams;
+    link_stream(st);
+    st->opened_notified = 1;
+    if (s->handler->on_stream_open) {
+      s->handler->on_stream_open(st, s->route_data);
+    }
+  } else {
+    link_stream(st); /* an orphan until its session is ready */
+  }
+  *pst = st;
+  return 0;
+}
+
+int h3wt_wt_recv_stream_data(h3wt_wt_conn *wt, int64_t stream_id,
+                             h3wt_sud *sud, const uint8_t *data, size_t len,
+                             int fin, uint8_t *prebuf, size_t *prelen,
+                             uint64_t *h3err) {
+  h3wt_quic_conn *qc = QC(wt);
+  *prelen = 0;
+  if (sud && sud->kind == H3WT_SUD_H3) {
+    return H3WT_WT_PASS;
+  }
+  if (sud && sud->kind == H3WT_SUD_WT) {
+    h3wt_stream *st = (h3wt_stream *)sud;
+    h3wt_quic_consume(qc, stream_id, len);
+    if (st->closed) {
+      return H3WT_WT_TAKEN;
+    }
+    if (!st->session) {
+      /* Still waiting for its session: buffer, within bounds. */
+      if (st->early.unacked + len > wt->limits.max_orphan_bytes) {
+        reject_stream(st, H3WT_WT_BUFFERED_STREAM_REJECTED);
+        return H3WT_WT_TAKEN;
+      }
+      if (len && h3wt_sendq_append(&st->early, data, len) != 0) {
+        reject_stream(st, H3WT_WT_BUFFERED_STREAM_REJECTED);
+        return H3WT_WT_TAKEN;
+      }
+      st->early_fin |= fin;
+      return H3WT_WT_TAKEN;
+    }
+    stream_data(st, data, len, fin);
+    return H3WT_WT_TAKEN;
+  }
+  if (!sud && is_local(wt, stream_id)) {
+    return H3WT_WT_PASS; /* our own request streams (client) */
+  }
+  /* A peer stream's first bytes: is it WebTransport? */
+  pending *pd = (pending *)sud;
+  uint8_t scratch[32];
+  size_t have = pd ? pd->len : 0;
+  size_t take = len < sizeof(scratch) - have ? len : sizeof(scratch) - have;
+  if (pd) {
+    memcpy(scratch, pd->buf, have);
+  }
+  memcpy(scratch + have, data, take);
+  uint64_t sig, sid;
+  size_t n1 = h3wt_varint_decode(scratch, have + take, &sig);
+  uint64_t want = is_bidi(stream_id) ? H3WT_WT_STREAM_BIDI : H3WT_WT_STREAM_UNI;
+  size_t n2 = 0;
+  if (n1 && sig == want) {
+    n2 = h3wt_varint_decode(scratch + n1, have + take - n1, &sid);
+  }
+  if (n1 && sig != want) {
+    /* HTTP/3 (a request, a control or QPACK stream): nghttp3's from now
+       on, starting with the bytes held back. */
+    h3wt_quic_set_stream_data(qc, stream_id, &h3wt_sud_h3);
+    if (pd) {
+      memcpy(prebuf, pd->buf, pd->len);
+      *prelen = pd->len;
+      free(pd);
+    }
+    return H3WT_WT_PASS;
+  }
+  if (!n1 || !n2) {
+    /* Not enough bytes to decide: hold them (16 cover both varints). */
+    if (have + len > sizeof(pd->buf)) {
+      *h3err = 0x101; /* H3_GENERAL_PROTOCOL_ERROR: cannot happen */
+      return -1;
+    }
+    if (!pd) {
+      pd = calloc(1, sizeof(*pd));
+      if (!pd) {
+        return -2;
+      }
+      pd->kind = H3WT_SUD_PENDING;
+      h3wt_quic_set_stream_data(qc, stream_id, pd);
+    }
+    memcpy(pd->buf + pd->len, data, len);
+    pd->len += len;
+    h3wt_quic_consume(qc, stream_id, len);
+    if (fin) {
+      /* Ended before its header was complete: nothing to attach. */
+      h3wt_quic_set_stream_data(qc, stream_id, NULL);
+      free(pd);
+    }
+    return H3WT_WT_TAKEN;
+  }
+  /* A WebTransport stream of session sid; its payload starts after the
+     two varints. */
+  size_t hdr = n1 + n2;
+  size_t skip = hdr - have; /* header bytes inside data */
+  h3wt_quic_consume(qc, stream_id, skip);
+  free(pd);
+  h3wt_quic_set_stream_data(qc, stream_id, NULL);
+  h3wt_stream *st = NULL;
+  int rv = attach_peer_stream(wt, stream_id, sid, &st, h3err);
+  if (rv != 0) {
+    return rv;
+  }
+  if (!st) {
+    return H3WT_WT_TAKEN; /* refused */
+  }
+  return h3wt_wt_recv_stream_data(wt, stream_id, (h3wt_sud *)st, data + skip,
+                                  len - skip, fin, prebuf, prelen, h3err);
+}
+
+void h3wt_wt_stream_acked(h3wt_wt_conn *wt, h3wt_sud *sud, uint64_t n) {
+  if (sud->kind != H3WT_SUD_WT) {
+    return;
+  }
+  h3wt_stream *st = (h3wt_stream *)sud;
+  h3wt_sendq_ack(&st->out, n);
+  if (st->want_writable && !st->closed &&
+      st->out.unacked < wt->limits.max_stream_queue / 2) {
+    st->want_writable = 0;
+    if (st->session && st->session->handler->on_stream_writable) {
+      st->session->handler->on_stream_writable(st, st->session->route_data);
+    }
+  }
+}
+
+void h3wt_wt_stream_closed(h3wt_wt_conn *wt, h3wt_sud *sud, uint64_t code) {
+  if (sud->kind == H3WT_SUD_PENDING) {
+    free(sud);
+    return;
+  }
+  if (sud->kind != H3WT_SUD_WT) {
+    return;
+  }
+  h3wt_stream *st = (h3wt_stream *)sud;
+  /* QUIC forgets the stream now; so must the write queue. */
+  st->quic_closed = 1;
+  st->write_shut = 1;
+  stream_defer_close(st);
+}
+
+void h3wt_wt_stream_reset(h3wt_wt_conn *wt, h3wt_sud *sud, uint64_t code) {
+  if (sud->kind != H3WT_SUD_WT) {
+    return;
+  }
+  h3wt_stream *st = (h3wt_stream *)sud;
+  uint32_t wc = 0;
+  int has = h3wt_wt_code_from_h3(code, &wc);
+  st->read_done = 1;
+  if (st->session && st->session->state == S_READY && !st->closed &&
+      st->session->handler->on_stream_reset) {
+    st->session->handler->on_stream_reset(st, wc, has,
+                                          st->session->route_data);
+  }
+}
+
+void h3wt_wt_stream_stop_sending(h3wt_wt_conn *wt, h3wt_sud *sud,
+                                 uint64_t code) {
+  if (sud->kind != H3WT_SUD_WT) {
+    return;
+  }
+  h3wt_stream *st = (h3wt_stream *)sud;
+  uint32_t wc = 0;
+  int has = h3wt_wt_code_from_h3(code, &wc);
+  st->write_shut = 1;
+  wq_remove(wt, st);
+  if (st->session && st->session->state == S_READY && !st->closed &&
+      st->session->handler->on_stream_stop_sending) {
+    st->session->handler->on_stream_stop_sending(st, wc, has,
+                                                 st->session->route_data);
+  }
+}
+
+void h3wt_wt_stream_unblocked(h3wt_wt_conn *wt, h3wt_sud *sud) {
+  if (sud->kind != H3WT_SUD_WT) {
+    return;
+  }
+  h3wt_stream *st = (h3wt_stream *)sud;
+  if (st->blocked) {
+    st->blocked = 0;
+    if (st->out.unread || (st->fin_queued && !st->fin_sent)) {
+      wq_add(wt, st);
+    }
+  }
+}
+
+/* ---- writing -------------------------------------------------------------------- */
+
+int h3wt_wt_has_writable(const h3wt_wt_conn *wt) {
+  return wt->wq_head != NULL;
+}
+
+ssize_t h3wt_wt_writev(h3wt_wt_conn *wt, int64_t *pstream_id, int *pfin,
+                       h3wt_vec *vec, size_t veccnt) {
+  while (wt->wq_head) {
+    h3wt_stream *st = wt->wq_head;
+    size_t total;
+    size_t n = h3wt_sendq_peek(&st->out, vec, veccnt, &total);
+    int fin = st->fin_queued && !st->fin_sent && total == st->out.unread;
+    if (st->reset_pending) {
+      /* Only what is left of the header, then the reset. */
+      size_t left = st->hdr_len - written_bytes(st), k = 0, sum = 0;
+      for (; k < n && sum < left; ++k) {
+        if (sum + vec[k].len > left) {
+          vec[k].len = left - sum;
+        }
+        sum += vec[k].len;
+      }
+      n = k;
+      total = sum;
+      fin = 0;
+    }
+    if (n == 0 && !fin) {
+      wq_remove(wt, st);
+      continue;
+    }
+    st->last_len = total;
+    st->last_fin = fin;
+    wt->writing = st;
+    *pstream_id = st->id;
+    *pfin = fin;
+    return (ssize_t)n;
+  }
+  *pstream_id = -1;
+  *pfin = 0;
+  return 0;
+}
+
+int h3wt_wt_owns_write(const h3wt_wt_conn *wt, int64_t stream_id) {
+  return wt->writing && wt->writing->id == stream_id;
+}
+
+void h3wt_wt_written(h3wt_wt_conn *wt, int64_t stream_id, size_t n) {
+  h3wt_stream *st = wt->writing;
+  if (!st || st->id != stream_id) {
+    return;
+  }
+  h3wt_sendq_consume(&st->out, n);
+  if (st->last_fin && n == st->last_len) {
+    st->fin_sent = 1;
+  }
+  if (st->reset_pending && written_bytes(st) >= st->hdr_len) {
+    st->reset_pending = 0;
+    st->write_shut = 1;
+    wq_remove(wt, st);
+    h3wt_quic_shutdown_stream_write(QC(wt), st->id, st->reset_code);
+    return;
+  }
+  /* Round robin: a stream with more goes to the back of the queue. */
+  wq_remove(wt, st);
+  if (st->out.unread || (st->fin_queued && !st->fin_sent)) {
+    st->in_writeq = 0;
+    if (!st->blocked && !st->write_shut && !st->closed) {
+      st->in_writeq = 1;
+      st->wnext = NULL;
+      if (wt->wq_tail) {
+        wt->wq_tail->wnext = st;
+      } else {
+        wt->wq_head = st;
+      }
+      wt->wq_tail = st;
+    }
+  }
+}
+
+void h3wt_wt_blocked(h3wt_wt_conn *wt, int64_t stream_id) {
+  h3wt_stream *st = wt->writing;
+  if (st && st->id == stream_id) {
+    st->blocked = 1;
+    wq_remove(wt, st);
+  }
+}
+
+void h3wt_wt_shut_wr(h3wt_wt_conn *wt, int64_t stream_id) {
+  h3wt_stream *st = wt->writing;
+  if (st && st->id == stream_id) {
+    st->write_shut = 1;
+    wq_remove(wt, st);
+  }
+}
+
+/* ---- datagrams ---------------------------------------------------------------------- */
+
+void h3wt_wt_recv_datagram(h3wt_wt_conn *wt, const uint8_t *data,
+                           size_t len) {
+  uint64_t qsid;
+  size_t n = h3wt_varint_decode(data, len, &qsid);
+  if (!n || qsid > (H3WT_VARINT_MAX >> 2)) {
+    return; /* RFC 9297 2.1: malformed; dropped */
+  }
+  h3wt_session *s = find_session(wt, (int64_t)(qsid * 4));
+  if (s && s->state == S_READY) {
+    deliver_datagram(s, data + n, len - n);
+    return;
+  }
+  if (s && s->state == S_CLOSED) {
+    return; /* after the close: dropped, never delivered */
+  }
+  /* Its session may still be on the way: keep a few (bounded, oldest
+     first out when full). */
+  if (h3wt_dgramq_push(&wt->early_dgrams, NULL, 0, data, len) != 0) {
+    h3wt_dgramq_pop(&wt->early_dgrams);
+    h3wt_dgramq_push(&wt->early_dgrams, NULL, 0, data, len);
+  }
+}
+
+const uint8_t *h3wt_wt_datagram_front(h3wt_wt_conn *wt, size_t *len) {
+  const uint8_t *d;
+  size_t max = h3wt_quic_max_datagram_payload(QC(wt));
+  /* A datagram that no longer fits (the path shrank) would block every
+     later one: drop it. */
+  while ((d = h3wt_dgramq_front(&wt->dgrams, len)) && *len > max) {
+    h3wt_dgramq_pop(&wt->dgrams);
+    ++wt->dgrams.dropped;
+  }
+  return d;
+}
+
+void h3wt_wt_datagram_pop(h3wt_wt_conn *wt) {
+  h3wt_dgramq_pop(&wt->dgrams);
+}
+
+/* ---- SETTINGS ------------------------------------------------------------------------- */
+
+size_t h3wt_wt_settings(h3wt_setting *out, size_t max) {
+  /* Several draft vintages at once (see docs in h3wt_wtproto.h).  Max
+     sessions are advertised as 1: values above 1 oblige the
+     WT_INITIAL_MAX_* settings and session flow control, which broke Safari
+     for a peer server; the server still accepts up to max_sessions from
+     clients that pool anyway. */
+  static const h3wt_setting s[] = {
+      {H3WT_SETTINGS_ENABLE_WEBTRANSPORT, 1},
+      {H3WT_SETTINGS_WEBTRANSPORT_MAX_SESSIONS, 1},
+      {H3WT_SETTINGS_WT_MAX_SESSIONS, 1},
+      {H3WT_SETTINGS_WT_ENABLED, 1},
+      {H3WT_SETTINGS_H3_DATAGRAM_DRAFT04, 1},
+  };
+  size_t n = sizeof(s) / sizeof(s[0]);
+  if (n > max) {
+    n = max;
+  }
+  memcpy(out, s, n * sizeof(*s));
+  return n;
+}
+
+/* The public code mapping lives in h3wt_wtproto.c; these are its names in
+   the public header. */
+
+/* ---- test hooks ------------------------------------------------------------ */
+
+int h3wt_wt_test_raw_stream(h3wt_wt_conn *wt, int bidi, const void *bytes,
+                            size_t len, int fin) {
+  int64_t id;
+  /* Session ID -2 matches no session: the stream stays ours alone. */
+  h3wt_stream *st = stream_new(wt, 0, -2);
+  if (!st) {
+    return H3WT_ERR_NOMEM;
+  }
+  int rv = bidi ? h3wt_quic_open_bidi_stream(QC(wt), &id, st)
+                : h3wt_quic_open_uni_stream(QC(wt), &id, st);
+  if (rv != 0) {
+    stream_free(st);
+    return rv;
+  }
+  st->id = id;
+  st->bidi = bidi;
+  st->local = 1;
+  if (len && h3wt_sendq_append(&st->out, bytes, len) != 0) {
+    h3wt_quic_shutdown_stream(QC(wt), id, H3WT_H3_INTERNAL_ERROR);
+    h3wt_quic_set_stream_data(QC(wt), id, NULL);
+    stream_free(st);
+    return H3WT_ERR_NOMEM;
+  }
+  st->fin_queued = fin;
+  link_stream(st); /* with the orphans, so the connection frees it */
+  wq_add(wt, st);
+  return 0;
+}
+
+int h3wt_wt_test_raw_capsule(h3wt_session *s, const void *bytes, size_t len) {
+  int rv = h3wt_sendq_append(&s->capq, bytes, len);
+  if (rv == 0) {
+    h3wt_h3_resume(s->wt->h3, s->id);
+    h3wt_h3_want_write(s->wt->h3);
+  }
+  return rv;
+}
+
+int h3wt_wt_test_raw_datagram(h3wt_wt_conn *wt, const void *bytes,
+                              size_t len) {
+  int rv = h3wt_dgramq_push(&wt->dgrams, NULL, 0, bytes, len);
+  if (rv == 0) {
+    h3wt_h3_want_write(wt->h3);
+  }
+  return rv;
+}

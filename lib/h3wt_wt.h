@@ -1,0 +1,143 @@
+/*
+ * h3wt_wt: WebTransport sessions and streams on one HTTP/3 connection.
+ *
+ * Sits beside nghttp3 in the HTTP/3 layer: h3wt_h3 hands it every peer
+ * stream's first bytes (h3wt_wt_recv_stream_data) so WebTransport streams
+ * (signal 0x41 on bidi, type 0x54 on uni) never reach nghttp3, asks it for
+ * stream data and datagrams to write, and forwards QUIC stream events for
+ * streams it owns.  The facades (server, client) create sessions from
+ * extended CONNECT requests and feed the CONNECT stream's capsules in.
+ *
+ * Application callbacks for stream and session ends are deferred to
+ * h3wt_wt_run_deferred() (the facades' flush pass), so an application may
+ * close or reset anything from inside any callback without freeing memory
+ * its caller still uses.
+ */
+#ifndef H3WT_WT_H
+#define H3WT_WT_H
+
+#include "h3wt/h3wt.h"
+#include "h3wt_h3.h"
+#include "h3wt_util.h"
+#include "h3wt_wtproto.h"
+
+typedef struct h3wt_wt_conn h3wt_wt_conn;
+
+/* ngtcp2 stream user data is tagged: kind says what it points to. */
+enum { H3WT_SUD_H3 = 1, H3WT_SUD_PENDING = 2, H3WT_SUD_WT = 3 };
+typedef struct h3wt_sud {
+  int kind;
+} h3wt_sud;
+/* The marker for streams nghttp3 owns. */
+extern h3wt_sud h3wt_sud_h3;
+
+typedef struct h3wt_wt_limits {
+  uint32_t max_sessions;            /* per connection */
+  uint32_t max_streams_per_session; /* concurrent, peer-opened */
+  size_t max_stream_queue;          /* unacked bytes per stream */
+  size_t max_datagram_queue;        /* datagrams per connection */
+  size_t max_orphan_streams;        /* streams waiting for their session */
+  size_t max_orphan_bytes;          /* bytes buffered per waiting stream */
+} h3wt_wt_limits;
+
+void h3wt_wt_limits_default(h3wt_wt_limits *l);
+
+int h3wt_wt_conn_new(h3wt_wt_conn **pwt, h3wt_h3_conn *h3,
+                     const h3wt_wt_limits *limits, const h3wt_logger *log,
+                     int server);
+/* The connection is gone: sessions still open get on_session_close with
+   H3WT_SESSION_CONN_LOST (their streams' closes first). */
+void h3wt_wt_conn_lost(h3wt_wt_conn *wt);
+/* Frees everything (after h3wt_wt_conn_lost, which it runs if needed). */
+void h3wt_wt_conn_del(h3wt_wt_conn *wt);
+
+/* ---- from the HTTP/3 layer ---------------------------------------------- */
+
+/* What h3wt_wt_recv_stream_data decided. */
+#define H3WT_WT_TAKEN 0 /* WebTransport (or still undecided): consumed */
+#define H3WT_WT_PASS 1  /* HTTP/3: give prebuf (prelen) then data to nghttp3 */
+
+/* Stream data for a stream whose ngtcp2 user data is sud.  Returns
+   H3WT_WT_TAKEN, H3WT_WT_PASS (with bytes held back earlier copied to
+   prebuf, 16 bytes of room), or a negative value: close the connection
+   with *h3err. */
+int h3wt_wt_recv_stream_data(h3wt_wt_conn *wt, int64_t stream_id,
+                             h3wt_sud *sud, const uint8_t *data, size_t len,
+                             int fin, uint8_t *prebuf, size_t *prelen,
+                             uint64_t *h3err);
+/* QUIC events on streams whose user data is a WT stream or pending. */
+void h3wt_wt_stream_acked(h3wt_wt_conn *wt, h3wt_sud *sud, uint64_t n);
+void h3wt_wt_stream_closed(h3wt_wt_conn *wt, h3wt_sud *sud, uint64_t code);
+void h3wt_wt_stream_reset(h3wt_wt_conn *wt, h3wt_sud *sud, uint64_t code);
+void h3wt_wt_stream_stop_sending(h3wt_wt_conn *wt, h3wt_sud *sud,
+                                 uint64_t code);
+void h3wt_wt_stream_unblocked(h3wt_wt_conn *wt, h3wt_sud *sud);
+
+/* The write path: a stream with data (as nghttp3_conn_writev_stream). */
+ssize_t h3wt_wt_writev(h3wt_wt_conn *wt, int64_t *pstream_id, int *pfin,
+                       h3wt_vec *vec, size_t veccnt);
+int h3wt_wt_has_writable(const h3wt_wt_conn *wt);
+/* For the stream the last h3wt_wt_writev returned: */
+void h3wt_wt_written(h3wt_wt_conn *wt, int64_t stream_id, size_t n);
+void h3wt_wt_blocked(h3wt_wt_conn *wt, int64_t stream_id);
+void h3wt_wt_shut_wr(h3wt_wt_conn *wt, int64_t stream_id);
+/* Does the stream the write path is on belong to us? */
+int h3wt_wt_owns_write(const h3wt_wt_conn *wt, int64_t stream_id);
+
+/* Datagrams. */
+void h3wt_wt_recv_datagram(h3wt_wt_conn *wt, const uint8_t *data, size_t len);
+const uint8_t *h3wt_wt_datagram_front(h3wt_wt_conn *wt, size_t *len);
+void h3wt_wt_datagram_pop(h3wt_wt_conn *wt);
+
+/* Runs deferred stream/session close notifications and frees. */
+void h3wt_wt_run_deferred(h3wt_wt_conn *wt);
+
+/* ---- from the facades ------------------------------------------------------ */
+
+/* A session for the CONNECT on stream_id (server: a request; client: the
+   session it opens).  The facade copies the request's fields in. */
+int h3wt_wt_session_new(h3wt_wt_conn *wt, int64_t stream_id,
+                        const h3wt_session_handler *handler, void *route_data,
+                        const char *path, const char *authority,
+                        const char *origin, h3wt_session **ps);
+/* Adds a request header (server side) to the session's copy. */
+int h3wt_wt_session_add_header(h3wt_session *s, const h3wt_header *h);
+size_t h3wt_wt_session_count(const h3wt_wt_conn *wt);
+/* The session is established: on_session_ready, buffered streams and
+   datagrams are delivered. */
+void h3wt_wt_session_ready(h3wt_session *s);
+/* Rejected (server: the handler said no; client: a non-2xx answer): free
+   it and reject the streams that waited for it. */
+void h3wt_wt_session_rejected(h3wt_session *s, int status);
+/* Forgets a session that never reached the wire (no callbacks). */
+void h3wt_wt_session_discard(h3wt_session *s);
+/* CONNECT stream bytes (capsules). */
+int h3wt_wt_session_recv(h3wt_session *s, const uint8_t *data, size_t len);
+/* The peer finished the CONNECT stream. */
+void h3wt_wt_session_recv_fin(h3wt_session *s);
+/* The CONNECT stream is gone (closed or reset). */
+void h3wt_wt_session_stream_closed(h3wt_session *s, int reset);
+/* The capsule bytes to send on the CONNECT stream (nghttp3 read_data):
+   returns vectors, *eof at the end, H3WT_ERR_WOULDBLOCK when none yet. */
+ssize_t h3wt_wt_session_read_capsules(h3wt_session *s, h3wt_vec *vec,
+                                      size_t veccnt, int *eof);
+void h3wt_wt_session_capsules_acked(h3wt_session *s, uint64_t n);
+void h3wt_wt_session_set_status(h3wt_session *s, int status);
+/* Client: the CONNECT stream's ID, once the request is on the wire. */
+void h3wt_wt_session_set_stream(h3wt_session *s, int64_t stream_id);
+int64_t h3wt_wt_session_stream(const h3wt_session *s);
+
+/* Test hooks: send exactly what a broken or hostile peer would. */
+/* A stream carrying bytes (no WebTransport header added). */
+int h3wt_wt_test_raw_stream(h3wt_wt_conn *wt, int bidi, const void *bytes,
+                            size_t len, int fin);
+/* Bytes appended to a session's CONNECT stream as if they were capsules. */
+int h3wt_wt_test_raw_capsule(h3wt_session *s, const void *bytes, size_t len);
+/* A QUIC DATAGRAM frame with this payload (no quarter stream ID added). */
+int h3wt_wt_test_raw_datagram(h3wt_wt_conn *wt, const void *bytes,
+                              size_t len);
+
+/* The settings WebTransport adds to SETTINGS (see h3wt_wtproto.h). */
+size_t h3wt_wt_settings(h3wt_setting *out, size_t max);
+
+#endif /* H3WT_WT_H */

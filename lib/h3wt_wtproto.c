@@ -1,0 +1,304 @@
+/*
+ * h3wt_wtproto: WebTransport wire formats (see h3wt_wtproto.h).
+ */
+#include "h3wt_wtproto.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- varints ------------------------------------------------------------- */
+
+size_t h3wt_varint_decode(const uint8_t *p, size_t len, uint64_t *v) {
+  size_t n;
+  uint64_t x;
+  if (len == 0) {
+    return 0;
+  }
+  n = (size_t)1 << (p[0] >> 6);
+  if (len < n) {
+    return 0;
+  }
+  x = p[0] & 0x3f;
+  for (size_t i = 1; i < n; ++i) {
+    x = (x << 8) | p[i];
+  }
+  *v = x;
+  return n;
+}
+
+size_t h3wt_varint_len(uint64_t v) {
+  return v < 64 ? 1 : v < 16384 ? 2 : v < 1073741824 ? 4 : 8;
+}
+
+uint8_t *h3wt_varint_encode(uint8_t *p, uint64_t v) {
+  size_t n = h3wt_varint_len(v);
+  static const uint8_t prefix[] = {0, 0x40, 0x80, 0, 0xc0};
+  for (size_t i = n; i > 0; --i) {
+    p[i - 1] = (uint8_t)v;
+    v >>= 8;
+  }
+  p[0] |= prefix[n == 8 ? 4 : n == 4 ? 2 : n - 1];
+  return p + n;
+}
+
+/* ---- capsules ------------------------------------------------------------- */
+
+void h3wt_capsule_parser_init(h3wt_capsule_parser *cp, size_t max_value) {
+  memset(cp, 0, sizeof(*cp));
+  cp->max_value = max_value;
+}
+
+void h3wt_capsule_parser_free(h3wt_capsule_parser *cp) {
+  free(cp->value);
+  cp->value = NULL;
+  cp->valuecap = 0;
+}
+
+/* Collects a varint that may arrive split.  Returns bytes used from data;
+   *done set when the varint is complete (value in *v). */
+static size_t take_varint(h3wt_capsule_parser *cp, const uint8_t *data,
+                          size_t len, uint64_t *v, int *done) {
+  size_t used = 0;
+  *done = 0;
+  if (cp->hdrlen == 0) {
+    size_t n = h3wt_varint_decode(data, len, v);
+    if (n) {
+      *done = 1;
+      return n;
+    }
+  }
+  while (used < len) {
+    cp->hdr[cp->hdrlen++] = data[used++];
+    size_t need = (size_t)1 << (cp->hdr[0] >> 6);
+    if (cp->hdrlen == need) {
+      h3wt_varint_decode(cp->hdr, cp->hdrlen, v);
+      cp->hdrlen = 0;
+      *done = 1;
+      break;
+    }
+  }
+  return used;
+}
+
+int h3wt_capsule_parse(h3wt_capsule_parser *cp, const uint8_t *data,
+                       size_t len, int (*known)(uint64_t type),
+                       h3wt_capsule_cb cb, void *ud) {
+  while (len) {
+    uint64_t v;
+    int done;
+    size_t n;
+    switch (cp->state) {
+    case 0: /* type */
+      n = take_varint(cp, data, len, &v, &done);
+      data += n;
+      len -= n;
+      if (done) {
+        cp->type = v;
+        cp->state = 1;
+      }
+      break;
+    case 1: /* length */
+      n = take_varint(cp, data, len, &v, &done);
+      data += n;
+      len -= n;
+      if (!done) {
+        break;
+      }
+      cp->left = v;
+      cp->valuelen = 0;
+      if (!known(cp->type)) {
+        cp->state = 3;
+        break;
+      }
+      if (v > cp->max_value) {
+        return -1;
+      }
+      if (v > cp->valuecap) {
+        uint8_t *nb = realloc(cp->value, (size_t)v);
+        if (!nb) {
+          return -2;
+        }
+        cp->value = nb;
+        cp->valuecap = (size_t)v;
+      }
+      cp->state = 2;
+      if (v == 0) {
+        cp->state = 0;
+        /* Never hand a null pointer to the callback, even for no bytes. */
+        static const uint8_t none[1];
+        int rv = cb(cp->type, cp->value ? cp->value : none, 0, ud);
+        if (rv) {
+          return rv;
+        }
+      }
+      break;
+    case 2: /* value of a known type */
+      n = len < cp->left ? len : (size_t)cp->left;
+      memcpy(cp->value + cp->valuelen, data, n);
+      cp->valuelen += n;
+      cp->left -= n;
+      data += n;
+      len -= n;
+      if (cp->left == 0) {
+        cp->state = 0;
+        int rv = cb(cp->type, cp->value, cp->valuelen, ud);
+        if (rv) {
+          return rv;
+        }
+      }
+      break;
+    case 3: /* skipping an unknown type (RFC 9297 3.2) */
+      n = len < cp->left ? len : (size_t)cp->left;
+      cp->left -= n;
+      data += n;
+      len -= n;
+      if (cp->left == 0) {
+        cp->state = 0;
+      }
+      break;
+    }
+    if (cp->state == 3 && cp->left == 0) {
+      cp->state = 0;
+    }
+  }
+  return 0;
+}
+
+int h3wt_capsule_parser_at_boundary(const h3wt_capsule_parser *cp) {
+  return cp->state == 0 && cp->hdrlen == 0;
+}
+
+size_t h3wt_capsule_close_session(uint8_t *out, uint32_t code,
+                                  const char *reason, size_t reasonlen) {
+  uint8_t *p = out;
+  if (reasonlen > H3WT_CLOSE_REASON_MAX) {
+    /* Cut at a character boundary: never leave half a UTF-8 sequence. */
+    reasonlen = H3WT_CLOSE_REASON_MAX;
+    while (reasonlen && ((uint8_t)reason[reasonlen] & 0xc0) == 0x80) {
+      --reasonlen;
+    }
+  }
+  p = h3wt_varint_encode(p, H3WT_CAPSULE_CLOSE_SESSION);
+  p = h3wt_varint_encode(p, 4 + reasonlen);
+  *p++ = (uint8_t)(code >> 24);
+  *p++ = (uint8_t)(code >> 16);
+  *p++ = (uint8_t)(code >> 8);
+  *p++ = (uint8_t)code;
+  if (reasonlen) {
+    memcpy(p, reason, reasonlen);
+  }
+  p += reasonlen;
+  return (size_t)(p - out);
+}
+
+size_t h3wt_capsule_empty(uint8_t *out, uint64_t type) {
+  uint8_t *p = h3wt_varint_encode(out, type);
+  p = h3wt_varint_encode(p, 0);
+  return (size_t)(p - out);
+}
+
+/* ---- error codes ------------------------------------------------------------ */
+
+/* draft-ietf-webtrans-http3 4.4: "webtransport_code_to_http_code(n) =
+   first + n + floor(n / 0x1e)", which steps over the reserved codepoints
+   0x1f * N + 0x21 (RFC 9114 8.1). */
+uint64_t h3wt_wt_code_to_h3(uint32_t n) {
+  return H3WT_WT_CODE_FIRST + n + n / 0x1e;
+}
+
+int h3wt_wt_code_from_h3(uint64_t h3, uint32_t *n) {
+  if (h3 < H3WT_WT_CODE_FIRST || h3 > H3WT_WT_CODE_LAST) {
+    return 0;
+  }
+  if ((h3 - 0x21) % 0x1f == 0) {
+    return 0; /* a reserved (GREASE) codepoint: no WebTransport code */
+  }
+  uint64_t shifted = h3 - H3WT_WT_CODE_FIRST;
+  *n = (uint32_t)(shifted - shifted / 0x1f);
+  return 1;
+}
+
+/* ---- SETTINGS rewrite --------------------------------------------------------- */
+
+#define H3_FRAME_SETTINGS 0x04
+
+ssize_t h3wt_settings_rewrite(const uint8_t *in, size_t inlen,
+                              const h3wt_setting *extra, size_t nextra,
+                              uint8_t *out, size_t outcap) {
+  uint64_t stype, ftype, flen;
+  size_t off = 0, n;
+  n = h3wt_varint_decode(in, inlen, &stype);
+  if (!n) {
+    return 0;
+  }
+  if (stype != 0x00) {
+    return -1; /* not a control stream */
+  }
+  off += n;
+  n = h3wt_varint_decode(in + off, inlen - off, &ftype);
+  if (!n) {
+    return 0;
+  }
+  if (ftype != H3_FRAME_SETTINGS) {
+    return -1; /* RFC 9114 6.2.1: SETTINGS must come first */
+  }
+  off += n;
+  n = h3wt_varint_decode(in + off, inlen - off, &flen);
+  if (!n) {
+    return 0;
+  }
+  off += n;
+  if (flen > inlen - off) {
+    return flen > 4096 ? -1 : 0;
+  }
+  const uint8_t *payload = in + off;
+  size_t payloadlen = (size_t)flen;
+  /* Which of extra[] are already there (never send an id twice: RFC 9114
+     7.2.4.1 makes duplicates a connection error). */
+  uint8_t addbuf[128], *ap = addbuf;
+  for (size_t i = 0; i < nextra; ++i) {
+    int present = 0;
+    for (size_t p = 0; p < payloadlen;) {
+      uint64_t id, val;
+      size_t a = h3wt_varint_decode(payload + p, payloadlen - p, &id);
+      if (!a) {
+        return -1;
+      }
+      size_t b = h3wt_varint_decode(payload + p + a, payloadlen - p - a,
+                                    &val);
+      if (!b) {
+        return -1;
+      }
+      if (id == extra[i].id) {
+        present = 1;
+      }
+      p += a + b;
+    }
+    if (!present) {
+      if ((size_t)(ap - addbuf) + 16 > sizeof(addbuf)) {
+        return -1;
+      }
+      ap = h3wt_varint_encode(ap, extra[i].id);
+      ap = h3wt_varint_encode(ap, extra[i].value);
+    }
+  }
+  size_t addlen = (size_t)(ap - addbuf);
+  uint64_t newlen = payloadlen + addlen;
+  size_t rest = inlen - off - payloadlen;
+  size_t total = h3wt_varint_len(stype) + h3wt_varint_len(ftype) +
+                 h3wt_varint_len(newlen) + payloadlen + addlen + rest;
+  if (total > outcap) {
+    return -1;
+  }
+  uint8_t *o = out;
+  o = h3wt_varint_encode(o, stype);
+  o = h3wt_varint_encode(o, ftype);
+  o = h3wt_varint_encode(o, newlen);
+  memcpy(o, payload, payloadlen);
+  o += payloadlen;
+  memcpy(o, addbuf, addlen);
+  o += addlen;
+  memcpy(o, payload + payloadlen, rest);
+  o += rest;
+  return (ssize_t)(o - out);
+}

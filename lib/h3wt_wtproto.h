@@ -1,0 +1,121 @@
+/*
+ * h3wt_wtproto: WebTransport-over-HTTP/3 wire formats, pure functions.
+ *
+ *  - QUIC variable-length integers (RFC 9000 16)
+ *  - capsules on the CONNECT stream (RFC 9297 3.2), parsed incrementally
+ *  - the WebTransport <-> HTTP/3 error-code mapping
+ *  - the SETTINGS-frame rewrite that adds WebTransport settings to the one
+ *    SETTINGS frame nghttp3 writes (it knows nothing of WebTransport, and a
+ *    second SETTINGS frame is a connection error: RFC 9114 7.2.4)
+ *
+ * Every parser here reads peer bytes: each is fuzzed (tests/fuzz/).
+ */
+#ifndef H3WT_WTPROTO_H
+#define H3WT_WTPROTO_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+/* ---- wire constants (draft-ietf-webtrans-http3, RFC 9297, RFC 9220) ---- */
+
+/* Stream signals: the first varint of a WebTransport stream. */
+#define H3WT_WT_STREAM_BIDI 0x41 /* WEBTRANSPORT_STREAM frame type */
+#define H3WT_WT_STREAM_UNI 0x54  /* WebTransport uni stream type */
+
+/* Capsule types. */
+#define H3WT_CAPSULE_DATAGRAM 0x00 /* RFC 9297 */
+#define H3WT_CAPSULE_CLOSE_SESSION 0x2843
+#define H3WT_CAPSULE_DRAIN_SESSION 0x78ae
+
+/* WT_CLOSE_SESSION: "The error message MUST be no longer than 1024
+   bytes." */
+#define H3WT_CLOSE_REASON_MAX 1024
+
+/* SETTINGS identifiers added to nghttp3's frame, with why. */
+#define H3WT_SETTINGS_ENABLE_WEBTRANSPORT 0x2b603742ULL /* drafts 02-06:
+   Chrome's draft-02 path and Firefox need it */
+#define H3WT_SETTINGS_WEBTRANSPORT_MAX_SESSIONS 0xc671706aULL /* draft-07 */
+#define H3WT_SETTINGS_WT_MAX_SESSIONS 0x14e9cd29ULL /* drafts 13/14: Safari */
+#define H3WT_SETTINGS_WT_ENABLED 0x2c7cf000ULL      /* draft-15+ */
+#define H3WT_SETTINGS_H3_DATAGRAM_DRAFT04 0xffd277ULL /* older Chrome */
+
+/* The HTTP/3 code range that carries WebTransport application codes. */
+#define H3WT_WT_CODE_FIRST 0x52e4a40fa8dbULL
+#define H3WT_WT_CODE_LAST 0x52e5ac983162ULL
+
+/* ---- varints ----------------------------------------------------------- */
+
+#define H3WT_VARINT_MAX 0x3fffffffffffffffULL
+
+/* Decodes a varint at p (len bytes available).  Returns the bytes it takes
+   (1, 2, 4 or 8), or 0 when len is too short to tell. */
+size_t h3wt_varint_decode(const uint8_t *p, size_t len, uint64_t *v);
+/* Bytes needed to encode v (v <= H3WT_VARINT_MAX). */
+size_t h3wt_varint_len(uint64_t v);
+/* Writes v at p (room for h3wt_varint_len(v) bytes); returns the end. */
+uint8_t *h3wt_varint_encode(uint8_t *p, uint64_t v);
+
+/* ---- capsules ----------------------------------------------------------
+ * Fed the CONNECT stream's DATA bytes in any chunking; calls back once per
+ * complete capsule of a known type.  Values of known types are buffered up
+ * to max_value bytes (a longer one is an error); unknown types are skipped
+ * without buffering, as RFC 9297 3.2 asks. */
+
+typedef struct h3wt_capsule_parser {
+  int state;          /* 0 type, 1 length, 2 value, 3 skipping */
+  uint8_t hdr[8];     /* a varint split across chunks */
+  size_t hdrlen;
+  uint64_t type;
+  uint64_t left;      /* value bytes still to come */
+  uint8_t *value;     /* buffer for known types */
+  size_t valuelen, valuecap;
+  size_t max_value;
+} h3wt_capsule_parser;
+
+typedef int (*h3wt_capsule_cb)(uint64_t type, const uint8_t *value,
+                               size_t len, void *ud);
+
+void h3wt_capsule_parser_init(h3wt_capsule_parser *cp, size_t max_value);
+void h3wt_capsule_parser_free(h3wt_capsule_parser *cp);
+/* Returns 0, or -1 for a malformed stream (a known capsule longer than
+   max_value), or the callback's non-zero value, or -2 out of memory.
+   known(type) says which types are delivered. */
+int h3wt_capsule_parse(h3wt_capsule_parser *cp, const uint8_t *data,
+                       size_t len, int (*known)(uint64_t type),
+                       h3wt_capsule_cb cb, void *ud);
+/* At the stream's end: 0 when no capsule was left half-received. */
+int h3wt_capsule_parser_at_boundary(const h3wt_capsule_parser *cp);
+
+/* Encodes a WT_CLOSE_SESSION capsule (reason truncated to 1024 bytes at a
+   UTF-8 boundary) into out (room for 16 + 1024 bytes); returns its length. */
+size_t h3wt_capsule_close_session(uint8_t *out, uint32_t code,
+                                  const char *reason, size_t reasonlen);
+/* Encodes a capsule with an empty value (WT_DRAIN_SESSION). */
+size_t h3wt_capsule_empty(uint8_t *out, uint64_t type);
+
+/* ---- error codes -------------------------------------------------------- */
+
+uint64_t h3wt_wt_code_to_h3(uint32_t n);
+/* Returns 1 and sets *n when h3 carries a WebTransport code, else 0 (a
+   reserved GREASE codepoint inside the range is not a code either). */
+int h3wt_wt_code_from_h3(uint64_t h3, uint32_t *n);
+
+/* ---- SETTINGS rewrite --------------------------------------------------- */
+
+typedef struct h3wt_setting {
+  uint64_t id;
+  uint64_t value;
+} h3wt_setting;
+
+/* in/inlen: the first bytes nghttp3 wrote on its control stream (the
+   stream type, then the SETTINGS frame, maybe more).  Writes into out the
+   same bytes with extra[] appended to the SETTINGS frame (settings already
+   present are not duplicated).  Returns the output length, 0 when in does
+   not yet hold the whole SETTINGS frame, or -1 when it is not a control
+   stream starting with SETTINGS or out is too small. */
+ssize_t h3wt_settings_rewrite(const uint8_t *in, size_t inlen,
+                              const h3wt_setting *extra, size_t nextra,
+                              uint8_t *out, size_t outcap);
+
+#endif /* H3WT_WTPROTO_H */

@@ -1,0 +1,494 @@
+/*
+ * h3wt: an HTTP/3 and WebTransport server framework on ngtcp2, nghttp3,
+ * wolfSSL and libuv.
+ *
+ * This is the one header an embedding program reads.  The rules, in short:
+ *
+ *  - The host owns the uv_loop_t and runs it.  h3wt never calls uv_run() and
+ *    starts no threads; every callback runs on the host's loop thread.
+ *  - Functions return 0 or a negative H3WT_ERR_* code (h3wt_strerror() names
+ *    it).  Out of memory is reported as H3WT_ERR_NOMEM, never an abort.
+ *  - When a function that takes a callback fails, the callback is never
+ *    called (the libuv rule).
+ *  - Bytes handed to a callback are borrowed for the duration of the callback
+ *    only; copy what you keep.
+ *  - Any h3wt function may be called from inside an h3wt callback.  Objects
+ *    are freed only after the callback that announced their end returns.
+ *  - Settings structs are versioned: initialise them with the matching
+ *    *_default() function, then change the fields you need.  Fields are only
+ *    ever appended.
+ */
+#ifndef H3WT_H
+#define H3WT_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include <uv.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define H3WT_VERSION "0.1.0"
+
+/* ------------------------------------------------------------------------ */
+/* Errors.  Banded by layer, like nghttp3: API/state -1xx, I/O -2xx,
+   QUIC/TLS -3xx, HTTP/3 -4xx, WebTransport -5xx, fatal <= -900. */
+
+#define H3WT_ERR_INVALID_ARGUMENT -101 /* a parameter is out of range */
+#define H3WT_ERR_INVALID_STATE -102    /* not allowed in the current state */
+#define H3WT_ERR_WOULDBLOCK -103 /* a queue is full; wait for on_writable */
+#define H3WT_ERR_NOT_FOUND -104  /* no such object (route, stream, file) */
+#define H3WT_ERR_TOO_LARGE -105  /* exceeds a configured limit */
+#define H3WT_ERR_IO -201         /* socket or file I/O failed */
+#define H3WT_ERR_ADDRESS -202    /* cannot resolve or bind the address */
+#define H3WT_ERR_TLS -301        /* TLS setup failed (certificate, key) */
+#define H3WT_ERR_QUIC -302       /* a QUIC-level failure */
+#define H3WT_ERR_HANDSHAKE -303  /* the handshake failed or timed out */
+#define H3WT_ERR_IDLE_TIMEOUT -304 /* the connection went idle */
+#define H3WT_ERR_CLOSED -305     /* the connection or stream is closed */
+#define H3WT_ERR_H3 -401         /* an HTTP/3 protocol failure */
+#define H3WT_ERR_NOMEM -901      /* out of memory */
+
+/* Returns a static description of an H3WT_ERR_* code. */
+const char *h3wt_strerror(int err);
+
+/* ------------------------------------------------------------------------ */
+/* Logging.  The library never prints: it hands formatted lines to the log
+   callback.  Messages above the configured level are not even formatted. */
+
+typedef enum h3wt_log_level {
+  H3WT_LOG_ERROR = 0,
+  H3WT_LOG_WARN = 1,
+  H3WT_LOG_INFO = 2,
+  H3WT_LOG_DEBUG = 3,
+  H3WT_LOG_TRACE = 4
+} h3wt_log_level;
+
+/* component is one of "udp", "quic", "h3", "router", "server", "client",
+   "static".  msg has no trailing newline. */
+typedef void (*h3wt_log_cb)(h3wt_log_level level, const char *component,
+                            const char *msg, void *user_data);
+
+/* Parses "error", "warn", "info", "debug", "trace".  Returns 0 or
+   H3WT_ERR_INVALID_ARGUMENT. */
+int h3wt_log_level_parse(const char *name, h3wt_log_level *out);
+
+/* A ready log callback that writes "LEVEL component: msg" lines to stderr. */
+void h3wt_log_stderr(h3wt_log_level level, const char *component,
+                     const char *msg, void *user_data);
+
+/* ------------------------------------------------------------------------ */
+/* Headers. */
+
+typedef struct h3wt_header {
+  const char *name; /* lower-case */
+  size_t namelen;
+  const char *value;
+  size_t valuelen;
+} h3wt_header;
+
+/* Builds an h3wt_header from two NUL-terminated strings. */
+#define H3WT_HEADER(N, V) {(N), sizeof(N) - 1, (V), strlen(V)}
+
+/* ------------------------------------------------------------------------ */
+/* The server. */
+
+typedef struct h3wt_server h3wt_server;
+typedef struct h3wt_request h3wt_request;
+
+#define H3WT_SERVER_SETTINGS_V1 1
+#define H3WT_SERVER_SETTINGS_VERSION H3WT_SERVER_SETTINGS_V1
+
+typedef struct h3wt_server_settings {
+  int version; /* H3WT_SERVER_SETTINGS_VERSION */
+  /* Listen address (numeric IPv4 or IPv6).  Default "::", which also
+     accepts IPv4 where the system allows dual-stack sockets (falling back
+     to "0.0.0.0" where it does not). */
+  const char *host;
+  /* UDP port; 0 picks an ephemeral one (see h3wt_server_port()).  Default
+     4433. */
+  uint16_t port;
+  /* PEM certificate chain and private key.  Required. */
+  const char *cert_file;
+  const char *key_file;
+  /* Directory for one qlog file per connection, or NULL. */
+  const char *qlog_dir;
+  /* File TLS secrets are appended to (SSLKEYLOGFILE format), or NULL. */
+  const char *keylog_file;
+  /* The "server" response header. Default "h3wt/" H3WT_VERSION. */
+  const char *server_name;
+  h3wt_log_cb log_cb; /* NULL: no logging */
+  void *log_user_data;
+  h3wt_log_level log_level; /* default H3WT_LOG_INFO */
+  /* Limits on what a peer controls. */
+  uint64_t max_request_body;  /* bytes; default 1 MiB; over it: 413 */
+  uint64_t max_header_bytes;  /* request field section; default 16 KiB;
+                                 over it: 431 */
+  uint32_t max_connections;   /* default 10000 */
+  uint32_t max_streams_bidi;  /* concurrent requests per connection; 100 */
+  uint64_t idle_timeout_ms;   /* default 30000 */
+  size_t max_response_queue;  /* unacknowledged response bytes a handler may
+                                 queue per request before writes return
+                                 H3WT_ERR_WOULDBLOCK; default 256 KiB */
+  /* WebTransport limits. */
+  uint32_t max_sessions_per_conn;  /* default 16; over it: 429 */
+  uint32_t max_streams_per_session; /* peer-opened, concurrent; default 256 */
+  size_t max_stream_queue;   /* unacknowledged bytes per WT stream before
+                                writes return WOULDBLOCK; default 256 KiB */
+  size_t max_datagram_queue; /* queued datagrams per connection; excess are
+                                dropped and counted; default 256 */
+} h3wt_server_settings;
+
+/* Fills settings with the defaults. */
+void h3wt_server_settings_default(h3wt_server_settings *settings);
+
+/* Creates a server on the host's loop.  It does not listen yet.  Loads the
+   certificate and key; returns 0, H3WT_ERR_TLS (the log says why),
+   H3WT_ERR_INVALID_ARGUMENT or H3WT_ERR_NOMEM. */
+int h3wt_server_new(h3wt_server **pserver, uv_loop_t *loop,
+                    const h3wt_server_settings *settings);
+
+/* Binds the UDP socket and starts serving.  Returns 0, H3WT_ERR_ADDRESS or
+   H3WT_ERR_IO. */
+int h3wt_server_listen(h3wt_server *server);
+
+/* The bound UDP port (useful after listening on port 0), or 0. */
+uint16_t h3wt_server_port(const h3wt_server *server);
+
+typedef void (*h3wt_server_close_cb)(h3wt_server *server, void *user_data);
+
+/* Stops serving: every connection gets GOAWAY and a CONNECTION_CLOSE with
+   H3_NO_ERROR, handlers see on_close for requests in flight, and the UDP
+   handle is closed.  cb (optional) runs once every libuv handle is closed;
+   then h3wt_server_del() may be called. */
+void h3wt_server_close(h3wt_server *server, h3wt_server_close_cb cb,
+                       void *user_data);
+
+/* Frees the server.  Call after the close callback (or before listening). */
+void h3wt_server_del(h3wt_server *server);
+
+/* A request handler: callbacks for one route.  route_data is what was
+   passed to h3wt_server_route(). */
+typedef struct h3wt_request_handler {
+  /* Required.  The request headers are complete.  The handler may respond
+     now, or later (after on_end, or asynchronously). */
+  void (*on_request)(h3wt_request *req, void *route_data);
+  /* Optional.  A piece of the request body (borrowed).  Without it the body
+     is discarded.  The server has already checked max_request_body. */
+  void (*on_body)(h3wt_request *req, const uint8_t *data, size_t len,
+                  void *route_data);
+  /* Optional.  The request body is complete. */
+  void (*on_end)(h3wt_request *req, void *route_data);
+  /* Optional.  After h3wt_request_write() returned H3WT_ERR_WOULDBLOCK:
+     the response queue has drained below half its limit. */
+  void (*on_writable)(h3wt_request *req, void *route_data);
+  /* Optional.  The request is finished (response fully acknowledged) or
+     aborted (app_error_code is the HTTP/3 error code, 0 on success).  req
+     is freed when this returns. */
+  void (*on_close)(h3wt_request *req, uint64_t app_error_code,
+                   void *route_data);
+} h3wt_request_handler;
+
+/* Routes requests whose :path (without the query) equals path, or starts
+   with it when path ends in '*', to handler.  method is an exact method
+   ("GET") or NULL for any; a path that matches with another method gets 405
+   with an allow header.  Exact routes win over prefix routes (a path that
+   has an exact route is never served by a prefix route: other methods get
+   405), longer prefixes over shorter.  handler must stay valid while the server lives.
+   Unmatched paths get 404.  Returns 0, H3WT_ERR_INVALID_ARGUMENT or
+   H3WT_ERR_NOMEM. */
+int h3wt_server_route(h3wt_server *server, const char *method,
+                      const char *path, const h3wt_request_handler *handler,
+                      void *route_data);
+
+/* Serves the files below dir for GET and HEAD requests under prefix (which
+   must end in '/'): "/x/a.css" with prefix "/x/" is dir/a.css.  Files are
+   read asynchronously and streamed in chunks; paths that try to leave dir
+   get 404, malformed ones 400.  Returns 0 or an error. */
+int h3wt_server_static(h3wt_server *server, const char *prefix,
+                       const char *dir);
+
+/* Request accessors.  Strings are NUL-terminated and live as long as req. */
+const char *h3wt_request_method(const h3wt_request *req);
+const char *h3wt_request_path(const h3wt_request *req); /* with query */
+const char *h3wt_request_authority(const h3wt_request *req);
+const char *h3wt_request_scheme(const h3wt_request *req);
+/* The first header with this lower-case name, or NULL. */
+const char *h3wt_request_header(const h3wt_request *req, const char *name);
+/* All request headers (pseudo-headers excluded). */
+size_t h3wt_request_headers(const h3wt_request *req,
+                            const h3wt_header **headers);
+/* content-length, or -1 when absent. */
+int64_t h3wt_request_content_length(const h3wt_request *req);
+const struct sockaddr *h3wt_request_peer(const h3wt_request *req);
+int64_t h3wt_request_stream_id(const h3wt_request *req);
+void h3wt_request_set_data(h3wt_request *req, void *data);
+void *h3wt_request_get_data(const h3wt_request *req);
+h3wt_server *h3wt_request_server(const h3wt_request *req);
+
+/* Sends a complete response: status, headers (the server adds "server"
+   and, unless given, "content-length"), and body (copied).  Returns 0,
+   H3WT_ERR_INVALID_STATE (already responded), H3WT_ERR_CLOSED or
+   H3WT_ERR_NOMEM. */
+int h3wt_request_respond(h3wt_request *req, int status,
+                         const h3wt_header *headers, size_t nheaders,
+                         const void *body, size_t bodylen);
+
+/* Starts a streamed response: the headers now, the body through
+   h3wt_request_write*() and h3wt_request_end(). */
+int h3wt_request_respond_start(h3wt_request *req, int status,
+                               const h3wt_header *headers, size_t nheaders);
+
+/* Queues body bytes (copied).  Returns 0, or H3WT_ERR_WOULDBLOCK when the
+   queue already holds max_response_queue bytes (nothing was queued: retry
+   from on_writable), H3WT_ERR_INVALID_STATE or H3WT_ERR_CLOSED. */
+int h3wt_request_write(h3wt_request *req, const void *data, size_t len);
+
+/* Like h3wt_request_write() but takes ownership of data without copying:
+   free_cb(data, user_data) runs once the peer acknowledged it, or the
+   request ended.  On error, ownership stays with the caller. */
+int h3wt_request_write_owned(h3wt_request *req, void *data, size_t len,
+                             void (*free_cb)(void *data, void *user_data),
+                             void *user_data);
+
+/* Ends the response body (FIN after the queued bytes). */
+int h3wt_request_end(h3wt_request *req);
+
+/* Stops receiving the request body: asks the peer with STOP_SENDING
+   (H3_NO_ERROR, RFC 9114 section 4.1.1) and drops whatever still arrives.
+   Use it when responding before the body is complete. */
+void h3wt_request_stop_reading(h3wt_request *req);
+
+/* Aborts the request: resets the stream with the HTTP/3 error code. */
+void h3wt_request_reset(h3wt_request *req, uint64_t h3_error_code);
+
+/* The standard reason phrase of an HTTP status, or "". */
+const char *h3wt_status_text(int status);
+
+/* ------------------------------------------------------------------------ */
+/* The client: one QUIC connection that carries HTTP/3 requests. */
+
+typedef struct h3wt_client h3wt_client;
+typedef struct h3wt_client_request h3wt_client_request;
+
+#define H3WT_CLIENT_SETTINGS_V1 1
+#define H3WT_CLIENT_SETTINGS_VERSION H3WT_CLIENT_SETTINGS_V1
+
+typedef struct h3wt_client_settings {
+  int version;         /* H3WT_CLIENT_SETTINGS_VERSION */
+  const char *host;    /* name or address to connect to (required) */
+  uint16_t port;       /* default 443 */
+  const char *sni;     /* server name; default host */
+  const char *ca_file; /* PEM CAs; NULL: system defaults */
+  int insecure;        /* skip certificate verification */
+  const char *keylog_file;
+  const char *qlog_dir;
+  h3wt_log_cb log_cb;
+  void *log_user_data;
+  h3wt_log_level log_level;  /* default H3WT_LOG_WARN */
+  uint64_t handshake_timeout_ms; /* default 10000 */
+  uint64_t idle_timeout_ms;      /* default 30000 */
+} h3wt_client_settings;
+
+void h3wt_client_settings_default(h3wt_client_settings *settings);
+
+typedef struct h3wt_client_callbacks {
+  /* Optional.  The handshake completed and requests may flow (requests
+     made before are queued and sent then). */
+  void (*on_connected)(h3wt_client *client, void *user_data);
+  /* Optional.  The connection is gone: err is 0 after h3wt_client_close(),
+     or an H3WT_ERR_* code; every request still open got on_response_close
+     first.  After this returns the client may be freed with
+     h3wt_client_del(). */
+  void (*on_closed)(h3wt_client *client, int err, void *user_data);
+} h3wt_client_callbacks;
+
+/* Resolves the host (blocking getaddrinfo: pass an address to avoid it),
+   creates the connection and starts the handshake on loop.  Returns 0 or
+   an error; on error no callback is called. */
+int h3wt_client_new(h3wt_client **pclient, uv_loop_t *loop,
+                    const h3wt_client_settings *settings,
+                    const h3wt_client_callbacks *callbacks, void *user_data);
+
+/* Closes the connection (CONNECTION_CLOSE with H3_NO_ERROR); on_closed
+   follows. */
+void h3wt_client_close(h3wt_client *client);
+
+/* Frees the client: only after on_closed, or if it never connected. */
+void h3wt_client_del(h3wt_client *client);
+
+typedef struct h3wt_response_handler {
+  /* Optional.  The response headers: status and the fields (borrowed). */
+  void (*on_headers)(h3wt_client_request *req, int status,
+                     const h3wt_header *headers, size_t nheaders,
+                     void *user_data);
+  /* Optional.  A piece of the response body (borrowed). */
+  void (*on_body)(h3wt_client_request *req, const uint8_t *data, size_t len,
+                  void *user_data);
+  /* Required.  The exchange ended: err is 0 when the response was complete,
+     else an H3WT_ERR_* code (app_error_code is the peer's stream error
+     code, if it reset).  req is freed when this returns. */
+  void (*on_close)(h3wt_client_request *req, int err, uint64_t app_error_code,
+                   void *user_data);
+} h3wt_response_handler;
+
+/* Sends a request: method and path ("/x?y"), extra headers, and a body
+   (copied; NULL/0 for none).  :authority is the settings' host.  handler
+   must stay valid until on_close.  Requests beyond the server's stream
+   limit wait inside the library and go out, in order, as it grants more.
+   Returns 0, H3WT_ERR_CLOSED or H3WT_ERR_NOMEM. */
+int h3wt_client_request_send(h3wt_client *client, const char *method,
+                             const char *path, const h3wt_header *headers,
+                             size_t nheaders, const void *body,
+                             size_t bodylen,
+                             const h3wt_response_handler *handler,
+                             void *user_data, h3wt_client_request **preq);
+
+/* ------------------------------------------------------------------------ */
+/* WebTransport over HTTP/3 (draft-ietf-webtrans-http3; browsers speak
+   several vintages, all accepted).  A session is opened by an extended
+   CONNECT (:protocol "webtransport" or "webtransport-h3") to a path with a
+   registered session handler; it carries bidirectional and unidirectional
+   streams and datagrams, and ends with a code and a reason. */
+
+typedef struct h3wt_session h3wt_session;
+typedef struct h3wt_stream h3wt_stream;
+
+/* WebTransport error codes (the draft's error-code registry). */
+#define H3WT_WT_SESSION_GONE 0x170d7b68u
+#define H3WT_WT_BUFFERED_STREAM_REJECTED 0x3994bd84u
+#define H3WT_WT_FLOW_CONTROL_ERROR 0x045d4487u
+
+/* Why a session ended (the err argument of on_session_close). */
+#define H3WT_SESSION_CLOSED 0        /* a close capsule or FIN, either side */
+#define H3WT_SESSION_RESET -501      /* the CONNECT stream was reset */
+#define H3WT_SESSION_REJECTED -502   /* (client) the server answered != 2xx */
+#define H3WT_SESSION_CONN_LOST -503  /* the connection closed under it */
+
+/* Callbacks of one WebTransport route (server) or session (client).  All
+   optional except on_session_request on a server route.  route_data is the
+   pointer given when registering. */
+typedef struct h3wt_session_handler {
+  /* Server: a session is requested.  Inspect it (h3wt_session_path(),
+     _origin(), _header()) and return 200 to accept, or a status >= 400 to
+     reject (404, 403 for a refused origin, 429 over a limit...). */
+  int (*on_session_request)(h3wt_session *s, void *route_data);
+  /* The session is established (server: after accepting; client: on the
+     2xx answer).  Streams and datagrams may flow. */
+  void (*on_session_ready)(h3wt_session *s, void *route_data);
+  /* The peer opened a stream (bidi: both directions). */
+  void (*on_stream_open)(h3wt_stream *st, void *route_data);
+  /* Bytes of a stream, in order (borrowed); fin: the peer finished. */
+  void (*on_stream_data)(h3wt_stream *st, const uint8_t *data, size_t len,
+                         int fin, void *route_data);
+  /* The peer reset its sending side (RESET_STREAM) or asked us to stop
+     sending (STOP_SENDING).  code is the WebTransport application error
+     code, mapped back from the HTTP/3 code space; has_code is 0 when the
+     peer used a code outside that space. */
+  void (*on_stream_reset)(h3wt_stream *st, uint32_t code, int has_code,
+                          void *route_data);
+  void (*on_stream_stop_sending)(h3wt_stream *st, uint32_t code,
+                                 int has_code, void *route_data);
+  /* After a write returned H3WT_ERR_WOULDBLOCK: the queue drained below
+     half its limit. */
+  void (*on_stream_writable)(h3wt_stream *st, void *route_data);
+  /* The stream is finished in both directions (or reset); its memory goes
+     when this returns. */
+  void (*on_stream_close)(h3wt_stream *st, void *route_data);
+  /* A datagram (borrowed). */
+  void (*on_datagram)(h3wt_session *s, const uint8_t *data, size_t len,
+                      void *route_data);
+  /* The peer asked to wind the session down (WT_DRAIN_SESSION). */
+  void (*on_session_drain)(h3wt_session *s, void *route_data);
+  /* The session ended: err is one of H3WT_SESSION_*; code and reason are
+     those of the WT_CLOSE_SESSION capsule, whichever side sent it (0 and ""
+     otherwise).  Every stream of the session got on_stream_close first;
+     the session's memory goes when this returns. */
+  void (*on_session_close)(h3wt_session *s, int err, uint32_t code,
+                           const char *reason, size_t reasonlen,
+                           void *route_data);
+} h3wt_session_handler;
+
+/* Server: routes WebTransport sessions for exactly this path to handler.
+   Extended CONNECTs to other paths get 404 without any handler called. */
+int h3wt_server_webtransport(h3wt_server *server, const char *path,
+                             const h3wt_session_handler *handler,
+                             void *route_data);
+
+/* Session accessors.  Strings live as long as the session. */
+const char *h3wt_session_path(const h3wt_session *s);
+const char *h3wt_session_origin(const h3wt_session *s); /* "" if none */
+const char *h3wt_session_authority(const h3wt_session *s);
+/* A request header of the CONNECT (server side), or NULL. */
+const char *h3wt_session_header(const h3wt_session *s, const char *name);
+const struct sockaddr *h3wt_session_peer(const h3wt_session *s);
+/* The session ID (the CONNECT stream's ID). */
+int64_t h3wt_session_id(const h3wt_session *s);
+void h3wt_session_set_data(h3wt_session *s, void *data);
+void *h3wt_session_get_data(const h3wt_session *s);
+/* Client: the status of the CONNECT answer (0 before it). */
+int h3wt_session_status(const h3wt_session *s);
+
+/* Opens a stream in the session.  Returns 0, H3WT_ERR_WOULDBLOCK (the peer
+   allows no more streams now), H3WT_ERR_INVALID_STATE (not ready, or
+   closing) or H3WT_ERR_NOMEM. */
+int h3wt_session_open_stream(h3wt_session *s, int bidi, h3wt_stream **pst);
+
+/* Sends a datagram.  Returns 0 (queued), H3WT_ERR_TOO_LARGE (over
+   h3wt_session_max_datagram(): never sent), H3WT_ERR_WOULDBLOCK (the
+   datagram queue is full: this one was dropped and counted; datagrams
+   never block), or H3WT_ERR_INVALID_STATE. */
+int h3wt_session_send_datagram(h3wt_session *s, const void *data, size_t len);
+/* The largest datagram payload that fits in one packet now (0 if the peer
+   accepts no datagrams). */
+size_t h3wt_session_max_datagram(const h3wt_session *s);
+
+/* Closes the session: a WT_CLOSE_SESSION capsule (code, reason of at most
+   1024 bytes, truncated), then FIN on the CONNECT stream; every stream of
+   the session is reset with WT_SESSION_GONE.  on_session_close follows. */
+int h3wt_session_close(h3wt_session *s, uint32_t code, const char *reason);
+/* Asks the peer to wind down (WT_DRAIN_SESSION). */
+int h3wt_session_drain(h3wt_session *s);
+
+/* Stream accessors. */
+h3wt_session *h3wt_stream_session(const h3wt_stream *st);
+int64_t h3wt_stream_id(const h3wt_stream *st);
+int h3wt_stream_is_bidi(const h3wt_stream *st);
+int h3wt_stream_is_local(const h3wt_stream *st); /* we opened it */
+void h3wt_stream_set_data(h3wt_stream *st, void *data);
+void *h3wt_stream_get_data(const h3wt_stream *st);
+
+/* Queues bytes on a stream (copied).  Returns 0, H3WT_ERR_WOULDBLOCK (the
+   stream already holds max_stream_queue unacknowledged bytes; nothing
+   queued; on_stream_writable follows), H3WT_ERR_INVALID_STATE (finished,
+   reset, or a peer-opened unidirectional stream) or H3WT_ERR_CLOSED. */
+int h3wt_stream_write(h3wt_stream *st, const void *data, size_t len);
+/* Finishes our sending side (FIN after the queued bytes). */
+int h3wt_stream_finish(h3wt_stream *st);
+/* Resets our sending side / asks the peer to stop sending, with a
+   WebTransport error code (mapped into the HTTP/3 code space on the
+   wire). */
+int h3wt_stream_reset(h3wt_stream *st, uint32_t code);
+int h3wt_stream_stop_sending(h3wt_stream *st, uint32_t code);
+
+/* The HTTP/3 error code that carries WebTransport code n, and back
+   (returns 0 when h3 is outside the WebTransport range). */
+uint64_t h3wt_wt_code_to_h3(uint32_t n);
+int h3wt_wt_code_from_h3(uint64_t h3, uint32_t *n);
+
+/* Client: opens a WebTransport session to path on this connection (queued
+   until the handshake completes).  origin may be NULL.  handler must stay
+   valid until on_session_close. */
+int h3wt_client_webtransport(h3wt_client *client, const char *path,
+                             const char *origin,
+                             const h3wt_session_handler *handler,
+                             void *route_data, h3wt_session **ps);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* H3WT_H */
