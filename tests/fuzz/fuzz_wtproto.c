@@ -1,0 +1,123 @@
+/*
+ * libFuzzer target for h3wt_wtproto: the parsers of WebTransport peer
+ * bytes.  The first input byte picks the parser; the rest is its input.
+ *   0: capsules, fed whole and again in 1-byte chunks (nghttp3 fuzz/ does
+ *      the same): both feedings must see the same capsules
+ *   1: the SETTINGS rewrite: output must re-parse, carry every extra once
+ *   2: varints: decode, re-encode, compare
+ */
+#include <assert.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "h3wt_wtproto.h"
+
+typedef struct tally {
+  unsigned n;
+  uint64_t hash;
+} tally;
+
+static int known(uint64_t t) {
+  return t == H3WT_CAPSULE_CLOSE_SESSION || t == H3WT_CAPSULE_DRAIN_SESSION;
+}
+
+static int count(uint64_t type, const uint8_t *v, size_t len, void *ud) {
+  tally *t = ud;
+  ++t->n;
+  t->hash = t->hash * 31 + type + len;
+  for (size_t i = 0; i < len; ++i) {
+    t->hash = t->hash * 131 + v[i];
+  }
+  return 0;
+}
+
+static void fuzz_capsules(const uint8_t *d, size_t n) {
+  h3wt_capsule_parser a, b;
+  tally ta = {0, 0}, tb = {0, 0};
+  h3wt_capsule_parser_init(&a, 1028);
+  h3wt_capsule_parser_init(&b, 1028);
+  int ra = h3wt_capsule_parse(&a, d, n, known, count, &ta);
+  int rb = 0;
+  for (size_t i = 0; i < n && rb == 0; ++i) {
+    rb = h3wt_capsule_parse(&b, d + i, 1, known, count, &tb);
+  }
+  assert(ra == rb);
+  if (ra == 0) {
+    assert(ta.n == tb.n && ta.hash == tb.hash);
+    assert(h3wt_capsule_parser_at_boundary(&a) ==
+           h3wt_capsule_parser_at_boundary(&b));
+  }
+  h3wt_capsule_parser_free(&a);
+  h3wt_capsule_parser_free(&b);
+}
+
+static void fuzz_settings(const uint8_t *d, size_t n) {
+  static const h3wt_setting extra[] = {{0x2b603742, 1}, {0xc671706a, 1},
+                                      {0x14e9cd29, 1}, {0x2c7cf000, 1},
+                                      {0xffd277, 1}};
+  uint8_t out[512];
+  ssize_t r = h3wt_settings_rewrite(d, n, extra, 5, out, sizeof(out));
+  if (r <= 0) {
+    return;
+  }
+  assert((size_t)r <= sizeof(out));
+  /* The output is a control stream starting with a SETTINGS frame that
+     parses whole. */
+  uint64_t st, ft, len;
+  size_t a = h3wt_varint_decode(out, (size_t)r, &st);
+  size_t b = h3wt_varint_decode(out + a, (size_t)r - a, &ft);
+  size_t c = h3wt_varint_decode(out + a + b, (size_t)r - a - b, &len);
+  assert(a && b && c && st == 0 && ft == 4);
+  assert(a + b + c + len <= (size_t)r);
+  const uint8_t *p = out + a + b + c;
+  unsigned seen[5] = {0};
+  for (size_t off = 0; off < len;) {
+    uint64_t id, v;
+    size_t x = h3wt_varint_decode(p + off, len - off, &id);
+    assert(x);
+    size_t y = h3wt_varint_decode(p + off + x, len - off - x, &v);
+    assert(y);
+    for (int i = 0; i < 5; ++i) {
+      seen[i] += id == extra[i].id;
+    }
+    off += x + y;
+  }
+  for (int i = 0; i < 5; ++i) {
+    assert(seen[i] >= 1); /* present; twice only if the input had it */
+  }
+}
+
+static void fuzz_varint(const uint8_t *d, size_t n) {
+  uint64_t v;
+  uint8_t buf[8];
+  size_t k = h3wt_varint_decode(d, n, &v);
+  if (!k) {
+    assert(n == 0 || n < ((size_t)1 << (d[0] >> 6)));
+    return;
+  }
+  assert(v <= H3WT_VARINT_MAX);
+  /* Re-encoding is minimal, so it may be shorter, never longer. */
+  size_t m = (size_t)(h3wt_varint_encode(buf, v) - buf);
+  assert(m <= k);
+  uint64_t w;
+  assert(h3wt_varint_decode(buf, m, &w) == m && w == v);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+  if (size == 0) {
+    return 0;
+  }
+  switch (data[0] % 3) {
+  case 0:
+    fuzz_capsules(data + 1, size - 1);
+    break;
+  case 1:
+    fuzz_settings(data + 1, size - 1);
+    break;
+  default:
+    fuzz_varint(data + 1, size - 1);
+    break;
+  }
+  return 0;
+}

@@ -1,0 +1,198 @@
+/*
+ * Unit tests of h3wt_util: the send queue's three cursors, the CID map
+ * (growth, tombstones, keyed hash), hex and address formatting.
+ */
+#include <arpa/inet.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "h3wt_test.h"
+#include "h3wt_util.h"
+
+static int freed_count;
+static void count_free(void *data, void *ud) {
+  ++freed_count;
+  free(data);
+}
+
+/* Reads everything out of q into buf, returns bytes. */
+static size_t drain(h3wt_sendq *q, uint8_t *buf) {
+  h3wt_vec v[8];
+  size_t total = 0, n;
+  while ((n = h3wt_sendq_read(q, v, 8)) > 0) {
+    for (size_t i = 0; i < n; ++i) {
+      memcpy(buf + total, v[i].base, v[i].len);
+      total += v[i].len;
+    }
+  }
+  return total;
+}
+
+TEST(sendq_copy_read_ack) {
+  h3wt_sendq q;
+  uint8_t out[100000], in[70000];
+  for (size_t i = 0; i < sizeof(in); ++i) {
+    in[i] = (uint8_t)(i * 7);
+  }
+  h3wt_sendq_init(&q);
+  CHECK_EQ_INT(h3wt_sendq_append(&q, in, 10), 0);
+  CHECK_EQ_INT(h3wt_sendq_append(&q, in + 10, sizeof(in) - 10), 0);
+  CHECK_EQ_INT(q.unacked, sizeof(in));
+  CHECK_EQ_INT(q.unread, sizeof(in));
+  size_t n = drain(&q, out);
+  CHECK_EQ_INT(n, sizeof(in));
+  CHECK_EQ_MEM(out, in, sizeof(in));
+  CHECK_EQ_INT(q.unread, 0);
+  /* Acks in odd pieces free chunks as they complete. */
+  h3wt_sendq_ack(&q, 5);
+  h3wt_sendq_ack(&q, 30000);
+  CHECK_EQ_INT(q.unacked, sizeof(in) - 30005);
+  /* Bytes appended after a full read are handed out next, alone. */
+  CHECK_EQ_INT(h3wt_sendq_append(&q, "tail", 4), 0);
+  n = drain(&q, out);
+  CHECK_EQ_INT(n, 4);
+  CHECK_EQ_MEM(out, "tail", 4);
+  h3wt_sendq_ack(&q, sizeof(in) - 30005 + 4);
+  CHECK_EQ_INT(q.unacked, 0);
+  /* Over-acknowledging is clamped, not a crash. */
+  h3wt_sendq_ack(&q, 1000);
+  CHECK_EQ_INT(q.unacked, 0);
+  CHECK_EQ_INT(h3wt_sendq_append(&q, "again", 5), 0);
+  n = drain(&q, out);
+  CHECK_EQ_INT(n, 5);
+  CHECK_EQ_MEM(out, "again", 5);
+  h3wt_sendq_free(&q);
+}
+
+TEST(sendq_owned_buffers_are_not_copied) {
+  h3wt_sendq q;
+  h3wt_vec v[4];
+  freed_count = 0;
+  h3wt_sendq_init(&q);
+  uint8_t *a = malloc(100), *b = malloc(50);
+  memset(a, 'a', 100);
+  memset(b, 'b', 50);
+  CHECK_EQ_INT(h3wt_sendq_append_owned(&q, a, 100, count_free, NULL), 0);
+  CHECK_EQ_INT(h3wt_sendq_append(&q, "xyz", 3), 0);
+  CHECK_EQ_INT(h3wt_sendq_append_owned(&q, b, 50, count_free, NULL), 0);
+  size_t n = h3wt_sendq_read(&q, v, 4);
+  CHECK_EQ_INT(n, 3);
+  CHECK(v[0].base == a); /* zero-copy */
+  CHECK_EQ_INT(v[0].len, 100);
+  CHECK_EQ_INT(v[1].len, 3);
+  CHECK(v[2].base == b);
+  h3wt_sendq_ack(&q, 99);
+  CHECK_EQ_INT(freed_count, 0);
+  h3wt_sendq_ack(&q, 1);
+  CHECK_EQ_INT(freed_count, 1); /* freed once fully acknowledged */
+  /* Freeing the queue runs the remaining free callbacks. */
+  h3wt_sendq_free(&q);
+  CHECK_EQ_INT(freed_count, 2);
+}
+
+TEST(sendq_partial_vectors) {
+  h3wt_sendq q;
+  h3wt_vec v[1];
+  uint8_t big[3 * H3WT_SENDQ_CHUNK];
+  memset(big, 1, sizeof(big));
+  h3wt_sendq_init(&q);
+  CHECK_EQ_INT(h3wt_sendq_append(&q, "a", 1), 0);
+  CHECK_EQ_INT(h3wt_sendq_append(&q, big, sizeof(big)), 0);
+  size_t total = 0, n;
+  while ((n = h3wt_sendq_read(&q, v, 1)) > 0) {
+    total += v[0].len;
+  }
+  CHECK_EQ_INT(total, sizeof(big) + 1);
+  h3wt_sendq_ack(&q, total);
+  CHECK_EQ_INT(q.unacked, 0);
+  h3wt_sendq_free(&q);
+}
+
+TEST(cidmap_insert_find_remove) {
+  h3wt_cidmap m;
+  uint8_t key[16] = {1, 2, 3};
+  uint8_t cid[20];
+  static int values[5000];
+  CHECK_EQ_INT(h3wt_cidmap_init(&m, key), 0);
+  for (int i = 0; i < 5000; ++i) {
+    memset(cid, 0, sizeof(cid));
+    memcpy(cid, &i, sizeof(i));
+    CHECK_EQ_INT(h3wt_cidmap_insert(&m, cid, 18, &values[i]), 0);
+  }
+  CHECK_EQ_INT(m.count, 5000);
+  memset(cid, 0, sizeof(cid));
+  CHECK_EQ_INT(h3wt_cidmap_insert(&m, cid, 18, &values[0]),
+               H3WT_ERR_INVALID_STATE);
+  /* Same bytes, other length: another key. */
+  CHECK_EQ_INT(h3wt_cidmap_insert(&m, cid, 8, &values[1]), 0);
+  CHECK(h3wt_cidmap_find(&m, cid, 8) == &values[1]);
+  CHECK(h3wt_cidmap_remove(&m, cid, 8) == &values[1]);
+  for (int i = 0; i < 5000; i += 2) {
+    memset(cid, 0, sizeof(cid));
+    memcpy(cid, &i, sizeof(i));
+    CHECK(h3wt_cidmap_remove(&m, cid, 18) == &values[i]);
+  }
+  for (int i = 0; i < 5000; ++i) {
+    memset(cid, 0, sizeof(cid));
+    memcpy(cid, &i, sizeof(i));
+    CHECK(h3wt_cidmap_find(&m, cid, 18) == (i % 2 ? &values[i] : NULL));
+  }
+  /* Churn: tombstones must not make the table fill up or loop. */
+  for (int round = 0; round < 20000; ++round) {
+    memset(cid, 0xee, sizeof(cid));
+    memcpy(cid, &round, sizeof(round));
+    CHECK_EQ_INT(h3wt_cidmap_insert(&m, cid, 20, &values[0]), 0);
+    CHECK(h3wt_cidmap_remove(&m, cid, 20) == &values[0]);
+  }
+  CHECK_EQ_INT(m.count, 2500);
+  CHECK(h3wt_cidmap_find(&m, cid, 0) == NULL);
+  CHECK(h3wt_cidmap_find(&m, cid, 21) == NULL);
+  CHECK_EQ_INT(h3wt_cidmap_insert(&m, cid, 21, NULL),
+               H3WT_ERR_INVALID_ARGUMENT);
+  h3wt_cidmap_free(&m);
+}
+
+TEST(siphash_is_keyed) {
+  uint64_t k1[2] = {1, 2}, k2[2] = {1, 3};
+  const uint8_t d[] = "connection id";
+  CHECK(h3wt_siphash13(k1, d, sizeof(d)) == h3wt_siphash13(k1, d, sizeof(d)));
+  CHECK(h3wt_siphash13(k1, d, sizeof(d)) != h3wt_siphash13(k2, d, sizeof(d)));
+  CHECK(h3wt_siphash13(k1, d, 8) != h3wt_siphash13(k1, d, 9));
+}
+
+TEST(format_helpers) {
+  char buf[64];
+  uint8_t b[] = {0x00, 0xab, 0xff};
+  h3wt_hex(b, 3, buf);
+  CHECK_EQ_STR(buf, "00abff");
+  struct sockaddr_in in = {0};
+  in.sin_family = AF_INET;
+  in.sin_port = htons(4433);
+  inet_pton(AF_INET, "127.0.0.1", &in.sin_addr);
+  h3wt_addr_format((struct sockaddr *)&in, buf, sizeof(buf));
+  CHECK_EQ_STR(buf, "127.0.0.1:4433");
+  struct sockaddr_in6 in6 = {0};
+  in6.sin6_family = AF_INET6;
+  in6.sin6_port = htons(443);
+  inet_pton(AF_INET6, "::1", &in6.sin6_addr);
+  h3wt_addr_format((struct sockaddr *)&in6, buf, sizeof(buf));
+  CHECK_EQ_STR(buf, "[::1]:443");
+  h3wt_log_level lvl;
+  CHECK_EQ_INT(h3wt_log_level_parse("debug", &lvl), 0);
+  CHECK_EQ_INT(lvl, H3WT_LOG_DEBUG);
+  CHECK_EQ_INT(h3wt_log_level_parse("loud", &lvl), H3WT_ERR_INVALID_ARGUMENT);
+  CHECK_EQ_STR(h3wt_strerror(H3WT_ERR_WOULDBLOCK),
+               "queue full, wait until writable");
+}
+
+int main(int argc, char **argv) {
+  static const h3wt_test_case tests[] = {
+      TEST_ENTRY(sendq_copy_read_ack),
+      TEST_ENTRY(sendq_owned_buffers_are_not_copied),
+      TEST_ENTRY(sendq_partial_vectors),
+      TEST_ENTRY(cidmap_insert_find_remove),
+      TEST_ENTRY(siphash_is_keyed),
+      TEST_ENTRY(format_helpers),
+  };
+  return TEST_MAIN(argc, argv, tests);
+}

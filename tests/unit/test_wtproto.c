@@ -1,0 +1,223 @@
+/*
+ * Unit tests of h3wt_wtproto: varints, the capsule parser (whole input and
+ * 1-byte chunks, unknown types skipped, oversized known types refused),
+ * WT_CLOSE_SESSION encoding, and the SETTINGS rewrite.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "h3wt_test.h"
+#include "h3wt_wtproto.h"
+
+TEST(varints) {
+  static const uint64_t vals[] = {0,          1,          63,         64,
+                                  16383,      16384,      1073741823,
+                                  1073741824, H3WT_VARINT_MAX};
+  static const size_t lens[] = {1, 1, 1, 2, 2, 4, 4, 8, 8};
+  for (size_t i = 0; i < sizeof(vals) / sizeof(vals[0]); ++i) {
+    uint8_t buf[8];
+    uint64_t v = 0;
+    TEST_CONTEXT("value %llu", (unsigned long long)vals[i]);
+    CHECK_EQ_INT(h3wt_varint_len(vals[i]), lens[i]);
+    CHECK(h3wt_varint_encode(buf, vals[i]) == buf + lens[i]);
+    CHECK_EQ_INT(h3wt_varint_decode(buf, lens[i], &v), lens[i]);
+    CHECK(v == vals[i]);
+    /* One byte short: undecided, never a wrong value. */
+    CHECK_EQ_INT(h3wt_varint_decode(buf, lens[i] - 1, &v), 0);
+  }
+  /* RFC 9000 A.1 example: 0x9d7f3e7d is 494878333. */
+  uint8_t ex[] = {0x9d, 0x7f, 0x3e, 0x7d};
+  uint64_t v;
+  CHECK_EQ_INT(h3wt_varint_decode(ex, 4, &v), 4);
+  CHECK(v == 494878333);
+}
+
+typedef struct seen {
+  int n;
+  uint64_t types[8];
+  size_t lens[8];
+  uint8_t last[2048];
+} seen;
+
+static int known(uint64_t t) {
+  return t == H3WT_CAPSULE_CLOSE_SESSION || t == H3WT_CAPSULE_DRAIN_SESSION;
+}
+
+static int record(uint64_t type, const uint8_t *v, size_t len, void *ud) {
+  seen *s = ud;
+  if (s->n < 8) {
+    s->types[s->n] = type;
+    s->lens[s->n] = len;
+    ++s->n;
+  }
+  CHECK(v != NULL); /* the parser promises a pointer even for len 0 */
+  if (len) {
+    memcpy(s->last, v, len < sizeof(s->last) ? len : sizeof(s->last));
+  }
+  return 0;
+}
+
+/* Parses in in chunks of chunk bytes (0: whole). */
+static int parse_all(const uint8_t *in, size_t len, size_t chunk, seen *s,
+                     h3wt_capsule_parser *cp) {
+  int rv = 0;
+  if (!chunk) {
+    return h3wt_capsule_parse(cp, in, len, known, record, s);
+  }
+  for (size_t off = 0; off < len && rv == 0; off += chunk) {
+    size_t n = len - off < chunk ? len - off : chunk;
+    rv = h3wt_capsule_parse(cp, in + off, n, known, record, s);
+  }
+  return rv;
+}
+
+TEST(capsules_any_chunking) {
+  uint8_t in[4096], *p = in;
+  /* An unknown capsule (skipped without buffering), a drain, an unknown
+     with a 2-byte type, a close with a reason. */
+  p = h3wt_varint_encode(p, 0x17);
+  p = h3wt_varint_encode(p, 300);
+  memset(p, 0xaa, 300);
+  p += 300;
+  p += h3wt_capsule_empty(p, H3WT_CAPSULE_DRAIN_SESSION);
+  p = h3wt_varint_encode(p, 0x4242);
+  p = h3wt_varint_encode(p, 0);
+  p += h3wt_capsule_close_session(p, 0x01020304, "done", 4);
+  size_t len = (size_t)(p - in);
+  for (size_t chunk = 0; chunk <= 7; ++chunk) {
+    h3wt_capsule_parser cp;
+    seen s = {0};
+    TEST_CONTEXT("chunks of %zu", chunk);
+    h3wt_capsule_parser_init(&cp, 1028);
+    CHECK_EQ_INT(parse_all(in, len, chunk, &s, &cp), 0);
+    CHECK_EQ_INT(s.n, 2);
+    CHECK(s.types[0] == H3WT_CAPSULE_DRAIN_SESSION);
+    CHECK_EQ_INT(s.lens[0], 0);
+    CHECK(s.types[1] == H3WT_CAPSULE_CLOSE_SESSION);
+    CHECK_EQ_INT(s.lens[1], 8);
+    CHECK_EQ_MEM(s.last, "\x01\x02\x03\x04" "done", 8);
+    CHECK(h3wt_capsule_parser_at_boundary(&cp));
+    h3wt_capsule_parser_free(&cp);
+  }
+}
+
+TEST(capsules_hostile) {
+  h3wt_capsule_parser cp;
+  seen s = {0};
+  uint8_t in[64], *p;
+  /* A close capsule claiming more than a reason may hold: refused before
+     anything is buffered. */
+  p = h3wt_varint_encode(in, H3WT_CAPSULE_CLOSE_SESSION);
+  p = h3wt_varint_encode(p, 1u << 30);
+  h3wt_capsule_parser_init(&cp, 1028);
+  CHECK_EQ_INT(h3wt_capsule_parse(&cp, in, (size_t)(p - in), known, record,
+                                  &s),
+               -1);
+  h3wt_capsule_parser_free(&cp);
+  /* An unknown capsule of 2^62-1 bytes is skipped, never buffered. */
+  p = h3wt_varint_encode(in, 0x99);
+  p = h3wt_varint_encode(p, H3WT_VARINT_MAX);
+  memset(p, 0, 16);
+  h3wt_capsule_parser_init(&cp, 1028);
+  CHECK_EQ_INT(h3wt_capsule_parse(&cp, in, (size_t)(p - in) + 16, known,
+                                  record, &s),
+               0);
+  CHECK(cp.valuecap == 0);
+  CHECK(!h3wt_capsule_parser_at_boundary(&cp)); /* mid-capsule */
+  h3wt_capsule_parser_free(&cp);
+  /* A stream that ends inside a varint is not at a boundary. */
+  uint8_t half[] = {0x80, 0x00};
+  h3wt_capsule_parser_init(&cp, 1028);
+  CHECK_EQ_INT(h3wt_capsule_parse(&cp, half, 2, known, record, &s), 0);
+  CHECK(!h3wt_capsule_parser_at_boundary(&cp));
+  h3wt_capsule_parser_free(&cp);
+}
+
+TEST(close_session_reason_truncated_at_utf8) {
+  char reason[1100];
+  uint8_t out[16 + H3WT_CLOSE_REASON_MAX];
+  /* 1023 ASCII bytes, then a 3-byte character straddling the limit. */
+  memset(reason, 'a', 1023);
+  memcpy(reason + 1023, "\xe2\x82\xac", 3);
+  size_t n = h3wt_capsule_close_session(out, 7, reason, 1026);
+  uint64_t type, len;
+  size_t a = h3wt_varint_decode(out, n, &type);
+  size_t b = h3wt_varint_decode(out + a, n - a, &len);
+  CHECK(type == H3WT_CAPSULE_CLOSE_SESSION);
+  CHECK_EQ_INT(len, 4 + 1023); /* the euro sign did not fit: dropped whole */
+  CHECK_EQ_INT(n, a + b + len);
+}
+
+/* What nghttp3 writes first on its control stream: the stream type, then
+   SETTINGS with QPACK settings, 0x08 and 0x33. */
+static const uint8_t ctrl[] = {0x00, 0x04, 0x08, 0x01, 0x50, 0x00,
+                               0x07, 0x40, 0x64, 0x08, 0x01, 0x33, 0x01};
+
+static int find_setting(const uint8_t *out, size_t len, uint64_t id,
+                        uint64_t *val) {
+  uint64_t v;
+  size_t off = 1 + 1, n = h3wt_varint_decode(out + off, len - off, &v);
+  size_t end = off + n + (size_t)v;
+  int count = 0;
+  for (off += n; off < end;) {
+    uint64_t k, x;
+    size_t a = h3wt_varint_decode(out + off, end - off, &k);
+    size_t b = h3wt_varint_decode(out + off + a, end - off - a, &x);
+    if (!a || !b) {
+      return -1;
+    }
+    if (k == id) {
+      *val = x;
+      ++count;
+    }
+    off += a + b;
+  }
+  return count;
+}
+
+TEST(settings_rewrite) {
+  h3wt_setting extra[] = {{0x2b603742, 1}, {0xc671706a, 1}, {0x33, 1}};
+  uint8_t in[64], out[256];
+  uint64_t v;
+  memcpy(in, ctrl, sizeof(ctrl));
+  /* A GOAWAY after SETTINGS must survive untouched. */
+  memcpy(in + sizeof(ctrl), "\x07\x01\x00", 3);
+  ssize_t n = h3wt_settings_rewrite(in, sizeof(ctrl) + 3, extra, 3, out,
+                                    sizeof(out));
+  CHECK(n > (ssize_t)sizeof(ctrl));
+  CHECK_EQ_INT(find_setting(out, (size_t)n, 0x2b603742, &v), 1);
+  CHECK(v == 1);
+  CHECK_EQ_INT(find_setting(out, (size_t)n, 0xc671706a, &v), 1);
+  /* Already present: not sent twice (RFC 9114 7.2.4.1). */
+  CHECK_EQ_INT(find_setting(out, (size_t)n, 0x33, &v), 1);
+  CHECK_EQ_INT(find_setting(out, (size_t)n, 0x08, &v), 1);
+  CHECK_EQ_MEM(out + n - 3, "\x07\x01\x00", 3);
+  /* Not all there yet: wait. */
+  CHECK_EQ_INT(h3wt_settings_rewrite(in, 5, extra, 3, out, sizeof(out)), 0);
+  CHECK_EQ_INT(h3wt_settings_rewrite(in, 0, extra, 3, out, sizeof(out)), 0);
+  /* Not a control stream, or not SETTINGS first: refused. */
+  in[0] = 0x02;
+  CHECK_EQ_INT(h3wt_settings_rewrite(in, sizeof(ctrl), extra, 3, out,
+                                     sizeof(out)),
+               -1);
+  in[0] = 0x00;
+  in[1] = 0x07;
+  CHECK_EQ_INT(h3wt_settings_rewrite(in, sizeof(ctrl), extra, 3, out,
+                                     sizeof(out)),
+               -1);
+  /* No room: refused, nothing written past the end. */
+  memcpy(in, ctrl, sizeof(ctrl));
+  CHECK_EQ_INT(h3wt_settings_rewrite(in, sizeof(ctrl), extra, 3, out, 10),
+               -1);
+}
+
+int main(int argc, char **argv) {
+  static const h3wt_test_case tests[] = {
+      TEST_ENTRY(varints),
+      TEST_ENTRY(capsules_any_chunking),
+      TEST_ENTRY(capsules_hostile),
+      TEST_ENTRY(close_session_reason_truncated_at_utf8),
+      TEST_ENTRY(settings_rewrite),
+  };
+  return TEST_MAIN(argc, argv, tests);
+}

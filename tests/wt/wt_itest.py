@@ -1,0 +1,593 @@
+#!/usr/bin/env python3
+"""WebTransport integration tests: h3wt-client --wt against h3wt-server.
+
+Usage:
+    wt_itest.py --server PATH --client PATH CASE
+    wt_itest.py --list
+
+Each case starts its own h3wt-server (--port 0 --addr 127.0.0.1 --no-http,
+a private temporary --cert-dir), drives its WebTransport routes (/wt/echo,
+/wt/ticker) with h3wt-client --wt, and asserts on the client's summary lines
+and on the server's log.  Whatever happens, the server is stopped with
+SIGTERM at the end and must exit 0 within 10 s with "stopped" on stderr (in
+the sanitizer build a leak or memory error makes that exit status non-zero).
+
+Python 3 standard library only.  Every subprocess has a timeout; each case
+takes a few seconds (a 3-5x slower ASan build included).
+"""
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+
+STARTUP_TIMEOUT = 20.0  # server start (it makes a certificate first)
+STOP_TIMEOUT = 10.0  # SIGTERM -> exit
+CLIENT_TIMEOUT = 30  # the client's own --timeout
+BIG = 10 * 1024 * 1024
+
+SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer",
+                     "runtime error:")
+
+ARGS = None
+CASES = {}
+
+
+class TestFailure(Exception):
+    """Something the server or client did was not what it should be."""
+
+
+def case(fn):
+    CASES[fn.__name__] = fn
+    return fn
+
+
+def check(cond, msg):
+    if not cond:
+        raise TestFailure(msg)
+
+
+def check_eq(actual, expected, what):
+    if actual != expected:
+        raise TestFailure(f"{what}: expected {expected!r}, got {actual!r}")
+
+
+def log(msg):
+    print(f"[wt-itest {time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def short(text, limit=1500):
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", "replace")
+    return text if len(text) <= limit else text[:limit] + f"...[{len(text)} chars]"
+
+
+def clean_env():
+    env = dict(os.environ)
+    for k in list(env):
+        if k.lower() in ("sslkeylogfile", "h3wt_cert_dir", "http_proxy",
+                         "https_proxy", "all_proxy", "no_proxy"):
+            del env[k]
+    return env
+
+
+def describe_rc(rc):
+    if rc is not None and rc < 0:
+        return f"killed by signal {-rc} ({signal.Signals(-rc).name})"
+    return f"exit status {rc}"
+
+
+# ---- the server -------------------------------------------------------------
+
+
+class Server:
+    """One h3wt-server on an ephemeral UDP port of 127.0.0.1."""
+
+    def __init__(self, t, name, log_level="info"):
+        self.t = t
+        self.name = name
+        self.out_path = os.path.join(t.dir, name + ".stdout")
+        self.err_path = os.path.join(t.dir, name + ".stderr")
+        self.cmd = [ARGS.server, "--port", "0", "--addr", "127.0.0.1",
+                    "--no-http", "--cert-dir", t.certdir,
+                    "--log-level", log_level]
+        self.proc = None
+        self.port = None
+        self.stopped = False
+
+    def start(self):
+        log(f"start {self.name}: {' '.join(self.cmd)}")
+        with open(self.out_path, "wb") as out, open(self.err_path, "wb") as err:
+            self.proc = subprocess.Popen(self.cmd, stdout=out, stderr=err,
+                                         stdin=subprocess.DEVNULL,
+                                         env=clean_env())
+        deadline = time.monotonic() + STARTUP_TIMEOUT
+        while time.monotonic() < deadline:
+            m = re.search(r"listening on (\S+) port (\d+)", self.stdout())
+            if m:
+                self.port = int(m.group(2))
+                check(self.port > 0, f"server reported port {self.port}")
+                log(f"{self.name} listening on port {self.port}")
+                return self
+            if self.proc.poll() is not None:
+                raise TestFailure(f"{self.name} exited ({describe_rc(self.proc.returncode)}) "
+                                  f"before listening: {short(self.stderr())}")
+            time.sleep(0.02)
+        raise TestFailure(f"{self.name} printed no port within {STARTUP_TIMEOUT} s")
+
+    def stdout(self):
+        with open(self.out_path, "rb") as f:
+            return f.read().decode("utf-8", "replace")
+
+    def stderr(self):
+        try:
+            with open(self.err_path, "rb") as f:
+                return f.read().decode("utf-8", "replace")
+        except FileNotFoundError:
+            return ""
+
+    def url(self, path):
+        return f"https://127.0.0.1:{self.port}{path}"
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def check_alive(self, when):
+        check(self.alive(), f"{self.name} died {when} ({describe_rc(self.proc.returncode)})")
+
+    def wait_log(self, pattern, count=1, timeout=5.0):
+        """Waits until the server's stderr has count matches of pattern;
+        returns all matches (re.findall)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            found = re.findall(pattern, self.stderr(), re.M)
+            if len(found) >= count or time.monotonic() >= deadline:
+                return found
+            time.sleep(0.05)
+
+    def stop(self):
+        if self.stopped or self.proc is None:
+            return
+        self.stopped = True
+        check(self.alive(), f"{self.name} was dead before SIGTERM "
+                            f"({describe_rc(self.proc.returncode)})")
+        log(f"SIGTERM {self.name}")
+        t0 = time.monotonic()
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            rc = self.proc.wait(STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise TestFailure(f"{self.name} did not exit within {STOP_TIMEOUT} s of SIGTERM")
+        log(f"{self.name} exited {rc} after {time.monotonic() - t0:.2f} s")
+        err = self.stderr()
+        for marker in SANITIZER_MARKERS:
+            check(marker not in err, f"{self.name}: sanitizer report ({marker!r}) on stderr")
+        check_eq(rc, 0, f"{self.name} exit status after SIGTERM")
+        check("stopped" in err, f"{self.name}: no 'stopped' on stderr after SIGTERM")
+
+    def kill(self):
+        if self.alive():
+            self.proc.kill()
+            self.proc.wait(5)
+
+
+# ---- the client --------------------------------------------------------------
+
+
+class Result:
+    """One h3wt-client --wt run: exit status, output, parsed summary."""
+
+    def __init__(self, cmd, rc, out, err, took):
+        self.cmd = cmd
+        self.rc = rc
+        self.out = out
+        self.err = err
+        self.took = took
+
+    def __repr__(self):
+        return (f"<h3wt-client {describe_rc(self.rc)} after {self.took:.2f} s\n"
+                f"stdout:\n{short(self.out)}\nstderr:\n{short(self.err)}>")
+
+    def line(self, regex, what):
+        m = re.search(regex, self.out, re.M)
+        check(m, f"no {what} line (/{regex}/) in the client's output: {self!r}")
+        return m
+
+    def sessions_ready(self):
+        return int(self.line(r"^sessions: (\d+) ready$", "sessions").group(1))
+
+    def datagrams(self):
+        m = self.line(r"^datagrams: sent (\d+), received (\d+), lost (\d+), "
+                      r"rtt p50 (\S+) ms, p99 (\S+) ms, p999 (\S+) ms, "
+                      r"max payload (\d+)$", "datagrams")
+        g = m.groups()
+        return {"sent": int(g[0]), "received": int(g[1]), "lost": int(g[2]),
+                "p50": float(g[3]), "p99": float(g[4]), "p999": float(g[5]),
+                "max_payload": int(g[6])}
+
+    def streams(self):
+        m = self.line(r"^streams: (\d+) ok, (\d+) failed, bytes (\d+)$", "streams")
+        return tuple(int(x) for x in m.groups())
+
+    def uni(self):
+        m = self.line(r"^uni: (\d+) ok, (\d+) failed$", "uni")
+        return tuple(int(x) for x in m.groups())
+
+    def resets(self):
+        return [(int(a, 16), None if b == "none" else int(b, 16))
+                for a, b in re.findall(r"^reset: sent (0x[0-9a-f]+), received "
+                                       r"(0x[0-9a-f]+|none)$", self.out, re.M)]
+
+    def closes(self):
+        return [(int(e), int(c), r) for e, c, r in
+                re.findall(r"^session closed: err (-?\d+) code (\d+) reason '(.*)'$",
+                           self.out, re.M)]
+
+    def check_ok(self, what):
+        check(self.rc == 0, f"{what}: expected exit status 0, got {describe_rc(self.rc)}: {self!r}")
+
+
+def wt_client(t, url, *extra, timeout=CLIENT_TIMEOUT, expect_rc=0):
+    """Runs h3wt-client -k --wt url extra...; a hang is a failure."""
+    cmd = [str(c) for c in (ARGS.client, "-k", "--timeout", timeout, "--wt",
+                            url, *extra)]
+    log("$ " + " ".join(cmd))
+    t0 = time.monotonic()
+    try:
+        p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           stdin=subprocess.DEVNULL, timeout=timeout + 15,
+                           env=clean_env())
+    except subprocess.TimeoutExpired as e:
+        raise TestFailure(f"h3wt-client did not finish within {timeout + 15} s "
+                          f"(its own --timeout is {timeout}): {' '.join(cmd)}\n"
+                          f"stdout: {short(e.stdout or b'')}\nstderr: {short(e.stderr or b'')}")
+    r = Result(cmd, p.returncode, p.stdout.decode("utf-8", "replace"),
+               p.stderr.decode("utf-8", "replace"), time.monotonic() - t0)
+    log(f"  -> {describe_rc(r.rc)} in {r.took:.2f} s")
+    for l in r.out.splitlines():
+        if not re.match(r"^s\d+ (stream|datagram)", l):
+            log(f"  | {l}")
+    for l in r.err.splitlines()[:20]:
+        log(f"  ! {l}")
+    for marker in SANITIZER_MARKERS:
+        check(marker not in r.err, f"client sanitizer report ({marker!r}): {short(r.err, 4000)}")
+    check(r.rc is not None and r.rc >= 0, f"h3wt-client crashed: {r!r}")
+    if expect_rc == 0:
+        r.check_ok(" ".join(cmd[5:]))
+    t.clients.append(r)
+    return r
+
+
+def check_clean_closes(r, n, code=0, reason=""):
+    closes = r.closes()
+    check_eq(len(closes), n, f"number of 'session closed' lines ({closes})")
+    for c in closes:
+        check_eq(c, (0, code, reason), "how a session ended (err, code, reason)")
+
+
+class Test:
+    def __init__(self):
+        self.dir = tempfile.mkdtemp(prefix="h3wt-wt-itest-")
+        self.certdir = os.path.join(self.dir, "certs")
+        self.servers = []
+        self.clients = []
+
+    def server(self, log_level="info"):
+        s = Server(self, f"server{len(self.servers)}", log_level)
+        self.servers.append(s)
+        return s.start()
+
+
+# ---- cases ---------------------------------------------------------------------
+
+
+@case
+def datagrams_1000(t):
+    """1000 datagrams echoed by /wt/echo at 500/s: none lost on loopback,
+    RTT percentiles printed and ordered; then max-size datagrams (following
+    h3wt_session_max_datagram()) echoed too, every loss explained by the
+    server's own (smaller) maximum."""
+    srv = t.server(log_level="debug")
+    r = wt_client(t, srv.url("/wt/echo"), "--datagrams", 1000, "--rate", 500,
+                  "--window", 32, "--dgram-size", 200)
+    check_eq(r.sessions_ready(), 1, "sessions ready")
+    d = r.datagrams()
+    check_eq((d["sent"], d["received"], d["lost"]), (1000, 1000, 0),
+             "datagrams sent, received, lost")
+    check(0 < d["p50"] <= d["p99"] <= d["p999"] < 1000,
+          f"RTT percentiles not plausible: {d}")
+    check(1000 <= d["max_payload"] <= 65535,
+          f"max datagram payload {d['max_payload']} is not plausible on loopback")
+    check(r.took >= 1.5, f"1000 datagrams at 500/s took {r.took:.2f} s: no pacing?")
+    check_clean_closes(r, 1)
+    log(f"RTT p50 {d['p50']} ms, p99 {d['p99']} ms, p999 {d['p999']} ms")
+    # Each endpoint discovers the path MTU on its own: for a moment the
+    # client's maximum can exceed the server's, and the server's echo of such
+    # a datagram is refused with H3WT_ERR_TOO_LARGE (logged at debug).  Those
+    # and only those may be missing.
+    refused = r"echo: datagram of \d+ bytes not echoed: over a configured limit"
+    before = len(re.findall(refused, srv.stderr()))
+    r = wt_client(t, srv.url("/wt/echo"), "--datagrams", 200, "--rate", 200,
+                  "--dgram-size", "max", "--max-loss", 5)
+    d2 = r.datagrams()
+    check_eq(d2["sent"], 200, "max-size datagrams sent")
+    refused_now = len(srv.wait_log(refused, before + d2["lost"], 2.0)) - before
+    check_eq(d2["lost"], refused_now,
+             f"max-size datagrams lost ({d2['received']} of 200 came back) vs "
+             f"echoes the server refused as too large")
+    srv.check_alive("after the datagrams")
+
+
+@case
+def stream_10mb(t):
+    """One 10 MiB bidi stream echoed byte-exact (the client honours
+    WOULDBLOCK and on_stream_writable)."""
+    srv = t.server()
+    r = wt_client(t, srv.url("/wt/echo"), "--streams", 1, "--stream-bytes", BIG)
+    check_eq(r.streams(), (1, 0, BIG), "streams ok, failed, bytes")
+    m = re.search(r"^stream time: (\S+) s", r.out, re.M)
+    check(m, f"no stream time line: {r!r}")
+    log(f"10 MiB echoed in {m.group(1)} s")
+    check_clean_closes(r, 1)
+
+
+@case
+def streams_100(t):
+    """100 concurrent bidi streams in one session, each echoed byte-exact
+    (the server's 100-stream QUIC limit includes the CONNECT stream: the
+    client opens more as credit comes back)."""
+    srv = t.server()
+    r = wt_client(t, srv.url("/wt/echo"), "--streams", 100, "--stream-bytes", 20000)
+    check_eq(r.streams(), (100, 0, 100 * 20000), "streams ok, failed, bytes")
+    check_clean_closes(r, 1)
+
+
+@case
+def sessions_10(t):
+    """10 sessions on one connection, each doing 100 datagrams, a bidi
+    stream, a uni stream and a reset; each session's traffic stays its
+    own (the client checks the session index inside every echo)."""
+    srv = t.server()
+    r = wt_client(t, srv.url("/wt/echo"), "--sessions", 10, "--datagrams", 100,
+                  "--rate", 500, "--streams", 1, "--stream-bytes", 100000,
+                  "--uni", 1, "--reset-code", 5, "--close-code", 10,
+                  "--close-reason", "ten")
+    check_eq(r.sessions_ready(), 10, "sessions ready")
+    d = r.datagrams()
+    check_eq((d["sent"], d["received"], d["lost"]), (1000, 1000, 0),
+             "datagrams over 10 sessions")
+    check_eq(r.streams(), (10, 0, 10 * 100000), "streams over 10 sessions")
+    check_eq(r.uni(), (10, 0), "uni streams over 10 sessions")
+    check_eq(r.resets(), [(5, 5)] * 10, "resets over 10 sessions")
+    check_clean_closes(r, 10, 10, "ten")
+    ids = srv.wait_log(r"\[/wt/echo s(\d+)\] session closed: code 10 reason 'ten'$", 10)
+    check_eq(len(set(ids)), 10, f"sessions the server saw closed with code 10 ({ids})")
+    conns = set(re.findall(r"\[([0-9a-f]+)/\d+\] session ready /wt/echo", srv.stderr()))
+    check_eq(len(conns), 1, f"connections carrying the 10 sessions ({conns})")
+
+
+@case
+def uni_answered(t):
+    """A client uni stream is answered on a server-opened uni stream with the
+    same bytes; then 20 at once, each matched by its tag."""
+    srv = t.server()
+    r = wt_client(t, srv.url("/wt/echo"), "--uni", 1, "--stream-bytes", 5000)
+    check_eq(r.uni(), (1, 0), "uni ok, failed")
+    r = wt_client(t, srv.url("/wt/echo"), "--uni", 20, "--stream-bytes", 100000)
+    check_eq(r.uni(), (20, 0), "20 uni ok, failed")
+    check_clean_closes(r, 1)
+
+
+@case
+def close_codes(t):
+    """The client closes with code 4242 and reason 'bye': the client reports
+    it, and the server's log shows exactly that code and reason (in the
+    library's line and the route's), not a lost connection."""
+    srv = t.server()
+    r = wt_client(t, srv.url("/wt/echo"), "--datagrams", 10, "--close-code",
+                  4242, "--close-reason", "bye")
+    check_clean_closes(r, 1, 4242, "bye")
+    lib = srv.wait_log(r"peer closed the session: code (\d+) reason '(.*)'$")
+    check_eq(lib, [("4242", "bye")], "the library's 'peer closed the session' lines")
+    demo = srv.wait_log(r"\[/wt/echo s\d+\] session closed: (.*)$")
+    check_eq(demo, ["code 4242 reason 'bye'"], "the route's 'session closed' lines")
+
+
+@case
+def close_then_disconnect(t):
+    """Like close_codes, but the client closes the connection from inside
+    on_session_close (--linger 0), as an application that is done would:
+    the server must still see code 4242 and reason 'bye'."""
+    srv = t.server()
+    r = wt_client(t, srv.url("/wt/echo"), "--close-code", 4242,
+                  "--close-reason", "bye", "--linger", 0)
+    check_clean_closes(r, 1, 4242, "bye")
+    demo = srv.wait_log(r"\[/wt/echo s\d+\] session closed: (.*)$")
+    check_eq(demo, ["code 4242 reason 'bye'"],
+             "the route's 'session closed' lines (the WT_CLOSE_SESSION capsule "
+             "was queued before h3wt_client_close())")
+
+
+@case
+def reset_mapping(t):
+    """Stream resets with WT codes 0x1e (the first code past a GREASE gap),
+    0 and 0xffffffff (the ends of the range) cross the HTTP/3 code mapping
+    both ways: the server sees the code, mirrors it, the client gets it."""
+    srv = t.server()
+    for code in (0x1e, 0, 0xffffffff, 0x1d, 0x1f):
+        r = wt_client(t, srv.url("/wt/echo"), "--reset-code", hex(code))
+        check_eq(r.resets(), [(code, code)], f"reset with code {code:#x}")
+        check_clean_closes(r, 1)
+        seen = srv.wait_log(rf"reset by the peer with code {code}: mirrored$")
+        check(seen, f"the server did not log a reset with WT code {code} "
+                    f"(it logs 'not a WT code' when the mapping fails): "
+                    f"{short(srv.stderr()[-2000:])}")
+
+
+@case
+def close_with_open_streams(t):
+    """Sessions closed while two 200 MiB streams are in flight: the client
+    sees each session end cleanly with its code, the streams cut short (not
+    failed); the server logs the close and serves a new session (datagrams,
+    streams) on a new connection afterwards."""
+    srv = t.server()
+    r = wt_client(t, srv.url("/wt/echo"), "--sessions", 2, "--streams", 2,
+                  "--stream-bytes", "200M", "--close-after", 0.5,
+                  "--close-code", 7, "--close-reason", "closing with streams open")
+    check_clean_closes(r, 2, 7, "closing with streams open")
+    ok, failed, nbytes = r.streams()
+    check_eq((ok, failed), (0, 0), "streams ok, failed (cut short ones are neither)")
+    check(nbytes > 0, "no bytes came back before the close: nothing was in flight")
+    check(re.search(r"^streams: 4 cut short by the session close$", r.out, re.M),
+          f"no 'streams: 4 cut short' line: {r!r}")
+    demo = srv.wait_log(r"\[/wt/echo s\d+\] session closed: (.*)$", 2)
+    check_eq(demo, ["code 7 reason 'closing with streams open'"] * 2,
+             "the route's 'session closed' lines")
+    srv.check_alive("after sessions closed with streams open")
+    r = wt_client(t, srv.url("/wt/echo"), "--datagrams", 50, "--streams", 3,
+                  "--stream-bytes", 300000, "--uni", 2)
+    check_eq(r.streams(), (3, 0, 900000), "streams of the next session")
+    check_eq(r.uni(), (2, 0), "uni streams of the next session")
+    d = r.datagrams()
+    check_eq((d["received"], d["lost"]), (50, 0), "datagrams of the next session")
+    check(not re.search(r"peers? sends? faster than it reads", srv.stderr()),
+          "the server gave up on an echo stream")
+
+
+@case
+def ticker(t):
+    """/wt/ticker: the server-opened uni stream, read for 1.5 s, carries at
+    least 2 JSON tick lines with increasing n; the client then closes, and
+    the server logs that close with its code and reason."""
+    srv = t.server()
+    r = wt_client(t, srv.url("/wt/ticker"), "--read-server-streams", 1.5,
+                  "--close-code", 1000, "--close-reason", "enough ticks")
+    lines = re.findall(r"^s0 stream (\d+): (.*)$", r.out, re.M)
+    ticks = []
+    for sid, text in lines:
+        if text.startswith("end ("):
+            continue
+        try:
+            msg = json.loads(text)
+        except ValueError:
+            raise TestFailure(f"stream {sid} line is not JSON: {text!r}")
+        check(msg.get("type") == "tick", f"not a tick: {msg}")
+        ticks.append(msg["n"])
+    check(len(ticks) >= 2, f"{len(ticks)} tick lines in 1.5 s: {r!r}")
+    check_eq(ticks, sorted(ticks), "tick numbers in order")
+    check_eq(len({sid for sid, _ in lines}), 1, "streams the ticks came on")
+    sid = int(lines[0][0])
+    check(sid % 4 == 3, f"stream {sid} is not a server-initiated uni stream")
+    check_clean_closes(r, 1, 1000, "enough ticks")
+    seen = srv.wait_log(r"\[/wt/ticker s\d+\] session closed: (.*)$")
+    check_eq(seen, ["code 1000 reason 'enough ticks'"], "the ticker's close log")
+
+
+@case
+def unknown_path(t):
+    """--wt to /wt/nowhere is rejected with 404: the client says so on
+    stderr, reports the session as rejected, exits non-zero; the server
+    serves /wt/echo afterwards."""
+    srv = t.server()
+    r = wt_client(t, srv.url("/wt/nowhere"), "--datagrams", 5, expect_rc=1)
+    check(r.rc != 0, f"a rejected session exited 0: {r!r}")
+    check(re.search(r"rejected.*404", r.err), f"stderr does not say 'rejected ... 404': {r!r}")
+    check_eq(r.closes(), [(-502, 0, "")], "how the session ended (H3WT_SESSION_REJECTED)")
+    check_eq(r.sessions_ready(), 0, "sessions ready")
+    check("session ready /wt/nowhere" not in srv.stderr(),
+          "the server made a session for /wt/nowhere")
+    r = wt_client(t, srv.url("/wt/echo"), "--datagrams", 5)
+    check_eq(r.datagrams()["received"], 5, "datagrams after the 404")
+
+
+@case
+def unreachable_server(t):
+    """A server that never answers (a UDP port nobody reads): the client
+    gives up at its --timeout, exits non-zero with a message, and reports how
+    its (never ready) session ended: on_session_close with
+    H3WT_SESSION_CONN_LOST (-503), as the header promises for every session
+    whose handler was passed to h3wt_client_webtransport()."""
+    sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sink.bind(("127.0.0.1", 0))
+    try:
+        port = sink.getsockname()[1]
+        r = wt_client(t, f"https://127.0.0.1:{port}/wt/echo", timeout=2,
+                      expect_rc=1)
+    finally:
+        sink.close()
+    check(r.rc != 0, f"exited 0 without a server: {r!r}")
+    check(r.took < 15, f"took {r.took:.1f} s to give up with --timeout 2")
+    check("timed out" in r.err, f"no 'timed out' on stderr: {r!r}")
+    check_eq(r.closes(), [(-503, 0, "")],
+             "how the never-ready session ended (no on_session_close came)")
+
+
+# ---- main -------------------------------------------------------------------------
+
+
+def main():
+    global ARGS
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--server", help="h3wt-server binary")
+    ap.add_argument("--client", help="h3wt-client binary")
+    ap.add_argument("--keep", action="store_true", help="keep the temp dir")
+    ap.add_argument("--list", action="store_true", help="list the cases")
+    ap.add_argument("case", nargs="?")
+    ARGS = ap.parse_args()
+    if ARGS.list:
+        for name, fn in CASES.items():
+            print(f"{name}: {' '.join(fn.__doc__.split())}")
+        return 0
+    if ARGS.case not in CASES:
+        ap.error(f"unknown case {ARGS.case!r}; one of: {', '.join(CASES)}")
+    for what in ("server", "client"):
+        path = getattr(ARGS, what)
+        if not path or not os.access(path, os.X_OK):
+            ap.error(f"--{what} {path!r} is not an executable")
+    fn = CASES[ARGS.case]
+    t = Test()
+    failure = None
+    t0 = time.monotonic()
+    log(f"case {ARGS.case}: {' '.join(fn.__doc__.split())}")
+    log(f"temp dir {t.dir}")
+    try:
+        fn(t)
+    except TestFailure as e:
+        failure = str(e)
+    except Exception:
+        failure = "unexpected error in the test:\n" + traceback.format_exc()
+    finally:
+        for srv in t.servers:
+            try:
+                if failure is None or srv.alive():
+                    srv.stop()
+            except TestFailure as e:
+                failure = failure or str(e)
+            finally:
+                srv.kill()
+    took = time.monotonic() - t0
+    if failure:
+        print(f"\nFAIL {ARGS.case} ({took:.1f} s): {failure}", flush=True)
+        for srv in t.servers:
+            tail = srv.stderr().splitlines()[-40:]
+            print(f"\n--- {srv.name} stderr (last {len(tail)} lines, port {srv.port}) ---")
+            print("\n".join(tail))
+        print(f"\n(temp dir kept: {t.dir})")
+        return 1
+    print(f"\nPASS {ARGS.case} ({took:.1f} s)", flush=True)
+    if not ARGS.keep:
+        shutil.rmtree(t.dir, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
