@@ -342,16 +342,53 @@ static h3wt_quic_conn *conn_alloc(const h3wt_quic_config *cfg, int server,
   return qc;
 }
 
+static socklen_t sa_len(const struct sockaddr *sa) {
+  return sa->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+                                   : sizeof(struct sockaddr_in);
+}
+
 static void set_path(ngtcp2_path_storage *ps, const struct sockaddr *local,
                      const struct sockaddr *remote) {
-  ngtcp2_path_storage_init(
-      ps, local,
-      local->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
-                                   : sizeof(struct sockaddr_in),
-      remote,
-      remote->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
-                                    : sizeof(struct sockaddr_in),
-      NULL);
+  ngtcp2_path_storage_init(ps, local, sa_len(local), remote, sa_len(remote),
+                           NULL);
+}
+
+/* How long a Retry token stays good: the client answers a Retry at once,
+   so a few round trips are plenty (ngtcp2's examples use 10 s too). */
+#define RETRY_TOKEN_TIMEOUT (10 * NGTCP2_SECONDS)
+
+static int is_retry_token(const ngtcp2_pkt_hd *hd) {
+  return hd->tokenlen && hd->token[0] == NGTCP2_CRYPTO_TOKEN_MAGIC_RETRY;
+}
+
+ssize_t h3wt_quic_write_retry(uint8_t *out, size_t outlen,
+                              const h3wt_quic_config *cfg,
+                              const struct sockaddr *remote,
+                              const uint8_t *data, size_t len, uint64_t ts) {
+  ngtcp2_pkt_hd hd;
+  ngtcp2_cid scid;
+  uint8_t token[NGTCP2_CRYPTO_MAX_RETRY_TOKENLEN];
+
+  if (ngtcp2_accept(&hd, data, len) != 0 || hd.type != NGTCP2_PKT_INITIAL) {
+    return -1;
+  }
+  if (is_retry_token(&hd)) {
+    return 0; /* the answer to a Retry: h3wt_quic_conn_server_new checks it */
+  }
+  scid.datalen = H3WT_QUIC_SCIDLEN;
+  if (h3wt_random(scid.data, scid.datalen) != 0) {
+    return -1;
+  }
+  ngtcp2_ssize tokenlen = ngtcp2_crypto_generate_retry_token(
+      token, cfg->static_secret, sizeof(cfg->static_secret), hd.version,
+      remote, sa_len(remote), &scid, &hd.dcid, ts);
+  if (tokenlen < 0) {
+    return -1;
+  }
+  ngtcp2_ssize n = ngtcp2_crypto_write_retry(out, outlen, hd.version, &hd.scid,
+                                             &scid, &hd.dcid, token,
+                                             (size_t)tokenlen);
+  return n < 0 ? -1 : (ssize_t)n;
 }
 
 int h3wt_quic_conn_server_new(h3wt_quic_conn **pqc,
@@ -376,6 +413,23 @@ int h3wt_quic_conn_server_new(h3wt_quic_conn **pqc,
     /* 0-RTT that overtook its Initial: nothing to attach it to. */
     return H3WT_ERR_QUIC;
   }
+  /* An answer to our Retry proves the client owns its address: check the
+     token (bound to that address and to the DCID of the Retry) and recover
+     the DCID of the client's first Initial.  Other tokens (NEW_TOKEN; we
+     issue none) are ignored. */
+  ngtcp2_cid odcid = hd.dcid;
+  int retried = 0;
+  if (is_retry_token(&hd)) {
+    if (ngtcp2_crypto_verify_retry_token(
+            &odcid, hd.token, hd.tokenlen, cfg->static_secret,
+            sizeof(cfg->static_secret), hd.version, remote, sa_len(remote),
+            &hd.dcid, RETRY_TOKEN_TIMEOUT, ts) != 0) {
+      H3WT_LOG(cfg->log, H3WT_LOG_DEBUG, "quic",
+               "Initial with an invalid or expired Retry token: dropped");
+      return H3WT_ERR_HANDSHAKE;
+    }
+    retried = 1;
+  }
   h3wt_quic_conn *qc = conn_alloc(cfg, 1, user_data);
   if (!qc) {
     return H3WT_ERR_NOMEM;
@@ -394,8 +448,15 @@ int h3wt_quic_conn_server_new(h3wt_quic_conn **pqc,
   fill_settings(qc, &settings, ts);
   qlog_open(qc, &hd.dcid, &settings);
   fill_params(cfg, &params);
-  params.original_dcid = hd.dcid;
+  params.original_dcid = odcid;
   params.original_dcid_present = 1;
+  if (retried) {
+    params.retry_scid = hd.dcid;
+    params.retry_scid_present = 1;
+    settings.token = hd.token;
+    settings.tokenlen = hd.tokenlen;
+    settings.token_type = NGTCP2_TOKEN_TYPE_RETRY;
+  }
   params.stateless_reset_token_present = 1;
   if (ngtcp2_crypto_generate_stateless_reset_token(
           params.stateless_reset_token, cfg->static_secret,

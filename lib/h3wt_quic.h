@@ -138,9 +138,21 @@ size_t h3wt_quic_write_stateless_reset(uint8_t *out, size_t outlen,
                                        const uint8_t *dcid, size_t dcidlen,
                                        size_t pktlen);
 
+/* Server: writes a Retry answering the client Initial in data (RFC 9000
+   8.1.2), with a token bound to remote, the DCID of this Initial and ts.
+   Returns the Retry's length; 0 when the Initial already answers a Retry
+   (create the connection: h3wt_quic_conn_server_new checks the token); -1
+   when the packet is not a client Initial (drop it). */
+ssize_t h3wt_quic_write_retry(uint8_t *out, size_t outlen,
+                              const h3wt_quic_config *cfg,
+                              const struct sockaddr *remote,
+                              const uint8_t *data, size_t len, uint64_t ts);
+
 /* Server: creates a connection for a client's first Initial packet.
    Returns 0, H3WT_ERR_QUIC when the packet is not an acceptable Initial
-   (drop it), H3WT_ERR_TLS or H3WT_ERR_NOMEM.  The caller then feeds the
+   (drop it), H3WT_ERR_HANDSHAKE when it carries a Retry token that is
+   invalid, expired or from another address (drop it), H3WT_ERR_TLS or
+   H3WT_ERR_NOMEM.  The caller then feeds the
    same packet to h3wt_quic_conn_read(). */
 int h3wt_quic_conn_server_new(h3wt_quic_conn **pqc,
                               const h3wt_quic_config *cfg,

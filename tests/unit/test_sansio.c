@@ -170,8 +170,59 @@ static void deliver(side *to, queue *q, const side *from) {
   q->n = 0;
 }
 
-/* Runs the exchange; returns 1 when the client saw the whole response. */
-static int run_exchange(unsigned loss_every, size_t *pkts, uint64_t *ms) {
+/* The server's answer to a client that must prove its address: a Retry,
+   then checks on the Initial that answers it.  Returns 1 once the client
+   has its Retry (the caller goes on), 0 when the Initial carries a valid
+   token (the caller accepts it). */
+static int retry_step(const h3wt_quic_config *scfg, side *srv, side *cli,
+                      queue *to_server) {
+  uint8_t *data = to_server->p[0].data, out[1500];
+  size_t len = to_server->p[0].len;
+  ssize_t n = h3wt_quic_write_retry(out, sizeof(out), scfg,
+                                    (struct sockaddr *)&cli->self, data, len,
+                                    now);
+  if (n > 0) {
+    to_server->n = 0;
+    h3wt_quic_conn_read(cli->qc, (struct sockaddr *)&cli->self,
+                        (struct sockaddr *)&srv->self, out, (size_t)n, now);
+    return 1;
+  }
+  CHECK_EQ_INT(n, 0); /* the Initial answers our Retry */
+  /* The token is bound to the client's address... */
+  h3wt_quic_conn *bad = NULL;
+  struct sockaddr_in other = cli->self;
+  other.sin_port = htons(50001);
+  CHECK_EQ_INT(h3wt_quic_conn_server_new(&bad, scfg,
+                                         (struct sockaddr *)&srv->self,
+                                         (struct sockaddr *)&other, data, len,
+                                         now, srv),
+               H3WT_ERR_HANDSHAKE);
+  /* ...cannot be altered (the token follows the two connection IDs and its
+     length; one flipped bit in it fails authentication)... */
+  size_t off = 5 + 1 + data[5];
+  off += 1 + data[off];
+  uint8_t copy[MAXPKT];
+  memcpy(copy, data, len);
+  copy[off + 1 + 10] ^= 0x10; /* a 1-byte length (<64) precedes it */
+  CHECK(data[off] < 64 && data[off + 1] == 0xb6);
+  CHECK_EQ_INT(h3wt_quic_conn_server_new(&bad, scfg,
+                                         (struct sockaddr *)&srv->self,
+                                         (struct sockaddr *)&cli->self, copy,
+                                         len, now, srv),
+               H3WT_ERR_HANDSHAKE);
+  /* ...and expires. */
+  CHECK_EQ_INT(h3wt_quic_conn_server_new(
+                   &bad, scfg, (struct sockaddr *)&srv->self,
+                   (struct sockaddr *)&cli->self, data, len,
+                   now + 11ULL * 1000000000ULL, srv),
+               H3WT_ERR_HANDSHAKE);
+  return 0;
+}
+
+/* Runs the exchange; returns 1 when the client saw the whole response.
+   With retry the server first answers with a Retry. */
+static int run_exchange(unsigned loss_every, int retry, size_t *pkts,
+                        uint64_t *ms) {
   char dir[] = "/tmp/h3wt-sansio-XXXXXX", cert[128], key[128], err[256];
   h3wt_tls_ctx *stls, *ctls;
   h3wt_tls_ctx_opts so = {0}, co = {0};
@@ -251,6 +302,10 @@ static int run_exchange(unsigned loss_every, size_t *pkts, uint64_t *ms) {
   while (!cli.closed && rounds < 2000) {
     ++rounds;
     h3wt_quic_conn_write(cli.qc, now);
+    if (!srv.qc && to_server.n && retry &&
+        retry_step(&scfg, &srv, &cli, &to_server)) {
+      continue;
+    }
     if (!srv.qc && to_server.n) {
       /* The server side sees its first datagram: accept it. */
       CHECK_EQ_INT(h3wt_quic_conn_server_new(
@@ -324,9 +379,19 @@ static int run_exchange(unsigned loss_every, size_t *pkts, uint64_t *ms) {
 TEST(request_without_sockets) {
   size_t pkts;
   uint64_t ms;
-  CHECK(run_exchange(0, &pkts, &ms));
+  CHECK(run_exchange(0, 0, &pkts, &ms));
   CHECK(pkts > 10);
   CHECK_EQ_INT(dropped_count, 0);
+}
+
+TEST(request_after_retry) {
+  size_t pkts;
+  uint64_t ms;
+  /* Address validation: a Retry, then the client's Initial with the token
+     (checked against forgery, another address and expiry), then the whole
+     exchange; ngtcp2 on the client checks the server's transport
+     parameters name the Retry's connection IDs. */
+  CHECK(run_exchange(0, 1, &pkts, &ms));
 }
 
 TEST(request_with_packet_loss) {
@@ -335,9 +400,9 @@ TEST(request_with_packet_loss) {
   /* One packet in 7, then one in 3, lost at random (seeded), handshake
      included: loss recovery and the PTO timer (driven by expiry) must
      still deliver the 100 KB in order. */
-  CHECK(run_exchange(7, &pkts, &ms));
+  CHECK(run_exchange(7, 0, &pkts, &ms));
   CHECK(dropped_count > 0);
-  CHECK(run_exchange(3, &pkts, &ms));
+  CHECK(run_exchange(3, 0, &pkts, &ms));
   CHECK(dropped_count > 0);
 }
 
@@ -383,6 +448,7 @@ TEST(endpoint_helpers) {
 int main(int argc, char **argv) {
   static const h3wt_test_case tests[] = {
       TEST_ENTRY(request_without_sockets),
+      TEST_ENTRY(request_after_retry),
       TEST_ENTRY(request_with_packet_loss),
       TEST_ENTRY(endpoint_helpers),
   };
