@@ -1055,14 +1055,11 @@ int h3wt_wt_recv_stream_data(h3wt_wt_conn *wt, int64_t stream_id,
     memcpy(scratch, pd->buf, have);
   }
   memcpy(scratch + have, data, take);
-  uint64_t sig, sid;
-  size_t n1 = h3wt_varint_decode(scratch, have + take, &sig);
-  uint64_t want = is_bidi(stream_id) ? H3WT_WT_STREAM_BIDI : H3WT_WT_STREAM_UNI;
-  size_t n2 = 0;
-  if (n1 && sig == want) {
-    n2 = h3wt_varint_decode(scratch + n1, have + take - n1, &sid);
-  }
-  if (n1 && sig != want) {
+  uint64_t sid;
+  size_t hdr = 0;
+  int kind = h3wt_stream_header_parse(scratch, have + take,
+                                      is_bidi(stream_id), &sid, &hdr);
+  if (kind == 0) {
     /* HTTP/3 (a request, a control or QPACK stream): nghttp3's from now
        on, starting with the bytes held back. */
     h3wt_quic_set_stream_data(qc, stream_id, &h3wt_sud_h3);
@@ -1073,7 +1070,7 @@ int h3wt_wt_recv_stream_data(h3wt_wt_conn *wt, int64_t stream_id,
     }
     return H3WT_WT_PASS;
   }
-  if (!n1 || !n2) {
+  if (kind < 0) {
     /* Not enough bytes to decide: hold them (16 cover both varints). */
     if (have + len > sizeof(pd->buf)) {
       *h3err = 0x101; /* H3_GENERAL_PROTOCOL_ERROR: cannot happen */
@@ -1099,7 +1096,6 @@ int h3wt_wt_recv_stream_data(h3wt_wt_conn *wt, int64_t stream_id,
   }
   /* A WebTransport stream of session sid; its payload starts after the
      two varints. */
-  size_t hdr = n1 + n2;
   size_t skip = hdr - have; /* header bytes inside data */
   h3wt_quic_consume(qc, stream_id, skip);
   free(pd);

@@ -197,6 +197,26 @@ size_t h3wt_capsule_empty(uint8_t *out, uint64_t type) {
   return (size_t)(p - out);
 }
 
+/* ---- stream headers ------------------------------------------------------ */
+
+int h3wt_stream_header_parse(const uint8_t *p, size_t len, int bidi,
+                             uint64_t *session_id, size_t *hdrlen) {
+  uint64_t sig;
+  size_t n1 = h3wt_varint_decode(p, len, &sig);
+  if (!n1) {
+    return -1;
+  }
+  if (sig != (bidi ? H3WT_WT_STREAM_BIDI : H3WT_WT_STREAM_UNI)) {
+    return 0;
+  }
+  size_t n2 = h3wt_varint_decode(p + n1, len - n1, session_id);
+  if (!n2) {
+    return -1;
+  }
+  *hdrlen = n1 + n2;
+  return 1;
+}
+
 /* ---- error codes ------------------------------------------------------------ */
 
 /* draft-ietf-webtrans-http3 4.4: "webtransport_code_to_http_code(n) =

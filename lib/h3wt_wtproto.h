@@ -94,6 +94,18 @@ size_t h3wt_capsule_close_session(uint8_t *out, uint32_t code,
 /* Encodes a capsule with an empty value (WT_DRAIN_SESSION). */
 size_t h3wt_capsule_empty(uint8_t *out, uint64_t type);
 
+/* ---- stream headers ------------------------------------------------------ */
+
+/* Reads the first bytes of a peer-opened stream.  A WebTransport stream
+   starts with a signal (the WEBTRANSPORT_STREAM frame type 0x41 on a bidi
+   stream, the stream type 0x54 on a uni stream) and its session ID, two
+   varints.  Returns 1 (WebTransport: *session_id and *hdrlen, the bytes of
+   both varints, are set), 0 (another first varint: the stream is HTTP/3's,
+   a request or a control, QPACK or unknown uni stream), or -1 (too few
+   bytes to tell; 16 are always enough). */
+int h3wt_stream_header_parse(const uint8_t *p, size_t len, int bidi,
+                             uint64_t *session_id, size_t *hdrlen);
+
 /* ---- error codes -------------------------------------------------------- */
 
 uint64_t h3wt_wt_code_to_h3(uint32_t n);

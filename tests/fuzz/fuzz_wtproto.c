@@ -5,6 +5,8 @@
  *      the same): both feedings must see the same capsules
  *   1: the SETTINGS rewrite: output must re-parse, carry every extra once
  *   2: varints: decode, re-encode, compare
+ *   3: stream headers (bidi and uni), every prefix: undecided until some
+ *      length, then the same answer for every longer prefix
  */
 #include <assert.h>
 #include <stdlib.h>
@@ -103,20 +105,48 @@ static void fuzz_varint(const uint8_t *d, size_t n) {
   assert(h3wt_varint_decode(buf, m, &w) == m && w == v);
 }
 
+static void fuzz_stream_header(const uint8_t *d, size_t n) {
+  for (int bidi = 0; bidi < 2; ++bidi) {
+    uint64_t sid = 0, first_sid = 0;
+    size_t hdr = 0, first_hdr = 0;
+    int decided = -1;
+    for (size_t k = 0; k <= n && k <= 20; ++k) {
+      int r = h3wt_stream_header_parse(d, k, bidi, &sid, &hdr);
+      assert(r >= -1 && r <= 1);
+      assert(r != -1 || k < 16); /* 16 bytes always decide */
+      if (r == 1) {
+        assert(hdr <= k && hdr >= 2 && sid <= H3WT_VARINT_MAX);
+      }
+      if (decided == -1) {
+        decided = r;
+        first_sid = sid;
+        first_hdr = hdr;
+      } else {
+        /* More bytes never change the answer. */
+        assert(r == decided);
+        assert(r != 1 || (sid == first_sid && hdr == first_hdr));
+      }
+    }
+  }
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (size == 0) {
     return 0;
   }
-  switch (data[0] % 3) {
+  switch (data[0] % 4) {
   case 0:
     fuzz_capsules(data + 1, size - 1);
     break;
   case 1:
     fuzz_settings(data + 1, size - 1);
     break;
-  default:
+  case 2:
     fuzz_varint(data + 1, size - 1);
+    break;
+  default:
+    fuzz_stream_header(data + 1, size - 1);
     break;
   }
   return 0;

@@ -211,6 +211,31 @@ TEST(settings_rewrite) {
                -1);
 }
 
+TEST(stream_headers) {
+  uint64_t sid = 0;
+  size_t hdr = 0;
+  /* Bidi: 0x41 (2-byte varint 0x4041), then session ID 4. */
+  static const uint8_t bidi[] = {0x40, 0x41, 0x04, 'x'};
+  CHECK_EQ_INT(h3wt_stream_header_parse(bidi, 0, 1, &sid, &hdr), -1);
+  CHECK_EQ_INT(h3wt_stream_header_parse(bidi, 1, 1, &sid, &hdr), -1);
+  CHECK_EQ_INT(h3wt_stream_header_parse(bidi, 2, 1, &sid, &hdr), -1);
+  CHECK_EQ_INT(h3wt_stream_header_parse(bidi, 4, 1, &sid, &hdr), 1);
+  CHECK_EQ_INT(sid, 4);
+  CHECK_EQ_INT(hdr, 3);
+  /* The same bytes on a uni stream are not WebTransport's. */
+  CHECK_EQ_INT(h3wt_stream_header_parse(bidi, 4, 0, &sid, &hdr), 0);
+  /* Uni: 0x54, then an 8-byte session ID. */
+  static const uint8_t uni[] = {0x40, 0x54, 0xc0, 0, 0, 0, 0, 0, 0, 0x08};
+  CHECK_EQ_INT(h3wt_stream_header_parse(uni, 9, 0, &sid, &hdr), -1);
+  CHECK_EQ_INT(h3wt_stream_header_parse(uni, 10, 0, &sid, &hdr), 1);
+  CHECK_EQ_INT(sid, 8);
+  CHECK_EQ_INT(hdr, 10);
+  /* A request stream starts with HEADERS (0x01); a control stream with 0. */
+  static const uint8_t req[] = {0x01, 0x10};
+  CHECK_EQ_INT(h3wt_stream_header_parse(req, 2, 1, &sid, &hdr), 0);
+  CHECK_EQ_INT(h3wt_stream_header_parse(req, 1, 0, &sid, &hdr), 0);
+}
+
 int main(int argc, char **argv) {
   static const h3wt_test_case tests[] = {
       TEST_ENTRY(varints),
@@ -218,6 +243,7 @@ int main(int argc, char **argv) {
       TEST_ENTRY(capsules_hostile),
       TEST_ENTRY(close_session_reason_truncated_at_utf8),
       TEST_ENTRY(settings_rewrite),
+      TEST_ENTRY(stream_headers),
   };
   return TEST_MAIN(argc, argv, tests);
 }
