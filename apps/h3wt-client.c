@@ -214,6 +214,7 @@ static void usage(FILE *f) {
           "ok, F\n"
           "  failed, bytes B', 'uni: N ok, F failed', 'reset: sent C, received "
           "C2',\n"
+          "  'session drain: sN' when the server asks to wind down,\n"
           "  'session closed: err E code C reason 'R'' per session.  Exit 0 "
           "only\n"
           "  if everything was verified.\n");
@@ -1140,6 +1141,13 @@ static const char *wt_err_name(int err) {
   }
 }
 
+static void wt_on_session_drain(h3wt_session *s, void *rd) {
+  wt_sess *ss = rd;
+  (void)s;
+  printf("session drain: s%d\n", ss->idx);
+  fflush(stdout);
+}
+
 static void wt_on_session_close(h3wt_session *s, int err, uint32_t code,
                                 const char *reason, size_t rl, void *rd) {
   wt_sess *ss = rd;
@@ -1180,6 +1188,7 @@ static const h3wt_session_handler wt_handler = {
     .on_stream_writable = wt_on_stream_writable,
     .on_stream_close = wt_on_stream_close,
     .on_datagram = wt_on_datagram,
+    .on_session_drain = wt_on_session_drain,
     .on_session_close = wt_on_session_close,
 };
 
