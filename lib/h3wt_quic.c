@@ -35,6 +35,7 @@ struct h3wt_quic_conn {
   ngtcp2_conn *conn;
   ngtcp2_crypto_conn_ref ref;
   void *ssl;
+  h3wt_tls_crypto_rx crypto_rx;
   const h3wt_quic_config *cfg;
   void *user_data;
   int server;
@@ -240,6 +241,18 @@ static int recv_datagram_cb(ngtcp2_conn *conn, uint32_t flags,
       qc->cfg->cbs->recv_datagram(qc, data, datalen, qc->user_data));
 }
 
+/* Not ngtcp2_crypto_recv_crypto_data_cb: see h3wt_tls_recv_crypto_data. */
+static int recv_crypto_data_cb(ngtcp2_conn *conn,
+                               ngtcp2_encryption_level level, uint64_t offset,
+                               const uint8_t *data, size_t datalen,
+                               void *user_data) {
+  h3wt_quic_conn *qc = user_data;
+
+  (void)offset;
+  return h3wt_tls_recv_crypto_data(&qc->crypto_rx, conn, (int)level, data,
+                                   datalen);
+}
+
 static void fill_callbacks(ngtcp2_callbacks *cb, int server) {
   memset(cb, 0, sizeof(*cb));
   if (server) {
@@ -248,7 +261,7 @@ static void fill_callbacks(ngtcp2_callbacks *cb, int server) {
     cb->client_initial = ngtcp2_crypto_client_initial_cb;
     cb->recv_retry = ngtcp2_crypto_recv_retry_cb;
   }
-  cb->recv_crypto_data = ngtcp2_crypto_recv_crypto_data_cb;
+  cb->recv_crypto_data = recv_crypto_data_cb;
   cb->encrypt = ngtcp2_crypto_encrypt_cb;
   cb->decrypt = ngtcp2_crypto_decrypt_cb;
   cb->hp_mask = ngtcp2_crypto_hp_mask_cb;

@@ -472,6 +472,86 @@ void *h3wt_tls_session_new_server(h3wt_tls_ctx *ctx, void *conn_ref) {
   return ssl;
 }
 
+/* ---- received handshake data ------------------------------------------- */
+
+/* Passes handshake data to wolfSSL and advances the handshake, as
+   ngtcp2_crypto_recv_crypto_data_cb does. */
+static int provide_crypto(ngtcp2_conn *conn, int level, const uint8_t *data,
+                          size_t len) {
+  int rv;
+
+  if (ngtcp2_crypto_read_write_crypto_data(
+          conn, (ngtcp2_encryption_level)level, data, len) != 0) {
+    rv = ngtcp2_conn_get_tls_error(conn);
+    return rv != 0 ? rv : NGTCP2_ERR_CRYPTO;
+  }
+  return 0;
+}
+
+/* wolfSSL before 5.8.0 fails wolfSSL_provide_quic_data when the call
+   completes a handshake message header (type and 24-bit length: 4 bytes)
+   that an earlier call began, and carries no byte beyond it: its
+   quic_record_append returns 0 there, which wolfSSL_provide_quic_data takes
+   for an error (wolfSSL PR 8340, January 2025).  The handshake then fails
+   with NGTCP2_ERR_CRYPTO and no TLS alert.  ngtcp2 hands over CRYPTO data
+   frame by frame, and Chromium cuts its ClientHello into CRYPTO frames at
+   random offsets, so about one handshake in a hundred had frame boundaries
+   at offsets 1..3 and 4 of the ClientHello and failed.  Hence wolfSSL is
+   never given part of a header: an incomplete header at the end of the data
+   is kept in rx and passed on, whole, when the rest arrives.  A header alone
+   is harmless, as is all of this with a fixed wolfSSL. */
+int h3wt_tls_recv_crypto_data(h3wt_tls_crypto_rx *rx, void *conn, int level,
+                              const uint8_t *data, size_t datalen) {
+  uint8_t *hdr;
+  uint8_t *hdrlen;
+  uint32_t *left;
+  size_t off, n;
+  int rv;
+
+  if (level < 0 || level >= H3WT_TLS_CRYPTO_LEVELS) {
+    return provide_crypto(conn, level, data, datalen);
+  }
+  hdr = rx->hdr[level];
+  hdrlen = &rx->hdrlen[level];
+  left = &rx->body_left[level];
+  if (*hdrlen > 0) {
+    n = 4 - (size_t)*hdrlen;
+    if (n > datalen) {
+      n = datalen;
+    }
+    memcpy(hdr + *hdrlen, data, n);
+    *hdrlen = (uint8_t)(*hdrlen + n);
+    data += n;
+    datalen -= n;
+    if (*hdrlen < 4) {
+      return 0;
+    }
+    *hdrlen = 0;
+    *left = ((uint32_t)hdr[1] << 16) | ((uint32_t)hdr[2] << 8) | hdr[3];
+    rv = provide_crypto(conn, level, hdr, 4);
+    if (rv != 0) {
+      return rv;
+    }
+  }
+  /* Follows the messages to where the data ends. */
+  for (off = 0; off < datalen;) {
+    if (*left > 0) {
+      n = datalen - off < *left ? datalen - off : *left;
+      off += n;
+      *left -= (uint32_t)n;
+    } else if (datalen - off >= 4) {
+      *left = ((uint32_t)data[off + 1] << 16) |
+              ((uint32_t)data[off + 2] << 8) | data[off + 3];
+      off += 4;
+    } else {
+      *hdrlen = (uint8_t)(datalen - off);
+      memcpy(hdr, data + off, *hdrlen);
+      datalen = off;
+    }
+  }
+  return datalen > 0 ? provide_crypto(conn, level, data, datalen) : 0;
+}
+
 /* If host is an IPv4 or IPv6 literal (the latter possibly in brackets),
    writes it to out in the form wolfSSL prints IP subjectAltNames in when it
    compares them with the name given to wolfSSL_check_domain_name (dotted

@@ -47,6 +47,25 @@ void h3wt_tls_session_del(void *ssl);
 /* The negotiated ALPN of a session, or NULL/0 if none. */
 void h3wt_tls_session_alpn(void *ssl, const uint8_t **alpn, size_t *alpnlen);
 
+/* Handshake data received at each encryption level that h3wt_tls has not
+   yet passed on to the TLS session (see h3wt_tls_recv_crypto_data).  One
+   per connection, zero-initialised. */
+#define H3WT_TLS_CRYPTO_LEVELS 4 /* ngtcp2_encryption_level values */
+typedef struct h3wt_tls_crypto_rx {
+  uint32_t body_left[H3WT_TLS_CRYPTO_LEVELS]; /* of the current message */
+  uint8_t hdr[H3WT_TLS_CRYPTO_LEVELS][4]; /* incomplete message header */
+  uint8_t hdrlen[H3WT_TLS_CRYPTO_LEVELS];
+} h3wt_tls_crypto_rx;
+
+/* What ngtcp2's recv_crypto_data callback does with CRYPTO data: hands
+   datalen bytes received at the given level (an ngtcp2_encryption_level)
+   to the TLS session of conn (an ngtcp2_conn *) and advances the
+   handshake.  Use it instead of ngtcp2_crypto_recv_crypto_data_cb, which
+   trips over a wolfSSL bug when the peer splits CRYPTO frames inside a
+   handshake message header.  Returns 0 or an ngtcp2 error code. */
+int h3wt_tls_recv_crypto_data(h3wt_tls_crypto_rx *rx, void *conn, int level,
+                              const uint8_t *data, size_t datalen);
+
 /* Makes a self-signed X.509v3 certificate with a fresh ECDSA P-256 key, as
    browsers accept for WebTransport serverCertificateHashes: valid for at most
    14 days in total (notBefore to notAfter), subjectAltName DNS:localhost,
