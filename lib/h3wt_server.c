@@ -89,6 +89,7 @@ struct h3wt_server {
   h3wt_udp udp;
   int listening;
   h3wt_cidmap cids;
+  h3wt_ratemap handshakes; /* per source address; slots NULL: no limit */
   srv_conn *conns;
   size_t nconns;
   srv_conn *dirty;
@@ -128,6 +129,7 @@ void h3wt_server_settings_default(h3wt_server_settings *s) {
   s->max_streams_per_session = 256;
   s->max_stream_queue = 256 * 1024;
   s->max_datagram_queue = 256;
+  s->max_handshakes_per_addr = 100;
 }
 
 const h3wt_logger *h3wt_server_logger(const h3wt_server *server) {
@@ -992,6 +994,28 @@ static void on_datagram(h3wt_udp *udp, const struct sockaddr *remote,
     if (srv->closing) {
       return;
     }
+    if (srv->handshakes.slots &&
+        h3wt_ratemap_hit(&srv->handshakes, remote, ts)) {
+      /* Over the rate for this address: no state until the client proves
+         the address is its own by answering a Retry (RFC 9000 8.1.2). */
+      ssize_t n = h3wt_quic_write_retry(out, sizeof(out), &srv->qcfg, remote,
+                                        data, len, ts);
+      if (n < 0) {
+        return;
+      }
+      if (n > 0) {
+        h3wt_udp_send(udp, remote, out, (size_t)n, 0);
+        if (srv->log.level >= H3WT_LOG_DEBUG) {
+          char addr[64];
+          h3wt_addr_format(remote, addr, sizeof(addr));
+          H3WT_LOG(&srv->log, H3WT_LOG_DEBUG, "server",
+                   "Retry sent to %s (over %u handshakes/s)", addr,
+                   srv->settings.max_handshakes_per_addr);
+        }
+        return;
+      }
+      /* n == 0: this Initial answers a Retry; its token is checked below. */
+    }
     if (srv->nconns >= srv->settings.max_connections) {
       H3WT_LOG(&srv->log, H3WT_LOG_WARN, "server",
                "connection limit (%u) reached: new connection dropped",
@@ -1097,6 +1121,13 @@ int h3wt_server_new(h3wt_server **psrv, uv_loop_t *loop,
   }
   if (h3wt_random(key, sizeof(key)) != 0 ||
       h3wt_cidmap_init(&srv->cids, key) != 0) {
+    h3wt_server_del(srv);
+    return H3WT_ERR_NOMEM;
+  }
+  if (srv->settings.max_handshakes_per_addr &&
+      (h3wt_random(key, sizeof(key)) != 0 ||
+       h3wt_ratemap_init(&srv->handshakes, 4096,
+                         srv->settings.max_handshakes_per_addr, key) != 0)) {
     h3wt_server_del(srv);
     return H3WT_ERR_NOMEM;
   }
@@ -1312,6 +1343,7 @@ void h3wt_server_del(h3wt_server *srv) {
   }
   free(srv->mounts);
   h3wt_cidmap_free(&srv->cids);
+  h3wt_ratemap_free(&srv->handshakes);
   h3wt_tls_ctx_del(srv->tls);
   free(srv->qcfg.txbuf);
   for (size_t i = 0; i < sizeof(srv->strings) / sizeof(srv->strings[0]);

@@ -408,6 +408,50 @@ uint64_t h3wt_siphash13(const uint64_t key[2], const uint8_t *data,
 
 #define TOMBSTONE 0xff
 
+/* ---- per-address event rate --------------------------------------------- */
+
+int h3wt_ratemap_init(h3wt_ratemap *m, size_t nslots, uint32_t limit,
+                      const uint8_t key[16]) {
+  memset(m, 0, sizeof(*m));
+  memcpy(m->key, key, 16);
+  m->slots = calloc(nslots, sizeof(*m->slots));
+  if (!m->slots) {
+    return H3WT_ERR_NOMEM;
+  }
+  m->nslots = nslots;
+  m->limit = limit;
+  return 0;
+}
+
+void h3wt_ratemap_free(h3wt_ratemap *m) {
+  free(m->slots);
+  m->slots = NULL;
+  m->nslots = 0;
+}
+
+int h3wt_ratemap_hit(h3wt_ratemap *m, const struct sockaddr *sa, uint64_t ts) {
+  const uint8_t *addr;
+  size_t len;
+  if (sa->sa_family == AF_INET6) {
+    addr = ((const struct sockaddr_in6 *)sa)->sin6_addr.s6_addr;
+    len = 16;
+  } else {
+    addr = (const uint8_t *)&((const struct sockaddr_in *)sa)->sin_addr;
+    len = 4;
+  }
+  uint64_t h = h3wt_siphash13(m->key, addr, len) | 1; /* never 0 */
+  h3wt_rate_slot *s = &m->slots[(h >> 1) % m->nslots];
+  if (s->hash != h || ts - s->window_start >= 1000000000ULL) {
+    s->hash = h;
+    s->window_start = ts;
+    s->count = 0;
+  }
+  if (s->count < UINT32_MAX) {
+    ++s->count;
+  }
+  return s->count > m->limit;
+}
+
 int h3wt_cidmap_init(h3wt_cidmap *m, const uint8_t key[16]) {
   memset(m, 0, sizeof(*m));
   memcpy(m->key, key, 16);

@@ -160,6 +160,36 @@ TEST(siphash_is_keyed) {
   CHECK(h3wt_siphash13(k1, d, 8) != h3wt_siphash13(k1, d, 9));
 }
 
+TEST(ratemap_per_address_per_second) {
+  h3wt_ratemap m;
+  uint8_t key[16] = {1, 2, 3};
+  struct sockaddr_in a = {0}, b = {0};
+  struct sockaddr_in6 c = {0};
+  uint64_t t0 = 5000000000ULL;
+  a.sin_family = b.sin_family = AF_INET;
+  inet_pton(AF_INET, "192.0.2.1", &a.sin_addr);
+  inet_pton(AF_INET, "192.0.2.2", &b.sin_addr);
+  c.sin6_family = AF_INET6;
+  inet_pton(AF_INET6, "2001:db8::1", &c.sin6_addr);
+  CHECK_EQ_INT(h3wt_ratemap_init(&m, 4096, 3, key), 0);
+  for (int i = 0; i < 3; ++i) {
+    a.sin_port = htons((uint16_t)(1000 + i)); /* the port does not matter */
+    CHECK_EQ_INT(h3wt_ratemap_hit(&m, (struct sockaddr *)&a, t0 + i), 0);
+  }
+  CHECK_EQ_INT(h3wt_ratemap_hit(&m, (struct sockaddr *)&a, t0 + 10), 1);
+  CHECK_EQ_INT(h3wt_ratemap_hit(&m, (struct sockaddr *)&a, t0 + 20), 1);
+  /* Other addresses have their own count. */
+  CHECK_EQ_INT(h3wt_ratemap_hit(&m, (struct sockaddr *)&b, t0 + 30), 0);
+  for (int i = 0; i < 3; ++i) {
+    CHECK_EQ_INT(h3wt_ratemap_hit(&m, (struct sockaddr *)&c, t0 + i), 0);
+  }
+  CHECK_EQ_INT(h3wt_ratemap_hit(&m, (struct sockaddr *)&c, t0 + 40), 1);
+  /* A new second, a new window. */
+  CHECK_EQ_INT(
+      h3wt_ratemap_hit(&m, (struct sockaddr *)&a, t0 + 1000000000ULL), 0);
+  h3wt_ratemap_free(&m);
+}
+
 TEST(format_helpers) {
   char buf[64];
   uint8_t b[] = {0x00, 0xab, 0xff};
@@ -192,6 +222,7 @@ int main(int argc, char **argv) {
       TEST_ENTRY(sendq_partial_vectors),
       TEST_ENTRY(cidmap_insert_find_remove),
       TEST_ENTRY(siphash_is_keyed),
+      TEST_ENTRY(ratemap_per_address_per_second),
       TEST_ENTRY(format_helpers),
   };
   return TEST_MAIN(argc, argv, tests);

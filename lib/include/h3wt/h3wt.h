@@ -140,6 +140,11 @@ typedef struct h3wt_server_settings {
                                 writes return WOULDBLOCK; default 256 KiB */
   size_t max_datagram_queue; /* queued datagrams per connection; excess are
                                 dropped and counted; default 256 */
+  /* New connections per second from one source address beyond which the
+     server answers with a Retry, so a client must prove it owns its
+     address (one more round trip) before the server keeps any state for
+     it.  0: never.  Default 100. */
+  uint32_t max_handshakes_per_addr;
 } h3wt_server_settings;
 
 /* Fills settings with the defaults. */
