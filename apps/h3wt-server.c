@@ -60,6 +60,11 @@ static void usage(FILE *f) {
           "      --wt-origin ORIGIN accept WebTransport sessions only from "
           "this\n"
           "                         origin (default: any)\n"
+          "      --drain-timeout MS on SIGINT/SIGTERM, let requests and "
+          "sessions\n"
+          "                         finish for up to MS (default 5000; a "
+          "second\n"
+          "                         signal stops at once)\n"
           "  -h, --help\n");
 }
 
@@ -70,6 +75,7 @@ typedef struct app {
   h3wt_http1 *http1_unused; /* could not listen: freed at exit */
   demo_wt *wt;
   uv_signal_t sigint, sigterm;
+  uint64_t drain_ms; /* --drain-timeout */
   int stopping;
   int closing; /* the server and the HTTP/1.1 listener still closing */
 } app;
@@ -91,19 +97,25 @@ static void http1_closed(h3wt_http1 *h, void *ud) {
   one_closed(ud);
 }
 
+/* The first SIGINT/SIGTERM drains: GOAWAY and WT_DRAIN_SESSION, what is in
+   flight may finish for --drain-timeout, then sessions are closed.  A
+   second one closes at once. */
 static void on_signal(uv_signal_t *h, int signum) {
   app *a = h->data;
+  const char *name = signum == SIGINT ? "SIGINT" : "SIGTERM";
   if (a->stopping) {
+    fprintf(stderr, "h3wt-server: %s again, closing now\n", name);
+    h3wt_server_close(a->server, server_closed, a);
     return;
   }
   a->stopping = 1;
-  fprintf(stderr, "h3wt-server: %s, shutting down\n",
-          signum == SIGINT ? "SIGINT" : "SIGTERM");
+  fprintf(stderr, "h3wt-server: %s, shutting down (draining for up to %" PRIu64
+          " ms)\n", name, a->drain_ms);
   a->closing = a->http1 ? 2 : 1;
   if (a->http1) {
     h3wt_http1_close(a->http1, http1_closed, a);
   }
-  h3wt_server_close(a->server, server_closed, a);
+  h3wt_server_shutdown(a->server, a->drain_ms, server_closed, a);
 }
 
 static void base64(const uint8_t *in, size_t len, char *out) {
@@ -241,6 +253,7 @@ int main(int argc, char **argv) {
       {"http-port", required_argument, 0, 'H'},
       {"no-http", no_argument, 0, 'N'},
       {"wt-origin", required_argument, 0, 'O'},
+      {"drain-timeout", required_argument, 0, 'D'},
       {"help", no_argument, 0, 'h'},
       {0, 0, 0, 0}};
   h3wt_server_settings s;
@@ -253,6 +266,7 @@ int main(int argc, char **argv) {
   int c, rv;
 
   memset(&a, 0, sizeof(a));
+  a.drain_ms = 5000;
   h3wt_server_settings_default(&s);
   s.log_cb = h3wt_log_stderr;
   s.keylog_file = getenv("SSLKEYLOGFILE");
@@ -309,6 +323,13 @@ int main(int argc, char **argv) {
         return 2;
       }
       http_port_given = 1;
+      break;
+    case 'D':
+      if (parse_uint(optarg, 3600000, &a.drain_ms) != 0) {
+        fprintf(stderr, "h3wt-server: bad --drain-timeout '%s' (milliseconds)\n",
+                optarg);
+        return 2;
+      }
       break;
     case 'N':
       no_http = 1;

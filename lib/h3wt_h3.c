@@ -22,6 +22,7 @@ struct h3wt_h3_conn {
   void *user_data;
   int server;
   int started;
+  int goaway; /* GOAWAY submitted */
   h3wt_wt_conn *wt;
   int64_t ctrl_id;
   int ctrl_state;
@@ -762,8 +763,9 @@ void h3wt_h3_reset_stream(h3wt_h3_conn *h3, int64_t stream_id,
 }
 
 int h3wt_h3_shutdown(h3wt_h3_conn *h3) {
-  if (!h3->conn) {
+  if (!h3->conn || h3->goaway) {
     return 0;
   }
+  h3->goaway = 1;
   return nghttp3_conn_shutdown(h3->conn) == 0 ? 0 : H3WT_ERR_H3;
 }

@@ -103,12 +103,16 @@ struct h3wt_server {
   size_t nmounts;
   char altsvc[32];
   int closing;
+  int draining;           /* h3wt_server_shutdown(): winding down */
+  int drain_timer_inited; /* drain_timer needs closing */
+  uv_timer_t drain_timer;
   int pending_closes;
   h3wt_server_close_cb close_cb;
   void *close_ud;
 };
 
 static void conn_mark_dirty(srv_conn *c);
+static void drain_check(h3wt_server *srv);
 
 /* ---- settings ----------------------------------------------------------- */
 
@@ -923,6 +927,9 @@ static void flush_cb(uv_prepare_t *h) {
   } else {
     uv_idle_stop(&srv->spin);
   }
+  if (srv->draining) {
+    drain_check(srv);
+  }
 }
 
 /* ---- QUIC callbacks (owner half) ---------------------------------------- */
@@ -991,7 +998,7 @@ static void on_datagram(h3wt_udp *udp, const struct sockaddr *remote,
       }
       return;
     }
-    if (srv->closing) {
+    if (srv->closing || srv->draining) {
       return;
     }
     if (srv->handshakes.slots &&
@@ -1318,6 +1325,11 @@ void h3wt_server_close(h3wt_server *srv, h3wt_server_close_cb cb,
     conn_free(c, H3WT_H3_REQUEST_CANCELLED);
   }
   srv->dirty = NULL;
+  if (srv->drain_timer_inited) {
+    uv_timer_stop(&srv->drain_timer);
+    ++srv->pending_closes;
+    uv_close((uv_handle_t *)&srv->drain_timer, handle_closed);
+  }
   if (srv->listening) {
     uv_prepare_stop(&srv->flush);
     uv_idle_stop(&srv->spin);
@@ -1327,6 +1339,78 @@ void h3wt_server_close(h3wt_server *srv, h3wt_server_close_cb cb,
     h3wt_udp_close(&srv->udp, handle_closed, srv);
   }
   close_step(srv);
+}
+
+/* While draining: connections with nothing in flight (no request, no
+   session) are closed; when none is left, the server closes. */
+static void drain_check(h3wt_server *srv) {
+  uint64_t ts = h3wt_now_ns();
+  for (srv_conn *c = srv->conns, *next; c; c = next) {
+    next = c->next;
+    if (!c->dead && !c->requests) {
+      h3wt_quic_conn_close(c->qc, H3WT_H3_NO_ERROR, "server shutting down",
+                           ts);
+      conn_free(c, H3WT_H3_NO_ERROR);
+    }
+  }
+  if (srv->nconns == 0) {
+    H3WT_LOG(&srv->log, H3WT_LOG_INFO, "server", "drained");
+    h3wt_server_close(srv, srv->close_cb, srv->close_ud);
+  }
+}
+
+static void drain_deadline(uv_timer_t *t) {
+  h3wt_server *srv = t->data;
+  size_t sessions = 0;
+  for (srv_conn *c = srv->conns; c; c = c->next) {
+    h3wt_wt_conn *wt = c->owner.h3 ? h3wt_h3_wt(c->owner.h3) : NULL;
+    if (wt && !c->dead) {
+      sessions += h3wt_wt_session_count(wt);
+      h3wt_wt_close_all(wt, 0, "server shutting down");
+    }
+  }
+  H3WT_LOG(&srv->log, H3WT_LOG_INFO, "server",
+           "drain deadline: closing %zu connection(s), %zu session(s)",
+           srv->nconns, sessions);
+  /* The close capsules go out just before each CONNECTION_CLOSE. */
+  h3wt_server_close(srv, srv->close_cb, srv->close_ud);
+}
+
+void h3wt_server_shutdown(h3wt_server *srv, uint64_t timeout_ms,
+                          h3wt_server_close_cb cb, void *user_data) {
+  if (srv->closing || srv->draining) {
+    return;
+  }
+  if (!srv->listening) {
+    h3wt_server_close(srv, cb, user_data);
+    return;
+  }
+  srv->draining = 1;
+  srv->close_cb = cb;
+  srv->close_ud = user_data;
+  H3WT_LOG(&srv->log, H3WT_LOG_INFO, "server",
+           "draining %zu connection(s) (at most %" PRIu64 " ms)", srv->nconns,
+           timeout_ms);
+  for (srv_conn *c = srv->conns; c; c = c->next) {
+    if (c->dead || !c->owner.h3) {
+      continue;
+    }
+    if (h3wt_h3_started(c->owner.h3)) {
+      h3wt_h3_shutdown(c->owner.h3); /* GOAWAY: no new requests */
+    }
+    h3wt_wt_conn *wt = h3wt_h3_wt(c->owner.h3);
+    if (wt) {
+      h3wt_wt_drain_all(wt);
+    }
+    conn_mark_dirty(c);
+  }
+  uv_timer_init(srv->loop, &srv->drain_timer);
+  srv->drain_timer.data = srv;
+  srv->drain_timer_inited = 1;
+  uv_timer_start(&srv->drain_timer, drain_deadline, timeout_ms, 0);
+  /* Idle connections go at the end of the next flush pass (after their
+     GOAWAY is written); make sure one runs. */
+  uv_idle_start(&srv->spin, spin_cb);
 }
 
 void h3wt_server_del(h3wt_server *srv) {

@@ -401,6 +401,23 @@ size_t h3wt_wt_session_count(const h3wt_wt_conn *wt) {
   return wt->nsessions;
 }
 
+void h3wt_wt_drain_all(h3wt_wt_conn *wt) {
+  for (h3wt_session *s = wt->sessions; s; s = s->next) {
+    if (s->state == S_READY) {
+      h3wt_session_drain(s);
+    }
+  }
+}
+
+void h3wt_wt_close_all(h3wt_wt_conn *wt, uint32_t code, const char *reason) {
+  /* Closing moves nothing in this list (frees are deferred). */
+  for (h3wt_session *s = wt->sessions; s; s = s->next) {
+    if (s->state == S_READY) {
+      h3wt_session_close(s, code, reason);
+    }
+  }
+}
+
 int h3wt_wt_session_new(h3wt_wt_conn *wt, int64_t stream_id,
                         const h3wt_session_handler *handler, void *route_data,
                         const char *path, const char *authority,

@@ -103,6 +103,10 @@ int h3wt_wt_session_new(h3wt_wt_conn *wt, int64_t stream_id,
 /* Adds a request header (server side) to the session's copy. */
 int h3wt_wt_session_add_header(h3wt_session *s, const h3wt_header *h);
 size_t h3wt_wt_session_count(const h3wt_wt_conn *wt);
+/* Graceful shutdown: WT_DRAIN_SESSION to every established session. */
+void h3wt_wt_drain_all(h3wt_wt_conn *wt);
+/* Closes every established session with code and reason. */
+void h3wt_wt_close_all(h3wt_wt_conn *wt, uint32_t code, const char *reason);
 /* The session is established: on_session_ready, buffered streams and
    datagrams are delivered. */
 void h3wt_wt_session_ready(h3wt_session *s);

@@ -792,10 +792,11 @@ def keylog_and_qlog(t):
 @case(needs_curl=True)
 def shutdown_clean(t):
     """SIGTERM in the middle of transfers (a rate-limited curl and an
-    h3wt-client fetching many copies of a 10 MiB file): the server exits 0
-    within 5 s, and neither client reports success."""
+    h3wt-client fetching many copies of a 10 MiB file) that cannot finish
+    within the 1 s drain deadline: the server exits 0 within 6 s, and
+    neither client reports success."""
     make_big(t)
-    srv = t.server()
+    srv = t.server(extra=["--drain-timeout", "1000"])
     out = t.path("slow.download")
     curl = t.popen(t.curl_cmd(srv.url("/big.bin"), "-o", out,
                               "--limit-rate", "100k", timeout=60),
@@ -815,7 +816,7 @@ def shutdown_clean(t):
     else:
         raise TestFailure("transfers did not start within 20 s")
     check(client.poll() is None, "h3wt-client finished 200 MB before SIGTERM")
-    srv.stop(timeout=5)
+    srv.stop(timeout=STOP_TIMEOUT * 0.6)
     try:
         _, cerr = curl.communicate(timeout=15)
         cout, clerr = client.communicate(timeout=15)
@@ -831,6 +832,36 @@ def shutdown_clean(t):
                                  f"for cut transfers, want an error exit")
     summary = parse_summary(cout, clerr, client.returncode)
     check(summary["failed"] > 0, f"h3wt-client summary shows no failure: {summary}")
+
+
+@case(needs_curl=True)
+def shutdown_drains_requests(t):
+    """SIGTERM while curl downloads 10 MiB at 4 MB/s, with a 60 s drain
+    deadline: the download completes byte-exact (GOAWAY lets requests in
+    flight finish), and the server exits 0 as soon as it is done, not at
+    the deadline."""
+    want = make_big(t)
+    srv = t.server(extra=["--drain-timeout", "60000"])
+    out = t.path("drained.download")
+    curl = t.popen(t.curl_cmd(srv.url("/big.bin"), "-o", out,
+                              "--limit-rate", "4M", timeout=60),
+                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 20
+    while not (os.path.exists(out) and os.path.getsize(out) > 0):
+        check(time.monotonic() < deadline, "the download did not start within 20 s")
+        check(curl.poll() is None, f"curl ended before SIGTERM: {curl.returncode}")
+        time.sleep(0.01)
+    t0 = time.monotonic()
+    srv.stop(timeout=STOP_TIMEOUT * 6)
+    took = time.monotonic() - t0
+    _, cerr = curl.communicate(timeout=15)
+    check_eq(curl.returncode, 0, f"curl exit status for a drained download ({short(cerr)})")
+    check_eq(sha256_file(out), want,
+             "SHA-256 of the download finished during the drain")
+    check(took < 30, f"the server took {took:.1f} s to exit after the download ended")
+    err = srv.stderr()
+    check(re.search(r"draining 1 connection", err), "no 'draining' line")
+    check(re.search(r" server +drained$", err, re.M), "no 'drained' line")
 
 
 # ---- cases: h3wt-client ------------------------------------------------------

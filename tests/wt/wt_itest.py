@@ -40,6 +40,7 @@ if WRAPPER:
     STARTUP_TIMEOUT *= 10
     STOP_TIMEOUT *= 10
 CLIENT_TIMEOUT = 300 if WRAPPER else 30  # the client's own --timeout
+SLOW = 10 if WRAPPER else 1  # scales the waits of timing-sensitive cases
 BIG = 10 * 1024 * 1024
 
 SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer",
@@ -99,14 +100,14 @@ def describe_rc(rc):
 class Server:
     """One h3wt-server on an ephemeral UDP port of 127.0.0.1."""
 
-    def __init__(self, t, name, log_level="info"):
+    def __init__(self, t, name, log_level="info", extra=()):
         self.t = t
         self.name = name
         self.out_path = os.path.join(t.dir, name + ".stdout")
         self.err_path = os.path.join(t.dir, name + ".stderr")
         self.cmd = WRAPPER + [ARGS.server, "--port", "0", "--addr", "127.0.0.1",
                     "--no-http", "--cert-dir", t.certdir,
-                    "--log-level", log_level]
+                    "--log-level", log_level, *map(str, extra)]
         self.proc = None
         self.port = None
         self.stopped = False
@@ -164,23 +165,34 @@ class Server:
     def stop(self):
         if self.stopped or self.proc is None:
             return
-        self.stopped = True
-        check(self.alive(), f"{self.name} was dead before SIGTERM "
+        self.terminate()
+        self.wait_exit(STOP_TIMEOUT)
+
+    def terminate(self, what="SIGTERM"):
+        """Sends SIGTERM; the server must have been alive."""
+        check(self.alive(), f"{self.name} was dead before {what} "
                             f"({describe_rc(self.proc.returncode)})")
-        log(f"SIGTERM {self.name}")
-        t0 = time.monotonic()
+        log(f"{what} {self.name}")
+        self.stopped = True
         self.proc.send_signal(signal.SIGTERM)
+
+    def wait_exit(self, timeout):
+        """Waits for the exit after terminate(): status 0, 'stopped' said,
+        no sanitizer report.  Returns the seconds waited."""
+        t0 = time.monotonic()
         try:
-            rc = self.proc.wait(STOP_TIMEOUT)
+            rc = self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
             self.kill()
-            raise TestFailure(f"{self.name} did not exit within {STOP_TIMEOUT} s of SIGTERM")
-        log(f"{self.name} exited {rc} after {time.monotonic() - t0:.2f} s")
+            raise TestFailure(f"{self.name} did not exit within {timeout} s of SIGTERM")
+        took = time.monotonic() - t0
+        log(f"{self.name} exited {rc} after {took:.2f} s")
         err = self.stderr()
         for marker in SANITIZER_MARKERS:
             check(marker not in err, f"{self.name}: sanitizer report ({marker!r}) on stderr")
         check_eq(rc, 0, f"{self.name} exit status after SIGTERM")
         check("stopped" in err, f"{self.name}: no 'stopped' on stderr after SIGTERM")
+        return took
 
     def kill(self):
         if self.alive():
@@ -287,29 +299,38 @@ def wt_client(t, url, *extra, timeout=CLIENT_TIMEOUT, expect_rc=0):
                        time.monotonic() - t0, expect_rc)
 
 
+def wt_client_start(url, *extra, timeout=CLIENT_TIMEOUT):
+    """Starts h3wt-client -k --wt url extra... in the background; finish it
+    with wt_client_finish()."""
+    cmd = client_cmd(url, extra, timeout)
+    return (cmd, timeout, time.monotonic(), subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL, env=clean_env()))
+
+
+def wt_client_finish(t, started, expect_rc=0, quiet=False):
+    """Waits for a client from wt_client_start(); a hang is a failure."""
+    cmd, timeout, t0, p = started
+    try:
+        out, err = p.communicate(timeout=timeout + 15)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        out, err = p.communicate()
+        raise TestFailure(f"h3wt-client did not finish within {timeout + 15} s: "
+                          f"{' '.join(cmd)}\nstderr: {short(err)}")
+    return client_done(t, cmd, p.returncode, out, err, time.monotonic() - t0,
+                       expect_rc, quiet)
+
+
 def wt_clients(t, runs, timeout=CLIENT_TIMEOUT):
     """Runs several h3wt-client --wt at once; runs is a list of
     (url, extra args); all must exit 0.  Returns their Results."""
-    procs = []
-    for url, extra in runs:
-        cmd = client_cmd(url, extra, timeout)
-        procs.append((cmd, time.monotonic(), subprocess.Popen(
-            cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            stdin=subprocess.DEVNULL, env=clean_env())))
-    log(f"$ {len(procs)} x {' '.join(procs[0][0])}")
+    started = [wt_client_start(url, *extra, timeout=timeout) for url, extra in runs]
+    log(f"$ {len(started)} x {' '.join(started[0][0])}")
     results, failure = [], None
-    for cmd, t0, p in procs:
+    for st in started:
         try:
-            out, err = p.communicate(timeout=timeout + 15)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            out, err = p.communicate()
-            failure = failure or (f"h3wt-client did not finish within {timeout + 15} s: "
-                                  f"{' '.join(cmd)}\nstderr: {short(err)}")
-            continue
-        try:
-            results.append(client_done(t, cmd, p.returncode, out, err,
-                                       time.monotonic() - t0, 0, quiet=True))
+            results.append(wt_client_finish(t, st, quiet=True))
         except TestFailure as e:
             failure = failure or str(e)
     if failure:
@@ -331,8 +352,8 @@ class Test:
         self.servers = []
         self.clients = []
 
-    def server(self, log_level="info"):
-        s = Server(self, f"server{len(self.servers)}", log_level)
+    def server(self, log_level="info", extra=()):
+        s = Server(self, f"server{len(self.servers)}", log_level, extra)
         self.servers.append(s)
         return s.start()
 
@@ -540,6 +561,65 @@ def ticker(t):
     check_clean_closes(r, 1, 1000, "enough ticks")
     seen = srv.wait_log(r"\[/wt/ticker s\d+\] session closed: (.*)$")
     check_eq(seen, ["code 1000 reason 'enough ticks'"], "the ticker's close log")
+
+
+@case
+def graceful_shutdown(t):
+    """SIGTERM drains (GOAWAY, WT_DRAIN_SESSION): (1) a 20 MiB stream echo
+    in flight finishes byte-exact and the server exits as soon as it has,
+    long before the deadline; (2) a session that stays open (the ticker)
+    is closed at the deadline with code 0 and 'server shutting down', new
+    connections are not accepted meanwhile, and the server exits 0;
+    (3) a second SIGTERM closes at once."""
+    srv = t.server(extra=["--drain-timeout", 60000])
+    echo = wt_client_start(srv.url("/wt/echo"), "--streams", 1,
+                           "--stream-bytes", 2 * BIG, "--close-code", 7,
+                           "--close-reason", "done")
+    check(srv.wait_log(r"session ready /wt/echo$", 1, 10 * SLOW),
+          "the echo session never became ready")
+    srv.terminate()
+    r = wt_client_finish(t, echo)
+    check_eq(r.streams(), (1, 0, 2 * BIG), "the stream in flight at SIGTERM")
+    check(re.search(r"^session drain: s0$", r.out, re.M),
+          f"the client was not asked to drain: {r!r}")
+    check_clean_closes(r, 1, 7, "done")
+    took = srv.wait_exit(STOP_TIMEOUT)
+    check(took < 30, f"the server waited {took:.1f} s after its last session ended")
+    check(srv.wait_log(r" server +drained$"), "no 'drained' line")
+
+    srv = t.server(extra=["--drain-timeout", int(1500 * SLOW)])
+    ticker = wt_client_start(srv.url("/wt/ticker"), "--read-server-streams", 60)
+    check(srv.wait_log(r"session ready /wt/ticker$", 1, 10 * SLOW),
+          "the ticker session never became ready")
+    t0 = time.monotonic()
+    srv.terminate()
+    check(srv.wait_log(r"draining 1 connection", 1, 5 * SLOW), "no 'draining' line")
+    late = wt_client(t, srv.url("/wt/echo"), "--datagrams", 1, timeout=2 * SLOW,
+                     expect_rc=None)
+    check(late.rc != 0 and late.sessions_ready() == 0,
+          f"a new connection was served while draining: {late!r}")
+    srv.wait_exit(STOP_TIMEOUT + 3 * SLOW)
+    waited = time.monotonic() - t0
+    check(waited >= 1.4 * SLOW, f"the server exited {waited:.2f} s after SIGTERM, "
+                                f"before its 1.5 s deadline")
+    r = wt_client_finish(t, ticker, expect_rc=None)
+    check(re.search(r"^session drain: s0$", r.out, re.M), f"no drain line: {r!r}")
+    check_eq(r.closes(), [(0, 0, "server shutting down")],
+             "how the ticker session ended")
+    check(srv.wait_log(r"drain deadline: closing 1 connection\(s\), 1 session\(s\)"),
+          "no 'drain deadline' line")
+
+    srv = t.server(extra=["--drain-timeout", 60000])
+    ticker = wt_client_start(srv.url("/wt/ticker"), "--read-server-streams", 60)
+    check(srv.wait_log(r"session ready /wt/ticker$", 1, 10 * SLOW),
+          "the ticker session never became ready")
+    srv.terminate()
+    check(srv.wait_log(r"draining 1 connection", 1, 5 * SLOW), "no 'draining' line")
+    srv.proc.send_signal(signal.SIGTERM)
+    took = srv.wait_exit(5 * SLOW)
+    check("SIGTERM again, closing now" in srv.stderr(), "no 'closing now' line")
+    r = wt_client_finish(t, ticker, expect_rc=None)
+    check_eq(len(r.closes()), 1, f"the ticker session did not end: {r!r}")
 
 
 @case

@@ -172,6 +172,16 @@ typedef void (*h3wt_server_close_cb)(h3wt_server *server, void *user_data);
 void h3wt_server_close(h3wt_server *server, h3wt_server_close_cb cb,
                        void *user_data);
 
+/* Stops serving gracefully: no new connections; every connection gets
+   GOAWAY (requests already received complete, later ones are refused) and
+   every WebTransport session WT_DRAIN_SESSION.  A connection closes once
+   nothing is in flight on it; when none is left, or after timeout_ms, the
+   server closes as h3wt_server_close() does, first closing the sessions
+   still open with code 0 and reason "server shutting down".  cb as for
+   h3wt_server_close(); calling that during the drain cuts it short. */
+void h3wt_server_shutdown(h3wt_server *server, uint64_t timeout_ms,
+                          h3wt_server_close_cb cb, void *user_data);
+
 /* Frees the server.  Call after the close callback (or before listening). */
 void h3wt_server_del(h3wt_server *server);
 
