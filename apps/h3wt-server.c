@@ -65,6 +65,10 @@ static void usage(FILE *f) {
           "                         finish for up to MS (default 5000; a "
           "second\n"
           "                         signal stops at once)\n"
+          "      --max-handshakes-per-addr N\n"
+          "                         new connections per second from one "
+          "address\n"
+          "                         before Retry (default 100; 0 = never)\n"
           "  -h, --help\n");
 }
 
@@ -254,6 +258,7 @@ int main(int argc, char **argv) {
       {"no-http", no_argument, 0, 'N'},
       {"wt-origin", required_argument, 0, 'O'},
       {"drain-timeout", required_argument, 0, 'D'},
+      {"max-handshakes-per-addr", required_argument, 0, 'R'},
       {"help", no_argument, 0, 'h'},
       {0, 0, 0, 0}};
   h3wt_server_settings s;
@@ -331,6 +336,16 @@ int main(int argc, char **argv) {
         return 2;
       }
       break;
+    case 'R': {
+      uint64_t v;
+      if (parse_uint(optarg, UINT32_MAX, &v) != 0) {
+        fprintf(stderr, "h3wt-server: bad --max-handshakes-per-addr '%s'\n",
+                optarg);
+        return 2;
+      }
+      s.max_handshakes_per_addr = (uint32_t)v;
+      break;
+    }
     case 'N':
       no_http = 1;
       break;
