@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds and runs the libFuzzer targets (clang, with ASan + UBSan) over the
 # parsers of peer bytes, each for SECONDS (default 30).
-#   scripts/fuzz.sh [SECONDS] [TARGET...]      targets: path wtproto
+#   scripts/fuzz.sh [SECONDS] [TARGET...]      targets: path wtproto http1
 # New inputs go to a scratch corpus under build-fuzz/, never into the
 # repository's seed corpus (tests/fuzz/corpus/<target>); a crash leaves its
 # input in build-fuzz/ and fails the run.
@@ -10,20 +10,30 @@ cd "$(dirname "$0")/.."
 SECONDS_EACH=${1:-30}
 shift || true
 TARGETS=("$@")
-[ ${#TARGETS[@]} -gt 0 ] || TARGETS=(path wtproto)
+[ ${#TARGETS[@]} -gt 0 ] || TARGETS=(path wtproto http1)
 CC=${FUZZ_CC:-clang}
 OUT=build-fuzz
 mkdir -p "$OUT"
 declare -A SOURCES=(
   [path]="lib/h3wt_path.c"
   [wtproto]="lib/h3wt_wtproto.c"
+  [http1]="apps/h3wt_http1.c lib/h3wt_path.c"
+)
+# http1 drives the real listener over loopback TCP: libuv and llhttp.
+declare -A LIBS=(
+  [http1]="-Iapps $(pkg-config --cflags --libs libuv libllhttp 2>/dev/null || echo -luv -lllhttp)"
 )
 for t in "${TARGETS[@]}"; do
   src=${SOURCES[$t]:?unknown fuzz target $t}
   bin="$OUT/fuzz_$t"
-  if [ ! -x "$bin" ] || [ "tests/fuzz/fuzz_$t.c" -nt "$bin" ] || [ "$src" -nt "$bin" ]; then
+  stale=0
+  for f in "tests/fuzz/fuzz_$t.c" $src; do
+    [ "$f" -nt "$bin" ] && stale=1
+  done
+  if [ ! -x "$bin" ] || [ $stale = 1 ]; then
+    # shellcheck disable=SC2086 # word splitting of the lists is meant
     $CC -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
-      -Ilib "tests/fuzz/fuzz_$t.c" $src -o "$bin"
+      -Ilib -Ilib/include "tests/fuzz/fuzz_$t.c" $src ${LIBS[$t]:-} -o "$bin"
   fi
   corpus="$OUT/corpus-$t"
   mkdir -p "$corpus"
