@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds everything and runs the whole test suite: unit and integration
 # tests in a warnings-as-errors build, then the same tests again in an
-# AddressSanitizer + UndefinedBehaviorSanitizer build.  Installs what it
+# AddressSanitizer + UndefinedBehaviorSanitizer build, then the integration
+# suites once more with the server under valgrind's memcheck.  Installs what it
 # needs first (scripts/bootstrap.sh), so it works on a fresh Debian 12.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,4 +28,6 @@ echo "== tests under ASan + UBSan"
 ctest --test-dir build-asan --output-on-failure -j "$JOBS" || status=1
 echo "== tests"
 ctest --test-dir build --output-on-failure -j "$JOBS" || status=1
+echo "== integration tests, server under valgrind memcheck"
+scripts/valgrind.sh || status=1
 exit $status

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the integration and WebTransport integration suites with every
-# h3wt-server under valgrind's memcheck (too slow for the test command:
-# about 20x; expect tens of minutes).  Any memcheck error or definitely or
+# h3wt-server under valgrind's memcheck (the last step of scripts/test.sh;
+# about 2 minutes on 2 cores: the cases are light, and waits are scaled for
+# the ~20x slowdown).  Any memcheck error or definitely or
 # indirectly lost block makes the server exit 99, which fails its case.
 #   scripts/valgrind.sh [CTEST_REGEX]     default: the integration and wt cases
 # Uses the build/ tree of scripts/test.sh (RelWithDebInfo: line numbers in
