@@ -3,6 +3,7 @@
  * host's loop.  Same layers as the server (udp, quic, h3), one connection.
  */
 #include <netdb.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -59,6 +60,7 @@ struct h3wt_client {
   int dirty;
   int connected;
   int closed; /* on_closed was called */
+  int del_pending; /* h3wt_client_del() ran while handles were closing */
   int handles;
   int waiting; /* requests wait for stream credit */
   h3wt_client_request *reqs;
@@ -72,6 +74,8 @@ void h3wt_client_settings_default(h3wt_client_settings *s) {
   s->log_level = H3WT_LOG_WARN;
   s->handshake_timeout_ms = 10000;
   s->idle_timeout_ms = 30000;
+  s->max_stream_queue = 256 * 1024;
+  s->max_session_queue = 1024 * 1024;
 }
 
 /* ---- requests ----------------------------------------------------------- */
@@ -441,9 +445,13 @@ static void hc_ready(h3wt_h3_conn *h3, void *ud) {
 
 /* ---- driving the connection ---------------------------------------------- */
 
+static void client_free(h3wt_client *cl);
+
 static void handle_closed(uv_handle_t *h) {
   h3wt_client *cl = h->data;
-  --cl->handles;
+  if (--cl->handles == 0 && cl->del_pending) {
+    client_free(cl);
+  }
 }
 
 /* The connection is over: fail what is open, tell the host, release the
@@ -587,7 +595,12 @@ int h3wt_client_new(h3wt_client **pcl, uv_loop_t *loop,
     return H3WT_ERR_NOMEM;
   }
   cl->loop = loop;
-  cl->settings = *s;
+  /* An older caller's struct is shorter: only its fields are read. */
+  h3wt_client_settings_default(&cl->settings);
+  memcpy(&cl->settings, s,
+         s->version == H3WT_CLIENT_SETTINGS_V1
+             ? offsetof(h3wt_client_settings, max_stream_queue)
+             : sizeof(*s));
   cl->user_data = user_data;
   if (cbs) {
     cl->cbs = *cbs;
@@ -656,6 +669,10 @@ int h3wt_client_new(h3wt_client **pcl, uv_loop_t *loop,
   cl->hcbs.streams_available = hc_streams_available;
   cl->hcbs.want_write = hc_want_write;
   h3wt_wt_limits_default(&cl->wt_limits);
+  if (cl->settings.max_stream_queue) {
+    cl->wt_limits.max_stream_queue = cl->settings.max_stream_queue;
+  }
+  cl->wt_limits.max_session_queue = cl->settings.max_session_queue;
   cl->hcfg.wt = &cl->wt_limits;
   cl->hcfg.log = &cl->log;
   cl->hcfg.cbs = &cl->hcbs;
@@ -711,6 +728,16 @@ void h3wt_client_del(h3wt_client *cl) {
   if (!cl) {
     return;
   }
+  if (cl->handles > 0) {
+    /* Called from on_closed (or right after it): libuv still holds the
+       handles inside cl until their close callbacks run. */
+    cl->del_pending = 1;
+    return;
+  }
+  client_free(cl);
+}
+
+static void client_free(h3wt_client *cl) {
   while (cl->reqs) {
     h3wt_client_request *r = cl->reqs;
     creq_unlink(r);

@@ -14,6 +14,7 @@
 
 #include <arpa/inet.h>
 #include <inttypes.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -99,6 +100,8 @@ struct h3wt_server {
   wt_route *wt_routes;
   size_t nwt_routes;
   h3wt_wt_limits wt_limits;
+  h3wt_wt_stats wt_stats; /* every connection's WebTransport counters */
+  h3wt_server_stats stats; /* the rest of h3wt_server_get_stats() */
   h3wt_static_mount **mounts;
   size_t nmounts;
   char altsvc[32];
@@ -134,6 +137,7 @@ void h3wt_server_settings_default(h3wt_server_settings *s) {
   s->max_stream_queue = 256 * 1024;
   s->max_datagram_queue = 256;
   s->max_handshakes_per_addr = 100;
+  s->max_session_queue = 1024 * 1024;
 }
 
 const h3wt_logger *h3wt_server_logger(const h3wt_server *server) {
@@ -312,6 +316,15 @@ static int submit_headers(h3wt_request *req, int status,
     free(all);
   }
   if (rv == 0) {
+    uint64_t *cls[] = {NULL,
+                       NULL,
+                       &srv->stats.responses_2xx,
+                       &srv->stats.responses_3xx,
+                       &srv->stats.responses_4xx,
+                       &srv->stats.responses_5xx};
+    if (status / 100 < 6 && cls[status / 100]) {
+      ++*cls[status / 100];
+    }
     req->responded = 1;
     if (!has_body || req->head) {
       req->ended = 1;
@@ -362,6 +375,7 @@ static int write_check(h3wt_request *req) {
   }
   if (req->sendq.unacked >= req->server->settings.max_response_queue) {
     req->want_writable = 1;
+    ++req->server->stats.limit_max_response_queue;
     return H3WT_ERR_WOULDBLOCK;
   }
   return 0;
@@ -465,6 +479,7 @@ static int hs_begin_headers(h3wt_h3_conn *h3, int64_t stream_id, void *ud,
   req->server = c->server;
   req->conn = c;
   req->stream_id = stream_id;
+  ++c->server->stats.requests_total;
   req->content_length = -1;
   h3wt_sendq_init(&req->sendq);
   req->next = c->requests;
@@ -568,6 +583,8 @@ static void dispatch_connect(h3wt_request *req) {
     }
   }
   if (!rt || !wt) {
+    ++srv->stats.sessions_rejected;
+    ++srv->stats.sessions_rejected_404;
     h3wt_request_stop_reading(req);
     respond_error(req, 404, NULL, NULL);
     return;
@@ -577,6 +594,9 @@ static void dispatch_connect(h3wt_request *req) {
              "[%s/%" PRId64 "] session limit (%u) reached: 429",
              h3wt_quic_conn_name(req->conn->qc), req->stream_id,
              srv->settings.max_sessions_per_conn);
+    ++srv->stats.sessions_rejected;
+    ++srv->stats.sessions_rejected_429;
+    ++srv->stats.limit_max_sessions_per_conn;
     h3wt_request_stop_reading(req);
     respond_error(req, 429, NULL, NULL);
     return;
@@ -601,6 +621,16 @@ static void dispatch_connect(h3wt_request *req) {
              "[%s/%" PRId64 "] session to %s rejected: %d",
              h3wt_quic_conn_name(req->conn->qc), req->stream_id, req->path,
              status);
+    ++srv->stats.sessions_rejected;
+    if (status == 403) {
+      ++srv->stats.sessions_rejected_403;
+    } else if (status == 404) {
+      ++srv->stats.sessions_rejected_404;
+    } else if (status == 429) {
+      ++srv->stats.sessions_rejected_429;
+    } else {
+      ++srv->stats.sessions_rejected_other;
+    }
     h3wt_wt_session_rejected(s, status);
     h3wt_request_stop_reading(req);
     respond_error(req, status >= 400 && status <= 599 ? status : 500, NULL,
@@ -631,6 +661,7 @@ static void dispatch(h3wt_request *req, int fin) {
   size_t pathlen;
 
   if (req->too_large_hdr) {
+    ++srv->stats.limit_max_header_bytes;
     h3wt_request_stop_reading(req);
     respond_error(req, 431, NULL, NULL);
     return;
@@ -650,6 +681,7 @@ static void dispatch(h3wt_request *req, int fin) {
   req->head = strcmp(req->method, "HEAD") == 0;
   if (req->content_length >= 0 &&
       (uint64_t)req->content_length > srv->settings.max_request_body) {
+    ++srv->stats.limit_max_request_body;
     h3wt_request_stop_reading(req);
     respond_error(req, 413, NULL, NULL);
     return;
@@ -703,6 +735,7 @@ static int hs_recv_data(h3wt_h3_conn *h3, int64_t stream_id,
        (nothing more is buffered) and answer 413 if we still can. */
     h3wt_request_stop_reading(req);
     if (!req->responded) {
+      ++req->server->stats.limit_max_request_body;
       respond_error(req, 413, NULL, NULL);
     }
     return 0;
@@ -819,6 +852,9 @@ static void conn_free(srv_conn *c, uint64_t code) {
     return;
   }
   c->dead = 1;
+  if (c->qc && !srv->closing && !h3wt_quic_conn_handshake_done(c->qc)) {
+    ++srv->stats.handshake_failures;
+  }
   if (c->qc) {
     size_t n = h3wt_quic_conn_cids(c->qc, cids, lens, 20);
     for (size_t i = 0; i < n; ++i) {
@@ -1012,6 +1048,7 @@ static void on_datagram(h3wt_udp *udp, const struct sockaddr *remote,
       }
       if (n > 0) {
         h3wt_udp_send(udp, remote, out, (size_t)n, 0);
+        ++srv->stats.limit_max_handshakes_per_addr;
         if (srv->log.level >= H3WT_LOG_DEBUG) {
           char addr[64];
           h3wt_addr_format(remote, addr, sizeof(addr));
@@ -1024,6 +1061,7 @@ static void on_datagram(h3wt_udp *udp, const struct sockaddr *remote,
       /* n == 0: this Initial answers a Retry; its token is checked below. */
     }
     if (srv->nconns >= srv->settings.max_connections) {
+      ++srv->stats.limit_max_connections;
       H3WT_LOG(&srv->log, H3WT_LOG_WARN, "server",
                "connection limit (%u) reached: new connection dropped",
                srv->settings.max_connections);
@@ -1059,6 +1097,7 @@ static void on_datagram(h3wt_udp *udp, const struct sockaddr *remote,
     }
     srv->conns = c;
     ++srv->nconns;
+    ++srv->stats.connections_total;
     if (srv->log.level >= H3WT_LOG_DEBUG) {
       char addr[64];
       h3wt_addr_format(remote, addr, sizeof(addr));
@@ -1103,7 +1142,13 @@ int h3wt_server_new(h3wt_server **psrv, uv_loop_t *loop,
     return H3WT_ERR_NOMEM;
   }
   srv->loop = loop;
-  srv->settings = *settings;
+  /* A caller built against an older header passed a shorter struct: take
+     only its fields, the later ones keep their defaults. */
+  h3wt_server_settings_default(&srv->settings);
+  memcpy(&srv->settings, settings,
+         settings->version == H3WT_SERVER_SETTINGS_V1
+             ? offsetof(h3wt_server_settings, max_session_queue)
+             : sizeof(*settings));
   srv->settings.host = keep(srv, 0, settings->host ? settings->host : "::");
   srv->settings.cert_file = keep(srv, 1, settings->cert_file);
   srv->settings.key_file = keep(srv, 2, settings->key_file);
@@ -1179,7 +1224,9 @@ int h3wt_server_new(h3wt_server **psrv, uv_loop_t *loop,
   srv->wt_limits.max_streams_per_session =
       srv->settings.max_streams_per_session;
   srv->wt_limits.max_stream_queue = srv->settings.max_stream_queue;
+  srv->wt_limits.max_session_queue = srv->settings.max_session_queue;
   srv->wt_limits.max_datagram_queue = srv->settings.max_datagram_queue;
+  srv->wt_limits.stats = &srv->wt_stats;
   srv->hcfg.wt = &srv->wt_limits;
 
   *psrv = srv;
@@ -1220,6 +1267,42 @@ int h3wt_server_listen(h3wt_server *srv) {
   snprintf(srv->altsvc, sizeof(srv->altsvc), "h3=\":%u\"",
            h3wt_server_port(srv));
   uv_prepare_start(&srv->flush, flush_cb);
+  return 0;
+}
+
+int h3wt_server_get_stats(const h3wt_server *srv, h3wt_server_stats *out) {
+  const h3wt_wt_stats *w;
+  h3wt_server_stats st;
+  if (!srv || !out || out->version != H3WT_SERVER_STATS_V1) {
+    return H3WT_ERR_INVALID_ARGUMENT;
+  }
+  w = &srv->wt_stats;
+  st = srv->stats;
+  st.version = out->version;
+  st.connections_current = srv->nconns;
+  st.sessions_current = w->sessions_current;
+  st.sessions_total = w->sessions_total;
+  st.wt_streams_bidi_peer = w->streams_bidi_peer;
+  st.wt_streams_uni_peer = w->streams_uni_peer;
+  st.wt_streams_bidi_local = w->streams_bidi_local;
+  st.wt_streams_uni_local = w->streams_uni_local;
+  st.wt_streams_rejected_buffered = w->streams_refused_buffered;
+  st.datagrams_received = w->dgrams_received;
+  st.datagrams_received_dropped = w->dgrams_received_dropped;
+  st.datagrams_sent = w->dgrams_sent;
+  st.datagrams_dropped_queue_full = w->dgrams_dropped_full;
+  st.datagrams_dropped_too_large = w->dgrams_dropped_too_large;
+  st.udp_bytes_received = srv->udp.stats.rx_bytes;
+  st.udp_datagrams_received = srv->udp.stats.rx_datagrams;
+  st.udp_bytes_sent = srv->udp.stats.tx_bytes;
+  st.udp_datagrams_sent = srv->udp.stats.tx_datagrams;
+  st.udp_send_dropped = srv->udp.stats.tx_dropped;
+  st.limit_max_streams_per_session = w->streams_refused_limit;
+  st.limit_max_stream_queue = w->wouldblock_stream;
+  st.limit_max_session_queue = w->wouldblock_session;
+  st.limit_max_datagram_queue = w->dgrams_dropped_full;
+  /* Later versions append fields: copy only what this caller's has. */
+  memcpy(out, &st, sizeof(st));
   return 0;
 }
 

@@ -79,6 +79,9 @@ struct h3wt_session {
   int stream_gone;    /* the CONNECT stream is closed */
   int deferred;
   uint32_t peer_streams; /* concurrent peer-opened streams */
+  uint64_t queued;       /* unacknowledged bytes of all its streams */
+  int budget_wait;       /* a stream waits for the session budget */
+  int counted;           /* in stats->sessions_current */
   h3wt_stream *streams;
   h3wt_session *prev, *next;
   h3wt_session *dnext;
@@ -99,6 +102,8 @@ struct h3wt_wt_conn {
   h3wt_dgramq early_dgrams;       /* received before their session */
   h3wt_stream *dstreams;          /* deferred stream closes */
   h3wt_session *dsessions;        /* deferred session closes */
+  h3wt_wt_stats *stats;           /* limits.stats, or own */
+  h3wt_wt_stats own;
 };
 
 #define LOGID(wt) h3wt_quic_conn_name(h3wt_h3_quic((wt)->h3))
@@ -107,9 +112,11 @@ void h3wt_wt_limits_default(h3wt_wt_limits *l) {
   l->max_sessions = 16;
   l->max_streams_per_session = 256;
   l->max_stream_queue = 256 * 1024;
+  l->max_session_queue = 1024 * 1024;
   l->max_datagram_queue = 256;
   l->max_orphan_streams = 16;
   l->max_orphan_bytes = 16 * 1024;
+  l->stats = NULL;
 }
 
 static h3wt_quic_conn *QC(const h3wt_wt_conn *wt) {
@@ -138,6 +145,7 @@ int h3wt_wt_conn_new(h3wt_wt_conn **pwt, h3wt_h3_conn *h3,
   wt->limits = *limits;
   wt->log = log;
   wt->server = server;
+  wt->stats = limits->stats ? limits->stats : &wt->own;
   h3wt_dgramq_init(&wt->dgrams, limits->max_datagram_queue,
                    limits->max_datagram_queue * 1500);
   h3wt_dgramq_init(&wt->early_dgrams, 16, 16 * 1500);
@@ -146,12 +154,21 @@ int h3wt_wt_conn_new(h3wt_wt_conn **pwt, h3wt_h3_conn *h3,
 }
 
 static void stream_free(h3wt_stream *st) {
+  /* Bytes never acknowledged (a reset, a lost connection) leave the
+     session's budget with the stream.  A stream never outlives its
+     session (sessions wait for their streams in the deferred pass). */
+  if (st->session) {
+    st->session->queued -= st->out.unacked;
+  }
   h3wt_sendq_free(&st->out);
   h3wt_sendq_free(&st->early);
   free(st);
 }
 
 static void session_free(h3wt_session *s) {
+  if (s->counted) {
+    --s->wt->stats->sessions_current;
+  }
   for (size_t i = 0; i < s->nheaders; ++i) {
     free((void *)s->headers[i].name);
   }
@@ -504,6 +521,9 @@ void h3wt_wt_session_ready(h3wt_session *s) {
     return;
   }
   s->state = S_READY;
+  s->counted = 1;
+  ++wt->stats->sessions_current;
+  ++wt->stats->sessions_total;
   H3WT_LOG(wt->log, H3WT_LOG_INFO, "wt", "[%s/%lld] session ready %s",
            LOGID(wt), (long long)s->id, s->path);
   if (s->handler->on_session_ready) {
@@ -539,6 +559,7 @@ void h3wt_wt_session_ready(h3wt_session *s) {
 
 /* Resets a stream that waited for a session that will not come. */
 static void reject_stream(h3wt_stream *st, uint64_t code) {
+  ++st->wt->stats->streams_refused_buffered;
   h3wt_quic_shutdown_stream(QC(st->wt), st->id, code);
   stream_defer_close(st);
 }
@@ -773,6 +794,12 @@ int h3wt_session_open_stream(h3wt_session *s, int bidi, h3wt_stream **pst) {
     stream_free(st);
     return H3WT_ERR_NOMEM;
   }
+  s->queued += st->hdr_len;
+  if (bidi) {
+    ++wt->stats->streams_bidi_local;
+  } else {
+    ++wt->stats->streams_uni_local;
+  }
   link_stream(st);
   wq_add(wt, st);
   *pst = st;
@@ -786,6 +813,7 @@ int h3wt_session_send_datagram(h3wt_session *s, const void *data,
     return H3WT_ERR_INVALID_STATE;
   }
   if (len > h3wt_session_max_datagram(s)) {
+    ++s->wt->stats->dgrams_dropped_too_large;
     return H3WT_ERR_TOO_LARGE;
   }
   /* RFC 9297 2.1: the Quarter Stream ID, then the payload. */
@@ -794,6 +822,8 @@ int h3wt_session_send_datagram(h3wt_session *s, const void *data,
                             data, len);
   if (rv == 0) {
     h3wt_h3_want_write(s->wt->h3);
+  } else {
+    ++s->wt->stats->dgrams_dropped_full;
   }
   return rv;
 }
@@ -881,13 +911,35 @@ static int can_write(const h3wt_stream *st) {
   return 0;
 }
 
+static int session_full(const h3wt_session *s) {
+  size_t max = s->wt->limits.max_session_queue;
+  return max && s->queued >= max;
+}
+
+/* Below half the budget: room enough that waking writers is worth it
+   (the same hysteresis as the per-stream limit). */
+static int session_roomy(const h3wt_session *s) {
+  size_t max = s->wt->limits.max_session_queue;
+  return !max || s->queued < max / 2;
+}
+
 int h3wt_stream_write(h3wt_stream *st, const void *data, size_t len) {
   int rv = can_write(st);
+  h3wt_session *s = st->session; /* set: can_write checked it */
   if (rv != 0) {
     return rv;
   }
   if (st->out.unacked >= st->wt->limits.max_stream_queue) {
     st->want_writable = 1;
+    ++st->wt->stats->wouldblock_stream;
+    return H3WT_ERR_WOULDBLOCK;
+  }
+  if (session_full(s)) {
+    /* The session as a whole holds its budget: this stream waits for acks
+       on any of them (the sweep in h3wt_wt_stream_acked). */
+    st->want_writable = 1;
+    s->budget_wait = 1;
+    ++st->wt->stats->wouldblock_session;
     return H3WT_ERR_WOULDBLOCK;
   }
   if (len == 0) {
@@ -895,6 +947,7 @@ int h3wt_stream_write(h3wt_stream *st, const void *data, size_t len) {
   }
   rv = h3wt_sendq_append(&st->out, data, len);
   if (rv == 0) {
+    s->queued += len;
     wq_add(st->wt, st);
   }
   return rv;
@@ -1000,18 +1053,25 @@ static int attach_peer_stream(h3wt_wt_conn *wt, int64_t id, uint64_t sid,
              "[%s/%lld] session %llu over its stream limit (%u): refused",
              LOGID(wt), (long long)id, (unsigned long long)sid,
              wt->limits.max_streams_per_session);
+    ++wt->stats->streams_refused_limit;
     h3wt_quic_shutdown_stream(QC(wt), id, H3WT_WT_FLOW_CONTROL_ERROR);
     return 0;
   }
   if ((!s || s->state != S_READY) &&
       wt->norphans >= wt->limits.max_orphan_streams) {
     /* Too many streams waiting for sessions that are not there. */
+    ++wt->stats->streams_refused_buffered;
     h3wt_quic_shutdown_stream(QC(wt), id, H3WT_WT_BUFFERED_STREAM_REJECTED);
     return 0;
   }
   st = stream_new(wt, id, (int64_t)sid);
   if (!st) {
     return -2;
+  }
+  if (st->bidi) {
+    ++wt->stats->streams_bidi_peer;
+  } else {
+    ++wt->stats->streams_uni_peer;
   }
   h3wt_quic_set_stream_data(QC(wt), id, st);
   if (s && s->state == S_READY) {
@@ -1129,18 +1189,54 @@ int h3wt_wt_recv_stream_data(h3wt_wt_conn *wt, int64_t stream_id,
                                   len - skip, fin, prebuf, prelen, h3err);
 }
 
+/* The session fell below half its budget: wake every stream that waits
+   and whose own queue has room.  Only on that crossing, so a busy session
+   costs no walk per acknowledgement.  Streams stay linked until the
+   deferred pass, so callbacks may close or open streams meanwhile. */
+static void session_sweep(h3wt_session *s) {
+  s->budget_wait = 0;
+  for (h3wt_stream *st = s->streams; st && s->state == S_READY;
+       st = st->next) {
+    if (!st->want_writable || st->closed ||
+        st->out.unacked >= s->wt->limits.max_stream_queue / 2) {
+      continue;
+    }
+    if (!session_roomy(s)) {
+      s->budget_wait = 1; /* a callback refilled it: the rest wait on */
+      break;
+    }
+    st->want_writable = 0;
+    if (s->handler->on_stream_writable) {
+      s->handler->on_stream_writable(st, s->route_data);
+    }
+  }
+}
+
 void h3wt_wt_stream_acked(h3wt_wt_conn *wt, h3wt_sud *sud, uint64_t n) {
   if (sud->kind != H3WT_SUD_WT) {
     return;
   }
   h3wt_stream *st = (h3wt_stream *)sud;
+  h3wt_session *s = st->session;
+  uint64_t before = st->out.unacked;
   h3wt_sendq_ack(&st->out, n);
+  if (!s) {
+    return;
+  }
+  s->queued -= before - st->out.unacked;
   if (st->want_writable && !st->closed &&
       st->out.unacked < wt->limits.max_stream_queue / 2) {
-    st->want_writable = 0;
-    if (st->session && st->session->handler->on_stream_writable) {
-      st->session->handler->on_stream_writable(st, st->session->route_data);
+    if (session_roomy(s)) {
+      st->want_writable = 0;
+      if (s->handler->on_stream_writable) {
+        s->handler->on_stream_writable(st, s->route_data);
+      }
+    } else {
+      s->budget_wait = 1; /* its own queue has room, the session not yet */
     }
+  }
+  if (s->budget_wait && session_roomy(s)) {
+    session_sweep(s);
   }
 }
 
@@ -1305,7 +1401,9 @@ void h3wt_wt_recv_datagram(h3wt_wt_conn *wt, const uint8_t *data,
                            size_t len) {
   uint64_t qsid;
   size_t n = h3wt_varint_decode(data, len, &qsid);
+  ++wt->stats->dgrams_received;
   if (!n || qsid > (H3WT_VARINT_MAX >> 2)) {
+    ++wt->stats->dgrams_received_dropped;
     return; /* RFC 9297 2.1: malformed; dropped */
   }
   h3wt_session *s = find_session(wt, (int64_t)(qsid * 4));
@@ -1314,11 +1412,13 @@ void h3wt_wt_recv_datagram(h3wt_wt_conn *wt, const uint8_t *data,
     return;
   }
   if (s && s->state == S_CLOSED) {
+    ++wt->stats->dgrams_received_dropped;
     return; /* after the close: dropped, never delivered */
   }
   /* Its session may still be on the way: keep a few (bounded, oldest
      first out when full). */
   if (h3wt_dgramq_push(&wt->early_dgrams, NULL, 0, data, len) != 0) {
+    ++wt->stats->dgrams_received_dropped;
     h3wt_dgramq_pop(&wt->early_dgrams);
     h3wt_dgramq_push(&wt->early_dgrams, NULL, 0, data, len);
   }
@@ -1332,12 +1432,14 @@ const uint8_t *h3wt_wt_datagram_front(h3wt_wt_conn *wt, size_t *len) {
   while ((d = h3wt_dgramq_front(&wt->dgrams, len)) && *len > max) {
     h3wt_dgramq_pop(&wt->dgrams);
     ++wt->dgrams.dropped;
+    ++wt->stats->dgrams_dropped_too_large;
   }
   return d;
 }
 
 void h3wt_wt_datagram_pop(h3wt_wt_conn *wt) {
   h3wt_dgramq_pop(&wt->dgrams);
+  ++wt->stats->dgrams_sent;
 }
 
 /* ---- SETTINGS ------------------------------------------------------------------------- */

@@ -31,13 +31,31 @@ typedef struct h3wt_sud {
 /* The marker for streams nghttp3 owns. */
 extern h3wt_sud h3wt_sud_h3;
 
+/* What the WebTransport layer counts (h3wt_server_stats takes these).
+   Plain increments on the loop thread. */
+typedef struct h3wt_wt_stats {
+  uint64_t sessions_current, sessions_total; /* established */
+  uint64_t streams_bidi_peer, streams_uni_peer;
+  uint64_t streams_bidi_local, streams_uni_local;
+  uint64_t streams_refused_limit;    /* over max_streams_per_session */
+  uint64_t streams_refused_buffered; /* WT_BUFFERED_STREAM_REJECTED */
+  uint64_t dgrams_received, dgrams_received_dropped, dgrams_sent;
+  uint64_t dgrams_dropped_full, dgrams_dropped_too_large;
+  uint64_t wouldblock_stream;  /* writes refused by max_stream_queue */
+  uint64_t wouldblock_session; /* writes refused by max_session_queue */
+} h3wt_wt_stats;
+
 typedef struct h3wt_wt_limits {
   uint32_t max_sessions;            /* per connection */
   uint32_t max_streams_per_session; /* concurrent, peer-opened */
   size_t max_stream_queue;          /* unacked bytes per stream */
+  size_t max_session_queue;         /* unacked bytes per session; 0: none */
   size_t max_datagram_queue;        /* datagrams per connection */
   size_t max_orphan_streams;        /* streams waiting for their session */
   size_t max_orphan_bytes;          /* bytes buffered per waiting stream */
+  /* Where every connection made with these limits counts (shared by all
+     connections of a server); NULL: each connection counts on its own. */
+  h3wt_wt_stats *stats;
 } h3wt_wt_limits;
 
 void h3wt_wt_limits_default(h3wt_wt_limits *l);

@@ -100,7 +100,8 @@ typedef struct h3wt_server h3wt_server;
 typedef struct h3wt_request h3wt_request;
 
 #define H3WT_SERVER_SETTINGS_V1 1
-#define H3WT_SERVER_SETTINGS_VERSION H3WT_SERVER_SETTINGS_V1
+#define H3WT_SERVER_SETTINGS_V2 2 /* adds max_session_queue */
+#define H3WT_SERVER_SETTINGS_VERSION H3WT_SERVER_SETTINGS_V2
 
 typedef struct h3wt_server_settings {
   int version; /* H3WT_SERVER_SETTINGS_VERSION */
@@ -145,6 +146,16 @@ typedef struct h3wt_server_settings {
      address (one more round trip) before the server keeps any state for
      it.  0: never.  Default 100. */
   uint32_t max_handshakes_per_addr;
+  /* V2.  Unacknowledged bytes all the streams of one WebTransport session
+     may hold together.  A write to any stream of a session that already
+     holds this many is refused with H3WT_ERR_WOULDBLOCK (nothing queued;
+     as for max_stream_queue, a write accepted below the limit may carry the
+     total past it by its own length), and that stream's
+     on_stream_writable follows once the session is back below half of it
+     (and the stream below half of max_stream_queue).  Bounds what one
+     session can pin in memory however many streams it opens.  0: no
+     session budget (only max_stream_queue).  Default 1 MiB. */
+  size_t max_session_queue;
 } h3wt_server_settings;
 
 /* Fills settings with the defaults. */
@@ -184,6 +195,66 @@ void h3wt_server_shutdown(h3wt_server *server, uint64_t timeout_ms,
 
 /* Frees the server.  Call after the close callback (or before listening). */
 void h3wt_server_del(h3wt_server *server);
+
+/* Counters of what the server did since h3wt_server_new().  Every counter
+   only grows, except the *_current ones.  They are plain increments on the
+   loop thread (no locks, no allocation): read them from that thread.
+   Fields are only ever appended; a new version macro names each addition. */
+#define H3WT_SERVER_STATS_V1 1
+#define H3WT_SERVER_STATS_VERSION H3WT_SERVER_STATS_V1
+
+typedef struct h3wt_server_stats {
+  int version; /* set by the caller: H3WT_SERVER_STATS_VERSION */
+  /* QUIC connections. */
+  uint64_t connections_current;
+  uint64_t connections_total;  /* state created for a new connection */
+  uint64_t handshake_failures; /* ended (error, timeout) before the TLS
+                                  handshake completed */
+  /* HTTP/3 requests: each is a peer-opened bidirectional stream. */
+  uint64_t requests_total; /* header sections received, CONNECTs included */
+  uint64_t responses_2xx, responses_3xx, responses_4xx, responses_5xx;
+  /* WebTransport sessions. */
+  uint64_t sessions_current;
+  uint64_t sessions_total;          /* accepted */
+  uint64_t sessions_rejected;       /* every refused CONNECT, as below */
+  uint64_t sessions_rejected_404;   /* no WebTransport route for the path */
+  uint64_t sessions_rejected_403;   /* the handler said 403 (origin) */
+  uint64_t sessions_rejected_429;   /* over max_sessions_per_conn */
+  uint64_t sessions_rejected_other; /* any other status */
+  /* WebTransport streams opened, by the peer and by the server. */
+  uint64_t wt_streams_bidi_peer, wt_streams_uni_peer;
+  uint64_t wt_streams_bidi_local, wt_streams_uni_local;
+  uint64_t wt_streams_rejected_buffered; /* reset with
+                                            WT_BUFFERED_STREAM_REJECTED */
+  /* WebTransport datagrams (payloads, per DATAGRAM frame). */
+  uint64_t datagrams_received;
+  uint64_t datagrams_received_dropped; /* malformed, or for no session */
+  uint64_t datagrams_sent;
+  uint64_t datagrams_dropped_queue_full; /* = limit_max_datagram_queue */
+  uint64_t datagrams_dropped_too_large;  /* over the path's datagram size */
+  /* UDP payload bytes and datagrams on the socket. */
+  uint64_t udp_bytes_received, udp_datagrams_received;
+  uint64_t udp_bytes_sent, udp_datagrams_sent;
+  uint64_t udp_send_dropped; /* socket buffer full: left to QUIC's
+                                retransmission */
+  /* What each limit of h3wt_server_settings refused. */
+  uint64_t limit_max_connections;       /* Initial packets dropped */
+  uint64_t limit_max_handshakes_per_addr; /* Retry packets sent */
+  uint64_t limit_max_request_body;      /* 413 answers */
+  uint64_t limit_max_header_bytes;      /* 431 answers */
+  uint64_t limit_max_response_queue;    /* request writes: WOULDBLOCK */
+  uint64_t limit_max_sessions_per_conn; /* 429 answers */
+  uint64_t limit_max_streams_per_session; /* peer streams reset */
+  uint64_t limit_max_stream_queue;      /* stream writes: WOULDBLOCK */
+  uint64_t limit_max_session_queue;     /* stream writes: WOULDBLOCK */
+  uint64_t limit_max_datagram_queue;    /* datagrams dropped */
+} h3wt_server_stats;
+
+/* Copies the counters into *stats, whose version field the caller sets
+   (only the fields of that version are written).  Returns 0 or
+   H3WT_ERR_INVALID_ARGUMENT (unknown version). */
+int h3wt_server_get_stats(const h3wt_server *server,
+                          h3wt_server_stats *stats);
 
 /* A request handler: callbacks for one route.  route_data is what was
    passed to h3wt_server_route(). */
@@ -290,7 +361,8 @@ typedef struct h3wt_client h3wt_client;
 typedef struct h3wt_client_request h3wt_client_request;
 
 #define H3WT_CLIENT_SETTINGS_V1 1
-#define H3WT_CLIENT_SETTINGS_VERSION H3WT_CLIENT_SETTINGS_V1
+#define H3WT_CLIENT_SETTINGS_V2 2 /* adds the WebTransport queue limits */
+#define H3WT_CLIENT_SETTINGS_VERSION H3WT_CLIENT_SETTINGS_V2
 
 typedef struct h3wt_client_settings {
   int version;         /* H3WT_CLIENT_SETTINGS_VERSION */
@@ -306,6 +378,11 @@ typedef struct h3wt_client_settings {
   h3wt_log_level log_level;  /* default H3WT_LOG_WARN */
   uint64_t handshake_timeout_ms; /* default 10000 */
   uint64_t idle_timeout_ms;      /* default 30000 */
+  /* V2.  WebTransport write limits, as the server's of the same names:
+     per stream (default 256 KiB) and per session (default 1 MiB; 0: no
+     session budget). */
+  size_t max_stream_queue;
+  size_t max_session_queue;
 } h3wt_client_settings;
 
 void h3wt_client_settings_default(h3wt_client_settings *settings);
@@ -332,7 +409,9 @@ int h3wt_client_new(h3wt_client **pclient, uv_loop_t *loop,
    follows. */
 void h3wt_client_close(h3wt_client *client);
 
-/* Frees the client: only after on_closed, or if it never connected. */
+/* Frees the client: from on_closed or any time after it (the memory goes
+   once libuv has released the client's handles, within a loop iteration),
+   or if it never connected. */
 void h3wt_client_del(h3wt_client *client);
 
 typedef struct h3wt_response_handler {
@@ -407,8 +486,9 @@ typedef struct h3wt_session_handler {
                           void *route_data);
   void (*on_stream_stop_sending)(h3wt_stream *st, uint32_t code,
                                  int has_code, void *route_data);
-  /* After a write returned H3WT_ERR_WOULDBLOCK: the queue drained below
-     half its limit. */
+  /* After a write returned H3WT_ERR_WOULDBLOCK: the stream's queue is
+     below half of max_stream_queue and its session's below half of
+     max_session_queue. */
   void (*on_stream_writable)(h3wt_stream *st, void *route_data);
   /* The stream is finished in both directions (or reset); its memory goes
      when this returns. */
@@ -477,9 +557,10 @@ void h3wt_stream_set_data(h3wt_stream *st, void *data);
 void *h3wt_stream_get_data(const h3wt_stream *st);
 
 /* Queues bytes on a stream (copied).  Returns 0, H3WT_ERR_WOULDBLOCK (the
-   stream already holds max_stream_queue unacknowledged bytes; nothing
-   queued; on_stream_writable follows), H3WT_ERR_INVALID_STATE (finished,
-   reset, or a peer-opened unidirectional stream) or H3WT_ERR_CLOSED. */
+   stream already holds max_stream_queue unacknowledged bytes, or its
+   session max_session_queue across all its streams; nothing queued;
+   on_stream_writable follows), H3WT_ERR_INVALID_STATE (finished, reset,
+   or a peer-opened unidirectional stream) or H3WT_ERR_CLOSED. */
 int h3wt_stream_write(h3wt_stream *st, const void *data, size_t len);
 /* Finishes our sending side (FIN after the queued bytes). */
 int h3wt_stream_finish(h3wt_stream *st);
