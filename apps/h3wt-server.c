@@ -4,6 +4,7 @@
  * HTTP/3 (UDP, --port):
  *   GET /         a hello text
  *   POST /echo    JSON parsed and re-serialised (pretty) with jansson
+ *   GET /stats    the server's counters as JSON (h3wt_server_get_stats)
  *   GET /<file>   files below the web folder (the demo page)
  *   WebTransport  /wt/echo, /wt/chat, /wt/ticker (see demo_routes.h)
  *
@@ -11,6 +12,10 @@
  * page from the web folder and /config.json (the HTTP/3 port and the
  * certificate hash), so a browser can open http://localhost:8080/ and
  * reach WebTransport with serverCertificateHashes (see h3wt_http1.h).
+ *
+ * Settings come from the command line and, with --config FILE, from a
+ * JSON file (h3wt_config.h: every key is also an option; the command line
+ * wins).  The HTTP/1.1 listener serves GET /stats too.
  *
  * With no --cert/--key it makes (or reuses) an ECDSA P-256 development
  * certificate valid for 13 days, and prints its SHA-256 so browsers can
@@ -30,46 +35,53 @@
 
 #include "demo_routes.h"
 #include "h3wt/h3wt.h"
+#include "h3wt_config.h"
 #include "h3wt_http1.h"
+#include "h3wt_stats_json.h"
 #include "h3wt_tls.h"
 #include "h3wt_util.h"
 
 /* ---- command line ---------------------------------------------------------- */
 
+/* Long options of their own; every config key is an option too. */
+enum { OPT_CONFIG = 1000, OPT_SET, OPT_PRINT, OPT_NO_HTTP, OPT_KEY = 2000 };
+
 static void usage(FILE *f) {
   fprintf(f,
           "Usage: h3wt-server [options]\n"
-          "  -a, --addr ADDR        listen address (default :: = IPv6 and "
-          "IPv4)\n"
-          "  -p, --port PORT        UDP port (default 4433; 0 = ephemeral)\n"
-          "  -c, --cert FILE        PEM certificate chain\n"
-          "  -k, --key FILE         PEM private key\n"
-          "      --cert-dir DIR     where the development certificate is kept\n"
-          "                         (default $H3WT_CERT_DIR or "
-          "~/.cache/h3wt)\n"
-          "  -w, --web DIR          folder served for GET (default: web)\n"
-          "  -l, --log-level LEVEL  error|warn|info|debug|trace (default "
-          "info)\n"
-          "  -q, --qlog-dir DIR     write one qlog file per connection\n"
-          "      --keylog FILE      append TLS secrets (also SSLKEYLOGFILE)\n"
-          "      --max-body BYTES   request body limit (default 1048576)\n"
-          "      --http-port PORT   HTTP/1.1 port of the demo page on "
-          "localhost\n"
-          "                         (default 8080; 0 = ephemeral)\n"
-          "      --no-http          no HTTP/1.1 demo page listener\n"
-          "      --wt-origin ORIGIN accept WebTransport sessions only from "
-          "this\n"
-          "                         origin (default: any)\n"
-          "      --drain-timeout MS on SIGINT/SIGTERM, let requests and "
-          "sessions\n"
-          "                         finish for up to MS (default 5000; a "
-          "second\n"
-          "                         signal stops at once)\n"
-          "      --max-handshakes-per-addr N\n"
-          "                         new connections per second from one "
-          "address\n"
-          "                         before Retry (default 100; 0 = never)\n"
-          "  -h, --help\n");
+          "      --config FILE      read settings from a JSON file (keys as "
+          "below,\n"
+          "                         '-' written '_'); options override it\n"
+          "      --set KEY=VALUE    set any key, as in the file\n"
+          "      --print-config     print the effective settings as JSON, "
+          "exit\n");
+  for (size_t i = 0; i < h3wt_config_nkeys(); ++i) {
+    const h3wt_config_key *k = h3wt_config_key_at(i);
+    char left[64];
+    const char *help = k->help, *nl;
+    if (k->type == H3WT_CONFIG_BOOL) {
+      snprintf(left, sizeof(left), "--%s, --no-%s", k->opt, k->opt);
+    } else {
+      snprintf(left, sizeof(left), "--%s %s", k->opt, k->arg);
+    }
+    if (k->short_opt) {
+      fprintf(f, "  -%c, ", k->short_opt);
+    } else {
+      fprintf(f, "      ");
+    }
+    if (strlen(left) > 18) {
+      fprintf(f, "%s\n%25s", left, ""); /* too wide: help on the next line */
+    } else {
+      fprintf(f, "%-18s ", left);
+    }
+    /* Help texts may span lines: indent the continuation. */
+    while ((nl = strchr(help, '\n'))) {
+      fprintf(f, "%.*s\n%25s", (int)(nl - help), help, "");
+      help = nl + 1;
+    }
+    fprintf(f, "%s\n", help);
+  }
+  fprintf(f, "  -h, --help\n");
 }
 
 typedef struct app {
@@ -80,6 +92,7 @@ typedef struct app {
   demo_wt *wt;
   uv_signal_t sigint, sigterm;
   uint64_t drain_ms; /* --drain-timeout */
+  uint64_t started; /* uv_now() at start, for /stats */
   int stopping;
   int closing; /* the server and the HTTP/1.1 listener still closing */
 } app;
@@ -180,26 +193,6 @@ static int fail_after_start(app *a) {
   return 1;
 }
 
-/* A decimal number made of digits only (strtoull alone takes "", " 1" and
-   "-1"), at most max.  Returns 0 or -1. */
-static int parse_uint(const char *text, uint64_t max, uint64_t *out) {
-  uint64_t v = 0;
-  if (!*text) {
-    return -1;
-  }
-  for (const char *p = text; *p; ++p) {
-    if (*p < '0' || *p > '9' || v > (UINT64_MAX - (uint64_t)(*p - '0')) / 10) {
-      return -1;
-    }
-    v = v * 10 + (uint64_t)(*p - '0');
-  }
-  if (v > max) {
-    return -1;
-  }
-  *out = v;
-  return 0;
-}
-
 static int mkdir_p(const char *dir) {
   char tmp[4096];
   snprintf(tmp, sizeof(tmp), "%s", dir);
@@ -242,132 +235,191 @@ static int dev_cert(const char *dir, char *cert, char *key, size_t len) {
   return 0;
 }
 
-int main(int argc, char **argv) {
-  static const struct option opts[] = {
-      {"addr", required_argument, 0, 'a'},
-      {"port", required_argument, 0, 'p'},
-      {"cert", required_argument, 0, 'c'},
-      {"key", required_argument, 0, 'k'},
-      {"cert-dir", required_argument, 0, 'C'},
-      {"web", required_argument, 0, 'w'},
-      {"log-level", required_argument, 0, 'l'},
-      {"qlog-dir", required_argument, 0, 'q'},
-      {"keylog", required_argument, 0, 'K'},
-      {"max-body", required_argument, 0, 'B'},
-      {"http-port", required_argument, 0, 'H'},
-      {"no-http", no_argument, 0, 'N'},
-      {"wt-origin", required_argument, 0, 'O'},
-      {"drain-timeout", required_argument, 0, 'D'},
-      {"max-handshakes-per-addr", required_argument, 0, 'R'},
-      {"help", no_argument, 0, 'h'},
-      {0, 0, 0, 0}};
-  h3wt_server_settings s;
-  app a;
-  char devcert[4096], devkey[4096], certdir[4096];
-  const char *web = "web", *cert_dir = getenv("H3WT_CERT_DIR");
-  const char *wt_origin = NULL;
-  uint64_t http_port = 8080;
-  int http_port_given = 0, no_http = 0;
-  int c, rv;
+/* ---- GET /stats -------------------------------------------------------------- */
 
-  memset(&a, 0, sizeof(a));
-  a.drain_ms = 5000;
-  h3wt_server_settings_default(&s);
-  s.log_cb = h3wt_log_stderr;
-  s.keylog_file = getenv("SSLKEYLOGFILE");
-  if (s.keylog_file && !*s.keylog_file) {
-    s.keylog_file = NULL;
+static void stats_request(h3wt_request *req, void *data) {
+  app *a = data;
+  char *body = h3wt_stats_json(a->server, uv_now(a->loop) - a->started);
+  h3wt_header h[] = {H3WT_HEADER("content-type", "application/json"),
+                     H3WT_HEADER("cache-control", "no-store")};
+  if (!body) {
+    h3wt_request_respond(req, 500, NULL, 0, "out of memory\n", 14);
+    return;
   }
-  while ((c = getopt_long(argc, argv, "a:p:c:k:w:l:q:h", opts, NULL)) != -1) {
+  h3wt_request_respond(req, 200, h, 2, body, strlen(body));
+  free(body);
+}
+
+static const h3wt_request_handler stats_handler = {.on_request = stats_request};
+
+/* The HTTP/1.1 listener's dynamic documents: the same /stats. */
+static int http1_dynamic(const char *path, char **body, size_t *len,
+                         const char **ctype, void *data) {
+  app *a = data;
+  if (strcmp(path, "/stats") != 0) {
+    return 0;
+  }
+  *body = h3wt_stats_json(a->server, uv_now(a->loop) - a->started);
+  if (!*body) {
+    return -1;
+  }
+  *len = strlen(*body);
+  *ctype = "application/json";
+  return 1;
+}
+
+/* ---- main ---------------------------------------------------------------------- */
+
+typedef struct cli_item {
+  const char *key, *value;
+  const char *how; /* "--" for an option, "--set " for --set */
+} cli_item;
+
+/* Reads the command line: --config and the settings, applied in that
+   order (the file first, so options override it wherever they stand).
+   Returns -1 to go on, else the exit status. */
+static int parse_args(int argc, char **argv, h3wt_app_config *cfg) {
+  static const struct option fixed[] = {
+      {"config", required_argument, 0, OPT_CONFIG},
+      {"set", required_argument, 0, OPT_SET},
+      {"print-config", no_argument, 0, OPT_PRINT},
+      {"no-http", no_argument, 0, OPT_NO_HTTP},
+      {"help", no_argument, 0, 'h'}};
+  size_t nfixed = sizeof(fixed) / sizeof(fixed[0]);
+  struct option opts[H3WT_CONFIG_MAX_KEYS + 8];
+  char shorts[2 * H3WT_CONFIG_MAX_KEYS + 4] = "h";
+  cli_item *items = calloc((size_t)argc + 1, sizeof(*items));
+  const char *config = NULL;
+  size_t nitems = 0, nopts = 0;
+  int c, print = 0, status = -1;
+  char err[1024];
+
+  if (!items) {
+    fprintf(stderr, "h3wt-server: out of memory\n");
+    return 1;
+  }
+  memcpy(opts, fixed, sizeof(fixed));
+  nopts = nfixed;
+  for (size_t i = 0; i < h3wt_config_nkeys(); ++i) {
+    const h3wt_config_key *k = h3wt_config_key_at(i);
+    opts[nopts++] = (struct option){
+        k->opt, k->type == H3WT_CONFIG_BOOL ? no_argument : required_argument,
+        0, OPT_KEY + (int)i};
+    if (k->short_opt) {
+      size_t n = strlen(shorts);
+      shorts[n] = k->short_opt;
+      shorts[n + 1] = ':';
+      shorts[n + 2] = '\0';
+    }
+  }
+  opts[nopts] = (struct option){0, 0, 0, 0};
+  while ((c = getopt_long(argc, argv, shorts, opts, NULL)) != -1) {
+    if (c >= OPT_KEY) {
+      const h3wt_config_key *k = h3wt_config_key_at((size_t)(c - OPT_KEY));
+      items[nitems++] = (cli_item){
+          k->opt, k->type == H3WT_CONFIG_BOOL ? "true" : optarg, "--"};
+      continue;
+    }
     switch (c) {
-    case 'a':
-      s.host = optarg;
+    case OPT_CONFIG:
+      config = optarg;
       break;
-    case 'p': {
-      uint64_t p;
-      if (parse_uint(optarg, 65535, &p) != 0) {
-        fprintf(stderr, "h3wt-server: bad port '%s'\n", optarg);
-        return 2;
+    case OPT_SET: {
+      char *eq = strchr(optarg, '=');
+      if (!eq || eq == optarg) {
+        fprintf(stderr, "h3wt-server: --set wants KEY=VALUE, not '%s'\n",
+                optarg);
+        status = 2;
+        goto out;
       }
-      s.port = (uint16_t)p;
+      *eq = '\0'; /* argv is ours to change */
+      items[nitems++] = (cli_item){optarg, eq + 1, "--set "};
       break;
     }
-    case 'c':
-      s.cert_file = optarg;
+    case OPT_PRINT:
+      print = 1;
       break;
-    case 'k':
-      s.key_file = optarg;
-      break;
-    case 'C':
-      cert_dir = optarg;
-      break;
-    case 'w':
-      web = optarg;
-      break;
-    case 'l':
-      if (h3wt_log_level_parse(optarg, &s.log_level) != 0) {
-        fprintf(stderr, "h3wt-server: bad log level '%s'\n", optarg);
-        return 2;
-      }
-      break;
-    case 'q':
-      s.qlog_dir = optarg;
-      break;
-    case 'K':
-      s.keylog_file = optarg;
-      break;
-    case 'B':
-      if (parse_uint(optarg, UINT64_MAX, &s.max_request_body) != 0) {
-        fprintf(stderr, "h3wt-server: bad --max-body '%s'\n", optarg);
-        return 2;
-      }
-      break;
-    case 'H':
-      if (parse_uint(optarg, 65535, &http_port) != 0) {
-        fprintf(stderr, "h3wt-server: bad --http-port '%s'\n", optarg);
-        return 2;
-      }
-      http_port_given = 1;
-      break;
-    case 'D':
-      if (parse_uint(optarg, 3600000, &a.drain_ms) != 0) {
-        fprintf(stderr, "h3wt-server: bad --drain-timeout '%s' (milliseconds)\n",
-                optarg);
-        return 2;
-      }
-      break;
-    case 'R': {
-      uint64_t v;
-      if (parse_uint(optarg, UINT32_MAX, &v) != 0) {
-        fprintf(stderr, "h3wt-server: bad --max-handshakes-per-addr '%s'\n",
-                optarg);
-        return 2;
-      }
-      s.max_handshakes_per_addr = (uint32_t)v;
-      break;
-    }
-    case 'N':
-      no_http = 1;
-      break;
-    case 'O':
-      wt_origin = optarg;
+    case OPT_NO_HTTP:
+      items[nitems++] = (cli_item){"http", "false", "--no-"};
       break;
     case 'h':
       usage(stdout);
-      return 0;
-    default:
+      status = 0;
+      goto out;
+    default: {
+      /* A short option of a key. */
+      int found = 0;
+      for (size_t i = 0; i < h3wt_config_nkeys() && !found; ++i) {
+        if (h3wt_config_key_at(i)->short_opt == c) {
+          items[nitems++] =
+              (cli_item){h3wt_config_key_at(i)->opt, optarg, "--"};
+          found = 1;
+        }
+      }
+      if (found) {
+        break;
+      }
       usage(stderr);
-      return 2;
+      status = 2;
+      goto out;
+    }
     }
   }
   if (optind != argc) {
+    fprintf(stderr, "h3wt-server: unexpected argument '%s'\n", argv[optind]);
     usage(stderr);
-    return 2;
+    status = 2;
+    goto out;
   }
-  if (!s.cert_file != !s.key_file) {
-    fprintf(stderr, "h3wt-server: --cert and --key go together\n");
-    return 2;
+  if (config && h3wt_config_load_file(cfg, config, err, sizeof(err)) != 0) {
+    fprintf(stderr, "h3wt-server: %s\n", err);
+    status = 2;
+    goto out;
   }
+  for (size_t i = 0; i < nitems; ++i) {
+    if (h3wt_config_set(cfg, items[i].key, items[i].value, err,
+                        sizeof(err)) != 0) {
+      fprintf(stderr, "h3wt-server: %s%s\n", items[i].how, err);
+      status = 2;
+      goto out;
+    }
+  }
+  if (!cfg->server.cert_file != !cfg->server.key_file) {
+    fprintf(stderr, "h3wt-server: --cert and --key (keys \"cert\" and "
+                    "\"key\") go together\n");
+    status = 2;
+    goto out;
+  }
+  if (print) {
+    char *text = h3wt_config_dump(cfg);
+    if (!text) {
+      fprintf(stderr, "h3wt-server: out of memory\n");
+      status = 1;
+      goto out;
+    }
+    printf("%s\n", text);
+    free(text);
+    status = 0;
+  }
+out:
+  free(items);
+  return status;
+}
+
+/* Runs the server with the settings until it stops.  Returns the exit
+   status. */
+static int run(h3wt_app_config *cfg) {
+  h3wt_server_settings s = cfg->server;
+  app a;
+  char devcert[4096], devkey[4096], certdir[4096];
+  const char *web = cfg->web_dir, *cert_dir = cfg->cert_dir;
+  const char *wt_origin = cfg->wt_origin;
+  uint64_t http_port = cfg->http_port;
+  int http_port_given = cfg->http_port_given, no_http = !cfg->http;
+  int rv;
+
+  memset(&a, 0, sizeof(a));
+  a.drain_ms = cfg->drain_timeout_ms;
   if (!s.cert_file) {
     if (!cert_dir) {
       const char *home = getenv("HOME");
@@ -388,6 +440,7 @@ int main(int argc, char **argv) {
   }
 
   a.loop = uv_default_loop();
+  a.started = uv_now(a.loop);
   rv = h3wt_server_new(&a.server, a.loop, &s);
   if (rv != 0) {
     fprintf(stderr, "h3wt-server: %s\n", h3wt_strerror(rv));
@@ -396,6 +449,8 @@ int main(int argc, char **argv) {
   {
     demo_wt_opts wo = {wt_origin, s.log_cb, s.log_user_data, s.log_level};
     if (demo_routes_http(a.server) != 0 ||
+        h3wt_server_route(a.server, "GET", "/stats", &stats_handler, &a) !=
+            0 ||
         h3wt_server_static(a.server, "/", web) != 0 ||
         demo_routes_wt(a.server, a.loop, &wo, &a.wt) != 0) {
       fprintf(stderr, "h3wt-server: cannot set up routes\n");
@@ -424,6 +479,8 @@ int main(int argc, char **argv) {
     hs.log_cb = s.log_cb;
     hs.log_user_data = s.log_user_data;
     hs.log_level = s.log_level;
+    hs.dynamic = http1_dynamic;
+    hs.dynamic_user_data = &a;
     rv = config ? h3wt_http1_new(&a.http1, a.loop, &hs) : H3WT_ERR_NOMEM;
     free(config);
     if (rv != 0) {
@@ -482,4 +539,16 @@ int main(int argc, char **argv) {
   }
   fprintf(stderr, "h3wt-server: stopped\n");
   return 0;
+}
+
+int main(int argc, char **argv) {
+  h3wt_app_config cfg;
+  int rv;
+  h3wt_config_init(&cfg);
+  rv = parse_args(argc, argv, &cfg);
+  if (rv < 0) {
+    rv = run(&cfg);
+  }
+  h3wt_config_free(&cfg);
+  return rv;
 }

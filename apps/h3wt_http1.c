@@ -500,6 +500,32 @@ static int is_config_path(const conn *c) {
   return n == sizeof(p) - 1 && memcmp(c->url, p, n) == 0;
 }
 
+/* Asks the host's callback.  Returns 1 when it answered. */
+static int dynamic(conn *c) {
+  char path[256];
+  size_t n = strcspn(c->url, "?");
+  char *body = NULL;
+  size_t len = 0;
+  const char *ctype = "application/octet-stream";
+  int rv;
+  if (n >= sizeof(path)) {
+    return 0; /* longer than any dynamic path: a file, or 404 */
+  }
+  memcpy(path, c->url, n);
+  path[n] = '\0';
+  rv = c->h->s.dynamic(path, &body, &len, &ctype, c->h->s.dynamic_user_data);
+  if (rv == 0) {
+    return 0;
+  }
+  if (rv < 0 || !body) {
+    free(body);
+    send_error(c, 500);
+    return 1;
+  }
+  send_response(c, 200, ctype, body, len, 1);
+  return 1;
+}
+
 static void handle_request(conn *c) {
   uint8_t m = c->parser.method;
   c->busy = 1;
@@ -516,6 +542,9 @@ static void handle_request(conn *c) {
   }
   if (c->urllen == 0 || c->url[0] != '/') {
     send_error(c, 400); /* absolute-form and '*' are not for us */
+    return;
+  }
+  if (c->h->s.dynamic && dynamic(c)) {
     return;
   }
   if (is_config_path(c)) {

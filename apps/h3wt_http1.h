@@ -9,8 +9,8 @@
  * HTTP/3 port and the certificate's SHA-256.
  *
  * It serves GET and HEAD for files below one folder (the same path rules as
- * the HTTP/3 static handler: h3wt_path_resolve), plus one fixed JSON
- * document at /config.json.  Requests are parsed with llhttp; keep-alive and
+ * the HTTP/3 static handler: h3wt_path_resolve), one fixed JSON document at
+ * /config.json, and whatever the host's dynamic callback makes per request.  Requests are parsed with llhttp; keep-alive and
  * pipelining work (one request at a time per connection).  Everything a
  * peer controls is bounded: the request head, the body (none is wanted:
  * drained up to a limit), connections, idle time, file size.
@@ -46,6 +46,16 @@ typedef struct h3wt_http1_settings {
   h3wt_log_cb log_cb;       /* NULL: quiet */
   void *log_user_data;
   h3wt_log_level log_level;
+  /* Optional: documents the host makes per request (the demo server's
+     GET /stats).  Asked first for every GET and HEAD, with the path
+     without its query (NUL-terminated).  Returns 1 to answer 200 with
+     *body (malloc'd; the listener frees it), *len bytes of it, and
+     *content_type (a static string); 0 when the path is not the host's
+     (files are served as usual); -1 to answer 500.  Runs on the loop
+     thread, so it may read the host's state without locks. */
+  int (*dynamic)(const char *path, char **body, size_t *len,
+                 const char **content_type, void *user_data);
+  void *dynamic_user_data;
 } h3wt_http1_settings;
 
 void h3wt_http1_settings_default(h3wt_http1_settings *s);

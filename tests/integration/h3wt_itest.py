@@ -1258,6 +1258,180 @@ def bad_cli_run(t, cmd, args, words):
     return None
 
 
+# ---- cases: statistics and the config file -------------------------------------
+
+
+def http1_port(srv):
+    """The HTTP/1.1 demo page listener's port, from the server's stdout."""
+    m = re.search(r"demo page http://localhost:(\d+)/", srv.stdout())
+    check(m is not None, f"{srv.name} printed no demo page port: "
+                         f"{short(srv.stdout())!r}")
+    return int(m.group(1))
+
+
+def stats_h3(t, srv):
+    """GET /stats over HTTP/3 with curl: the parsed JSON document."""
+    r = t.curl_ok(srv.url("/stats"))
+    check_eq(media_type(r.header("content-type")), "application/json",
+             "content-type of /stats over HTTP/3")
+    return json.loads(r.body)
+
+
+def stats_h1(srv):
+    """GET /stats from the localhost HTTP/1.1 listener (urllib)."""
+    import urllib.request
+    url = f"http://127.0.0.1:{http1_port(srv)}/stats"
+    log(f"GET {url} (HTTP/1.1)")
+    with urllib.request.urlopen(url, timeout=10) as resp:
+        check_eq(resp.status, 200, "status of /stats over HTTP/1.1")
+        check_eq(media_type(resp.headers.get("content-type")),
+                 "application/json", "content-type of /stats over HTTP/1.1")
+        return json.loads(resp.read())
+
+
+def check_ge(stats, key, want, when):
+    check(key in stats, f"/stats has no {key!r} ({when})")
+    check(stats[key] >= want, f"/stats {key} is {stats[key]}, want >= {want} "
+                              f"({when})")
+
+
+@case(needs_curl=True)
+def stats_endpoint(t):
+    """GET /stats over HTTP/3 (curl) and over the HTTP/1.1 listener
+    (urllib): the same counters, and they move with known traffic: N
+    requests, a WebTransport session with datagrams, a 413 over --max-body,
+    a 431 over the header limit, a 429 over --max-sessions-per-conn."""
+    srv = t.server(extra=["--max-body", 1000, "--max-sessions-per-conn", 1])
+    n = 5
+    for _ in range(n):
+        t.curl_ok(srv.url("/"))
+    s0 = stats_h3(t, srv)
+    # The /stats request itself is counted before it is answered.
+    check_ge(s0, "requests_total", n + 1, f"after {n} GETs")
+    check_ge(s0, "responses_2xx", n, f"after {n} GETs")
+    check_ge(s0, "connections_total", n, f"after {n} curl runs")
+    check_ge(s0, "udp_bytes_received", 1200 * n, "Initial packets are padded")
+    check_ge(s0, "udp_bytes_sent", len(HELLO) * n, "after the responses")
+    for key in ("sessions_total", "datagrams_received", "limit_max_request_body",
+                "limit_max_header_bytes", "limit_max_sessions_per_conn"):
+        check_eq(s0.get(key), 0, f"{key} before any such traffic")
+    check_eq(s0.get("server", "").startswith("h3wt/"), True, "server field")
+
+    # A WebTransport session with 50 datagrams, echoed.
+    r = t.client(srv.url("/wt/echo"), "--datagrams", 50, "--rate", 500,
+                 "--wt")  # --wt takes the URL
+    check(r.returncode == 0, f"h3wt-client --wt failed: {short(r.stderr)}")
+    s1 = stats_h1(srv)
+    check_eq(sorted(s1), sorted(s0), "the same keys over HTTP/1.1 and HTTP/3")
+    check_ge(s1, "sessions_total", 1, "after a session")
+    check_ge(s1, "datagrams_received", 50, "after 50 datagrams")
+    check_ge(s1, "datagrams_sent", 50, "after 50 echoed datagrams")
+    check_ge(s1, "requests_total", s0["requests_total"] + 1, "the CONNECT")
+    check_eq(s1["sessions_current"], 0, "sessions_current after the client left")
+
+    # Two sessions on one connection with --max-sessions-per-conn 1: 429.
+    r = t.client(srv.url("/wt/echo"), "--sessions", 2, "--datagrams", 1,
+                 "--wt")
+    s2 = stats_h1(srv)
+    check_ge(s2, "limit_max_sessions_per_conn", 1, "after a second session")
+    check_ge(s2, "sessions_rejected_429", 1, "after a second session")
+    check_eq(s2["sessions_rejected"],
+             s2["sessions_rejected_404"] + s2["sessions_rejected_403"] +
+             s2["sessions_rejected_429"] + s2["sessions_rejected_other"],
+             "sessions_rejected is the sum of its kinds")
+
+    # 413 and 431 move their limit counters by exactly one each.
+    r = echo_json(t, srv, b'"' + b"x" * 2000 + b'"')
+    check_eq(r.status, 413, "a body over --max-body 1000")
+    r = t.curl(srv.url("/"), "-H", "x-big: " + "y" * 20000)
+    check_eq(r.status, 431, "a 20 kB header over the 16 KiB limit")
+    s3 = stats_h3(t, srv)
+    check_eq(s3["limit_max_request_body"], 1, "limit_max_request_body after one 413")
+    check_eq(s3["limit_max_header_bytes"], 1, "limit_max_header_bytes after one 431")
+    check_ge(s3, "responses_4xx", 2, "after the 413 and the 431")
+    for key, value in s3.items():
+        if key != "server":
+            check(isinstance(value, int) and value >= 0,
+                  f"/stats {key} is {value!r}, not a counter")
+
+
+def write_config(t, doc):
+    path = t.fresh("config") + ".json"
+    with open(path, "w") as f:
+        f.write(doc if isinstance(doc, str) else json.dumps(doc, indent=2))
+    return path
+
+
+@case(needs_curl=True)
+def config_file(t):
+    """--config FILE: max_body 1000 from the file gives 413 just over it;
+    an option overrides the file whether it comes before or after
+    --config; --print-config shows the merged result."""
+    path = write_config(t, {"max_body": 1000, "max_connections": 50,
+                            "max_sessions_per_conn": 4, "port": 4433,
+                            "log_level": "debug"})
+    srv = t.server(extra=["--config", path])  # its --port 0 wins over 4433
+    at = b'"' + b"a" * 998 + b'"'
+    over = b'"' + b"a" * 999 + b'"'
+    check_eq(echo_json(t, srv, at).status, 200, "a body of exactly max_body")
+    check_eq(echo_json(t, srv, over).status, 413, "one byte over max_body")
+    check_eq(stats_h3(t, srv)["limit_max_request_body"], 1, "the 413 counted")
+    check("DEBUG" in srv.stderr() or "debug" in srv.stderr().lower(),
+          "log_level debug from the file had no effect")
+    for extra in (["--config", path, "--max-body", 2000],
+                  ["--max-body", 2000, "--config", path],
+                  ["--set", "max_body=2000", "--config", path]):
+        s = t.server(extra=extra)
+        check_eq(echo_json(t, s, over).status, 200,
+                 f"the command line's max body wins ({' '.join(map(str, extra))})")
+    p = run([ARGS.server, "--config", path, "--max-connections", "7",
+             "--print-config"], timeout=10)
+    check_eq(p.returncode, 0, "--print-config exit status")
+    merged = json.loads(p.stdout)
+    check_eq((merged["max_body"], merged["max_connections"], merged["port"],
+              merged["max_sessions_per_conn"]), (1000, 7, 4433, 4),
+             "the merged settings")
+
+
+@case(needs_curl=False)
+def config_errors(t):
+    """Bad config files and values: exit status 2 at once, and a message
+    naming the file, the key, and the line and column where known."""
+    cases = [
+        ('{\n  "port": 1,\n  "max_conections": 5\n}', [":3:3:", "max_conections", "unknown key"]),
+        ('{"max_connections": "10"}', [":1:2:", "max_connections", "expected an integer", "string"]),
+        ('{"port": 70000}', ["port", "70000", "out of range"]),
+        ('{"max_body": -1}', ["max_body", "negative"]),
+        ('{\n  "port": 1,\n  "web": \n}\n', [":4:1:"]),
+        ('[]', ["top level", "object"]),
+        ('{"port": 1, "port": 2}', ["duplicate"]),
+    ]
+    problems = []
+    for text, words in cases:
+        path = write_config(t, text)
+        p = run([ARGS.server, "--config", path, "--print-config"], timeout=10)
+        err = p.stderr.decode("utf-8", "replace")
+        what = f"config {text!r}"
+        if p.returncode != 2:
+            problems.append(f"{what}: exit status {p.returncode}, want 2")
+        for w in [path] + words:
+            if w not in err:
+                problems.append(f"{what}: message does not name {w!r}: {err!r}")
+    missing = os.path.join(t.dir, "missing.json")
+    p = run([ARGS.server, "--config", missing], timeout=10)
+    if p.returncode != 2 or missing.encode() not in p.stderr:
+        problems.append(f"missing file: rc {p.returncode}, {p.stderr!r}")
+    for args, words in ((["--set", "nope=1"], ["nope", "unknown"]),
+                        (["--set", "max_connections=0"], ["max_connections", "range"]),
+                        (["--max-sessions-per-conn", "x"], ["max-sessions-per-conn"]),
+                        (["--set", "novalue"], ["KEY=VALUE"])):
+        p = run([ARGS.server, *args, "--print-config"], timeout=10)
+        err = p.stderr.decode("utf-8", "replace")
+        if p.returncode != 2 or not all(w in err for w in words):
+            problems.append(f"{args}: rc {p.returncode}, {err!r}")
+    check(not problems, "\n  ".join(problems))
+
+
 # ---- main ---------------------------------------------------------------------
 
 

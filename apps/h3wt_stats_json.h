@@ -1,0 +1,22 @@
+/*
+ * h3wt_stats_json: h3wt_server_stats as the JSON document of GET /stats
+ * (HTTP/3 and the localhost HTTP/1.1 listener).  Keys are the struct's
+ * field names, so the C header documents each one.
+ */
+#ifndef H3WT_STATS_JSON_H
+#define H3WT_STATS_JSON_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "h3wt/h3wt.h"
+
+/* The counters of server, plus "server" (the version) and "uptime_ms"
+   (since started_ms, a uv_now() value), as an indented JSON object
+   (malloc'd), or NULL when out of memory. */
+char *h3wt_stats_json(h3wt_server *server, uint64_t uptime_ms);
+
+/* For the tests: how many counters the document carries. */
+size_t h3wt_stats_json_nfields(void);
+
+#endif /* H3WT_STATS_JSON_H */
