@@ -1,0 +1,1437 @@
+/*
+ * h3wt-bench: a load generator on the h3wt client library.  One libuv loop,
+ * many h3wt_client connections, one figure per run.
+ *
+ *   h3wt-bench MODE [options] https://host:port[/path]
+ *
+ * Modes (what one "op" is):
+ *   dgram      S WebTransport sessions, W datagrams in flight each, payload
+ *              P: echoes per second and their round-trip times (op: echo)
+ *   stream     one bidi stream echoing B bytes: bytes per second (op: MB)
+ *   download   one GET of a large file: bytes per second (op: MB)
+ *   get        C connections with R concurrent small GETs each: requests
+ *              per second (op: request)
+ *   handshake  K connections in progress at once, each opening one
+ *              WebTransport session and closing it: connections per second
+ *              and their setup times (op: connection)
+ *   idle       N sessions held open over N/M connections: the server's
+ *              resident memory per session (op: session)
+ *
+ * With --server-pid the server's CPU time (utime + stime, /proc/PID/stat)
+ * over the measurement is divided by the ops.  Output: one JSON line, then
+ * one human line.  Exit 0 when the run completed without errors.
+ *
+ * The hot paths (datagram echo, request completion) allocate nothing here:
+ * datagrams live in a fixed window of slots per session, RTTs in a fixed
+ * histogram, the payload in one buffer.  (The library copies what it
+ * queues.)
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <uv.h>
+
+#include "h3wt/h3wt.h"
+#include "bench_common.h"
+
+#define DG_HDR 24             /* session, slot, generation, 0, send time */
+#define DG_LOSS_NS 200000000u /* an unanswered datagram is resent after */
+#define TICK_MS 5
+#define CHUNK 65536 /* bytes per stream write */
+#define MB 1e6      /* throughput figures are per 10^6 bytes */
+
+enum {
+  M_DGRAM,
+  M_STREAM,
+  M_DOWNLOAD,
+  M_GET,
+  M_HANDSHAKE,
+  M_IDLE,
+};
+
+static const char *const mode_names[] = {"dgram", "stream", "download",
+                                         "get",   "handshake", "idle"};
+
+/* The run's phases, in order. */
+enum {
+  P_SETUP,   /* connecting, opening sessions */
+  P_WARMUP,  /* load running, not counted yet */
+  P_MEASURE, /* load running and counted */
+  P_DONE,    /* closing everything */
+};
+
+typedef struct opts {
+  int mode;
+  char host[256];
+  uint16_t port;
+  const char *path;
+  uint32_t conns, sessions, window, payload, requests, inflight, per_conn;
+  uint64_t bytes, count;
+  double duration, warmup, settle, timeout;
+  long server_pid;
+  const char *label;
+  int verbose;
+} opts;
+
+typedef struct bench bench;
+typedef struct bconn bconn;
+
+/* One datagram of the window. */
+typedef struct slot {
+  uint64_t sent_ns; /* 0: not in flight */
+  uint32_t gen;
+  uint8_t blocked; /* the send queue was full: resend on the next tick */
+} slot;
+
+typedef struct bsess {
+  bconn *c;
+  h3wt_session *s;
+  uint32_t idx;
+  int ready, ended, counted;
+  slot *slots;
+  /* stream mode */
+  h3wt_stream *st;
+  uint64_t tx, rx;
+  int fin_sent;
+} bsess;
+
+/* One request slot of a connection (get, download): the exchange's status,
+   so that only complete 200 answers count.  R slots per connection, reused:
+   nothing is allocated per request. */
+typedef struct breq {
+  bconn *c;
+  int status; /* 0 until the response headers */
+} breq;
+
+struct bconn {
+  bench *b;
+  breq *reqs; /* get: --requests slots; download: one */
+  h3wt_client *cl; /* NULL when no connection is open in this slot */
+  uint32_t idx;
+  int connected;
+  uint32_t first_sess, nsess, nready, ndone; /* its sessions in b->sess */
+  uint64_t started_ns;
+  uint64_t ops;     /* get, dgram: completed while measuring */
+  h3wt_session *hs; /* handshake mode: the session */
+  int hs_ready;
+};
+
+struct bench {
+  opts o;
+  uv_loop_t *loop;
+  h3wt_client_settings cs;
+  bconn *conns;
+  uint32_t nconns;
+  bsess *sess;
+  uint32_t nsess;
+  uint32_t live;         /* clients between new and on_closed */
+  uint32_t nconnected;   /* get: connections ready */
+  uint32_t nready;       /* sessions ready (dgram, idle) */
+  uint32_t nsess_done;   /* idle: sessions ready or failed */
+  uint32_t next_dial;    /* idle: next connection to open */
+  uint32_t dialing;      /* idle: connections not yet all ready */
+  int phase;
+  uv_timer_t tick, timer, deadline;
+  uv_check_t reaper;
+  uv_timer_t wake; /* keeps the loop turning while clients await freeing */
+  uint64_t iter;
+  /* Clients after on_closed, freed two loop iterations later, once libuv
+     has run their close callbacks: on_closed comes while the client's
+     handles are still closing, and h3wt_client_del() frees them. */
+  h3wt_client **dead;
+  uint64_t *dead_iter;
+  size_t dead_head, dead_n, dead_cap;
+  bench_snap a, z;
+  int64_t rss_before, rss_after;
+  uint64_t ops, bytes, errors, lost, blocked, stale, started;
+  uint64_t bad_status; /* get, download: answers other than 200 */
+  bench_hist hist;
+  int timed_out, handles_closed;
+  uint8_t buf[CHUNK];
+};
+
+static void finish(bench *b);
+
+static void put32(uint8_t *p, uint32_t v) {
+  memcpy(p, &v, 4);
+}
+static uint32_t get32(const uint8_t *p) {
+  uint32_t v;
+  memcpy(&v, p, 4);
+  return v;
+}
+static void put64(uint8_t *p, uint64_t v) {
+  memcpy(p, &v, 8);
+}
+static uint64_t get64(const uint8_t *p) {
+  uint64_t v;
+  memcpy(&v, p, 8);
+  return v;
+}
+
+static void error(bench *b, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* Counts an error; prints the first few. */
+static void error(bench *b, const char *fmt, ...) {
+  va_list ap;
+  if (b->errors++ >= 5 && !b->o.verbose) {
+    return;
+  }
+  fprintf(stderr, "h3wt-bench: ");
+  va_start(ap, fmt);
+  vfprintf(stderr, fmt, ap);
+  va_end(ap);
+  fprintf(stderr, "\n");
+}
+
+static int measuring(const bench *b) {
+  return b->phase == P_MEASURE;
+}
+
+/* ---- connections ------------------------------------------------------------ */
+
+/* Repeats every millisecond while clients await freeing.  A one-shot timer
+   is not enough: if it fires in the timers phase of the iteration after
+   bury(), before that iteration's poll, nothing is left to bound the poll
+   and the loop sleeps forever with the client unfreed (seen: stream and
+   handshake runs hanging at exit). */
+static void wake_cb(uv_timer_t *t) {
+  (void)t; /* the loop turned: reaper_cb runs after this iteration's poll */
+}
+
+static void bury(bench *b, h3wt_client *cl) {
+  if (b->dead_n == b->dead_cap) {
+    size_t cap = b->dead_cap ? b->dead_cap * 2 : 64;
+    h3wt_client **d = malloc(cap * sizeof(*d));
+    uint64_t *it = malloc(cap * sizeof(*it));
+    if (!d || !it) {
+      /* Leak rather than free too early. */
+      free(d);
+      free(it);
+      return;
+    }
+    for (size_t i = 0; i < b->dead_n; ++i) {
+      size_t k = (b->dead_head + i) % (b->dead_cap ? b->dead_cap : 1);
+      d[i] = b->dead[k];
+      it[i] = b->dead_iter[k];
+    }
+    free(b->dead);
+    free(b->dead_iter);
+    b->dead = d;
+    b->dead_iter = it;
+    b->dead_head = 0;
+    b->dead_cap = cap;
+  }
+  size_t k = (b->dead_head + b->dead_n) % b->dead_cap;
+  b->dead[k] = cl;
+  b->dead_iter[k] = b->iter;
+  ++b->dead_n;
+  if (!uv_is_active((uv_handle_t *)&b->wake)) {
+    uv_timer_start(&b->wake, wake_cb, 1, 1);
+  }
+}
+
+static void handle_closed(uv_handle_t *h) {
+  bench *b = h->data;
+  ++b->handles_closed;
+}
+
+static void reaper_cb(uv_check_t *h) {
+  bench *b = h->data;
+  ++b->iter;
+  while (b->dead_n && b->dead_iter[b->dead_head] + 2 <= b->iter) {
+    h3wt_client_del(b->dead[b->dead_head]);
+    b->dead_head = (b->dead_head + 1) % b->dead_cap;
+    --b->dead_n;
+  }
+  if (b->dead_n == 0) {
+    uv_timer_stop(&b->wake);
+  }
+  if (b->phase == P_DONE && b->live == 0 && b->dead_n == 0 &&
+      !uv_is_closing((uv_handle_t *)&b->reaper)) {
+    uv_close((uv_handle_t *)&b->tick, handle_closed);
+    uv_close((uv_handle_t *)&b->timer, handle_closed);
+    uv_close((uv_handle_t *)&b->deadline, handle_closed);
+    uv_close((uv_handle_t *)&b->reaper, handle_closed);
+    uv_close((uv_handle_t *)&b->wake, handle_closed);
+  }
+}
+
+static void on_connected(h3wt_client *cl, void *ud);
+static void on_closed(h3wt_client *cl, int err, void *ud);
+static const h3wt_client_callbacks client_cbs = {on_connected, on_closed};
+
+/* Opens a connection in slot c.  Returns 0 or an H3WT_ERR_* code. */
+static int conn_open(bconn *c) {
+  bench *b = c->b;
+  h3wt_client *cl = NULL;
+  c->connected = 0;
+  c->nready = c->ndone = 0;
+  c->hs = NULL;
+  c->hs_ready = 0;
+  c->started_ns = bench_now_ns();
+  int rv = h3wt_client_new(&cl, b->loop, &b->cs, &client_cbs, c);
+  if (rv != 0) {
+    if (cl) {
+      bury(b, cl); /* parked by the library: freed after its close */
+    }
+    error(b, "connection %u: %s", c->idx, h3wt_strerror(rv));
+    return rv;
+  }
+  c->cl = cl;
+  ++b->live;
+  ++b->started;
+  return 0;
+}
+
+static void conn_close(bconn *c) {
+  if (c->cl) {
+    h3wt_client_close(c->cl); /* on_closed runs inside */
+  }
+}
+
+/* ---- dgram ------------------------------------------------------------------ */
+
+static void dg_send(bench *b, bsess *ss, uint32_t si) {
+  slot *sl = &ss->slots[si];
+  sl->gen++;
+  sl->sent_ns = bench_now_ns();
+  put32(b->buf, ss->idx);
+  put32(b->buf + 4, si);
+  put32(b->buf + 8, sl->gen);
+  put32(b->buf + 12, 0);
+  put64(b->buf + 16, sl->sent_ns);
+  int rv = h3wt_session_send_datagram(ss->s, b->buf, b->o.payload);
+  if (rv == H3WT_ERR_WOULDBLOCK) {
+    sl->blocked = 1; /* dropped by the library: again on the next tick */
+    ++b->blocked;
+    return;
+  }
+  sl->blocked = 0;
+  if (rv != 0) {
+    sl->sent_ns = 0;
+    error(b, "session %u: datagram: %s", ss->idx, h3wt_strerror(rv));
+  }
+}
+
+static void dg_on_datagram(h3wt_session *s, const uint8_t *d, size_t len,
+                           void *rd) {
+  bsess *ss = rd;
+  bench *b = ss->c->b;
+  uint64_t now = bench_now_ns();
+  if (len != b->o.payload || get32(d) != ss->idx ||
+      get32(d + 4) >= b->o.window) {
+    ++b->stale;
+    return;
+  }
+  uint32_t si = get32(d + 4);
+  slot *sl = &ss->slots[si];
+  if (get32(d + 8) != sl->gen || sl->sent_ns == 0 ||
+      get64(d + 16) != sl->sent_ns) {
+    ++b->stale; /* the echo of one already given up on */
+    return;
+  }
+  if (measuring(b)) {
+    ++b->ops;
+    ++ss->c->ops;
+    bench_hist_add(&b->hist, now - sl->sent_ns);
+  }
+  if (b->phase == P_DONE) {
+    sl->sent_ns = 0;
+    return;
+  }
+  dg_send(b, ss, si);
+}
+
+/* Every TICK_MS: resend what the queue refused and what looks lost. */
+static void dg_tick(bench *b) {
+  uint64_t now = bench_now_ns();
+  for (uint32_t i = 0; i < b->nsess; ++i) {
+    bsess *ss = &b->sess[i];
+    if (!ss->ready || ss->ended) {
+      continue;
+    }
+    for (uint32_t si = 0; si < b->o.window; ++si) {
+      slot *sl = &ss->slots[si];
+      if (sl->blocked) {
+        dg_send(b, ss, si);
+      } else if (sl->sent_ns && now - sl->sent_ns > DG_LOSS_NS) {
+        if (measuring(b)) {
+          ++b->lost;
+        }
+        dg_send(b, ss, si);
+      }
+    }
+  }
+}
+
+/* ---- stream ----------------------------------------------------------------- */
+
+static void st_pump(bench *b, bsess *ss) {
+  while (ss->tx < b->o.bytes) {
+    size_t n = b->o.bytes - ss->tx < CHUNK ? (size_t)(b->o.bytes - ss->tx)
+                                           : CHUNK;
+    int rv = h3wt_stream_write(ss->st, b->buf, n);
+    if (rv == H3WT_ERR_WOULDBLOCK) {
+      return; /* on_stream_writable resumes */
+    }
+    if (rv != 0) {
+      error(b, "stream write at %" PRIu64 ": %s", ss->tx, h3wt_strerror(rv));
+      finish(b);
+      return;
+    }
+    ss->tx += n;
+  }
+  if (!ss->fin_sent) {
+    ss->fin_sent = 1;
+    int rv = h3wt_stream_finish(ss->st);
+    if (rv != 0) {
+      error(b, "stream finish: %s", h3wt_strerror(rv));
+      finish(b);
+    }
+  }
+}
+
+static void st_start(bench *b, bsess *ss) {
+  int rv = h3wt_session_open_stream(ss->s, 1, &ss->st);
+  if (rv != 0) {
+    error(b, "cannot open a stream: %s", h3wt_strerror(rv));
+    finish(b);
+    return;
+  }
+  h3wt_stream_set_data(ss->st, ss);
+  b->phase = P_MEASURE;
+  bench_snap_take(&b->a, b->o.server_pid);
+  st_pump(b, ss);
+}
+
+static void st_on_data(h3wt_stream *st, const uint8_t *data, size_t len,
+                       int fin, void *rd) {
+  bsess *ss = h3wt_stream_get_data(st);
+  bench *b;
+  if (!ss) {
+    return;
+  }
+  b = ss->c->b;
+  ss->rx += len;
+  if (fin && b->phase == P_MEASURE) {
+    bench_snap_take(&b->z, b->o.server_pid);
+    b->bytes = ss->rx;
+    if (ss->rx != b->o.bytes) {
+      error(b, "the echo ended after %" PRIu64 " of %" PRIu64 " bytes",
+            ss->rx, b->o.bytes);
+    } else {
+      b->ops = 1; /* the figure is bytes/s; this says it is complete */
+    }
+    finish(b);
+  }
+}
+
+static void st_on_writable(h3wt_stream *st, void *rd) {
+  bsess *ss = h3wt_stream_get_data(st);
+  if (ss && ss->c->b->phase == P_MEASURE) {
+    st_pump(ss->c->b, ss);
+  }
+}
+
+static void st_on_reset(h3wt_stream *st, uint32_t code, int has, void *rd) {
+  bsess *ss = h3wt_stream_get_data(st);
+  if (ss && ss->c->b->phase != P_DONE) {
+    error(ss->c->b, "the server reset the stream (code 0x%" PRIx32 ")", code);
+    finish(ss->c->b);
+  }
+}
+
+static void st_on_close(h3wt_stream *st, void *rd) {
+  bsess *ss = h3wt_stream_get_data(st);
+  if (ss) {
+    h3wt_stream_set_data(st, NULL);
+    ss->st = NULL;
+    if (ss->c->b->phase != P_DONE) {
+      error(ss->c->b, "the stream closed before the echo ended");
+      finish(ss->c->b);
+    }
+  }
+}
+
+/* ---- sessions (dgram, stream, idle) ------------------------------------------ */
+
+static void begin_warmup(bench *b);
+static void idle_sess_mark(bsess *ss);
+static void idle_check(bench *b);
+
+static void s_on_ready(h3wt_session *s, void *rd) {
+  bsess *ss = rd;
+  bconn *c = ss->c;
+  bench *b = c->b;
+  ss->ready = 1;
+  ++c->nready;
+  ++b->nready;
+  if (b->phase == P_DONE) {
+    return;
+  }
+  switch (b->o.mode) {
+  case M_DGRAM:
+    if (h3wt_session_max_datagram(s) < b->o.payload) {
+      error(b, "payload %u over the session's maximum datagram %zu",
+            b->o.payload, h3wt_session_max_datagram(s));
+      finish(b);
+      return;
+    }
+    for (uint32_t si = 0; si < b->o.window; ++si) {
+      dg_send(b, ss, si);
+    }
+    if (b->nready == b->nsess) {
+      begin_warmup(b);
+    }
+    break;
+  case M_STREAM:
+    st_start(b, ss);
+    break;
+  case M_IDLE:
+    idle_sess_mark(ss);
+    idle_check(b);
+    break;
+  }
+}
+
+static void s_on_close(h3wt_session *s, int err, uint32_t code,
+                       const char *reason, size_t rl, void *rd) {
+  bsess *ss = rd;
+  bconn *c = ss->c;
+  bench *b = c->b;
+  ss->ended = 1;
+  if (b->phase == P_DONE) {
+    return;
+  }
+  if (err == H3WT_SESSION_REJECTED) {
+    error(b, "session %u rejected with status %d", ss->idx,
+          h3wt_session_status(s));
+  } else {
+    error(b, "session %u ended (err %d, code %" PRIu32 ")", ss->idx, err,
+          code);
+  }
+  if (b->o.mode == M_IDLE) {
+    idle_sess_mark(ss);
+    idle_check(b);
+  } else {
+    finish(b);
+  }
+}
+
+static const h3wt_session_handler sess_handler = {
+    .on_session_ready = s_on_ready,
+    .on_stream_data = st_on_data,
+    .on_stream_reset = st_on_reset,
+    .on_stream_writable = st_on_writable,
+    .on_stream_close = st_on_close,
+    .on_datagram = dg_on_datagram,
+    .on_session_close = s_on_close,
+};
+
+/* Opens the connection's sessions (queued until the handshake). */
+static int conn_open_sessions(bconn *c) {
+  bench *b = c->b;
+  for (uint32_t i = 0; i < c->nsess; ++i) {
+    bsess *ss = &b->sess[c->first_sess + i];
+    ss->ready = ss->ended = ss->counted = 0;
+    int rv = h3wt_client_webtransport(c->cl, b->o.path, NULL, &sess_handler,
+                                      ss, &ss->s);
+    if (rv != 0) {
+      error(b, "session %u: %s", ss->idx, h3wt_strerror(rv));
+      return rv;
+    }
+  }
+  return 0;
+}
+
+/* ---- idle -------------------------------------------------------------------- */
+
+static void idle_measure(uv_timer_t *t) {
+  bench *b = t->data;
+  b->rss_after = bench_proc_rss_kib(b->o.server_pid);
+  bench_snap_take(&b->z, b->o.server_pid);
+  b->ops = b->nready;
+  finish(b);
+}
+
+/* A session is ready or failed; a connection is "dialling" until all of
+   its sessions are. */
+static void idle_sess_mark(bsess *ss) {
+  bconn *c = ss->c;
+  if (ss->counted) {
+    return;
+  }
+  ss->counted = 1;
+  ++c->b->nsess_done;
+  if (++c->ndone == c->nsess) {
+    --c->b->dialing;
+  }
+}
+
+/* Dials connections while fewer than --inflight are still opening. */
+static void idle_dial(bench *b) {
+  while (b->phase == P_MEASURE && b->next_dial < b->nconns &&
+         b->dialing < b->o.inflight) {
+    bconn *c = &b->conns[b->next_dial++];
+    ++b->dialing;
+    if (conn_open(c) != 0) {
+      for (uint32_t i = 0; i < c->nsess; ++i) {
+        idle_sess_mark(&b->sess[c->first_sess + i]);
+      }
+    } else if (conn_open_sessions(c) != 0) {
+      finish(b);
+    }
+  }
+}
+
+static void idle_check(bench *b) {
+  if (b->phase != P_MEASURE) {
+    return;
+  }
+  idle_dial(b);
+  if (b->nsess_done == b->nsess &&
+      !uv_is_active((uv_handle_t *)&b->timer)) {
+    if (b->o.verbose) {
+      fprintf(stderr, "h3wt-bench: %u sessions ready, settling\n",
+              b->nready);
+    }
+    uv_timer_start(&b->timer, idle_measure, (uint64_t)(b->o.settle * 1000),
+                   0);
+  }
+}
+
+/* ---- get and download --------------------------------------------------------- */
+
+static void get_send(breq *r);
+
+static void r_on_headers(h3wt_client_request *req, int status,
+                         const h3wt_header *h, size_t n, void *ud) {
+  breq *r = ud;
+  r->status = status;
+  if (status != 200) {
+    /* A 404 (a wrong path, or --web not found) is answered as fast as a
+       200: counting it as an op would report a rate for nothing. */
+    ++r->c->b->bad_status;
+    error(r->c->b, "%s: status %d", r->c->b->o.path, status);
+  }
+}
+
+static void r_on_body(h3wt_client_request *req, const uint8_t *data,
+                      size_t len, void *ud) {
+  breq *r = ud;
+  r->c->b->bytes += len;
+}
+
+static void r_on_close(h3wt_client_request *req, int err, uint64_t code,
+                       void *ud) {
+  breq *r = ud;
+  bench *b = r->c->b;
+  if (b->phase == P_DONE) {
+    return;
+  }
+  if (err) {
+    error(b, "request: %s (stream error 0x%" PRIx64 ")", h3wt_strerror(err),
+          code);
+  }
+  if (b->o.mode == M_DOWNLOAD) {
+    bench_snap_take(&b->z, b->o.server_pid);
+    if (!err && r->status == 200) {
+      b->ops = 1;
+    } else if (b->bytes == 0) {
+      error(b, "download: nothing received");
+    }
+    finish(b);
+    return;
+  }
+  if (measuring(b) && !err && r->status == 200) {
+    ++b->ops;
+    ++r->c->ops;
+  }
+  get_send(r);
+}
+
+static const h3wt_response_handler resp_handler = {r_on_headers, r_on_body,
+                                                   r_on_close};
+
+static void get_send(breq *r) {
+  bench *b = r->c->b;
+  r->status = 0;
+  int rv = h3wt_client_request_send(r->c->cl, "GET", b->o.path, NULL, 0, NULL,
+                                    0, &resp_handler, r, NULL);
+  if (rv != 0) {
+    error(b, "request: %s", h3wt_strerror(rv));
+    finish(b);
+  }
+}
+
+/* ---- handshake ---------------------------------------------------------------- */
+
+static void hs_on_ready(h3wt_session *s, void *rd) {
+  bconn *c = rd;
+  c->hs_ready = 1;
+  h3wt_session_close(s, 0, "");
+}
+
+static void hs_on_close(h3wt_session *s, int err, uint32_t code,
+                        const char *reason, size_t rl, void *rd) {
+  bconn *c = rd;
+  bench *b = c->b;
+  if (c->hs_ready && err == H3WT_SESSION_CLOSED) {
+    if (measuring(b)) {
+      ++b->ops;
+      bench_hist_add(&b->hist, bench_now_ns() - c->started_ns);
+    }
+  } else if (b->phase != P_DONE) {
+    error(b, "handshake session ended (err %d, status %d)", err,
+          h3wt_session_status(s));
+  }
+  c->hs = NULL;
+  conn_close(c);
+}
+
+static const h3wt_session_handler hs_handler = {
+    .on_session_ready = hs_on_ready,
+    .on_session_close = hs_on_close,
+};
+
+static void hs_start(bconn *c) {
+  bench *b = c->b;
+  if (b->phase != P_WARMUP && b->phase != P_MEASURE) {
+    return;
+  }
+  if (conn_open(c) != 0) {
+    finish(b);
+    return;
+  }
+  int rv = h3wt_client_webtransport(c->cl, b->o.path, NULL, &hs_handler, c,
+                                    &c->hs);
+  if (rv != 0) {
+    error(b, "session: %s", h3wt_strerror(rv));
+    conn_close(c); /* on_closed inside restarts the slot */
+  }
+}
+
+/* ---- connection callbacks ------------------------------------------------------ */
+
+static void on_connected(h3wt_client *cl, void *ud) {
+  bconn *c = ud;
+  bench *b = c->b;
+  c->connected = 1;
+  if (b->phase == P_DONE) {
+    return;
+  }
+  if (b->o.mode == M_GET) {
+    for (uint32_t i = 0; i < b->o.requests; ++i) {
+      get_send(&c->reqs[i]);
+    }
+    if (++b->nconnected == b->nconns) {
+      begin_warmup(b);
+    }
+  } else if (b->o.mode == M_DOWNLOAD) {
+    b->phase = P_MEASURE;
+    bench_snap_take(&b->a, b->o.server_pid);
+    get_send(&c->reqs[0]);
+  }
+}
+
+static void on_closed(h3wt_client *cl, int err, void *ud) {
+  bconn *c = ud;
+  bench *b = c->b;
+  c->cl = NULL;
+  c->hs = NULL;
+  --b->live;
+  bury(b, cl);
+  if (b->phase == P_DONE) {
+    return;
+  }
+  if (b->o.mode == M_HANDSHAKE) {
+    if (err) {
+      error(b, "connection: %s", h3wt_strerror(err));
+    }
+    if (b->errors > 1000) {
+      finish(b); /* failing over and over: give up */
+      return;
+    }
+    hs_start(c);
+    return;
+  }
+  error(b, "connection %u closed: %s", c->idx,
+        err ? h3wt_strerror(err) : "by the server");
+  if (b->o.mode == M_IDLE) {
+    for (uint32_t i = 0; i < c->nsess; ++i) {
+      idle_sess_mark(&b->sess[c->first_sess + i]);
+    }
+    idle_check(b);
+  } else {
+    finish(b);
+  }
+}
+
+/* ---- phases -------------------------------------------------------------------- */
+
+static void measure_end(uv_timer_t *t) {
+  bench *b = t->data;
+  bench_snap_take(&b->z, b->o.server_pid);
+  finish(b);
+}
+
+static void measure_begin(uv_timer_t *t) {
+  bench *b = t->data;
+  b->phase = P_MEASURE;
+  bench_snap_take(&b->a, b->o.server_pid);
+  uv_timer_start(&b->timer, measure_end, (uint64_t)(b->o.duration * 1000), 0);
+}
+
+static void begin_warmup(bench *b) {
+  if (b->phase != P_SETUP) {
+    return;
+  }
+  b->phase = P_WARMUP;
+  uv_timer_start(&b->timer, measure_begin, (uint64_t)(b->o.warmup * 1000), 0);
+}
+
+static void tick_cb(uv_timer_t *t) {
+  bench *b = t->data;
+  if (b->o.mode == M_DGRAM && b->phase != P_DONE) {
+    dg_tick(b);
+  }
+}
+
+static void deadline_cb(uv_timer_t *t) {
+  bench *b = t->data;
+  b->timed_out = 1;
+  error(b, "timed out after %g s (phase %d, %u of %u sessions ready)",
+        b->o.timeout, b->phase, b->nready, b->nsess);
+  finish(b);
+}
+
+/* Stops the load and closes every connection; the loop ends once all
+   handles are closed. */
+static void finish(bench *b) {
+  if (b->phase == P_DONE) {
+    return;
+  }
+  if (b->phase == P_MEASURE && b->z.wall_ns == 0) {
+    bench_snap_take(&b->z, b->o.server_pid); /* cut short */
+  }
+  b->phase = P_DONE;
+  uv_timer_stop(&b->tick);
+  uv_timer_stop(&b->timer);
+  uv_timer_stop(&b->deadline);
+  for (uint32_t i = 0; i < b->nconns; ++i) {
+    conn_close(&b->conns[i]);
+  }
+}
+
+/* ---- report -------------------------------------------------------------------- */
+
+/* Errors that only show at the end: a connection that stalled while the
+   others went on (the total rate alone would hide a server that stopped
+   answering one peer), and a server process that vanished. */
+static void final_checks(bench *b) {
+  const opts *o = &b->o;
+  if (b->a.wall_ns == 0 || b->timed_out) {
+    return; /* never measured: already an error */
+  }
+  if (o->mode == M_GET || o->mode == M_DGRAM) {
+    for (uint32_t i = 0; i < b->nconns; ++i) {
+      if (b->conns[i].ops == 0) {
+        error(b, "connection %u: nothing completed while measuring", i);
+      }
+    }
+  }
+  if (o->server_pid > 0 &&
+      (b->a.server_cpu_us < 0 || b->z.server_cpu_us < 0)) {
+    error(b, "server process %ld is gone", o->server_pid);
+  }
+}
+
+static void report(bench *b) {
+  const opts *o = &b->o;
+  bench_json j;
+  double secs = b->z.wall_ns > b->a.wall_ns && b->a.wall_ns
+                    ? (double)(b->z.wall_ns - b->a.wall_ns) / 1e9
+                    : 0;
+  double srv = b->a.server_cpu_us >= 0 && b->z.server_cpu_us >= 0
+                   ? (double)(b->z.server_cpu_us - b->a.server_cpu_us)
+                   : -1;
+  double ops = (double)b->ops, rate;
+  const char *unit = "op";
+  char human[512];
+  int hl = 0;
+
+  bench_json_begin(&j);
+  bench_json_str(&j, "mode", mode_names[o->mode]);
+  bench_json_str(&j, "target", o->label);
+  switch (o->mode) {
+  case M_DGRAM:
+    unit = "echo";
+    bench_json_int(&j, "sessions", o->sessions);
+    bench_json_int(&j, "conns", o->conns);
+    bench_json_int(&j, "window", o->window);
+    bench_json_int(&j, "payload", o->payload);
+    break;
+  case M_STREAM:
+  case M_DOWNLOAD:
+    unit = "MB";
+    ops = (double)b->bytes / MB;
+    bench_json_int(&j, "bytes", b->bytes);
+    break;
+  case M_GET:
+    unit = "request";
+    bench_json_int(&j, "conns", o->conns);
+    bench_json_int(&j, "concurrent", o->requests);
+    bench_json_int(&j, "bad_status", b->bad_status);
+    break;
+  case M_HANDSHAKE:
+    unit = "connection";
+    bench_json_int(&j, "inflight", o->inflight);
+    break;
+  case M_IDLE:
+    unit = "session";
+    bench_json_int(&j, "sessions", b->nready);
+    bench_json_int(&j, "conns", b->nconns);
+    bench_json_int(&j, "per_conn", o->per_conn);
+    break;
+  }
+  rate = secs > 0 ? ops / secs : 0;
+  bench_json_num(&j, "ops", ops);
+  bench_json_str(&j, "unit", unit);
+  if (o->mode == M_STREAM || o->mode == M_DOWNLOAD) {
+    rate = secs > 0 ? (double)b->bytes / secs : 0;
+    bench_json_num(&j, "rate", rate); /* bytes/s */
+    bench_json_num(&j, "mbit_per_s", rate * 8 / 1e6);
+  } else if (o->mode != M_IDLE) {
+    bench_json_num(&j, "rate", rate);
+  }
+  if (o->mode == M_DGRAM || o->mode == M_HANDSHAKE) {
+    const char *what = o->mode == M_DGRAM ? "rtt" : "setup";
+    char k[32];
+    snprintf(k, sizeof(k), "%s_p50_us", what);
+    bench_json_num(&j, k, (double)bench_hist_quantile(&b->hist, 0.5) / 1e3);
+    snprintf(k, sizeof(k), "%s_p99_us", what);
+    bench_json_num(&j, k, (double)bench_hist_quantile(&b->hist, 0.99) / 1e3);
+    snprintf(k, sizeof(k), "%s_p999_us", what);
+    bench_json_num(&j, k, (double)bench_hist_quantile(&b->hist, 0.999) / 1e3);
+  }
+  if (o->mode == M_DGRAM) {
+    bench_json_int(&j, "lost", b->lost);
+    bench_json_int(&j, "blocked", b->blocked);
+  }
+  if (o->mode == M_IDLE && b->rss_before >= 0 && b->rss_after >= 0) {
+    double per = b->nready ? (double)(b->rss_after - b->rss_before) /
+                                 (double)b->nready
+                           : 0;
+    bench_json_int(&j, "rss_before_kib", (uint64_t)b->rss_before);
+    bench_json_int(&j, "rss_after_kib", (uint64_t)b->rss_after);
+    bench_json_num(&j, "kib_per_session", per);
+  }
+  bench_json_cpu(&j, &b->a, &b->z, ops);
+  bench_json_int(&j, "errors", b->errors);
+  bench_json_end(&j, stdout);
+
+  /* The human line. */
+  hl += snprintf(human + hl, sizeof(human) - (size_t)hl, "%s %s: ", o->label,
+                 mode_names[o->mode]);
+  switch (o->mode) {
+  case M_DGRAM:
+    hl += snprintf(human + hl, sizeof(human) - (size_t)hl,
+                   "%.0f echoes/s (%u sessions x %u in flight, %u B), rtt "
+                   "p50 %.1f us p99 %.1f us p999 %.1f us, lost %" PRIu64,
+                   rate, o->sessions, o->window, o->payload,
+                   (double)bench_hist_quantile(&b->hist, 0.5) / 1e3,
+                   (double)bench_hist_quantile(&b->hist, 0.99) / 1e3,
+                   (double)bench_hist_quantile(&b->hist, 0.999) / 1e3,
+                   b->lost);
+    break;
+  case M_STREAM:
+  case M_DOWNLOAD:
+    hl += snprintf(human + hl, sizeof(human) - (size_t)hl,
+                   "%.1f MB/s (%.0f Mbit/s), %" PRIu64 " bytes in %.2f s",
+                   rate / MB, rate * 8 / 1e6, b->bytes, secs);
+    break;
+  case M_GET:
+    hl += snprintf(human + hl, sizeof(human) - (size_t)hl,
+                   "%.0f requests/s (%u connections x %u concurrent)", rate,
+                   o->conns, o->requests);
+    break;
+  case M_HANDSHAKE:
+    hl += snprintf(human + hl, sizeof(human) - (size_t)hl,
+                   "%.0f connections/s (%u in progress), setup p50 %.2f ms "
+                   "p99 %.2f ms",
+                   rate, o->inflight,
+                   (double)bench_hist_quantile(&b->hist, 0.5) / 1e6,
+                   (double)bench_hist_quantile(&b->hist, 0.99) / 1e6);
+    break;
+  case M_IDLE:
+    hl += snprintf(human + hl, sizeof(human) - (size_t)hl,
+                   "%u sessions on %u connections", b->nready, b->nconns);
+    if (b->rss_before >= 0 && b->rss_after >= 0 && b->nready) {
+      hl += snprintf(human + hl, sizeof(human) - (size_t)hl,
+                     ", server RSS %" PRId64 " -> %" PRId64
+                     " KiB = %.2f KiB/session",
+                     b->rss_before, b->rss_after,
+                     (double)(b->rss_after - b->rss_before) /
+                         (double)b->nready);
+    }
+    break;
+  }
+  if (srv >= 0 && ops > 0 && hl < (int)sizeof(human)) {
+    hl += snprintf(human + hl, sizeof(human) - (size_t)hl,
+                   ", server CPU %.2f us/%s (%.0f%%)", srv / ops, unit,
+                   secs > 0 ? srv / secs / 1e4 : 0);
+  }
+  if (b->errors && hl < (int)sizeof(human)) {
+    snprintf(human + hl, sizeof(human) - (size_t)hl, ", %" PRIu64 " errors",
+             b->errors);
+  }
+  printf("%s\n", human);
+  fflush(stdout);
+}
+
+/* ---- options ------------------------------------------------------------------- */
+
+static void usage(FILE *f) {
+  fprintf(
+      f,
+      "Usage: h3wt-bench MODE [options] https://host:port[/path]\n"
+      "Modes: dgram stream download get handshake idle (see bench/README.md)\n"
+      "  -c, --conns C        connections (get: 4; dgram: one per session)\n"
+      "  -s, --sessions S     dgram: sessions (default 8)\n"
+      "  -w, --window W       dgram: datagrams in flight per session (16)\n"
+      "  -P, --payload B      dgram: payload bytes, >= %d (default 64)\n"
+      "  -r, --requests R     get: concurrent requests per connection (16)\n"
+      "  -K, --inflight K     handshake: connections in progress (16);\n"
+      "                       idle: connections opening at once (32)\n"
+      "  -n, --count N        idle: sessions to open (default 1000)\n"
+      "  -m, --per-conn M     idle: sessions per connection (default 16)\n"
+      "  -b, --bytes B        stream: bytes to echo (K/M/G; default 256M)\n"
+      "  -d, --duration S     measured seconds (default 10)\n"
+      "      --warmup S       seconds of load before measuring (default 1)\n"
+      "      --settle S       idle: wait before reading the RSS (default 2)\n"
+      "      --timeout S      give up after S seconds (default 120)\n"
+      "      --server-pid PID report the server's CPU (and idle: RSS)\n"
+      "      --label TEXT     the 'target' field of the result (default "
+      "h3wt)\n"
+      "  -k, --insecure       accepted; certificates are never verified\n"
+      "  -v, --verbose        progress and every error on stderr\n"
+      "Paths default to /wt/echo (WebTransport modes) and / (get); download\n"
+      "needs the file's path in the URL.\n",
+      DG_HDR);
+}
+
+static int parse_size(const char *s, uint64_t *out) {
+  char *end;
+  errno = 0;
+  unsigned long long v = strtoull(s, &end, 10);
+  if (end == s || errno) {
+    return -1;
+  }
+  switch (*end) {
+  case 'K':
+  case 'k':
+    v <<= 10;
+    ++end;
+    break;
+  case 'M':
+  case 'm':
+    v <<= 20;
+    ++end;
+    break;
+  case 'G':
+  case 'g':
+    v <<= 30;
+    ++end;
+    break;
+  }
+  if (*end) {
+    return -1;
+  }
+  *out = v;
+  return 0;
+}
+
+static int parse_u32(const char *s, uint32_t *out) {
+  uint64_t v;
+  if (parse_size(s, &v) != 0 || v > UINT32_MAX) {
+    return -1;
+  }
+  *out = (uint32_t)v;
+  return 0;
+}
+
+/* https://host[:port][/path]; host may be [v6]. */
+static int parse_url(const char *url, opts *o) {
+  const char *p = url, *h, *he;
+  if (strncmp(p, "https://", 8) != 0) {
+    return -1;
+  }
+  p += 8;
+  if (*p == '[') {
+    h = p + 1;
+    he = strchr(h, ']');
+    if (!he) {
+      return -1;
+    }
+    p = he + 1;
+  } else {
+    h = p;
+    he = p + strcspn(p, ":/");
+    p = he;
+  }
+  if (he == h || (size_t)(he - h) >= sizeof(o->host)) {
+    return -1;
+  }
+  memcpy(o->host, h, (size_t)(he - h));
+  o->host[he - h] = '\0';
+  o->port = 443;
+  if (*p == ':') {
+    char *end;
+    unsigned long v = strtoul(p + 1, &end, 10);
+    if (end == p + 1 || v == 0 || v > 65535) {
+      return -1;
+    }
+    o->port = (uint16_t)v;
+    p = end;
+  }
+  if (*p == '/' && p[1]) {
+    o->path = p;
+  } else if (*p && strcmp(p, "/") != 0) {
+    return -1;
+  }
+  return 0;
+}
+
+static int parse_args(int argc, char **argv, opts *o) {
+  static const struct option lopts[] = {
+      {"conns", required_argument, 0, 'c'},
+      {"sessions", required_argument, 0, 's'},
+      {"window", required_argument, 0, 'w'},
+      {"payload", required_argument, 0, 'P'},
+      {"requests", required_argument, 0, 'r'},
+      {"inflight", required_argument, 0, 'K'},
+      {"count", required_argument, 0, 'n'},
+      {"per-conn", required_argument, 0, 'm'},
+      {"bytes", required_argument, 0, 'b'},
+      {"duration", required_argument, 0, 'd'},
+      {"warmup", required_argument, 0, 'W'},
+      {"settle", required_argument, 0, 'T'},
+      {"timeout", required_argument, 0, 'O'},
+      {"server-pid", required_argument, 0, 'S'},
+      {"label", required_argument, 0, 'L'},
+      {"insecure", no_argument, 0, 'k'},
+      {"verbose", no_argument, 0, 'v'},
+      {"help", no_argument, 0, 'h'},
+      {0, 0, 0, 0}};
+  int c, m = -1;
+  if (argc < 2) {
+    return -1;
+  }
+  if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
+    usage(stdout);
+    exit(0);
+  }
+  for (int i = 0; i < (int)(sizeof(mode_names) / sizeof(mode_names[0]));
+       ++i) {
+    if (strcmp(argv[1], mode_names[i]) == 0) {
+      m = i;
+    }
+  }
+  if (m < 0) {
+    fprintf(stderr, "h3wt-bench: unknown mode '%s'\n", argv[1]);
+    return -1;
+  }
+  memset(o, 0, sizeof(*o));
+  o->mode = m;
+  o->sessions = 8;
+  o->window = 16;
+  o->payload = 64;
+  o->requests = 16;
+  o->inflight = m == M_IDLE ? 32 : 16;
+  o->per_conn = 16;
+  o->bytes = 256u << 20;
+  o->count = 1000;
+  o->duration = 10;
+  o->warmup = 1;
+  o->settle = 2;
+  o->timeout = 120;
+  o->label = "h3wt";
+  optind = 2;
+  while ((c = getopt_long(argc, argv, "c:s:w:P:r:K:n:m:b:d:kvh", lopts,
+                          NULL)) != -1) {
+    int bad = 0;
+    switch (c) {
+    case 'c':
+      bad = parse_u32(optarg, &o->conns);
+      break;
+    case 's':
+      bad = parse_u32(optarg, &o->sessions);
+      break;
+    case 'w':
+      bad = parse_u32(optarg, &o->window);
+      break;
+    case 'P':
+      bad = parse_u32(optarg, &o->payload);
+      break;
+    case 'r':
+      bad = parse_u32(optarg, &o->requests);
+      break;
+    case 'K':
+      bad = parse_u32(optarg, &o->inflight);
+      break;
+    case 'n':
+      bad = parse_size(optarg, &o->count);
+      break;
+    case 'm':
+      bad = parse_u32(optarg, &o->per_conn);
+      break;
+    case 'b':
+      bad = parse_size(optarg, &o->bytes);
+      break;
+    case 'd':
+      o->duration = strtod(optarg, NULL);
+      break;
+    case 'W':
+      o->warmup = strtod(optarg, NULL);
+      break;
+    case 'T':
+      o->settle = strtod(optarg, NULL);
+      break;
+    case 'O':
+      o->timeout = strtod(optarg, NULL);
+      break;
+    case 'S':
+      o->server_pid = strtol(optarg, NULL, 10);
+      break;
+    case 'L':
+      o->label = optarg;
+      break;
+    case 'k':
+      break;
+    case 'v':
+      o->verbose = 1;
+      break;
+    case 'h':
+      usage(stdout);
+      exit(0);
+    default:
+      return -1;
+    }
+    if (bad) {
+      fprintf(stderr, "h3wt-bench: bad value '%s'\n", optarg);
+      return -1;
+    }
+  }
+  if (optind != argc - 1 || parse_url(argv[optind], o) != 0) {
+    fprintf(stderr, "h3wt-bench: one https:// URL expected\n");
+    return -1;
+  }
+  if (!o->path) {
+    o->path = m == M_GET ? "/" : m == M_DOWNLOAD ? NULL : "/wt/echo";
+  }
+  if (!o->path) {
+    fprintf(stderr, "h3wt-bench: download needs a path in the URL\n");
+    return -1;
+  }
+  if (o->payload < DG_HDR || o->payload > 65535 || o->window < 1 ||
+      o->sessions < 1 || o->requests < 1 || o->inflight < 1 ||
+      o->per_conn < 1 || o->count < 1 || o->count > 1000000 ||
+      o->duration <= 0 || o->warmup < 0 || o->timeout <= 0) {
+    fprintf(stderr, "h3wt-bench: a value is out of range\n");
+    return -1;
+  }
+  if (o->mode == M_DGRAM && (o->conns == 0 || o->conns > o->sessions)) {
+    o->conns = o->sessions;
+  }
+  if (o->mode == M_GET && o->conns == 0) {
+    o->conns = 4;
+  }
+  return 0;
+}
+
+/* ---- main -------------------------------------------------------------------------- */
+
+/* Lays out connections and sessions: session i on connection i % C
+   (dgram), i / M (idle). */
+static int layout(bench *b) {
+  const opts *o = &b->o;
+  switch (o->mode) {
+  case M_DGRAM:
+    b->nconns = o->conns;
+    b->nsess = o->sessions;
+    break;
+  case M_STREAM:
+    b->nconns = b->nsess = 1;
+    break;
+  case M_DOWNLOAD:
+    b->nconns = 1;
+    break;
+  case M_GET:
+    b->nconns = o->conns;
+    break;
+  case M_HANDSHAKE:
+    b->nconns = o->inflight;
+    break;
+  case M_IDLE:
+    b->nsess = (uint32_t)o->count;
+    b->nconns = (b->nsess + o->per_conn - 1) / o->per_conn;
+    break;
+  }
+  b->conns = calloc(b->nconns, sizeof(*b->conns));
+  b->sess = calloc(b->nsess ? b->nsess : 1, sizeof(*b->sess));
+  if (!b->conns || !b->sess) {
+    return -1;
+  }
+  for (uint32_t i = 0; i < b->nconns; ++i) {
+    bconn *c = &b->conns[i];
+    c->b = b;
+    c->idx = i;
+    if (o->mode == M_GET || o->mode == M_DOWNLOAD) {
+      uint32_t n = o->mode == M_GET ? o->requests : 1;
+      c->reqs = calloc(n, sizeof(*c->reqs));
+      if (!c->reqs) {
+        return -1;
+      }
+      for (uint32_t k = 0; k < n; ++k) {
+        c->reqs[k].c = c;
+      }
+    }
+  }
+  /* Sessions are grouped by connection: first_sess .. + nsess. */
+  if (o->mode == M_DGRAM) {
+    for (uint32_t i = 0; i < b->nconns; ++i) {
+      bconn *c = &b->conns[i];
+      c->first_sess = i * (b->nsess / b->nconns) +
+                      (i < b->nsess % b->nconns ? i : b->nsess % b->nconns);
+      c->nsess = b->nsess / b->nconns + (i < b->nsess % b->nconns);
+    }
+  } else if (o->mode == M_STREAM) {
+    b->conns[0].nsess = 1;
+  } else if (o->mode == M_IDLE) {
+    for (uint32_t i = 0; i < b->nconns; ++i) {
+      bconn *c = &b->conns[i];
+      c->first_sess = i * o->per_conn;
+      c->nsess = b->nsess - c->first_sess < o->per_conn
+                     ? b->nsess - c->first_sess
+                     : o->per_conn;
+    }
+  }
+  for (uint32_t i = 0; i < b->nconns; ++i) {
+    for (uint32_t k = 0; k < b->conns[i].nsess; ++k) {
+      bsess *ss = &b->sess[b->conns[i].first_sess + k];
+      ss->c = &b->conns[i];
+      ss->idx = b->conns[i].first_sess + k;
+      if (o->mode == M_DGRAM) {
+        ss->slots = calloc(o->window, sizeof(*ss->slots));
+        if (!ss->slots) {
+          return -1;
+        }
+      }
+    }
+  }
+  return 0;
+}
+
+static int start(bench *b) {
+  const opts *o = &b->o;
+  switch (o->mode) {
+  case M_DGRAM:
+  case M_STREAM:
+    for (uint32_t i = 0; i < b->nconns; ++i) {
+      if (conn_open(&b->conns[i]) != 0 ||
+          conn_open_sessions(&b->conns[i]) != 0) {
+        return -1;
+      }
+    }
+    break;
+  case M_DOWNLOAD:
+  case M_GET:
+    for (uint32_t i = 0; i < b->nconns; ++i) {
+      if (conn_open(&b->conns[i]) != 0) {
+        return -1;
+      }
+    }
+    break;
+  case M_HANDSHAKE:
+    begin_warmup(b);
+    for (uint32_t i = 0; i < b->nconns; ++i) {
+      hs_start(&b->conns[i]);
+    }
+    break;
+  case M_IDLE:
+    b->rss_before = o->server_pid > 0 ? bench_proc_rss_kib(o->server_pid)
+                                      : -1;
+    b->phase = P_MEASURE;
+    bench_snap_take(&b->a, o->server_pid);
+    idle_dial(b);
+    break;
+  }
+  return 0;
+}
+
+int main(int argc, char **argv) {
+  static bench bb;
+  bench *b = &bb;
+  int rv;
+
+  if (parse_args(argc, argv, &b->o) != 0) {
+    usage(stderr);
+    return 2;
+  }
+  memset(b->buf, 0x5a, sizeof(b->buf));
+  b->rss_before = b->rss_after = -1;
+  b->a.server_cpu_us = b->z.server_cpu_us = -1;
+  h3wt_client_settings_default(&b->cs);
+  b->cs.host = b->o.host;
+  b->cs.port = b->o.port;
+  b->cs.insecure = 1;
+  b->cs.log_cb = h3wt_log_stderr;
+  b->cs.log_level = b->o.verbose ? H3WT_LOG_WARN : H3WT_LOG_ERROR;
+  b->cs.idle_timeout_ms = (uint64_t)(b->o.timeout * 1000) + 10000;
+  if (layout(b) != 0) {
+    fprintf(stderr, "h3wt-bench: out of memory\n");
+    return 1;
+  }
+  b->loop = uv_default_loop();
+  uv_timer_init(b->loop, &b->tick);
+  uv_timer_init(b->loop, &b->timer);
+  uv_timer_init(b->loop, &b->deadline);
+  uv_check_init(b->loop, &b->reaper);
+  uv_timer_init(b->loop, &b->wake);
+  b->tick.data = b->timer.data = b->deadline.data = b->reaper.data = b;
+  b->wake.data = b;
+  uv_check_start(&b->reaper, reaper_cb);
+  uv_timer_start(&b->deadline, deadline_cb, (uint64_t)(b->o.timeout * 1000),
+                 0);
+  if (b->o.mode == M_DGRAM) {
+    uv_timer_start(&b->tick, tick_cb, TICK_MS, TICK_MS);
+  }
+  if (start(b) != 0) {
+    finish(b);
+  }
+  uv_run(b->loop, UV_RUN_DEFAULT);
+  final_checks(b);
+  report(b);
+  rv = uv_loop_close(b->loop);
+  if (rv != 0) {
+    fprintf(stderr, "h3wt-bench: loop not empty at exit: %s\n",
+            uv_strerror(rv));
+  }
+  for (uint32_t i = 0; i < b->nsess; ++i) {
+    free(b->sess[i].slots);
+  }
+  for (uint32_t i = 0; i < b->nconns; ++i) {
+    free(b->conns[i].reqs);
+  }
+  free(b->sess);
+  free(b->conns);
+  free(b->dead);
+  free(b->dead_iter);
+  return b->errors || b->timed_out || b->ops == 0 ? 1 : 0;
+}

@@ -1,0 +1,399 @@
+#!/usr/bin/env bash
+# bench/run.sh: the whole benchmark suite in one run (bench/README.md).
+#
+# Builds h3wt in release mode (its own tree, build-release/ like
+# scripts/run.sh), then measures every h3wt-bench mode against h3wt-server
+# and, on the same machine in the same run, against the baselines: the raw
+# batched UDP echo (bench/udp_echo) for datagram echo, and ngtcp2's example
+# server (Debian's ngtcp2-server, /usr/sbin/gtlsserver) for GET rate and
+# download throughput.  Prints one table (figure, baseline, ratio, server
+# CPU per operation, the target and whether it is met) and saves every raw
+# JSON line to a results file.
+#
+#   bench/run.sh [--repeat N] [--duration S] [--out FILE] [--no-build]
+#                [--quick]
+#
+#   --repeat N    runs of each measurement; the table shows the median by
+#                 rate (default 3)
+#   --duration S  measured seconds of each timed run (default 5)
+#   --out FILE    the JSON lines (default build-release/bench-results/
+#                 run-DATE.jsonl; the table goes next to it as .txt)
+#   --no-build    use build-release/ as it is
+#   --quick       --repeat 1 --duration 2, 2,000 idle sessions: a check of
+#                 the script, not figures to quote
+#
+# The load generator runs on the same machine as the server, so on a
+# 2-core machine every figure is "server + client on two cores": the server
+# CPU per operation is the figure to compare, the rates are what the pair
+# reaches.  About 4 minutes plus the build.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+TREE=$ROOT/build-release
+
+REPEAT=3
+DUR=5
+OUT=""
+BUILD=1
+IDLE_N=10000
+while [ $# -gt 0 ]; do
+  case $1 in
+  --repeat) REPEAT=$2; shift 2 ;;
+  --duration) DUR=$2; shift 2 ;;
+  --out) OUT=$2; shift 2 ;;
+  --no-build) BUILD=0; shift ;;
+  --quick) REPEAT=1; DUR=2; IDLE_N=2000; shift ;;
+  -h | --help) sed -n '2,28p' "$0"; exit 0 ;;
+  *) echo "run.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
+  esac
+done
+case $REPEAT in '' | *[!0-9]* | 0) echo "run.sh: bad --repeat" >&2; exit 2 ;; esac
+
+# ---- build ------------------------------------------------------------------
+if [ "$BUILD" = 1 ]; then
+  eval "$(H3WT_WITH_CURL=0 scripts/bootstrap.sh)"
+  cmake -S . -B "$TREE" -G Ninja -DCMAKE_BUILD_TYPE=Release \
+    -DCMAKE_PREFIX_PATH="$H3WT_DEPS_PREFIX" -DH3WT_BUILD_TESTS=OFF >/dev/null
+  cmake --build "$TREE" -j "$(nproc)" --target h3wt-server h3wt-bench udp_echo
+fi
+SERVER=$TREE/apps/h3wt-server
+BENCH=$TREE/apps/h3wt-bench
+UDP_ECHO=$TREE/bench/udp_echo
+for f in "$SERVER" "$BENCH" "$UDP_ECHO"; do
+  [ -x "$f" ] || { echo "run.sh: $f missing (build first)" >&2; exit 1; }
+done
+
+STAMP=$(date -u +%Y%m%d-%H%M%S)
+if [ -z "$OUT" ]; then
+  mkdir -p "$TREE/bench-results"
+  OUT=$TREE/bench-results/run-$STAMP.jsonl
+fi
+TABLE=${OUT%.jsonl}.txt
+: >"$OUT"
+
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/h3wt-bench-run.XXXXXX")
+PIDS=""
+cleanup() {
+  for p in $PIDS; do kill "$p" 2>/dev/null || true; done
+  for p in $PIDS; do wait "$p" 2>/dev/null || true; done
+  rm -rf "$TMP"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+log() { printf '%s run.sh: %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+
+# A JSON line's value for KEY ("" when absent); the lines are flat.
+jget() {
+  printf '%s\n' "$1" | sed -n "s/.*\"$2\":\"\{0,1\}\([^,\"}]*\).*/\1/p"
+}
+
+# ---- the machine, first line of the results ---------------------------------
+CPU_MODEL=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)
+printf '{"run":"%s","host":"%s","cpu":"%s","nproc":%s,"kernel":"%s","repeat":%s,"duration":%s}\n' \
+  "$STAMP" "$(hostname)" "$CPU_MODEL" "$(nproc)" "$(uname -r)" "$REPEAT" \
+  "$DUR" >>"$OUT"
+
+# ---- the files both HTTP/3 servers serve ------------------------------------
+WWW=$TMP/www
+mkdir -p "$WWW" "$TMP/cert"
+head -c 1024 /dev/urandom >"$WWW/small.bin"
+head -c $((256 << 20)) /dev/urandom >"$WWW/big.bin"
+
+# ---- servers ----------------------------------------------------------------
+SRV_PID=""
+SRV_PORT=""
+
+wait_port() { # FILE PID: the port from "... listening on ADDR port N"
+  local i p
+  for i in $(seq 100); do
+    p=$(sed -n 's/.*listening on .* port \([0-9][0-9]*\).*/\1/p' "$1" |
+      head -n 1)
+    [ -n "$p" ] && { echo "$p"; return 0; }
+    kill -0 "$2" 2>/dev/null || return 1
+    sleep 0.1
+  done
+  return 1
+}
+
+# h3wt-server on an ephemeral port.  --log-level warn: the demo server logs
+# every request at info, which is the demo's choice, not the library's cost.
+start_h3wt() {
+  stop_server
+  "$SERVER" --port 0 --addr 127.0.0.1 --no-http --cert-dir "$TMP/cert" \
+    --web "$WWW" --max-handshakes-per-addr 0 --log-level warn "$@" \
+    >"$TMP/h3wt.out" 2>"$TMP/h3wt.err" &
+  SRV_PID=$!
+  PIDS="$PIDS $SRV_PID"
+  SRV_PORT=$(wait_port "$TMP/h3wt.out" "$SRV_PID") || {
+    echo "run.sh: h3wt-server did not start:" >&2
+    cat "$TMP/h3wt.err" >&2
+    exit 1
+  }
+}
+
+# ngtcp2's example server on a free port (it has no ephemeral-port option):
+# the same certificate and files, quiet.
+NGTCP2=""
+NGTCP2_WHY=""
+find_ngtcp2() {
+  NGTCP2=$(command -v gtlsserver || true)
+  [ -z "$NGTCP2" ] && [ -x /usr/sbin/gtlsserver ] && NGTCP2=/usr/sbin/gtlsserver
+  if [ -z "$NGTCP2" ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    log "installing ngtcp2-server (bookworm-backports) for the baseline"
+    apt-get install -y -t bookworm-backports ngtcp2-server >"$TMP/apt.log" 2>&1 ||
+      apt-get install -y ngtcp2-server >>"$TMP/apt.log" 2>&1 || true
+    [ -x /usr/sbin/gtlsserver ] && NGTCP2=/usr/sbin/gtlsserver
+  fi
+  if [ -z "$NGTCP2" ]; then
+    NGTCP2_WHY="ngtcp2-server not installed and could not be (apt-get install -t bookworm-backports ngtcp2-server)"
+  fi
+}
+
+start_ngtcp2() {
+  local try port
+  stop_server
+  for try in 1 2 3 4 5; do
+    port=$((20000 + RANDOM % 30000))
+    "$NGTCP2" -q -d "$WWW" 127.0.0.1 "$port" "$TMP/cert/dev-key.pem" \
+      "$TMP/cert/dev-cert.pem" >"$TMP/ngtcp2.out" 2>"$TMP/ngtcp2.err" &
+    SRV_PID=$!
+    PIDS="$PIDS $SRV_PID"
+    sleep 0.3
+    if kill -0 "$SRV_PID" 2>/dev/null; then
+      SRV_PORT=$port
+      return 0
+    fi
+    wait "$SRV_PID" 2>/dev/null || true
+  done
+  NGTCP2_WHY="ngtcp2-server did not start: $(tail -n 1 "$TMP/ngtcp2.err")"
+  SRV_PID=""
+  return 1
+}
+
+stop_server() {
+  if [ -n "$SRV_PID" ]; then
+    kill "$SRV_PID" 2>/dev/null || true
+    wait "$SRV_PID" 2>/dev/null || true
+    PIDS=$(echo "$PIDS" | sed "s/ $SRV_PID\b//")
+    SRV_PID=""
+  fi
+}
+
+# ---- runs -------------------------------------------------------------------
+# run KEY COMMAND...: one run; its JSON line goes to the results and to
+# $TMP/KEY.lines.  A run that fails is logged and kept out of the table.
+run() {
+  local key=$1 line rc=0
+  shift
+  "$@" >"$TMP/run.out" 2>"$TMP/run.err" || rc=$?
+  line=$(grep '^{' "$TMP/run.out" | tail -n 1 || true)
+  log "$key: $(grep -v '^{' "$TMP/run.out" | tail -n 1)"
+  if [ -n "$line" ]; then
+    printf '%s\n' "$line" >>"$OUT"
+  fi
+  if [ "$rc" -ne 0 ] || [ -z "$line" ] || [ "$(jget "$line" errors)" != 0 ]; then
+    log "$key: FAILED (exit $rc); $(head -c 600 "$TMP/run.err")"
+    echo "$key" >>"$TMP/failed"
+    return 0
+  fi
+  if [ -n "$SRV_PID" ] && ! kill -0 "$SRV_PID" 2>/dev/null; then
+    log "$key: the server died"
+    echo "$key" >>"$TMP/failed"
+    return 0
+  fi
+  printf '%s\n' "$line" >>"$TMP/$key.lines"
+}
+
+# The median run of KEY by its rate (or KiB per session), "" if none.
+median() {
+  local f=$TMP/$1.lines n
+  [ -s "$f" ] || return 0
+  n=$(wc -l <"$f")
+  awk '{ v = $0; sub(/.*"(rate|kib_per_session)":/, "", v); sub(/[,}].*/, "", v);
+         print v "\t" $0 }' "$f" | sort -g | sed -n "$(((n + 1) / 2))p" |
+    cut -f 2-
+}
+
+S=8 W=4 P=64 # 8 sessions (one per connection) x 4 in flight = 32 in flight
+T="--timeout 120"
+find_ngtcp2
+start_h3wt # makes the development certificate ngtcp2 uses as well
+
+log "datagram echo: raw UDP vs h3wt ($S x $W in flight, $P B), $REPEAT x ${DUR} s"
+for i in $(seq "$REPEAT"); do
+  stop_server
+  "$UDP_ECHO" server -a 127.0.0.1 -p 0 >"$TMP/udp.out" 2>"$TMP/udp.err" &
+  SRV_PID=$!
+  PIDS="$PIDS $SRV_PID"
+  SRV_PORT=$(wait_port "$TMP/udp.out" "$SRV_PID") || {
+    echo "run.sh: udp_echo did not start" >&2
+    exit 1
+  }
+  run udp "$UDP_ECHO" client -p "$SRV_PORT" -s $S -w $W -P $P -d "$DUR" \
+    --server-pid "$SRV_PID"
+  start_h3wt
+  run dgram "$BENCH" dgram -s $S -w $W -P $P -d "$DUR" $T \
+    --server-pid "$SRV_PID" "https://127.0.0.1:$SRV_PORT/wt/echo"
+done
+
+log "GET of a 1 KiB file (4 connections x 16 concurrent): ngtcp2 vs h3wt"
+for i in $(seq "$REPEAT"); do
+  if [ -n "$NGTCP2" ] && start_ngtcp2; then
+    run get_ngtcp2 "$BENCH" get -c 4 -r 16 -d "$DUR" $T --label ngtcp2 \
+      --server-pid "$SRV_PID" "https://127.0.0.1:$SRV_PORT/small.bin"
+  fi
+  start_h3wt
+  run get_file "$BENCH" get -c 4 -r 16 -d "$DUR" $T \
+    --server-pid "$SRV_PID" "https://127.0.0.1:$SRV_PORT/small.bin"
+  run get_root "$BENCH" get -c 4 -r 16 -d "$DUR" $T --label h3wt-handler \
+    --server-pid "$SRV_PID" "https://127.0.0.1:$SRV_PORT/"
+done
+
+log "download of a 256 MiB file: ngtcp2 vs h3wt"
+for i in $(seq "$REPEAT"); do
+  if [ -n "$NGTCP2" ] && start_ngtcp2; then
+    run download_ngtcp2 "$BENCH" download $T --label ngtcp2 \
+      --server-pid "$SRV_PID" "https://127.0.0.1:$SRV_PORT/big.bin"
+  fi
+  start_h3wt
+  run download "$BENCH" download $T \
+    --server-pid "$SRV_PID" "https://127.0.0.1:$SRV_PORT/big.bin"
+done
+
+log "WebTransport stream echo of 256 MiB, handshakes"
+for i in $(seq "$REPEAT"); do
+  start_h3wt
+  run stream "$BENCH" stream -b 256M $T \
+    --server-pid "$SRV_PID" "https://127.0.0.1:$SRV_PORT/wt/echo"
+  start_h3wt
+  run handshake "$BENCH" handshake -K 16 -d "$DUR" $T \
+    --server-pid "$SRV_PID" "https://127.0.0.1:$SRV_PORT/wt/echo"
+done
+
+log "idle sessions: $IDLE_N, 16 per connection and 1 per connection"
+start_h3wt
+run idle16 "$BENCH" idle -n "$IDLE_N" -m 16 --settle 2 $T \
+  --server-pid "$SRV_PID" "https://127.0.0.1:$SRV_PORT/wt/echo"
+# One connection per session needs IDLE_N connections: at 10,000 that is
+# exactly the default max_connections, so raise it where the server has
+# --set (the JSON settings); the session limit (16 per connection) and
+# --max-handshakes-per-addr 0 cover the rest.
+LIMITS=""
+if "$SERVER" --help 2>&1 | grep -q -- '--set'; then
+  LIMITS="--set max_connections=$((IDLE_N + 1000))"
+fi
+start_h3wt $LIMITS
+run idle1 "$BENCH" idle -n "$IDLE_N" -m 1 -K 64 --settle 2 $T \
+  --label h3wt-1-per-conn \
+  --server-pid "$SRV_PID" "https://127.0.0.1:$SRV_PORT/wt/echo"
+stop_server
+
+# ---- the table --------------------------------------------------------------
+# row NAME H3WT_FIG BASE_FIG RATIO H3WT_CPU BASE_CPU TARGET RESULT
+ROWS=$TMP/rows
+: >"$ROWS"
+row() { printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$@" >>"$ROWS"; }
+
+# calc 'EXPR' with a, b: awk arithmetic, "" if an operand is missing.
+calc() {
+  [ -n "${2:-}" ] && [ -n "${3:-}" ] || { echo ""; return; }
+  awk -v a="$2" -v b="$3" "BEGIN { printf \"%s\", $1 }"
+}
+fmt() { # fmt FORMAT VALUE ("-" when empty)
+  [ -n "${2:-}" ] && awk -v v="$2" "BEGIN { printf \"$1\", v }" || echo "-"
+}
+verdict() { # verdict CONDITION(a, b) a [b]: met / MISSED / no data
+  if [ -z "${2:-}" ] || { [ $# -ge 3 ] && [ -z "${3:-}" ]; }; then
+    echo "no data"
+  elif awk -v a="$2" -v b="${3:-0}" "BEGIN { exit !($1) }"; then
+    echo "met"
+  else
+    echo "MISSED"
+  fi
+}
+cpu() { jget "$1" server_cpu_us_per_op; }
+rate() { jget "$1" rate; }
+
+U=$(median udp) D=$(median dgram)
+R_U=$(rate "$U") R_D=$(rate "$D") C_U=$(cpu "$U") C_D=$(cpu "$D")
+row "datagram echo rate ($((S * W)) in flight, $P B)" \
+  "$(fmt '%.0f/s' "$R_D")" "raw UDP $(fmt '%.0f/s' "$R_U")" \
+  "$(fmt '%.2f' "$(calc 'a / b' "$R_D" "$R_U")")" \
+  "$(fmt '%.2f us' "$C_D")" "$(fmt '%.2f us' "$C_U")" \
+  ">= 0.5 x raw UDP" "$(verdict 'a >= 0.5 * b' "$R_D" "$R_U")"
+row "server CPU per datagram echo" "$(fmt '%.2f us' "$C_D")" \
+  "raw UDP $(fmt '%.2f us' "$C_U")" \
+  "$(fmt '%.2f' "$(calc 'a / b' "$C_D" "$C_U")")" \
+  "$(fmt '%.2f us' "$C_D")" "$(fmt '%.2f us' "$C_U")" \
+  "<= 1.5 x raw UDP" "$(verdict 'a <= 1.5 * b' "$C_D" "$C_U")"
+
+G=$(median get_file) GN=$(median get_ngtcp2) GR=$(median get_root)
+NGB="ngtcp2"
+[ -n "$NGTCP2_WHY" ] && NGB="ngtcp2: n/a ($NGTCP2_WHY)"
+row "GET rate, 1 KiB file" "$(fmt '%.0f/s' "$(rate "$G")")" \
+  "$NGB $(fmt '%.0f/s' "$(rate "$GN")")" \
+  "$(fmt '%.2f' "$(calc 'a / b' "$(rate "$G")" "$(rate "$GN")")")" \
+  "$(fmt '%.1f us' "$(cpu "$G")")" "$(fmt '%.1f us' "$(cpu "$GN")")" \
+  ">= ngtcp2" "$(verdict 'a >= b' "$(rate "$G")" "$(rate "$GN")")"
+row "server CPU per GET, 1 KiB file" "$(fmt '%.1f us' "$(cpu "$G")")" \
+  "$NGB $(fmt '%.1f us' "$(cpu "$GN")")" \
+  "$(fmt '%.2f' "$(calc 'a / b' "$(cpu "$G")" "$(cpu "$GN")")")" \
+  "$(fmt '%.1f us' "$(cpu "$G")")" "$(fmt '%.1f us' "$(cpu "$GN")")" \
+  "<= 25 us" "$(verdict 'a <= 25' "$(cpu "$G")")"
+row "GET rate, in-memory handler (GET /)" "$(fmt '%.0f/s' "$(rate "$GR")")" \
+  "$NGB file $(fmt '%.0f/s' "$(rate "$GN")")" \
+  "$(fmt '%.2f' "$(calc 'a / b' "$(rate "$GR")" "$(rate "$GN")")")" \
+  "$(fmt '%.1f us' "$(cpu "$GR")")" "$(fmt '%.1f us' "$(cpu "$GN")")" \
+  "<= 25 us CPU" "$(verdict 'a <= 25' "$(cpu "$GR")")"
+
+DL=$(median download) DN=$(median download_ngtcp2)
+row "download throughput, 256 MiB" \
+  "$(fmt '%.1f MB/s' "$(calc 'a / b' "$(rate "$DL")" 1e6)")" \
+  "$NGB $(fmt '%.1f MB/s' "$(calc 'a / b' "$(rate "$DN")" 1e6)")" \
+  "$(fmt '%.2f' "$(calc 'a / b' "$(rate "$DL")" "$(rate "$DN")")")" \
+  "$(fmt '%.2f ms/MB' "$(calc 'a / b' "$(cpu "$DL")" 1000)")" \
+  "$(fmt '%.2f ms/MB' "$(calc 'a / b' "$(cpu "$DN")" 1000)")" \
+  ">= ngtcp2" "$(verdict 'a >= b' "$(rate "$DL")" "$(rate "$DN")")"
+
+ST=$(median stream)
+row "WebTransport stream echo, 256 MiB" \
+  "$(fmt '%.1f MB/s' "$(calc 'a / b' "$(rate "$ST")" 1e6)")" "n/a" "-" \
+  "$(fmt '%.2f ms/MB' "$(calc 'a / b' "$(cpu "$ST")" 1000)")" "-" \
+  "<= 4 ms/MB CPU" "$(verdict 'a <= 4000' "$(cpu "$ST")")"
+
+HS=$(median handshake)
+row "handshakes (+ WT session), 16 at once" \
+  "$(fmt '%.0f/s' "$(rate "$HS")")" "n/a" "-" \
+  "$(fmt '%.0f us' "$(cpu "$HS")")" "-" \
+  ">= 3000/s" "$(verdict 'a >= 3000' "$(rate "$HS")")"
+
+I16=$(median idle16) I1=$(median idle1)
+row "idle memory, $IDLE_N sessions, 16/conn" \
+  "$(fmt '%.1f KiB/session' "$(jget "$I16" kib_per_session)")" "n/a" "-" \
+  "$(fmt '%.0f us' "$(cpu "$I16")")" "-" "<= 32 KiB" \
+  "$(verdict 'a <= 32' "$(jget "$I16" kib_per_session)")"
+row "idle memory, $IDLE_N sessions, 1/conn" \
+  "$(fmt '%.1f KiB/session' "$(jget "$I1" kib_per_session)")" "n/a" "-" \
+  "$(fmt '%.0f us' "$(cpu "$I1")")" "-" "<= 32 KiB" \
+  "$(verdict 'a <= 32' "$(jget "$I1" kib_per_session)")"
+
+{
+  echo "h3wt benchmark, $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) x $CPU_MODEL,"
+  echo "kernel $(uname -r); server and load generator on the same machine;"
+  echo "median of $REPEAT runs of ${DUR} s; CPU/op: the server's user + system"
+  echo "time over the run divided by the operations (us per echo, per GET, per"
+  echo "connection, per session; ms per MB)"
+  echo
+  {
+    printf 'measure\th3wt\tbaseline\tratio\th3wt CPU/op\tbaseline CPU/op\ttarget\tresult\n'
+    cat "$ROWS"
+  } | column -t -s "$(printf '\t')"
+} | tee "$TABLE"
+if [ -s "$TMP/failed" ]; then
+  echo
+  echo "runs that failed (left out): $(sort -u "$TMP/failed" | tr '\n' ' ')"
+fi | tee -a "$TABLE"
+echo
+echo "JSON lines: $OUT"
+echo "table:      $TABLE"
