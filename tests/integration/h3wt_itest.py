@@ -792,16 +792,16 @@ def keylog_and_qlog(t):
 @case(needs_curl=True)
 def shutdown_clean(t):
     """SIGTERM in the middle of transfers (a rate-limited curl and an
-    h3wt-client fetching many copies of a 10 MiB file) that cannot finish
-    within the 1 s drain deadline: the server exits 0 within 6 s, and
+    h3wt-client fetching 60 copies of a 10 MiB file) that cannot finish
+    within the 300 ms drain deadline: the server exits 0 within 6 s, and
     neither client reports success."""
     make_big(t)
-    srv = t.server(extra=["--drain-timeout", "1000"])
+    srv = t.server(extra=["--drain-timeout", "300"])
     out = t.path("slow.download")
     curl = t.popen(t.curl_cmd(srv.url("/big.bin"), "-o", out,
                               "--limit-rate", "100k", timeout=60),
                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    client = t.popen([ARGS.client, "-k", "--timeout", "60", "-n", "20",
+    client = t.popen([ARGS.client, "-k", "--timeout", "60", "-n", "60",
                       srv.url("/big.bin")],
                      stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 20
@@ -815,7 +815,7 @@ def shutdown_clean(t):
         time.sleep(0.01)
     else:
         raise TestFailure("transfers did not start within 20 s")
-    check(client.poll() is None, "h3wt-client finished 200 MB before SIGTERM")
+    check(client.poll() is None, "h3wt-client finished 600 MB before SIGTERM")
     srv.stop(timeout=STOP_TIMEOUT * 0.6)
     try:
         _, cerr = curl.communicate(timeout=15)

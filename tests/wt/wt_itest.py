@@ -568,7 +568,7 @@ def ticker(t):
 
 @case
 def graceful_shutdown(t):
-    """SIGTERM drains (GOAWAY, WT_DRAIN_SESSION): (1) a 20 MiB stream echo
+    """SIGTERM drains (GOAWAY, WT_DRAIN_SESSION): (1) a 100 MiB stream echo
     in flight finishes byte-exact and the server exits as soon as it has,
     long before the deadline; (2) a session that stays open (the ticker)
     is closed at the deadline with code 0 and 'server shutting down', new
@@ -576,13 +576,13 @@ def graceful_shutdown(t):
     (3) a second SIGTERM closes at once."""
     srv = t.server(extra=["--drain-timeout", 60000])
     echo = wt_client_start(srv.url("/wt/echo"), "--streams", 1,
-                           "--stream-bytes", 2 * BIG, "--close-code", 7,
+                           "--stream-bytes", 10 * BIG, "--close-code", 7,
                            "--close-reason", "done")
     check(srv.wait_log(r"session ready /wt/echo$", 1, 10 * SLOW),
           "the echo session never became ready")
     srv.terminate()
     r = wt_client_finish(t, echo)
-    check_eq(r.streams(), (1, 0, 2 * BIG), "the stream in flight at SIGTERM")
+    check_eq(r.streams(), (1, 0, 10 * BIG), "the stream in flight at SIGTERM")
     check(re.search(r"^session drain: s0$", r.out, re.M),
           f"the client was not asked to drain: {r!r}")
     check_clean_closes(r, 1, 7, "done")
