@@ -36,6 +36,7 @@
 #include <uv.h>
 
 #include "h3wt/h3wt.h"
+#include "h3wt_url.h"
 #include "bench_common.h"
 
 #define DG_HDR 24             /* session, slot, generation, 0, send time */
@@ -156,22 +157,6 @@ struct bench {
 
 static void finish(bench *b);
 
-static void put32(uint8_t *p, uint32_t v) {
-  memcpy(p, &v, 4);
-}
-static uint32_t get32(const uint8_t *p) {
-  uint32_t v;
-  memcpy(&v, p, 4);
-  return v;
-}
-static void put64(uint8_t *p, uint64_t v) {
-  memcpy(p, &v, 8);
-}
-static uint64_t get64(const uint8_t *p) {
-  uint64_t v;
-  memcpy(&v, p, 8);
-  return v;
-}
 
 static void error(bench *b, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
@@ -301,11 +286,11 @@ static void dg_send(bench *b, bsess *ss, uint32_t si) {
   slot *sl = &ss->slots[si];
   sl->gen++;
   sl->sent_ns = bench_now_ns();
-  put32(b->buf, ss->idx);
-  put32(b->buf + 4, si);
-  put32(b->buf + 8, sl->gen);
-  put32(b->buf + 12, 0);
-  put64(b->buf + 16, sl->sent_ns);
+  bench_put32(b->buf, ss->idx);
+  bench_put32(b->buf + 4, si);
+  bench_put32(b->buf + 8, sl->gen);
+  bench_put32(b->buf + 12, 0);
+  bench_put64(b->buf + 16, sl->sent_ns);
   int rv = h3wt_session_send_datagram(ss->s, b->buf, b->o.payload);
   if (rv == H3WT_ERR_WOULDBLOCK) {
     sl->blocked = 1; /* dropped by the library: again on the next tick */
@@ -324,15 +309,15 @@ static void dg_on_datagram(h3wt_session *s, const uint8_t *d, size_t len,
   bsess *ss = rd;
   bench *b = ss->c->b;
   uint64_t now = bench_now_ns();
-  if (len != b->o.payload || get32(d) != ss->idx ||
-      get32(d + 4) >= b->o.window) {
+  if (len != b->o.payload || bench_get32(d) != ss->idx ||
+      bench_get32(d + 4) >= b->o.window) {
     ++b->stale;
     return;
   }
-  uint32_t si = get32(d + 4);
+  uint32_t si = bench_get32(d + 4);
   slot *sl = &ss->slots[si];
-  if (get32(d + 8) != sl->gen || sl->sent_ns == 0 ||
-      get64(d + 16) != sl->sent_ns) {
+  if (bench_get32(d + 8) != sl->gen || sl->sent_ns == 0 ||
+      bench_get64(d + 16) != sl->sent_ns) {
     ++b->stale; /* the echo of one already given up on */
     return;
   }
@@ -1066,44 +1051,15 @@ static int parse_u32(const char *s, uint32_t *out) {
   return 0;
 }
 
-/* https://host[:port][/path]; host may be [v6]. */
+/* https://host[:port][/path]; without a path the mode's default stays. */
 static int parse_url(const char *url, opts *o) {
-  const char *p = url, *h, *he;
-  if (strncmp(p, "https://", 8) != 0) {
+  const char *path;
+  if (h3wt_url_parse(url, o->host, sizeof(o->host), &o->port, &path) != 0 ||
+      path[0] != '/') {
     return -1;
   }
-  p += 8;
-  if (*p == '[') {
-    h = p + 1;
-    he = strchr(h, ']');
-    if (!he) {
-      return -1;
-    }
-    p = he + 1;
-  } else {
-    h = p;
-    he = p + strcspn(p, ":/");
-    p = he;
-  }
-  if (he == h || (size_t)(he - h) >= sizeof(o->host)) {
-    return -1;
-  }
-  memcpy(o->host, h, (size_t)(he - h));
-  o->host[he - h] = '\0';
-  o->port = 443;
-  if (*p == ':') {
-    char *end;
-    unsigned long v = strtoul(p + 1, &end, 10);
-    if (end == p + 1 || v == 0 || v > 65535) {
-      return -1;
-    }
-    o->port = (uint16_t)v;
-    p = end;
-  }
-  if (*p == '/' && p[1]) {
-    o->path = p;
-  } else if (*p && strcmp(p, "/") != 0) {
-    return -1;
+  if (strcmp(path, "/") != 0) {
+    o->path = path;
   }
   return 0;
 }

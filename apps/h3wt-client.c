@@ -25,6 +25,7 @@
 #include <uv.h>
 
 #include "h3wt/h3wt.h"
+#include "h3wt_url.h"
 
 typedef struct app {
   uv_loop_t *loop;
@@ -244,45 +245,6 @@ static char *read_file(const char *path, size_t *len) {
   fclose(f);
   *len = n;
   return buf ? buf : calloc(1, 1);
-}
-
-/* https://host[:port][/path] into parts; host may be [v6]. */
-static int parse_url(const char *url, char *host, size_t hostlen,
-                     uint16_t *port, const char **path) {
-  const char *p = url, *h, *he;
-  if (strncmp(p, "https://", 8) != 0) {
-    return -1;
-  }
-  p += 8;
-  if (*p == '[') {
-    h = p + 1;
-    he = strchr(h, ']');
-    if (!he) {
-      return -1;
-    }
-    p = he + 1;
-  } else {
-    h = p;
-    he = p + strcspn(p, ":/?");
-    p = he;
-  }
-  if ((size_t)(he - h) >= hostlen || he == h) {
-    return -1;
-  }
-  memcpy(host, h, (size_t)(he - h));
-  host[he - h] = '\0';
-  *port = 443;
-  if (*p == ':') {
-    char *end;
-    unsigned long v = strtoul(p + 1, &end, 10);
-    if (end == p + 1 || v == 0 || v > 65535) {
-      return -1;
-    }
-    *port = (uint16_t)v;
-    p = end;
-  }
-  *path = *p ? p : "/";
-  return **path == '/' || **path == '?' ? 0 : -1;
 }
 
 /* ==========================================================================
@@ -1943,9 +1905,8 @@ int main(int argc, char **argv) {
       fprintf(stderr, "h3wt-client: bad --timeout\n");
       return 2;
     }
-    if (parse_url(wt_url, wo.host, sizeof(wo.host), &wo.port, &wo.path) !=
-            0 ||
-        wo.path[0] != '/') {
+    rv = h3wt_url_parse(wt_url, wo.host, sizeof(wo.host), &wo.port, &wo.path);
+    if (rv != 0 || wo.path[0] != '/') {
       fprintf(stderr,
               "h3wt-client: bad URL '%s' (want https://host:port/path)\n",
               wt_url);
@@ -1966,7 +1927,7 @@ int main(int argc, char **argv) {
     usage(stderr);
     return 2;
   }
-  if (parse_url(argv[optind], host, sizeof(host), &s.port, &a.path) != 0) {
+  if (h3wt_url_parse(argv[optind], host, sizeof(host), &s.port, &a.path) != 0) {
     fprintf(stderr, "h3wt-client: bad URL '%s' (want https://host:port/path)\n",
             argv[optind]);
     return 2;

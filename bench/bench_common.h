@@ -22,6 +22,25 @@
 
 /* ---- time ----------------------------------------------------------------- */
 
+/* The probe header inside each echoed payload: host byte order (both ends
+   are this program), unaligned. */
+static inline void bench_put32(uint8_t *p, uint32_t v) {
+  memcpy(p, &v, 4);
+}
+static inline uint32_t bench_get32(const uint8_t *p) {
+  uint32_t v;
+  memcpy(&v, p, 4);
+  return v;
+}
+static inline void bench_put64(uint8_t *p, uint64_t v) {
+  memcpy(p, &v, 8);
+}
+static inline uint64_t bench_get64(const uint8_t *p) {
+  uint64_t v;
+  memcpy(&v, p, 8);
+  return v;
+}
+
 static inline uint64_t bench_now_ns(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);

@@ -28,22 +28,6 @@
 #define HDR 24            /* flow, slot, generation, pad, send time */
 #define LOSS_NS 200000000 /* an unanswered datagram is resent after */
 
-static void put32(uint8_t *p, uint32_t v) {
-  memcpy(p, &v, 4);
-}
-static uint32_t get32(const uint8_t *p) {
-  uint32_t v;
-  memcpy(&v, p, 4);
-  return v;
-}
-static void put64(uint8_t *p, uint64_t v) {
-  memcpy(p, &v, 8);
-}
-static uint64_t get64(const uint8_t *p) {
-  uint64_t v;
-  memcpy(&v, p, 8);
-  return v;
-}
 
 static int make_addr(const char *host, uint16_t port,
                      struct sockaddr_storage *ss, socklen_t *len) {
@@ -183,11 +167,11 @@ static void tx_slot(client *c, flow *f, uint32_t fi, uint32_t si) {
   p = c->tx[c->ntx];
   s->gen++;
   s->sent_ns = bench_now_ns();
-  put32(p, fi);
-  put32(p + 4, si);
-  put32(p + 8, s->gen);
-  put32(p + 12, 0);
-  put64(p + 16, s->sent_ns);
+  bench_put32(p, fi);
+  bench_put32(p + 4, si);
+  bench_put32(p + 8, s->gen);
+  bench_put32(p + 12, 0);
+  bench_put64(p + 16, s->sent_ns);
   c->txiov[c->ntx].iov_len = c->payload;
   ++c->ntx;
 }
@@ -212,15 +196,15 @@ static void rx_flow(client *c, uint32_t fi) {
     uint64_t now = bench_now_ns();
     for (int i = 0; i < n; ++i) {
       const uint8_t *p = bufs[i];
-      if (msgs[i].msg_len < HDR || get32(p) != fi ||
-          get32(p + 4) >= c->window) {
+      if (msgs[i].msg_len < HDR || bench_get32(p) != fi ||
+          bench_get32(p + 4) >= c->window) {
         ++c->stale;
         continue;
       }
-      uint32_t si = get32(p + 4);
+      uint32_t si = bench_get32(p + 4);
       slot *s = &f->slots[si];
-      if (get32(p + 8) != s->gen || s->sent_ns == 0 ||
-          get64(p + 16) != s->sent_ns) {
+      if (bench_get32(p + 8) != s->gen || s->sent_ns == 0 ||
+          bench_get64(p + 16) != s->sent_ns) {
         ++c->stale; /* an echo of a datagram already given up on */
         continue;
       }
