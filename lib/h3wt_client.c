@@ -278,25 +278,10 @@ static int hc_recv_header(h3wt_h3_conn *h3, int64_t stream_id,
     }
     return 0;
   }
-  if (r->nrh == r->rhcap) {
-    size_t cap = r->rhcap ? r->rhcap * 2 : 16;
-    h3wt_header *n = realloc(r->rh, cap * sizeof(*n));
-    if (!n) {
-      return -1;
-    }
-    r->rh = n;
-    r->rhcap = cap;
-  }
-  char *buf = malloc(namelen + valuelen + 2);
-  if (!buf) {
-    return -1;
-  }
-  memcpy(buf, name, namelen);
-  buf[namelen] = '\0';
-  memcpy(buf + namelen + 1, value, valuelen);
-  buf[namelen + 1 + valuelen] = '\0';
-  r->rh[r->nrh++] = (h3wt_header){buf, namelen, buf + namelen + 1, valuelen};
-  return 0;
+  return h3wt_headers_append(&r->rh, &r->nrh, &r->rhcap, name, namelen, value,
+                             valuelen) == 0
+             ? 0
+             : -1;
 }
 
 static int hc_end_headers(h3wt_h3_conn *h3, int64_t stream_id, int fin,

@@ -530,29 +530,14 @@ static int hs_recv_header(h3wt_h3_conn *h3, int64_t stream_id,
     req->bad = 1; /* an unknown pseudo-header makes it malformed */
     return 0;
   }
-  if (req->nheaders == req->headers_cap) {
-    size_t cap = req->headers_cap ? req->headers_cap * 2 : 8;
-    h3wt_header *nh = realloc(req->headers, cap * sizeof(*nh));
-    if (!nh) {
-      return -1;
-    }
-    req->headers = nh;
-    req->headers_cap = cap;
-  }
-  /* Name and value in one allocation, both NUL-terminated. */
-  char *buf = malloc(namelen + valuelen + 2);
-  if (!buf) {
+  if (h3wt_headers_append(&req->headers, &req->nheaders, &req->headers_cap,
+                          name, namelen, value, valuelen) != 0) {
     return -1;
   }
-  memcpy(buf, name, namelen);
-  buf[namelen] = '\0';
-  memcpy(buf + namelen + 1, value, valuelen);
-  buf[namelen + 1 + valuelen] = '\0';
-  req->headers[req->nheaders++] =
-      (h3wt_header){buf, namelen, buf + namelen + 1, valuelen};
   if (namelen == 14 && memcmp(name, "content-length", 14) == 0) {
     char *end;
-    unsigned long long v = strtoull(buf + namelen + 1, &end, 10);
+    unsigned long long v =
+        strtoull(req->headers[req->nheaders - 1].value, &end, 10);
     if (*end != '\0' || valuelen == 0 || valuelen > 19) {
       req->bad = 1;
     } else {

@@ -610,3 +610,29 @@ void h3wt_hex(const uint8_t *data, size_t len, char *out) {
   }
   out[2 * len] = '\0';
 }
+
+/* ---- header lists ------------------------------------------------------- */
+
+int h3wt_headers_append(h3wt_header **hs, size_t *n, size_t *cap,
+                        const void *name, size_t namelen, const void *value,
+                        size_t valuelen) {
+  if (*n == *cap) {
+    size_t ncap = *cap ? *cap * 2 : 8;
+    h3wt_header *nh = realloc(*hs, ncap * sizeof(*nh));
+    if (!nh) {
+      return H3WT_ERR_NOMEM;
+    }
+    *hs = nh;
+    *cap = ncap;
+  }
+  char *buf = malloc(namelen + valuelen + 2);
+  if (!buf) {
+    return H3WT_ERR_NOMEM;
+  }
+  memcpy(buf, name, namelen);
+  buf[namelen] = '\0';
+  memcpy(buf + namelen + 1, value, valuelen);
+  buf[namelen + 1 + valuelen] = '\0';
+  (*hs)[(*n)++] = (h3wt_header){buf, namelen, buf + namelen + 1, valuelen};
+  return 0;
+}

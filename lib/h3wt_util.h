@@ -167,6 +167,16 @@ void h3wt_ratemap_free(h3wt_ratemap *m);
    more than limit in the address's current window, else 0. */
 int h3wt_ratemap_hit(h3wt_ratemap *m, const struct sockaddr *sa, uint64_t ts);
 
+/* ---- header lists -------------------------------------------------------- */
+
+/* Appends a copy of name and value to the array *hs of *n entries (*cap
+   allocated; the array doubles, from 8).  Name and value share one
+   allocation, both NUL-terminated: free(hs[i].name) frees the entry.
+   Returns 0 or H3WT_ERR_NOMEM (nothing appended). */
+int h3wt_headers_append(h3wt_header **hs, size_t *n, size_t *cap,
+                        const void *name, size_t namelen, const void *value,
+                        size_t valuelen);
+
 /* ---- misc ------------------------------------------------------------- */
 
 /* Monotonic nanoseconds (ngtcp2_tstamp). */

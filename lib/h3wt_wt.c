@@ -67,7 +67,7 @@ struct h3wt_session {
   void *user_data;
   char *path, *authority, *origin;
   h3wt_header *headers;
-  size_t nheaders;
+  size_t nheaders, headers_cap;
   h3wt_sendq capq;
   int capq_fin;
   h3wt_capsule_parser cp;
@@ -469,22 +469,8 @@ int h3wt_wt_session_new(h3wt_wt_conn *wt, int64_t stream_id,
 }
 
 int h3wt_wt_session_add_header(h3wt_session *s, const h3wt_header *h) {
-  h3wt_header *nh = realloc(s->headers, (s->nheaders + 1) * sizeof(*nh));
-  if (!nh) {
-    return H3WT_ERR_NOMEM;
-  }
-  s->headers = nh;
-  char *buf = malloc(h->namelen + h->valuelen + 2);
-  if (!buf) {
-    return H3WT_ERR_NOMEM;
-  }
-  memcpy(buf, h->name, h->namelen);
-  buf[h->namelen] = '\0';
-  memcpy(buf + h->namelen + 1, h->value, h->valuelen);
-  buf[h->namelen + 1 + h->valuelen] = '\0';
-  s->headers[s->nheaders++] =
-      (h3wt_header){buf, h->namelen, buf + h->namelen + 1, h->valuelen};
-  return 0;
+  return h3wt_headers_append(&s->headers, &s->nheaders, &s->headers_cap,
+                             h->name, h->namelen, h->value, h->valuelen);
 }
 
 static void stream_deliver_early(h3wt_stream *st);

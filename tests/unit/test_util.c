@@ -215,6 +215,37 @@ TEST(format_helpers) {
                "queue full, wait until writable");
 }
 
+/* Header lists grow past their first allocation; every entry is a
+   NUL-terminated copy (values may hold bytes a C string would stop at). */
+TEST(headers_append) {
+  h3wt_header *hs = NULL;
+  size_t n = 0, cap = 0;
+  char name[16], value[16];
+  for (size_t i = 0; i < 20; ++i) {
+    int nl = snprintf(name, sizeof(name), "x-h%zu", i);
+    int vl = snprintf(value, sizeof(value), "v%zu", i * 7);
+    CHECK_EQ_INT(
+        h3wt_headers_append(&hs, &n, &cap, name, (size_t)nl, value, (size_t)vl),
+        0);
+  }
+  CHECK_EQ_INT(n, 20);
+  CHECK(cap >= 20);
+  CHECK_EQ_STR(hs[0].name, "x-h0");
+  CHECK_EQ_STR(hs[19].name, "x-h19");
+  CHECK_EQ_STR(hs[19].value, "v133");
+  CHECK_EQ_INT(hs[19].namelen, 5);
+  CHECK_EQ_INT(h3wt_headers_append(&hs, &n, &cap, "a", 1, "b\0c", 3), 0);
+  CHECK_EQ_INT(hs[20].valuelen, 3);
+  CHECK_EQ_MEM(hs[20].value, "b\0c", 3);
+  CHECK_EQ_INT(hs[20].value[3], '\0');
+  CHECK_EQ_INT(h3wt_headers_append(&hs, &n, &cap, "", 0, "", 0), 0);
+  CHECK_EQ_STR(hs[21].name, "");
+  for (size_t i = 0; i < n; ++i) {
+    free((void *)hs[i].name);
+  }
+  free(hs);
+}
+
 int main(int argc, char **argv) {
   static const h3wt_test_case tests[] = {
       TEST_ENTRY(sendq_copy_read_ack),
@@ -224,6 +255,7 @@ int main(int argc, char **argv) {
       TEST_ENTRY(siphash_is_keyed),
       TEST_ENTRY(ratemap_per_address_per_second),
       TEST_ENTRY(format_helpers),
+      TEST_ENTRY(headers_append),
   };
   return TEST_MAIN(argc, argv, tests);
 }
