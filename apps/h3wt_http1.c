@@ -239,33 +239,6 @@ void h3wt_http1_close(h3wt_http1 *h, void (*cb)(h3wt_http1 *, void *),
 /* ---- responses
  * ------------------------------------------------------------------ */
 
-static const char *reason(int status) {
-  switch (status) {
-  case 200:
-    return "OK";
-  case 400:
-    return "Bad Request";
-  case 403:
-    return "Forbidden";
-  case 404:
-    return "Not Found";
-  case 405:
-    return "Method Not Allowed";
-  case 413:
-    return "Content Too Large";
-  case 414:
-    return "URI Too Long";
-  case 431:
-    return "Request Header Fields Too Large";
-  case 500:
-    return "Internal Server Error";
-  case 503:
-    return "Service Unavailable";
-  default:
-    return "";
-  }
-}
-
 static void response_done(conn *c);
 
 static void on_written(uv_write_t *wr, int status) {
@@ -302,7 +275,7 @@ static void send_response(conn *c, int status, const char *ctype,
                "Server: h3wt/" H3WT_VERSION " (demo page listener)\r\n"
                "%s"
                "Connection: %s\r\n\r\n",
-               status, reason(status), ctype, len,
+               status, h3wt_status_text(status), ctype, len,
                status == 405 ? "Allow: GET, HEAD\r\n" : "",
                c->keep_alive ? "keep-alive" : "close");
   bufs[0] = uv_buf_init(c->head, (unsigned)n);
@@ -325,7 +298,7 @@ static void send_response(conn *c, int status, const char *ctype,
 
 static void send_error(conn *c, int status) {
   int n = snprintf(c->errbody, sizeof(c->errbody), "%d %s\n", status,
-                   reason(status));
+                   h3wt_status_text(status));
   send_response(c, status, "text/plain; charset=utf-8", c->errbody, (uint64_t)n,
                 0);
 }

@@ -257,6 +257,8 @@ const char *h3wt_status_text(int status) {
     return "Method Not Allowed";
   case 413:
     return "Content Too Large";
+  case 414:
+    return "URI Too Long";
   case 429:
     return "Too Many Requests";
   case 431:

@@ -250,9 +250,11 @@ static void wq_remove(h3wt_wt_conn *wt, h3wt_stream *st) {
   }
 }
 
-static void wq_add(h3wt_wt_conn *wt, h3wt_stream *st) {
+/* Appends st to the write queue unless it is there or cannot write.
+   Returns 1 when it was appended. */
+static int wq_append(h3wt_wt_conn *wt, h3wt_stream *st) {
   if (st->in_writeq || st->blocked || st->write_shut || st->closed) {
-    return;
+    return 0;
   }
   st->in_writeq = 1;
   st->wnext = NULL;
@@ -262,7 +264,13 @@ static void wq_add(h3wt_wt_conn *wt, h3wt_stream *st) {
     wt->wq_head = st;
   }
   wt->wq_tail = st;
-  h3wt_h3_want_write(wt->h3);
+  return 1;
+}
+
+static void wq_add(h3wt_wt_conn *wt, h3wt_stream *st) {
+  if (wq_append(wt, st)) {
+    h3wt_h3_want_write(wt->h3);
+  }
 }
 
 /* Marks a stream finished for us: it leaves every queue now, and its
@@ -1351,17 +1359,7 @@ void h3wt_wt_written(h3wt_wt_conn *wt, int64_t stream_id, size_t n) {
   /* Round robin: a stream with more goes to the back of the queue. */
   wq_remove(wt, st);
   if (st->out.unread || (st->fin_queued && !st->fin_sent)) {
-    st->in_writeq = 0;
-    if (!st->blocked && !st->write_shut && !st->closed) {
-      st->in_writeq = 1;
-      st->wnext = NULL;
-      if (wt->wq_tail) {
-        wt->wq_tail->wnext = st;
-      } else {
-        wt->wq_head = st;
-      }
-      wt->wq_tail = st;
-    }
+    wq_append(wt, st); /* we are writing already: no want_write */
   }
 }
 
