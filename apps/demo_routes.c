@@ -609,7 +609,7 @@ static int chat_send(chat_member *m, const char *text, size_t len) {
   if (rv != 0) {
     /* A member whose session is closing too (server shutdown) is normal. */
     dlog(m->wt,
-         rv == H3WT_ERR_INVALID_STATE || rv == H3WT_ERR_CLOSED ? H3WT_LOG_DEBUG
+         rv == H3WT_ERR_SESSION_CLOSING || rv == H3WT_ERR_CLOSED ? H3WT_LOG_DEBUG
                                                                : H3WT_LOG_WARN,
          "chat: message to member %u dropped: %s", m->id, h3wt_strerror(rv));
   }

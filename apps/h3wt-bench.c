@@ -292,7 +292,7 @@ static void dg_send(bench *b, bsess *ss, uint32_t si) {
   bench_put32(b->buf + 12, 0);
   bench_put64(b->buf + 16, sl->sent_ns);
   int rv = h3wt_session_send_datagram(ss->s, b->buf, b->o.payload);
-  if (rv == H3WT_ERR_WOULDBLOCK) {
+  if (rv == H3WT_ERR_DGRAM_DROPPED) {
     sl->blocked = 1; /* dropped by the library: again on the next tick */
     ++b->blocked;
     return;

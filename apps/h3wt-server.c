@@ -132,7 +132,8 @@ static void on_signal(uv_signal_t *h, int signum) {
   if (a->http1) {
     h3wt_http1_close(a->http1, http1_closed, a);
   }
-  h3wt_server_shutdown(a->server, a->drain_ms, server_closed, a);
+  h3wt_server_shutdown(a->server, a->drain_ms, 0, "server shutting down",
+                       server_closed, a);
 }
 
 static void base64(const uint8_t *in, size_t len, char *out) {

@@ -57,6 +57,9 @@ static const stat_field fields[] = {
     F(limit_max_stream_queue),
     F(limit_max_session_queue),
     F(limit_max_datagram_queue),
+    F(datagrams_dropped_oldest),
+    F(datagrams_dropped_expired),
+    F(liveness_closes),
 };
 
 #define NFIELDS (sizeof(fields) / sizeof(fields[0]))

@@ -3,6 +3,7 @@
  */
 #include "h3wt_h3.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -33,6 +34,11 @@ struct h3wt_h3_conn {
   uint64_t ctrl_acked, ctrl_acked_fwd;
   int last_from_wt; /* which source the last writev used */
   int prefer_wt;    /* alternate between WebTransport and nghttp3 */
+  /* A close of the whole connection asked for by the application; the
+     owner performs it in its flush pass. */
+  int close_requested;
+  uint64_t close_code;
+  char close_reason[128];
 };
 
 #define SUD_KIND(sud) ((sud) ? ((h3wt_sud *)(sud))->kind : 0)
@@ -503,10 +509,10 @@ static int q_recv_datagram(h3wt_quic_conn *qc, const uint8_t *data,
   return 0;
 }
 
-static const uint8_t *q_datagram_front(h3wt_quic_conn *qc, size_t *len,
-                                       void *ud) {
+static size_t q_datagram_front(h3wt_quic_conn *qc, h3wt_vec *vec,
+                               uint64_t ts, void *ud) {
   h3wt_h3_conn *h3 = H3(ud);
-  return h3 && h3->wt ? h3wt_wt_datagram_front(h3->wt, len) : NULL;
+  return h3 && h3->wt ? h3wt_wt_datagram_front(h3->wt, vec, ts) : 0;
 }
 
 static void q_datagram_pop(h3wt_quic_conn *qc, void *ud) {
@@ -519,6 +525,18 @@ static int q_extend_max_local_streams_bidi(h3wt_quic_conn *qc,
   h3wt_h3_conn *h3 = H3(ud);
   if (h3 && h3->started && h3->cfg->cbs->streams_available) {
     h3->cfg->cbs->streams_available(h3, h3->user_data);
+  }
+  if (h3 && h3->wt) {
+    h3wt_wt_streams_available(h3->wt, 1);
+  }
+  return 0;
+}
+
+static int q_extend_max_local_streams_uni(h3wt_quic_conn *qc,
+                                          uint64_t max_streams, void *ud) {
+  h3wt_h3_conn *h3 = H3(ud);
+  if (h3 && h3->wt) {
+    h3wt_wt_streams_available(h3->wt, 0);
   }
   return 0;
 }
@@ -552,6 +570,7 @@ void h3wt_h3_fill_quic_callbacks(h3wt_quic_callbacks *cbs) {
   cbs->stream_shut_wr = q_stream_shut_wr;
   cbs->recv_datagram = q_recv_datagram;
   cbs->extend_max_local_streams_bidi = q_extend_max_local_streams_bidi;
+  cbs->extend_max_local_streams_uni = q_extend_max_local_streams_uni;
   cbs->datagram_front = q_datagram_front;
   cbs->datagram_pop = q_datagram_pop;
 }
@@ -582,6 +601,28 @@ void h3wt_h3_want_write(h3wt_h3_conn *h3) {
   if (h3->cfg->cbs->want_write) {
     h3->cfg->cbs->want_write(h3, h3->user_data);
   }
+}
+
+void h3wt_h3_request_close(h3wt_h3_conn *h3, uint64_t code,
+                           const char *reason) {
+  if (h3->close_requested) {
+    return;
+  }
+  h3->close_requested = 1;
+  h3->close_code = code;
+  snprintf(h3->close_reason, sizeof(h3->close_reason), "%s",
+           reason ? reason : "");
+  h3wt_h3_want_write(h3);
+}
+
+int h3wt_h3_close_requested(const h3wt_h3_conn *h3, uint64_t *code,
+                            const char **reason) {
+  if (!h3 || !h3->close_requested) {
+    return 0;
+  }
+  *code = h3->close_code;
+  *reason = h3->close_reason;
+  return 1;
 }
 
 struct h3wt_wt_conn *h3wt_h3_wt(const h3wt_h3_conn *h3) {

@@ -101,6 +101,15 @@ int h3wt_h3_shutdown(h3wt_h3_conn *h3);
 /* Tells the owner to write soon (see want_write). */
 void h3wt_h3_want_write(h3wt_h3_conn *h3);
 /* The connection's WebTransport state (NULL when off). */
+/* The application asked to close the whole connection (from anywhere,
+   including inside callbacks): recorded here, and want_write tells the
+   owner, which closes in its flush pass where no ngtcp2 or nghttp3 call
+   is on the stack.  The first request wins. */
+void h3wt_h3_request_close(h3wt_h3_conn *h3, uint64_t code,
+                           const char *reason);
+/* 1 (with the code and reason) when a close was requested. */
+int h3wt_h3_close_requested(const h3wt_h3_conn *h3, uint64_t *code,
+                            const char **reason);
 struct h3wt_wt_conn *h3wt_h3_wt(const h3wt_h3_conn *h3);
 
 /* The facade's per-connection object passed as the QUIC connection's user

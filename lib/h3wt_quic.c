@@ -54,6 +54,9 @@ struct h3wt_quic_conn {
   ngtcp2_cid odcid; /* server: the client's first DCID */
   FILE *qlog;
   char name[20];
+  /* For h3wt_quic_transport_info (ngtcp2 1.11's conn_info has none). */
+  uint64_t tx_bytes, tx_pkts, rx_bytes, rx_pkts;
+  uint64_t last_rx; /* ts of the last packet read */
 };
 
 /* ---- ngtcp2 callbacks --------------------------------------------------- */
@@ -230,6 +233,17 @@ static int extend_max_local_streams_bidi_cb(ngtcp2_conn *conn,
                                                            qc->user_data));
 }
 
+static int extend_max_local_streams_uni_cb(ngtcp2_conn *conn,
+                                           uint64_t max_streams,
+                                           void *user_data) {
+  h3wt_quic_conn *qc = user_data;
+  if (!qc->cfg->cbs->extend_max_local_streams_uni) {
+    return 0;
+  }
+  return UPPER(qc->cfg->cbs->extend_max_local_streams_uni(qc, max_streams,
+                                                          qc->user_data));
+}
+
 static int recv_datagram_cb(ngtcp2_conn *conn, uint32_t flags,
                             const uint8_t *data, size_t datalen,
                             void *user_data) {
@@ -283,6 +297,7 @@ static void fill_callbacks(ngtcp2_callbacks *cb, int server) {
   cb->extend_max_remote_streams_bidi = extend_max_remote_streams_bidi_cb;
   cb->recv_datagram = recv_datagram_cb;
   cb->extend_max_local_streams_bidi = extend_max_local_streams_bidi_cb;
+  cb->extend_max_local_streams_uni = extend_max_local_streams_uni_cb;
 }
 
 /* ---- qlog --------------------------------------------------------------- */
@@ -673,6 +688,9 @@ h3wt_quic_status h3wt_quic_conn_read(h3wt_quic_conn *qc,
   ngtcp2_path path;
   ngtcp2_pkt_info pi = {0};
   int rv;
+  qc->rx_bytes += len;
+  ++qc->rx_pkts;
+  qc->last_rx = ts;
   switch (qc->state) {
   case ST_DEAD:
     return H3WT_QUIC_DEAD;
@@ -756,6 +774,8 @@ typedef struct batch {
 
 static void batch_flush(h3wt_quic_conn *qc, batch *b) {
   if (b->len) {
+    qc->tx_bytes += b->len;
+    qc->tx_pkts += b->npkts;
     qc->cfg->cbs->send(qc, (const struct sockaddr *)&b->remote, b->buf,
                        b->len, b->npkts > 1 ? b->gso : 0, qc->user_data);
   }
@@ -811,21 +831,23 @@ h3wt_quic_status h3wt_quic_conn_write(h3wt_quic_conn *qc, uint64_t ts) {
     h3wt_vec vec[16];
     ssize_t nvec = 0;
     ngtcp2_ssize ndatalen = -1;
-    size_t dlen = 0;
-    const uint8_t *dgram =
-        cbs->datagram_front ? cbs->datagram_front(qc, &dlen, qc->user_data)
-                            : NULL;
-    if (dgram) {
+    h3wt_vec dvec[2];
+    size_t ndv = cbs->datagram_front
+                     ? cbs->datagram_front(qc, dvec, ts, qc->user_data)
+                     : 0;
+    if (ndv) {
       if (b.len + maxpkt > qc->cfg->txbuflen ||
           b.npkts == MAX_GSO_SEGMENTS) {
         batch_flush(qc, &b);
       }
       size_t ddest = b.npkts ? b.gso : maxpkt;
       int accepted = 0;
-      ngtcp2_vec dv = {(uint8_t *)dgram, dlen};
+      ngtcp2_vec dv[2] = {{dvec[0].base, dvec[0].len},
+                          {ndv > 1 ? dvec[1].base : NULL,
+                           ndv > 1 ? dvec[1].len : 0}};
       ngtcp2_ssize n = ngtcp2_conn_writev_datagram(
           qc->conn, &ps.path, &pi, b.buf + b.len, ddest, &accepted,
-          NGTCP2_WRITE_DATAGRAM_FLAG_MORE, 0, &dv, 1, ts);
+          NGTCP2_WRITE_DATAGRAM_FLAG_MORE, 0, dv, ndv, ts);
       if (n == NGTCP2_ERR_WRITE_MORE) {
         /* Packed; the packet has room for more frames. */
         cbs->datagram_pop(qc, qc->user_data);
@@ -1159,4 +1181,36 @@ uint64_t h3wt_quic_peer_max_datagram(const h3wt_quic_conn *qc) {
   const ngtcp2_transport_params *p =
       ngtcp2_conn_get_remote_transport_params(qc->conn);
   return p ? p->max_datagram_frame_size : 0;
+}
+
+void h3wt_quic_transport_info(const h3wt_quic_conn *qc,
+                              h3wt_transport_info *info, uint64_t ts) {
+  ngtcp2_conn_info ci;
+  ngtcp2_conn_get_conn_info(qc->conn, &ci);
+  info->smoothed_rtt_us = ci.smoothed_rtt / 1000;
+  info->min_rtt_us = ci.min_rtt == UINT64_MAX ? 0 : ci.min_rtt / 1000;
+  info->rttvar_us = ci.rttvar / 1000;
+  info->latest_rtt_us = ci.latest_rtt / 1000;
+  info->cwnd = ci.cwnd;
+  info->bytes_in_flight = ci.bytes_in_flight;
+  info->bytes_sent = qc->tx_bytes;
+  info->packets_sent = qc->tx_pkts;
+  info->bytes_received = qc->rx_bytes;
+  info->packets_received = qc->rx_pkts;
+#if defined(NGTCP2_CONN_INFO_V2)
+  info->has_lost = 1;
+  info->packets_lost = ci.pkt_lost;
+  info->bytes_lost = ci.bytes_lost;
+#endif
+  info->idle_ms = ts > qc->last_rx ? (ts - qc->last_rx) / 1000000 : 0;
+}
+
+uint64_t h3wt_quic_last_rx(const h3wt_quic_conn *qc) {
+  return qc->last_rx;
+}
+
+void h3wt_quic_set_keep_alive(h3wt_quic_conn *qc, uint64_t ns) {
+  if (qc->conn) {
+    ngtcp2_conn_set_keep_alive_timeout(qc->conn, ns ? ns : UINT64_MAX);
+  }
 }

@@ -76,9 +76,14 @@ typedef struct h3wt_quic_callbacks {
   /* n bytes (or just the FIN, n == 0) of the stream went into a packet. */
   int (*add_write_offset)(h3wt_quic_conn *qc, int64_t stream_id, size_t n,
                           void *ud);
-  /* Datagrams to send: the oldest (NULL: none) and its removal. */
-  const uint8_t *(*datagram_front)(h3wt_quic_conn *qc, size_t *len, void *ud);
+  /* Datagrams to send: the oldest as up to 2 vectors (0: none; ts is the
+     time of this write, for age limits), and its removal. */
+  size_t (*datagram_front)(h3wt_quic_conn *qc, h3wt_vec *vec, uint64_t ts,
+                           void *ud);
   void (*datagram_pop)(h3wt_quic_conn *qc, void *ud);
+  /* The peer raised our limit of unidirectional streams. */
+  int (*extend_max_local_streams_uni)(h3wt_quic_conn *qc,
+                                      uint64_t max_streams, void *ud);
   /* The stream is flow-control blocked / its write side is shut. */
   void (*stream_blocked)(h3wt_quic_conn *qc, int64_t stream_id, void *ud);
   void (*stream_shut_wr)(h3wt_quic_conn *qc, int64_t stream_id, void *ud);
@@ -236,6 +241,14 @@ void h3wt_quic_extend_max_streams_uni(h3wt_quic_conn *qc, size_t n);
 /* The largest DATAGRAM frame payload that fits a packet on the current
    path and the peer's max_datagram_frame_size (0: none allowed). */
 size_t h3wt_quic_max_datagram_payload(const h3wt_quic_conn *qc);
+/* RTT, congestion window and the byte/packet counts of the connection;
+   idle_ms against ts. */
+void h3wt_quic_transport_info(const h3wt_quic_conn *qc,
+                              h3wt_transport_info *info, uint64_t ts);
+/* When the last packet was read (ts of h3wt_quic_conn_read). */
+uint64_t h3wt_quic_last_rx(const h3wt_quic_conn *qc);
+/* PING after ns without traffic (0: never). */
+void h3wt_quic_set_keep_alive(h3wt_quic_conn *qc, uint64_t ns);
 /* The peer's max_datagram_frame_size (0: datagrams not allowed). */
 uint64_t h3wt_quic_peer_max_datagram(const h3wt_quic_conn *qc);
 

@@ -13,6 +13,7 @@
 #include "h3wt_server.h"
 
 #include <arpa/inet.h>
+#include <assert.h>
 #include <inttypes.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -60,7 +61,7 @@ struct h3wt_request {
 
 typedef struct wt_route {
   char *path;
-  const h3wt_session_handler *handler;
+  h3wt_session_handler handler; /* the caller's, widened to this version */
   void *data;
 } wt_route;
 
@@ -74,6 +75,7 @@ struct srv_conn {
   int dirty;
   int dead;
   int counted; /* its timer's close is awaited by h3wt_server_close */
+  int keep_alive; /* PINGs on: it carries WebTransport sessions */
   h3wt_request *requests;
 };
 
@@ -101,6 +103,9 @@ struct h3wt_server {
   size_t nwt_routes;
   h3wt_wt_limits wt_limits;
   h3wt_wt_stats wt_stats; /* every connection's WebTransport counters */
+  h3wt_wt_registry sessions; /* every session, by h3wt_session_id() */
+  h3wt_request_handler **rhandlers; /* copies of the routes' handlers */
+  size_t nrhandlers;
   h3wt_server_stats stats; /* the rest of h3wt_server_get_stats() */
   h3wt_static_mount **mounts;
   size_t nmounts;
@@ -112,10 +117,44 @@ struct h3wt_server {
   int pending_closes;
   h3wt_server_close_cb close_cb;
   void *close_ud;
+  /* Calls from inside callbacks that would free connections or write
+     packets under ngtcp2's feet: recorded while depth > 0 and run by
+     srv_leave() once the outermost entry from libuv returns (libuv's
+     uv_close runs its callback later for the same reason). */
+  int depth;
+  int close_deferred;    /* h3wt_server_close() asked for */
+  int shutdown_deferred; /* h3wt_server_shutdown() asked for */
+  uint64_t shutdown_timeout_ms;
+  uint32_t shutdown_code;   /* sessions still open at the deadline */
+  char *shutdown_reason;
 };
 
 static void conn_mark_dirty(srv_conn *c);
 static void drain_check(h3wt_server *srv);
+static void flush_pass(h3wt_server *srv);
+static void server_close_now(h3wt_server *srv);
+static void server_shutdown_now(h3wt_server *srv);
+
+/* Every entry from libuv into code that may run application callbacks is
+   bracketed by these two. */
+static void srv_enter(h3wt_server *srv) {
+  ++srv->depth;
+}
+
+static void srv_leave(h3wt_server *srv) {
+  assert(srv->depth > 0);
+  if (--srv->depth > 0) {
+    return;
+  }
+  if (srv->close_deferred) {
+    srv->close_deferred = 0;
+    srv->shutdown_deferred = 0;
+    server_close_now(srv);
+  } else if (srv->shutdown_deferred) {
+    srv->shutdown_deferred = 0;
+    server_shutdown_now(srv);
+  }
+}
 
 /* ---- settings ----------------------------------------------------------- */
 
@@ -138,6 +177,8 @@ void h3wt_server_settings_default(h3wt_server_settings *s) {
   s->max_datagram_queue = 256;
   s->max_handshakes_per_addr = 100;
   s->max_session_queue = 1024 * 1024;
+  s->keep_alive_ms = 5000;
+  s->liveness_timeout_ms = 15000;
 }
 
 const h3wt_logger *h3wt_server_logger(const h3wt_server *server) {
@@ -274,6 +315,9 @@ const char *h3wt_status_text(int status) {
 
 /* Submits the response headers: :status, server, alt-svc, content-length
    (when known and not given), then the handler's. */
+static const char *log_path(const h3wt_server *srv, const char *path,
+                            char *buf, size_t buflen);
+
 static int submit_headers(h3wt_request *req, int status,
                           const h3wt_header *headers, size_t n,
                           int64_t content_length, int has_body) {
@@ -331,10 +375,11 @@ static int submit_headers(h3wt_request *req, int status,
     if (!has_body || req->head) {
       req->ended = 1;
     }
+    char lp[256];
     H3WT_LOG(&srv->log, H3WT_LOG_INFO, "router", "[%s/%" PRId64 "] %s %s %d",
              h3wt_quic_conn_name(req->conn->qc), req->stream_id,
-             req->method ? req->method : "-", req->path ? req->path : "-",
-             status);
+             req->method ? req->method : "-",
+             log_path(srv, req->path, lp, sizeof(lp)), status);
     conn_mark_dirty(req->conn);
   }
   return rv;
@@ -549,6 +594,102 @@ static int hs_recv_header(h3wt_h3_conn *h3, int64_t stream_id,
   return 0;
 }
 
+/* The path for the log: query values may carry tokens, so unless the
+   settings say otherwise each is shown as "...". */
+static const char *log_path(const h3wt_server *srv, const char *path,
+                            char *buf, size_t buflen) {
+  const char *q = path ? strchr(path, '?') : NULL;
+  size_t k = 0;
+  if (!path) {
+    return "-";
+  }
+  if (!q || srv->settings.log_full_paths) {
+    return path;
+  }
+  for (const char *p = path; *p && k + 5 < buflen; ++p) {
+    buf[k++] = *p;
+    if (p >= q && *p == '=') {
+      memcpy(buf + k, "...", 3);
+      k += 3;
+      p += strcspn(p + 1, "&#");
+    }
+  }
+  buf[k] = '\0';
+  return buf;
+}
+
+/* The answer to a session request (status < 200 or > 299 rejects). */
+static int session_answer(h3wt_request *req, h3wt_session *s, int status,
+                          const h3wt_header *extra, size_t nextra) {
+  h3wt_server *srv = req->server;
+  char lp[256];
+  h3wt_wt_session_set_answered(s);
+  h3wt_wt_session_set_pending(s, 0);
+  if (status < 200 || status > 299) {
+    H3WT_LOG(&srv->log, H3WT_LOG_INFO, "wt",
+             "[%s/%" PRId64 "] session to %s rejected: %d",
+             h3wt_quic_conn_name(req->conn->qc), req->stream_id,
+             log_path(srv, req->path, lp, sizeof(lp)), status);
+    ++srv->stats.sessions_rejected;
+    if (status == 403) {
+      ++srv->stats.sessions_rejected_403;
+    } else if (status == 404) {
+      ++srv->stats.sessions_rejected_404;
+    } else if (status == 429) {
+      ++srv->stats.sessions_rejected_429;
+    } else {
+      ++srv->stats.sessions_rejected_other;
+    }
+    /* req->session stays: the CONNECT stream's close frees it. */
+    h3wt_wt_session_rejected(s, status);
+    h3wt_request_stop_reading(req);
+    if (status >= 400 && status <= 599 && nextra) {
+      return h3wt_request_respond(req, status, extra, nextra, NULL, 0);
+    }
+    respond_error(req, status >= 400 && status <= 599 ? status : 500, NULL,
+                  NULL);
+    return 0;
+  }
+  h3wt_header stackh[16], *h = stackh;
+  size_t n = 0;
+  char proto[300];
+  if (nextra + 2 > sizeof(stackh) / sizeof(stackh[0])) {
+    h = malloc((nextra + 2) * sizeof(*h));
+    if (!h) {
+      return H3WT_ERR_NOMEM;
+    }
+  }
+  /* Chrome's draft-02 path waits for this answer header. */
+  const char *d02 = h3wt_request_header(req, "sec-webtransport-http3-draft02");
+  if (d02 && strcmp(d02, "1") == 0) {
+    h[n++] = (h3wt_header){"sec-webtransport-http3-draft", 28, "draft02", 7};
+  }
+  const char *chosen = h3wt_session_protocol(s);
+  if (chosen) {
+    /* WT-Protocol is a structured-field string. */
+    size_t plen = h3wt_sf_string_encode(proto, sizeof(proto), chosen);
+    if (plen) {
+      h[n++] = (h3wt_header){"wt-protocol", 11, proto, plen};
+    }
+  }
+  for (size_t i = 0; i < nextra; ++i) {
+    h[n++] = extra[i];
+  }
+  req->wt_accepted = 1;
+  int rv = submit_headers(req, status, h, n, -1, 1);
+  if (h != stackh) {
+    free(h);
+  }
+  if (rv != 0) {
+    req->wt_accepted = 0;
+    h3wt_wt_session_rejected(s, 500);
+    h3wt_request_reset(req, H3WT_H3_INTERNAL_ERROR);
+    return rv;
+  }
+  h3wt_wt_session_ready(s);
+  return 0;
+}
+
 /* An extended CONNECT (RFC 9220): a WebTransport session request. */
 static void dispatch_connect(h3wt_request *req) {
   h3wt_server *srv = req->server;
@@ -589,7 +730,7 @@ static void dispatch_connect(h3wt_request *req) {
     return;
   }
   h3wt_session *s;
-  if (h3wt_wt_session_new(wt, req->stream_id, rt->handler, rt->data,
+  if (h3wt_wt_session_new(wt, req->stream_id, &rt->handler, rt->data,
                           req->path, req->authority,
                           h3wt_request_header(req, "origin"), &s) != 0) {
     h3wt_request_reset(req, H3WT_H3_INTERNAL_ERROR);
@@ -599,46 +740,35 @@ static void dispatch_connect(h3wt_request *req) {
     h3wt_wt_session_add_header(s, &req->headers[i]);
   }
   req->session = s;
-  int status = rt->handler->on_session_request(s, rt->data);
-  if (!req->conn) {
-    return; /* the connection went inside the handler */
+  h3wt_wt_session_set_facade(s, req);
+  int status = rt->handler.on_session_request(s, rt->data);
+  if (!req->conn || h3wt_wt_session_answered(s)) {
+    return; /* answered (h3wt_session_respond) inside the handler */
   }
-  if (status < 200 || status > 299) {
-    H3WT_LOG(&srv->log, H3WT_LOG_INFO, "wt",
-             "[%s/%" PRId64 "] session to %s rejected: %d",
-             h3wt_quic_conn_name(req->conn->qc), req->stream_id, req->path,
-             status);
-    ++srv->stats.sessions_rejected;
-    if (status == 403) {
-      ++srv->stats.sessions_rejected_403;
-    } else if (status == 404) {
-      ++srv->stats.sessions_rejected_404;
-    } else if (status == 429) {
-      ++srv->stats.sessions_rejected_429;
-    } else {
-      ++srv->stats.sessions_rejected_other;
-    }
-    h3wt_wt_session_rejected(s, status);
-    h3wt_request_stop_reading(req);
-    respond_error(req, status >= 400 && status <= 599 ? status : 500, NULL,
-                  NULL);
+  if (status == H3WT_SESSION_PENDING) {
+    /* The application answers later; until then it holds s, so it hears
+       of its end even unanswered. */
+    h3wt_wt_session_set_pending(s, 1);
     return;
   }
-  /* Chrome's draft-02 path waits for this answer header. */
-  h3wt_header h[1];
-  size_t n = 0;
-  const char *d02 = h3wt_request_header(req, "sec-webtransport-http3-draft02");
-  if (d02 && strcmp(d02, "1") == 0) {
-    h[n++] = (h3wt_header){"sec-webtransport-http3-draft", 28, "draft02", 7};
+  session_answer(req, s, status, NULL, 0);
+}
+
+int h3wt_session_respond(h3wt_session *s, int status,
+                         const h3wt_header *headers, size_t nheaders) {
+  h3wt_request *req = h3wt_wt_session_facade(s);
+  if (h3wt_wt_session_answered(s)) {
+    return H3WT_ERR_INVALID_STATE;
   }
-  req->wt_accepted = 1;
-  if (submit_headers(req, 200, h, n, -1, 1) != 0) {
-    req->wt_accepted = 0;
-    h3wt_wt_session_rejected(s, 500);
-    h3wt_request_reset(req, H3WT_H3_INTERNAL_ERROR);
-    return;
+  if (!req || !req->conn || req->session != s) {
+    /* The CONNECT stream or the connection went first (on_session_close
+       told, or is about to tell, the application). */
+    return H3WT_ERR_SESSION_CLOSING;
   }
-  h3wt_wt_session_ready(s);
+  if (status < 200 || status > 599 || (nheaders && !headers)) {
+    return H3WT_ERR_INVALID_ARGUMENT;
+  }
+  return session_answer(req, s, status, headers, nheaders);
 }
 
 static void dispatch(h3wt_request *req, int fin) {
@@ -754,6 +884,7 @@ static int hs_stream_close(h3wt_h3_conn *h3, int64_t stream_id,
   h3wt_request *req = sud;
   if (req) {
     if (req->session) {
+      h3wt_wt_session_set_facade(req->session, NULL);
       h3wt_wt_session_stream_closed(req->session,
                                     app_error_code != H3WT_H3_NO_ERROR);
       req->session = NULL;
@@ -850,11 +981,19 @@ static void conn_free(srv_conn *c, uint64_t code) {
       }
     }
   }
-  while (c->requests) {
-    h3wt_request *req = c->requests;
-    request_unlink(req);
+  /* Every request leaves the connection before any handler hears of it,
+     so a handler that writes to a sibling request meets H3WT_ERR_CLOSED
+     rather than a connection half torn down. */
+  h3wt_request *reqs = c->requests;
+  c->requests = NULL;
+  for (h3wt_request *req = reqs; req; req = req->next) {
     req->conn = NULL;
     req->session = NULL; /* the WebTransport state goes with h3 below */
+  }
+  while (reqs) {
+    h3wt_request *req = reqs;
+    reqs = req->next;
+    req->prev = req->next = NULL;
     if (req->dispatched && req->handler->on_close) {
       req->handler->on_close(req, code, req->route_data);
     }
@@ -885,15 +1024,58 @@ static void conn_free(srv_conn *c, uint64_t code) {
 
 static void conn_timer_cb(uv_timer_t *t) {
   srv_conn *c = t->data;
+  h3wt_server *srv = c->server;
+  srv_enter(srv);
   if (h3wt_quic_conn_handle_expiry(c->qc, h3wt_now_ns()) == H3WT_QUIC_DEAD) {
     conn_free(c, H3WT_H3_REQUEST_CANCELLED);
-    return;
+  } else {
+    conn_mark_dirty(c);
   }
-  conn_mark_dirty(c);
+  srv_leave(srv);
+}
+
+/* The liveness timeout that applies to c now (ns; 0: none): its sessions'
+   own, else the server's while it carries a session.  Keep-alive PINGs
+   follow the same condition, so a live peer always has something to
+   answer before the timeout. */
+static uint64_t conn_liveness_ns(srv_conn *c, h3wt_wt_conn *wt) {
+  const h3wt_server_settings *st = &c->server->settings;
+  size_t n = wt ? h3wt_wt_session_count(wt) : 0;
+  int want_ka = n > 0 && st->keep_alive_ms > 0;
+  if (want_ka != c->keep_alive) {
+    c->keep_alive = want_ka;
+    h3wt_quic_set_keep_alive(c->qc, want_ka ? st->keep_alive_ms * 1000000ULL
+                                            : 0);
+  }
+  if (!n) {
+    return 0;
+  }
+  uint64_t ms = h3wt_wt_liveness_ms(wt);
+  if (!ms) {
+    ms = st->liveness_timeout_ms;
+  }
+  return ms * 1000000ULL;
+}
+
+static int conn_liveness_expired(srv_conn *c, h3wt_wt_conn *wt, uint64_t ts) {
+  uint64_t l = conn_liveness_ns(c, wt);
+  uint64_t last = h3wt_quic_last_rx(c->qc);
+  if (!l || !h3wt_quic_conn_handshake_done(c->qc) || ts <= last + l) {
+    return 0;
+  }
+  H3WT_LOG(&c->server->log, H3WT_LOG_INFO, "server",
+           "[%s] nothing received for %" PRIu64 " ms: closing (liveness)",
+           h3wt_quic_conn_name(c->qc), (ts - last) / 1000000);
+  return 1;
 }
 
 static void conn_schedule(srv_conn *c) {
   uint64_t exp = h3wt_quic_conn_expiry(c->qc), now = h3wt_now_ns();
+  h3wt_wt_conn *wt = c->owner.h3 ? h3wt_h3_wt(c->owner.h3) : NULL;
+  uint64_t l = wt ? conn_liveness_ns(c, wt) : 0;
+  if (l && h3wt_quic_last_rx(c->qc) + l + 1000000 < exp) {
+    exp = h3wt_quic_last_rx(c->qc) + l + 1000000;
+  }
   if (exp == UINT64_MAX) {
     uv_timer_stop(&c->timer);
     return;
@@ -905,6 +1087,12 @@ static void conn_schedule(srv_conn *c) {
 
 static void flush_cb(uv_prepare_t *h) {
   h3wt_server *srv = h->data;
+  srv_enter(srv);
+  flush_pass(srv);
+  srv_leave(srv); /* runs a close or shutdown asked for meanwhile */
+}
+
+static void flush_pass(h3wt_server *srv) {
   srv_conn *list = srv->dirty, *again = NULL;
   uint64_t ts = h3wt_now_ns();
   srv->dirty = NULL;
@@ -916,6 +1104,10 @@ static void flush_cb(uv_prepare_t *h) {
     if (c->dead) {
       continue;
     }
+    if (srv->close_deferred) {
+      /* Everything goes in srv_leave(): writing now is wasted. */
+      continue;
+    }
     h3wt_wt_conn *wt = c->owner.h3 ? h3wt_h3_wt(c->owner.h3) : NULL;
     if (wt) {
       /* Close notifications held back so that handlers could close and
@@ -924,6 +1116,24 @@ static void flush_cb(uv_prepare_t *h) {
       if (c->dead) {
         continue;
       }
+    }
+    uint64_t close_code;
+    const char *close_reason;
+    if (wt && conn_liveness_expired(c, wt, ts)) {
+      ++srv->stats.liveness_closes;
+      h3wt_h3_request_close(c->owner.h3, H3WT_H3_NO_ERROR,
+                            "liveness timeout");
+    }
+    if (h3wt_h3_close_requested(c->owner.h3, &close_code, &close_reason)) {
+      /* h3wt_session_close_connection(), asked for inside a callback:
+         here no ngtcp2 or nghttp3 call is on the stack. */
+      if (h3wt_h3_started(c->owner.h3)) {
+        h3wt_h3_shutdown(c->owner.h3);
+        h3wt_quic_conn_write(c->qc, ts);
+      }
+      h3wt_quic_conn_close(c->qc, close_code, close_reason, ts);
+      conn_free(c, close_code);
+      continue;
     }
     h3wt_quic_status st = h3wt_quic_conn_write(c->qc, ts);
     if (st == H3WT_QUIC_DEAD) {
@@ -983,10 +1193,24 @@ static void q_cid_removed(h3wt_quic_conn *qc, const uint8_t *cid, size_t len,
 
 /* ---- UDP input ----------------------------------------------------------- */
 
+static void on_packet(h3wt_server *srv, const struct sockaddr *remote,
+                      const uint8_t *data, size_t len, uint64_t ts);
+
 static void on_datagram(h3wt_udp *udp, const struct sockaddr *remote,
                         const uint8_t *data, size_t len, uint64_t ts,
                         void *user_data) {
   h3wt_server *srv = user_data;
+  if (srv->closing || srv->close_deferred) {
+    return; /* the rest of a receive batch after a close */
+  }
+  srv_enter(srv);
+  on_packet(srv, remote, data, len, ts);
+  srv_leave(srv);
+}
+
+static void on_packet(h3wt_server *srv, const struct sockaddr *remote,
+                      const uint8_t *data, size_t len, uint64_t ts) {
+  h3wt_udp *udp = &srv->udp;
   const struct sockaddr *local = (const struct sockaddr *)&udp->local;
   h3wt_quic_pkt_info pi;
   uint8_t out[1500];
@@ -1135,6 +1359,8 @@ int h3wt_server_new(h3wt_server **psrv, uv_loop_t *loop,
   memcpy(&srv->settings, settings,
          settings->version == H3WT_SERVER_SETTINGS_V1
              ? offsetof(h3wt_server_settings, max_session_queue)
+         : settings->version == H3WT_SERVER_SETTINGS_V2
+             ? offsetof(h3wt_server_settings, keep_alive_ms)
              : sizeof(*settings));
   srv->settings.host = keep(srv, 0, settings->host ? settings->host : "::");
   srv->settings.cert_file = keep(srv, 1, settings->cert_file);
@@ -1214,6 +1440,9 @@ int h3wt_server_new(h3wt_server **psrv, uv_loop_t *loop,
   srv->wt_limits.max_session_queue = srv->settings.max_session_queue;
   srv->wt_limits.max_datagram_queue = srv->settings.max_datagram_queue;
   srv->wt_limits.stats = &srv->wt_stats;
+  srv->wt_limits.registry = &srv->sessions;
+  srv->wt_limits.dgram_drop_oldest = srv->settings.datagram_drop_oldest;
+  srv->wt_limits.dgram_max_age_ms = srv->settings.datagram_max_age_ms;
   srv->hcfg.wt = &srv->wt_limits;
 
   *psrv = srv;
@@ -1260,7 +1489,18 @@ int h3wt_server_listen(h3wt_server *srv) {
 int h3wt_server_get_stats(const h3wt_server *srv, h3wt_server_stats *out) {
   const h3wt_wt_stats *w;
   h3wt_server_stats st;
-  if (!srv || !out || out->version != H3WT_SERVER_STATS_V1) {
+  size_t size;
+  if (!srv || !out) {
+    return H3WT_ERR_INVALID_ARGUMENT;
+  }
+  switch (out->version) {
+  case H3WT_SERVER_STATS_V1:
+    size = offsetof(h3wt_server_stats, datagrams_dropped_oldest);
+    break;
+  case H3WT_SERVER_STATS_V2:
+    size = sizeof(h3wt_server_stats);
+    break;
+  default:
     return H3WT_ERR_INVALID_ARGUMENT;
   }
   w = &srv->wt_stats;
@@ -1288,8 +1528,11 @@ int h3wt_server_get_stats(const h3wt_server *srv, h3wt_server_stats *out) {
   st.limit_max_stream_queue = w->wouldblock_stream;
   st.limit_max_session_queue = w->wouldblock_session;
   st.limit_max_datagram_queue = w->dgrams_dropped_full;
-  /* Later versions append fields: copy only what this caller's has. */
-  memcpy(out, &st, sizeof(st));
+  st.datagrams_dropped_oldest = w->dgrams_dropped_oldest;
+  st.datagrams_dropped_expired = w->dgrams_dropped_expired;
+  /* Later versions append fields: copy only what this caller's has (an
+     older caller's struct is shorter). */
+  memcpy(out, &st, size);
   return 0;
 }
 
@@ -1303,18 +1546,76 @@ uint16_t h3wt_server_port(const h3wt_server *srv) {
              : ntohs(((const struct sockaddr_in *)sa)->sin_port);
 }
 
-int h3wt_server_route(h3wt_server *srv, const char *method, const char *path,
-                      const h3wt_request_handler *handler, void *route_data) {
-  if (!handler || !handler->on_request) {
-    return H3WT_ERR_INVALID_ARGUMENT;
+/* The size of a handler struct of an older version: the offset of the
+   first callback that version did not have. */
+static size_t request_handler_size(int version) {
+  switch (version) {
+  case H3WT_REQUEST_HANDLER_V1:
+    return sizeof(h3wt_request_handler);
+  default:
+    return 0;
   }
-  return h3wt_router_add(&srv->router, method, path, handler, route_data);
 }
 
-int h3wt_server_webtransport(h3wt_server *srv, const char *path,
-                             const h3wt_session_handler *handler,
-                             void *route_data) {
-  if (!path || path[0] != '/' || !handler || !handler->on_session_request) {
+static size_t session_handler_size(int version) {
+  switch (version) {
+  case H3WT_SESSION_HANDLER_V1:
+    return offsetof(h3wt_session_handler, on_streams_available);
+  case H3WT_SESSION_HANDLER_V2:
+    return sizeof(h3wt_session_handler);
+  default:
+    return 0;
+  }
+}
+
+int h3wt_server_route_versioned(h3wt_server *srv, const char *method,
+                                const char *path, int handler_version,
+                                const h3wt_request_handler *handler,
+                                void *route_data) {
+  size_t size = request_handler_size(handler_version);
+  if (!handler || !size || !handler->on_request) {
+    return H3WT_ERR_INVALID_ARGUMENT;
+  }
+  h3wt_request_handler **nh =
+      realloc(srv->rhandlers, (srv->nrhandlers + 1) * sizeof(*nh));
+  if (!nh) {
+    return H3WT_ERR_NOMEM;
+  }
+  srv->rhandlers = nh;
+  h3wt_request_handler *copy = calloc(1, sizeof(*copy));
+  if (!copy) {
+    return H3WT_ERR_NOMEM;
+  }
+  memcpy(copy, handler, size);
+  int rv = h3wt_router_add(&srv->router, method, path, copy, route_data);
+  if (rv != 0) {
+    free(copy);
+    return rv;
+  }
+  nh[srv->nrhandlers++] = copy;
+  return 0;
+}
+
+h3wt_session *h3wt_server_find_session(const h3wt_server *srv, uint64_t id) {
+  return h3wt_wt_registry_find(&srv->sessions, id);
+}
+
+size_t h3wt_server_foreach_session(h3wt_server *srv, const char *path,
+                                   int (*cb)(h3wt_session *s, void *ud),
+                                   void *ud) {
+  if (!cb) {
+    return 0;
+  }
+  return h3wt_wt_registry_foreach(&srv->sessions, path, cb, ud);
+}
+
+int h3wt_server_webtransport_versioned(h3wt_server *srv, const char *path,
+                                       int handler_version,
+                                       const h3wt_session_handler *handler,
+                                       void *route_data) {
+  size_t size = session_handler_size(handler_version);
+  if (!path || path[0] != '/' || !handler || !size ||
+      !handler->on_session_request) {
     return H3WT_ERR_INVALID_ARGUMENT;
   }
   wt_route *nr =
@@ -1327,7 +1628,8 @@ int h3wt_server_webtransport(h3wt_server *srv, const char *path,
   if (!nr[srv->nwt_routes].path) {
     return H3WT_ERR_NOMEM;
   }
-  nr[srv->nwt_routes].handler = handler;
+  memset(&nr[srv->nwt_routes].handler, 0, sizeof(nr->handler));
+  memcpy(&nr[srv->nwt_routes].handler, handler, size);
   nr[srv->nwt_routes].data = route_data;
   ++srv->nwt_routes;
   return 0;
@@ -1373,13 +1675,27 @@ static void handle_closed(uv_handle_t *h) {
 
 void h3wt_server_close(h3wt_server *srv, h3wt_server_close_cb cb,
                        void *user_data) {
+  if (srv->closing || srv->close_deferred) {
+    return;
+  }
+  srv->close_cb = cb;
+  srv->close_ud = user_data;
+  if (srv->depth > 0) {
+    /* Inside a callback: the connection that called may be in the middle
+       of ngtcp2_conn_read_pkt.  srv_leave() closes. */
+    srv->close_deferred = 1;
+    return;
+  }
+  server_close_now(srv);
+}
+
+static void server_close_now(h3wt_server *srv) {
   uint64_t ts = h3wt_now_ns();
   if (srv->closing) {
     return;
   }
+  assert(srv->depth == 0);
   srv->closing = 1;
-  srv->close_cb = cb;
-  srv->close_ud = user_data;
   srv->pending_closes = 1; /* held until the end of this function */
   H3WT_LOG(&srv->log, H3WT_LOG_INFO, "server", "closing %zu connection(s)",
            srv->nconns);
@@ -1432,11 +1748,13 @@ static void drain_check(h3wt_server *srv) {
 static void drain_deadline(uv_timer_t *t) {
   h3wt_server *srv = t->data;
   size_t sessions = 0;
+  const char *reason = srv->shutdown_reason ? srv->shutdown_reason : "";
+  srv_enter(srv);
   for (srv_conn *c = srv->conns; c; c = c->next) {
     h3wt_wt_conn *wt = c->owner.h3 ? h3wt_h3_wt(c->owner.h3) : NULL;
     if (wt && !c->dead) {
       sessions += h3wt_wt_session_count(wt);
-      h3wt_wt_close_all(wt, 0, "server shutting down");
+      h3wt_wt_close_all(wt, srv->shutdown_code, reason);
     }
   }
   H3WT_LOG(&srv->log, H3WT_LOG_INFO, "server",
@@ -1444,20 +1762,43 @@ static void drain_deadline(uv_timer_t *t) {
            srv->nconns, sessions);
   /* The close capsules go out just before each CONNECTION_CLOSE. */
   h3wt_server_close(srv, srv->close_cb, srv->close_ud);
+  srv_leave(srv);
 }
 
 void h3wt_server_shutdown(h3wt_server *srv, uint64_t timeout_ms,
+                          uint32_t code, const char *reason,
                           h3wt_server_close_cb cb, void *user_data) {
+  if (srv->closing || srv->draining || srv->close_deferred ||
+      srv->shutdown_deferred) {
+    return;
+  }
+  char *r = strdup(reason ? reason : "server shutting down");
+  if (r) { /* out of memory: the sessions are closed without a reason */
+    free(srv->shutdown_reason);
+    srv->shutdown_reason = r;
+  }
+  srv->shutdown_code = code;
+  srv->shutdown_timeout_ms = timeout_ms;
+  srv->close_cb = cb;
+  srv->close_ud = user_data;
+  if (srv->depth > 0) {
+    /* GOAWAY is an nghttp3 call: not from inside its callbacks. */
+    srv->shutdown_deferred = 1;
+    return;
+  }
+  server_shutdown_now(srv);
+}
+
+static void server_shutdown_now(h3wt_server *srv) {
+  uint64_t timeout_ms = srv->shutdown_timeout_ms;
   if (srv->closing || srv->draining) {
     return;
   }
   if (!srv->listening) {
-    h3wt_server_close(srv, cb, user_data);
+    server_close_now(srv);
     return;
   }
   srv->draining = 1;
-  srv->close_cb = cb;
-  srv->close_ud = user_data;
   H3WT_LOG(&srv->log, H3WT_LOG_INFO, "server",
            "draining %zu connection(s) (at most %" PRIu64 " ms)", srv->nconns,
            timeout_ms);
@@ -1488,6 +1829,11 @@ void h3wt_server_del(h3wt_server *srv) {
     return;
   }
   h3wt_router_free(&srv->router);
+  for (size_t i = 0; i < srv->nrhandlers; ++i) {
+    free(srv->rhandlers[i]);
+  }
+  free(srv->rhandlers);
+  h3wt_wt_registry_free(&srv->sessions);
   for (size_t i = 0; i < srv->nwt_routes; ++i) {
     free(srv->wt_routes[i].path);
   }
@@ -1500,6 +1846,7 @@ void h3wt_server_del(h3wt_server *srv) {
   h3wt_ratemap_free(&srv->handshakes);
   h3wt_tls_ctx_del(srv->tls);
   free(srv->qcfg.txbuf);
+  free(srv->shutdown_reason);
   for (size_t i = 0; i < sizeof(srv->strings) / sizeof(srv->strings[0]);
        ++i) {
     free(srv->strings[i]);

@@ -44,11 +44,28 @@ const char *h3wt_strerror(int err) {
     return "closed";
   case H3WT_ERR_H3:
     return "HTTP/3 protocol error";
+  case H3WT_SESSION_RESET:
+    return "session reset (the CONNECT stream was reset)";
+  case H3WT_SESSION_REJECTED:
+    return "session rejected by the server";
+  case H3WT_SESSION_CONN_LOST:
+    return "session lost with its connection";
+  case H3WT_ERR_SESSION_CLOSING:
+    return "session closing";
+  case H3WT_ERR_DGRAM_DROPPED:
+    return "datagram dropped: queue full";
   case H3WT_ERR_NOMEM:
     return "out of memory";
   default:
     return "unknown error";
   }
+}
+
+const char *h3wt_version(int *num) {
+  if (num) {
+    *num = H3WT_VERSION_NUM;
+  }
+  return H3WT_VERSION;
 }
 
 static const char *const level_names[] = {"error", "warn", "info", "debug",

@@ -10,10 +10,12 @@
  */
 #include "h3wt_wt.h"
 
+#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "h3wt_quic.h"
+#include "h3wt_wt_dgram.h"
 
 h3wt_sud h3wt_sud_h3 = {H3WT_SUD_H3};
 
@@ -52,17 +54,28 @@ struct h3wt_stream {
   uint64_t reset_code;
   size_t last_len;     /* what the last writev handed out */
   int last_fin;
+  int paused;          /* h3wt_stream_pause_reading: hold, no credit */
+  int resume_queued;   /* on the session's resume list */
+  h3wt_sendq held;     /* bytes received while paused */
+  int held_fin;
+  size_t held_credit;  /* flow-control credit not yet returned */
   h3wt_stream *wnext;               /* write queue */
   h3wt_stream *prev, *next;         /* session's (or orphan) list */
   h3wt_stream *dnext;               /* deferred list */
+  h3wt_stream *rnext;               /* resume list */
 };
 
 struct h3wt_session {
   h3wt_wt_conn *wt;
-  int64_t id;
+  int64_t id;      /* the CONNECT stream */
+  uint64_t uid;    /* h3wt_session_id() */
   int state;
   int status;
-  const h3wt_session_handler *handler;
+  int app_pending; /* answered later: the application holds it */
+  int answered;    /* server: accepted or rejected */
+  void *facade;    /* the server's request behind it */
+  const h3wt_session_handler *handler; /* = &hcopy */
+  h3wt_session_handler hcopy;
   void *route_data;
   void *user_data;
   char *path, *authority, *origin;
@@ -85,6 +98,17 @@ struct h3wt_session {
   h3wt_stream *streams;
   h3wt_session *prev, *next;
   h3wt_session *dnext;
+  char **protocols; /* offered (WT-Available-Protocols) */
+  size_t nprotocols;
+  char *protocol; /* selected (server) or answered (client) */
+  int dgram_drop_oldest;
+  uint64_t dgram_max_age_ns;
+  size_t dgrams_queued;
+  uint64_t liveness_ms;
+  int want_streams_bidi, want_streams_uni;
+  h3wt_stream *resume; /* streams whose reading resumed */
+  h3wt_session *rprev, *rnext, *hnext; /* registry: list, hash chain */
+  int registered;
 };
 
 struct h3wt_wt_conn {
@@ -98,12 +122,15 @@ struct h3wt_wt_conn {
   size_t norphans;
   h3wt_stream *wq_head, *wq_tail; /* streams with something to write */
   h3wt_stream *writing;           /* returned by the last writev */
-  h3wt_dgramq dgrams;             /* to send */
+  h3wt_wt_dgramq dgrams;          /* to send */
   h3wt_dgramq early_dgrams;       /* received before their session */
   h3wt_stream *dstreams;          /* deferred stream closes */
   h3wt_session *dsessions;        /* deferred session closes */
   h3wt_wt_stats *stats;           /* limits.stats, or own */
   h3wt_wt_stats own;
+  h3wt_wt_registry *reg;          /* limits.registry, or own */
+  h3wt_wt_registry ownreg;
+  int resume_pending; /* some session has streams to resume */
 };
 
 #define LOGID(wt) h3wt_quic_conn_name(h3wt_h3_quic((wt)->h3))
@@ -146,8 +173,9 @@ int h3wt_wt_conn_new(h3wt_wt_conn **pwt, h3wt_h3_conn *h3,
   wt->log = log;
   wt->server = server;
   wt->stats = limits->stats ? limits->stats : &wt->own;
-  h3wt_dgramq_init(&wt->dgrams, limits->max_datagram_queue,
-                   limits->max_datagram_queue * 1500);
+  wt->reg = limits->registry ? limits->registry : &wt->ownreg;
+  h3wt_wt_dgramq_init(&wt->dgrams, limits->max_datagram_queue,
+                      limits->max_datagram_queue * 1500);
   h3wt_dgramq_init(&wt->early_dgrams, 16, 16 * 1500);
   *pwt = wt;
   return 0;
@@ -162,13 +190,27 @@ static void stream_free(h3wt_stream *st) {
   }
   h3wt_sendq_free(&st->out);
   h3wt_sendq_free(&st->early);
+  h3wt_sendq_free(&st->held);
   free(st);
 }
 
+static void registry_remove(h3wt_session *s);
+static void run_resumes(h3wt_wt_conn *wt);
+static void stream_data(h3wt_stream *st, const uint8_t *data, size_t len,
+                        int fin);
+
 static void session_free(h3wt_session *s) {
+  assert(!s->streams); /* streams never outlive their session */
   if (s->counted) {
     --s->wt->stats->sessions_current;
   }
+  registry_remove(s);
+  h3wt_wt_dgramq_forget(&s->wt->dgrams, s);
+  for (size_t i = 0; i < s->nprotocols; ++i) {
+    free(s->protocols[i]);
+  }
+  free(s->protocols);
+  free(s->protocol);
   for (size_t i = 0; i < s->nheaders; ++i) {
     free((void *)s->headers[i].name);
   }
@@ -311,9 +353,10 @@ static void session_defer_close(h3wt_session *s, int err) {
   }
   if (!s->deferred) {
     s->deferred = 1;
-    if (!was_ready && wt->server) {
+    if (!was_ready && wt->server && !s->app_pending) {
       /* A server session that was never accepted: nothing to tell.  A
-         client always hears how its request ended. */
+         client always hears how its request ended, and so does a server
+         application that holds a session it has not answered yet. */
       s->notified = 1;
     }
     s->dnext = wt->dsessions;
@@ -323,6 +366,9 @@ static void session_defer_close(h3wt_session *s, int err) {
 }
 
 void h3wt_wt_run_deferred(h3wt_wt_conn *wt) {
+  if (wt->resume_pending) {
+    run_resumes(wt);
+  }
   /* Streams first: their session's on_session_close comes after them. */
   while (wt->dstreams) {
     h3wt_stream *st = wt->dstreams;
@@ -406,9 +452,125 @@ void h3wt_wt_conn_del(h3wt_wt_conn *wt) {
     unlink_session(s);
     session_free(s);
   }
-  h3wt_dgramq_free(&wt->dgrams);
+  h3wt_wt_dgramq_free(&wt->dgrams);
   h3wt_dgramq_free(&wt->early_dgrams);
+  assert(wt->nsessions == 0 && wt->norphans == 0);
   free(wt);
+}
+
+/* ---- the registry ----------------------------------------------------------- */
+
+static size_t bucket_of(const h3wt_wt_registry *reg, uint64_t id) {
+  /* Ids are sequential: a multiplicative hash spreads them. */
+  return (size_t)((id * 0x9e3779b97f4a7c15ULL) >> 17) & (reg->nbuckets - 1);
+}
+
+static int registry_add(h3wt_wt_registry *reg, h3wt_session *s) {
+  if (reg->count + 1 > reg->nbuckets) {
+    size_t n = reg->nbuckets ? reg->nbuckets * 2 : 64;
+    h3wt_session **nb = calloc(n, sizeof(*nb));
+    if (!nb) {
+      return H3WT_ERR_NOMEM;
+    }
+    h3wt_session **old = reg->buckets;
+    size_t oldn = reg->nbuckets;
+    reg->buckets = nb;
+    reg->nbuckets = n;
+    for (size_t i = 0; i < oldn; ++i) {
+      for (h3wt_session *x = old[i], *next; x; x = next) {
+        next = x->hnext;
+        size_t b = bucket_of(reg, x->uid);
+        x->hnext = nb[b];
+        nb[b] = x;
+      }
+    }
+    free(old);
+  }
+  s->uid = ++reg->next_id;
+  size_t b = bucket_of(reg, s->uid);
+  s->hnext = reg->buckets[b];
+  reg->buckets[b] = s;
+  s->rprev = reg->tail;
+  s->rnext = NULL;
+  if (reg->tail) {
+    reg->tail->rnext = s;
+  } else {
+    reg->head = s;
+  }
+  reg->tail = s;
+  ++reg->count;
+  s->registered = 1;
+  return 0;
+}
+
+static void registry_remove(h3wt_session *s) {
+  h3wt_wt_registry *reg = s->wt->reg;
+  if (!s->registered) {
+    return;
+  }
+  s->registered = 0;
+  for (h3wt_session **pp = &reg->buckets[bucket_of(reg, s->uid)]; *pp;
+       pp = &(*pp)->hnext) {
+    if (*pp == s) {
+      *pp = s->hnext;
+      break;
+    }
+  }
+  if (s->rprev) {
+    s->rprev->rnext = s->rnext;
+  } else {
+    reg->head = s->rnext;
+  }
+  if (s->rnext) {
+    s->rnext->rprev = s->rprev;
+  } else {
+    reg->tail = s->rprev;
+  }
+  s->rprev = s->rnext = s->hnext = NULL;
+  --reg->count;
+}
+
+void h3wt_wt_registry_free(h3wt_wt_registry *reg) {
+  assert(reg->count == 0);
+  free(reg->buckets);
+  reg->buckets = NULL;
+  reg->nbuckets = 0;
+}
+
+h3wt_session *h3wt_wt_registry_find(const h3wt_wt_registry *reg,
+                                    uint64_t id) {
+  if (!reg->nbuckets) {
+    return NULL;
+  }
+  for (h3wt_session *s = reg->buckets[bucket_of(reg, id)]; s; s = s->hnext) {
+    if (s->uid == id) {
+      return s->state == S_CLOSED ? NULL : s;
+    }
+  }
+  return NULL;
+}
+
+size_t h3wt_wt_registry_foreach(h3wt_wt_registry *reg, const char *path,
+                                int (*cb)(h3wt_session *s, void *ud),
+                                void *ud) {
+  size_t n = 0, plen = path ? strlen(path) : 0;
+  /* Sessions leave the list only in the deferred pass, never from inside
+     cb, so the next pointer stays valid whatever cb closes. */
+  for (h3wt_session *s = reg->head, *next; s; s = next) {
+    next = s->rnext;
+    if (s->state != S_READY) {
+      continue;
+    }
+    if (path && (strncmp(s->path, path, plen) != 0 ||
+                 (s->path[plen] != '\0' && s->path[plen] != '?'))) {
+      continue;
+    }
+    ++n;
+    if (cb(s, ud) != 0) {
+      break;
+    }
+  }
+  return n;
 }
 
 /* ---- sessions ------------------------------------------------------------- */
@@ -453,8 +615,11 @@ int h3wt_wt_session_new(h3wt_wt_conn *wt, int64_t stream_id,
   }
   s->wt = wt;
   s->id = stream_id;
-  s->handler = handler;
+  s->hcopy = *handler;
+  s->handler = &s->hcopy;
   s->route_data = route_data;
+  s->dgram_drop_oldest = wt->limits.dgram_drop_oldest;
+  s->dgram_max_age_ns = wt->limits.dgram_max_age_ms * 1000000ULL;
   s->path = strdup(path ? path : "");
   s->authority = strdup(authority ? authority : "");
   s->origin = strdup(origin ? origin : "");
@@ -462,7 +627,8 @@ int h3wt_wt_session_new(h3wt_wt_conn *wt, int64_t stream_id,
   /* Known capsules are small (a close carries at most 1024 bytes of
      reason); a bigger one is malformed. */
   h3wt_capsule_parser_init(&s->cp, 4 + H3WT_CLOSE_REASON_MAX);
-  if (!s->path || !s->authority || !s->origin) {
+  if (!s->path || !s->authority || !s->origin ||
+      registry_add(wt->reg, s) != 0) {
     session_free(s);
     return H3WT_ERR_NOMEM;
   }
@@ -476,9 +642,72 @@ int h3wt_wt_session_new(h3wt_wt_conn *wt, int64_t stream_id,
   return 0;
 }
 
+static int add_protocol(const char *p, size_t len, void *ud) {
+  h3wt_session *s = ud;
+  if (s->nprotocols >= H3WT_MAX_PROTOCOLS) {
+    return 0; /* a bounded list: the rest is not offered */
+  }
+  char **np = realloc(s->protocols, (s->nprotocols + 1) * sizeof(*np));
+  if (!np) {
+    return -1;
+  }
+  s->protocols = np;
+  np[s->nprotocols] = strndup(p, len);
+  if (!np[s->nprotocols]) {
+    return -1;
+  }
+  ++s->nprotocols;
+  return 0;
+}
+
 int h3wt_wt_session_add_header(h3wt_session *s, const h3wt_header *h) {
+  if (h->namelen == 22 &&
+      memcmp(h->name, "wt-available-protocols", 22) == 0 &&
+      !s->nprotocols) {
+    /* A malformed list offers nothing (draft: "MUST be ignored"), and
+       what was parsed before the error is dropped with it. */
+    if (h3wt_sf_string_list_parse(h->value, h->valuelen, add_protocol, s) !=
+        0) {
+      for (size_t i = 0; i < s->nprotocols; ++i) {
+        free(s->protocols[i]);
+      }
+      s->nprotocols = 0;
+    }
+  }
   return h3wt_headers_append(&s->headers, &s->nheaders, &s->headers_cap,
                              h->name, h->namelen, h->value, h->valuelen);
+}
+
+void h3wt_wt_session_set_pending(h3wt_session *s, int on) {
+  s->app_pending = on;
+}
+int h3wt_wt_session_answered(const h3wt_session *s) {
+  return s->answered;
+}
+void h3wt_wt_session_set_answered(h3wt_session *s) {
+  s->answered = 1;
+}
+void h3wt_wt_session_set_facade(h3wt_session *s, void *facade) {
+  s->facade = facade;
+}
+void *h3wt_wt_session_facade(const h3wt_session *s) {
+  return s->facade;
+}
+int h3wt_wt_session_set_protocol(h3wt_session *s, const char *proto,
+                                 size_t len) {
+  char *p = strndup(proto, len);
+  if (!p) {
+    return H3WT_ERR_NOMEM;
+  }
+  free(s->protocol);
+  s->protocol = p;
+  return 0;
+}
+h3wt_wt_conn *h3wt_wt_session_conn(const h3wt_session *s) {
+  return s->wt;
+}
+h3wt_h3_conn *h3wt_wt_h3(const h3wt_wt_conn *wt) {
+  return wt->h3;
 }
 
 static void stream_deliver_early(h3wt_stream *st);
@@ -725,8 +954,45 @@ const char *h3wt_session_header(const h3wt_session *s, const char *name) {
 const struct sockaddr *h3wt_session_peer(const h3wt_session *s) {
   return h3wt_quic_conn_remote(QC(s->wt));
 }
-int64_t h3wt_session_id(const h3wt_session *s) {
+uint64_t h3wt_session_id(const h3wt_session *s) {
+  return s->uid;
+}
+int64_t h3wt_session_stream_id(const h3wt_session *s) {
   return s->id;
+}
+int h3wt_session_is_open(const h3wt_session *s) {
+  return s->state == S_READY;
+}
+size_t h3wt_session_headers(const h3wt_session *s,
+                            const h3wt_header **headers) {
+  *headers = s->headers;
+  return s->nheaders;
+}
+size_t h3wt_session_protocols(const h3wt_session *s,
+                              const char *const **protocols) {
+  *protocols = (const char *const *)s->protocols;
+  return s->nprotocols;
+}
+int h3wt_session_select_protocol(h3wt_session *s, const char *protocol) {
+  if (!s->wt->server || s->answered) {
+    return H3WT_ERR_INVALID_STATE;
+  }
+  for (size_t i = 0; protocol && i < s->nprotocols; ++i) {
+    if (strcmp(s->protocols[i], protocol) == 0) {
+      return h3wt_wt_session_set_protocol(s, protocol, strlen(protocol));
+    }
+  }
+  return H3WT_ERR_NOT_FOUND;
+}
+const char *h3wt_session_protocol(const h3wt_session *s) {
+  return s->protocol;
+}
+
+/* What a call on a session that cannot carry traffic returns: closing is
+   an ordinary race with the peer, not a caller bug. */
+static int not_open(const h3wt_session *s) {
+  return s->state == S_CLOSED ? H3WT_ERR_SESSION_CLOSING
+                              : H3WT_ERR_INVALID_STATE;
 }
 void h3wt_session_set_data(h3wt_session *s, void *data) {
   s->user_data = data;
@@ -761,7 +1027,7 @@ int h3wt_session_open_stream(h3wt_session *s, int bidi, h3wt_stream **pst) {
   int64_t id;
   int rv;
   if (s->state != S_READY) {
-    return H3WT_ERR_INVALID_STATE;
+    return not_open(s);
   }
   h3wt_stream *st = stream_new(wt, 0, s->id);
   if (!st) {
@@ -771,6 +1037,14 @@ int h3wt_session_open_stream(h3wt_session *s, int bidi, h3wt_stream **pst) {
             : h3wt_quic_open_uni_stream(QC(wt), &id, st);
   if (rv != 0) {
     stream_free(st);
+    if (rv == H3WT_ERR_WOULDBLOCK) {
+      /* on_streams_available when the peer grants more. */
+      if (bidi) {
+        s->want_streams_bidi = 1;
+      } else {
+        s->want_streams_uni = 1;
+      }
+    }
     return rv;
   }
   st->id = id;
@@ -800,26 +1074,105 @@ int h3wt_session_open_stream(h3wt_session *s, int bidi, h3wt_stream **pst) {
   return 0;
 }
 
-int h3wt_session_send_datagram(h3wt_session *s, const void *data,
-                               size_t len) {
+static int send_datagram(h3wt_session *s, h3wt_buf *buf, const void *data,
+                         size_t len) {
+  h3wt_wt_conn *wt = s->wt;
   uint8_t prefix[8];
   if (s->state != S_READY) {
-    return H3WT_ERR_INVALID_STATE;
+    return not_open(s);
   }
   if (len > h3wt_session_max_datagram(s)) {
-    ++s->wt->stats->dgrams_dropped_too_large;
+    ++wt->stats->dgrams_dropped_too_large;
     return H3WT_ERR_TOO_LARGE;
   }
   /* RFC 9297 2.1: the Quarter Stream ID, then the payload. */
   uint8_t *p = h3wt_varint_encode(prefix, (uint64_t)s->id / 4);
-  int rv = h3wt_dgramq_push(&s->wt->dgrams, prefix, (size_t)(p - prefix),
-                            data, len);
+  uint64_t ts = h3wt_now_ns();
+  int rv = h3wt_wt_dgramq_push(&wt->dgrams, s, prefix, (size_t)(p - prefix),
+                               buf, data, len, ts);
+  if (rv != 0 && s->dgram_drop_oldest && s->dgrams_queued &&
+      h3wt_wt_dgramq_drop_oldest(&wt->dgrams, s)) {
+    /* Fresh state beats stale state: the session's oldest goes. */
+    --s->dgrams_queued;
+    ++wt->stats->dgrams_dropped_full;
+    ++wt->stats->dgrams_dropped_oldest;
+    rv = h3wt_wt_dgramq_push(&wt->dgrams, s, prefix, (size_t)(p - prefix),
+                             buf, data, len, ts);
+  }
   if (rv == 0) {
-    h3wt_h3_want_write(s->wt->h3);
+    ++s->dgrams_queued;
+    h3wt_h3_want_write(wt->h3);
   } else {
-    ++s->wt->stats->dgrams_dropped_full;
+    ++wt->stats->dgrams_dropped_full;
   }
   return rv;
+}
+
+int h3wt_session_send_datagram(h3wt_session *s, const void *data,
+                               size_t len) {
+  return send_datagram(s, NULL, data, len);
+}
+
+int h3wt_session_send_datagram_buf(h3wt_session *s, h3wt_buf *buf) {
+  return send_datagram(s, buf, NULL, h3wt_buf_len(buf));
+}
+
+size_t h3wt_session_datagram_queue(const h3wt_session *s) {
+  return s->dgrams_queued;
+}
+
+int h3wt_session_set_datagram_policy(h3wt_session *s, int drop_oldest,
+                                     uint64_t max_age_ms) {
+  s->dgram_drop_oldest = drop_oldest != 0;
+  s->dgram_max_age_ns = max_age_ms * 1000000ULL;
+  return 0;
+}
+
+int h3wt_session_set_liveness(h3wt_session *s, uint64_t timeout_ms) {
+  if (s->state == S_CLOSED) {
+    return H3WT_ERR_SESSION_CLOSING;
+  }
+  s->liveness_ms = timeout_ms;
+  h3wt_h3_want_write(s->wt->h3); /* the owner re-arms its timer */
+  return 0;
+}
+
+uint64_t h3wt_wt_liveness_ms(const h3wt_wt_conn *wt) {
+  uint64_t m = 0;
+  for (const h3wt_session *s = wt->sessions; s; s = s->next) {
+    if (s->state == S_READY && s->liveness_ms &&
+        (!m || s->liveness_ms < m)) {
+      m = s->liveness_ms;
+    }
+  }
+  return m;
+}
+
+int h3wt_session_close_connection(h3wt_session *s, uint64_t h3_error_code,
+                                  const char *reason) {
+  if (s->stream_gone && s->state == S_CLOSED) {
+    return H3WT_ERR_SESSION_CLOSING;
+  }
+  h3wt_h3_request_close(s->wt->h3, h3_error_code, reason);
+  return 0;
+}
+
+int h3wt_session_get_transport(const h3wt_session *s,
+                               h3wt_transport_info *info) {
+  if (!info || info->version < 1 ||
+      info->version > H3WT_TRANSPORT_INFO_VERSION) {
+    return H3WT_ERR_INVALID_ARGUMENT;
+  }
+  if (s->stream_gone && s->state == S_CLOSED) {
+    return H3WT_ERR_SESSION_CLOSING;
+  }
+  int version = info->version;
+  memset(info, 0, sizeof(*info));
+  info->version = version;
+  h3wt_quic_transport_info(QC(s->wt), info, h3wt_now_ns());
+  info->max_datagram = h3wt_session_max_datagram(s);
+  info->datagram_queue = s->dgrams_queued;
+  return 0;
 }
 
 size_t h3wt_session_max_datagram(const h3wt_session *s) {
@@ -832,7 +1185,7 @@ int h3wt_session_close(h3wt_session *s, uint32_t code, const char *reason) {
   uint8_t buf[16 + H3WT_CLOSE_REASON_MAX];
   size_t rl = reason ? strlen(reason) : 0;
   if (s->state != S_READY) {
-    return H3WT_ERR_INVALID_STATE;
+    return not_open(s);
   }
   size_t n = h3wt_capsule_close_session(buf, code, reason, rl);
   if (h3wt_sendq_append(&s->capq, buf, n) != 0) {
@@ -862,7 +1215,7 @@ int h3wt_session_close(h3wt_session *s, uint32_t code, const char *reason) {
 int h3wt_session_drain(h3wt_session *s) {
   uint8_t buf[16];
   if (s->state != S_READY) {
-    return H3WT_ERR_INVALID_STATE;
+    return not_open(s);
   }
   size_t n = h3wt_capsule_empty(buf, H3WT_CAPSULE_DRAIN_SESSION);
   if (h3wt_sendq_append(&s->capq, buf, n) != 0) {
@@ -894,13 +1247,18 @@ void *h3wt_stream_get_data(const h3wt_stream *st) {
   return st->user_data;
 }
 
+static void unref_buf(void *data, void *ud) {
+  (void)data;
+  h3wt_buf_unref(ud);
+}
+
 static int can_write(const h3wt_stream *st) {
   if (st->closed || st->write_shut || st->fin_queued || st->reset_pending ||
       (!st->bidi && !st->local)) {
     return H3WT_ERR_INVALID_STATE;
   }
   if (!st->session || st->session->state != S_READY) {
-    return H3WT_ERR_CLOSED;
+    return H3WT_ERR_SESSION_CLOSING;
   }
   return 0;
 }
@@ -917,7 +1275,8 @@ static int session_roomy(const h3wt_session *s) {
   return !max || s->queued < max / 2;
 }
 
-int h3wt_stream_write(h3wt_stream *st, const void *data, size_t len) {
+static int stream_write(h3wt_stream *st, h3wt_buf *buf, const void *data,
+                        size_t len) {
   int rv = can_write(st);
   h3wt_session *s = st->session; /* set: can_write checked it */
   if (rv != 0) {
@@ -939,12 +1298,30 @@ int h3wt_stream_write(h3wt_stream *st, const void *data, size_t len) {
   if (len == 0) {
     return 0;
   }
-  rv = h3wt_sendq_append(&st->out, data, len);
+  if (buf) {
+    /* Zero copy: the queue points into the shared buffer and drops its
+       reference once the peer acknowledged the bytes. */
+    rv = h3wt_sendq_append_owned(&st->out, (void *)h3wt_buf_data(buf), len,
+                                 unref_buf, h3wt_buf_ref(buf));
+    if (rv != 0) {
+      h3wt_buf_unref(buf);
+    }
+  } else {
+    rv = h3wt_sendq_append(&st->out, data, len);
+  }
   if (rv == 0) {
     s->queued += len;
     wq_add(st->wt, st);
   }
   return rv;
+}
+
+int h3wt_stream_write(h3wt_stream *st, const void *data, size_t len) {
+  return stream_write(st, NULL, data, len);
+}
+
+int h3wt_stream_write_buf(h3wt_stream *st, h3wt_buf *buf) {
+  return stream_write(st, buf, NULL, h3wt_buf_len(buf));
 }
 
 int h3wt_stream_finish(h3wt_stream *st) {
@@ -992,6 +1369,73 @@ int h3wt_stream_stop_sending(h3wt_stream *st, uint32_t code) {
                                  h3wt_wt_code_to_h3(code));
   h3wt_h3_want_write(st->wt->h3);
   return 0;
+}
+
+int h3wt_stream_pause_reading(h3wt_stream *st) {
+  if (st->closed || st->read_done || (!st->bidi && st->local)) {
+    return H3WT_ERR_INVALID_STATE;
+  }
+  st->paused = 1;
+  return 0;
+}
+
+int h3wt_stream_resume_reading(h3wt_stream *st) {
+  h3wt_session *s = st->session;
+  if (st->closed || (!st->bidi && st->local)) {
+    return H3WT_ERR_INVALID_STATE;
+  }
+  if (!st->paused) {
+    return 0;
+  }
+  st->paused = 0;
+  if (s && !st->resume_queued &&
+      (st->held.unread || st->held_fin || st->held_credit)) {
+    /* Delivered from the deferred pass, not from inside this call: the
+       caller may be inside on_stream_data of this very stream. */
+    st->resume_queued = 1;
+    st->rnext = s->resume;
+    s->resume = st;
+    st->wt->resume_pending = 1;
+    h3wt_h3_want_write(st->wt->h3);
+  }
+  return 0;
+}
+
+/* Delivers what paused streams held, and returns its credit. */
+static void run_resumes(h3wt_wt_conn *wt) {
+  wt->resume_pending = 0;
+  for (h3wt_session *s = wt->sessions; s; s = s->next) {
+    while (s->resume) {
+      h3wt_stream *st = s->resume;
+      s->resume = st->rnext;
+      st->rnext = NULL;
+      st->resume_queued = 0;
+      if (st->closed) {
+        continue;
+      }
+      h3wt_vec v[8];
+      size_t n;
+      while (!st->paused && !st->closed &&
+             (n = h3wt_sendq_read(&st->held, v, 8)) > 0) {
+        for (size_t i = 0; i < n && !st->closed; ++i) {
+          int last = i == n - 1 && st->held.unread == 0;
+          stream_data(st, v[i].base, v[i].len, last && st->held_fin);
+        }
+      }
+      if (st->paused) {
+        continue; /* paused again from a callback: the rest waits */
+      }
+      if (st->held_fin && !st->read_done && !st->closed) {
+        stream_data(st, NULL, 0, 1);
+      }
+      h3wt_sendq_free(&st->held);
+      h3wt_sendq_init(&st->held);
+      if (st->held_credit && !st->quic_closed) {
+        h3wt_quic_consume(QC(wt), st->id, st->held_credit);
+      }
+      st->held_credit = 0;
+    }
+  }
 }
 
 /* ---- receiving ------------------------------------------------------------------ */
@@ -1094,6 +1538,17 @@ int h3wt_wt_recv_stream_data(h3wt_wt_conn *wt, int64_t stream_id,
   }
   if (sud && sud->kind == H3WT_SUD_WT) {
     h3wt_stream *st = (h3wt_stream *)sud;
+    if (st->session && !st->closed &&
+        (st->paused || st->held.unread || st->resume_queued)) {
+      /* Paused (or still catching up after a resume): hold the bytes and
+         keep their credit, so the peer is stopped by its window. */
+      if (len && h3wt_sendq_append(&st->held, data, len) != 0) {
+        return -2;
+      }
+      st->held_fin |= fin;
+      st->held_credit += len;
+      return H3WT_WT_TAKEN;
+    }
     h3wt_quic_consume(qc, stream_id, len);
     if (st->closed) {
       return H3WT_WT_TAKEN;
@@ -1408,22 +1863,74 @@ void h3wt_wt_recv_datagram(h3wt_wt_conn *wt, const uint8_t *data,
   }
 }
 
-const uint8_t *h3wt_wt_datagram_front(h3wt_wt_conn *wt, size_t *len) {
-  const uint8_t *d;
-  size_t max = h3wt_quic_max_datagram_payload(QC(wt));
-  /* A datagram that no longer fits (the path shrank) would block every
-     later one: drop it. */
-  while ((d = h3wt_dgramq_front(&wt->dgrams, len)) && *len > max) {
-    h3wt_dgramq_pop(&wt->dgrams);
-    ++wt->dgrams.dropped;
-    ++wt->stats->dgrams_dropped_too_large;
+/* Removes the front entry, keeping its session's count. */
+static void dgram_pop(h3wt_wt_conn *wt) {
+  h3wt_wt_dgram_entry *e = h3wt_wt_dgramq_front(&wt->dgrams);
+  if (e && e->owner && e->owner != (void *)wt) {
+    h3wt_session *s = e->owner;
+    assert(s->dgrams_queued > 0);
+    --s->dgrams_queued;
   }
-  return d;
+  h3wt_wt_dgramq_pop(&wt->dgrams);
+}
+
+size_t h3wt_wt_datagram_front(h3wt_wt_conn *wt, h3wt_vec *vec, uint64_t ts) {
+  h3wt_wt_dgram_entry *e;
+  size_t max = h3wt_quic_max_datagram_payload(QC(wt));
+  while ((e = h3wt_wt_dgramq_front(&wt->dgrams))) {
+    h3wt_session *s = e->owner;
+    if (e->owner == (void *)wt) {
+      if (!h3wt_wt_dgramq_vec(&wt->dgrams, e, vec)) {
+        dgram_pop(wt);
+        continue;
+      }
+      return h3wt_wt_dgramq_vec(&wt->dgrams, e, vec); /* a test hook's */
+    }
+    if (!s || s->state != S_READY) {
+      /* Dropped in place (drop-oldest), or its session is gone. */
+      dgram_pop(wt);
+      continue;
+    }
+    if (s->dgram_max_age_ns && ts > e->ts + s->dgram_max_age_ns) {
+      /* Stale state: sending it late helps nobody. */
+      ++wt->stats->dgrams_dropped_expired;
+      dgram_pop(wt);
+      continue;
+    }
+    if ((size_t)e->prefixlen + e->len == 0) {
+      dgram_pop(wt); /* nothing to send (a test hook's empty datagram) */
+      continue;
+    }
+    if ((size_t)e->prefixlen + e->len > max) {
+      /* No longer fits (the path shrank): it would block every later
+         one. */
+      ++wt->stats->dgrams_dropped_too_large;
+      dgram_pop(wt);
+      continue;
+    }
+    return h3wt_wt_dgramq_vec(&wt->dgrams, e, vec);
+  }
+  return 0;
 }
 
 void h3wt_wt_datagram_pop(h3wt_wt_conn *wt) {
-  h3wt_dgramq_pop(&wt->dgrams);
+  dgram_pop(wt);
   ++wt->stats->dgrams_sent;
+}
+
+void h3wt_wt_streams_available(h3wt_wt_conn *wt, int bidi) {
+  /* Sessions stay linked until the deferred pass: callbacks may open
+     streams or close sessions meanwhile. */
+  for (h3wt_session *s = wt->sessions; s; s = s->next) {
+    int *want = bidi ? &s->want_streams_bidi : &s->want_streams_uni;
+    if (!*want || s->state != S_READY) {
+      continue;
+    }
+    *want = 0;
+    if (s->handler->on_streams_available) {
+      s->handler->on_streams_available(s, bidi, s->route_data);
+    }
+  }
 }
 
 /* ---- SETTINGS ------------------------------------------------------------------------- */
@@ -1494,7 +2001,9 @@ int h3wt_wt_test_raw_capsule(h3wt_session *s, const void *bytes, size_t len) {
 
 int h3wt_wt_test_raw_datagram(h3wt_wt_conn *wt, const void *bytes,
                               size_t len) {
-  int rv = h3wt_dgramq_push(&wt->dgrams, NULL, 0, bytes, len);
+  /* Owned by the connection itself: no session's policy applies. */
+  int rv = h3wt_wt_dgramq_push(&wt->dgrams, wt, NULL, 0, NULL, bytes, len,
+                               h3wt_now_ns());
   if (rv == 0) {
     h3wt_h3_want_write(wt->h3);
   }

@@ -41,9 +41,30 @@ typedef struct h3wt_wt_stats {
   uint64_t streams_refused_buffered; /* WT_BUFFERED_STREAM_REJECTED */
   uint64_t dgrams_received, dgrams_received_dropped, dgrams_sent;
   uint64_t dgrams_dropped_full, dgrams_dropped_too_large;
+  uint64_t dgrams_dropped_oldest;  /* evicted for a newer (drop-oldest) */
+  uint64_t dgrams_dropped_expired; /* older than their max age */
   uint64_t wouldblock_stream;  /* writes refused by max_stream_queue */
   uint64_t wouldblock_session; /* writes refused by max_session_queue */
 } h3wt_wt_stats;
+
+/* Every session of a server (all its connections), for lookup by
+   h3wt_session_id() and iteration: a list in creation order and a hash
+   table of chains.  Ids come from next_id and are never reused. */
+typedef struct h3wt_wt_registry {
+  uint64_t next_id;
+  h3wt_session *head, *tail;
+  h3wt_session **buckets;
+  size_t nbuckets, count;
+} h3wt_wt_registry;
+
+void h3wt_wt_registry_free(h3wt_wt_registry *reg);
+h3wt_session *h3wt_wt_registry_find(const h3wt_wt_registry *reg,
+                                    uint64_t id);
+/* Established sessions, oldest first, path (without query) matching when
+   not NULL; stops when cb returns non-zero. */
+size_t h3wt_wt_registry_foreach(h3wt_wt_registry *reg, const char *path,
+                                int (*cb)(h3wt_session *s, void *ud),
+                                void *ud);
 
 typedef struct h3wt_wt_limits {
   uint32_t max_sessions;            /* per connection */
@@ -56,6 +77,12 @@ typedef struct h3wt_wt_limits {
   /* Where every connection made with these limits counts (shared by all
      connections of a server); NULL: each connection counts on its own. */
   h3wt_wt_stats *stats;
+  /* Where sessions are registered (shared by a server's connections);
+     NULL: each connection keeps its own. */
+  h3wt_wt_registry *registry;
+  /* Datagram policy and liveness of new sessions. */
+  int dgram_drop_oldest;
+  uint64_t dgram_max_age_ms;
 } h3wt_wt_limits;
 
 void h3wt_wt_limits_default(h3wt_wt_limits *l);
@@ -104,8 +131,18 @@ int h3wt_wt_owns_write(const h3wt_wt_conn *wt, int64_t stream_id);
 
 /* Datagrams. */
 void h3wt_wt_recv_datagram(h3wt_wt_conn *wt, const uint8_t *data, size_t len);
-const uint8_t *h3wt_wt_datagram_front(h3wt_wt_conn *wt, size_t *len);
+/* The next datagram to send as vectors (0: none); entries of closed
+   sessions, and those older than their session's maximum age at ts, are
+   dropped on the way. */
+size_t h3wt_wt_datagram_front(h3wt_wt_conn *wt, h3wt_vec *vec, uint64_t ts);
 void h3wt_wt_datagram_pop(h3wt_wt_conn *wt);
+
+/* The peer raised our stream limit (bidi or uni): sessions that were
+   refused a stream of that kind hear of it. */
+void h3wt_wt_streams_available(h3wt_wt_conn *wt, int bidi);
+/* The smallest liveness timeout of the connection's established sessions
+   (0: none set). */
+uint64_t h3wt_wt_liveness_ms(const h3wt_wt_conn *wt);
 
 /* Runs deferred stream/session close notifications and frees. */
 void h3wt_wt_run_deferred(h3wt_wt_conn *wt);
@@ -118,8 +155,22 @@ int h3wt_wt_session_new(h3wt_wt_conn *wt, int64_t stream_id,
                         const h3wt_session_handler *handler, void *route_data,
                         const char *path, const char *authority,
                         const char *origin, h3wt_session **ps);
-/* Adds a request header (server side) to the session's copy. */
+/* Adds a request header (server side) to the session's copy; a
+   wt-available-protocols header also fills the offered list. */
 int h3wt_wt_session_add_header(h3wt_session *s, const h3wt_header *h);
+/* The application answers later (on_session_request said PENDING). */
+void h3wt_wt_session_set_pending(h3wt_session *s, int on);
+int h3wt_wt_session_answered(const h3wt_session *s);
+void h3wt_wt_session_set_answered(h3wt_session *s);
+/* The facade's object behind the session (server: its request). */
+void h3wt_wt_session_set_facade(h3wt_session *s, void *facade);
+void *h3wt_wt_session_facade(const h3wt_session *s);
+/* Client: the server's WT-Protocol answer (copied). */
+int h3wt_wt_session_set_protocol(h3wt_session *s, const char *proto,
+                                 size_t len);
+/* The connection the session is on. */
+h3wt_wt_conn *h3wt_wt_session_conn(const h3wt_session *s);
+h3wt_h3_conn *h3wt_wt_h3(const h3wt_wt_conn *wt);
 size_t h3wt_wt_session_count(const h3wt_wt_conn *wt);
 /* Graceful shutdown: WT_DRAIN_SESSION to every established session. */
 void h3wt_wt_drain_all(h3wt_wt_conn *wt);

@@ -322,3 +322,114 @@ ssize_t h3wt_settings_rewrite(const uint8_t *in, size_t inlen,
   o += rest;
   return (ssize_t)(o - out);
 }
+
+/* ---- subprotocol negotiation ---------------------------------------------- */
+
+static const char *sf_skip_ows(const char *p, const char *end) {
+  while (p < end && (*p == ' ' || *p == '\t')) {
+    ++p;
+  }
+  return p;
+}
+
+/* Skips ;key[=value] parameters (RFC 8941 3.1.2): keys are lcalpha or
+   '*' then lcalpha, digits, "_-.*"; values any bare item but a String is
+   all a protocol list ever carries, and tokens/numbers are skipped as
+   runs of non-separators. */
+static const char *sf_skip_params(const char *p, const char *end) {
+  while (p < end && *p == ';') {
+    ++p;
+    p = sf_skip_ows(p, end);
+    while (p < end && *p != ';' && *p != ',' && *p != ' ' && *p != '\t') {
+      if (*p == '"') {
+        return NULL; /* a String parameter value: not for protocols */
+      }
+      ++p;
+    }
+  }
+  return p;
+}
+
+int h3wt_sf_string_list_parse(const char *v, size_t len,
+                              int (*cb)(const char *s, size_t len, void *ud),
+                              void *ud) {
+  const char *p = v, *end = v + len;
+  char tmp[512];
+  p = sf_skip_ows(p, end);
+  if (p == end) {
+    return 0; /* an empty list */
+  }
+  for (;;) {
+    size_t n = 0;
+    if (p == end || *p != '"') {
+      return -1;
+    }
+    ++p;
+    for (;;) {
+      if (p == end) {
+        return -1; /* unterminated */
+      }
+      char c = *p++;
+      if (c == '"') {
+        break;
+      }
+      if (c == '\\') {
+        if (p == end || (*p != '"' && *p != '\\')) {
+          return -1;
+        }
+        c = *p++;
+      } else if (c < 0x20 || c > 0x7e) {
+        return -1;
+      }
+      if (n == sizeof(tmp)) {
+        return -1; /* longer than any sane protocol name */
+      }
+      tmp[n++] = c;
+    }
+    p = sf_skip_params(p, end);
+    if (!p) {
+      return -1;
+    }
+    int rv = cb(tmp, n, ud);
+    if (rv != 0) {
+      return rv;
+    }
+    p = sf_skip_ows(p, end);
+    if (p == end) {
+      return 0;
+    }
+    if (*p != ',') {
+      return -1;
+    }
+    p = sf_skip_ows(p + 1, end);
+    if (p == end) {
+      return -1; /* a trailing comma */
+    }
+  }
+}
+
+size_t h3wt_sf_string_encode(char *buf, size_t buflen, const char *str) {
+  size_t k = 0;
+  if (buflen < 3) {
+    return 0;
+  }
+  buf[k++] = '"';
+  for (const char *p = str; *p; ++p) {
+    if (*p < 0x20 || *p > 0x7e) {
+      return 0;
+    }
+    if (*p == '"' || *p == '\\') {
+      if (k + 1 >= buflen) {
+        return 0;
+      }
+      buf[k++] = '\\';
+    }
+    if (k + 2 >= buflen) {
+      return 0;
+    }
+    buf[k++] = *p;
+  }
+  buf[k++] = '"';
+  buf[k] = '\0';
+  return k;
+}

@@ -130,4 +130,23 @@ ssize_t h3wt_settings_rewrite(const uint8_t *in, size_t inlen,
                               const h3wt_setting *extra, size_t nextra,
                               uint8_t *out, size_t outcap);
 
+/* ---- subprotocol negotiation ------------------------------------------
+ * WT-Available-Protocols is a structured-field List of Strings (RFC 8941
+ * 3.1, 3.3.3), e.g. `"chat-v2", "chat"`; WT-Protocol is one String.
+ * Parameters after a member (`;q=1`) are allowed and ignored. */
+
+#define H3WT_MAX_PROTOCOLS 32 /* offered protocols kept; more are ignored */
+
+/* Calls cb(string, len, ud) for each member (the unescaped string, not
+   NUL-terminated, valid for the call).  Returns 0, -1 when the list is
+   malformed (a member that is not a String, a bad escape, a character
+   outside 0x20-0x7e, a dangling comma) or cb's non-zero return. */
+int h3wt_sf_string_list_parse(const char *v, size_t len,
+                              int (*cb)(const char *s, size_t len, void *ud),
+                              void *ud);
+/* Writes str as a String ("..." with \" and \\ escaped) and a NUL into
+   buf.  Returns the length without the NUL, or 0 when it does not fit or
+   str has a character a String cannot carry. */
+size_t h3wt_sf_string_encode(char *buf, size_t buflen, const char *str);
+
 #endif /* H3WT_WTPROTO_H */

@@ -97,7 +97,7 @@ static void se_close(h3wt_session *s, int err, uint32_t code,
 
 static const h3wt_session_handler server_handler = {
     se_request, se_ready, se_open, se_data, se_reset, NULL,
-    NULL,       se_stream_close, se_dgram, NULL, se_close};
+    NULL,       se_stream_close, se_dgram, NULL, se_close, NULL};
 
 /* ---- the client side ------------------------------------------------------- */
 
@@ -223,7 +223,7 @@ static void cl_close(h3wt_session *s, int err, uint32_t code,
 
 static const h3wt_session_handler client_handler = {
     NULL, cl_ready, cl_open, cl_data, cl_reset, NULL,
-    NULL, cl_stream_close, cl_dgram, NULL, cl_close};
+    NULL, cl_stream_close, cl_dgram, NULL, cl_close, NULL};
 
 static void open_bidi(csess *cs, size_t len, uint8_t fill) {
   h3wt_stream *st;

@@ -60,7 +60,7 @@ static void s_close(h3wt_session *s, int err, uint32_t code, const char *r,
 }
 static const h3wt_session_handler server_handler = {
     s_request, s_ready, s_open, s_data, NULL, NULL,
-    NULL,      NULL,    s_dgram, NULL, s_close};
+    NULL,      NULL,    s_dgram, NULL, s_close, NULL};
 
 /* ---- client ------------------------------------------------------------------- */
 
@@ -106,7 +106,7 @@ static void c_close(h3wt_session *s, int err, uint32_t code, const char *r,
 }
 static const h3wt_session_handler client_handler = {
     NULL, c_ready, NULL, c_data, c_reset, NULL,
-    NULL, NULL,    c_dgram, NULL, c_close};
+    NULL, NULL,    c_dgram, NULL, c_close, NULL};
 
 static h3wt_client *connect_client(h3wt_client_callbacks cbs) {
   h3wt_client_settings s;

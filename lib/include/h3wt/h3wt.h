@@ -12,8 +12,18 @@
  *    called (the libuv rule).
  *  - Bytes handed to a callback are borrowed for the duration of the callback
  *    only; copy what you keep.
- *  - Any h3wt function may be called from inside an h3wt callback.  Objects
- *    are freed only after the callback that announced their end returns.
+ *  - Any h3wt function may be called from inside any h3wt callback.  What
+ *    frees a connection or writes packets (closing the server, a
+ *    connection or the client) is recorded and done once the library's
+ *    outermost callback returns, never under ngtcp2's or nghttp3's feet;
+ *    objects are freed only after the callback that announced their end
+ *    returns.  Debug builds assert these invariants.
+ *  - Threads: every h3wt function must be called on the loop thread of
+ *    the object it takes (none is safe from another thread).  To hand work
+ *    to the loop from another thread, use libuv's one thread-safe call:
+ *    uv_async_send() on a uv_async_t the host initialised on that loop;
+ *    its callback runs on the loop thread and may call h3wt (see README,
+ *    "Threads").
  *  - Settings structs are versioned: initialise them with the matching
  *    *_default() function, then change the fields you need.  Fields are only
  *    ever appended.
@@ -23,6 +33,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h> /* strlen, for H3WT_HEADER */
 #include <sys/socket.h>
 
 #include <uv.h>
@@ -31,7 +42,18 @@
 extern "C" {
 #endif
 
-#define H3WT_VERSION "0.1.0"
+#define H3WT_VERSION_MAJOR 0
+#define H3WT_VERSION_MINOR 2
+#define H3WT_VERSION_PATCH 0
+#define H3WT_VERSION "0.2.0"
+/* 0xMMmmpp: compare with >= in #if to guard newer calls. */
+#define H3WT_VERSION_NUM                                                       \
+  ((H3WT_VERSION_MAJOR << 16) | (H3WT_VERSION_MINOR << 8) | H3WT_VERSION_PATCH)
+
+/* The version of the library linked at run time ("0.2.0"); *num (if not
+   NULL) gets its H3WT_VERSION_NUM.  Compare with the macros to detect a
+   header/library mismatch. */
+const char *h3wt_version(int *num);
 
 /* ------------------------------------------------------------------------ */
 /* Errors.  Banded by layer, like nghttp3: API/state -1xx, I/O -2xx,
@@ -50,9 +72,16 @@ extern "C" {
 #define H3WT_ERR_IDLE_TIMEOUT -304 /* the connection went idle */
 #define H3WT_ERR_CLOSED -305     /* the connection or stream is closed */
 #define H3WT_ERR_H3 -401         /* an HTTP/3 protocol failure */
+/* -501..-503 are the H3WT_SESSION_* reasons of on_session_close. */
+#define H3WT_ERR_SESSION_CLOSING -504 /* the session is closing (either side
+                                         closed it); on_session_close follows:
+                                         not a caller bug */
+#define H3WT_ERR_DGRAM_DROPPED -505 /* the datagram queue is full: this
+                                       datagram was dropped (counted) */
 #define H3WT_ERR_NOMEM -901      /* out of memory */
 
-/* Returns a static description of an H3WT_ERR_* code. */
+/* Returns a static description of any code the library returns (the
+   H3WT_ERR_* and H3WT_SESSION_* values); "unknown error" otherwise. */
 const char *h3wt_strerror(int err);
 
 /* ------------------------------------------------------------------------ */
@@ -90,7 +119,8 @@ typedef struct h3wt_header {
   size_t valuelen;
 } h3wt_header;
 
-/* Builds an h3wt_header from two NUL-terminated strings. */
+/* Builds an h3wt_header from a string literal name and a NUL-terminated
+   value (this header includes <string.h> for it). */
 #define H3WT_HEADER(N, V) {(N), sizeof(N) - 1, (V), strlen(V)}
 
 /* ------------------------------------------------------------------------ */
@@ -101,7 +131,10 @@ typedef struct h3wt_request h3wt_request;
 
 #define H3WT_SERVER_SETTINGS_V1 1
 #define H3WT_SERVER_SETTINGS_V2 2 /* adds max_session_queue */
-#define H3WT_SERVER_SETTINGS_VERSION H3WT_SERVER_SETTINGS_V2
+#define H3WT_SERVER_SETTINGS_V3 3 /* adds keep_alive_ms, liveness_timeout_ms,
+                                     datagram_max_age_ms, datagram_drop_oldest,
+                                     log_full_paths */
+#define H3WT_SERVER_SETTINGS_VERSION H3WT_SERVER_SETTINGS_V3
 
 typedef struct h3wt_server_settings {
   int version; /* H3WT_SERVER_SETTINGS_VERSION */
@@ -156,6 +189,28 @@ typedef struct h3wt_server_settings {
      session can pin in memory however many streams it opens.  0: no
      session budget (only max_stream_queue).  Default 1 MiB. */
   size_t max_session_queue;
+  /* V3.  Liveness.  keep_alive_ms: when a connection with a WebTransport
+     session has received nothing for this long, the server sends a PING so
+     a live peer answers (0: never; default 5000).  liveness_timeout_ms: a
+     connection with a session that has received nothing for this long is
+     closed (H3_NO_ERROR, reason "liveness timeout"): a dead client (killed
+     process, pulled cable) is noticed within this, not the idle timeout
+     (0: only the idle timeout; default 15000).  h3wt_session_set_liveness()
+     changes it per session. */
+  uint64_t keep_alive_ms;
+  uint64_t liveness_timeout_ms;
+  /* V3.  Datagram policy of new sessions (h3wt_session_set_datagram_policy
+     changes it per session).  datagram_max_age_ms: a queued datagram older
+     than this when its turn comes is discarded and counted (0: no age
+     limit; default 0).  datagram_drop_oldest: when the queue is full, drop
+     the session's oldest queued datagram to make room for the new one
+     (fresh state beats stale state) instead of refusing the new one
+     (default 0: refuse the new one with H3WT_ERR_DGRAM_DROPPED). */
+  uint64_t datagram_max_age_ms;
+  int datagram_drop_oldest;
+  /* V3.  Log request and CONNECT paths with their query values (which may
+     carry tokens).  Default 0: query values are logged as "...". */
+  int log_full_paths;
 } h3wt_server_settings;
 
 /* Fills settings with the defaults. */
@@ -177,9 +232,12 @@ uint16_t h3wt_server_port(const h3wt_server *server);
 typedef void (*h3wt_server_close_cb)(h3wt_server *server, void *user_data);
 
 /* Stops serving: every connection gets GOAWAY and a CONNECTION_CLOSE with
-   H3_NO_ERROR, handlers see on_close for requests in flight, and the UDP
-   handle is closed.  cb (optional) runs once every libuv handle is closed;
-   then h3wt_server_del() may be called. */
+   H3_NO_ERROR, handlers see on_close for requests in flight (and sessions
+   on_session_close), and the UDP handle is closed.  cb (optional) runs
+   once every libuv handle is closed; then h3wt_server_del() may be called.
+   From inside a callback the close happens once the library's outermost
+   callback returns (later callbacks of that pass still see a working
+   server).  A second call is ignored. */
 void h3wt_server_close(h3wt_server *server, h3wt_server_close_cb cb,
                        void *user_data);
 
@@ -188,9 +246,12 @@ void h3wt_server_close(h3wt_server *server, h3wt_server_close_cb cb,
    every WebTransport session WT_DRAIN_SESSION.  A connection closes once
    nothing is in flight on it; when none is left, or after timeout_ms, the
    server closes as h3wt_server_close() does, first closing the sessions
-   still open with code 0 and reason "server shutting down".  cb as for
-   h3wt_server_close(); calling that during the drain cuts it short. */
+   still open with code and reason (e.g. "restarting, reconnect in 30 s";
+   NULL: "server shutting down").  cb as for h3wt_server_close(); calling
+   that during the drain cuts it short.  From inside a callback, the drain
+   starts when the library's outermost callback returns. */
 void h3wt_server_shutdown(h3wt_server *server, uint64_t timeout_ms,
+                          uint32_t code, const char *reason,
                           h3wt_server_close_cb cb, void *user_data);
 
 /* Frees the server.  Call after the close callback (or before listening). */
@@ -201,7 +262,10 @@ void h3wt_server_del(h3wt_server *server);
    loop thread (no locks, no allocation): read them from that thread.
    Fields are only ever appended; a new version macro names each addition. */
 #define H3WT_SERVER_STATS_V1 1
-#define H3WT_SERVER_STATS_VERSION H3WT_SERVER_STATS_V1
+#define H3WT_SERVER_STATS_V2 2 /* adds datagrams_dropped_oldest,
+                                  datagrams_dropped_expired,
+                                  liveness_closes */
+#define H3WT_SERVER_STATS_VERSION H3WT_SERVER_STATS_V2
 
 typedef struct h3wt_server_stats {
   int version; /* set by the caller: H3WT_SERVER_STATS_VERSION */
@@ -248,16 +312,26 @@ typedef struct h3wt_server_stats {
   uint64_t limit_max_stream_queue;      /* stream writes: WOULDBLOCK */
   uint64_t limit_max_session_queue;     /* stream writes: WOULDBLOCK */
   uint64_t limit_max_datagram_queue;    /* datagrams dropped */
+  /* V2. */
+  uint64_t datagrams_dropped_oldest;  /* made room under drop-oldest (also
+                                         in limit_max_datagram_queue) */
+  uint64_t datagrams_dropped_expired; /* older than their max age */
+  uint64_t liveness_closes; /* connections closed by liveness_timeout_ms */
 } h3wt_server_stats;
 
-/* Copies the counters into *stats, whose version field the caller sets
-   (only the fields of that version are written).  Returns 0 or
+/* Copies the counters into *stats, whose version field the caller sets:
+   only the fields of that version are written (a caller built against an
+   older header passes a shorter struct).  Returns 0 or
    H3WT_ERR_INVALID_ARGUMENT (unknown version). */
 int h3wt_server_get_stats(const h3wt_server *server,
                           h3wt_server_stats *stats);
 
 /* A request handler: callbacks for one route.  route_data is what was
-   passed to h3wt_server_route(). */
+   passed to h3wt_server_route().  Callbacks are only ever appended; the
+   registration macro passes the layout the caller was compiled with
+   (H3WT_REQUEST_HANDLER_VERSION) and the library copies that much. */
+#define H3WT_REQUEST_HANDLER_V1 1
+#define H3WT_REQUEST_HANDLER_VERSION H3WT_REQUEST_HANDLER_V1
 typedef struct h3wt_request_handler {
   /* Required.  The request headers are complete.  The handler may respond
      now, or later (after on_end, or asynchronously). */
@@ -283,12 +357,17 @@ typedef struct h3wt_request_handler {
    ("GET") or NULL for any; a path that matches with another method gets 405
    with an allow header.  Exact routes win over prefix routes (a path that
    has an exact route is never served by a prefix route: other methods get
-   405), longer prefixes over shorter.  handler must stay valid while the server lives.
-   Unmatched paths get 404.  Returns 0, H3WT_ERR_INVALID_ARGUMENT or
-   H3WT_ERR_NOMEM. */
-int h3wt_server_route(h3wt_server *server, const char *method,
-                      const char *path, const h3wt_request_handler *handler,
-                      void *route_data);
+   405), longer prefixes over shorter.  The handler is copied.  Unmatched
+   paths get 404.  Returns 0, H3WT_ERR_INVALID_ARGUMENT (also for an
+   unknown handler version) or H3WT_ERR_NOMEM. */
+int h3wt_server_route_versioned(h3wt_server *server, const char *method,
+                                const char *path, int handler_version,
+                                const h3wt_request_handler *handler,
+                                void *route_data);
+#define h3wt_server_route(SERVER, METHOD, PATH, HANDLER, ROUTE_DATA)           \
+  h3wt_server_route_versioned((SERVER), (METHOD), (PATH),                      \
+                              H3WT_REQUEST_HANDLER_VERSION, (HANDLER),         \
+                              (ROUTE_DATA))
 
 /* Serves the files below dir for GET and HEAD requests under prefix (which
    must end in '/'): "/x/a.css" with prefix "/x/" is dir/a.css.  Files are
@@ -456,6 +535,10 @@ typedef struct h3wt_stream h3wt_stream;
 #define H3WT_WT_BUFFERED_STREAM_REJECTED 0x3994bd84u
 #define H3WT_WT_FLOW_CONTROL_ERROR 0x045d4487u
 
+/* on_session_request's answer "later": the application answers with
+   h3wt_session_respond() (e.g. once an auth service replied). */
+#define H3WT_SESSION_PENDING 0
+
 /* Why a session ended (the err argument of on_session_close). */
 #define H3WT_SESSION_CLOSED 0        /* a close capsule or FIN, either side */
 #define H3WT_SESSION_RESET -501      /* the CONNECT stream was reset */
@@ -464,11 +547,22 @@ typedef struct h3wt_stream h3wt_stream;
 
 /* Callbacks of one WebTransport route (server) or session (client).  All
    optional except on_session_request on a server route.  route_data is the
-   pointer given when registering. */
+   pointer given when registering.  Callbacks are only ever appended: the
+   registration macros pass H3WT_SESSION_HANDLER_VERSION, the layout the
+   caller was compiled with. */
+#define H3WT_SESSION_HANDLER_V1 1
+#define H3WT_SESSION_HANDLER_V2 2 /* adds on_streams_available */
+#define H3WT_SESSION_HANDLER_VERSION H3WT_SESSION_HANDLER_V2
+
 typedef struct h3wt_session_handler {
-  /* Server: a session is requested.  Inspect it (h3wt_session_path(),
-     _origin(), _header()) and return 200 to accept, or a status >= 400 to
-     reject (404, 403 for a refused origin, 429 over a limit...). */
+  /* Server: a session is requested.  Inspect it (h3wt_session_path() with
+     its query, _origin(), _authority(), _header(), _headers(),
+     _protocols()) and return 200 to accept, a status >= 400 to reject
+     (404, 403 for a refused origin, 429 over a limit...), or
+     H3WT_SESSION_PENDING to answer later with h3wt_session_respond().  A
+     session rejected here never gets on_session_close; a pending one
+     does, if it ends before the answer (the peer gave up, the connection
+     went: err H3WT_SESSION_RESET or H3WT_SESSION_CONN_LOST). */
   int (*on_session_request)(h3wt_session *s, void *route_data);
   /* The session is established (server: after accepting; client: on the
      2xx answer).  Streams and datagrams may flow. */
@@ -505,45 +599,152 @@ typedef struct h3wt_session_handler {
   void (*on_session_close)(h3wt_session *s, int err, uint32_t code,
                            const char *reason, size_t reasonlen,
                            void *route_data);
+  /* V2.  After h3wt_session_open_stream() returned H3WT_ERR_WOULDBLOCK
+     (the peer allows no more streams of that kind now): the peer raised
+     its limit; bidi says which kind may be opened again. */
+  void (*on_streams_available)(h3wt_session *s, int bidi, void *route_data);
 } h3wt_session_handler;
 
-/* Server: routes WebTransport sessions for exactly this path to handler.
-   Extended CONNECTs to other paths get 404 without any handler called. */
-int h3wt_server_webtransport(h3wt_server *server, const char *path,
-                             const h3wt_session_handler *handler,
-                             void *route_data);
+/* Server: routes WebTransport sessions for exactly this path (the query
+   is ignored) to handler, which is copied.  Extended CONNECTs to other
+   paths get 404 without any handler called.  Returns 0,
+   H3WT_ERR_INVALID_ARGUMENT or H3WT_ERR_NOMEM. */
+int h3wt_server_webtransport_versioned(h3wt_server *server, const char *path,
+                                       int handler_version,
+                                       const h3wt_session_handler *handler,
+                                       void *route_data);
+#define h3wt_server_webtransport(SERVER, PATH, HANDLER, ROUTE_DATA)            \
+  h3wt_server_webtransport_versioned((SERVER), (PATH),                         \
+                                     H3WT_SESSION_HANDLER_VERSION, (HANDLER),  \
+                                     (ROUTE_DATA))
+
+/* Server: the session with this id (h3wt_session_id()), established or
+   pending an answer, or NULL. */
+h3wt_session *h3wt_server_find_session(const h3wt_server *server,
+                                       uint64_t id);
+/* Calls cb for every established session of this server (of the route
+   path, or all when path is NULL), oldest first, until cb returns
+   non-zero.  cb may close sessions and write to them.  Returns how many
+   sessions cb was called for. */
+size_t h3wt_server_foreach_session(h3wt_server *server, const char *path,
+                                   int (*cb)(h3wt_session *s, void *ud),
+                                   void *ud);
+
+/* Server: answers a session whose on_session_request returned
+   H3WT_SESSION_PENDING: a 2xx status accepts it (on_session_ready
+   follows), any other rejects it (no on_session_close then).  headers are
+   extra response headers (copied).  Returns 0, H3WT_ERR_INVALID_STATE
+   (already answered, or not a server session), H3WT_ERR_INVALID_ARGUMENT
+   or H3WT_ERR_NOMEM. */
+int h3wt_session_respond(h3wt_session *s, int status,
+                         const h3wt_header *headers, size_t nheaders);
 
 /* Session accessors.  Strings live as long as the session. */
-const char *h3wt_session_path(const h3wt_session *s);
+const char *h3wt_session_path(const h3wt_session *s); /* with the query */
 const char *h3wt_session_origin(const h3wt_session *s); /* "" if none */
 const char *h3wt_session_authority(const h3wt_session *s);
 /* A request header of the CONNECT (server side), or NULL. */
 const char *h3wt_session_header(const h3wt_session *s, const char *name);
+/* Every request header of the CONNECT (server side; pseudo-headers are
+   the accessors above). */
+size_t h3wt_session_headers(const h3wt_session *s,
+                            const h3wt_header **headers);
 const struct sockaddr *h3wt_session_peer(const h3wt_session *s);
-/* The session ID (the CONNECT stream's ID). */
-int64_t h3wt_session_id(const h3wt_session *s);
+/* A stable id, unique among all sessions of the server (or client) for
+   its lifetime; never reused.  Find a session by it with
+   h3wt_server_find_session(). */
+uint64_t h3wt_session_id(const h3wt_session *s);
+/* The WebTransport session ID on the wire (the CONNECT stream's ID). */
+int64_t h3wt_session_stream_id(const h3wt_session *s);
+/* 1 while the session is established and not closing: streams and
+   datagrams may be sent.  0 before it is ready and from the moment
+   either side closes it (calls then return H3WT_ERR_SESSION_CLOSING). */
+int h3wt_session_is_open(const h3wt_session *s);
+
+/* Subprotocols (the browser's `protocols` option).  Server: the list the
+   client offered in WT-Available-Protocols (a structured-field list of
+   strings; a malformed list offers nothing); select one before accepting
+   (it must be in the list), and the answer carries it in WT-Protocol.
+   Client: h3wt_session_protocol() is the server's choice once ready.
+   Returns 0, H3WT_ERR_NOT_FOUND (not offered) or H3WT_ERR_INVALID_STATE
+   (already answered). */
+size_t h3wt_session_protocols(const h3wt_session *s,
+                              const char *const **protocols);
+int h3wt_session_select_protocol(h3wt_session *s, const char *protocol);
+/* The negotiated subprotocol, or NULL. */
+const char *h3wt_session_protocol(const h3wt_session *s);
 void h3wt_session_set_data(h3wt_session *s, void *data);
 void *h3wt_session_get_data(const h3wt_session *s);
 /* Client: the status of the CONNECT answer (0 before it). */
 int h3wt_session_status(const h3wt_session *s);
 
 /* Opens a stream in the session.  Returns 0, H3WT_ERR_WOULDBLOCK (the peer
-   allows no more streams now), H3WT_ERR_INVALID_STATE (not ready, or
-   closing) or H3WT_ERR_NOMEM. */
+   allows no more streams now: on_streams_available follows when it
+   does), H3WT_ERR_SESSION_CLOSING, H3WT_ERR_INVALID_STATE (not ready yet)
+   or H3WT_ERR_NOMEM. */
 int h3wt_session_open_stream(h3wt_session *s, int bidi, h3wt_stream **pst);
 
-/* Sends a datagram.  Returns 0 (queued), H3WT_ERR_TOO_LARGE (over
-   h3wt_session_max_datagram(): never sent), H3WT_ERR_WOULDBLOCK (the
-   datagram queue is full: this one was dropped and counted; datagrams
-   never block), or H3WT_ERR_INVALID_STATE. */
+/* Sends a datagram (copied).  Returns 0 (queued; under drop-oldest an
+   older datagram of the session may have been dropped for it, counted),
+   H3WT_ERR_DGRAM_DROPPED (the queue is full: this one was dropped and
+   counted; datagrams never block and there is no writable callback for
+   them), H3WT_ERR_TOO_LARGE (over h3wt_session_max_datagram(): never
+   sent), H3WT_ERR_SESSION_CLOSING or H3WT_ERR_INVALID_STATE (not ready). */
 int h3wt_session_send_datagram(h3wt_session *s, const void *data, size_t len);
 /* The largest datagram payload that fits in one packet now (0 if the peer
    accepts no datagrams). */
 size_t h3wt_session_max_datagram(const h3wt_session *s);
+/* Datagrams of this session queued and not yet sent. */
+size_t h3wt_session_datagram_queue(const h3wt_session *s);
+/* The session's datagram policy (defaults from the server settings of the
+   same names): max_age_ms 0 means no age limit. */
+int h3wt_session_set_datagram_policy(h3wt_session *s, int drop_oldest,
+                                     uint64_t max_age_ms);
+/* A liveness timeout for this session's connection (the smallest of its
+   sessions' counts): nothing received for timeout_ms closes the
+   connection.  0: the server default.  Returns 0 or
+   H3WT_ERR_SESSION_CLOSING. */
+int h3wt_session_set_liveness(h3wt_session *s, uint64_t timeout_ms);
+
+/* Transport figures of the connection that carries a session. */
+#define H3WT_TRANSPORT_INFO_V1 1
+#define H3WT_TRANSPORT_INFO_VERSION H3WT_TRANSPORT_INFO_V1
+typedef struct h3wt_transport_info {
+  int version; /* set by the caller: H3WT_TRANSPORT_INFO_VERSION */
+  uint64_t smoothed_rtt_us, min_rtt_us, rttvar_us, latest_rtt_us;
+  uint64_t cwnd, bytes_in_flight;
+  uint64_t bytes_sent, bytes_received;     /* UDP payload bytes */
+  uint64_t packets_sent, packets_received; /* UDP datagrams */
+  /* Packets lost: only where ngtcp2 reports it (1.12 and later); has_lost
+     says whether packets_lost/bytes_lost mean anything. */
+  int has_lost;
+  uint64_t packets_lost, bytes_lost;
+  uint64_t idle_ms;      /* since the last packet from the peer */
+  size_t max_datagram;   /* h3wt_session_max_datagram() */
+  size_t datagram_queue; /* h3wt_session_datagram_queue() */
+} h3wt_transport_info;
+/* Fills *info (whose version the caller sets).  Returns 0,
+   H3WT_ERR_INVALID_ARGUMENT or H3WT_ERR_SESSION_CLOSING (the connection is
+   gone). */
+int h3wt_session_get_transport(const h3wt_session *s,
+                               h3wt_transport_info *info);
+
+/* Closes the whole QUIC connection that carries the session (and its other
+   sessions and requests): CONNECTION_CLOSE with the HTTP/3 error code
+   (H3_NO_ERROR is 0x100) and reason (at most 127 bytes kept).  From
+   anywhere, including callbacks: it happens in the flush pass.  Sessions
+   get on_session_close with H3WT_SESSION_CONN_LOST.  Returns 0 or
+   H3WT_ERR_SESSION_CLOSING (already gone). */
+int h3wt_session_close_connection(h3wt_session *s, uint64_t h3_error_code,
+                                  const char *reason);
 
 /* Closes the session: a WT_CLOSE_SESSION capsule (code, reason of at most
    1024 bytes, truncated), then FIN on the CONNECT stream; every stream of
-   the session is reset with WT_SESSION_GONE.  on_session_close follows. */
+   the session is reset with WT_SESSION_GONE.  on_session_close follows
+   (after the current callback returns).  Returns 0,
+   H3WT_ERR_SESSION_CLOSING (already closing: no-op), H3WT_ERR_INVALID_STATE
+   (a server session not answered yet: use h3wt_session_respond) or
+   H3WT_ERR_NOMEM. */
 int h3wt_session_close(h3wt_session *s, uint32_t code, const char *reason);
 /* Asks the peer to wind down (WT_DRAIN_SESSION). */
 int h3wt_session_drain(h3wt_session *s);
@@ -560,8 +761,35 @@ void *h3wt_stream_get_data(const h3wt_stream *st);
    stream already holds max_stream_queue unacknowledged bytes, or its
    session max_session_queue across all its streams; nothing queued;
    on_stream_writable follows), H3WT_ERR_INVALID_STATE (finished, reset,
-   or a peer-opened unidirectional stream) or H3WT_ERR_CLOSED. */
+   or a peer-opened unidirectional stream) or H3WT_ERR_SESSION_CLOSING. */
 int h3wt_stream_write(h3wt_stream *st, const void *data, size_t len);
+
+/* Pauses reading a stream: on_stream_data is not called, and what the
+   peer sends is held without returning its flow-control credit, so the
+   peer stops once the stream's window (1 MiB) is full: a slow consumer
+   makes the peer wait instead of making the application buffer.  Resume
+   delivers what was held (in the flush pass, after the current callback)
+   and returns the credit.  Return 0 or H3WT_ERR_INVALID_STATE. */
+int h3wt_stream_pause_reading(h3wt_stream *st);
+int h3wt_stream_resume_reading(h3wt_stream *st);
+
+/* ---- Shared buffers: one payload written to many streams and sent as a
+   datagram to many sessions without a copy per receiver.  Reference
+   counted; the bytes never change after h3wt_buf_new(); freed when the
+   last reference goes (the library holds one per queued use until the
+   peer acknowledged it, or the datagram left).  Loop thread only. */
+typedef struct h3wt_buf h3wt_buf;
+/* Copies len bytes into a new buffer with one reference (the caller's).
+   Returns 0 or H3WT_ERR_NOMEM. */
+int h3wt_buf_new(h3wt_buf **pbuf, const void *data, size_t len);
+h3wt_buf *h3wt_buf_ref(h3wt_buf *buf); /* +1; returns buf */
+void h3wt_buf_unref(h3wt_buf *buf);    /* -1; frees at 0; NULL is a no-op */
+const uint8_t *h3wt_buf_data(const h3wt_buf *buf);
+size_t h3wt_buf_len(const h3wt_buf *buf);
+/* As h3wt_stream_write() and h3wt_session_send_datagram(), taking a
+   reference of their own on success (the caller keeps its own). */
+int h3wt_stream_write_buf(h3wt_stream *st, h3wt_buf *buf);
+int h3wt_session_send_datagram_buf(h3wt_session *s, h3wt_buf *buf);
 /* Finishes our sending side (FIN after the queued bytes). */
 int h3wt_stream_finish(h3wt_stream *st);
 /* Resets our sending side / asks the peer to stop sending, with a
