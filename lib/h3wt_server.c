@@ -194,6 +194,7 @@ size_t h3wt_server_response_queue_limit(const h3wt_server *server) {
 /* ---- requests ----------------------------------------------------------- */
 
 static void request_free(h3wt_request *req) {
+  assert(!req->prev && !req->next && !req->session);
   for (size_t i = 0; i < req->nheaders; ++i) {
     free((void *)req->headers[i].name);
   }
@@ -1007,6 +1008,7 @@ static void conn_free(srv_conn *c, uint64_t code) {
   if (c->next) {
     c->next->prev = c->prev;
   }
+  assert(srv->nconns > 0 && !c->requests);
   --srv->nconns;
   H3WT_LOG(&srv->log, H3WT_LOG_DEBUG, "server", "[%s] connection freed",
            c->qc ? h3wt_quic_conn_name(c->qc) : "-");
@@ -1094,6 +1096,7 @@ static void flush_cb(uv_prepare_t *h) {
 
 static void flush_pass(h3wt_server *srv) {
   srv_conn *list = srv->dirty, *again = NULL;
+  assert(srv->depth > 0 && !srv->closing);
   uint64_t ts = h3wt_now_ns();
   srv->dirty = NULL;
   while (list) {

@@ -186,8 +186,10 @@ static void stream_free(h3wt_stream *st) {
      session's budget with the stream.  A stream never outlives its
      session (sessions wait for their streams in the deferred pass). */
   if (st->session) {
+    assert(st->session->queued >= st->out.unacked);
     st->session->queued -= st->out.unacked;
   }
+  assert(!st->in_writeq && !st->resume_queued);
   h3wt_sendq_free(&st->out);
   h3wt_sendq_free(&st->early);
   h3wt_sendq_free(&st->held);
@@ -298,6 +300,7 @@ static int wq_append(h3wt_wt_conn *wt, h3wt_stream *st) {
   if (st->in_writeq || st->blocked || st->write_shut || st->closed) {
     return 0;
   }
+  assert(!st->deferred && st->wt == wt);
   st->in_writeq = 1;
   st->wnext = NULL;
   if (wt->wq_tail) {
@@ -325,6 +328,7 @@ static void stream_defer_close(h3wt_stream *st) {
   st->closed = 1;
   st->deferred = 1;
   wq_remove(wt, st);
+  assert(!st->in_writeq && wt->writing != st);
   if (st->session && !st->local && st->session->peer_streams) {
     --st->session->peer_streams;
   }
@@ -335,6 +339,7 @@ static void stream_defer_close(h3wt_stream *st) {
 
 static void session_defer_close(h3wt_session *s, int err) {
   h3wt_wt_conn *wt = s->wt;
+  assert(s->registered || !s->uid);
   if (s->state == S_CLOSED && s->deferred) {
     return;
   }
@@ -374,6 +379,7 @@ void h3wt_wt_run_deferred(h3wt_wt_conn *wt) {
     h3wt_stream *st = wt->dstreams;
     wt->dstreams = st->dnext;
     h3wt_session *s = st->session;
+    assert(st->deferred && st->closed);
     unlink_stream(st);
     if (s && st->opened_notified && s->handler->on_stream_close) {
       s->handler->on_stream_close(st, s->route_data);
@@ -455,6 +461,7 @@ void h3wt_wt_conn_del(h3wt_wt_conn *wt) {
   h3wt_wt_dgramq_free(&wt->dgrams);
   h3wt_dgramq_free(&wt->early_dgrams);
   assert(wt->nsessions == 0 && wt->norphans == 0);
+  h3wt_wt_registry_free(&wt->ownreg);
   free(wt);
 }
 
@@ -1672,6 +1679,7 @@ void h3wt_wt_stream_acked(h3wt_wt_conn *wt, h3wt_sud *sud, uint64_t n) {
   if (!s) {
     return;
   }
+  assert(s->queued >= before - st->out.unacked);
   s->queued -= before - st->out.unacked;
   if (st->want_writable && !st->closed &&
       st->out.unacked < wt->limits.max_stream_queue / 2) {

@@ -101,7 +101,9 @@ int h3wt_wt_dgramq_push(h3wt_wt_dgramq *q, void *owner, const uint8_t *prefix,
   }
   e->owner = owner;
   e->ts = ts;
-  memcpy(e->prefix, prefix, prefixlen);
+  if (prefixlen) {
+    memcpy(e->prefix, prefix, prefixlen);
+  }
   e->prefixlen = (uint8_t)prefixlen;
   ++q->count;
   return 0;
