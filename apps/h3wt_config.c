@@ -113,6 +113,28 @@ static const h3wt_config_key keys[] = {
      65536, "N", "datagrams queued per connection; more are dropped\n"
                  "(default 256)",
      FIELD(server.max_datagram_queue)},
+    {"keep_alive", "keep-alive", 0, H3WT_CONFIG_UINT, 0, 3600000, "MS",
+     "PING a connection with sessions after MS without\n"
+     "traffic (default 5000; 0 = never)",
+     FIELD(server.keep_alive_ms)},
+    {"liveness_timeout", "liveness-timeout", 0, H3WT_CONFIG_UINT, 0,
+     86400000, "MS",
+     "close a connection with sessions that sent nothing\n"
+     "for MS (default 15000; 0 = idle timeout only)",
+     FIELD(server.liveness_timeout_ms)},
+    {"datagram_max_age", "datagram-max-age", 0, H3WT_CONFIG_UINT, 0, 3600000,
+     "MS", "discard queued datagrams older than MS\n"
+           "(default 0 = no age limit)",
+     FIELD(server.datagram_max_age_ms)},
+    {"datagram_drop_oldest", "datagram-drop-oldest", 0, H3WT_CONFIG_BOOL, 0,
+     1, NULL,
+     "when the datagram queue is full, drop the session's\n"
+     "oldest datagram instead of the new one (default off)",
+     FIELD(server.datagram_drop_oldest)},
+    {"log_full_paths", "log-full-paths", 0, H3WT_CONFIG_BOOL, 0, 1, NULL,
+     "log query values (tokens!) instead of \"...\"\n"
+     "(default off)",
+     FIELD(server.log_full_paths)},
 };
 
 #define NKEYS (sizeof(keys) / sizeof(keys[0]))
