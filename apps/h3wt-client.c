@@ -1205,7 +1205,7 @@ static void wt_dg_send(wt_sess *ss) {
     wt_pat_fill(wt_seed_dg(ss, seq), 0, a->buf + WT_DG_HDR,
                 ss->dsize - WT_DG_HDR);
     int rv = h3wt_session_send_datagram(ss->s, a->buf, ss->dsize);
-    if (rv == H3WT_ERR_WOULDBLOCK) {
+    if (rv == H3WT_ERR_DGRAM_DROPPED) {
       ++ss->d_blocked; /* the queue is full: this one again later */
       return;
     }

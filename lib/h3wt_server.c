@@ -1,14 +1,9 @@
 /*
- * h3wt_server: the server facade.  It owns the UDP socket, the table of
- * connections keyed by connection ID, one libuv timer per connection, the
- * routes, and the requests in flight.
- *
- * Writes are not done where the need arises: a connection that has
- * something to send is put on the dirty list, and one flush pass before
- * the loop sleeps (a uv_prepare handle) writes every dirty connection.  So
- * a batch of received datagrams is acknowledged in as few packets as
- * possible, and a handler that writes ten times causes one write pass
- * (redis's beforeSleep).
+ * h3wt_server: the server facade.  It owns the routes, the requests in
+ * flight and the WebTransport sessions, the drain, and the counters; the
+ * QUIC endpoint under it (h3wt_endpoint) owns the socket, the connections
+ * and the flush pass.  Each connection's HTTP/3 layer is made here and
+ * hangs its requests off a srv_conn.
  */
 #include "h3wt_server.h"
 
@@ -20,7 +15,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "h3wt_endpoint.h"
 #include "h3wt_h3.h"
+#include "h3wt_list.h"
 #include "h3wt_quic.h"
 #include "h3wt_router.h"
 #include "h3wt_tls.h"
@@ -37,7 +34,7 @@ struct h3wt_request {
   const h3wt_request_handler *handler;
   void *route_data;
   void *user_data;
-  h3wt_request *prev, *next; /* in conn->requests */
+  h3wt_list node; /* in conn->requests */
   /* Request fields, in one arena: pseudo-headers and headers. */
   char *method, *path, *authority, *scheme, *protocol;
   h3wt_header *headers;
@@ -65,19 +62,16 @@ typedef struct wt_route {
   void *data;
 } wt_route;
 
+/* What the facade keeps per connection (the endpoint's conn->data). */
 struct srv_conn {
-  h3wt_h3_owner owner; /* first: the shared QUIC callbacks find h3 here */
+  h3wt_ep_conn *ep; /* its HTTP/3 layer and QUIC connection */
   h3wt_server *server;
-  h3wt_quic_conn *qc;
-  uv_timer_t timer;
-  srv_conn *prev, *next;             /* all connections */
-  srv_conn *dirty_next;              /* on the dirty list */
-  int dirty;
-  int dead;
-  int counted; /* its timer's close is awaited by h3wt_server_close */
   int keep_alive; /* PINGs on: it carries WebTransport sessions */
-  h3wt_request *requests;
+  h3wt_list requests;
 };
+
+#define H3C(c) ((c)->ep->owner.h3)
+#define QCC(c) ((c)->ep->qc)
 
 struct h3wt_server {
   uv_loop_t *loop;
@@ -89,15 +83,9 @@ struct h3wt_server {
   h3wt_quic_config qcfg;
   h3wt_h3_callbacks hcbs;
   h3wt_h3_config hcfg;
-  h3wt_udp udp;
+  h3wt_endpoint *ep;
+  h3wt_ep_callbacks epcbs;
   int listening;
-  h3wt_cidmap cids;
-  h3wt_ratemap handshakes; /* per source address; slots NULL: no limit */
-  srv_conn *conns;
-  size_t nconns;
-  srv_conn *dirty;
-  uv_prepare_t flush;
-  uv_idle_t spin; /* keeps the loop from sleeping while work remains */
   h3wt_router router;
   wt_route *wt_routes;
   size_t nwt_routes;
@@ -118,10 +106,9 @@ struct h3wt_server {
   h3wt_server_close_cb close_cb;
   void *close_ud;
   /* Calls from inside callbacks that would free connections or write
-     packets under ngtcp2's feet: recorded while depth > 0 and run by
-     srv_leave() once the outermost entry from libuv returns (libuv's
-     uv_close runs its callback later for the same reason). */
-  int depth;
+     packets under ngtcp2's feet: recorded while the endpoint's depth > 0
+     and run by on_settled() once the outermost entry from libuv returns
+     (libuv's uv_close runs its callback later for the same reason). */
   int close_deferred;    /* h3wt_server_close() asked for */
   int shutdown_deferred; /* h3wt_server_shutdown() asked for */
   uint64_t shutdown_timeout_ms;
@@ -129,23 +116,22 @@ struct h3wt_server {
   char *shutdown_reason;
 };
 
-static void conn_mark_dirty(srv_conn *c);
 static void drain_check(h3wt_server *srv);
-static void flush_pass(h3wt_server *srv);
 static void server_close_now(h3wt_server *srv);
 static void server_shutdown_now(h3wt_server *srv);
 
-/* Every entry from libuv into code that may run application callbacks is
-   bracketed by these two. */
-static void srv_enter(h3wt_server *srv) {
-  ++srv->depth;
+static void conn_mark_dirty(srv_conn *c) {
+  h3wt_ep_mark_dirty(c->ep);
 }
 
-static void srv_leave(h3wt_server *srv) {
-  assert(srv->depth > 0);
-  if (--srv->depth > 0) {
-    return;
-  }
+static int in_callback(const h3wt_server *srv) {
+  return srv->ep && h3wt_ep_depth(srv->ep) > 0;
+}
+
+/* The endpoint's depth is back at 0: no ngtcp2 or nghttp3 call is on the
+   stack, so what callbacks asked for can be done. */
+static void on_settled(void *ud) {
+  h3wt_server *srv = ud;
   if (srv->close_deferred) {
     srv->close_deferred = 0;
     srv->shutdown_deferred = 0;
@@ -194,7 +180,7 @@ size_t h3wt_server_response_queue_limit(const h3wt_server *server) {
 /* ---- requests ----------------------------------------------------------- */
 
 static void request_free(h3wt_request *req) {
-  assert(!req->prev && !req->next && !req->session);
+  assert(!h3wt_list_linked(&req->node) && !req->session);
   for (size_t i = 0; i < req->nheaders; ++i) {
     free((void *)req->headers[i].name);
   }
@@ -209,16 +195,7 @@ static void request_free(h3wt_request *req) {
 }
 
 static void request_unlink(h3wt_request *req) {
-  srv_conn *c = req->conn;
-  if (req->prev) {
-    req->prev->next = req->next;
-  } else if (c && c->requests == req) {
-    c->requests = req->next;
-  }
-  if (req->next) {
-    req->next->prev = req->prev;
-  }
-  req->prev = req->next = NULL;
+  h3wt_list_remove(&req->node);
 }
 
 /* Ends a request: tells the handler, then frees it. */
@@ -261,7 +238,7 @@ int64_t h3wt_request_content_length(const h3wt_request *req) {
   return req->content_length;
 }
 const struct sockaddr *h3wt_request_peer(const h3wt_request *req) {
-  return h3wt_quic_conn_remote(req->conn->qc);
+  return h3wt_quic_conn_remote(QCC(req->conn));
 }
 int64_t h3wt_request_stream_id(const h3wt_request *req) {
   return req->stream_id;
@@ -357,7 +334,7 @@ static int submit_headers(h3wt_request *req, int status,
     memcpy(all + k, headers, n * sizeof(*headers));
     k += n;
   }
-  rv = h3wt_h3_submit_response(req->conn->owner.h3, req->stream_id, all, k,
+  rv = h3wt_h3_submit_response(H3C(req->conn), req->stream_id, all, k,
                                has_body && !req->head);
   if (all != stackbuf) {
     free(all);
@@ -378,7 +355,7 @@ static int submit_headers(h3wt_request *req, int status,
     }
     char lp[256];
     H3WT_LOG(&srv->log, H3WT_LOG_INFO, "router", "[%s/%" PRId64 "] %s %s %d",
-             h3wt_quic_conn_name(req->conn->qc), req->stream_id,
+             h3wt_quic_conn_name(QCC(req->conn)), req->stream_id,
              req->method ? req->method : "-",
              log_path(srv, req->path, lp, sizeof(lp)), status);
     conn_mark_dirty(req->conn);
@@ -430,7 +407,7 @@ static int write_check(h3wt_request *req) {
 }
 
 static void write_done(h3wt_request *req) {
-  h3wt_h3_resume(req->conn->owner.h3, req->stream_id);
+  h3wt_h3_resume(H3C(req->conn), req->stream_id);
   conn_mark_dirty(req->conn);
 }
 
@@ -486,7 +463,7 @@ void h3wt_request_stop_reading(h3wt_request *req) {
     return;
   }
   req->discard_body = 1;
-  h3wt_h3_stop_reading(req->conn->owner.h3, req->stream_id);
+  h3wt_h3_stop_reading(H3C(req->conn), req->stream_id);
   conn_mark_dirty(req->conn);
 }
 
@@ -494,7 +471,7 @@ void h3wt_request_reset(h3wt_request *req, uint64_t h3_error_code) {
   if (!req->conn) {
     return;
   }
-  h3wt_h3_reset_stream(req->conn->owner.h3, req->stream_id, h3_error_code);
+  h3wt_h3_reset_stream(H3C(req->conn), req->stream_id, h3_error_code);
   conn_mark_dirty(req->conn);
 }
 
@@ -530,11 +507,7 @@ static int hs_begin_headers(h3wt_h3_conn *h3, int64_t stream_id, void *ud,
   ++c->server->stats.requests_total;
   req->content_length = -1;
   h3wt_sendq_init(&req->sendq);
-  req->next = c->requests;
-  if (c->requests) {
-    c->requests->prev = req;
-  }
-  c->requests = req;
+  h3wt_list_insert_head(&c->requests, &req->node);
   *psud = req;
   return 0;
 }
@@ -629,7 +602,7 @@ static int session_answer(h3wt_request *req, h3wt_session *s, int status,
   if (status < 200 || status > 299) {
     H3WT_LOG(&srv->log, H3WT_LOG_INFO, "wt",
              "[%s/%" PRId64 "] session to %s rejected: %d",
-             h3wt_quic_conn_name(req->conn->qc), req->stream_id,
+             h3wt_quic_conn_name(QCC(req->conn)), req->stream_id,
              log_path(srv, req->path, lp, sizeof(lp)), status);
     ++srv->stats.sessions_rejected;
     if (status == 403) {
@@ -694,7 +667,7 @@ static int session_answer(h3wt_request *req, h3wt_session *s, int status,
 /* An extended CONNECT (RFC 9220): a WebTransport session request. */
 static void dispatch_connect(h3wt_request *req) {
   h3wt_server *srv = req->server;
-  h3wt_wt_conn *wt = h3wt_h3_wt(req->conn->owner.h3);
+  h3wt_wt_conn *wt = h3wt_h3_wt(H3C(req->conn));
   const wt_route *rt = NULL;
   size_t pathlen = strcspn(req->path, "?#");
   if (strcmp(req->method, "CONNECT") != 0 ||
@@ -721,7 +694,7 @@ static void dispatch_connect(h3wt_request *req) {
   if (h3wt_wt_session_count(wt) >= srv->settings.max_sessions_per_conn) {
     H3WT_LOG(&srv->log, H3WT_LOG_INFO, "wt",
              "[%s/%" PRId64 "] session limit (%u) reached: 429",
-             h3wt_quic_conn_name(req->conn->qc), req->stream_id,
+             h3wt_quic_conn_name(QCC(req->conn)), req->stream_id,
              srv->settings.max_sessions_per_conn);
     ++srv->stats.sessions_rejected;
     ++srv->stats.sessions_rejected_429;
@@ -936,104 +909,56 @@ static int hs_acked_body(h3wt_h3_conn *h3, int64_t stream_id, uint64_t n,
   return 0;
 }
 
-/* ---- connections ------------------------------------------------------- */
+/* ---- connections (the endpoint's callbacks) ------------------------------ */
 
-static void spin_cb(uv_idle_t *h) {
-  (void)h; /* only keeps the loop polling without sleeping */
+static void hs_want_write(h3wt_h3_conn *h3, void *ud) {
+  conn_mark_dirty(ud);
 }
 
-static void conn_mark_dirty(srv_conn *c) {
-  if (c->dirty || c->dead) {
-    return;
+static int on_conn_open(h3wt_ep_conn *ec, void *ud) {
+  h3wt_server *srv = ud;
+  srv_conn *c = calloc(1, sizeof(*c));
+  if (!c) {
+    return -1;
   }
-  c->dirty = 1;
-  c->dirty_next = c->server->dirty;
-  c->server->dirty = c;
+  c->ep = ec;
+  c->server = srv;
+  h3wt_list_init(&c->requests);
+  ec->data = c;
+  if (h3wt_h3_conn_new(&ec->owner.h3, &srv->hcfg, ec->qc, 1, c) != 0) {
+    free(c);
+    ec->data = NULL;
+    return -1;
+  }
+  return 0;
 }
 
-static void conn_timer_closed(uv_handle_t *h) {
-  srv_conn *c = h->data;
-  h3wt_server *srv = c->server;
-  int counted = c->counted;
-  free(c);
-  if (counted && --srv->pending_closes == 0 && srv->close_cb) {
-    srv->close_cb(srv, srv->close_ud);
-  }
-}
-
-/* Frees a connection: its CIDs leave the map now, its memory once libuv
-   has released the timer. */
-static void conn_free(srv_conn *c, uint64_t code) {
-  h3wt_server *srv = c->server;
-  uint8_t cids[20][20];
-  size_t lens[20];
-  if (c->dead) {
-    return;
-  }
-  c->dead = 1;
-  if (c->qc && !srv->closing && !h3wt_quic_conn_handshake_done(c->qc)) {
-    ++srv->stats.handshake_failures;
-  }
-  if (c->qc) {
-    size_t n = h3wt_quic_conn_cids(c->qc, cids, lens, 20);
-    for (size_t i = 0; i < n; ++i) {
-      if (h3wt_cidmap_find(&srv->cids, cids[i], lens[i]) == c) {
-        h3wt_cidmap_remove(&srv->cids, cids[i], lens[i]);
-      }
-    }
-  }
+static void on_conn_gone(h3wt_ep_conn *ec, uint64_t code, void *ud) {
+  srv_conn *c = ec->data;
+  h3wt_list reqs, *it, *tmp;
   /* Every request leaves the connection before any handler hears of it,
      so a handler that writes to a sibling request meets H3WT_ERR_CLOSED
      rather than a connection half torn down. */
-  h3wt_request *reqs = c->requests;
-  c->requests = NULL;
-  for (h3wt_request *req = reqs; req; req = req->next) {
+  h3wt_list_init(&reqs);
+  h3wt_list_move(&c->requests, &reqs);
+  h3wt_list_foreach_safe(it, tmp, &reqs) {
+    h3wt_request *req = h3wt_list_entry(it, h3wt_request, node);
     req->conn = NULL;
-    req->session = NULL; /* the WebTransport state goes with h3 below */
+    req->session = NULL; /* the WebTransport state goes with h3 */
   }
-  while (reqs) {
-    h3wt_request *req = reqs;
-    reqs = req->next;
-    req->prev = req->next = NULL;
+  while (!h3wt_list_empty(&reqs)) {
+    h3wt_request *req = h3wt_list_entry(reqs.next, h3wt_request, node);
+    h3wt_list_remove(&req->node);
     if (req->dispatched && req->handler->on_close) {
       req->handler->on_close(req, code, req->route_data);
     }
     request_free(req);
   }
-  if (c->prev) {
-    c->prev->next = c->next;
-  } else {
-    srv->conns = c->next;
-  }
-  if (c->next) {
-    c->next->prev = c->prev;
-  }
-  assert(srv->nconns > 0 && !c->requests);
-  --srv->nconns;
-  H3WT_LOG(&srv->log, H3WT_LOG_DEBUG, "server", "[%s] connection freed",
-           c->qc ? h3wt_quic_conn_name(c->qc) : "-");
-  h3wt_h3_conn_del(c->owner.h3);
-  c->owner.h3 = NULL;
-  h3wt_quic_conn_del(c->qc);
-  c->qc = NULL;
-  uv_timer_stop(&c->timer);
-  if (srv->closing) {
-    c->counted = 1;
-    ++srv->pending_closes;
-  }
-  uv_close((uv_handle_t *)&c->timer, conn_timer_closed);
 }
 
-static void conn_timer_cb(uv_timer_t *t) {
-  srv_conn *c = t->data;
-  h3wt_server *srv = c->server;
-  srv_enter(srv);
-  if (h3wt_quic_conn_handle_expiry(c->qc, h3wt_now_ns()) == H3WT_QUIC_DEAD) {
-    conn_free(c, H3WT_H3_REQUEST_CANCELLED);
-  } else {
-    conn_mark_dirty(c);
-  }
-  srv_leave(srv);
+static void on_conn_freed(h3wt_ep_conn *ec, void *ud) {
+  free(ec->data);
+  ec->data = NULL;
 }
 
 /* The liveness timeout that applies to c now (ns; 0: none): its sessions'
@@ -1046,8 +971,8 @@ static uint64_t conn_liveness_ns(srv_conn *c, h3wt_wt_conn *wt) {
   int want_ka = n > 0 && st->keep_alive_ms > 0;
   if (want_ka != c->keep_alive) {
     c->keep_alive = want_ka;
-    h3wt_quic_set_keep_alive(c->qc, want_ka ? st->keep_alive_ms * 1000000ULL
-                                            : 0);
+    h3wt_quic_set_keep_alive(QCC(c), want_ka ? st->keep_alive_ms * 1000000ULL
+                                              : 0);
   }
   if (!n) {
     return 0;
@@ -1059,276 +984,60 @@ static uint64_t conn_liveness_ns(srv_conn *c, h3wt_wt_conn *wt) {
   return ms * 1000000ULL;
 }
 
+static uint64_t on_conn_deadline(h3wt_ep_conn *ec, void *ud) {
+  srv_conn *c = ec->data;
+  h3wt_wt_conn *wt = h3wt_h3_wt(H3C(c));
+  uint64_t l = wt ? conn_liveness_ns(c, wt) : 0;
+  /* A millisecond late, so the check finds it expired. */
+  return l ? h3wt_quic_last_rx(QCC(c)) + l + 1000000 : UINT64_MAX;
+}
+
 static int conn_liveness_expired(srv_conn *c, h3wt_wt_conn *wt, uint64_t ts) {
   uint64_t l = conn_liveness_ns(c, wt);
-  uint64_t last = h3wt_quic_last_rx(c->qc);
-  if (!l || !h3wt_quic_conn_handshake_done(c->qc) || ts <= last + l) {
+  uint64_t last = h3wt_quic_last_rx(QCC(c));
+  if (!l || !h3wt_quic_conn_handshake_done(QCC(c)) || ts <= last + l) {
     return 0;
   }
   H3WT_LOG(&c->server->log, H3WT_LOG_INFO, "server",
            "[%s] nothing received for %" PRIu64 " ms: closing (liveness)",
-           h3wt_quic_conn_name(c->qc), (ts - last) / 1000000);
+           h3wt_quic_conn_name(QCC(c)), (ts - last) / 1000000);
   return 1;
 }
 
-static void conn_schedule(srv_conn *c) {
-  uint64_t exp = h3wt_quic_conn_expiry(c->qc), now = h3wt_now_ns();
-  h3wt_wt_conn *wt = c->owner.h3 ? h3wt_h3_wt(c->owner.h3) : NULL;
-  uint64_t l = wt ? conn_liveness_ns(c, wt) : 0;
-  if (l && h3wt_quic_last_rx(c->qc) + l + 1000000 < exp) {
-    exp = h3wt_quic_last_rx(c->qc) + l + 1000000;
+/* In the flush pass, before the endpoint writes c. */
+static void on_conn_before_write(h3wt_ep_conn *ec, uint64_t ts, void *ud) {
+  h3wt_server *srv = ud;
+  srv_conn *c = ec->data;
+  h3wt_wt_conn *wt = h3wt_h3_wt(H3C(c));
+  uint64_t close_code;
+  const char *close_reason;
+  if (srv->close_deferred) {
+    return; /* everything goes in on_settled() */
   }
-  if (exp == UINT64_MAX) {
-    uv_timer_stop(&c->timer);
-    return;
-  }
-  /* Round up: firing early would find nothing expired and spin. */
-  uint64_t ms = exp > now ? (exp - now + 999999) / 1000000 : 0;
-  uv_timer_start(&c->timer, conn_timer_cb, ms, 0);
-}
-
-static void flush_cb(uv_prepare_t *h) {
-  h3wt_server *srv = h->data;
-  srv_enter(srv);
-  flush_pass(srv);
-  srv_leave(srv); /* runs a close or shutdown asked for meanwhile */
-}
-
-static void flush_pass(h3wt_server *srv) {
-  srv_conn *list = srv->dirty, *again = NULL;
-  assert(srv->depth > 0 && !srv->closing);
-  uint64_t ts = h3wt_now_ns();
-  srv->dirty = NULL;
-  while (list) {
-    srv_conn *c = list;
-    list = c->dirty_next;
-    c->dirty = 0;
-    c->dirty_next = NULL;
-    if (c->dead) {
-      continue;
+  if (wt) {
+    /* Close notifications held back so that handlers could close and
+       reset from inside callbacks. */
+    h3wt_wt_run_deferred(wt);
+    if (ec->dead) {
+      return;
     }
-    if (srv->close_deferred) {
-      /* Everything goes in srv_leave(): writing now is wasted. */
-      continue;
-    }
-    h3wt_wt_conn *wt = c->owner.h3 ? h3wt_h3_wt(c->owner.h3) : NULL;
-    if (wt) {
-      /* Close notifications held back so that handlers could close and
-         reset from inside callbacks. */
-      h3wt_wt_run_deferred(wt);
-      if (c->dead) {
-        continue;
-      }
-    }
-    uint64_t close_code;
-    const char *close_reason;
-    if (wt && conn_liveness_expired(c, wt, ts)) {
+    if (conn_liveness_expired(c, wt, ts)) {
       ++srv->stats.liveness_closes;
-      h3wt_h3_request_close(c->owner.h3, H3WT_H3_NO_ERROR,
-                            "liveness timeout");
-    }
-    if (h3wt_h3_close_requested(c->owner.h3, &close_code, &close_reason)) {
-      /* h3wt_session_close_connection(), asked for inside a callback:
-         here no ngtcp2 or nghttp3 call is on the stack. */
-      if (h3wt_h3_started(c->owner.h3)) {
-        h3wt_h3_shutdown(c->owner.h3);
-        h3wt_quic_conn_write(c->qc, ts);
-      }
-      h3wt_quic_conn_close(c->qc, close_code, close_reason, ts);
-      conn_free(c, close_code);
-      continue;
-    }
-    h3wt_quic_status st = h3wt_quic_conn_write(c->qc, ts);
-    if (st == H3WT_QUIC_DEAD) {
-      conn_free(c, H3WT_H3_REQUEST_CANCELLED);
-      continue;
-    }
-    conn_schedule(c);
-    if (st == H3WT_QUIC_MORE) {
-      c->dirty = 1;
-      c->dirty_next = again;
-      again = c;
+      h3wt_h3_request_close(H3C(c), H3WT_H3_NO_ERROR, "liveness timeout");
     }
   }
-  /* Connections that had more to send go first next time round; handlers
-     may also have dirtied others meanwhile. */
-  for (srv_conn *c = again; c;) {
-    srv_conn *next = c->dirty_next;
-    c->dirty_next = srv->dirty;
-    srv->dirty = c;
-    c = next;
+  if (h3wt_h3_close_requested(H3C(c), &close_code, &close_reason)) {
+    /* h3wt_session_close_connection(), or the liveness check: here no
+       ngtcp2 or nghttp3 call is on the stack. */
+    h3wt_ep_conn_close(ec, close_code, close_reason);
   }
-  if (srv->dirty) {
-    uv_idle_start(&srv->spin, spin_cb);
-  } else {
-    uv_idle_stop(&srv->spin);
-  }
-  if (srv->draining) {
+}
+
+static void on_after_flush(void *ud) {
+  h3wt_server *srv = ud;
+  if (srv->draining && !srv->close_deferred) {
     drain_check(srv);
   }
-}
-
-/* ---- QUIC callbacks (owner half) ---------------------------------------- */
-
-static void hs_want_write(h3wt_h3_conn *h3, void *ud) {
-  conn_mark_dirty(ud);
-}
-
-static void q_send(h3wt_quic_conn *qc, const struct sockaddr *remote,
-                   const uint8_t *data, size_t len, size_t gso, void *ud) {
-  srv_conn *c = ud;
-  h3wt_udp_send(&c->server->udp, remote, data, len, gso);
-}
-
-static int q_cid_added(h3wt_quic_conn *qc, const uint8_t *cid, size_t len,
-                       void *ud) {
-  srv_conn *c = ud;
-  return h3wt_cidmap_insert(&c->server->cids, cid, len, c);
-}
-
-static void q_cid_removed(h3wt_quic_conn *qc, const uint8_t *cid, size_t len,
-                          void *ud) {
-  srv_conn *c = ud;
-  if (h3wt_cidmap_find(&c->server->cids, cid, len) == c) {
-    h3wt_cidmap_remove(&c->server->cids, cid, len);
-  }
-}
-
-/* ---- UDP input ----------------------------------------------------------- */
-
-static void on_packet(h3wt_server *srv, const struct sockaddr *remote,
-                      const uint8_t *data, size_t len, uint64_t ts);
-
-static void on_datagram(h3wt_udp *udp, const struct sockaddr *remote,
-                        const uint8_t *data, size_t len, uint64_t ts,
-                        void *user_data) {
-  h3wt_server *srv = user_data;
-  if (srv->closing || srv->close_deferred) {
-    return; /* the rest of a receive batch after a close */
-  }
-  srv_enter(srv);
-  on_packet(srv, remote, data, len, ts);
-  srv_leave(srv);
-}
-
-static void on_packet(h3wt_server *srv, const struct sockaddr *remote,
-                      const uint8_t *data, size_t len, uint64_t ts) {
-  h3wt_udp *udp = &srv->udp;
-  const struct sockaddr *local = (const struct sockaddr *)&udp->local;
-  h3wt_quic_pkt_info pi;
-  uint8_t out[1500];
-  int rv = h3wt_quic_decode(data, len, &pi);
-  if (rv < 0) {
-    H3WT_LOG(&srv->log, H3WT_LOG_TRACE, "udp", "dropped %zu bytes: not QUIC",
-             len);
-    return;
-  }
-  if (rv == 1) {
-    /* RFC 9000 6.1 / 14.1: answer an unknown version only for a datagram
-       as large as an Initial must be, so VN cannot amplify. */
-    if (pi.long_header && len >= 1200) {
-      ssize_t n = h3wt_quic_write_version_negotiation(out, sizeof(out), &pi);
-      if (n > 0) {
-        h3wt_udp_send(udp, remote, out, (size_t)n, 0);
-      }
-    }
-    return;
-  }
-  srv_conn *c = h3wt_cidmap_find(&srv->cids, pi.dcid, pi.dcidlen);
-  if (!c) {
-    if (!pi.long_header) {
-      /* A short-header packet for a connection we do not know (we
-         restarted, or it timed out): tell the peer with a stateless
-         reset so it need not wait for its idle timeout. */
-      size_t n = h3wt_quic_write_stateless_reset(
-          out, sizeof(out), srv->qcfg.static_secret, pi.dcid, pi.dcidlen,
-          len);
-      if (n) {
-        h3wt_udp_send(udp, remote, out, n, 0);
-      }
-      return;
-    }
-    if (srv->closing || srv->draining) {
-      return;
-    }
-    if (srv->handshakes.slots &&
-        h3wt_ratemap_hit(&srv->handshakes, remote, ts)) {
-      /* Over the rate for this address: no state until the client proves
-         the address is its own by answering a Retry (RFC 9000 8.1.2). */
-      ssize_t n = h3wt_quic_write_retry(out, sizeof(out), &srv->qcfg, remote,
-                                        data, len, ts);
-      if (n < 0) {
-        return;
-      }
-      if (n > 0) {
-        h3wt_udp_send(udp, remote, out, (size_t)n, 0);
-        ++srv->stats.limit_max_handshakes_per_addr;
-        if (srv->log.level >= H3WT_LOG_DEBUG) {
-          char addr[64];
-          h3wt_addr_format(remote, addr, sizeof(addr));
-          H3WT_LOG(&srv->log, H3WT_LOG_DEBUG, "server",
-                   "Retry sent to %s (over %u handshakes/s)", addr,
-                   srv->settings.max_handshakes_per_addr);
-        }
-        return;
-      }
-      /* n == 0: this Initial answers a Retry; its token is checked below. */
-    }
-    if (srv->nconns >= srv->settings.max_connections) {
-      ++srv->stats.limit_max_connections;
-      H3WT_LOG(&srv->log, H3WT_LOG_WARN, "server",
-               "connection limit (%u) reached: new connection dropped",
-               srv->settings.max_connections);
-      return;
-    }
-    c = calloc(1, sizeof(*c));
-    if (!c) {
-      return;
-    }
-    c->server = srv;
-    rv = h3wt_quic_conn_server_new(&c->qc, &srv->qcfg, local, remote, data,
-                                   len, ts, c);
-    if (rv != 0) {
-      free(c);
-      return;
-    }
-    if (h3wt_h3_conn_new(&c->owner.h3, &srv->hcfg, c->qc, 1, c) != 0) {
-      /* conn_free() expects a linked connection: undo by hand. */
-      uint8_t cids[4][20];
-      size_t lens[4], n = h3wt_quic_conn_cids(c->qc, cids, lens, 4);
-      for (size_t i = 0; i < n; ++i) {
-        h3wt_cidmap_remove(&srv->cids, cids[i], lens[i]);
-      }
-      h3wt_quic_conn_del(c->qc);
-      free(c);
-      return;
-    }
-    uv_timer_init(srv->loop, &c->timer);
-    c->timer.data = c;
-    c->next = srv->conns;
-    if (srv->conns) {
-      srv->conns->prev = c;
-    }
-    srv->conns = c;
-    ++srv->nconns;
-    ++srv->stats.connections_total;
-    if (srv->log.level >= H3WT_LOG_DEBUG) {
-      char addr[64];
-      h3wt_addr_format(remote, addr, sizeof(addr));
-      H3WT_LOG(&srv->log, H3WT_LOG_DEBUG, "server",
-               "[%s] new connection from %s (%zu open)",
-               h3wt_quic_conn_name(c->qc), addr, srv->nconns);
-    }
-  }
-  if (c->dead) {
-    return;
-  }
-  if (h3wt_quic_conn_read(c->qc, local, remote, data, len, ts) ==
-      H3WT_QUIC_DEAD) {
-    conn_free(c, H3WT_H3_REQUEST_CANCELLED);
-    return;
-  }
-  conn_mark_dirty(c);
 }
 
 /* ---- lifecycle ----------------------------------------------------------- */
@@ -1345,7 +1054,7 @@ int h3wt_server_new(h3wt_server **psrv, uv_loop_t *loop,
                     const h3wt_server_settings *settings) {
   h3wt_server *srv;
   char err[512];
-  uint8_t key[16];
+
   if (!settings || settings->version < 1 ||
       settings->version > H3WT_SERVER_SETTINGS_VERSION || !loop ||
       !settings->cert_file || !settings->key_file) {
@@ -1387,18 +1096,6 @@ int h3wt_server_new(h3wt_server **psrv, uv_loop_t *loop,
     h3wt_server_del(srv);
     return H3WT_ERR_TLS;
   }
-  if (h3wt_random(key, sizeof(key)) != 0 ||
-      h3wt_cidmap_init(&srv->cids, key) != 0) {
-    h3wt_server_del(srv);
-    return H3WT_ERR_NOMEM;
-  }
-  if (srv->settings.max_handshakes_per_addr &&
-      (h3wt_random(key, sizeof(key)) != 0 ||
-       h3wt_ratemap_init(&srv->handshakes, 4096,
-                         srv->settings.max_handshakes_per_addr, key) != 0)) {
-    h3wt_server_del(srv);
-    return H3WT_ERR_NOMEM;
-  }
   srv->qcfg.txbuflen = H3WT_QUIC_TXBUF_MIN;
   srv->qcfg.txbuf = malloc(srv->qcfg.txbuflen);
   if (!srv->qcfg.txbuf || h3wt_random(srv->qcfg.static_secret, 32) != 0) {
@@ -1406,9 +1103,6 @@ int h3wt_server_new(h3wt_server **psrv, uv_loop_t *loop,
     return H3WT_ERR_NOMEM;
   }
   h3wt_h3_fill_quic_callbacks(&srv->qcbs);
-  srv->qcbs.send = q_send;
-  srv->qcbs.cid_added = q_cid_added;
-  srv->qcbs.cid_removed = q_cid_removed;
   srv->qcfg.log = &srv->log;
   srv->qcfg.tls = srv->tls;
   srv->qcfg.cbs = &srv->qcbs;
@@ -1448,6 +1142,25 @@ int h3wt_server_new(h3wt_server **psrv, uv_loop_t *loop,
   srv->wt_limits.dgram_max_age_ms = srv->settings.datagram_max_age_ms;
   srv->hcfg.wt = &srv->wt_limits;
 
+  srv->epcbs.conn_open = on_conn_open;
+  srv->epcbs.conn_gone = on_conn_gone;
+  srv->epcbs.conn_freed = on_conn_freed;
+  srv->epcbs.conn_before_write = on_conn_before_write;
+  srv->epcbs.conn_deadline = on_conn_deadline;
+  srv->epcbs.after_flush = on_after_flush;
+  srv->epcbs.settled = on_settled;
+  h3wt_ep_config ecfg = {0};
+  ecfg.loop = loop;
+  ecfg.log = &srv->log;
+  ecfg.qcfg = &srv->qcfg;
+  ecfg.max_connections = srv->settings.max_connections;
+  ecfg.max_handshakes_per_addr = srv->settings.max_handshakes_per_addr;
+  ecfg.cbs = &srv->epcbs;
+  ecfg.ud = srv;
+  if (h3wt_ep_new(&srv->ep, &ecfg) != 0) {
+    h3wt_server_del(srv);
+    return H3WT_ERR_NOMEM;
+  }
   *psrv = srv;
   return 0;
 }
@@ -1467,25 +1180,18 @@ int h3wt_server_listen(h3wt_server *srv) {
              host);
     return H3WT_ERR_ADDRESS;
   }
-  rv = h3wt_udp_open(&srv->udp, srv->loop, (struct sockaddr *)&ss, &srv->log,
-                     on_datagram, srv);
+  rv = h3wt_ep_listen(srv->ep, (struct sockaddr *)&ss);
   if (rv != 0 && strcmp(host, "::") == 0) {
     /* No IPv6 on this host: the IPv4 wildcard still serves. */
     uv_ip4_addr("0.0.0.0", srv->settings.port, (struct sockaddr_in *)&ss);
-    rv = h3wt_udp_open(&srv->udp, srv->loop, (struct sockaddr *)&ss,
-                       &srv->log, on_datagram, srv);
+    rv = h3wt_ep_listen(srv->ep, (struct sockaddr *)&ss);
   }
   if (rv != 0) {
     return rv;
   }
-  uv_prepare_init(srv->loop, &srv->flush);
-  srv->flush.data = srv;
-  uv_idle_init(srv->loop, &srv->spin);
-  srv->spin.data = srv;
   srv->listening = 1;
   snprintf(srv->altsvc, sizeof(srv->altsvc), "h3=\":%u\"",
            h3wt_server_port(srv));
-  uv_prepare_start(&srv->flush, flush_cb);
   return 0;
 }
 
@@ -1509,7 +1215,13 @@ int h3wt_server_get_stats(const h3wt_server *srv, h3wt_server_stats *out) {
   w = &srv->wt_stats;
   st = srv->stats;
   st.version = out->version;
-  st.connections_current = srv->nconns;
+  const h3wt_ep_stats *es = h3wt_ep_stats_get(srv->ep);
+  const h3wt_udp_stats *us = h3wt_ep_udp_stats(srv->ep);
+  st.connections_current = h3wt_ep_nconns(srv->ep);
+  st.connections_total = es->connections_total;
+  st.handshake_failures = es->handshake_failures;
+  st.limit_max_connections = es->limit_max_connections;
+  st.limit_max_handshakes_per_addr = es->limit_max_handshakes_per_addr;
   st.sessions_current = w->sessions_current;
   st.sessions_total = w->sessions_total;
   st.wt_streams_bidi_peer = w->streams_bidi_peer;
@@ -1522,11 +1234,11 @@ int h3wt_server_get_stats(const h3wt_server *srv, h3wt_server_stats *out) {
   st.datagrams_sent = w->dgrams_sent;
   st.datagrams_dropped_queue_full = w->dgrams_dropped_full;
   st.datagrams_dropped_too_large = w->dgrams_dropped_too_large;
-  st.udp_bytes_received = srv->udp.stats.rx_bytes;
-  st.udp_datagrams_received = srv->udp.stats.rx_datagrams;
-  st.udp_bytes_sent = srv->udp.stats.tx_bytes;
-  st.udp_datagrams_sent = srv->udp.stats.tx_datagrams;
-  st.udp_send_dropped = srv->udp.stats.tx_dropped;
+  st.udp_bytes_received = us->rx_bytes;
+  st.udp_datagrams_received = us->rx_datagrams;
+  st.udp_bytes_sent = us->tx_bytes;
+  st.udp_datagrams_sent = us->tx_datagrams;
+  st.udp_send_dropped = us->tx_dropped;
   st.limit_max_streams_per_session = w->streams_refused_limit;
   st.limit_max_stream_queue = w->wouldblock_stream;
   st.limit_max_session_queue = w->wouldblock_session;
@@ -1540,10 +1252,10 @@ int h3wt_server_get_stats(const h3wt_server *srv, h3wt_server_stats *out) {
 }
 
 uint16_t h3wt_server_port(const h3wt_server *srv) {
-  if (!srv->listening) {
+  const struct sockaddr *sa = srv->listening ? h3wt_ep_local(srv->ep) : NULL;
+  if (!sa) {
     return 0;
   }
-  const struct sockaddr *sa = (const struct sockaddr *)&srv->udp.local;
   return sa->sa_family == AF_INET6
              ? ntohs(((const struct sockaddr_in6 *)sa)->sin6_port)
              : ntohs(((const struct sockaddr_in *)sa)->sin_port);
@@ -1676,6 +1388,10 @@ static void handle_closed(uv_handle_t *h) {
   close_step(h->data);
 }
 
+static void ep_closed(void *ud) {
+  close_step(ud);
+}
+
 void h3wt_server_close(h3wt_server *srv, h3wt_server_close_cb cb,
                        void *user_data) {
   if (srv->closing || srv->close_deferred) {
@@ -1683,9 +1399,9 @@ void h3wt_server_close(h3wt_server *srv, h3wt_server_close_cb cb,
   }
   srv->close_cb = cb;
   srv->close_ud = user_data;
-  if (srv->depth > 0) {
+  if (in_callback(srv)) {
     /* Inside a callback: the connection that called may be in the middle
-       of ngtcp2_conn_read_pkt.  srv_leave() closes. */
+       of ngtcp2_conn_read_pkt.  on_settled() closes. */
     srv->close_deferred = 1;
     return;
   }
@@ -1693,39 +1409,22 @@ void h3wt_server_close(h3wt_server *srv, h3wt_server_close_cb cb,
 }
 
 static void server_close_now(h3wt_server *srv) {
-  uint64_t ts = h3wt_now_ns();
   if (srv->closing) {
     return;
   }
-  assert(srv->depth == 0);
+  assert(!in_callback(srv));
   srv->closing = 1;
   srv->pending_closes = 1; /* held until the end of this function */
   H3WT_LOG(&srv->log, H3WT_LOG_INFO, "server", "closing %zu connection(s)",
-           srv->nconns);
-  while (srv->conns) {
-    srv_conn *c = srv->conns;
-    /* GOAWAY first, so a client knows no request was lost silently, then
-       CONNECTION_CLOSE with H3_NO_ERROR. */
-    if (c->owner.h3 && h3wt_h3_started(c->owner.h3)) {
-      h3wt_h3_shutdown(c->owner.h3);
-      h3wt_quic_conn_write(c->qc, ts);
-    }
-    h3wt_quic_conn_close(c->qc, H3WT_H3_NO_ERROR, "server shutting down", ts);
-    conn_free(c, H3WT_H3_REQUEST_CANCELLED);
-  }
-  srv->dirty = NULL;
+           h3wt_ep_nconns(srv->ep));
   if (srv->drain_timer_inited) {
     uv_timer_stop(&srv->drain_timer);
     ++srv->pending_closes;
     uv_close((uv_handle_t *)&srv->drain_timer, handle_closed);
   }
   if (srv->listening) {
-    uv_prepare_stop(&srv->flush);
-    uv_idle_stop(&srv->spin);
-    srv->pending_closes += 3;
-    uv_close((uv_handle_t *)&srv->flush, handle_closed);
-    uv_close((uv_handle_t *)&srv->spin, handle_closed);
-    h3wt_udp_close(&srv->udp, handle_closed, srv);
+    ++srv->pending_closes;
+    h3wt_ep_close(srv->ep, ep_closed, srv);
   }
   close_step(srv);
 }
@@ -1733,16 +1432,15 @@ static void server_close_now(h3wt_server *srv) {
 /* While draining: connections with nothing in flight (no request, no
    session) are closed; when none is left, the server closes. */
 static void drain_check(h3wt_server *srv) {
-  uint64_t ts = h3wt_now_ns();
-  for (srv_conn *c = srv->conns, *next; c; c = next) {
-    next = c->next;
-    if (!c->dead && !c->requests) {
-      h3wt_quic_conn_close(c->qc, H3WT_H3_NO_ERROR, "server shutting down",
-                           ts);
-      conn_free(c, H3WT_H3_NO_ERROR);
+  h3wt_list *it, *tmp;
+  h3wt_list_foreach_safe(it, tmp, h3wt_ep_conns(srv->ep)) {
+    h3wt_ep_conn *ec = h3wt_ep_conn_of(it);
+    srv_conn *c = ec->data;
+    if (!ec->dead && h3wt_list_empty(&c->requests)) {
+      h3wt_ep_conn_close(ec, H3WT_H3_NO_ERROR, "server shutting down");
     }
   }
-  if (srv->nconns == 0) {
+  if (h3wt_ep_nconns(srv->ep) == 0) {
     H3WT_LOG(&srv->log, H3WT_LOG_INFO, "server", "drained");
     h3wt_server_close(srv, srv->close_cb, srv->close_ud);
   }
@@ -1752,20 +1450,23 @@ static void drain_deadline(uv_timer_t *t) {
   h3wt_server *srv = t->data;
   size_t sessions = 0;
   const char *reason = srv->shutdown_reason ? srv->shutdown_reason : "";
-  srv_enter(srv);
-  for (srv_conn *c = srv->conns; c; c = c->next) {
-    h3wt_wt_conn *wt = c->owner.h3 ? h3wt_h3_wt(c->owner.h3) : NULL;
-    if (wt && !c->dead) {
+  h3wt_list *it;
+  h3wt_ep_enter(srv->ep);
+  for (it = h3wt_ep_conns(srv->ep)->next; it != h3wt_ep_conns(srv->ep);
+       it = it->next) {
+    h3wt_ep_conn *ec = h3wt_ep_conn_of(it);
+    h3wt_wt_conn *wt = ec->owner.h3 ? h3wt_h3_wt(ec->owner.h3) : NULL;
+    if (wt && !ec->dead) {
       sessions += h3wt_wt_session_count(wt);
       h3wt_wt_close_all(wt, srv->shutdown_code, reason);
     }
   }
   H3WT_LOG(&srv->log, H3WT_LOG_INFO, "server",
            "drain deadline: closing %zu connection(s), %zu session(s)",
-           srv->nconns, sessions);
+           h3wt_ep_nconns(srv->ep), sessions);
   /* The close capsules go out just before each CONNECTION_CLOSE. */
   h3wt_server_close(srv, srv->close_cb, srv->close_ud);
-  srv_leave(srv);
+  h3wt_ep_leave(srv->ep); /* closes */
 }
 
 void h3wt_server_shutdown(h3wt_server *srv, uint64_t timeout_ms,
@@ -1784,7 +1485,7 @@ void h3wt_server_shutdown(h3wt_server *srv, uint64_t timeout_ms,
   srv->shutdown_timeout_ms = timeout_ms;
   srv->close_cb = cb;
   srv->close_ud = user_data;
-  if (srv->depth > 0) {
+  if (in_callback(srv)) {
     /* GOAWAY is an nghttp3 call: not from inside its callbacks. */
     srv->shutdown_deferred = 1;
     return;
@@ -1803,28 +1504,31 @@ static void server_shutdown_now(h3wt_server *srv) {
   }
   srv->draining = 1;
   H3WT_LOG(&srv->log, H3WT_LOG_INFO, "server",
-           "draining %zu connection(s) (at most %" PRIu64 " ms)", srv->nconns,
-           timeout_ms);
-  for (srv_conn *c = srv->conns; c; c = c->next) {
-    if (c->dead || !c->owner.h3) {
+           "draining %zu connection(s) (at most %" PRIu64 " ms)",
+           h3wt_ep_nconns(srv->ep), timeout_ms);
+  h3wt_ep_stop_accepting(srv->ep);
+  h3wt_list *it;
+  for (it = h3wt_ep_conns(srv->ep)->next; it != h3wt_ep_conns(srv->ep);
+       it = it->next) {
+    h3wt_ep_conn *ec = h3wt_ep_conn_of(it);
+    if (ec->dead || !ec->owner.h3) {
       continue;
     }
-    if (h3wt_h3_started(c->owner.h3)) {
-      h3wt_h3_shutdown(c->owner.h3); /* GOAWAY: no new requests */
+    if (h3wt_h3_started(ec->owner.h3)) {
+      h3wt_h3_shutdown(ec->owner.h3); /* GOAWAY: no new requests */
     }
-    h3wt_wt_conn *wt = h3wt_h3_wt(c->owner.h3);
+    h3wt_wt_conn *wt = h3wt_h3_wt(ec->owner.h3);
     if (wt) {
       h3wt_wt_drain_all(wt);
     }
-    conn_mark_dirty(c);
+    h3wt_ep_mark_dirty(ec);
   }
   uv_timer_init(srv->loop, &srv->drain_timer);
   srv->drain_timer.data = srv;
   srv->drain_timer_inited = 1;
   uv_timer_start(&srv->drain_timer, drain_deadline, timeout_ms, 0);
   /* Idle connections go at the end of the next flush pass (after their
-     GOAWAY is written); make sure one runs. */
-  uv_idle_start(&srv->spin, spin_cb);
+     GOAWAY is written); h3wt_ep_stop_accepting made sure one runs. */
 }
 
 void h3wt_server_del(h3wt_server *srv) {
@@ -1845,8 +1549,7 @@ void h3wt_server_del(h3wt_server *srv) {
     h3wt_static_mount_del(srv->mounts[i]);
   }
   free(srv->mounts);
-  h3wt_cidmap_free(&srv->cids);
-  h3wt_ratemap_free(&srv->handshakes);
+  h3wt_ep_del(srv->ep);
   h3wt_tls_ctx_del(srv->tls);
   free(srv->qcfg.txbuf);
   free(srv->shutdown_reason);

@@ -1,0 +1,512 @@
+/*
+ * h3wt_endpoint: the server's QUIC endpoint (see h3wt_endpoint.h).
+ *
+ * Writes are not done where the need arises: a connection that has
+ * something to send is put on the dirty list, and one flush pass before
+ * the loop sleeps (a uv_prepare handle) writes every dirty connection.  So
+ * a batch of received datagrams is acknowledged in as few packets as
+ * possible, and a handler that writes ten times causes one write pass
+ * (redis's beforeSleep).
+ */
+#include "h3wt_endpoint.h"
+
+#include <assert.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct h3wt_endpoint {
+  h3wt_ep_config cfg;
+  h3wt_quic_callbacks qcbs; /* the facade's, plus send and CIDs */
+  h3wt_udp udp;
+  int listening;
+  int accepting;
+  int closing;
+  int depth;
+  h3wt_cidmap cids;
+  h3wt_ratemap handshakes; /* per source address; slots NULL: no limit */
+  h3wt_list conns;
+  size_t nconns;
+  h3wt_ep_conn *dirty;
+  uv_prepare_t flush;
+  uv_idle_t spin; /* keeps the loop from sleeping while work remains */
+  int pending_closes;
+  void (*close_cb)(void *ud);
+  void *close_ud;
+  h3wt_ep_stats stats;
+};
+
+#define LOG(ep) ((ep)->cfg.log)
+
+/* ---- depth ------------------------------------------------------------- */
+
+void h3wt_ep_enter(h3wt_endpoint *ep) {
+  ++ep->depth;
+}
+
+void h3wt_ep_leave(h3wt_endpoint *ep) {
+  assert(ep->depth > 0);
+  if (--ep->depth == 0 && ep->cfg.cbs->settled) {
+    ep->cfg.cbs->settled(ep->cfg.ud);
+  }
+}
+
+int h3wt_ep_depth(const h3wt_endpoint *ep) {
+  return ep->depth;
+}
+
+/* ---- connections -------------------------------------------------------- */
+
+static void spin_cb(uv_idle_t *h) {
+  (void)h; /* only keeps the loop polling without sleeping */
+}
+
+void h3wt_ep_mark_dirty(h3wt_ep_conn *c) {
+  if (c->dirty || c->dead) {
+    return;
+  }
+  c->dirty = 1;
+  c->dirty_next = c->ep->dirty;
+  c->ep->dirty = c;
+}
+
+static void close_step(h3wt_endpoint *ep) {
+  assert(ep->pending_closes > 0);
+  if (--ep->pending_closes == 0 && ep->close_cb) {
+    ep->close_cb(ep->close_ud);
+  }
+}
+
+static void conn_timer_closed(uv_handle_t *h) {
+  h3wt_ep_conn *c = h->data;
+  h3wt_endpoint *ep = c->ep;
+  int counted = c->counted;
+  free(c);
+  if (counted) {
+    close_step(ep);
+  }
+}
+
+/* Frees a connection: its CIDs leave the map now, its memory once libuv
+   has released the timer. */
+static void conn_free(h3wt_ep_conn *c, uint64_t code) {
+  h3wt_endpoint *ep = c->ep;
+  uint8_t cids[20][20];
+  size_t lens[20];
+  if (c->dead) {
+    return;
+  }
+  c->dead = 1;
+  if (!ep->closing && !h3wt_quic_conn_handshake_done(c->qc)) {
+    ++ep->stats.handshake_failures;
+  }
+  size_t n = h3wt_quic_conn_cids(c->qc, cids, lens, 20);
+  for (size_t i = 0; i < n; ++i) {
+    if (h3wt_cidmap_find(&ep->cids, cids[i], lens[i]) == c) {
+      h3wt_cidmap_remove(&ep->cids, cids[i], lens[i]);
+    }
+  }
+  ep->cfg.cbs->conn_gone(c, code, ep->cfg.ud);
+  h3wt_list_remove(&c->node);
+  assert(ep->nconns > 0);
+  --ep->nconns;
+  H3WT_LOG(LOG(ep), H3WT_LOG_DEBUG, "server", "[%s] connection freed",
+           h3wt_quic_conn_name(c->qc));
+  h3wt_h3_conn_del(c->owner.h3);
+  c->owner.h3 = NULL;
+  if (ep->cfg.cbs->conn_freed) {
+    ep->cfg.cbs->conn_freed(c, ep->cfg.ud);
+  }
+  h3wt_quic_conn_del(c->qc);
+  c->qc = NULL;
+  uv_timer_stop(&c->timer);
+  if (ep->closing) {
+    c->counted = 1;
+    ++ep->pending_closes;
+  }
+  uv_close((uv_handle_t *)&c->timer, conn_timer_closed);
+}
+
+void h3wt_ep_conn_close(h3wt_ep_conn *c, uint64_t code, const char *reason) {
+  uint64_t ts = h3wt_now_ns();
+  if (c->dead) {
+    return;
+  }
+  /* GOAWAY first, so a client knows no request was lost silently. */
+  if (c->owner.h3 && h3wt_h3_started(c->owner.h3)) {
+    h3wt_h3_shutdown(c->owner.h3);
+    h3wt_quic_conn_write(c->qc, ts);
+  }
+  h3wt_quic_conn_close(c->qc, code, reason, ts);
+  conn_free(c, code == H3WT_H3_NO_ERROR ? H3WT_H3_REQUEST_CANCELLED : code);
+}
+
+static void conn_timer_cb(uv_timer_t *t) {
+  h3wt_ep_conn *c = t->data;
+  h3wt_endpoint *ep = c->ep;
+  h3wt_ep_enter(ep);
+  if (h3wt_quic_conn_handle_expiry(c->qc, h3wt_now_ns()) == H3WT_QUIC_DEAD) {
+    conn_free(c, H3WT_H3_REQUEST_CANCELLED);
+  } else {
+    h3wt_ep_mark_dirty(c);
+  }
+  h3wt_ep_leave(ep);
+}
+
+static void conn_schedule(h3wt_ep_conn *c) {
+  h3wt_endpoint *ep = c->ep;
+  uint64_t exp = h3wt_quic_conn_expiry(c->qc), now = h3wt_now_ns();
+  if (ep->cfg.cbs->conn_deadline) {
+    uint64_t d = ep->cfg.cbs->conn_deadline(c, ep->cfg.ud);
+    if (d < exp) {
+      exp = d;
+    }
+  }
+  if (exp == UINT64_MAX) {
+    uv_timer_stop(&c->timer);
+    return;
+  }
+  /* Round up: firing early would find nothing expired and spin. */
+  uint64_t ms = exp > now ? (exp - now + 999999) / 1000000 : 0;
+  uv_timer_start(&c->timer, conn_timer_cb, ms, 0);
+}
+
+static void flush_pass(h3wt_endpoint *ep) {
+  h3wt_ep_conn *list = ep->dirty, *again = NULL;
+  uint64_t ts = h3wt_now_ns();
+  assert(ep->depth > 0 && !ep->closing);
+  ep->dirty = NULL;
+  while (list) {
+    h3wt_ep_conn *c = list;
+    list = c->dirty_next;
+    c->dirty = 0;
+    c->dirty_next = NULL;
+    if (c->dead) {
+      continue;
+    }
+    if (ep->cfg.cbs->conn_before_write) {
+      ep->cfg.cbs->conn_before_write(c, ts, ep->cfg.ud);
+      if (c->dead || ep->closing) {
+        continue;
+      }
+    }
+    h3wt_quic_status st = h3wt_quic_conn_write(c->qc, ts);
+    if (st == H3WT_QUIC_DEAD) {
+      conn_free(c, H3WT_H3_REQUEST_CANCELLED);
+      continue;
+    }
+    conn_schedule(c);
+    if (st == H3WT_QUIC_MORE) {
+      c->dirty = 1;
+      c->dirty_next = again;
+      again = c;
+    }
+  }
+  /* Connections that had more to send go first next time round; handlers
+     may also have dirtied others meanwhile. */
+  for (h3wt_ep_conn *c = again; c;) {
+    h3wt_ep_conn *next = c->dirty_next;
+    c->dirty_next = ep->dirty;
+    ep->dirty = c;
+    c = next;
+  }
+  if (ep->dirty) {
+    uv_idle_start(&ep->spin, spin_cb);
+  } else {
+    uv_idle_stop(&ep->spin);
+  }
+}
+
+static void flush_cb(uv_prepare_t *h) {
+  h3wt_endpoint *ep = h->data;
+  h3wt_ep_enter(ep);
+  flush_pass(ep);
+  if (ep->cfg.cbs->after_flush && !ep->closing) {
+    ep->cfg.cbs->after_flush(ep->cfg.ud);
+  }
+  h3wt_ep_leave(ep); /* runs what was asked for from inside callbacks */
+}
+
+/* ---- QUIC callbacks (owner half) ---------------------------------------- */
+
+static void q_send(h3wt_quic_conn *qc, const struct sockaddr *remote,
+                   const uint8_t *data, size_t len, size_t gso, void *ud) {
+  h3wt_ep_conn *c = ud;
+  h3wt_udp_send(&c->ep->udp, remote, data, len, gso);
+}
+
+static int q_cid_added(h3wt_quic_conn *qc, const uint8_t *cid, size_t len,
+                       void *ud) {
+  h3wt_ep_conn *c = ud;
+  return h3wt_cidmap_insert(&c->ep->cids, cid, len, c);
+}
+
+static void q_cid_removed(h3wt_quic_conn *qc, const uint8_t *cid, size_t len,
+                          void *ud) {
+  h3wt_ep_conn *c = ud;
+  if (h3wt_cidmap_find(&c->ep->cids, cid, len) == c) {
+    h3wt_cidmap_remove(&c->ep->cids, cid, len);
+  }
+}
+
+/* ---- UDP input ----------------------------------------------------------- */
+
+/* A packet with no connection: Retry, the connection limit, or a new
+   connection.  Returns it, or NULL when the packet was answered or
+   dropped. */
+static h3wt_ep_conn *conn_accept(h3wt_endpoint *ep,
+                                 const struct sockaddr *remote,
+                                 const uint8_t *data, size_t len,
+                                 uint64_t ts) {
+  const struct sockaddr *local = (const struct sockaddr *)&ep->udp.local;
+  uint8_t out[1500];
+  if (ep->handshakes.slots && h3wt_ratemap_hit(&ep->handshakes, remote, ts)) {
+    /* Over the rate for this address: no state until the client proves
+       the address is its own by answering a Retry (RFC 9000 8.1.2). */
+    ssize_t n = h3wt_quic_write_retry(out, sizeof(out), ep->cfg.qcfg, remote,
+                                      data, len, ts);
+    if (n < 0) {
+      return NULL;
+    }
+    if (n > 0) {
+      h3wt_udp_send(&ep->udp, remote, out, (size_t)n, 0);
+      ++ep->stats.limit_max_handshakes_per_addr;
+      if (LOG(ep)->level >= H3WT_LOG_DEBUG) {
+        char addr[64];
+        h3wt_addr_format(remote, addr, sizeof(addr));
+        H3WT_LOG(LOG(ep), H3WT_LOG_DEBUG, "server",
+                 "Retry sent to %s (over %u handshakes/s)", addr,
+                 ep->cfg.max_handshakes_per_addr);
+      }
+      return NULL;
+    }
+    /* n == 0: this Initial answers a Retry; its token is checked below. */
+  }
+  if (ep->nconns >= ep->cfg.max_connections) {
+    ++ep->stats.limit_max_connections;
+    H3WT_LOG(LOG(ep), H3WT_LOG_WARN, "server",
+             "connection limit (%u) reached: new connection dropped",
+             ep->cfg.max_connections);
+    return NULL;
+  }
+  h3wt_ep_conn *c = calloc(1, sizeof(*c));
+  if (!c) {
+    return NULL;
+  }
+  c->ep = ep;
+  h3wt_list_init(&c->node);
+  if (h3wt_quic_conn_server_new(&c->qc, ep->cfg.qcfg, local, remote, data,
+                                len, ts, c) != 0) {
+    free(c);
+    return NULL;
+  }
+  if (ep->cfg.cbs->conn_open(c, ep->cfg.ud) != 0) {
+    /* conn_free() expects a linked connection: undo by hand. */
+    uint8_t cids[4][20];
+    size_t lens[4], n = h3wt_quic_conn_cids(c->qc, cids, lens, 4);
+    for (size_t i = 0; i < n; ++i) {
+      h3wt_cidmap_remove(&ep->cids, cids[i], lens[i]);
+    }
+    h3wt_h3_conn_del(c->owner.h3);
+    h3wt_quic_conn_del(c->qc);
+    free(c);
+    return NULL;
+  }
+  uv_timer_init(ep->cfg.loop, &c->timer);
+  c->timer.data = c;
+  h3wt_list_insert_head(&ep->conns, &c->node);
+  ++ep->nconns;
+  ++ep->stats.connections_total;
+  if (LOG(ep)->level >= H3WT_LOG_DEBUG) {
+    char addr[64];
+    h3wt_addr_format(remote, addr, sizeof(addr));
+    H3WT_LOG(LOG(ep), H3WT_LOG_DEBUG, "server",
+             "[%s] new connection from %s (%zu open)",
+             h3wt_quic_conn_name(c->qc), addr, ep->nconns);
+  }
+  return c;
+}
+
+static void on_packet(h3wt_endpoint *ep, const struct sockaddr *remote,
+                      const uint8_t *data, size_t len, uint64_t ts) {
+  const struct sockaddr *local = (const struct sockaddr *)&ep->udp.local;
+  h3wt_quic_pkt_info pi;
+  uint8_t out[1500];
+  int rv = h3wt_quic_decode(data, len, &pi);
+  if (rv < 0) {
+    H3WT_LOG(LOG(ep), H3WT_LOG_TRACE, "udp", "dropped %zu bytes: not QUIC",
+             len);
+    return;
+  }
+  if (rv == 1) {
+    /* RFC 9000 6.1 / 14.1: answer an unknown version only for a datagram
+       as large as an Initial must be, so VN cannot amplify. */
+    if (pi.long_header && len >= 1200) {
+      ssize_t n = h3wt_quic_write_version_negotiation(out, sizeof(out), &pi);
+      if (n > 0) {
+        h3wt_udp_send(&ep->udp, remote, out, (size_t)n, 0);
+      }
+    }
+    return;
+  }
+  h3wt_ep_conn *c = h3wt_cidmap_find(&ep->cids, pi.dcid, pi.dcidlen);
+  if (!c) {
+    if (!pi.long_header) {
+      /* A short-header packet for a connection we do not know (we
+         restarted, or it timed out): tell the peer with a stateless
+         reset so it need not wait for its idle timeout. */
+      size_t n = h3wt_quic_write_stateless_reset(
+          out, sizeof(out), ep->cfg.qcfg->static_secret, pi.dcid,
+          pi.dcidlen, len);
+      if (n) {
+        h3wt_udp_send(&ep->udp, remote, out, n, 0);
+      }
+      return;
+    }
+    if (!ep->accepting) {
+      return;
+    }
+    c = conn_accept(ep, remote, data, len, ts);
+    if (!c) {
+      return;
+    }
+  }
+  if (c->dead) {
+    return;
+  }
+  if (h3wt_quic_conn_read(c->qc, local, remote, data, len, ts) ==
+      H3WT_QUIC_DEAD) {
+    conn_free(c, H3WT_H3_REQUEST_CANCELLED);
+    return;
+  }
+  h3wt_ep_mark_dirty(c);
+}
+
+static void on_datagram(h3wt_udp *udp, const struct sockaddr *remote,
+                        const uint8_t *data, size_t len, uint64_t ts,
+                        void *user_data) {
+  h3wt_endpoint *ep = user_data;
+  if (ep->closing) {
+    return; /* the rest of a receive batch after a close */
+  }
+  h3wt_ep_enter(ep);
+  on_packet(ep, remote, data, len, ts);
+  h3wt_ep_leave(ep);
+}
+
+/* ---- lifecycle ----------------------------------------------------------- */
+
+int h3wt_ep_new(h3wt_endpoint **pep, const h3wt_ep_config *cfg) {
+  uint8_t key[16];
+  h3wt_endpoint *ep = calloc(1, sizeof(*ep));
+  if (!ep) {
+    return H3WT_ERR_NOMEM;
+  }
+  ep->cfg = *cfg;
+  ep->accepting = 1;
+  h3wt_list_init(&ep->conns);
+  if (h3wt_random(key, sizeof(key)) != 0 ||
+      h3wt_cidmap_init(&ep->cids, key) != 0) {
+    h3wt_ep_del(ep);
+    return H3WT_ERR_NOMEM;
+  }
+  if (cfg->max_handshakes_per_addr &&
+      (h3wt_random(key, sizeof(key)) != 0 ||
+       h3wt_ratemap_init(&ep->handshakes, 4096, cfg->max_handshakes_per_addr,
+                         key) != 0)) {
+    h3wt_ep_del(ep);
+    return H3WT_ERR_NOMEM;
+  }
+  /* The facade's QUIC callbacks, with the endpoint's owner half. */
+  ep->qcbs = *cfg->qcfg->cbs;
+  ep->qcbs.send = q_send;
+  ep->qcbs.cid_added = q_cid_added;
+  ep->qcbs.cid_removed = q_cid_removed;
+  ep->cfg.qcfg->cbs = &ep->qcbs;
+  *pep = ep;
+  return 0;
+}
+
+int h3wt_ep_listen(h3wt_endpoint *ep, const struct sockaddr *addr) {
+  int rv = h3wt_udp_open(&ep->udp, ep->cfg.loop, addr, LOG(ep), on_datagram,
+                         ep);
+  if (rv != 0) {
+    return rv;
+  }
+  uv_prepare_init(ep->cfg.loop, &ep->flush);
+  ep->flush.data = ep;
+  uv_idle_init(ep->cfg.loop, &ep->spin);
+  ep->spin.data = ep;
+  ep->listening = 1;
+  uv_prepare_start(&ep->flush, flush_cb);
+  return 0;
+}
+
+const struct sockaddr *h3wt_ep_local(const h3wt_endpoint *ep) {
+  return ep->listening ? (const struct sockaddr *)&ep->udp.local : NULL;
+}
+
+void h3wt_ep_stop_accepting(h3wt_endpoint *ep) {
+  ep->accepting = 0;
+  /* A pass runs soon, so after_flush sees the idle connections. */
+  if (ep->listening) {
+    uv_idle_start(&ep->spin, spin_cb);
+  }
+}
+
+h3wt_list *h3wt_ep_conns(h3wt_endpoint *ep) {
+  return &ep->conns;
+}
+
+size_t h3wt_ep_nconns(const h3wt_endpoint *ep) {
+  return ep->nconns;
+}
+
+static void handle_closed(uv_handle_t *h) {
+  close_step(h->data);
+}
+
+void h3wt_ep_close(h3wt_endpoint *ep, void (*cb)(void *ud), void *ud) {
+  assert(ep->depth == 0);
+  if (ep->closing) {
+    return;
+  }
+  ep->closing = 1;
+  ep->accepting = 0;
+  ep->close_cb = cb;
+  ep->close_ud = ud;
+  ep->pending_closes = 1; /* held until the end of this function */
+  while (!h3wt_list_empty(&ep->conns)) {
+    h3wt_ep_conn_close(h3wt_ep_conn_of(ep->conns.next), H3WT_H3_NO_ERROR,
+                       "server shutting down");
+  }
+  ep->dirty = NULL;
+  if (ep->listening) {
+    uv_prepare_stop(&ep->flush);
+    uv_idle_stop(&ep->spin);
+    ep->pending_closes += 3;
+    ep->flush.data = ep;
+    ep->spin.data = ep;
+    uv_close((uv_handle_t *)&ep->flush, handle_closed);
+    uv_close((uv_handle_t *)&ep->spin, handle_closed);
+    h3wt_udp_close(&ep->udp, handle_closed, ep);
+  }
+  close_step(ep);
+}
+
+void h3wt_ep_del(h3wt_endpoint *ep) {
+  if (!ep) {
+    return;
+  }
+  h3wt_cidmap_free(&ep->cids);
+  h3wt_ratemap_free(&ep->handshakes);
+  free(ep);
+}
+
+const h3wt_ep_stats *h3wt_ep_stats_get(const h3wt_endpoint *ep) {
+  return &ep->stats;
+}
+
+const h3wt_udp_stats *h3wt_ep_udp_stats(const h3wt_endpoint *ep) {
+  return &ep->udp.stats;
+}
