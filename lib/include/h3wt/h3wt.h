@@ -405,13 +405,21 @@ int h3wt_client_new(h3wt_client **pclient, uv_loop_t *loop,
                     const h3wt_client_settings *settings,
                     const h3wt_client_callbacks *callbacks, void *user_data);
 
-/* Closes the connection (CONNECTION_CLOSE with H3_NO_ERROR); on_closed
-   follows. */
+/* Closes the connection (CONNECTION_CLOSE with H3_NO_ERROR, after what is
+   already queued); on_closed follows.  Called from outside the client's
+   callbacks, it closes before it returns.  Called from inside one (any
+   callback of the client, its requests or its sessions), it only records
+   the request and the client's flush pass closes later in the same loop
+   iteration: the callbacks under way finish first, nothing more is read,
+   and new requests and sessions are refused with H3WT_ERR_CLOSED. */
 void h3wt_client_close(h3wt_client *client);
 
 /* Frees the client: from on_closed or any time after it (the memory goes
    once libuv has released the client's handles, within a loop iteration),
-   or if it never connected. */
+   or if it never connected.  Called before on_closed (from inside any of
+   the client's callbacks too), it first closes as h3wt_client_close() does
+   but without on_closed; requests and sessions still get on_close and
+   on_session_close. */
 void h3wt_client_del(h3wt_client *client);
 
 typedef struct h3wt_response_handler {
