@@ -146,7 +146,9 @@ static void usage(FILE *f) {
           "Usage: h3wt-client [options] URL\n"
           "  -X, --request METHOD   method (default GET, or POST with -d)\n"
           "  -d, --data DATA        request body; @FILE reads it from a file\n"
-          "  -H, --header 'N: V'    add a request header (repeatable)\n"
+          "  -H, --header 'N: V'    add a request header (repeatable; with "
+          "--wt,\n"
+          "                         to each session's CONNECT)\n"
           "  -k, --insecure         do not verify the server certificate\n"
           "      --cacert FILE      verify with these CAs (PEM)\n"
           "  -n, --requests N       send N requests concurrently on one "
@@ -274,6 +276,8 @@ typedef struct wt_opts {
   uint16_t port;
   const char *path;
   const char *origin;
+  const h3wt_header *headers; /* -H: extra CONNECT headers */
+  size_t nheaders;
   uint64_t datagrams;
   double rate;     /* datagrams per second per session */
   uint64_t window; /* datagrams in flight per session */
@@ -1554,8 +1558,9 @@ static int wt_run(wt_opts *o, h3wt_client_settings *s) {
   uv_timer_init(a->loop, &a->linger);
   a->tick.data = a->timeout.data = a->linger.data = a;
   for (uint64_t i = 0; i < o->sessions; ++i) {
-    rv = h3wt_client_webtransport(a->client, o->path, o->origin, &wt_handler,
-                                  &a->sess[i], &a->sess[i].s);
+    rv = h3wt_client_webtransport(a->client, o->path, o->origin, o->headers,
+                                  o->nheaders, &wt_handler, &a->sess[i],
+                                  &a->sess[i].s);
     if (rv != 0) {
       wt_fail(a, "cannot open WebTransport session %" PRIu64 ": %s", i,
               h3wt_strerror(rv));
@@ -1716,7 +1721,6 @@ int main(int argc, char **argv) {
       }
       break;
     case 'H': {
-      http_only = 1;
       char *colon = strchr(optarg, ':');
       if (!colon || colon == optarg || a.nheaders == 64) {
         fprintf(stderr, "h3wt-client: bad header '%s'\n", optarg);
@@ -1897,7 +1901,7 @@ int main(int argc, char **argv) {
       return 2;
     }
     if (http_only) {
-      fprintf(stderr, "h3wt-client: -X, -d, -H, -n, -o, -f and -s are for "
+      fprintf(stderr, "h3wt-client: -X, -d, -n, -o, -f and -s are for "
                       "HTTP requests, not --wt\n");
       return 2;
     }
@@ -1918,6 +1922,8 @@ int main(int argc, char **argv) {
     }
     wo.timeout_s = timeout_s;
     wo.verbose = verbose;
+    wo.headers = a.headers;
+    wo.nheaders = a.nheaders;
     s.log_level = verbose >= 2 ? H3WT_LOG_TRACE
                   : verbose ? H3WT_LOG_DEBUG
                             : H3WT_LOG_WARN;

@@ -886,13 +886,21 @@ static const h3wt_response_handler wt_request_handler = {NULL, NULL,
                                                          wt_request_close};
 
 int h3wt_client_webtransport(h3wt_client *cl, const char *path,
-                             const char *origin,
+                             const char *origin, const h3wt_header *headers,
+                             size_t nheaders,
                              const h3wt_session_handler *handler,
                              void *route_data, h3wt_session **ps) {
   h3wt_client_request *r;
   h3wt_session *s;
-  if (!path || path[0] != '/' || !handler) {
+  if (!path || path[0] != '/' || !handler || (nheaders && !headers)) {
     return H3WT_ERR_INVALID_ARGUMENT;
+  }
+  for (size_t i = 0; i < nheaders; ++i) {
+    /* RFC 9114 4.3: pseudo-header fields after a regular one make the
+       request malformed; the CONNECT's own are set below. */
+    if (headers[i].namelen == 0 || headers[i].name[0] == ':') {
+      return H3WT_ERR_INVALID_ARGUMENT;
+    }
   }
   h3wt_wt_conn *wt = h3wt_client_wt(cl);
   if (!wt || cl->closed || cl->close_requested) {
@@ -915,7 +923,7 @@ int h3wt_client_webtransport(h3wt_client *cl, const char *path,
   if (rv != 0) {
     return rv;
   }
-  rv = request_send(cl, fixed, nfixed, NULL, 0, NULL, 0, 0,
+  rv = request_send(cl, fixed, nfixed, headers, nheaders, NULL, 0, 0,
                     &wt_request_handler, NULL, s, &r);
   if (rv != 0) {
     /* Never on the wire: nothing to tell the handler. */

@@ -485,11 +485,11 @@ static void run(enum hook hook, enum variant variant) {
   CHECK_EQ_INT(h3wt_client_request_send(T.client, "GET", "/body", NULL, 0,
                                         NULL, 0, &resp_handler, NULL, NULL),
                0);
-  CHECK_EQ_INT(h3wt_client_webtransport(T.client, "/wt/a", NULL,
+  CHECK_EQ_INT(h3wt_client_webtransport(T.client, "/wt/a", NULL, NULL, 0,
                                         &client_handler, NULL,
                                         &T.sess[0].s),
                0);
-  CHECK_EQ_INT(h3wt_client_webtransport(T.client, "/wt/b", NULL,
+  CHECK_EQ_INT(h3wt_client_webtransport(T.client, "/wt/b", NULL, NULL, 0,
                                         &client_handler, NULL,
                                         &T.sess[1].s),
                0);

@@ -584,10 +584,15 @@ uint64_t h3wt_wt_code_to_h3(uint32_t n);
 int h3wt_wt_code_from_h3(uint64_t h3, uint32_t *n);
 
 /* Client: opens a WebTransport session to path on this connection (queued
-   until the handshake completes).  origin may be NULL.  handler must stay
-   valid until on_session_close. */
+   until the handshake completes).  origin may be NULL.  headers (copied;
+   NULL/0 for none) go on the CONNECT after the pseudo-headers and origin:
+   a token, say, which browsers cannot send but a native client can; names
+   are lower-case, and pseudo-headers (":...") are the library's.  handler
+   must stay valid until on_session_close.  Returns 0,
+   H3WT_ERR_INVALID_ARGUMENT, H3WT_ERR_CLOSED or H3WT_ERR_NOMEM. */
 int h3wt_client_webtransport(h3wt_client *client, const char *path,
-                             const char *origin,
+                             const char *origin, const h3wt_header *headers,
+                             size_t nheaders,
                              const h3wt_session_handler *handler,
                              void *route_data, h3wt_session **ps);
 
