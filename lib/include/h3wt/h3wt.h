@@ -410,8 +410,9 @@ int h3wt_client_new(h3wt_client **pclient, uv_loop_t *loop,
    callbacks, it closes before it returns.  Called from inside one (any
    callback of the client, its requests or its sessions), it only records
    the request and the client's flush pass closes later in the same loop
-   iteration: the callbacks under way finish first, nothing more is read,
-   and new requests and sessions are refused with H3WT_ERR_CLOSED. */
+   iteration: the packet being read may still call back (a response's
+   on_close, say), nothing more is read, and new requests and sessions are
+   refused with H3WT_ERR_CLOSED. */
 void h3wt_client_close(h3wt_client *client);
 
 /* Frees the client: from on_closed or any time after it (the memory goes
