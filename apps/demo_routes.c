@@ -412,7 +412,16 @@ static void pipe_maybe_free(echo_pipe *p) {
 }
 
 static int wt_on_session_request(h3wt_session *s, void *rd) {
-  return check_origin(rd, s);
+  const wt_route *r = rd;
+  /* A native client can carry a credential in a CONNECT header (browsers
+     cannot set one); an embedder would check it here.  The demo only says
+     that one arrived, at debug level, and never logs its value. */
+  const char *token = h3wt_session_header(s, "x-token");
+  if (token) {
+    dlog(r->wt, H3WT_LOG_DEBUG, "[%s s%" PRId64 "] x-token: %zu bytes",
+         r->path, h3wt_session_id(s), strlen(token));
+  }
+  return check_origin(r, s);
 }
 
 static void echo_on_session_ready(h3wt_session *s, void *rd) {

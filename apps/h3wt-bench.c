@@ -525,8 +525,8 @@ static int conn_open_sessions(bconn *c) {
   for (uint32_t i = 0; i < c->nsess; ++i) {
     bsess *ss = &b->sess[c->first_sess + i];
     ss->ready = ss->ended = ss->counted = 0;
-    int rv = h3wt_client_webtransport(c->cl, b->o.path, NULL, &sess_handler,
-                                      ss, &ss->s);
+    int rv = h3wt_client_webtransport(c->cl, b->o.path, NULL, NULL, 0,
+                                      &sess_handler, ss, &ss->s);
     if (rv != 0) {
       error(b, "session %u: %s", ss->idx, h3wt_strerror(rv));
       return rv;
@@ -694,8 +694,8 @@ static void hs_start(bconn *c) {
     finish(b);
     return;
   }
-  int rv = h3wt_client_webtransport(c->cl, b->o.path, NULL, &hs_handler, c,
-                                    &c->hs);
+  int rv = h3wt_client_webtransport(c->cl, b->o.path, NULL, NULL, 0,
+                                    &hs_handler, c, &c->hs);
   if (rv != 0) {
     error(b, "session: %s", h3wt_strerror(rv));
     conn_close(c); /* on_closed inside restarts the slot */

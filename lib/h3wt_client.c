@@ -1,7 +1,20 @@
 /*
  * h3wt_client: one client QUIC connection carrying HTTP/3 requests, on the
  * host's loop.  Same layers as the server (udp, quic, h3), one connection.
+ *
+ * Re-entrancy.  Application callbacks mostly run with ngtcp2 and nghttp3
+ * below them on the stack (a response's body arrives inside
+ * ngtcp2_conn_read_pkt), and ngtcp2 forbids writing packets from there.
+ * So the client counts, in depth, the entries from libuv into the library
+ * that are on the stack (UDP receive, timer, flush pass, and the public
+ * calls that close); h3wt_client_close() at depth > 0 only records the
+ * request, and the flush pass (uv_prepare, before the loop sleeps) closes
+ * at the top of its own entry, where nothing below uses the connection.
+ * in_quic counts calls into the QUIC layer on the stack; debug builds
+ * assert it is 0 wherever the client writes, closes or frees.  Memory goes
+ * only in libuv's close callbacks, so it outlives every callback.
  */
+#include <assert.h>
 #include <netdb.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -59,9 +72,13 @@ struct h3wt_client {
   uv_idle_t spin;
   int dirty;
   int connected;
-  int closed; /* on_closed was called */
+  int closed; /* the connection ended (on_closed is called, or was) */
+  int close_requested; /* h3wt_client_close(): the flush pass closes */
+  int quiet;       /* h3wt_client_del() ran first: no on_closed */
   int del_pending; /* h3wt_client_del() ran while handles were closing */
   int handles;
+  int depth;   /* library entries from libuv on the stack */
+  int in_quic; /* calls into the QUIC layer (ngtcp2) on the stack */
   int waiting; /* requests wait for stream credit */
   h3wt_client_request *reqs;
   h3wt_wt_limits wt_limits;
@@ -142,7 +159,8 @@ static int request_send(h3wt_client *cl, const h3wt_header *fixed,
   if (!handler || !handler->on_close) {
     return H3WT_ERR_INVALID_ARGUMENT;
   }
-  if (cl->closed || (cl->qc && h3wt_quic_conn_is_closing(cl->qc))) {
+  if (cl->closed || cl->close_requested ||
+      (cl->qc && h3wt_quic_conn_is_closing(cl->qc))) {
     return H3WT_ERR_CLOSED;
   }
   r = calloc(1, sizeof(*r));
@@ -432,6 +450,55 @@ static void hc_ready(h3wt_h3_conn *h3, void *ud) {
 
 static void client_free(h3wt_client *cl);
 
+/* Around every entry from libuv into the library (see the top of the
+   file). */
+static void enter(h3wt_client *cl) {
+  ++cl->depth;
+}
+
+static void leave(h3wt_client *cl) {
+  assert(cl->depth > 0);
+  --cl->depth;
+}
+
+/* The calls into ngtcp2 that it forbids from inside its own callbacks
+   (reading, writing), counted so that debug builds catch a re-entry. */
+static h3wt_quic_status quic_read(h3wt_client *cl, const uint8_t *data,
+                                  size_t len, const struct sockaddr *remote,
+                                  uint64_t ts) {
+  assert(cl->in_quic == 0);
+  ++cl->in_quic;
+  h3wt_quic_status st = h3wt_quic_conn_read(
+      cl->qc, (const struct sockaddr *)&cl->udp.local, remote, data, len, ts);
+  --cl->in_quic;
+  return st;
+}
+
+static h3wt_quic_status quic_write(h3wt_client *cl) {
+  assert(cl->in_quic == 0);
+  ++cl->in_quic;
+  h3wt_quic_status st = h3wt_quic_conn_write(cl->qc, h3wt_now_ns());
+  --cl->in_quic;
+  return st;
+}
+
+static h3wt_quic_status quic_expiry(h3wt_client *cl) {
+  assert(cl->in_quic == 0);
+  ++cl->in_quic;
+  h3wt_quic_status st =
+      h3wt_quic_conn_handle_expiry(cl->qc, h3wt_now_ns());
+  --cl->in_quic;
+  return st;
+}
+
+/* Writes CONNECTION_CLOSE (ngtcp2_conn_write_connection_close). */
+static void quic_close(h3wt_client *cl) {
+  assert(cl->in_quic == 0);
+  ++cl->in_quic;
+  h3wt_quic_conn_close(cl->qc, H3WT_H3_NO_ERROR, NULL, h3wt_now_ns());
+  --cl->in_quic;
+}
+
 static void handle_closed(uv_handle_t *h) {
   h3wt_client *cl = h->data;
   if (--cl->handles == 0 && cl->del_pending) {
@@ -439,24 +506,20 @@ static void handle_closed(uv_handle_t *h) {
   }
 }
 
-/* The connection is over: fail what is open, tell the host, release the
-   handles. */
+/* The connection is over: release the handles, fail what is open, tell
+   the host.  Only at the top of a library entry: what it frees (requests,
+   sessions) must not be in use below. */
 static void conn_end(h3wt_client *cl, int err) {
+  assert(cl->depth == 1 && cl->in_quic == 0);
   if (cl->closed) {
     return;
   }
   cl->closed = 1;
-  /* Sessions first: they hear the connection is gone before on_closed. */
-  for (h3wt_client_request *r = cl->reqs; r; r = r->next) {
-    r->session = NULL;
+  if (cl->close_requested) {
+    err = 0; /* the host asked for it; whatever happened meanwhile */
   }
-  if (cl->owner.h3 && h3wt_h3_wt(cl->owner.h3)) {
-    h3wt_wt_conn_lost(h3wt_h3_wt(cl->owner.h3));
-  }
-  while (cl->reqs) {
-    creq_finish(cl->reqs, err ? err : H3WT_ERR_CLOSED,
-                H3WT_H3_REQUEST_CANCELLED);
-  }
+  /* The handles first: from here on h3wt_client_del(), from any callback
+     below, waits for libuv to release them. */
   uv_timer_stop(&cl->timer);
   uv_prepare_stop(&cl->flush);
   uv_idle_stop(&cl->spin);
@@ -465,9 +528,49 @@ static void conn_end(h3wt_client *cl, int err) {
   uv_close((uv_handle_t *)&cl->spin, handle_closed);
   h3wt_udp_close(&cl->udp, handle_closed, cl);
   cl->handles = 4;
-  if (cl->cbs.on_closed) {
+  /* Sessions first: they hear the connection is gone before on_closed. */
+  h3wt_wt_conn *wt = cl->owner.h3 ? h3wt_h3_wt(cl->owner.h3) : NULL;
+  if (wt) {
+    h3wt_wt_conn_lost(wt);
+    /* Every CONNECT stream went with the connection.  Saying so lets the
+       sessions' memory go now, and tells a session that was closed but
+       not yet told (one closed from inside another's on_session_close:
+       the WebTransport layer finds it again only when its stream ends). */
+    for (h3wt_client_request *r = cl->reqs; r; r = r->next) {
+      if (r->session) {
+        h3wt_wt_session_stream_closed(r->session, 1);
+        r->session = NULL;
+      }
+    }
+    h3wt_wt_run_deferred(wt);
+  }
+  while (cl->reqs) {
+    creq_finish(cl->reqs, err ? err : H3WT_ERR_CLOSED,
+                H3WT_H3_REQUEST_CANCELLED);
+  }
+  if (cl->cbs.on_closed && !cl->quiet) {
     cl->cbs.on_closed(cl, err, cl->user_data);
   }
+}
+
+/* Closes now: sends what is queued, then CONNECTION_CLOSE.  Called at the
+   top of an entry: the flush pass, or h3wt_client_close() from outside
+   any callback. */
+static void close_now(h3wt_client *cl) {
+  assert(cl->depth == 1 && cl->in_quic == 0 && cl->close_requested);
+  if (cl->closed) {
+    return;
+  }
+  /* Send what is already queued first (a WT_CLOSE_SESSION capsule written
+     just before the close, a FIN), so that closing the connection right
+     after closing a session does not lose the session's close.  Callbacks
+     run here may ask for a close again: it is under way. */
+  if (cl->owner.h3 && h3wt_h3_wt(cl->owner.h3)) {
+    h3wt_wt_run_deferred(h3wt_h3_wt(cl->owner.h3));
+  }
+  (void)quic_write(cl);
+  quic_close(cl);
+  conn_end(cl, 0);
 }
 
 static int dead_reason(h3wt_client *cl) {
@@ -478,11 +581,17 @@ static void schedule(h3wt_client *cl);
 
 static void timer_cb(uv_timer_t *t) {
   h3wt_client *cl = t->data;
-  if (h3wt_quic_conn_handle_expiry(cl->qc, h3wt_now_ns()) == H3WT_QUIC_DEAD) {
-    conn_end(cl, dead_reason(cl));
+  if (cl->close_requested) {
+    mark_dirty(cl); /* the flush pass closes; nothing else to do */
     return;
   }
-  mark_dirty(cl);
+  enter(cl);
+  if (quic_expiry(cl) == H3WT_QUIC_DEAD) {
+    conn_end(cl, dead_reason(cl));
+  } else {
+    mark_dirty(cl);
+  }
+  leave(cl);
 }
 
 static void schedule(h3wt_client *cl) {
@@ -499,19 +608,22 @@ static void spin_cb(uv_idle_t *h) {
   (void)h;
 }
 
-static void flush_cb(uv_prepare_t *h) {
-  h3wt_client *cl = h->data;
-  if (cl->closed || !cl->dirty) {
-    return;
-  }
+static void flush(h3wt_client *cl) {
+  /* Close notifications held back so that handlers could close and reset
+     from inside callbacks; they may ask for the connection's close. */
   h3wt_wt_run_deferred(h3wt_h3_wt(cl->owner.h3));
-  if (cl->closed) {
+  if (cl->close_requested) {
+    close_now(cl);
     return;
   }
   cl->dirty = 0;
-  h3wt_quic_status st = h3wt_quic_conn_write(cl->qc, h3wt_now_ns());
+  h3wt_quic_status st = quic_write(cl);
   if (st == H3WT_QUIC_DEAD) {
     conn_end(cl, dead_reason(cl));
+    return;
+  }
+  if (cl->close_requested) {
+    close_now(cl);
     return;
   }
   if (st == H3WT_QUIC_MORE) {
@@ -523,19 +635,31 @@ static void flush_cb(uv_prepare_t *h) {
   schedule(cl);
 }
 
+/* The flush pass, once per loop iteration before it sleeps. */
+static void flush_cb(uv_prepare_t *h) {
+  h3wt_client *cl = h->data;
+  if (cl->closed || !cl->dirty) {
+    return;
+  }
+  enter(cl);
+  flush(cl);
+  leave(cl);
+}
+
 static void on_datagram(h3wt_udp *udp, const struct sockaddr *remote,
                         const uint8_t *data, size_t len, uint64_t ts,
                         void *ud) {
   h3wt_client *cl = ud;
-  if (cl->closed) {
-    return;
+  if (cl->closed || cl->close_requested) {
+    return; /* closing: the rest of the batch is moot */
   }
-  if (h3wt_quic_conn_read(cl->qc, (const struct sockaddr *)&udp->local,
-                          remote, data, len, ts) == H3WT_QUIC_DEAD) {
+  enter(cl);
+  if (quic_read(cl, data, len, remote, ts) == H3WT_QUIC_DEAD) {
     conn_end(cl, dead_reason(cl));
-    return;
+  } else {
+    mark_dirty(cl);
   }
-  mark_dirty(cl);
+  leave(cl);
 }
 
 static void q_send(h3wt_quic_conn *qc, const struct sockaddr *remote,
@@ -545,23 +669,20 @@ static void q_send(h3wt_quic_conn *qc, const struct sockaddr *remote,
 }
 
 void h3wt_client_close(h3wt_client *cl) {
-  if (cl->closed) {
+  if (cl->closed || cl->close_requested) {
     return;
   }
-  /* Send what is already queued first (a WT_CLOSE_SESSION capsule written
-     just before this call, a FIN), so that closing the connection right
-     after closing a session does not lose the session's close. */
-  if (cl->owner.h3 && h3wt_h3_wt(cl->owner.h3)) {
-    h3wt_wt_run_deferred(h3wt_h3_wt(cl->owner.h3));
-  }
-  if (!cl->closed) {
-    (void)h3wt_quic_conn_write(cl->qc, h3wt_now_ns());
-  }
-  if (cl->closed) {
+  cl->close_requested = 1;
+  if (cl->depth > 0) {
+    /* Inside a callback: ngtcp2 or nghttp3 may be below us, using what
+       the close frees, and ngtcp2 forbids writing from there.  The flush
+       pass of this loop iteration closes. */
+    mark_dirty(cl);
     return;
   }
-  h3wt_quic_conn_close(cl->qc, H3WT_H3_NO_ERROR, NULL, h3wt_now_ns());
-  conn_end(cl, 0);
+  enter(cl);
+  close_now(cl);
+  leave(cl);
 }
 
 int h3wt_client_new(h3wt_client **pcl, uv_loop_t *loop,
@@ -675,6 +796,9 @@ int h3wt_client_new(h3wt_client **pcl, uv_loop_t *loop,
   if (rv != 0) {
     goto fail;
   }
+  /* The handshake starts here (ngtcp2 calls back into TLS): an entry like
+     the others. */
+  enter(cl);
   rv = h3wt_quic_conn_client_new(&cl->qc, &cl->qcfg,
                                  (struct sockaddr *)&cl->udp.local,
                                  (struct sockaddr *)&cl->remote, cl->sni,
@@ -682,10 +806,13 @@ int h3wt_client_new(h3wt_client **pcl, uv_loop_t *loop,
   if (rv == 0) {
     rv = h3wt_h3_conn_new(&cl->owner.h3, &cl->hcfg, cl->qc, 0, cl);
   }
+  leave(cl);
   if (rv != 0) {
-    h3wt_udp_close(&cl->udp, NULL, NULL);
     /* The UDP handle is closing: the memory must outlive the close, so
-       the client is parked as closed rather than freed. */
+       the client is parked as closed rather than freed, and
+       h3wt_client_del() waits for the handle like after on_closed. */
+    h3wt_udp_close(&cl->udp, handle_closed, cl);
+    cl->handles = 1;
     cl->closed = 1;
     *pcl = cl;
     return rv;
@@ -713,16 +840,27 @@ void h3wt_client_del(h3wt_client *cl) {
   if (!cl) {
     return;
   }
+  cl->del_pending = 1;
+  if (!cl->closed) {
+    /* Still open (a callback, say, frees its client): close first,
+       without on_closed; the memory goes with the handles below. */
+    cl->quiet = 1;
+    h3wt_client_close(cl);
+    return;
+  }
   if (cl->handles > 0) {
     /* Called from on_closed (or right after it): libuv still holds the
        handles inside cl until their close callbacks run. */
-    cl->del_pending = 1;
     return;
   }
   client_free(cl);
 }
 
 static void client_free(h3wt_client *cl) {
+  /* Only from outside every callback: handle close callbacks run from
+     libuv directly, and handles are closed by the time anyone else
+     frees. */
+  assert(cl->depth == 0 && cl->in_quic == 0 && cl->handles == 0);
   while (cl->reqs) {
     h3wt_client_request *r = cl->reqs;
     creq_unlink(r);
@@ -748,16 +886,24 @@ static const h3wt_response_handler wt_request_handler = {NULL, NULL,
                                                          wt_request_close};
 
 int h3wt_client_webtransport(h3wt_client *cl, const char *path,
-                             const char *origin,
+                             const char *origin, const h3wt_header *headers,
+                             size_t nheaders,
                              const h3wt_session_handler *handler,
                              void *route_data, h3wt_session **ps) {
   h3wt_client_request *r;
   h3wt_session *s;
-  if (!path || path[0] != '/' || !handler) {
+  if (!path || path[0] != '/' || !handler || (nheaders && !headers)) {
     return H3WT_ERR_INVALID_ARGUMENT;
   }
-  h3wt_wt_conn *wt = h3wt_h3_wt(cl->owner.h3);
-  if (!wt || cl->closed) {
+  for (size_t i = 0; i < nheaders; ++i) {
+    /* RFC 9114 4.3: pseudo-header fields after a regular one make the
+       request malformed; the CONNECT's own are set below. */
+    if (headers[i].namelen == 0 || headers[i].name[0] == ':') {
+      return H3WT_ERR_INVALID_ARGUMENT;
+    }
+  }
+  h3wt_wt_conn *wt = h3wt_client_wt(cl);
+  if (!wt || cl->closed || cl->close_requested) {
     return H3WT_ERR_CLOSED;
   }
   /* RFC 9220 and the draft: :protocol, and Chrome's draft-02 marker so
@@ -777,7 +923,7 @@ int h3wt_client_webtransport(h3wt_client *cl, const char *path,
   if (rv != 0) {
     return rv;
   }
-  rv = request_send(cl, fixed, nfixed, NULL, 0, NULL, 0, 0,
+  rv = request_send(cl, fixed, nfixed, headers, nheaders, NULL, 0, 0,
                     &wt_request_handler, NULL, s, &r);
   if (rv != 0) {
     /* Never on the wire: nothing to tell the handler. */

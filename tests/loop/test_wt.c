@@ -374,12 +374,12 @@ TEST(sessions_streams_datagrams_close) {
   /* Ten sessions on one connection, opened before the handshake ends. */
   for (int i = 0; i < NSESS; ++i) {
     CHECK_EQ_INT(h3wt_client_webtransport(client, "/wt/echo",
-                                          "https://example.test",
+                                          "https://example.test", NULL, 0,
                                           &client_handler, NULL, &C[i].s),
                  0);
   }
   /* A path without a route: 404, and the server's handler is not asked. */
-  CHECK_EQ_INT(h3wt_client_webtransport(client, "/wt/nowhere", NULL,
+  CHECK_EQ_INT(h3wt_client_webtransport(client, "/wt/nowhere", NULL, NULL, 0,
                                         &client_handler, NULL, &rejected),
                0);
   uv_timer_init(&loop, &guard);

@@ -234,7 +234,7 @@ static void run(size_t session_queue, h3wt_server_stats *out) {
   cs.port = h3wt_server_port(server);
   cs.insecure = 1;
   CHECK_EQ_INT(h3wt_client_new(&client, &loop, &cs, &cbs, NULL), 0);
-  CHECK_EQ_INT(h3wt_client_webtransport(client, "/wt/push", NULL,
+  CHECK_EQ_INT(h3wt_client_webtransport(client, "/wt/push", NULL, NULL, 0,
                                         &client_handler, NULL, &sess),
                0);
   uv_timer_init(&loop, &guard);

@@ -249,8 +249,8 @@ static void step_cb(uv_timer_t *t) {
     {
       h3wt_client_callbacks cbs = {noop_connected, c3_on_closed};
       c3 = connect_client(cbs);
-      CHECK_EQ_INT(h3wt_client_webtransport(c3, "/wt", NULL, &client_handler,
-                                            NULL, &Final.s),
+      CHECK_EQ_INT(h3wt_client_webtransport(c3, "/wt", NULL, NULL, 0,
+                                            &client_handler, NULL, &Final.s),
                    0);
     }
     phase = 5;
@@ -296,11 +296,11 @@ TEST(hostile_webtransport_input) {
                0);
   CHECK_EQ_INT(h3wt_server_listen(server), 0);
   c1 = connect_client(cbs);
-  CHECK_EQ_INT(h3wt_client_webtransport(c1, "/wt", NULL, &client_handler,
-                                        NULL, &A.s),
+  CHECK_EQ_INT(h3wt_client_webtransport(c1, "/wt", NULL, NULL, 0,
+                                        &client_handler, NULL, &A.s),
                0);
-  CHECK_EQ_INT(h3wt_client_webtransport(c1, "/wt", NULL, &client_handler,
-                                        NULL, &B.s),
+  CHECK_EQ_INT(h3wt_client_webtransport(c1, "/wt", NULL, NULL, 0,
+                                        &client_handler, NULL, &B.s),
                0);
   uv_timer_init(&loop, &guard);
   uv_timer_start(&guard, guard_cb, 60000, 0);

@@ -643,6 +643,31 @@ def unknown_path(t):
 
 
 @case
+def connect_headers(t):
+    """h3wt-client --wt -H 'x-token: abc' puts the header on every session's
+    CONNECT: the server's session sees it (the demo routes log its length at
+    debug level, never its value); the name is lower-cased, and a run
+    without -H carries none."""
+    srv = t.server(log_level="debug")
+    line = r"\[/wt/echo s\d+\] x-token: (\d+) bytes"
+    r = wt_client(t, srv.url("/wt/echo"), "-H", "x-token: abc",
+                  "--datagrams", 1)
+    check_eq(r.sessions_ready(), 1, "sessions ready")
+    check_eq(srv.wait_log(line, 1), ["3"], "x-token lengths the server saw")
+    r = wt_client(t, srv.url("/wt/echo"), "-H", "X-Token: hello",
+                  "--sessions", 2, "--datagrams", 1)
+    check_eq(r.sessions_ready(), 2, "sessions ready")
+    check_eq(srv.wait_log(line, 3), ["3", "5", "5"],
+             "x-token lengths the server saw (one per session)")
+    r = wt_client(t, srv.url("/wt/echo"), "--datagrams", 1)
+    check_eq(r.sessions_ready(), 1, "sessions ready")
+    check(srv.wait_log(r"session ready \(origin", 4),
+          "the session without -H never became ready")
+    check_eq(re.findall(line, srv.stderr()), ["3", "5", "5"],
+             "x-token lengths after a run without -H")
+
+
+@case
 def unreachable_server(t):
     """A server that never answers (a UDP port nobody reads): the client
     gives up at its --timeout, exits non-zero with a message, and reports how

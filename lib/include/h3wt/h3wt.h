@@ -484,13 +484,22 @@ int h3wt_client_new(h3wt_client **pclient, uv_loop_t *loop,
                     const h3wt_client_settings *settings,
                     const h3wt_client_callbacks *callbacks, void *user_data);
 
-/* Closes the connection (CONNECTION_CLOSE with H3_NO_ERROR); on_closed
-   follows. */
+/* Closes the connection (CONNECTION_CLOSE with H3_NO_ERROR, after what is
+   already queued); on_closed follows.  Called from outside the client's
+   callbacks, it closes before it returns.  Called from inside one (any
+   callback of the client, its requests or its sessions), it only records
+   the request and the client's flush pass closes later in the same loop
+   iteration: the packet being read may still call back (a response's
+   on_close, say), nothing more is read, and new requests and sessions are
+   refused with H3WT_ERR_CLOSED. */
 void h3wt_client_close(h3wt_client *client);
 
 /* Frees the client: from on_closed or any time after it (the memory goes
    once libuv has released the client's handles, within a loop iteration),
-   or if it never connected. */
+   or if it never connected.  Called before on_closed (from inside any of
+   the client's callbacks too), it first closes as h3wt_client_close() does
+   but without on_closed; requests and sessions still get on_close and
+   on_session_close. */
 void h3wt_client_del(h3wt_client *client);
 
 typedef struct h3wt_response_handler {
@@ -804,10 +813,15 @@ uint64_t h3wt_wt_code_to_h3(uint32_t n);
 int h3wt_wt_code_from_h3(uint64_t h3, uint32_t *n);
 
 /* Client: opens a WebTransport session to path on this connection (queued
-   until the handshake completes).  origin may be NULL.  handler must stay
-   valid until on_session_close. */
+   until the handshake completes).  origin may be NULL.  headers (copied;
+   NULL/0 for none) go on the CONNECT after the pseudo-headers and origin:
+   a token, say, which browsers cannot send but a native client can; names
+   are lower-case, and pseudo-headers (":...") are the library's.  handler
+   must stay valid until on_session_close.  Returns 0,
+   H3WT_ERR_INVALID_ARGUMENT, H3WT_ERR_CLOSED or H3WT_ERR_NOMEM. */
 int h3wt_client_webtransport(h3wt_client *client, const char *path,
-                             const char *origin,
+                             const char *origin, const h3wt_header *headers,
+                             size_t nheaders,
                              const h3wt_session_handler *handler,
                              void *route_data, h3wt_session **ps);
 
