@@ -302,11 +302,24 @@ static int hc_recv_header(h3wt_h3_conn *h3, int64_t stream_id,
              : -1;
 }
 
+static int set_protocol(const char *p, size_t len, void *ud) {
+  h3wt_wt_session_set_protocol(ud, p, len);
+  return 1; /* one String: stop after it */
+}
+
 static int hc_end_headers(h3wt_h3_conn *h3, int64_t stream_id, int fin,
                           void *ud, void *sud) {
   h3wt_client_request *r = sud;
   if (r && r->session) {
     h3wt_wt_session_set_status(r->session, r->status);
+    for (size_t i = 0; i < r->nrh; ++i) {
+      if (r->rh[i].namelen == 11 &&
+          memcmp(r->rh[i].name, "wt-protocol", 11) == 0) {
+        /* The server's choice: one structured-field String. */
+        h3wt_sf_string_list_parse(r->rh[i].value, r->rh[i].valuelen,
+                                  set_protocol, r->session);
+      }
+    }
     if (r->status >= 200 && r->status <= 299) {
       h3wt_wt_session_ready(r->session);
     } else {
@@ -609,9 +622,15 @@ static void spin_cb(uv_idle_t *h) {
 }
 
 static void flush(h3wt_client *cl) {
+  uint64_t code;
+  const char *reason;
   /* Close notifications held back so that handlers could close and reset
      from inside callbacks; they may ask for the connection's close. */
   h3wt_wt_run_deferred(h3wt_h3_wt(cl->owner.h3));
+  if (h3wt_h3_close_requested(cl->owner.h3, &code, &reason)) {
+    /* h3wt_session_close_connection() on one of our sessions. */
+    cl->close_requested = 1;
+  }
   if (cl->close_requested) {
     close_now(cl);
     return;
@@ -885,16 +904,24 @@ static void wt_request_close(h3wt_client_request *r, int err, uint64_t code,
 static const h3wt_response_handler wt_request_handler = {NULL, NULL,
                                                          wt_request_close};
 
-int h3wt_client_webtransport(h3wt_client *cl, const char *path,
-                             const char *origin, const h3wt_header *headers,
-                             size_t nheaders,
-                             const h3wt_session_handler *handler,
-                             void *route_data, h3wt_session **ps) {
+int h3wt_client_webtransport_versioned(h3wt_client *cl, const char *path,
+                                       const char *origin,
+                                       const h3wt_header *headers,
+                                       size_t nheaders, int handler_version,
+                                       const h3wt_session_handler *handler,
+                                       void *route_data, h3wt_session **ps) {
   h3wt_client_request *r;
   h3wt_session *s;
-  if (!path || path[0] != '/' || !handler || (nheaders && !headers)) {
+  h3wt_session_handler full;
+  size_t hsize = h3wt_session_handler_size(handler_version);
+  if (!path || path[0] != '/' || !handler || !hsize ||
+      (nheaders && !headers)) {
     return H3WT_ERR_INVALID_ARGUMENT;
   }
+  /* The caller's struct may be an older, shorter one: widen it. */
+  memset(&full, 0, sizeof(full));
+  memcpy(&full, handler, hsize);
+  handler = &full;
   for (size_t i = 0; i < nheaders; ++i) {
     /* RFC 9114 4.3: pseudo-header fields after a regular one make the
        request malformed; the CONNECT's own are set below. */

@@ -87,6 +87,21 @@ static void conn_timer_closed(uv_handle_t *h) {
   }
 }
 
+/* Takes c off the dirty list, where it may sit when it goes (a callback
+   dirtied it just before its close): the list outlives this loop
+   iteration, c's memory does not. */
+static void dirty_unlink(h3wt_endpoint *ep, h3wt_ep_conn *c) {
+  for (h3wt_ep_conn **pp = &ep->dirty; *pp; pp = &(*pp)->dirty_next) {
+    if (*pp == c) {
+      *pp = c->dirty_next;
+      c->dirty_next = NULL;
+      return;
+    }
+  }
+  /* Not there: it is on the flush pass's own lists, which skip dead
+     connections (and whose links must stay). */
+}
+
 /* Frees a connection: its CIDs leave the map now, its memory once libuv
    has released the timer. */
 static void conn_free(h3wt_ep_conn *c, uint64_t code) {
@@ -97,6 +112,7 @@ static void conn_free(h3wt_ep_conn *c, uint64_t code) {
     return;
   }
   c->dead = 1;
+  dirty_unlink(ep, c);
   if (!ep->closing && !h3wt_quic_conn_handshake_done(c->qc)) {
     ++ep->stats.handshake_failures;
   }
@@ -206,8 +222,12 @@ static void flush_pass(h3wt_endpoint *ep) {
      may also have dirtied others meanwhile. */
   for (h3wt_ep_conn *c = again; c;) {
     h3wt_ep_conn *next = c->dirty_next;
-    c->dirty_next = ep->dirty;
-    ep->dirty = c;
+    if (c->dead) {
+      c->dirty_next = NULL; /* went later in this pass */
+    } else {
+      c->dirty_next = ep->dirty;
+      ep->dirty = c;
+    }
     c = next;
   }
   if (ep->dirty) {

@@ -1272,7 +1272,7 @@ static size_t request_handler_size(int version) {
   }
 }
 
-static size_t session_handler_size(int version) {
+size_t h3wt_session_handler_size(int version) {
   switch (version) {
   case H3WT_SESSION_HANDLER_V1:
     return offsetof(h3wt_session_handler, on_streams_available);
@@ -1328,7 +1328,7 @@ int h3wt_server_webtransport_versioned(h3wt_server *srv, const char *path,
                                        int handler_version,
                                        const h3wt_session_handler *handler,
                                        void *route_data) {
-  size_t size = session_handler_size(handler_version);
+  size_t size = h3wt_session_handler_size(handler_version);
   if (!path || path[0] != '/' || !handler || !size ||
       !handler->on_session_request) {
     return H3WT_ERR_INVALID_ARGUMENT;

@@ -54,6 +54,11 @@ struct h3wt_stream {
   uint64_t reset_code;
   size_t last_len;     /* what the last writev handed out */
   int last_fin;
+  int stop_notify;     /* the peer's STOP_SENDING, to tell */
+  int stop_notified;
+  uint64_t stop_code;  /* its code (H3 space), when known */
+  int stop_has_code;
+  int reset_by_us;     /* h3wt_stream_reset() was called */
   int paused;          /* h3wt_stream_pause_reading: hold, no credit */
   int resume_queued;   /* on the session's resume list */
   h3wt_sendq held;     /* bytes received while paused */
@@ -131,6 +136,7 @@ struct h3wt_wt_conn {
   h3wt_wt_registry *reg;          /* limits.registry, or own */
   h3wt_wt_registry ownreg;
   int resume_pending; /* some session has streams to resume */
+  int stop_pending;   /* some stream has a STOP_SENDING to tell */
 };
 
 #define LOGID(wt) h3wt_quic_conn_name(h3wt_h3_quic((wt)->h3))
@@ -198,6 +204,7 @@ static void stream_free(h3wt_stream *st) {
 
 static void registry_remove(h3wt_session *s);
 static void run_resumes(h3wt_wt_conn *wt);
+static void run_stop_notifications(h3wt_wt_conn *wt);
 static void stream_data(h3wt_stream *st, const uint8_t *data, size_t len,
                         int fin);
 
@@ -374,12 +381,24 @@ void h3wt_wt_run_deferred(h3wt_wt_conn *wt) {
   if (wt->resume_pending) {
     run_resumes(wt);
   }
+  if (wt->stop_pending) {
+    run_stop_notifications(wt);
+  }
   /* Streams first: their session's on_session_close comes after them. */
   while (wt->dstreams) {
     h3wt_stream *st = wt->dstreams;
     wt->dstreams = st->dnext;
     h3wt_session *s = st->session;
     assert(st->deferred && st->closed);
+    if (s && st->stop_notify && !st->stop_notified && st->opened_notified &&
+        s->state == S_READY && s->handler->on_stream_stop_sending) {
+      /* The peer's STOP_SENDING, learnt as the stream closed: before its
+         close, as it happened. */
+      uint32_t wc = 0;
+      int has = st->stop_has_code && h3wt_wt_code_from_h3(st->stop_code, &wc);
+      st->stop_notified = 1;
+      s->handler->on_stream_stop_sending(st, wc, has, s->route_data);
+    }
     unlink_stream(st);
     if (s && st->opened_notified && s->handler->on_stream_close) {
       s->handler->on_stream_close(st, s->route_data);
@@ -1350,6 +1369,7 @@ int h3wt_stream_reset(h3wt_stream *st, uint32_t code) {
       (!st->bidi && !st->local)) {
     return H3WT_ERR_INVALID_STATE;
   }
+  st->reset_by_us = 1;
   if (written_bytes(st) < st->hdr_len) {
     /* A reset that overtakes the stream's header leaves the peer unable
        to tell which session the stream was for: send the header first
@@ -1706,6 +1726,15 @@ void h3wt_wt_stream_closed(h3wt_wt_conn *wt, h3wt_sud *sud, uint64_t code) {
     return;
   }
   h3wt_stream *st = (h3wt_stream *)sud;
+  if (st->session && (st->bidi || st->local) && !st->fin_sent &&
+      !st->reset_by_us && !st->stop_notify && code != H3WT_H3_NO_ERROR) {
+    /* Our side ended neither by FIN nor by our reset: the peer's
+       STOP_SENDING ended it (ngtcp2 answered it; the close carries its
+       code unless a RESET_STREAM of the peer's came first). */
+    st->stop_notify = 1;
+    st->stop_code = code;
+    st->stop_has_code = 1;
+  }
   /* QUIC forgets the stream now; so must the write queue. */
   st->quic_closed = 1;
   st->write_shut = 1;
@@ -1727,21 +1756,16 @@ void h3wt_wt_stream_reset(h3wt_wt_conn *wt, h3wt_sud *sud, uint64_t code) {
   }
 }
 
+/* ngtcp2's stream_stop_sending callback: *we* stopped reading (our own
+   h3wt_stream_stop_sending, or a reset of the whole stream).  Not the
+   peer's STOP_SENDING, which ngtcp2 1.11 answers by itself and which we
+   learn of in h3wt_wt_shut_wr(). */
 void h3wt_wt_stream_stop_sending(h3wt_wt_conn *wt, h3wt_sud *sud,
                                  uint64_t code) {
   if (sud->kind != H3WT_SUD_WT) {
     return;
   }
-  h3wt_stream *st = (h3wt_stream *)sud;
-  uint32_t wc = 0;
-  int has = h3wt_wt_code_from_h3(code, &wc);
-  st->write_shut = 1;
-  wq_remove(wt, st);
-  if (st->session && st->session->state == S_READY && !st->closed &&
-      st->session->handler->on_stream_stop_sending) {
-    st->session->handler->on_stream_stop_sending(st, wc, has,
-                                                 st->session->route_data);
-  }
+  ((h3wt_stream *)sud)->read_done = 1;
 }
 
 void h3wt_wt_stream_unblocked(h3wt_wt_conn *wt, h3wt_sud *sud) {
@@ -1837,8 +1861,38 @@ void h3wt_wt_blocked(h3wt_wt_conn *wt, int64_t stream_id) {
 void h3wt_wt_shut_wr(h3wt_wt_conn *wt, int64_t stream_id) {
   h3wt_stream *st = wt->writing;
   if (st && st->id == stream_id) {
+    /* Writing found our side shut, and we did not shut it: the peer sent
+       STOP_SENDING (ngtcp2 answered with RESET_STREAM already).  The
+       application hears of it from the deferred pass, not from inside
+       this write. */
     st->write_shut = 1;
     wq_remove(wt, st);
+    if (st->session && !st->closed && !st->stop_notify) {
+      st->stop_notify = 1;
+      wt->stop_pending = 1;
+      h3wt_h3_want_write(wt->h3);
+    }
+  }
+}
+
+/* Tells the application of the peer's STOP_SENDING (see above); the code
+   is not known: ngtcp2 1.11 reports none. */
+static void run_stop_notifications(h3wt_wt_conn *wt) {
+  wt->stop_pending = 0;
+  for (h3wt_session *s = wt->sessions; s; s = s->next) {
+    for (h3wt_stream *st = s->streams; st; st = st->next) {
+      if (!st->stop_notify || st->stop_notified) {
+        continue;
+      }
+      st->stop_notified = 1;
+      if (s->state == S_READY && !st->closed &&
+          s->handler->on_stream_stop_sending) {
+        s->handler->on_stream_stop_sending(st, 0, 0, s->route_data);
+        if (st->deferred) {
+          break; /* the callback closed things: the walk ends here */
+        }
+      }
+    }
   }
 }
 

@@ -110,6 +110,7 @@ typedef enum cb_id {
   CB_DATAGRAM,
   CB_SESSION_DRAIN,
   CB_SESSION_CLOSE,
+  CB_STREAMS_AVAILABLE,
   CB_SERVER_CLOSED,
   NCB
 } cb_id;
@@ -136,6 +137,7 @@ static const struct {
     [CB_DATAGRAM] = {"on_datagram", HAS_SESS | HAS_LIVE},
     [CB_SESSION_DRAIN] = {"on_session_drain", HAS_SESS | HAS_LIVE},
     [CB_SESSION_CLOSE] = {"on_session_close", HAS_SESS | HAS_LIVE},
+    [CB_STREAMS_AVAILABLE] = {"on_streams_available", HAS_SESS | HAS_LIVE},
     /* Everything is gone by then: only the server itself is left. */
     [CB_SERVER_CLOSED] = {"server_close_cb", 0},
 };
@@ -207,9 +209,6 @@ static void build_cases(void) {
       k->cb = (cb_id)c;
       k->act = (act_id)a;
       snprintf(k->name, sizeof(k->name), "%s.%s", cbs[c].name, acts[a].name);
-#ifndef H3WT_HAVE_CLOSE_CONNECTION
-      k->skip = a == A_CLOSE_CONNECTION || a == A_CLOSE_CONNECTION_OTHER;
-#endif
     }
   }
 }
@@ -228,7 +227,7 @@ typedef struct trk {
   struct trk *session;
 } trk;
 
-#define MAX_TRK 64
+#define MAX_TRK 512
 
 /* Gates: what the clients must see before the case tears down. */
 enum {
@@ -302,6 +301,8 @@ static struct {
   uint32_t b_sess_code;
   char b_sess_reason[128];
   h3wt_stream *b_stream;
+  int b_fin_sent;       /* B finished its stream to learn of a stop */
+  int b_stop_has_code;
   int b_reset, b_stop, b_fin, b_dgrams, b_server_streams;
   uint32_t b_reset_code, b_stop_code;
   char b_data[16];
@@ -381,12 +382,8 @@ static int triggers(cb_id cb, int other) {
 }
 
 static void shutdown_server(void) {
-#ifdef H3WT_SERVER_SHUTDOWN_HAS_REASON
   h3wt_server_shutdown(T.server, SHUTDOWN_MS, SHUTDOWN_CODE, SHUTDOWN_REASON,
                        on_server_closed, NULL);
-#else
-  h3wt_server_shutdown(T.server, SHUTDOWN_MS, on_server_closed, NULL);
-#endif
 }
 
 static void act(const here *h) {
@@ -413,25 +410,18 @@ static void act(const here *h) {
       /* Still open at the deadline: closed with the code and reason the
          header documents. */
       T.want_a_code = 1;
-#ifdef H3WT_SERVER_SHUTDOWN_HAS_REASON
       T.a_code_want = SHUTDOWN_CODE;
       T.a_reason_want = SHUTDOWN_REASON;
-#else
-      T.a_code_want = 0;
-      T.a_reason_want = "server shutting down";
-#endif
     }
     break;
   case A_CLOSE_CONNECTION:
   case A_CLOSE_CONNECTION_OTHER: {
-#ifdef H3WT_HAVE_CLOSE_CONNECTION
     int other = T.c->act == A_CLOSE_CONNECTION_OTHER;
     rv = h3wt_session_close_connection(other ? T.other_sess : h->sess,
                                        H3_NO_ERROR, "contract");
     if (rv == 0) {
       T.gates |= other ? G_B_CLOSED : G_A_CLOSED;
     }
-#endif
     break;
   }
   case A_SESSION_CLOSE:
@@ -642,6 +632,29 @@ static void sv_session_ready(h3wt_session *s, void *rd) {
       return;
     }
   }
+  if (T.c->cb == CB_STREAMS_AVAILABLE) {
+    /* Finished uni streams until the client's stream limit refuses one;
+       as the client reads them to the end it grants more, and
+       on_streams_available follows. */
+    for (int i = 0; i < 10000; ++i) {
+      h3wt_stream *st;
+      int rv = h3wt_session_open_stream(s, 0, &st);
+      if (rv == H3WT_ERR_WOULDBLOCK) {
+        return;
+      }
+      if (rv != 0) {
+        FAILF("open_stream: %s", h3wt_strerror(rv));
+        return;
+      }
+      trk *ts = trk_new("stream", 1, 0, t);
+      ts->announced = 1;
+      h3wt_stream_set_data(st, ts);
+      h3wt_stream_write(st, "u", 1);
+      h3wt_stream_finish(st);
+    }
+    FAILF("the client's stream limit never refused a stream");
+    return;
+  }
   if (T.c->cb == CB_STREAM_WRITABLE && !T.writable_blocked) {
     /* A stream of our own, written until it refuses.  Unidirectional:
        when a server-opened bidi stream closes, the client calls
@@ -817,10 +830,20 @@ static void sv_session_close(h3wt_session *s, int err, uint32_t code,
   }
 }
 
+static void sv_streams_available(h3wt_session *s, int bidi, void *rd) {
+  trk *t = session_trk(s);
+  seen(t, "on_streams_available");
+  if (t && triggers(CB_STREAMS_AVAILABLE, t->other)) {
+    here h = {NULL, s, NULL};
+    act(&h);
+  }
+}
+
 static const h3wt_session_handler server_handler = {
     sv_session_request, sv_session_ready, sv_stream_open,     sv_stream_data,
     sv_stream_reset,    sv_stream_stop,   sv_stream_writable, sv_stream_close,
-    sv_datagram,        sv_session_drain, sv_session_close};
+    sv_datagram,        sv_session_drain, sv_session_close,
+    sv_streams_available};
 
 static void on_server_closed(h3wt_server *server, void *ud) {
   ++T.close_cbs;
@@ -915,6 +938,10 @@ static void cl_stream_data(h3wt_stream *st, const uint8_t *d, size_t n, int fin,
     } else if (T.c->cb == CB_STREAM_STOP_SENDING) {
       T.a_signalled = 1;
       h3wt_stream_stop_sending(st, CLIENT_STOP_CODE);
+      /* With ngtcp2 1.11 the server learns of a STOP_SENDING only when it
+         next writes the stream or the stream closes (no callback for the
+         frame): our FIN lets its echo handler finish, which does both. */
+      h3wt_stream_finish(st);
     }
   }
   if (fin && h3wt_stream_is_bidi(st) && !h3wt_stream_is_local(st)) {
@@ -935,6 +962,7 @@ static void cl_stream_stop(h3wt_stream *st, uint32_t code, int has, void *rd) {
   if (rd == &role_b && st == T.b_stream) {
     T.b_stop = 1;
     T.b_stop_code = code;
+    T.b_stop_has_code = has;
   }
 }
 
@@ -991,7 +1019,8 @@ static const h3wt_session_handler client_handler = {NULL,
                                                     cl_stream_close,
                                                     cl_datagram,
                                                     cl_session_drain,
-                                                    cl_session_close};
+                                                    cl_session_close,
+                                                    NULL};
 
 static void rs_headers(h3wt_client_request *r, int status, const h3wt_header *h,
                        size_t n, void *ud) {
@@ -1040,7 +1069,9 @@ static h3wt_session *client_session(h3wt_client *cl, const char *path,
                                     int *role) {
   h3wt_session *s = NULL;
   CHECK_EQ_INT(
-      h3wt_client_webtransport(cl, path, NULL, &client_handler, role, &s), 0);
+      h3wt_client_webtransport(cl, path, NULL, NULL, 0, &client_handler, role,
+                               &s),
+      0);
   if (s) {
     trk *t = trk_new("session", 0, role == &role_b, NULL);
     t->announced = 1; /* a client always hears how its session ended */
@@ -1133,6 +1164,12 @@ static void step_cb(uv_timer_t *timer) {
     }
     return;
   case P_RUN:
+    if ((T.gates & G_B_STOP) && !T.b_stop && T.b_stream && !T.b_fin_sent) {
+      /* ngtcp2 1.11 reports no STOP_SENDING frame: client B learns of it
+         when it next writes the stream (or the stream closes). */
+      T.b_fin_sent = 1;
+      h3wt_stream_finish(T.b_stream);
+    }
     if (T.c->cb == CB_DATAGRAM && !T.acted && T.a_sess && T.a_ready) {
       /* Again each tick until one arrives: datagrams may be lost. */
       h3wt_session_send_datagram(T.a_sess, "dgram", 5);
@@ -1265,7 +1302,11 @@ static void check_outcome(void) {
   }
   if (T.gates & G_B_STOP) {
     TEST_CONTEXT("client B stream stop_sending");
-    CHECK_EQ_INT(T.b_stop_code, OTHER_STOP_CODE);
+    /* Learnt at a write, the code is unknown (has_code 0); learnt at the
+       stream's close, it is the server's. */
+    if (T.b_stop_has_code) {
+      CHECK_EQ_INT(T.b_stop_code, OTHER_STOP_CODE);
+    }
   }
   if (T.gates & G_B_FIN) {
     TEST_CONTEXT("client B stream bytes");
@@ -1419,7 +1460,7 @@ static void failure_reason(FILE *f, const char *name, char *out,
       /* "#3 0x55d0 in dispatch_connect /x/lib/h3wt_server.c:612:3" */
       char fn[96], where[512];
       if (sscanf(p, " in %95s %511s", fn, where) == 2) {
-        snprintf(frame, sizeof(frame), " in %s (%s)", fn, short_path(where));
+        snprintf(frame, sizeof(frame), " in %s (%.150s)", fn, short_path(where));
       }
     } else if (!check[0] && (p = strstr(line, tag)) != NULL) {
       snprintf(check, sizeof(check), "%s", p + strlen(tag));

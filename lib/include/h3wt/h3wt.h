@@ -816,14 +816,25 @@ int h3wt_wt_code_from_h3(uint64_t h3, uint32_t *n);
    until the handshake completes).  origin may be NULL.  headers (copied;
    NULL/0 for none) go on the CONNECT after the pseudo-headers and origin:
    a token, say, which browsers cannot send but a native client can; names
-   are lower-case, and pseudo-headers (":...") are the library's.  handler
-   must stay valid until on_session_close.  Returns 0,
+   are lower-case, and pseudo-headers (":...") are the library's; offer
+   subprotocols with a wt-available-protocols header.  The handler is
+   copied (the macro passes H3WT_SESSION_HANDLER_VERSION).  Returns 0,
    H3WT_ERR_INVALID_ARGUMENT, H3WT_ERR_CLOSED or H3WT_ERR_NOMEM. */
-int h3wt_client_webtransport(h3wt_client *client, const char *path,
-                             const char *origin, const h3wt_header *headers,
-                             size_t nheaders,
-                             const h3wt_session_handler *handler,
-                             void *route_data, h3wt_session **ps);
+int h3wt_client_webtransport_versioned(h3wt_client *client, const char *path,
+                                       const char *origin,
+                                       const h3wt_header *headers,
+                                       size_t nheaders, int handler_version,
+                                       const h3wt_session_handler *handler,
+                                       void *route_data, h3wt_session **ps);
+#define h3wt_client_webtransport(CLIENT, PATH, ORIGIN, HEADERS, NHEADERS,      \
+                                 HANDLER, ROUTE_DATA, PS)                      \
+  h3wt_client_webtransport_versioned((CLIENT), (PATH), (ORIGIN), (HEADERS),    \
+                                     (NHEADERS), H3WT_SESSION_HANDLER_VERSION, \
+                                     (HANDLER), (ROUTE_DATA), (PS))
+
+/* The size of the caller's h3wt_session_handler of that version, or 0 for
+   a version this library does not know. */
+size_t h3wt_session_handler_size(int handler_version);
 
 #ifdef __cplusplus
 }
