@@ -11,6 +11,9 @@ file(READ "${HEADER}" text)
 # Comments mention calls ("see h3wt_server_close()"): drop them first.
 string(REGEX REPLACE "/\\*([^*]|\\*+[^*/])*\\*+/" "" text "${text}")
 string(REGEX REPLACE "//[^\n]*" "" text "${text}")
+# Preprocessor lines, with their continuations: a function-like macro
+# ("#define h3wt_server_route(...)" over a _versioned call) is not a symbol.
+string(REGEX REPLACE "\n[ \t]*#([^\n]*\\\\\n)*[^\n]*" "\n" text "\n${text}")
 # A declaration: a name followed by its parameter list.  Function-pointer
 # typedefs ("(*h3wt_log_cb)(") and macros (upper case) do not match.
 string(REGEX MATCHALL "[^A-Za-z0-9_]h3wt_[a-z0-9_]+[ \t\n]*\\(" calls "${text}")

@@ -91,10 +91,16 @@ stray=$(grep -v '^h3wt_' <<<"$exports" || true)
 archive=$(nm "$LIBDIR/libh3wt.a" 2>/dev/null)
 hooks=$(grep h3wt_wt_test_ <<<"$exports$archive" || true)
 [ -z "$hooks" ] || fail "test hooks in the installed libraries: $hooks"
-# Every exported name is declared in the public header.
+# Every exported name is declared in the public header, and every function
+# the header declares is defined (as listed by the same parser the build
+# uses for the version script).
 for s in $exports; do
   grep -q "\b$s(" "$PREFIX/include/h3wt/h3wt.h" || fail "$s is exported but not in h3wt.h"
 done
+cmake -DHEADER="$PREFIX/include/h3wt/h3wt.h" -DOUTPUT="$T/api.map" \
+  -P "$SOURCE/cmake/h3wt-exports.cmake"
+missing=$(sed -n 's/^ *\(h3wt_[a-z0-9_]*\);$/\1/p' "$T/api.map" | grep -vxF -f <(echo "$exports") || true)
+[ -z "$missing" ] || fail "declared in h3wt.h but not exported by libh3wt.so: $missing"
 version=$(sed -n 's/^#define H3WT_VERSION "\(.*\)"$/\1/p' "$PREFIX/include/h3wt/h3wt.h")
 export PKG_CONFIG_PATH="$LIBDIR/pkgconfig$dep_pc_path"
 [ "$(pkg-config --modversion h3wt)" = "$version" ] ||
