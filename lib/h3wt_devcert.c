@@ -126,7 +126,6 @@ int64_t h3wt_cert_seconds_left(const char *cert_file) {
   return (int64_t)t - (int64_t)time(NULL);
 }
 
-
 /* ---- development certificate -------------------------------------------- */
 
 /* Writes a DER tag and definite length (content of at most 0xffff bytes,
@@ -352,8 +351,8 @@ fail:
   return H3WT_ERR_IO;
 }
 
-int h3wt_devcert_make(const char *cert_file, const char *key_file,
-                      char *errbuf, size_t errlen) {
+int h3wt_devcert_make(const char *cert_file, const char *key_file, char *errbuf,
+                      size_t errlen) {
   enum { DER_MAX = 2048, PEM_MAX = 4096 };
   uint8_t *tbs = NULL, *der = NULL, *pem = NULL, *keypem = NULL;
   uint8_t keyder[256];

@@ -685,8 +685,7 @@ fail:
   return rv;
 }
 
-int h3wt_tls_cert_file_der(const char *path, uint8_t **pder,
-                           size_t *pderlen) {
+int h3wt_tls_cert_file_der(const char *path, uint8_t **pder, size_t *pderlen) {
   uint8_t *pem;
   uint8_t *der;
   size_t pemlen;

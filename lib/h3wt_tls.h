@@ -73,8 +73,7 @@ int h3wt_tls_recv_crypto_data(h3wt_tls_crypto_rx *rx, void *conn, int level,
    in *pder on the heap (free() it).  Returns 0, H3WT_ERR_INVALID_ARGUMENT
    (path NULL), H3WT_ERR_IO (cannot read it), H3WT_ERR_TLS (no PEM
    certificate in it) or H3WT_ERR_NOMEM. */
-int h3wt_tls_cert_file_der(const char *path, uint8_t **pder,
-                           size_t *pderlen);
+int h3wt_tls_cert_file_der(const char *path, uint8_t **pder, size_t *pderlen);
 
 /* The development-certificate calls are public now (h3wt_devcert_make()
    and friends in h3wt.h).  The old name stays for the loop tests
