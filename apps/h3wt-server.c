@@ -38,8 +38,6 @@
 #include "h3wt_config.h"
 #include "h3wt_http1.h"
 #include "h3wt_stats_json.h"
-#include "h3wt_tls.h"
-#include "h3wt_util.h"
 
 /* ---- command line ---------------------------------------------------------- */
 
@@ -136,6 +134,16 @@ static void on_signal(uv_signal_t *h, int signum) {
                        server_closed, a);
 }
 
+/* Lower-case hex of len bytes into out (2 * len + 1 bytes). */
+static void to_hex(const uint8_t *in, size_t len, char *out) {
+  static const char digits[] = "0123456789abcdef";
+  for (size_t i = 0; i < len; ++i) {
+    out[2 * i] = digits[in[i] >> 4];
+    out[2 * i + 1] = digits[in[i] & 0xf];
+  }
+  out[2 * len] = '\0';
+}
+
 static void base64(const uint8_t *in, size_t len, char *out) {
   static const char t[] =
       "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -161,16 +169,16 @@ static void base64(const uint8_t *in, size_t len, char *out) {
    on one address only (the page then uses it instead of its own host). */
 static char *config_json(const char *host, uint16_t port,
                          const uint8_t hash[32]) {
-  char hex[65], b64[45];
+  char hexhash[65], b64[45];
   json_t *h3host, *doc;
   char *text;
-  h3wt_hex(hash, 32, hex);
+  to_hex(hash, 32, hexhash);
   base64(hash, 32, b64);
   h3host = host && strcmp(host, "::") != 0 && strcmp(host, "0.0.0.0") != 0
                ? json_string(host)
                : json_null();
   doc = json_pack("{s:i, s:o, s:s, s:s, s:{s:s, s:s, s:s}}", "h3_port",
-                  (int)port, "h3_host", h3host, "cert_sha256", hex,
+                  (int)port, "h3_host", h3host, "cert_sha256", hexhash,
                   "cert_sha256_b64", b64, "paths", "echo", "/wt/echo",
                   "chat", "/wt/chat", "ticker", "/wt/ticker");
   text = doc ? json_dumps(doc, JSON_INDENT(2)) : NULL;
@@ -223,11 +231,11 @@ static int dev_cert(const char *dir, char *cert, char *key, size_t len) {
     fprintf(stderr, "h3wt-server: certificate folder name too long\n");
     return -1;
   }
-  int64_t left = h3wt_tls_cert_seconds_left(cert);
+  int64_t left = h3wt_cert_seconds_left(cert);
   if (left > 24 * 3600 && access(key, R_OK) == 0) {
     return 0;
   }
-  if (h3wt_tls_devcert_make(cert, key, err, sizeof(err)) != 0) {
+  if (h3wt_devcert_make(cert, key, err, sizeof(err)) != 0) {
     fprintf(stderr, "h3wt-server: development certificate: %s\n", err);
     return -1;
   }
@@ -467,9 +475,9 @@ static int run(h3wt_app_config *cfg) {
     return fail_after_start(&a);
   }
   uint8_t hash[32];
-  char hex[65];
-  h3wt_tls_cert_sha256(s.cert_file, hash);
-  h3wt_hex(hash, 32, hex);
+  char hexhash[65];
+  h3wt_cert_sha256(s.cert_file, hash);
+  to_hex(hash, 32, hexhash);
   if (!no_http) {
     h3wt_http1_settings hs;
     char *config = config_json(s.host, h3wt_server_port(a.server), hash);
@@ -512,7 +520,7 @@ static int run(h3wt_app_config *cfg) {
   printf("h3wt-server: listening on %s port %u (UDP, HTTP/3)\n", s.host,
          h3wt_server_port(a.server));
   printf("h3wt-server: certificate %s\n", s.cert_file);
-  printf("h3wt-server: certificate sha256 %s\n", hex);
+  printf("h3wt-server: certificate sha256 %s\n", hexhash);
   printf("h3wt-server: try: curl --http3-only -k https://localhost:%u/\n",
          h3wt_server_port(a.server));
   if (a.http1) {

@@ -22,7 +22,12 @@
 #include <llhttp.h>
 
 #include "h3wt_http1.h"
-#include "h3wt_path.h"
+/* The library's path resolver, compiled into the demo as a source file
+   (apps/CMakeLists.txt) rather than reached through the library: the
+   listener must refuse exactly what h3wt_server_static() refuses, and the
+   resolver is not public API.  Relative, because apps see only the public
+   include directory. */
+#include "../lib/h3wt_path.h"
 
 #define READ_BUF 16384
 #define MAX_LISTENERS 2

@@ -1,6 +1,7 @@
 /*
  * h3wt_tls: wolfSSL contexts for QUIC (through ngtcp2_crypto_wolfssl),
- * certificate loading, development-certificate generation, key logging.
+ * certificate loading, key logging.  (Development certificates are made in
+ * h3wt_devcert.c, behind the public h3wt_devcert_make().)
  *
  * The only module that includes wolfSSL headers.  Everything it hands out is
  * an opaque pointer; the quic module passes the per-connection handle to
@@ -11,6 +12,8 @@
 
 #include <stddef.h>
 #include <stdint.h>
+
+#include "h3wt/h3wt.h"
 
 typedef struct h3wt_tls_ctx h3wt_tls_ctx;
 
@@ -66,20 +69,16 @@ typedef struct h3wt_tls_crypto_rx {
 int h3wt_tls_recv_crypto_data(h3wt_tls_crypto_rx *rx, void *conn, int level,
                               const uint8_t *data, size_t datalen);
 
-/* Makes a self-signed X.509v3 certificate with a fresh ECDSA P-256 key, as
-   browsers accept for WebTransport serverCertificateHashes: valid for at most
-   14 days in total (notBefore to notAfter), subjectAltName DNS:localhost,
-   IP:127.0.0.1, IP:::1.  Writes PEM files (key with mode 0600).  Returns 0 or
-   -1 with a reason in errbuf. */
-int h3wt_tls_devcert_make(const char *cert_file, const char *key_file,
-                          char *errbuf, size_t errlen);
+/* The DER encoding of the first certificate in a PEM file (at most 1 MiB),
+   in *pder on the heap (free() it).  Returns 0, H3WT_ERR_INVALID_ARGUMENT
+   (path NULL), H3WT_ERR_IO (cannot read it), H3WT_ERR_TLS (no PEM
+   certificate in it) or H3WT_ERR_NOMEM. */
+int h3wt_tls_cert_file_der(const char *path, uint8_t **pder, size_t *pderlen);
 
-/* SHA-256 of the DER encoding of the first certificate in a PEM file.
-   Returns 0 or -1. */
-int h3wt_tls_cert_sha256(const char *cert_file, uint8_t out[32]);
-
-/* Seconds until the first certificate in a PEM file expires (negative when
-   already expired), or INT64_MIN if it cannot be read. */
-int64_t h3wt_tls_cert_seconds_left(const char *cert_file);
+/* The development-certificate calls are public now (h3wt_devcert_make()
+   and friends in h3wt.h).  The old name stays for the loop tests
+   (tests/loop/) that still call it; they only check for 0, which both
+   return on success. */
+#define h3wt_tls_devcert_make h3wt_devcert_make
 
 #endif /* H3WT_TLS_H */

@@ -2023,6 +2023,7 @@ size_t h3wt_wt_settings(h3wt_setting *out, size_t max) {
 
 /* ---- test hooks ------------------------------------------------------------ */
 
+#ifdef H3WT_TEST_HOOKS /* only in the tests' build of the library */
 int h3wt_wt_test_raw_stream(h3wt_wt_conn *wt, int bidi, const void *bytes,
                             size_t len, int fin) {
   int64_t id;
@@ -2071,3 +2072,4 @@ int h3wt_wt_test_raw_datagram(h3wt_wt_conn *wt, const void *bytes,
   }
   return rv;
 }
+#endif /* H3WT_TEST_HOOKS */

@@ -200,6 +200,7 @@ void h3wt_wt_session_set_status(h3wt_session *s, int status);
 void h3wt_wt_session_set_stream(h3wt_session *s, int64_t stream_id);
 int64_t h3wt_wt_session_stream(const h3wt_session *s);
 
+#ifdef H3WT_TEST_HOOKS /* only in the tests' build of the library */
 /* Test hooks: send exactly what a broken or hostile peer would. */
 /* A stream carrying bytes (no WebTransport header added). */
 int h3wt_wt_test_raw_stream(h3wt_wt_conn *wt, int bidi, const void *bytes,
@@ -209,6 +210,7 @@ int h3wt_wt_test_raw_capsule(h3wt_session *s, const void *bytes, size_t len);
 /* A QUIC DATAGRAM frame with this payload (no quarter stream ID added). */
 int h3wt_wt_test_raw_datagram(h3wt_wt_conn *wt, const void *bytes,
                               size_t len);
+#endif /* H3WT_TEST_HOOKS */
 
 /* The settings WebTransport adds to SETTINGS (see h3wt_wtproto.h). */
 size_t h3wt_wt_settings(h3wt_setting *out, size_t max);

@@ -1,12 +1,19 @@
 #!/usr/bin/env bash
 # Installs everything h3wt needs on Debian 12 (bookworm), idempotently.
 #
-# Debian packages: compilers, cmake, libuv, jansson, nghttp3 (backports 1.8,
-# for enable_connect_protocol and h3_datagram).  wolfSSL with QUIC and ngtcp2
-# with its wolfSSL crypto layer exist only as source packages (trixie), so
-# they are built here into a private prefix, as is curl with HTTP/3 (for the
-# tests).  The prefix is cached by version under $H3WT_DEPS_DIR, so a second
-# run (or a fresh clone on the same machine) reuses it.
+# Debian suites it uses, all from the mirror the machine's own apt sources
+# already use for bookworm (no host name is written here):
+#   bookworm            the base: compilers, cmake, libuv, jansson
+#   bookworm-backports  nghttp3 1.8 (enable_connect_protocol, h3_datagram)
+#   trixie              pinned low; the source packages of wolfSSL, ngtcp2
+#                       and curl (each fetched and version-looked-up from
+#                       trixie by name, whatever other deb-src is set up),
+#                       and the llhttp binary
+# wolfSSL with QUIC and ngtcp2 with its wolfSSL crypto layer exist only as
+# source packages, so they are built here into a private prefix, as is curl
+# with HTTP/3 (for the tests).  The prefix is cached by version under
+# $H3WT_DEPS_DIR, so a second run (or a fresh clone on the same machine)
+# reuses it.
 set -euo pipefail
 
 DEPS_DIR=${H3WT_DEPS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/h3wt-deps}
@@ -17,32 +24,80 @@ log() { printf '[bootstrap] %s\n' "$*" >&2; }
 SUDO=
 if [ "$(id -u)" != 0 ]; then SUDO=sudo; fi
 
+# The suite the source packages are built from; named in every lookup and
+# fetch, so another suite's deb-src (sid, say) cannot change what is built.
+SRC_SUITE=trixie
+H3WT_SOURCES=/etc/apt/sources.list.d/h3wt.sources
+
+# The URIs of the machine's own apt entry for the bookworm suite (deb822
+# .sources files, or one-line entries in sources.list and *.list), so the
+# suites added below come from the same mirror.  Prints the first match.
+bookworm_uris() {
+  local f
+  {
+    for f in /etc/apt/sources.list.d/*.sources; do
+      if [ ! -f "$f" ] || [ "$f" = "$H3WT_SOURCES" ]; then continue; fi
+      # deb822: blank-line separated stanzas; '#' comments; continuation
+      # lines start with white space.
+      awk 'BEGIN { RS = ""; FS = "\n" }
+        {
+          split("", f); k = ""
+          for (i = 1; i <= NF; i++) {
+            if ($i ~ /^#/) continue
+            if ($i ~ /^[ \t]/) { if (k != "") f[k] = f[k] " " $i; continue }
+            p = index($i, ":"); if (p == 0) continue
+            k = tolower(substr($i, 1, p - 1)); f[k] = substr($i, p + 1)
+          }
+          if (tolower(f["enabled"]) ~ /no/) next
+          if ((" " f["types"] " ") !~ /[ \t]deb[ \t]/) next
+          if ((" " f["suites"] " ") !~ /[ \t]bookworm[ \t]/) next
+          print f["uris"]
+        }' "$f"
+    done
+    for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
+      [ -f "$f" ] || continue
+      # deb [options] URI SUITE COMPONENT...
+      awk '$1 == "deb" {
+          line = $0; sub(/^[ \t]*deb[ \t]+/, "", line)
+          if (line ~ /^\[/) sub(/^\[[^]]*\][ \t]*/, "", line)
+          split(line, w, /[ \t]+/)
+          if (w[2] == "bookworm") print w[1]
+        }' "$f"
+    done
+  } | awk 'NF { $1 = $1; print; exit }'
+}
+
 apt_setup() {
   # bookworm-backports for nghttp3 1.8; trixie for the source packages of
-  # wolfSSL and ngtcp2 and for llhttp (a binary that needs only an old
+  # wolfSSL, ngtcp2 and curl and for llhttp (a binary that needs only an old
   # glibc), pinned low so that nothing is ever upgraded from it by accident.
-  local want
-  want=$(cat <<'SRC'
+  local uris want
+  uris=$(bookworm_uris)
+  if [ -z "$uris" ]; then
+    log "no apt entry for the bookworm suite in /etc/apt: cannot tell which mirror to use"
+    exit 1
+  fi
+  want=$(cat <<SRC
 Types: deb
-URIs: http://deb.debian.org/debian
+URIs: $uris
 Suites: bookworm-backports
 Components: main
 Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
 
 Types: deb deb-src
-URIs: http://deb.debian.org/debian
-Suites: trixie
+URIs: $uris
+Suites: $SRC_SUITE
 Components: main
 Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
 SRC
 )
-  local file=/etc/apt/sources.list.d/h3wt.sources
+  local file=$H3WT_SOURCES
   if [ "$(cat "$file" 2>/dev/null)" != "$want" ]; then
-    log "adding bookworm-backports and trixie (pinned low) to apt sources"
+    log "adding bookworm-backports and $SRC_SUITE (pinned low) to apt sources, from $uris"
     printf '%s\n' "$want" | $SUDO tee "$file" >/dev/null
-    $SUDO tee /etc/apt/preferences.d/h3wt-trixie >/dev/null <<'PIN'
+    $SUDO tee /etc/apt/preferences.d/h3wt-trixie >/dev/null <<PIN
 Package: *
-Pin: release n=trixie
+Pin: release n=$SRC_SUITE
 Pin-Priority: 50
 PIN
     $SUDO apt-get update -qq
@@ -65,20 +120,32 @@ apt_setup
 need_pkgs build-essential cmake pkg-config ninja-build libuv1-dev libjansson-dev \
   autoconf automake libtool clang libclang-rt-14-dev dpkg-dev ca-certificates python3 valgrind
 if ! dpkg-query -W -f='${Status}' libllhttp-dev 2>/dev/null | grep -q 'install ok installed'; then
-  log "installing libllhttp-dev from trixie (HTTP/1.1 parser of the local listener)"
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq -t trixie libllhttp-dev >/dev/null
+  log "installing libllhttp-dev from $SRC_SUITE (HTTP/1.1 parser of the local listener)"
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq -t "$SRC_SUITE" libllhttp-dev >/dev/null
 fi
 if ! dpkg-query -W -f='${Version}' libnghttp3-dev 2>/dev/null | grep -q '^1\.'; then
   log "installing libnghttp3-dev from bookworm-backports"
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq -t bookworm-backports libnghttp3-dev >/dev/null
 fi
 
-# Versions of the source packages we build (what trixie has today).
-srcver() { apt-cache showsrc "$1" 2>/dev/null | awk '/^Version:/{print $2}' | sort -V | tail -n1; }
+# The newest version of a source package in $SRC_SUITE, and only there:
+# apt-cache madison names each version's suite ("trixie/main Sources"),
+# which apt-cache showsrc does not.  One call for the three packages (each
+# apt call may rebuild apt's cache, over a second where it is not kept).
+MADISON=$(apt-cache madison wolfssl ngtcp2 curl 2>/dev/null || true)
+srcver() {
+  local v best=
+  for v in $(awk -F'|' -v p="$1" -v s="$SRC_SUITE" '
+               { gsub(/ /, "", $1); gsub(/ /, "", $2) }
+               $1 == p && $3 ~ (" " s "/[^ ]+ Sources") { print $2 }' <<<"$MADISON"); do
+    if [ -z "$best" ] || dpkg --compare-versions "$v" gt "$best"; then best=$v; fi
+  done
+  echo "$best"
+}
 WOLFSSL_V=$(srcver wolfssl)
 NGTCP2_V=$(srcver ngtcp2)
 CURL_V=$(srcver curl)
-[ -n "$WOLFSSL_V" ] && [ -n "$NGTCP2_V" ] || { log "cannot see trixie source packages"; exit 1; }
+[ -n "$WOLFSSL_V" ] && [ -n "$NGTCP2_V" ] || { log "cannot see $SRC_SUITE's source packages (deb-src for $SRC_SUITE)"; exit 1; }
 # "asm": the wolfSSL build flavour (see below); a new flavour, a new prefix.
 PREFIX="$DEPS_DIR/wolfssl-$WOLFSSL_V-asm-ngtcp2-$NGTCP2_V"
 PREFIX=${PREFIX//[:~+]/_}
@@ -93,10 +160,13 @@ fetch_src() { # name -> prints the unpacked dir
   local name=$1 dir="$DEPS_DIR/src-$1"
   if [ ! -d "$dir/unpacked" ]; then
     rm -rf "$dir"; mkdir -p "$dir"
-    # Only trixie's deb-src is configured, so the name alone selects it.
-    # --tar-only: the mirror answers 404 for some .dsc/.debian.tar files.
-    (cd "$dir" && apt-get source --tar-only --download-only "$name=$(srcver "$name")" >/dev/null 2>&1 ||
-                 apt-get source --tar-only --download-only "$name=$(srcver "$name")" >/dev/null)
+    # $SRC_SUITE's version, from $SRC_SUITE (-t): other suites' deb-src
+    # entries do not matter.  --tar-only: the mirror answers 404 for some
+    # .dsc/.debian.tar files.  Tried twice: a mirror sync can fail one.
+    local ver
+    ver=$(srcver "$name")
+    (cd "$dir" && apt-get source --tar-only --download-only -t "$SRC_SUITE" "$name=$ver" >/dev/null 2>&1 ||
+                 apt-get source --tar-only --download-only -t "$SRC_SUITE" "$name=$ver" >/dev/null)
     local tarball
     tarball=$(ls "$dir"/*.orig.tar.* | head -n1)
     mkdir -p "$dir/unpacked"

@@ -242,7 +242,7 @@ static int run_exchange(unsigned loss_every, int retry, size_t *pkts,
   CHECK(mkdtemp(dir) != NULL);
   snprintf(cert, sizeof(cert), "%s/c.pem", dir);
   snprintf(key, sizeof(key), "%s/k.pem", dir);
-  CHECK_EQ_INT(h3wt_tls_devcert_make(cert, key, err, sizeof(err)), 0);
+  CHECK_EQ_INT(h3wt_devcert_make(cert, key, err, sizeof(err)), 0);
   so.cert_file = cert;
   so.key_file = key;
   co.insecure = 1;

@@ -1,6 +1,7 @@
 /*
- * Unit test of h3wt_tls: development certificates (files, mode, validity
- * span, subjectAltNames, hash), context creation and its error messages,
+ * Unit test of h3wt_tls and h3wt_devcert: development certificates (files,
+ * mode, validity span, subjectAltNames, hash, the public calls' error
+ * codes), context creation and its error messages,
  * and real QUIC handshakes between h3wt client and server sessions run
  * through ngtcp2 in memory (ALPN, certificate and host name verification,
  * key log).
@@ -472,8 +473,8 @@ int main(void) {
 
   /* Development certificates. */
   err[0] = '\0';
-  CHECK(h3wt_tls_devcert_make(cert1, key1, err, sizeof(err)) == 0, "%s", err);
-  CHECK(h3wt_tls_devcert_make(cert2, key2, err, sizeof(err)) == 0, "%s", err);
+  CHECK(h3wt_devcert_make(cert1, key1, err, sizeof(err)) == 0, "%s", err);
+  CHECK(h3wt_devcert_make(cert2, key2, err, sizeof(err)) == 0, "%s", err);
   CHECK(file_size(cert1) > 0 && file_size(key1) > 0, "files missing");
   CHECK(stat(key1, &st) == 0 && (st.st_mode & 0777) == 0600, "key mode is %o",
         (unsigned)(st.st_mode & 0777));
@@ -485,12 +486,14 @@ int main(void) {
   }
   check_cert_contents(cert1);
 
-  CHECK(h3wt_tls_cert_sha256(cert1, h1) == 0, "sha256 failed");
-  CHECK(h3wt_tls_cert_sha256(cert1, h1b) == 0, "sha256 failed");
-  CHECK(h3wt_tls_cert_sha256(cert2, h2) == 0, "sha256 failed");
+  CHECK(h3wt_cert_sha256(cert1, h1) == 0, "sha256 failed");
+  CHECK(h3wt_cert_sha256(cert1, h1b) == 0, "sha256 failed");
+  CHECK(h3wt_cert_sha256(cert2, h2) == 0, "sha256 failed");
   CHECK(memcmp(h1, h1b, 32) == 0, "hash of the same file differs");
   CHECK(memcmp(h1, h2, 32) != 0, "two certificates have the same hash");
-  CHECK(h3wt_tls_cert_sha256(missing, hx) == -1, "hash of a missing file");
+  CHECK(h3wt_cert_sha256(missing, hx) == H3WT_ERR_IO, "hash of a missing file");
+  CHECK(h3wt_cert_sha256(NULL, hx) == H3WT_ERR_INVALID_ARGUMENT,
+        "hash of no file");
   {
     /* A chain: the hash is that of its first certificate. */
     char chain[300];
@@ -498,25 +501,28 @@ int main(void) {
 
     snprintf(chain, sizeof(chain), "%s/chain.pem", dir);
     CHECK(concat(chain, cert1, cert2) == 0, "cannot write %s", chain);
-    CHECK(h3wt_tls_cert_sha256(chain, hc) == 0 && memcmp(hc, h1, 32) == 0,
+    CHECK(h3wt_cert_sha256(chain, hc) == 0 && memcmp(hc, h1, 32) == 0,
           "hash of a chain is not that of its first certificate");
     unlink(chain);
   }
-  CHECK(h3wt_tls_cert_sha256(key1, hx) == -1, "hash of a key file");
+  CHECK(h3wt_cert_sha256(key1, hx) == H3WT_ERR_TLS, "hash of a key file");
 
-  left = h3wt_tls_cert_seconds_left(cert1);
+  left = h3wt_cert_seconds_left(cert1);
   CHECK(left > 12 * DAY && left <= 14 * DAY, "seconds left: %lld",
         (long long)left);
-  CHECK(h3wt_tls_cert_seconds_left(missing) == INT64_MIN,
+  CHECK(h3wt_cert_seconds_left(missing) == INT64_MIN,
         "seconds left of a missing file");
 
   /* Regenerating replaces the files: a new key, so a new hash. */
-  CHECK(h3wt_tls_devcert_make(cert2, key2, err, sizeof(err)) == 0, "%s", err);
-  CHECK(h3wt_tls_cert_sha256(cert2, h1b) == 0 && memcmp(h1b, h2, 32) != 0,
+  CHECK(h3wt_devcert_make(cert2, key2, err, sizeof(err)) == 0, "%s", err);
+  CHECK(h3wt_cert_sha256(cert2, h1b) == 0 && memcmp(h1b, h2, 32) != 0,
         "regenerated certificate has the old hash");
-  CHECK(h3wt_tls_devcert_make(cert1, cert1, err, sizeof(err)) == -1,
+  CHECK(h3wt_devcert_make(cert1, cert1, err, sizeof(err)) ==
+            H3WT_ERR_INVALID_ARGUMENT,
         "same file for certificate and key accepted");
-  CHECK(h3wt_tls_devcert_make(baddir, key2, err, sizeof(err)) == -1 &&
+  CHECK(h3wt_devcert_make(NULL, key2, NULL, 0) == H3WT_ERR_INVALID_ARGUMENT,
+        "no certificate file name accepted");
+  CHECK(h3wt_devcert_make(baddir, key2, err, sizeof(err)) == H3WT_ERR_IO &&
             strstr(err, baddir) != NULL,
         "unwritable path: '%s'", err);
 

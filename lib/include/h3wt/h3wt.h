@@ -836,6 +836,42 @@ int h3wt_client_webtransport_versioned(h3wt_client *client, const char *path,
    a version this library does not know. */
 size_t h3wt_session_handler_size(int handler_version);
 
+/* ------------------------------------------------------------------------ */
+/* Development certificates.  Browsers accept a self-signed certificate for
+   WebTransport when the page pins its SHA-256 (serverCertificateHashes),
+   provided it is an ECDSA certificate valid for at most 14 days.  These
+   calls make one, give the hash a page needs, and say when to make the
+   next.  They are plain file operations (blocking, no loop needed): call
+   them before h3wt_server_new(). */
+
+/* Makes a self-signed X.509v3 certificate with a fresh ECDSA P-256 key,
+   valid for 13 days from an hour ago, for localhost (subjectAltName
+   DNS:localhost, IP:127.0.0.1, IP:::1), and writes it and its key as PEM
+   files (the key with mode 0600).  Each file is written under a temporary
+   name and renamed, key first, so a reader never sees half a file.  err
+   (errlen bytes, may be NULL) gets a human-readable reason on failure.
+   Returns 0, H3WT_ERR_INVALID_ARGUMENT (a NULL or too long file name, or
+   the same name twice), H3WT_ERR_IO (cannot write or rename a file),
+   H3WT_ERR_TLS (the key or certificate could not be made) or
+   H3WT_ERR_NOMEM. */
+int h3wt_devcert_make(const char *cert_file, const char *key_file, char *err,
+                      size_t errlen);
+
+/* The SHA-256 of the DER encoding of the first certificate in a PEM file:
+   what a page passes as serverCertificateHashes ({algorithm: "sha-256",
+   value}).  Any certificate file works, not only development ones.
+   Returns 0, H3WT_ERR_INVALID_ARGUMENT (a NULL argument), H3WT_ERR_IO
+   (cannot read the file, or it is over 1 MiB), H3WT_ERR_TLS (no PEM
+   certificate in it) or H3WT_ERR_NOMEM. */
+int h3wt_cert_sha256(const char *cert_file, uint8_t out[32]);
+
+/* Seconds until the first certificate in a PEM file expires (negative when
+   it already has), or INT64_MIN when the file cannot be read or holds no
+   certificate.  A host reuses its development certificate while this is
+   comfortably positive (h3wt-server: more than a day) and makes a new one
+   otherwise. */
+int64_t h3wt_cert_seconds_left(const char *cert_file);
+
 #ifdef __cplusplus
 }
 #endif
