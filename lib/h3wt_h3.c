@@ -378,7 +378,10 @@ static int q_extend_max_stream_data(h3wt_quic_conn *qc, int64_t stream_id,
 static int q_extend_max_remote_streams_bidi(h3wt_quic_conn *qc,
                                             uint64_t max_streams, void *ud) {
   h3wt_h3_conn *h3 = H3(ud);
-  if (h3 && h3->conn) {
+  /* Only a server counts the client's request streams (nghttp3 asserts
+     it); a client gets here when a server-opened WebTransport stream
+     closes. */
+  if (h3 && h3->conn && h3->server) {
     nghttp3_conn_set_max_client_streams_bidi(h3->conn, max_streams);
   }
   return 0;

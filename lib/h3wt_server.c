@@ -256,40 +256,6 @@ uint64_t h3wt_request_queued(const h3wt_request *req) {
   return req->sendq.unacked;
 }
 
-const char *h3wt_status_text(int status) {
-  switch (status) {
-  case 200:
-    return "OK";
-  case 204:
-    return "No Content";
-  case 301:
-    return "Moved Permanently";
-  case 304:
-    return "Not Modified";
-  case 400:
-    return "Bad Request";
-  case 403:
-    return "Forbidden";
-  case 404:
-    return "Not Found";
-  case 405:
-    return "Method Not Allowed";
-  case 413:
-    return "Content Too Large";
-  case 414:
-    return "URI Too Long";
-  case 429:
-    return "Too Many Requests";
-  case 431:
-    return "Request Header Fields Too Large";
-  case 500:
-    return "Internal Server Error";
-  case 503:
-    return "Service Unavailable";
-  default:
-    return "";
-  }
-}
 
 /* Submits the response headers: :status, server, alt-svc, content-length
    (when known and not given), then the handler's. */

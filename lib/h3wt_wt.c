@@ -422,6 +422,10 @@ void h3wt_wt_run_deferred(h3wt_wt_conn *wt) {
       h3wt_wt_run_deferred(wt);
       continue;
     }
+    /* Off the list before the callback: one that closes another session
+       puts that one at the head, which a pop after it would skip. */
+    wt->dsessions = s->dnext;
+    s->dnext = NULL;
     if (!s->notified) {
       s->notified = 1;
       if (s->handler->on_session_close) {
@@ -431,13 +435,11 @@ void h3wt_wt_run_deferred(h3wt_wt_conn *wt) {
             s->route_data);
       }
     }
-    /* The memory stays while the CONNECT stream still moves bytes. */
+    /* The memory stays while the CONNECT stream still moves bytes
+       (h3wt_wt_session_stream_closed puts it back on the list). */
     if (!s->stream_gone) {
-      wt->dsessions = s->dnext;
-      s->dnext = NULL;
       continue;
     }
-    wt->dsessions = s->dnext;
     unlink_session(s);
     session_free(s);
   }
@@ -754,6 +756,9 @@ static void adopt_orphans(h3wt_session *s) {
       s->handler->on_stream_open(st, s->route_data);
     }
     stream_deliver_early(st);
+    if (st->quic_closed && !st->closed) {
+      stream_defer_close(st); /* it had ended before it was adopted */
+    }
   }
 }
 
@@ -809,7 +814,9 @@ void h3wt_wt_session_ready(h3wt_session *s) {
 /* Resets a stream that waited for a session that will not come. */
 static void reject_stream(h3wt_stream *st, uint64_t code) {
   ++st->wt->stats->streams_refused_buffered;
-  h3wt_quic_shutdown_stream(QC(st->wt), st->id, code);
+  if (!st->quic_closed) {
+    h3wt_quic_shutdown_stream(QC(st->wt), st->id, code);
+  }
   stream_defer_close(st);
 }
 
@@ -1738,6 +1745,12 @@ void h3wt_wt_stream_closed(h3wt_wt_conn *wt, h3wt_sud *sud, uint64_t code) {
   /* QUIC forgets the stream now; so must the write queue. */
   st->quic_closed = 1;
   st->write_shut = 1;
+  if (!st->session && !st->closed && st->early_fin && !st->read_done) {
+    /* A peer stream that came whole (FIN) before its session: QUIC is
+       done with it, but its bytes wait in st->early for the session
+       (bounded like every orphan); adopt_orphans delivers and closes. */
+    return;
+  }
   stream_defer_close(st);
 }
 

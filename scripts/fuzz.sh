@@ -17,7 +17,7 @@ mkdir -p "$OUT"
 declare -A SOURCES=(
   [path]="lib/h3wt_path.c"
   [wtproto]="lib/h3wt_wtproto.c"
-  [http1]="apps/h3wt_http1.c lib/h3wt_path.c"
+  [http1]="apps/h3wt_http1.c lib/h3wt_path.c lib/h3wt_status.c"
 )
 # http1 drives the real listener over loopback TCP: libuv and llhttp.
 declare -A LIBS=(

@@ -7,6 +7,8 @@
  *   2: varints: decode, re-encode, compare
  *   3: stream headers (bidi and uni), every prefix: undecided until some
  *      length, then the same answer for every longer prefix
+ *   4: WT-Available-Protocols (a structured-field list of strings): each
+ *      member parsed must re-encode and parse back to itself
  */
 #include <assert.h>
 #include <stdlib.h>
@@ -30,6 +32,13 @@ static int count(uint64_t type, const uint8_t *v, size_t len, void *ud) {
   for (size_t i = 0; i < len; ++i) {
     t->hash = t->hash * 131 + v[i];
   }
+  return 0;
+}
+
+static int count_members(const char *p, size_t len, void *ud) {
+  (void)p;
+  (void)len;
+  ++*(size_t *)ud;
   return 0;
 }
 
@@ -130,12 +139,33 @@ static void fuzz_stream_header(const uint8_t *d, size_t n) {
   }
 }
 
+static int protocol_roundtrip(const char *p, size_t len, void *ud) {
+  char one[600], enc[1300];
+  (void)ud;
+  assert(len < sizeof(one));
+  memcpy(one, p, len);
+  one[len] = '\0';
+  for (size_t i = 0; i < len; ++i) {
+    assert(one[i] >= 0x20 && one[i] <= 0x7e); /* a String's alphabet */
+  }
+  size_t n = h3wt_sf_string_encode(enc, sizeof(enc), one);
+  assert(n > 0);
+  size_t calls = 0;
+  assert(h3wt_sf_string_list_parse(enc, n, count_members, &calls) == 0);
+  assert(calls == 1);
+  return 0;
+}
+
+static void fuzz_protocols(const uint8_t *d, size_t n) {
+  h3wt_sf_string_list_parse((const char *)d, n, protocol_roundtrip, NULL);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (size == 0) {
     return 0;
   }
-  switch (data[0] % 4) {
+  switch (data[0] % 5) {
   case 0:
     fuzz_capsules(data + 1, size - 1);
     break;
@@ -144,6 +174,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     break;
   case 2:
     fuzz_varint(data + 1, size - 1);
+    break;
+  case 4:
+    fuzz_protocols(data + 1, size - 1);
     break;
   default:
     fuzz_stream_header(data + 1, size - 1);
