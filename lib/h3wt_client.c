@@ -25,6 +25,7 @@
 #include "h3wt_client.h"
 #include "h3wt_h3.h"
 #include "h3wt_quic.h"
+#include "h3wt_streams.h"
 #include "h3wt_tls.h"
 #include "h3wt_udp.h"
 #include "h3wt_wt.h"
@@ -761,7 +762,7 @@ int h3wt_client_new(h3wt_client **pcl, uv_loop_t *loop,
     rv = H3WT_ERR_TLS;
     goto fail;
   }
-  h3wt_h3_fill_quic_callbacks(&cl->qcbs);
+  h3wt_streams_fill_quic_callbacks(&cl->qcbs);
   cl->qcbs.send = q_send;
   cl->qcfg.log = &cl->log;
   cl->qcfg.tls = cl->tls;
@@ -823,7 +824,7 @@ int h3wt_client_new(h3wt_client **pcl, uv_loop_t *loop,
                                  (struct sockaddr *)&cl->remote, cl->sni,
                                  h3wt_now_ns(), cl);
   if (rv == 0) {
-    rv = h3wt_h3_conn_new(&cl->owner.h3, &cl->hcfg, cl->qc, 0, cl);
+    rv = h3wt_streams_conn_new(&cl->owner.h3, &cl->hcfg, cl->qc, 0, cl);
   }
   leave(cl);
   if (rv != 0) {
@@ -885,7 +886,7 @@ static void client_free(h3wt_client *cl) {
     creq_unlink(r);
     creq_free(r);
   }
-  h3wt_h3_conn_del(cl->owner.h3);
+  h3wt_streams_conn_del(cl->owner.h3);
   h3wt_quic_conn_del(cl->qc);
   h3wt_tls_ctx_del(cl->tls);
   free(cl->qcfg.txbuf);

@@ -128,11 +128,10 @@ static void conn_free(h3wt_ep_conn *c, uint64_t code) {
   --ep->nconns;
   H3WT_LOG(LOG(ep), H3WT_LOG_DEBUG, "server", "[%s] connection freed",
            h3wt_quic_conn_name(c->qc));
-  h3wt_h3_conn_del(c->owner.h3);
-  c->owner.h3 = NULL;
-  if (ep->cfg.cbs->conn_freed) {
-    ep->cfg.cbs->conn_freed(c, ep->cfg.ud);
-  }
+  /* The facade frees the HTTP/3 layer it made (its sessions hear of the
+     end there). */
+  ep->cfg.cbs->conn_freed(c, ep->cfg.ud);
+  assert(!c->owner.h3);
   h3wt_quic_conn_del(c->qc);
   c->qc = NULL;
   uv_timer_stop(&c->timer);
@@ -327,8 +326,7 @@ static h3wt_ep_conn *conn_accept(h3wt_endpoint *ep,
     for (size_t i = 0; i < n; ++i) {
       h3wt_cidmap_remove(&ep->cids, cids[i], lens[i]);
     }
-    h3wt_h3_conn_del(c->owner.h3);
-    h3wt_quic_conn_del(c->qc);
+    h3wt_quic_conn_del(c->qc); /* conn_open left nothing behind */
     free(c);
     return NULL;
   }

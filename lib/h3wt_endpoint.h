@@ -44,7 +44,8 @@ typedef struct h3wt_ep_conn {
 
 typedef struct h3wt_ep_callbacks {
   /* Required.  A new connection (qc set): make its HTTP/3 layer in
-     c->owner.h3.  Non-zero drops the connection. */
+     c->owner.h3.  Non-zero drops the connection (and must leave nothing
+     behind). */
   int (*conn_open)(h3wt_ep_conn *c, void *ud);
   /* Optional.  In the flush pass, before c is written (deferred work,
      liveness).  It may close c with h3wt_ep_conn_close(). */
@@ -52,8 +53,8 @@ typedef struct h3wt_ep_callbacks {
   /* Required.  c is going (code: the HTTP/3 code its requests end with):
      let go of what hangs off it.  The endpoint frees h3 and qc after. */
   void (*conn_gone)(h3wt_ep_conn *c, uint64_t code, void *ud);
-  /* Optional.  After c's HTTP/3 layer was freed (its last callbacks ran):
-     free what conn_open made. */
+  /* Required.  After conn_gone: free what conn_open made, the HTTP/3
+     layer included (c->owner.h3 = NULL); its last callbacks run here. */
   void (*conn_freed)(h3wt_ep_conn *c, void *ud);
   /* Optional.  A deadline of the facade's for c (ns; UINT64_MAX: none);
      c's timer fires at the earlier of it and QUIC's. */

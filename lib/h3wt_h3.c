@@ -9,7 +9,7 @@
 
 #include <nghttp3/nghttp3.h>
 
-#include "h3wt_wt.h"
+#include "h3wt_wtproto.h"
 
 /* The control stream's first write is rewritten to carry WebTransport's
    SETTINGS (see h3wt_settings_rewrite); until the rewritten bytes are all
@@ -24,7 +24,9 @@ struct h3wt_h3_conn {
   int server;
   int started;
   int goaway; /* GOAWAY submitted */
-  h3wt_wt_conn *wt;
+  struct h3wt_wt_conn *wt; /* attached by h3wt_streams; opaque here */
+  void *marker;             /* ngtcp2 user data of our own streams */
+  h3wt_h3_sched sched;      /* the dispatcher's turn-taking state */
   int64_t ctrl_id;
   int ctrl_state;
   uint8_t ctrl_buf[256];
@@ -32,8 +34,6 @@ struct h3wt_h3_conn {
   size_t ctrl_orig; /* what nghttp3 handed out for it */
   size_t ctrl_off;  /* prefix bytes written */
   uint64_t ctrl_acked, ctrl_acked_fwd;
-  int last_from_wt; /* which source the last writev used */
-  int prefer_wt;    /* alternate between WebTransport and nghttp3 */
   /* A close of the whole connection asked for by the application; the
      owner performs it in its flush pass. */
   int close_requested;
@@ -41,9 +41,6 @@ struct h3wt_h3_conn {
   char close_reason[128];
 };
 
-#define SUD_KIND(sud) ((sud) ? ((h3wt_sud *)(sud))->kind : 0)
-
-#define H3(ud) (((h3wt_h3_owner *)(ud))->h3)
 
 /* ---- nghttp3 callbacks ---------------------------------------------------- */
 
@@ -185,207 +182,7 @@ static nghttp3_ssize read_data(nghttp3_conn *conn, int64_t stream_id,
   return (nghttp3_ssize)n;
 }
 
-/* ---- QUIC callbacks (upper half) ------------------------------------------ */
-
-static int q_recv_stream_data(h3wt_quic_conn *qc, int64_t stream_id,
-                              const uint8_t *data, size_t len, int fin,
-                              void *ud, void *sud) {
-  h3wt_h3_conn *h3 = H3(ud);
-  if (!h3) {
-    return -1;
-  }
-  if (!h3->started && h3wt_h3_start(h3) != 0) {
-    return -1;
-  }
-  if (h3->wt) {
-    /* WebTransport streams are told apart by their first bytes, before
-       nghttp3 (which would parse them as HTTP/3 frames) sees them. */
-    uint8_t pre[16];
-    size_t prelen = 0;
-    uint64_t h3err = H3WT_H3_GENERAL_PROTOCOL_ERROR;
-    int rv = h3wt_wt_recv_stream_data(h3->wt, stream_id, sud, data, len, fin,
-                                      pre, &prelen, &h3err);
-    if (rv < 0) {
-      h3wt_quic_conn_set_app_error(qc, h3err);
-      return -1;
-    }
-    if (rv == H3WT_WT_TAKEN) {
-      return 0;
-    }
-    if (prelen) {
-      /* These bytes were credited when they were held back. */
-      nghttp3_ssize n0 = nghttp3_conn_read_stream(h3->conn, stream_id, pre,
-                                                  prelen, 0);
-      if (n0 < 0) {
-        h3wt_quic_conn_set_app_error(
-            qc, nghttp3_err_infer_quic_app_error_code((int)n0));
-        return -1;
-      }
-    }
-  }
-  nghttp3_ssize n = nghttp3_conn_read_stream(h3->conn, stream_id, data, len,
-                                             fin);
-  if (n < 0) {
-    H3WT_LOG(h3->cfg->log, H3WT_LOG_INFO, "h3",
-             "[%s/%lld] nghttp3_conn_read_stream: %s",
-             h3wt_quic_conn_name(qc), (long long)stream_id,
-             nghttp3_strerror((int)n));
-    h3wt_quic_conn_set_app_error(qc,
-                                 nghttp3_err_infer_quic_app_error_code((int)n));
-    return -1;
-  }
-  h3wt_quic_consume(qc, stream_id, (size_t)n);
-  return 0;
-}
-
-static int q_acked_stream_data(h3wt_quic_conn *qc, int64_t stream_id,
-                               uint64_t datalen, void *ud, void *sud) {
-  h3wt_h3_conn *h3 = H3(ud);
-  if (!h3 || !h3->conn) {
-    return 0;
-  }
-  if (SUD_KIND(sud) == H3WT_SUD_WT) {
-    h3wt_wt_stream_acked(h3->wt, sud, datalen);
-    return 0;
-  }
-  if (h3->wt && !sud) {
-    return 0; /* a WebTransport stream already let go */
-  }
-  if (stream_id == h3->ctrl_id && h3->ctrl_state != CTRL_PLAIN) {
-    /* Acks count rewritten bytes; nghttp3 knows only its own: the prefix
-       maps to its original bytes once it is acknowledged whole. */
-    h3->ctrl_acked += datalen;
-    uint64_t orig = h3->ctrl_acked >= h3->ctrl_len
-                        ? h3->ctrl_acked - (h3->ctrl_len - h3->ctrl_orig)
-                        : 0;
-    datalen = orig - h3->ctrl_acked_fwd;
-    h3->ctrl_acked_fwd = orig;
-    if (datalen == 0) {
-      return 0;
-    }
-  }
-  int rv = nghttp3_conn_add_ack_offset(h3->conn, stream_id, datalen);
-  if (rv != 0) {
-    h3wt_quic_conn_set_app_error(qc, nghttp3_err_infer_quic_app_error_code(rv));
-    return -1;
-  }
-  return 0;
-}
-
-static int q_stream_close(h3wt_quic_conn *qc, int64_t stream_id,
-                          uint64_t app_error_code, void *ud, void *sud) {
-  h3wt_h3_conn *h3 = H3(ud);
-  if (!h3 || !h3->conn) {
-    return 0;
-  }
-  int kind = SUD_KIND(sud);
-  if (kind == H3WT_SUD_WT || kind == H3WT_SUD_PENDING ||
-      (!sud && h3->wt && (stream_id & 0x1) == (h3->server ? 0 : 1))) {
-    /* A WebTransport stream (or one that never said what it was): give
-       the peer its stream credit back. */
-    if ((stream_id & 0x1) == (h3->server ? 0 : 1)) {
-      if (stream_id & 0x2) {
-        h3wt_quic_extend_max_streams_uni(qc, 1);
-      } else {
-        h3wt_quic_extend_max_streams_bidi(qc, 1);
-      }
-    }
-    if (sud) {
-      h3wt_wt_stream_closed(h3->wt, sud, app_error_code);
-    }
-    return 0;
-  }
-  int rv = nghttp3_conn_close_stream(h3->conn, stream_id, app_error_code);
-  if (rv == NGHTTP3_ERR_STREAM_NOT_FOUND) {
-    /* A stream nghttp3 never saw (reset before any byte): still a slot
-       the client may reuse. */
-    if (h3->server && (stream_id & 0x3) == 0) {
-      h3wt_quic_extend_max_streams_bidi(qc, 1);
-    }
-    return 0;
-  }
-  if (rv != 0) {
-    h3wt_quic_conn_set_app_error(qc, nghttp3_err_infer_quic_app_error_code(rv));
-    return -1;
-  }
-  return 0;
-}
-
-static int q_stream_reset(h3wt_quic_conn *qc, int64_t stream_id,
-                          uint64_t app_error_code, void *ud, void *sud) {
-  h3wt_h3_conn *h3 = H3(ud);
-  if (!h3 || !h3->conn) {
-    return 0;
-  }
-  if (SUD_KIND(sud) == H3WT_SUD_WT) {
-    h3wt_wt_stream_reset(h3->wt, sud, app_error_code);
-    return 0;
-  }
-  if (SUD_KIND(sud) == H3WT_SUD_PENDING || (h3->wt && !sud)) {
-    return 0; /* not nghttp3's (a WebTransport stream already let go) */
-  }
-  if (h3->cfg->cbs->stream_reset) {
-    h3->cfg->cbs->stream_reset(h3, stream_id, app_error_code, h3->user_data,
-                               NULL);
-  }
-  int rv = nghttp3_conn_shutdown_stream_read(h3->conn, stream_id);
-  if (rv != 0) {
-    h3wt_quic_conn_set_app_error(qc, nghttp3_err_infer_quic_app_error_code(rv));
-    return -1;
-  }
-  return 0;
-}
-
-static int q_stream_stop_sending(h3wt_quic_conn *qc, int64_t stream_id,
-                                 uint64_t app_error_code, void *ud,
-                                 void *sud) {
-  h3wt_h3_conn *h3 = H3(ud);
-  if (!h3 || !h3->conn) {
-    return 0;
-  }
-  if (SUD_KIND(sud) == H3WT_SUD_WT) {
-    h3wt_wt_stream_stop_sending(h3->wt, sud, app_error_code);
-    return 0;
-  }
-  if (SUD_KIND(sud) == H3WT_SUD_PENDING || (h3->wt && !sud)) {
-    return 0;
-  }
-  int rv = nghttp3_conn_shutdown_stream_read(h3->conn, stream_id);
-  if (rv != 0) {
-    h3wt_quic_conn_set_app_error(qc, nghttp3_err_infer_quic_app_error_code(rv));
-    return -1;
-  }
-  return 0;
-}
-
-static int q_extend_max_stream_data(h3wt_quic_conn *qc, int64_t stream_id,
-                                    void *ud, void *sud) {
-  h3wt_h3_conn *h3 = H3(ud);
-  if (!h3 || !h3->conn) {
-    return 0;
-  }
-  if (SUD_KIND(sud) == H3WT_SUD_WT) {
-    h3wt_wt_stream_unblocked(h3->wt, sud);
-    return 0;
-  }
-  if (h3->wt && !sud) {
-    return 0;
-  }
-  int rv = nghttp3_conn_unblock_stream(h3->conn, stream_id);
-  return rv == 0 || rv == NGHTTP3_ERR_STREAM_NOT_FOUND ? 0 : -1;
-}
-
-static int q_extend_max_remote_streams_bidi(h3wt_quic_conn *qc,
-                                            uint64_t max_streams, void *ud) {
-  h3wt_h3_conn *h3 = H3(ud);
-  /* Only a server counts the client's request streams (nghttp3 asserts
-     it); a client gets here when a server-opened WebTransport stream
-     closes. */
-  if (h3 && h3->conn && h3->server) {
-    nghttp3_conn_set_max_client_streams_bidi(h3->conn, max_streams);
-  }
-  return 0;
-}
+/* ---- what the stream dispatcher calls (h3wt_streams) ---------------------- */
 
 /* The control stream's first bytes, rewritten once with WebTransport's
    settings; returns 1 (one vector: the prefix still to write) or -1. */
@@ -422,35 +219,116 @@ static ssize_t ctrl_prefix(h3wt_h3_conn *h3, h3wt_vec *vec, size_t nvec) {
   return 1;
 }
 
-static ssize_t q_writev_stream(h3wt_quic_conn *qc, int64_t *pstream_id,
-                               int *pfin, h3wt_vec *vec, size_t veccnt,
-                               void *ud) {
-  h3wt_h3_conn *h3 = H3(ud);
-  if (!h3 || !h3->conn || !h3->started) {
-    *pstream_id = -1;
-    return 0;
-  }
-  /* WebTransport streams and nghttp3's streams take turns, so neither a
-     bulk WebTransport stream nor a big response starves the other. */
-  h3->prefer_wt = !h3->prefer_wt;
-  if (h3->wt && h3->prefer_wt && h3wt_wt_has_writable(h3->wt)) {
-    h3->last_from_wt = 1;
-    return h3wt_wt_writev(h3->wt, pstream_id, pfin, vec, veccnt);
-  }
-  nghttp3_ssize n = nghttp3_conn_writev_stream(h3->conn, pstream_id, pfin,
-                                               (nghttp3_vec *)vec, veccnt);
+int h3wt_h3_live(const h3wt_h3_conn *h3) {
+  return h3 && h3->conn;
+}
+
+int h3wt_h3_read_stream(h3wt_h3_conn *h3, int64_t stream_id,
+                        const uint8_t *data, size_t len, int fin,
+                        int credit) {
+  nghttp3_ssize n = nghttp3_conn_read_stream(h3->conn, stream_id, data, len,
+                                             fin);
   if (n < 0) {
-    h3wt_quic_conn_set_app_error(qc,
+    H3WT_LOG(h3->cfg->log, H3WT_LOG_INFO, "h3",
+             "[%s/%lld] nghttp3_conn_read_stream: %s",
+             h3wt_quic_conn_name(h3->qc), (long long)stream_id,
+             nghttp3_strerror((int)n));
+    h3wt_quic_conn_set_app_error(h3->qc,
                                  nghttp3_err_infer_quic_app_error_code((int)n));
     return -1;
   }
-  if (n == 0 && !*pfin && h3->wt && h3wt_wt_has_writable(h3->wt)) {
-    h3->last_from_wt = 1;
-    return h3wt_wt_writev(h3->wt, pstream_id, pfin, vec, veccnt);
+  if (credit) {
+    h3wt_quic_consume(h3->qc, stream_id, (size_t)n);
   }
-  h3->last_from_wt = 0;
-  if (h3->wt && *pstream_id == h3->ctrl_id && h3->ctrl_state != CTRL_DONE &&
-      n > 0) {
+  return 0;
+}
+
+int h3wt_h3_acked(h3wt_h3_conn *h3, int64_t stream_id, uint64_t datalen) {
+  if (stream_id == h3->ctrl_id && h3->ctrl_state != CTRL_PLAIN) {
+    /* Acks count rewritten bytes; nghttp3 knows only its own: the prefix
+       maps to its original bytes once it is acknowledged whole. */
+    h3->ctrl_acked += datalen;
+    uint64_t orig = h3->ctrl_acked >= h3->ctrl_len
+                        ? h3->ctrl_acked - (h3->ctrl_len - h3->ctrl_orig)
+                        : 0;
+    datalen = orig - h3->ctrl_acked_fwd;
+    h3->ctrl_acked_fwd = orig;
+    if (datalen == 0) {
+      return 0;
+    }
+  }
+  int rv = nghttp3_conn_add_ack_offset(h3->conn, stream_id, datalen);
+  if (rv != 0) {
+    h3wt_quic_conn_set_app_error(h3->qc,
+                                 nghttp3_err_infer_quic_app_error_code(rv));
+    return -1;
+  }
+  return 0;
+}
+
+int h3wt_h3_close_stream(h3wt_h3_conn *h3, int64_t stream_id,
+                         uint64_t app_error_code) {
+  int rv = nghttp3_conn_close_stream(h3->conn, stream_id, app_error_code);
+  if (rv == NGHTTP3_ERR_STREAM_NOT_FOUND) {
+    /* A stream nghttp3 never saw (reset before any byte): still a slot
+       the client may reuse. */
+    if (h3->server && (stream_id & 0x3) == 0) {
+      h3wt_quic_extend_max_streams_bidi(h3->qc, 1);
+    }
+    return 0;
+  }
+  if (rv != 0) {
+    h3wt_quic_conn_set_app_error(h3->qc,
+                                 nghttp3_err_infer_quic_app_error_code(rv));
+    return -1;
+  }
+  return 0;
+}
+
+int h3wt_h3_stop_read(h3wt_h3_conn *h3, int64_t stream_id) {
+  int rv = nghttp3_conn_shutdown_stream_read(h3->conn, stream_id);
+  if (rv != 0) {
+    h3wt_quic_conn_set_app_error(h3->qc,
+                                 nghttp3_err_infer_quic_app_error_code(rv));
+    return -1;
+  }
+  return 0;
+}
+
+int h3wt_h3_reset_read(h3wt_h3_conn *h3, int64_t stream_id,
+                       uint64_t app_error_code) {
+  if (h3->cfg->cbs->stream_reset) {
+    h3->cfg->cbs->stream_reset(h3, stream_id, app_error_code, h3->user_data,
+                               NULL);
+  }
+  return h3wt_h3_stop_read(h3, stream_id);
+}
+
+int h3wt_h3_unblock(h3wt_h3_conn *h3, int64_t stream_id) {
+  int rv = nghttp3_conn_unblock_stream(h3->conn, stream_id);
+  return rv == 0 || rv == NGHTTP3_ERR_STREAM_NOT_FOUND ? 0 : -1;
+}
+
+void h3wt_h3_peer_streams_bidi(h3wt_h3_conn *h3, uint64_t max_streams) {
+  /* Only a server counts the client's request streams (nghttp3 asserts
+     it); a client gets here when a server-opened WebTransport stream
+     closes. */
+  if (h3->conn && h3->server) {
+    nghttp3_conn_set_max_client_streams_bidi(h3->conn, max_streams);
+  }
+}
+
+ssize_t h3wt_h3_writev(h3wt_h3_conn *h3, int64_t *pstream_id, int *pfin,
+                       h3wt_vec *vec, size_t veccnt) {
+  nghttp3_ssize n = nghttp3_conn_writev_stream(h3->conn, pstream_id, pfin,
+                                               (nghttp3_vec *)vec, veccnt);
+  if (n < 0) {
+    h3wt_quic_conn_set_app_error(h3->qc,
+                                 nghttp3_err_infer_quic_app_error_code((int)n));
+    return -1;
+  }
+  if (h3->cfg->wt && *pstream_id == h3->ctrl_id &&
+      h3->ctrl_state != CTRL_DONE && n > 0) {
     ssize_t k = ctrl_prefix(h3, vec, (size_t)n);
     if (k > 0) {
       *pfin = 0;
@@ -460,13 +338,7 @@ static ssize_t q_writev_stream(h3wt_quic_conn *qc, int64_t *pstream_id,
   return (ssize_t)n;
 }
 
-static int q_add_write_offset(h3wt_quic_conn *qc, int64_t stream_id, size_t n,
-                              void *ud) {
-  h3wt_h3_conn *h3 = H3(ud);
-  if (h3->last_from_wt && h3wt_wt_owns_write(h3->wt, stream_id)) {
-    h3wt_wt_written(h3->wt, stream_id, n);
-    return 0;
-  }
+int h3wt_h3_add_write_offset(h3wt_h3_conn *h3, int64_t stream_id, size_t n) {
   if (stream_id == h3->ctrl_id && h3->ctrl_state == CTRL_PREFIX) {
     h3->ctrl_off += n;
     if (h3->ctrl_off < h3->ctrl_len) {
@@ -479,76 +351,28 @@ static int q_add_write_offset(h3wt_quic_conn *qc, int64_t stream_id, size_t n,
   }
   int rv = nghttp3_conn_add_write_offset(h3->conn, stream_id, n);
   if (rv != 0) {
-    h3wt_quic_conn_set_app_error(qc, nghttp3_err_infer_quic_app_error_code(rv));
+    h3wt_quic_conn_set_app_error(h3->qc,
+                                 nghttp3_err_infer_quic_app_error_code(rv));
     return -1;
   }
   return 0;
 }
 
-static void q_stream_blocked(h3wt_quic_conn *qc, int64_t stream_id, void *ud) {
-  h3wt_h3_conn *h3 = H3(ud);
-  if (h3->last_from_wt && h3wt_wt_owns_write(h3->wt, stream_id)) {
-    h3wt_wt_blocked(h3->wt, stream_id);
-    return;
-  }
+void h3wt_h3_block(h3wt_h3_conn *h3, int64_t stream_id) {
   nghttp3_conn_block_stream(h3->conn, stream_id);
 }
 
-static void q_stream_shut_wr(h3wt_quic_conn *qc, int64_t stream_id, void *ud) {
-  h3wt_h3_conn *h3 = H3(ud);
-  if (h3->last_from_wt && h3wt_wt_owns_write(h3->wt, stream_id)) {
-    h3wt_wt_shut_wr(h3->wt, stream_id);
-    return;
-  }
+void h3wt_h3_shut_wr(h3wt_h3_conn *h3, int64_t stream_id) {
   nghttp3_conn_shutdown_stream_write(h3->conn, stream_id);
 }
 
-static int q_recv_datagram(h3wt_quic_conn *qc, const uint8_t *data,
-                           size_t len, void *ud) {
-  h3wt_h3_conn *h3 = H3(ud);
-  if (h3 && h3->wt) {
-    h3wt_wt_recv_datagram(h3->wt, data, len);
-  }
-  return 0;
-}
-
-static size_t q_datagram_front(h3wt_quic_conn *qc, h3wt_vec *vec,
-                               uint64_t ts, void *ud) {
-  h3wt_h3_conn *h3 = H3(ud);
-  return h3 && h3->wt ? h3wt_wt_datagram_front(h3->wt, vec, ts) : 0;
-}
-
-static void q_datagram_pop(h3wt_quic_conn *qc, void *ud) {
-  h3wt_wt_datagram_pop(H3(ud)->wt);
-}
-
-
-static int q_extend_max_local_streams_bidi(h3wt_quic_conn *qc,
-                                           uint64_t max_streams, void *ud) {
-  h3wt_h3_conn *h3 = H3(ud);
-  if (h3 && h3->started && h3->cfg->cbs->streams_available) {
+void h3wt_h3_streams_available(h3wt_h3_conn *h3) {
+  if (h3->started && h3->cfg->cbs->streams_available) {
     h3->cfg->cbs->streams_available(h3, h3->user_data);
   }
-  if (h3 && h3->wt) {
-    h3wt_wt_streams_available(h3->wt, 1);
-  }
-  return 0;
 }
 
-static int q_extend_max_local_streams_uni(h3wt_quic_conn *qc,
-                                          uint64_t max_streams, void *ud) {
-  h3wt_h3_conn *h3 = H3(ud);
-  if (h3 && h3->wt) {
-    h3wt_wt_streams_available(h3->wt, 0);
-  }
-  return 0;
-}
-
-static int q_handshake_completed(h3wt_quic_conn *qc, void *ud) {
-  h3wt_h3_conn *h3 = H3(ud);
-  if (!h3) {
-    return 0;
-  }
+int h3wt_h3_handshake_completed(h3wt_h3_conn *h3) {
   if (h3wt_h3_start(h3) != 0) {
     return -1;
   }
@@ -558,25 +382,16 @@ static int q_handshake_completed(h3wt_quic_conn *qc, void *ud) {
   return 0;
 }
 
-void h3wt_h3_fill_quic_callbacks(h3wt_quic_callbacks *cbs) {
-  cbs->handshake_completed = q_handshake_completed;
-  cbs->recv_stream_data = q_recv_stream_data;
-  cbs->acked_stream_data = q_acked_stream_data;
-  cbs->stream_close = q_stream_close;
-  cbs->stream_reset = q_stream_reset;
-  cbs->stream_stop_sending = q_stream_stop_sending;
-  cbs->extend_max_stream_data = q_extend_max_stream_data;
-  cbs->extend_max_remote_streams_bidi = q_extend_max_remote_streams_bidi;
-  cbs->writev_stream = q_writev_stream;
-  cbs->add_write_offset = q_add_write_offset;
-  cbs->stream_blocked = q_stream_blocked;
-  cbs->stream_shut_wr = q_stream_shut_wr;
-  cbs->recv_datagram = q_recv_datagram;
-  cbs->extend_max_local_streams_bidi = q_extend_max_local_streams_bidi;
-  cbs->extend_max_local_streams_uni = q_extend_max_local_streams_uni;
-  cbs->datagram_front = q_datagram_front;
-  cbs->datagram_pop = q_datagram_pop;
+h3wt_h3_sched *h3wt_h3_scheduler(h3wt_h3_conn *h3) {
+  return &h3->sched;
 }
+
+void h3wt_h3_set_wt(h3wt_h3_conn *h3, struct h3wt_wt_conn *wt,
+                    void *stream_marker) {
+  h3->wt = wt;
+  h3->marker = stream_marker;
+}
+
 
 /* ---- lifecycle ------------------------------------------------------------ */
 
@@ -591,11 +406,6 @@ int h3wt_h3_conn_new(h3wt_h3_conn **ph3, const h3wt_h3_config *cfg,
   h3->server = server;
   h3->user_data = user_data;
   h3->ctrl_id = -1;
-  if (cfg->wt &&
-      h3wt_wt_conn_new(&h3->wt, h3, cfg->wt, cfg->log, server) != 0) {
-    free(h3);
-    return H3WT_ERR_NOMEM;
-  }
   *ph3 = h3;
   return 0;
 }
@@ -636,8 +446,6 @@ void h3wt_h3_conn_del(h3wt_h3_conn *h3) {
   if (!h3) {
     return;
   }
-  /* Sessions learn the connection is gone before nghttp3 goes. */
-  h3wt_wt_conn_del(h3->wt);
   if (h3->conn) {
     nghttp3_conn_del(h3->conn);
   }
@@ -700,10 +508,10 @@ int h3wt_h3_start(h3wt_h3_conn *h3) {
     nghttp3_conn_set_max_client_streams_bidi(h3->conn,
                                              h3->cfg->max_streams_bidi);
   }
-  if (h3wt_quic_open_uni_stream(h3->qc, &ctrl, &h3wt_sud_h3) != 0 ||
+  if (h3wt_quic_open_uni_stream(h3->qc, &ctrl, h3->marker) != 0 ||
       nghttp3_conn_bind_control_stream(h3->conn, ctrl) != 0 ||
-      h3wt_quic_open_uni_stream(h3->qc, &qenc, &h3wt_sud_h3) != 0 ||
-      h3wt_quic_open_uni_stream(h3->qc, &qdec, &h3wt_sud_h3) != 0 ||
+      h3wt_quic_open_uni_stream(h3->qc, &qenc, h3->marker) != 0 ||
+      h3wt_quic_open_uni_stream(h3->qc, &qdec, h3->marker) != 0 ||
       nghttp3_conn_bind_qpack_streams(h3->conn, qenc, qdec) != 0) {
     nghttp3_conn_del(h3->conn);
     h3->conn = NULL;
@@ -758,7 +566,7 @@ int h3wt_h3_submit_request(h3wt_h3_conn *h3, const h3wt_header *hdrs,
   if (!h3->started) {
     return H3WT_ERR_INVALID_STATE;
   }
-  int rv = h3wt_quic_open_bidi_stream(h3->qc, &sid, &h3wt_sud_h3);
+  int rv = h3wt_quic_open_bidi_stream(h3->qc, &sid, h3->marker);
   if (rv != 0) {
     return rv;
   }

@@ -64,12 +64,8 @@ typedef struct h3wt_h3_config {
   const struct h3wt_wt_limits *wt;
 } h3wt_h3_config;
 
-/* The QUIC callbacks to give h3wt_quic_config (upper half filled); the
-   quic connection's user data must be what h3wt_h3_conn_user_data_for()
-   expects: the facade's conn object whose first member is the
-   h3wt_h3_conn pointer (see h3wt_h3_from_quic). */
-void h3wt_h3_fill_quic_callbacks(h3wt_quic_callbacks *cbs);
-
+/* Made and freed by the stream dispatcher (h3wt_streams_conn_new), which
+   attaches the WebTransport state; facades do not call these. */
 int h3wt_h3_conn_new(h3wt_h3_conn **ph3, const h3wt_h3_config *cfg,
                      h3wt_quic_conn *qc, int server, void *user_data);
 void h3wt_h3_conn_del(h3wt_h3_conn *h3);
@@ -100,7 +96,6 @@ void h3wt_h3_reset_stream(h3wt_h3_conn *h3, int64_t stream_id,
 int h3wt_h3_shutdown(h3wt_h3_conn *h3);
 /* Tells the owner to write soon (see want_write). */
 void h3wt_h3_want_write(h3wt_h3_conn *h3);
-/* The connection's WebTransport state (NULL when off). */
 /* The application asked to close the whole connection (from anywhere,
    including inside callbacks): recorded here, and want_write tells the
    owner, which closes in its flush pass where no ngtcp2 or nghttp3 call
@@ -110,7 +105,47 @@ void h3wt_h3_request_close(h3wt_h3_conn *h3, uint64_t code,
 /* 1 (with the code and reason) when a close was requested. */
 int h3wt_h3_close_requested(const h3wt_h3_conn *h3, uint64_t *code,
                             const char **reason);
+/* The connection's WebTransport state (NULL when off), attached by the
+   dispatcher; opaque to this module. */
 struct h3wt_wt_conn *h3wt_h3_wt(const h3wt_h3_conn *h3);
+
+/* ---- what the stream dispatcher (h3wt_streams) calls --------------------
+ * The QUIC callbacks are the dispatcher's: it owns ngtcp2's stream user
+ * data and hands nghttp3's streams to these.  Each returns 0 (or a count)
+ * or -1 after setting the connection's application error. */
+
+/* Which side writes next: WebTransport streams and nghttp3's take turns. */
+typedef struct h3wt_h3_sched {
+  int prefer_wt;    /* alternate between WebTransport and nghttp3 */
+  int last_from_wt; /* which source the last writev used */
+} h3wt_h3_sched;
+h3wt_h3_sched *h3wt_h3_scheduler(h3wt_h3_conn *h3);
+void h3wt_h3_set_wt(h3wt_h3_conn *h3, struct h3wt_wt_conn *wt,
+                    void *stream_marker);
+int h3wt_h3_live(const h3wt_h3_conn *h3); /* nghttp3 is running */
+/* Stream bytes for nghttp3; credit: return their flow-control credit
+   (0 for bytes credited when they were held back). */
+int h3wt_h3_read_stream(h3wt_h3_conn *h3, int64_t stream_id,
+                        const uint8_t *data, size_t len, int fin, int credit);
+int h3wt_h3_acked(h3wt_h3_conn *h3, int64_t stream_id, uint64_t datalen);
+int h3wt_h3_close_stream(h3wt_h3_conn *h3, int64_t stream_id,
+                         uint64_t app_error_code);
+/* The peer reset the stream / we stopped reading it. */
+int h3wt_h3_reset_read(h3wt_h3_conn *h3, int64_t stream_id,
+                       uint64_t app_error_code);
+int h3wt_h3_stop_read(h3wt_h3_conn *h3, int64_t stream_id);
+int h3wt_h3_unblock(h3wt_h3_conn *h3, int64_t stream_id);
+void h3wt_h3_peer_streams_bidi(h3wt_h3_conn *h3, uint64_t max_streams);
+/* nghttp3's next stream data (the control stream's first write carries
+   WebTransport's SETTINGS when it is on). */
+ssize_t h3wt_h3_writev(h3wt_h3_conn *h3, int64_t *pstream_id, int *pfin,
+                       h3wt_vec *vec, size_t veccnt);
+int h3wt_h3_add_write_offset(h3wt_h3_conn *h3, int64_t stream_id, size_t n);
+void h3wt_h3_block(h3wt_h3_conn *h3, int64_t stream_id);
+void h3wt_h3_shut_wr(h3wt_h3_conn *h3, int64_t stream_id);
+void h3wt_h3_streams_available(h3wt_h3_conn *h3);
+/* The handshake is done: start HTTP/3 (client: tell the owner). */
+int h3wt_h3_handshake_completed(h3wt_h3_conn *h3);
 
 /* The facade's per-connection object passed as the QUIC connection's user
    data must begin with this, so the shared callbacks find the HTTP/3 conn. */

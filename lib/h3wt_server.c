@@ -20,6 +20,7 @@
 #include "h3wt_list.h"
 #include "h3wt_quic.h"
 #include "h3wt_router.h"
+#include "h3wt_streams.h"
 #include "h3wt_tls.h"
 #include "h3wt_udp.h"
 #include "h3wt_wt.h"
@@ -891,7 +892,7 @@ static int on_conn_open(h3wt_ep_conn *ec, void *ud) {
   c->server = srv;
   h3wt_list_init(&c->requests);
   ec->data = c;
-  if (h3wt_h3_conn_new(&ec->owner.h3, &srv->hcfg, ec->qc, 1, c) != 0) {
+  if (h3wt_streams_conn_new(&ec->owner.h3, &srv->hcfg, ec->qc, 1, c) != 0) {
     free(c);
     ec->data = NULL;
     return -1;
@@ -923,6 +924,8 @@ static void on_conn_gone(h3wt_ep_conn *ec, uint64_t code, void *ud) {
 }
 
 static void on_conn_freed(h3wt_ep_conn *ec, void *ud) {
+  h3wt_streams_conn_del(ec->owner.h3);
+  ec->owner.h3 = NULL;
   free(ec->data);
   ec->data = NULL;
 }
@@ -1068,7 +1071,7 @@ int h3wt_server_new(h3wt_server **psrv, uv_loop_t *loop,
     h3wt_server_del(srv);
     return H3WT_ERR_NOMEM;
   }
-  h3wt_h3_fill_quic_callbacks(&srv->qcbs);
+  h3wt_streams_fill_quic_callbacks(&srv->qcbs);
   srv->qcfg.log = &srv->log;
   srv->qcfg.tls = srv->tls;
   srv->qcfg.cbs = &srv->qcbs;

@@ -17,7 +17,6 @@
 #include "h3wt_quic.h"
 #include "h3wt_wt_dgram.h"
 
-h3wt_sud h3wt_sud_h3 = {H3WT_SUD_H3};
 
 enum { S_REQUESTED, S_READY, S_CLOSED };
 
@@ -2006,29 +2005,6 @@ void h3wt_wt_streams_available(h3wt_wt_conn *wt, int bidi) {
       s->handler->on_streams_available(s, bidi, s->route_data);
     }
   }
-}
-
-/* ---- SETTINGS ------------------------------------------------------------------------- */
-
-size_t h3wt_wt_settings(h3wt_setting *out, size_t max) {
-  /* Several draft vintages at once (see docs in h3wt_wtproto.h).  Max
-     sessions are advertised as 1: values above 1 oblige the
-     WT_INITIAL_MAX_* settings and session flow control, which broke Safari
-     for a peer server; the server still accepts up to max_sessions from
-     clients that pool anyway. */
-  static const h3wt_setting s[] = {
-      {H3WT_SETTINGS_ENABLE_WEBTRANSPORT, 1},
-      {H3WT_SETTINGS_WEBTRANSPORT_MAX_SESSIONS, 1},
-      {H3WT_SETTINGS_WT_MAX_SESSIONS, 1},
-      {H3WT_SETTINGS_WT_ENABLED, 1},
-      {H3WT_SETTINGS_H3_DATAGRAM_DRAFT04, 1},
-  };
-  size_t n = sizeof(s) / sizeof(s[0]);
-  if (n > max) {
-    n = max;
-  }
-  memcpy(out, s, n * sizeof(*s));
-  return n;
 }
 
 /* The public code mapping lives in h3wt_wtproto.c; these are its names in

@@ -18,18 +18,12 @@
 
 #include "h3wt/h3wt.h"
 #include "h3wt_h3.h"
+#include "h3wt_sud.h"
 #include "h3wt_util.h"
 #include "h3wt_wtproto.h"
 
 typedef struct h3wt_wt_conn h3wt_wt_conn;
 
-/* ngtcp2 stream user data is tagged: kind says what it points to. */
-enum { H3WT_SUD_H3 = 1, H3WT_SUD_PENDING = 2, H3WT_SUD_WT = 3 };
-typedef struct h3wt_sud {
-  int kind;
-} h3wt_sud;
-/* The marker for streams nghttp3 owns. */
-extern h3wt_sud h3wt_sud_h3;
 
 /* What the WebTransport layer counts (h3wt_server_stats takes these).
    Plain increments on the loop thread. */
@@ -212,7 +206,5 @@ int h3wt_wt_test_raw_datagram(h3wt_wt_conn *wt, const void *bytes,
                               size_t len);
 #endif /* H3WT_TEST_HOOKS */
 
-/* The settings WebTransport adds to SETTINGS (see h3wt_wtproto.h). */
-size_t h3wt_wt_settings(h3wt_setting *out, size_t max);
 
 #endif /* H3WT_WT_H */

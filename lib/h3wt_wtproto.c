@@ -433,3 +433,27 @@ size_t h3wt_sf_string_encode(char *buf, size_t buflen, const char *str) {
   buf[k] = '\0';
   return k;
 }
+
+/* ---- SETTINGS ------------------------------------------------------------------------- */
+
+size_t h3wt_wt_settings(h3wt_setting *out, size_t max) {
+  /* Several draft vintages at once (see docs in h3wt_wtproto.h).  Max
+     sessions are advertised as 1: values above 1 oblige the
+     WT_INITIAL_MAX_* settings and session flow control, which broke Safari
+     for a peer server; the server still accepts up to max_sessions from
+     clients that pool anyway. */
+  static const h3wt_setting s[] = {
+      {H3WT_SETTINGS_ENABLE_WEBTRANSPORT, 1},
+      {H3WT_SETTINGS_WEBTRANSPORT_MAX_SESSIONS, 1},
+      {H3WT_SETTINGS_WT_MAX_SESSIONS, 1},
+      {H3WT_SETTINGS_WT_ENABLED, 1},
+      {H3WT_SETTINGS_H3_DATAGRAM_DRAFT04, 1},
+  };
+  size_t n = sizeof(s) / sizeof(s[0]);
+  if (n > max) {
+    n = max;
+  }
+  memcpy(out, s, n * sizeof(*s));
+  return n;
+}
+

@@ -130,6 +130,10 @@ ssize_t h3wt_settings_rewrite(const uint8_t *in, size_t inlen,
                               const h3wt_setting *extra, size_t nextra,
                               uint8_t *out, size_t outcap);
 
+/* The rows WebTransport adds to the one SETTINGS frame (several draft
+   vintages at once; see h3wt_wtproto.c); at most max written. */
+size_t h3wt_wt_settings(h3wt_setting *out, size_t max);
+
 /* ---- subprotocol negotiation ------------------------------------------
  * WT-Available-Protocols is a structured-field List of Strings (RFC 8941
  * 3.1, 3.3.3), e.g. `"chat-v2", "chat"`; WT-Protocol is one String.

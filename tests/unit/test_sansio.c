@@ -11,6 +11,7 @@
 #include <arpa/inet.h>
 
 #include "h3wt_h3.h"
+#include "h3wt_streams.h"
 #include "h3wt_quic.h"
 #include "h3wt_test.h"
 #include "h3wt_tls.h"
@@ -249,7 +250,7 @@ static int run_exchange(unsigned loss_every, int retry, size_t *pkts,
   CHECK_EQ_INT(h3wt_tls_server_ctx_new(&stls, &so, err, sizeof(err)), 0);
   CHECK_EQ_INT(h3wt_tls_client_ctx_new(&ctls, &co, err, sizeof(err)), 0);
 
-  h3wt_h3_fill_quic_callbacks(&cbs);
+  h3wt_streams_fill_quic_callbacks(&cbs);
   cbs.send = q_send;
   cbs.cid_added = q_cid_added;
   scfg.log = &quiet;
@@ -297,7 +298,7 @@ static int run_exchange(unsigned loss_every, int retry, size_t *pkts,
                                          (struct sockaddr *)&srv.self,
                                          "localhost", now, &cli),
                0);
-  CHECK_EQ_INT(h3wt_h3_conn_new(&cli.owner.h3, &chcfg, cli.qc, 0, &cli), 0);
+  CHECK_EQ_INT(h3wt_streams_conn_new(&cli.owner.h3, &chcfg, cli.qc, 0, &cli), 0);
   int requested = 0;
   while (!cli.closed && rounds < 2000) {
     ++rounds;
@@ -313,7 +314,7 @@ static int run_exchange(unsigned loss_every, int retry, size_t *pkts,
                        (struct sockaddr *)&cli.self, to_server.p[0].data,
                        to_server.p[0].len, now, &srv),
                    0);
-      CHECK_EQ_INT(h3wt_h3_conn_new(&srv.owner.h3, &shcfg, srv.qc, 1, &srv),
+      CHECK_EQ_INT(h3wt_streams_conn_new(&srv.owner.h3, &shcfg, srv.qc, 1, &srv),
                    0);
     }
     if (srv.qc) {
@@ -361,9 +362,9 @@ static int run_exchange(unsigned loss_every, int retry, size_t *pkts,
   CHECK(ok);
   *pkts = sent_count;
   *ms = 0;
-  h3wt_h3_conn_del(cli.owner.h3);
+  h3wt_streams_conn_del(cli.owner.h3);
   h3wt_quic_conn_del(cli.qc);
-  h3wt_h3_conn_del(srv.owner.h3);
+  h3wt_streams_conn_del(srv.owner.h3);
   h3wt_quic_conn_del(srv.qc);
   h3wt_sendq_free(&srv.body);
   h3wt_tls_ctx_del(stls);
