@@ -236,6 +236,171 @@ TEST(stream_headers) {
   CHECK_EQ_INT(h3wt_stream_header_parse(req, 1, 0, &sid, &hdr), 0);
 }
 
+/* ---- WT-Available-Protocols / WT-Protocol (RFC 8941 Lists of Strings) --- */
+
+typedef struct sf_members {
+  char m[8][128];
+  size_t n;
+  int stop_at; /* return 7 from the callback for this member (1-based) */
+} sf_members;
+
+static int sf_collect(const char *str, size_t len, void *ud) {
+  sf_members *ms = ud;
+  if (ms->n < 8 && len < sizeof(ms->m[0])) {
+    memcpy(ms->m[ms->n], str, len);
+    ms->m[ms->n][len] = '\0';
+  }
+  ++ms->n;
+  return ms->stop_at && (int)ms->n == ms->stop_at ? 7 : 0;
+}
+
+/* Parses exactly len bytes from a heap copy with nothing after them, so
+   ASan sees any read past the end (header values are not NUL-terminated
+   in general). */
+static int sf_parse(const char *v, size_t len, sf_members *ms) {
+  char *copy = malloc(len ? len : 1);
+  memcpy(copy, v, len);
+  memset(ms, 0, sizeof(*ms));
+  int rv = h3wt_sf_string_list_parse(copy, len, sf_collect, ms);
+  free(copy);
+  return rv;
+}
+
+TEST(sf_string_list_good) {
+  static const struct {
+    const char *in;
+    size_t n;
+    const char *m[3];
+  } cases[] = {
+      {"\"a\"", 1, {"a"}},
+      {"\"a\", \"b\"", 2, {"a", "b"}},
+      {"\"a\",\"b\"", 2, {"a", "b"}},
+      {"\"a\";q=1,\"b\"", 2, {"a", "b"}},
+      {"\"a\";q=1;x, \"b\";y=?0", 2, {"a", "b"}},
+      {"\"x\\\"y\"", 1, {"x\"y"}},
+      {"\"x\\\\y\"", 1, {"x\\y"}},
+      {"\"\"", 1, {""}},
+      {"\"\", \"a\"", 2, {"", "a"}},
+      {"  \"a\" ,  \"b\"  ", 2, {"a", "b"}},
+      {"\"a\",\t\"b\"", 2, {"a", "b"}},
+      {"\"chat-v2\", \"chat\", \"x y\"", 3, {"chat-v2", "chat", "x y"}},
+      {"\" !#~\"", 1, {" !#~"}},
+      /* RFC 8941 3.1.2: a parameter's value may be any bare item,
+         a String among them. */
+      {"\"a\";p=\"x,y\", \"b\"", 2, {"a", "b"}},
+      {"", 0, {NULL}},
+      {"   ", 0, {NULL}},
+  };
+  for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); ++i) {
+    sf_members ms;
+    TEST_CONTEXT("good list [%s]", cases[i].in);
+    CHECK_EQ_INT(sf_parse(cases[i].in, strlen(cases[i].in), &ms), 0);
+    CHECK_EQ_INT(ms.n, cases[i].n);
+    for (size_t k = 0; k < cases[i].n && k < ms.n; ++k) {
+      CHECK_EQ_STR(ms.m[k], cases[i].m[k]);
+    }
+  }
+  TEST_CONTEXT("%s", "");
+  /* Only len bytes count. */
+  sf_members ms;
+  CHECK_EQ_INT(sf_parse("\"a\", \"b\"", 3, &ms), 0);
+  CHECK_EQ_INT(ms.n, 1);
+  CHECK_EQ_STR(ms.m[0], "a");
+  /* A non-zero callback return stops the walk and is returned. */
+  memset(&ms, 0, sizeof(ms));
+  ms.stop_at = 2;
+  CHECK_EQ_INT(
+      h3wt_sf_string_list_parse("\"a\", \"b\", \"c\"", 13, sf_collect, &ms), 7);
+  CHECK_EQ_INT(ms.n, 2);
+}
+
+TEST(sf_string_list_malformed) {
+  static const char *const bad[] = {
+      "a",               /* a token, not a String */
+      "\"a\", b",        /* a token member after a good one */
+      "\"a",             /* unterminated */
+      "\"a\", \"b",      /* unterminated second member */
+      "\"\\n\"",         /* only \" and \\ are escapes */
+      "\"a\\\"",         /* the escape eats the closing quote */
+      "\"\\",            /* a lone backslash at the end */
+      "\"a\",",          /* trailing comma */
+      "\"a\", ",         /* trailing comma and space */
+      "\"a\",,\"b\"",    /* empty member */
+      ",\"a\"",          /* leading comma */
+      "\"a\" \"b\"",     /* no comma between members */
+      "\"caf\xc3\xa9\"", /* non-ASCII bytes */
+      "\"a\tb\"",        /* a control character inside */
+      "\"a\x01\"",       /* another */
+      "\"a\x7f\"",       /* DEL */
+      "1",               /* an Integer */
+      "(\"a\")",         /* an Inner List */
+  };
+  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); ++i) {
+    sf_members ms;
+    TEST_CONTEXT("malformed list [%s]", bad[i]);
+    CHECK_EQ_INT(sf_parse(bad[i], strlen(bad[i]), &ms), -1);
+  }
+  TEST_CONTEXT("%s", "");
+  /* A NUL inside the value is a control character too. */
+  sf_members ms;
+  CHECK_EQ_INT(sf_parse("\"a\0b\"", 5, &ms), -1);
+}
+
+TEST(sf_string_encode_round_trip) {
+  char buf[600], all[96];
+  sf_members ms;
+  size_t n;
+  CHECK_EQ_INT(h3wt_sf_string_encode(buf, sizeof(buf), "chat"), 6);
+  CHECK_EQ_STR(buf, "\"chat\"");
+  CHECK_EQ_INT(h3wt_sf_string_encode(buf, sizeof(buf), ""), 2);
+  CHECK_EQ_STR(buf, "\"\"");
+  CHECK_EQ_INT(h3wt_sf_string_encode(buf, sizeof(buf), "a\"b\\c"), 9);
+  CHECK_EQ_STR(buf, "\"a\\\"b\\\\c\"");
+  /* Every printable ASCII character survives encode then parse. */
+  for (int c = 0x20; c <= 0x7e; ++c) {
+    all[c - 0x20] = (char)c;
+  }
+  all[0x7f - 0x20] = '\0';
+  n = h3wt_sf_string_encode(buf, sizeof(buf), all);
+  CHECK_EQ_INT(n, 95 + 2 + 2); /* two escapes, two quotes */
+  CHECK_EQ_INT(strlen(buf), n);
+  CHECK_EQ_INT(sf_parse(buf, n, &ms), 0);
+  CHECK_EQ_INT(ms.n, 1);
+  CHECK_EQ_STR(ms.m[0], all);
+  memset(&ms, 0, sizeof(ms));
+  CHECK_EQ_INT(h3wt_sf_string_encode(buf, sizeof(buf), "x\\y\"z"), 9);
+  CHECK_EQ_INT(sf_parse(buf, 9, &ms), 0);
+  CHECK_EQ_INT(ms.n, 1);
+  CHECK_EQ_STR(ms.m[0], "x\\y\"z");
+  /* A String cannot carry controls or non-ASCII bytes. */
+  CHECK_EQ_INT(h3wt_sf_string_encode(buf, sizeof(buf), "a\nb"), 0);
+  CHECK_EQ_INT(h3wt_sf_string_encode(buf, sizeof(buf), "\t"), 0);
+  CHECK_EQ_INT(h3wt_sf_string_encode(buf, sizeof(buf), "caf\xc3\xa9"), 0);
+  CHECK_EQ_INT(h3wt_sf_string_encode(buf, sizeof(buf), "\x7f"), 0);
+  /* Sizes: "chat" needs 4 + 2 quotes + NUL = 7 bytes. */
+  CHECK_EQ_INT(h3wt_sf_string_encode(buf, 7, "chat"), 6);
+  CHECK_EQ_STR(buf, "\"chat\"");
+  CHECK_EQ_INT(h3wt_sf_string_encode(buf, 6, "chat"), 0);
+  CHECK_EQ_INT(h3wt_sf_string_encode(buf, 3, ""), 2);
+  CHECK_EQ_INT(h3wt_sf_string_encode(buf, 2, ""), 0);
+  CHECK_EQ_INT(h3wt_sf_string_encode(buf, 0, ""), 0);
+  /* An escape needs its backslash too: "a\"" is 6 bytes with the NUL. */
+  CHECK_EQ_INT(h3wt_sf_string_encode(buf, 6, "a\""), 5);
+  CHECK_EQ_INT(h3wt_sf_string_encode(buf, 5, "a\""), 0);
+  /* Exactly-sized heap buffers: ASan sees a write past the end. */
+  for (size_t cap = 0; cap <= 8; ++cap) {
+    char *h = malloc(cap ? cap : 1);
+    size_t r = h3wt_sf_string_encode(h, cap, "a\\b");
+    TEST_CONTEXT("cap %zu", cap);
+    CHECK_EQ_INT(r, cap >= 7 ? 6 : 0);
+    if (r) {
+      CHECK_EQ_STR(h, "\"a\\\\b\"");
+    }
+    free(h);
+  }
+  TEST_CONTEXT("%s", "");
+}
+
 int main(int argc, char **argv) {
   static const h3wt_test_case tests[] = {
       TEST_ENTRY(varints),
@@ -244,6 +409,9 @@ int main(int argc, char **argv) {
       TEST_ENTRY(close_session_reason_truncated_at_utf8),
       TEST_ENTRY(settings_rewrite),
       TEST_ENTRY(stream_headers),
+      TEST_ENTRY(sf_string_list_good),
+      TEST_ENTRY(sf_string_list_malformed),
+      TEST_ENTRY(sf_string_encode_round_trip),
   };
   return TEST_MAIN(argc, argv, tests);
 }
