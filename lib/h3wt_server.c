@@ -698,7 +698,7 @@ static void dispatch_connect(h3wt_request *req) {
 int h3wt_session_respond(h3wt_session *s, int status,
                          const h3wt_header *headers, size_t nheaders) {
   h3wt_request *req = h3wt_wt_session_facade(s);
-  if (h3wt_wt_session_answered(s)) {
+  if (h3wt_wt_session_answered(s) || !h3wt_wt_session_is_server(s)) {
     return H3WT_ERR_INVALID_STATE;
   }
   if (!req || !req->conn || req->session != s) {
@@ -911,7 +911,12 @@ static void on_conn_gone(h3wt_ep_conn *ec, uint64_t code, void *ud) {
   h3wt_list_foreach_safe(it, tmp, &reqs) {
     h3wt_request *req = h3wt_list_entry(it, h3wt_request, node);
     req->conn = NULL;
-    req->session = NULL; /* the WebTransport state goes with h3 */
+    if (req->session) {
+      /* The session outlives the request by a moment (its close is told
+         when the HTTP/3 layer goes): it must not find the request. */
+      h3wt_wt_session_set_facade(req->session, NULL);
+      req->session = NULL;
+    }
   }
   while (!h3wt_list_empty(&reqs)) {
     h3wt_request *req = h3wt_list_entry(reqs.next, h3wt_request, node);

@@ -720,6 +720,9 @@ void h3wt_wt_session_set_facade(h3wt_session *s, void *facade) {
 void *h3wt_wt_session_facade(const h3wt_session *s) {
   return s->facade;
 }
+int h3wt_wt_session_is_server(const h3wt_session *s) {
+  return s->wt->server;
+}
 int h3wt_wt_session_set_protocol(h3wt_session *s, const char *proto,
                                  size_t len) {
   char *p = strndup(proto, len);
@@ -777,8 +780,9 @@ void h3wt_wt_session_ready(h3wt_session *s) {
   s->counted = 1;
   ++wt->stats->sessions_current;
   ++wt->stats->sessions_total;
-  H3WT_LOG(wt->log, H3WT_LOG_INFO, "wt", "[%s/%lld] session ready %s",
-           LOGID(wt), (long long)s->id, s->path);
+  /* The path without its query: query values may carry tokens. */
+  H3WT_LOG(wt->log, H3WT_LOG_INFO, "wt", "[%s/%lld] session ready %.*s",
+           LOGID(wt), (long long)s->id, (int)strcspn(s->path, "?"), s->path);
   if (s->handler->on_session_ready) {
     s->handler->on_session_ready(s, s->route_data);
   }
@@ -1285,6 +1289,11 @@ static void unref_buf(void *data, void *ud) {
 }
 
 static int can_write(const h3wt_stream *st) {
+  if (st->session && st->session->state == S_CLOSED) {
+    /* The session's close took its streams with it: a race with the
+       peer, not a caller bug. */
+    return H3WT_ERR_SESSION_CLOSING;
+  }
   if (st->closed || st->write_shut || st->fin_queued || st->reset_pending ||
       (!st->bidi && !st->local)) {
     return H3WT_ERR_INVALID_STATE;
@@ -1447,11 +1456,14 @@ static void run_resumes(h3wt_wt_conn *wt) {
         continue;
       }
       h3wt_vec v[8];
-      size_t n;
+      size_t n, total;
+      /* Peek and consume piece by piece: a callback may pause again, and
+         what it did not get stays held. */
       while (!st->paused && !st->closed &&
-             (n = h3wt_sendq_read(&st->held, v, 8)) > 0) {
-        for (size_t i = 0; i < n && !st->closed; ++i) {
-          int last = i == n - 1 && st->held.unread == 0;
+             (n = h3wt_sendq_peek(&st->held, v, 8, &total)) > 0) {
+        for (size_t i = 0; i < n && !st->closed && !st->paused; ++i) {
+          h3wt_sendq_consume(&st->held, v[i].len);
+          int last = st->held.unread == 0;
           stream_data(st, v[i].base, v[i].len, last && st->held_fin);
         }
       }

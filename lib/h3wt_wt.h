@@ -159,6 +159,7 @@ void h3wt_wt_session_set_answered(h3wt_session *s);
 /* The facade's object behind the session (server: its request). */
 void h3wt_wt_session_set_facade(h3wt_session *s, void *facade);
 void *h3wt_wt_session_facade(const h3wt_session *s);
+int h3wt_wt_session_is_server(const h3wt_session *s);
 /* Client: the server's WT-Protocol answer (copied). */
 int h3wt_wt_session_set_protocol(h3wt_session *s, const char *proto,
                                  size_t len);

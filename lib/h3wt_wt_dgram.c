@@ -137,9 +137,10 @@ void h3wt_wt_dgramq_pop(h3wt_wt_dgramq *q) {
   if (e->buf) {
     h3wt_buf_unref(e->buf);
   } else {
-    /* Inline payloads leave the byte ring in the order they entered. */
-    assert(e->off == q->bhead);
-    q->bhead += e->len;
+    /* Inline payloads leave the byte ring in the order they entered (an
+       entry dropped from the middle leaves a gap, skipped here). */
+    assert(e->off >= q->bhead);
+    q->bhead = e->off + e->len;
   }
   q->head = (q->head + 1) % q->max_count;
   if (--q->count == 0) {
@@ -151,14 +152,22 @@ void h3wt_wt_dgramq_pop(h3wt_wt_dgramq *q) {
 int h3wt_wt_dgramq_drop_oldest(h3wt_wt_dgramq *q, void *owner) {
   for (size_t i = 0; i < q->count; ++i) {
     h3wt_wt_dgram_entry *e = at(q, i);
-    if (e->owner == owner) {
-      if (i == 0) {
-        h3wt_wt_dgramq_pop(q);
-      } else {
-        e->owner = NULL; /* skipped at the front */
-      }
+    if (e->owner != owner) {
+      continue;
+    }
+    if (i == 0) {
+      h3wt_wt_dgramq_pop(q);
       return 1;
     }
+    /* From the middle: the slot must come free now (the caller queues in
+       its place), so the later entries move up one; its inline bytes
+       stay as a gap until the front passes them. */
+    h3wt_buf_unref(e->buf);
+    for (size_t k = i; k + 1 < q->count; ++k) {
+      *at(q, k) = *at(q, k + 1);
+    }
+    --q->count;
+    return 1;
   }
   return 0;
 }

@@ -332,19 +332,34 @@ static const char *sf_skip_ows(const char *p, const char *end) {
   return p;
 }
 
-/* Skips ;key[=value] parameters (RFC 8941 3.1.2): keys are lcalpha or
-   '*' then lcalpha, digits, "_-.*"; values any bare item but a String is
-   all a protocol list ever carries, and tokens/numbers are skipped as
-   runs of non-separators. */
+/* Skips ;key[=value] parameters (RFC 8941 3.1.2).  Keys and bare values
+   (tokens, numbers, booleans, byte sequences) are runs without a
+   separator; a String value is skipped with its escapes.  NULL: a
+   malformed String. */
 static const char *sf_skip_params(const char *p, const char *end) {
   while (p < end && *p == ';') {
     ++p;
     p = sf_skip_ows(p, end);
     while (p < end && *p != ';' && *p != ',' && *p != ' ' && *p != '\t') {
-      if (*p == '"') {
-        return NULL; /* a String parameter value: not for protocols */
+      if (*p != '"') {
+        ++p;
+        continue;
       }
-      ++p;
+      for (++p;; ++p) {
+        if (p == end) {
+          return NULL; /* unterminated */
+        }
+        if (*p == '\\') {
+          if (++p == end || (*p != '"' && *p != '\\')) {
+            return NULL;
+          }
+        } else if (*p == '"') {
+          ++p;
+          break;
+        } else if (*p < 0x20 || *p > 0x7e) {
+          return NULL;
+        }
+      }
     }
   }
   return p;

@@ -153,7 +153,7 @@ static int fx_open(int c, const char *path, const char *origin,
   if (!F.cl[c]) {
     return H3WT_ERR_CLOSED;
   }
-  return h3wt_client_webtransport(F.cl[c], path, origin, h, ud, ps);
+  return h3wt_client_webtransport(F.cl[c], path, origin, NULL, 0, h, ud, ps);
 }
 
 static void later_cb(uv_timer_t *t) {
@@ -739,6 +739,109 @@ TEST(session_ids) {
   CHECK_EQ_INT(T2.c_closes, 4);
   CHECK_EQ_INT(T2.c_close_code_ok, 3);
   TEST_CONTEXT("%s", "");
+  fx_end();
+}
+
+/* ======================================================================== */
+/* 2b. Subprotocols and request headers from a native client.               */
+
+static struct {
+  size_t offered;
+  char first[32], second[32];
+  int rv_bad, rv_good, rv_late;
+  char token[16];
+  char cl_proto[32];
+  int cl_ready, srv_ready, noproto_ready;
+  h3wt_session *cl, *cl_noproto;
+} T2B;
+
+static int t2b_request(h3wt_session *s, void *rd) {
+  const char *const *p;
+  size_t n = h3wt_session_protocols(s, &p);
+  const char *tok = h3wt_session_header(s, "x-token");
+  if (strstr(h3wt_session_path(s), "noproto")) {
+    return n == 0 && !tok ? 200 : 400;
+  }
+  T2B.offered = n;
+  if (n >= 2) {
+    snprintf(T2B.first, sizeof(T2B.first), "%s", p[0]);
+    snprintf(T2B.second, sizeof(T2B.second), "%s", p[1]);
+  }
+  snprintf(T2B.token, sizeof(T2B.token), "%s", tok ? tok : "");
+  T2B.rv_bad = h3wt_session_select_protocol(s, "not-offered");
+  T2B.rv_good = h3wt_session_select_protocol(s, "chat");
+  return 200;
+}
+
+static void t2b_srv_ready(h3wt_session *s, void *rd) {
+  if (!strstr(h3wt_session_path(s), "noproto")) {
+    /* Answered: the choice is made. */
+    T2B.rv_late = h3wt_session_select_protocol(s, "chat-v2");
+    T2B.srv_ready = 1;
+  }
+}
+
+static void t2b_cl_ready(h3wt_session *s, void *rd) {
+  const char *p = h3wt_session_protocol(s);
+  if (s == T2B.cl_noproto) {
+    T2B.noproto_ready = p == NULL ? 1 : -1;
+    return;
+  }
+  snprintf(T2B.cl_proto, sizeof(T2B.cl_proto), "%s", p ? p : "(none)");
+  T2B.cl_ready = 1;
+}
+
+static const h3wt_session_handler t2b_server = {
+    .on_session_request = t2b_request, .on_session_ready = t2b_srv_ready};
+static const h3wt_session_handler t2b_client = {.on_session_ready =
+                                                    t2b_cl_ready};
+
+static void t2b_step(void) {
+  if (T2B.cl_ready && T2B.srv_ready && T2B.noproto_ready) {
+    fx_finish();
+  }
+}
+
+TEST(subprotocols_and_headers) {
+  h3wt_server_settings ss;
+  memset(&T2B, 0, sizeof(T2B));
+  fx_settings(&ss);
+  if (fx_start(&ss) != 0) {
+    return;
+  }
+  CHECK_EQ_INT(h3wt_server_webtransport(F.server, "/wt", &t2b_server, NULL),
+               0);
+  fx_listen();
+  int c = fx_client();
+  /* As the browser's `protocols` option sends it: a structured-field list
+     (with a parameter the server must skip), and a token header that only
+     a native client can add. */
+  h3wt_header hdrs[] = {
+      H3WT_HEADER("wt-available-protocols", "\"chat-v2\";q=1, \"chat\""),
+      H3WT_HEADER("x-token", "abc")};
+  CHECK_EQ_INT(h3wt_client_webtransport(F.cl[c], "/wt", NULL, hdrs, 2,
+                                        &t2b_client, NULL, &T2B.cl),
+               0);
+  CHECK_EQ_INT(h3wt_client_webtransport(F.cl[c], "/wt?noproto", NULL, NULL,
+                                        0, &t2b_client, NULL,
+                                        &T2B.cl_noproto),
+               0);
+  /* Pseudo-headers are the library's. */
+  h3wt_header bad[] = {H3WT_HEADER(":path", "/x")};
+  h3wt_session *unused;
+  CHECK_EQ_INT(h3wt_client_webtransport(F.cl[c], "/wt", NULL, bad, 1,
+                                        &t2b_client, NULL, &unused),
+               H3WT_ERR_INVALID_ARGUMENT);
+  fx_run(t2b_step, 5000);
+  CHECK_EQ_INT((int)T2B.offered, 2);
+  CHECK_EQ_STR(T2B.first, "chat-v2");
+  CHECK_EQ_STR(T2B.second, "chat");
+  CHECK_EQ_STR(T2B.token, "abc");
+  CHECK_EQ_INT(T2B.rv_bad, H3WT_ERR_NOT_FOUND);
+  CHECK_EQ_INT(T2B.rv_good, 0);
+  CHECK_EQ_INT(T2B.rv_late, H3WT_ERR_INVALID_STATE);
+  CHECK_EQ_STR(T2B.cl_proto, "chat");
+  CHECK_EQ_INT(T2B.noproto_ready, 1);
   fx_end();
 }
 
@@ -2551,6 +2654,7 @@ int main(int argc, char **argv) {
   static const h3wt_test_case tests[] = {
       TEST_ENTRY(accept_later),
       TEST_ENTRY(session_ids),
+      TEST_ENTRY(subprotocols_and_headers),
       TEST_ENTRY(shared_buffer_fan_out),
       TEST_ENTRY(streams_available),
       TEST_ENTRY(streams_opened_at_accept),
