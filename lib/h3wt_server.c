@@ -18,6 +18,7 @@
 #include "h3wt_endpoint.h"
 #include "h3wt_h3.h"
 #include "h3wt_list.h"
+#include "h3wt_post.h"
 #include "h3wt_quic.h"
 #include "h3wt_router.h"
 #include "h3wt_streams.h"
@@ -87,6 +88,8 @@ struct h3wt_server {
   h3wt_endpoint *ep;
   h3wt_ep_callbacks epcbs;
   int listening;
+  h3wt_mailbox mailbox; /* h3wt_server_post() */
+  int mailbox_open;     /* from h3wt_server_listen() to the close */
   h3wt_router router;
   wt_route *wt_routes;
   size_t nwt_routes;
@@ -1139,6 +1142,27 @@ int h3wt_server_new(h3wt_server **psrv, uv_loop_t *loop,
   return 0;
 }
 
+/* Posted work runs like any other entry from libuv: inside the endpoint's
+   depth, so what it closes is closed once it returns. */
+static void post_enter(void *ud) {
+  h3wt_ep_enter(ud);
+}
+static void post_leave(void *ud) {
+  h3wt_ep_leave(ud);
+}
+
+int h3wt_server_post(h3wt_server *srv, void (*fn)(void *arg), void *arg) {
+  if (!srv || !fn) {
+    return H3WT_ERR_INVALID_ARGUMENT;
+  }
+  if (!srv->mailbox_open) {
+    return H3WT_ERR_INVALID_STATE; /* before h3wt_server_listen() */
+  }
+  /* No field of srv is read here but the mailbox, whose lock makes the
+     close race-free: posting after the close began is refused. */
+  return h3wt_mailbox_post(&srv->mailbox, fn, arg) == 0 ? 0 : H3WT_ERR_CLOSED;
+}
+
 int h3wt_server_listen(h3wt_server *srv) {
   struct sockaddr_storage ss;
   const char *host = srv->settings.host;
@@ -1163,7 +1187,13 @@ int h3wt_server_listen(h3wt_server *srv) {
   if (rv != 0) {
     return rv;
   }
-  srv->listening = 1;
+  srv->listening = 1; /* from here h3wt_server_close() frees the socket */
+  if (h3wt_mailbox_init(&srv->mailbox, srv->loop, srv->ep) != 0) {
+    return H3WT_ERR_NOMEM;
+  }
+  srv->mailbox.enter = post_enter;
+  srv->mailbox.leave = post_leave;
+  srv->mailbox_open = 1;
   snprintf(srv->altsvc, sizeof(srv->altsvc), "h3=\":%u\"",
            h3wt_server_port(srv));
   return 0;
@@ -1399,6 +1429,11 @@ static void server_close_now(h3wt_server *srv) {
   if (srv->listening) {
     ++srv->pending_closes;
     h3wt_ep_close(srv->ep, ep_closed, srv);
+    if (srv->mailbox_open) {
+      /* Work posted before now still runs; later posts are refused. */
+      ++srv->pending_closes;
+      h3wt_mailbox_close(&srv->mailbox, handle_closed, srv);
+    }
   }
   close_step(srv);
 }
@@ -1524,6 +1559,9 @@ void h3wt_server_del(h3wt_server *srv) {
   }
   free(srv->mounts);
   h3wt_ep_del(srv->ep);
+  if (srv->mailbox_open) {
+    h3wt_mailbox_fini(&srv->mailbox);
+  }
   h3wt_tls_ctx_del(srv->tls);
   free(srv->qcfg.txbuf);
   free(srv->shutdown_reason);

@@ -846,6 +846,107 @@ TEST(subprotocols_and_headers) {
 }
 
 /* ======================================================================== */
+/* 2c. Work handed to the loop from another thread (h3wt_server_post).     */
+
+#define T2C_N 1000
+
+static struct {
+  uv_thread_t thread;
+  int thread_started;
+  uint64_t sid;      /* the server session's id, set on the loop thread */
+  int ran, in_order;
+  int last_seen;
+  int rv_post_fail;  /* posts the thread saw refused */
+  int got_dgram;
+  int rv_after_close;
+  int items[T2C_N];
+} T2C;
+
+static void t2c_item(void *arg) {
+  int k = *(int *)arg;
+  /* Runs on the loop thread, in the order posted. */
+  if (k != T2C.last_seen + 1) {
+    T2C.in_order = 0;
+  }
+  T2C.last_seen = k;
+  ++T2C.ran;
+  if (k == T2C_N - 1) {
+    /* From posted work, anything goes: find the session by its id. */
+    h3wt_session *s = h3wt_server_find_session(F.server, T2C.sid);
+    CHECK(s != NULL);
+    if (s) {
+      CHECK_EQ_INT(h3wt_session_send_datagram(s, "posted", 6), 0);
+    }
+  }
+}
+
+static void t2c_thread(void *arg) {
+  for (int k = 0; k < T2C_N; ++k) {
+    T2C.items[k] = k;
+    if (h3wt_server_post(F.server, t2c_item, &T2C.items[k]) != 0) {
+      ++T2C.rv_post_fail;
+    }
+  }
+}
+
+static void t2c_srv_ready(h3wt_session *s, void *rd) {
+  T2C.sid = h3wt_session_id(s);
+  /* The thread starts once the id is known (the write happens before
+     uv_thread_create, which orders it). */
+  T2C.thread_started = uv_thread_create(&T2C.thread, t2c_thread, NULL) == 0;
+  CHECK(T2C.thread_started);
+}
+
+static void t2c_cl_dgram(h3wt_session *s, const uint8_t *d, size_t n,
+                         void *rd) {
+  if (n == 6 && memcmp(d, "posted", 6) == 0) {
+    T2C.got_dgram = 1;
+    fx_finish();
+  }
+}
+
+static const h3wt_session_handler t2c_server = {
+    .on_session_request = accept_all, .on_session_ready = t2c_srv_ready};
+static const h3wt_session_handler t2c_client = {.on_datagram = t2c_cl_dgram};
+
+static void t2c_closed(h3wt_server *srv, void *ud) {
+  (void)srv;
+  (void)ud;
+}
+
+TEST(post_from_thread) {
+  h3wt_server_settings ss;
+  int dummy = 0;
+  memset(&T2C, 0, sizeof(T2C));
+  T2C.in_order = 1;
+  T2C.last_seen = -1;
+  fx_settings(&ss);
+  if (fx_start(&ss) != 0) {
+    return;
+  }
+  CHECK_EQ_INT(h3wt_server_post(F.server, t2c_item, &dummy),
+               H3WT_ERR_INVALID_STATE); /* not listening yet */
+  CHECK_EQ_INT(h3wt_server_webtransport(F.server, "/wt", &t2c_server, NULL),
+               0);
+  fx_listen();
+  int c = fx_client();
+  h3wt_session *s;
+  CHECK_EQ_INT(fx_open(c, "/wt", NULL, &t2c_client, NULL, &s), 0);
+  fx_run(NULL, 8000);
+  if (T2C.thread_started) {
+    uv_thread_join(&T2C.thread);
+  }
+  CHECK_EQ_INT(T2C.rv_post_fail, 0);
+  CHECK_EQ_INT(T2C.ran, T2C_N);
+  CHECK(T2C.in_order);
+  CHECK(T2C.got_dgram);
+  /* The server is closed by now: posts are refused. */
+  CHECK_EQ_INT(h3wt_server_post(F.server, t2c_item, &dummy), H3WT_ERR_CLOSED);
+  (void)t2c_closed;
+  fx_end();
+}
+
+/* ======================================================================== */
 /* 3. One shared buffer fanned out to three sessions.                       */
 
 #define T3_N 3
@@ -2655,6 +2756,7 @@ int main(int argc, char **argv) {
       TEST_ENTRY(accept_later),
       TEST_ENTRY(session_ids),
       TEST_ENTRY(subprotocols_and_headers),
+      TEST_ENTRY(post_from_thread),
       TEST_ENTRY(shared_buffer_fan_out),
       TEST_ENTRY(streams_available),
       TEST_ENTRY(streams_opened_at_accept),

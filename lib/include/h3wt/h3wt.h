@@ -19,11 +19,9 @@
  *    objects are freed only after the callback that announced their end
  *    returns.  Debug builds assert these invariants.
  *  - Threads: every h3wt function must be called on the loop thread of
- *    the object it takes (none is safe from another thread).  To hand work
- *    to the loop from another thread, use libuv's one thread-safe call:
- *    uv_async_send() on a uv_async_t the host initialised on that loop;
- *    its callback runs on the loop thread and may call h3wt (see README,
- *    "Threads").
+ *    the object it takes, except h3wt_server_post(), which any thread may
+ *    call to hand work to a server's loop (its function runs there and may
+ *    call anything).
  *  - Settings structs are versioned: initialise them with the matching
  *    *_default() function, then change the fields you need.  Fields are only
  *    ever appended.
@@ -253,6 +251,16 @@ void h3wt_server_close(h3wt_server *server, h3wt_server_close_cb cb,
 void h3wt_server_shutdown(h3wt_server *server, uint64_t timeout_ms,
                           uint32_t code, const char *reason,
                           h3wt_server_close_cb cb, void *user_data);
+
+/* The one h3wt call that is safe from any thread: runs fn(arg) on the
+   server's loop thread soon after, where fn may call anything in h3wt
+   (find a session by its id and send to it, say).  Work runs in the order
+   posted.  Valid from h3wt_server_listen() returning 0 until
+   h3wt_server_del(); work posted before h3wt_server_close() (or the end
+   of a shutdown) still runs, later posts are refused.  Returns 0,
+   H3WT_ERR_CLOSED (closing: fn will not run), H3WT_ERR_INVALID_STATE (not
+   listening yet) or H3WT_ERR_NOMEM. */
+int h3wt_server_post(h3wt_server *server, void (*fn)(void *arg), void *arg);
 
 /* Frees the server.  Call after the close callback (or before listening). */
 void h3wt_server_del(h3wt_server *server);
