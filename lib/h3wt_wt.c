@@ -63,8 +63,8 @@ struct h3wt_stream {
   h3wt_sendq held;     /* bytes received while paused */
   int held_fin;
   size_t held_credit;  /* flow-control credit not yet returned */
-  h3wt_stream *wnext;               /* write queue */
-  h3wt_stream *prev, *next;         /* session's (or orphan) list */
+  h3wt_list wnode;                  /* in the write queue */
+  h3wt_list node;                   /* session's (or orphan) list */
   h3wt_stream *dnext;               /* deferred list */
   h3wt_stream *rnext;               /* resume list */
 };
@@ -99,8 +99,8 @@ struct h3wt_session {
   uint64_t queued;       /* unacknowledged bytes of all its streams */
   int budget_wait;       /* a stream waits for the session budget */
   int counted;           /* in stats->sessions_current */
-  h3wt_stream *streams;
-  h3wt_session *prev, *next;
+  h3wt_list streams;
+  h3wt_list node; /* in wt->sessions */
   h3wt_session *dnext;
   char **protocols; /* offered (WT-Available-Protocols) */
   size_t nprotocols;
@@ -111,7 +111,8 @@ struct h3wt_session {
   uint64_t liveness_ms;
   int want_streams_bidi, want_streams_uni;
   h3wt_stream *resume; /* streams whose reading resumed */
-  h3wt_session *rprev, *rnext, *hnext; /* registry: list, hash chain */
+  h3wt_list rnode;      /* in the registry's list */
+  h3wt_session *hnext;  /* the registry's hash chain */
   int registered;
 };
 
@@ -120,11 +121,11 @@ struct h3wt_wt_conn {
   h3wt_wt_limits limits;
   const h3wt_logger *log;
   int server;
-  h3wt_session *sessions;
+  h3wt_list sessions;
   size_t nsessions;
-  h3wt_stream *orphans; /* streams whose session is not ready (yet) */
+  h3wt_list orphans; /* streams whose session is not ready (yet) */
   size_t norphans;
-  h3wt_stream *wq_head, *wq_tail; /* streams with something to write */
+  h3wt_list wq;      /* streams with something to write, in turn */
   h3wt_stream *writing;           /* returned by the last writev */
   h3wt_wt_dgramq dgrams;          /* to send */
   h3wt_dgramq early_dgrams;       /* received before their session */
@@ -139,6 +140,19 @@ struct h3wt_wt_conn {
 };
 
 #define LOGID(wt) h3wt_quic_conn_name(h3wt_h3_quic((wt)->h3))
+
+#define SESS_OF(n) h3wt_list_entry(n, h3wt_session, node)
+#define STREAM_OF(n) h3wt_list_entry(n, h3wt_stream, node)
+/* for (each session s of wt): the body may close sessions (they stay
+   linked until the deferred pass) but not unlink them. */
+#define FOR_SESSIONS(s, wt)                                                    \
+  for (h3wt_list *s##_it_ = (wt)->sessions.next;                              \
+       s##_it_ != &(wt)->sessions && ((s) = SESS_OF(s##_it_), 1);             \
+       s##_it_ = s##_it_->next)
+#define FOR_STREAMS(st, head)                                                  \
+  for (h3wt_list *st##_it_ = (head)->next;                                    \
+       st##_it_ != (head) && ((st) = STREAM_OF(st##_it_), 1);                 \
+       st##_it_ = st##_it_->next)
 
 void h3wt_wt_limits_default(h3wt_wt_limits *l) {
   l->max_sessions = 16;
@@ -179,6 +193,9 @@ int h3wt_wt_conn_new(h3wt_wt_conn **pwt, h3wt_h3_conn *h3,
   wt->server = server;
   wt->stats = limits->stats ? limits->stats : &wt->own;
   wt->reg = limits->registry ? limits->registry : &wt->ownreg;
+  h3wt_list_init(&wt->sessions);
+  h3wt_list_init(&wt->orphans);
+  h3wt_list_init(&wt->wq);
   h3wt_wt_dgramq_init(&wt->dgrams, limits->max_datagram_queue,
                       limits->max_datagram_queue * 1500);
   h3wt_dgramq_init(&wt->early_dgrams, 16, 16 * 1500);
@@ -208,7 +225,7 @@ static void stream_data(h3wt_stream *st, const uint8_t *data, size_t len,
                         int fin);
 
 static void session_free(h3wt_session *s) {
-  assert(!s->streams); /* streams never outlive their session */
+  assert(h3wt_list_empty(&s->streams)); /* none outlives its session */
   if (s->counted) {
     --s->wt->stats->sessions_current;
   }
@@ -233,43 +250,27 @@ static void session_free(h3wt_session *s) {
 }
 
 static void unlink_session(h3wt_session *s) {
-  h3wt_wt_conn *wt = s->wt;
-  if (s->prev) {
-    s->prev->next = s->next;
-  } else if (wt->sessions == s) {
-    wt->sessions = s->next;
-  }
-  if (s->next) {
-    s->next->prev = s->prev;
-  }
-  s->prev = s->next = NULL;
-  --wt->nsessions;
+  assert(h3wt_list_linked(&s->node));
+  h3wt_list_remove(&s->node);
+  --s->wt->nsessions;
 }
 
 static void unlink_stream(h3wt_stream *st) {
-  h3wt_stream **head = st->session ? &st->session->streams : &st->wt->orphans;
-  if (st->prev) {
-    st->prev->next = st->next;
-  } else if (*head == st) {
-    *head = st->next;
+  if (!h3wt_list_linked(&st->node)) {
+    return;
   }
-  if (st->next) {
-    st->next->prev = st->prev;
-  }
-  st->prev = st->next = NULL;
+  h3wt_list_remove(&st->node);
   if (!st->session) {
     --st->wt->norphans;
   }
 }
 
+/* Into its session's list, or the orphans' while it has none. */
 static void link_stream(h3wt_stream *st) {
-  h3wt_stream **head = st->session ? &st->session->streams : &st->wt->orphans;
-  st->prev = NULL;
-  st->next = *head;
-  if (*head) {
-    (*head)->prev = st;
-  }
-  *head = st;
+  assert(!h3wt_list_linked(&st->node));
+  h3wt_list_insert_head(st->session ? &st->session->streams
+                                    : &st->wt->orphans,
+                        &st->node);
   if (!st->session) {
     ++st->wt->norphans;
   }
@@ -279,21 +280,7 @@ static void wq_remove(h3wt_wt_conn *wt, h3wt_stream *st) {
   if (!st->in_writeq) {
     return;
   }
-  h3wt_stream *prev = NULL;
-  for (h3wt_stream *p = wt->wq_head; p; prev = p, p = p->wnext) {
-    if (p == st) {
-      if (prev) {
-        prev->wnext = p->wnext;
-      } else {
-        wt->wq_head = p->wnext;
-      }
-      if (wt->wq_tail == p) {
-        wt->wq_tail = prev;
-      }
-      break;
-    }
-  }
-  st->wnext = NULL;
+  h3wt_list_remove(&st->wnode);
   st->in_writeq = 0;
   if (wt->writing == st) {
     wt->writing = NULL;
@@ -308,13 +295,7 @@ static int wq_append(h3wt_wt_conn *wt, h3wt_stream *st) {
   }
   assert(!st->deferred && st->wt == wt);
   st->in_writeq = 1;
-  st->wnext = NULL;
-  if (wt->wq_tail) {
-    wt->wq_tail->wnext = st;
-  } else {
-    wt->wq_head = st;
-  }
-  wt->wq_tail = st;
+  h3wt_list_insert_tail(&wt->wq, &st->wnode);
   return 1;
 }
 
@@ -356,7 +337,8 @@ static void session_defer_close(h3wt_session *s, int err) {
   }
   /* Every stream of a closed session is reset with WT_SESSION_GONE
      (draft: "the endpoint MUST reset ... with WT_SESSION_GONE"). */
-  for (h3wt_stream *st = s->streams; st; st = st->next) {
+  h3wt_stream *st;
+  FOR_STREAMS(st, &s->streams) {
     if (!st->closed) {
       h3wt_quic_shutdown_stream(QC(wt), st->id, H3WT_WT_SESSION_GONE);
       stream_defer_close(st);
@@ -411,9 +393,10 @@ void h3wt_wt_run_deferred(h3wt_wt_conn *wt) {
   }
   while (wt->dsessions) {
     h3wt_session *s = wt->dsessions;
-    if (s->streams) {
+    if (!h3wt_list_empty(&s->streams)) {
       /* Streams of this session still closing: wait for them. */
-      for (h3wt_stream *st = s->streams; st; st = st->next) {
+      h3wt_stream *st;
+  FOR_STREAMS(st, &s->streams) {
         if (!st->deferred) {
           stream_defer_close(st);
         }
@@ -445,7 +428,8 @@ void h3wt_wt_run_deferred(h3wt_wt_conn *wt) {
 }
 
 void h3wt_wt_conn_lost(h3wt_wt_conn *wt) {
-  for (h3wt_session *s = wt->sessions; s; s = s->next) {
+  h3wt_session *s;
+  FOR_SESSIONS(s, wt) {
     if (s->state != S_CLOSED) {
       session_defer_close(s, H3WT_SESSION_CONN_LOST);
     }
@@ -457,7 +441,8 @@ void h3wt_wt_conn_del(h3wt_wt_conn *wt) {
   if (!wt) {
     return;
   }
-  for (h3wt_session *s = wt->sessions; s; s = s->next) {
+  h3wt_session *s;
+  FOR_SESSIONS(s, wt) {
     s->stream_gone = 1;
     if (s->state != S_CLOSED) {
       session_defer_close(s, H3WT_SESSION_CONN_LOST);
@@ -467,16 +452,16 @@ void h3wt_wt_conn_del(h3wt_wt_conn *wt) {
       wt->dsessions = s;
     }
   }
-  while (wt->orphans) {
-    h3wt_stream *st = wt->orphans;
+  while (!h3wt_list_empty(&wt->orphans)) {
+    h3wt_stream *st = STREAM_OF(wt->orphans.next);
     unlink_stream(st);
     stream_free(st);
   }
   h3wt_wt_run_deferred(wt);
-  while (wt->sessions) {
-    h3wt_session *s = wt->sessions;
-    unlink_session(s);
-    session_free(s);
+  while (!h3wt_list_empty(&wt->sessions)) {
+    h3wt_session *left = SESS_OF(wt->sessions.next);
+    unlink_session(left);
+    session_free(left);
   }
   h3wt_wt_dgramq_free(&wt->dgrams);
   h3wt_dgramq_free(&wt->early_dgrams);
@@ -513,18 +498,14 @@ static int registry_add(h3wt_wt_registry *reg, h3wt_session *s) {
     }
     free(old);
   }
+  if (!reg->list.next) {
+    h3wt_list_init(&reg->list); /* the registry is zeroed memory at first */
+  }
   s->uid = ++reg->next_id;
   size_t b = bucket_of(reg, s->uid);
   s->hnext = reg->buckets[b];
   reg->buckets[b] = s;
-  s->rprev = reg->tail;
-  s->rnext = NULL;
-  if (reg->tail) {
-    reg->tail->rnext = s;
-  } else {
-    reg->head = s;
-  }
-  reg->tail = s;
+  h3wt_list_insert_tail(&reg->list, &s->rnode);
   ++reg->count;
   s->registered = 1;
   return 0;
@@ -543,17 +524,8 @@ static void registry_remove(h3wt_session *s) {
       break;
     }
   }
-  if (s->rprev) {
-    s->rprev->rnext = s->rnext;
-  } else {
-    reg->head = s->rnext;
-  }
-  if (s->rnext) {
-    s->rnext->rprev = s->rprev;
-  } else {
-    reg->tail = s->rprev;
-  }
-  s->rprev = s->rnext = s->hnext = NULL;
+  h3wt_list_remove(&s->rnode);
+  s->hnext = NULL;
   --reg->count;
 }
 
@@ -583,8 +555,12 @@ size_t h3wt_wt_registry_foreach(h3wt_wt_registry *reg, const char *path,
   size_t n = 0, plen = path ? strlen(path) : 0;
   /* Sessions leave the list only in the deferred pass, never from inside
      cb, so the next pointer stays valid whatever cb closes. */
-  for (h3wt_session *s = reg->head, *next; s; s = next) {
-    next = s->rnext;
+  if (!reg->list.next) {
+    return 0; /* no session ever */
+  }
+  for (h3wt_list *it = reg->list.next, *next; it != &reg->list; it = next) {
+    h3wt_session *s = h3wt_list_entry(it, h3wt_session, rnode);
+    next = it->next;
     if (s->state != S_READY) {
       continue;
     }
@@ -603,7 +579,8 @@ size_t h3wt_wt_registry_foreach(h3wt_wt_registry *reg, const char *path,
 /* ---- sessions ------------------------------------------------------------- */
 
 static h3wt_session *find_session(const h3wt_wt_conn *wt, int64_t id) {
-  for (h3wt_session *s = wt->sessions; s; s = s->next) {
+  h3wt_session *s;
+  FOR_SESSIONS(s, wt) {
     if (s->id == id) {
       return s;
     }
@@ -616,7 +593,8 @@ size_t h3wt_wt_session_count(const h3wt_wt_conn *wt) {
 }
 
 void h3wt_wt_drain_all(h3wt_wt_conn *wt) {
-  for (h3wt_session *s = wt->sessions; s; s = s->next) {
+  h3wt_session *s;
+  FOR_SESSIONS(s, wt) {
     if (s->state == S_READY) {
       h3wt_session_drain(s);
     }
@@ -625,7 +603,8 @@ void h3wt_wt_drain_all(h3wt_wt_conn *wt) {
 
 void h3wt_wt_close_all(h3wt_wt_conn *wt, uint32_t code, const char *reason) {
   /* Closing moves nothing in this list (frees are deferred). */
-  for (h3wt_session *s = wt->sessions; s; s = s->next) {
+  h3wt_session *s;
+  FOR_SESSIONS(s, wt) {
     if (s->state == S_READY) {
       h3wt_session_close(s, code, reason);
     }
@@ -640,6 +619,9 @@ int h3wt_wt_session_new(h3wt_wt_conn *wt, int64_t stream_id,
   if (!s) {
     return H3WT_ERR_NOMEM;
   }
+  h3wt_list_init(&s->streams);
+  h3wt_list_init(&s->node);
+  h3wt_list_init(&s->rnode);
   s->wt = wt;
   s->id = stream_id;
   s->hcopy = *handler;
@@ -659,11 +641,7 @@ int h3wt_wt_session_new(h3wt_wt_conn *wt, int64_t stream_id,
     session_free(s);
     return H3WT_ERR_NOMEM;
   }
-  s->next = wt->sessions;
-  if (wt->sessions) {
-    wt->sessions->prev = s;
-  }
-  wt->sessions = s;
+  h3wt_list_insert_head(&wt->sessions, &s->node);
   ++wt->nsessions;
   *ps = s;
   return 0;
@@ -744,8 +722,10 @@ static void stream_deliver_early(h3wt_stream *st);
 
 static void adopt_orphans(h3wt_session *s) {
   h3wt_wt_conn *wt = s->wt;
-  for (h3wt_stream *st = wt->orphans, *next; st; st = next) {
-    next = st->next;
+  for (h3wt_list *it = wt->orphans.next, *next; it != &wt->orphans;
+       it = next) {
+    h3wt_stream *st = STREAM_OF(it);
+    next = it->next;
     if (st->session_id != s->id || st->closed) {
       continue;
     }
@@ -825,7 +805,8 @@ static void reject_stream(h3wt_stream *st, uint64_t code) {
 
 void h3wt_wt_session_rejected(h3wt_session *s, int status) {
   h3wt_wt_conn *wt = s->wt;
-  for (h3wt_stream *st = wt->orphans; st; st = st->next) {
+  h3wt_stream *st;
+  FOR_STREAMS(st, &wt->orphans) {
     if (st->session_id == s->id && !st->closed) {
       reject_stream(st, H3WT_WT_BUFFERED_STREAM_REJECTED);
     }
@@ -1046,6 +1027,8 @@ static h3wt_stream *stream_new(h3wt_wt_conn *wt, int64_t id,
   if (!st) {
     return NULL;
   }
+  h3wt_list_init(&st->node);
+  h3wt_list_init(&st->wnode);
   st->kind = H3WT_SUD_WT;
   st->wt = wt;
   st->id = id;
@@ -1175,7 +1158,8 @@ int h3wt_session_set_liveness(h3wt_session *s, uint64_t timeout_ms) {
 
 uint64_t h3wt_wt_liveness_ms(const h3wt_wt_conn *wt) {
   uint64_t m = 0;
-  for (const h3wt_session *s = wt->sessions; s; s = s->next) {
+  h3wt_session *s;
+  FOR_SESSIONS(s, wt) {
     if (s->state == S_READY && s->liveness_ms &&
         (!m || s->liveness_ms < m)) {
       m = s->liveness_ms;
@@ -1446,7 +1430,8 @@ int h3wt_stream_resume_reading(h3wt_stream *st) {
 /* Delivers what paused streams held, and returns its credit. */
 static void run_resumes(h3wt_wt_conn *wt) {
   wt->resume_pending = 0;
-  for (h3wt_session *s = wt->sessions; s; s = s->next) {
+  h3wt_session *s;
+  FOR_SESSIONS(s, wt) {
     while (s->resume) {
       h3wt_stream *st = s->resume;
       s->resume = st->rnext;
@@ -1689,8 +1674,9 @@ int h3wt_wt_recv_stream_data(h3wt_wt_conn *wt, int64_t stream_id,
    deferred pass, so callbacks may close or open streams meanwhile. */
 static void session_sweep(h3wt_session *s) {
   s->budget_wait = 0;
-  for (h3wt_stream *st = s->streams; st && s->state == S_READY;
-       st = st->next) {
+  for (h3wt_list *it = s->streams.next;
+       it != &s->streams && s->state == S_READY; it = it->next) {
+    h3wt_stream *st = STREAM_OF(it);
     if (!st->want_writable || st->closed ||
         st->out.unacked >= s->wt->limits.max_stream_queue / 2) {
       continue;
@@ -1808,13 +1794,13 @@ void h3wt_wt_stream_unblocked(h3wt_wt_conn *wt, h3wt_sud *sud) {
 /* ---- writing -------------------------------------------------------------------- */
 
 int h3wt_wt_has_writable(const h3wt_wt_conn *wt) {
-  return wt->wq_head != NULL;
+  return !h3wt_list_empty(&wt->wq);
 }
 
 ssize_t h3wt_wt_writev(h3wt_wt_conn *wt, int64_t *pstream_id, int *pfin,
                        h3wt_vec *vec, size_t veccnt) {
-  while (wt->wq_head) {
-    h3wt_stream *st = wt->wq_head;
+  while (!h3wt_list_empty(&wt->wq)) {
+    h3wt_stream *st = h3wt_list_entry(wt->wq.next, h3wt_stream, wnode);
     size_t total;
     size_t n = h3wt_sendq_peek(&st->out, vec, veccnt, &total);
     int fin = st->fin_queued && !st->fin_sent && total == st->out.unread;
@@ -1903,8 +1889,10 @@ void h3wt_wt_shut_wr(h3wt_wt_conn *wt, int64_t stream_id) {
    is not known: ngtcp2 1.11 reports none. */
 static void run_stop_notifications(h3wt_wt_conn *wt) {
   wt->stop_pending = 0;
-  for (h3wt_session *s = wt->sessions; s; s = s->next) {
-    for (h3wt_stream *st = s->streams; st; st = st->next) {
+  h3wt_session *s;
+  FOR_SESSIONS(s, wt) {
+    h3wt_stream *st;
+  FOR_STREAMS(st, &s->streams) {
       if (!st->stop_notify || st->stop_notified) {
         continue;
       }
@@ -2007,7 +1995,8 @@ void h3wt_wt_datagram_pop(h3wt_wt_conn *wt) {
 void h3wt_wt_streams_available(h3wt_wt_conn *wt, int bidi) {
   /* Sessions stay linked until the deferred pass: callbacks may open
      streams or close sessions meanwhile. */
-  for (h3wt_session *s = wt->sessions; s; s = s->next) {
+  h3wt_session *s;
+  FOR_SESSIONS(s, wt) {
     int *want = bidi ? &s->want_streams_bidi : &s->want_streams_uni;
     if (!*want || s->state != S_READY) {
       continue;

@@ -18,6 +18,7 @@
 
 #include "h3wt/h3wt.h"
 #include "h3wt_h3.h"
+#include "h3wt_list.h"
 #include "h3wt_sud.h"
 #include "h3wt_util.h"
 #include "h3wt_wtproto.h"
@@ -46,7 +47,7 @@ typedef struct h3wt_wt_stats {
    table of chains.  Ids come from next_id and are never reused. */
 typedef struct h3wt_wt_registry {
   uint64_t next_id;
-  h3wt_session *head, *tail;
+  h3wt_list list; /* by age (zeroed until the first session) */
   h3wt_session **buckets;
   size_t nbuckets, count;
 } h3wt_wt_registry;
