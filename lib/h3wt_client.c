@@ -24,6 +24,7 @@
 #include "h3wt/h3wt.h"
 #include "h3wt_client.h"
 #include "h3wt_h3.h"
+#include "h3wt_list.h"
 #include "h3wt_quic.h"
 #include "h3wt_streams.h"
 #include "h3wt_tls.h"
@@ -35,7 +36,7 @@ struct h3wt_client_request {
   int64_t stream_id;
   const h3wt_response_handler *handler;
   void *user_data;
-  h3wt_client_request *prev, *next;
+  h3wt_list node; /* in client->reqs, newest first */
   /* Outgoing request, kept until the connection is ready. */
   h3wt_header *hdrs;
   size_t nhdrs;
@@ -81,7 +82,7 @@ struct h3wt_client {
   int depth;   /* library entries from libuv on the stack */
   int in_quic; /* calls into the QUIC layer (ngtcp2) on the stack */
   int waiting; /* requests wait for stream credit */
-  h3wt_client_request *reqs;
+  h3wt_list reqs;
   h3wt_wt_limits wt_limits;
 };
 
@@ -109,17 +110,10 @@ static void creq_free(h3wt_client_request *r) {
   free(r);
 }
 
+#define CREQ_OF(n) h3wt_list_entry(n, h3wt_client_request, node)
+
 static void creq_unlink(h3wt_client_request *r) {
-  h3wt_client *cl = r->client;
-  if (r->prev) {
-    r->prev->next = r->next;
-  } else if (cl->reqs == r) {
-    cl->reqs = r->next;
-  }
-  if (r->next) {
-    r->next->prev = r->prev;
-  }
-  r->prev = r->next = NULL;
+  h3wt_list_remove(&r->node);
 }
 
 static void creq_finish(h3wt_client_request *r, int err, uint64_t code) {
@@ -168,6 +162,7 @@ static int request_send(h3wt_client *cl, const h3wt_header *fixed,
   if (!r) {
     return H3WT_ERR_NOMEM;
   }
+  h3wt_list_init(&r->node);
   r->client = cl;
   r->handler = handler;
   r->user_data = user_data;
@@ -232,11 +227,7 @@ static int request_send(h3wt_client *cl, const h3wt_header *fixed,
       return rv;
     }
   }
-  r->next = cl->reqs;
-  if (cl->reqs) {
-    cl->reqs->prev = r;
-  }
-  cl->reqs = r;
+  h3wt_list_insert_head(&cl->reqs, &r->node);
   if (preq) {
     *preq = r;
   }
@@ -349,9 +340,12 @@ static int hc_recv_data(h3wt_h3_conn *h3, int64_t stream_id,
 static int hc_stream_reset(h3wt_h3_conn *h3, int64_t stream_id, uint64_t code,
                            void *ud, void *sud) {
   h3wt_client *cl = ud;
-  h3wt_client_request *r = cl->reqs;
-  while (r && r->stream_id != stream_id) {
-    r = r->next;
+  h3wt_client_request *r = NULL;
+  for (h3wt_list *it = cl->reqs.next; it != &cl->reqs; it = it->next) {
+    if (CREQ_OF(it)->stream_id == stream_id) {
+      r = CREQ_OF(it);
+      break;
+    }
   }
   if (r) {
     r->reset_code_set = 1;
@@ -417,13 +411,11 @@ static void hc_want_write(h3wt_h3_conn *h3, void *ud) {
 
 /* Sends queued requests, oldest first, while there is stream credit. */
 static void submit_waiting(h3wt_client *cl) {
-  h3wt_client_request *last = cl->reqs;
   cl->waiting = 0;
-  while (last && last->next) {
-    last = last->next;
-  }
-  for (h3wt_client_request *r = last; r;) {
-    h3wt_client_request *prev = r->prev;
+  /* From the tail: the list is newest first. */
+  for (h3wt_list *it = cl->reqs.prev, *prev; it != &cl->reqs; it = prev) {
+    h3wt_client_request *r = CREQ_OF(it);
+    prev = it->prev;
     if (!r->submitted) {
       int rv = submit(cl, r);
       if (rv == H3WT_ERR_WOULDBLOCK) {
@@ -439,7 +431,6 @@ static void submit_waiting(h3wt_client *cl) {
         creq_finish(r, H3WT_ERR_CLOSED, 0);
       }
     }
-    r = prev;
   }
 }
 
@@ -550,7 +541,8 @@ static void conn_end(h3wt_client *cl, int err) {
        sessions' memory go now, and tells a session that was closed but
        not yet told (one closed from inside another's on_session_close:
        the WebTransport layer finds it again only when its stream ends). */
-    for (h3wt_client_request *r = cl->reqs; r; r = r->next) {
+    for (h3wt_list *it = cl->reqs.next; it != &cl->reqs; it = it->next) {
+      h3wt_client_request *r = CREQ_OF(it);
       if (r->session) {
         h3wt_wt_session_stream_closed(r->session, 1);
         r->session = NULL;
@@ -558,8 +550,8 @@ static void conn_end(h3wt_client *cl, int err) {
     }
     h3wt_wt_run_deferred(wt);
   }
-  while (cl->reqs) {
-    creq_finish(cl->reqs, err ? err : H3WT_ERR_CLOSED,
+  while (!h3wt_list_empty(&cl->reqs)) {
+    creq_finish(CREQ_OF(cl->reqs.next), err ? err : H3WT_ERR_CLOSED,
                 H3WT_H3_REQUEST_CANCELLED);
   }
   if (cl->cbs.on_closed && !cl->quiet) {
@@ -717,6 +709,9 @@ int h3wt_client_new(h3wt_client **pcl, uv_loop_t *loop,
     return H3WT_ERR_INVALID_ARGUMENT;
   }
   cl = calloc(1, sizeof(*cl));
+  if (cl) {
+    h3wt_list_init(&cl->reqs);
+  }
   if (!cl) {
     return H3WT_ERR_NOMEM;
   }
@@ -881,8 +876,8 @@ static void client_free(h3wt_client *cl) {
      libuv directly, and handles are closed by the time anyone else
      frees. */
   assert(cl->depth == 0 && cl->in_quic == 0 && cl->handles == 0);
-  while (cl->reqs) {
-    h3wt_client_request *r = cl->reqs;
+  while (!h3wt_list_empty(&cl->reqs)) {
+    h3wt_client_request *r = CREQ_OF(cl->reqs.next);
     creq_unlink(r);
     creq_free(r);
   }
