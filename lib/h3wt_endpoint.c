@@ -1,12 +1,7 @@
 /*
- * h3wt_endpoint: the server's QUIC endpoint (see h3wt_endpoint.h).
- *
- * Writes are not done where the need arises: a connection that has
- * something to send is put on the dirty list, and one flush pass before
- * the loop sleeps (a uv_prepare handle) writes every dirty connection.  So
- * a batch of received datagrams is acknowledged in as few packets as
- * possible, and a handler that writes ten times causes one write pass
- * (redis's beforeSleep).
+ * h3wt_endpoint: the server's QUIC endpoint (see h3wt_endpoint.h).  The
+ * timers, the flush pass and the callback depth are h3wt_driver's, shared
+ * with the client.
  */
 #include "h3wt_endpoint.h"
 
@@ -22,14 +17,12 @@ struct h3wt_endpoint {
   int listening;
   int accepting;
   int closing;
-  int depth;
+  h3wt_driver drv; /* started by h3wt_ep_listen */
+  h3wt_driver_callbacks drvcbs;
   h3wt_cidmap cids;
   h3wt_ratemap handshakes; /* per source address; slots NULL: no limit */
   h3wt_list conns;
   size_t nconns;
-  h3wt_ep_conn *dirty;
-  uv_prepare_t flush;
-  uv_idle_t spin; /* keeps the loop from sleeping while work remains */
   int pending_closes;
   void (*close_cb)(void *ud);
   void *close_ud;
@@ -41,33 +34,30 @@ struct h3wt_endpoint {
 /* ---- depth ------------------------------------------------------------- */
 
 void h3wt_ep_enter(h3wt_endpoint *ep) {
-  ++ep->depth;
+  h3wt_driver_enter(&ep->drv);
 }
 
 void h3wt_ep_leave(h3wt_endpoint *ep) {
-  assert(ep->depth > 0);
-  if (--ep->depth == 0 && ep->cfg.cbs->settled) {
+  h3wt_driver_leave(&ep->drv);
+}
+
+int h3wt_ep_depth(const h3wt_endpoint *ep) {
+  return ep->listening ? h3wt_driver_depth(&ep->drv) : 0;
+}
+
+static void on_settled(void *ud) {
+  h3wt_endpoint *ep = ud;
+  if (ep->cfg.cbs->settled) {
     ep->cfg.cbs->settled(ep->cfg.ud);
   }
 }
 
-int h3wt_ep_depth(const h3wt_endpoint *ep) {
-  return ep->depth;
-}
-
 /* ---- connections -------------------------------------------------------- */
 
-static void spin_cb(uv_idle_t *h) {
-  (void)h; /* only keeps the loop polling without sleeping */
-}
-
 void h3wt_ep_mark_dirty(h3wt_ep_conn *c) {
-  if (c->dirty || c->dead) {
-    return;
+  if (!c->dead) {
+    h3wt_drv_mark_dirty(&c->item);
   }
-  c->dirty = 1;
-  c->dirty_next = c->ep->dirty;
-  c->ep->dirty = c;
 }
 
 static void close_step(h3wt_endpoint *ep) {
@@ -87,21 +77,6 @@ static void conn_timer_closed(uv_handle_t *h) {
   }
 }
 
-/* Takes c off the dirty list, where it may sit when it goes (a callback
-   dirtied it just before its close): the list outlives this loop
-   iteration, c's memory does not. */
-static void dirty_unlink(h3wt_endpoint *ep, h3wt_ep_conn *c) {
-  for (h3wt_ep_conn **pp = &ep->dirty; *pp; pp = &(*pp)->dirty_next) {
-    if (*pp == c) {
-      *pp = c->dirty_next;
-      c->dirty_next = NULL;
-      return;
-    }
-  }
-  /* Not there: it is on the flush pass's own lists, which skip dead
-     connections (and whose links must stay). */
-}
-
 /* Frees a connection: its CIDs leave the map now, its memory once libuv
    has released the timer. */
 static void conn_free(h3wt_ep_conn *c, uint64_t code) {
@@ -112,7 +87,6 @@ static void conn_free(h3wt_ep_conn *c, uint64_t code) {
     return;
   }
   c->dead = 1;
-  dirty_unlink(ep, c);
   if (!ep->closing && !h3wt_quic_conn_handshake_done(c->qc)) {
     ++ep->stats.handshake_failures;
   }
@@ -134,12 +108,12 @@ static void conn_free(h3wt_ep_conn *c, uint64_t code) {
   assert(!c->owner.h3);
   h3wt_quic_conn_del(c->qc);
   c->qc = NULL;
-  uv_timer_stop(&c->timer);
   if (ep->closing) {
     c->counted = 1;
     ++ep->pending_closes;
   }
-  uv_close((uv_handle_t *)&c->timer, conn_timer_closed);
+  /* Off the dirty list now, its memory once libuv releases the timer. */
+  h3wt_drv_item_close(&c->item, conn_timer_closed, c);
 }
 
 void h3wt_ep_conn_close(h3wt_ep_conn *c, uint64_t code, const char *reason) {
@@ -156,94 +130,55 @@ void h3wt_ep_conn_close(h3wt_ep_conn *c, uint64_t code, const char *reason) {
   conn_free(c, code == H3WT_H3_NO_ERROR ? H3WT_H3_REQUEST_CANCELLED : code);
 }
 
-static void conn_timer_cb(uv_timer_t *t) {
-  h3wt_ep_conn *c = t->data;
-  h3wt_endpoint *ep = c->ep;
-  h3wt_ep_enter(ep);
-  if (h3wt_quic_conn_handle_expiry(c->qc, h3wt_now_ns()) == H3WT_QUIC_DEAD) {
+/* The connection's timer fired (inside the driver's depth). */
+static void on_expired(h3wt_drv_item *it, uint64_t ts, void *ud) {
+  h3wt_ep_conn *c = it->data;
+  if (h3wt_quic_conn_handle_expiry(c->qc, ts) == H3WT_QUIC_DEAD) {
     conn_free(c, H3WT_H3_REQUEST_CANCELLED);
   } else {
     h3wt_ep_mark_dirty(c);
   }
-  h3wt_ep_leave(ep);
 }
 
 static void conn_schedule(h3wt_ep_conn *c) {
   h3wt_endpoint *ep = c->ep;
-  uint64_t exp = h3wt_quic_conn_expiry(c->qc), now = h3wt_now_ns();
+  uint64_t exp = h3wt_quic_conn_expiry(c->qc);
   if (ep->cfg.cbs->conn_deadline) {
     uint64_t d = ep->cfg.cbs->conn_deadline(c, ep->cfg.ud);
     if (d < exp) {
       exp = d;
     }
   }
-  if (exp == UINT64_MAX) {
-    uv_timer_stop(&c->timer);
-    return;
-  }
-  /* Round up: firing early would find nothing expired and spin. */
-  uint64_t ms = exp > now ? (exp - now + 999999) / 1000000 : 0;
-  uv_timer_start(&c->timer, conn_timer_cb, ms, 0);
+  h3wt_drv_schedule(&c->item, exp);
 }
 
-static void flush_pass(h3wt_endpoint *ep) {
-  h3wt_ep_conn *list = ep->dirty, *again = NULL;
-  uint64_t ts = h3wt_now_ns();
-  assert(ep->depth > 0 && !ep->closing);
-  ep->dirty = NULL;
-  while (list) {
-    h3wt_ep_conn *c = list;
-    list = c->dirty_next;
-    c->dirty = 0;
-    c->dirty_next = NULL;
-    if (c->dead) {
-      continue;
-    }
-    if (ep->cfg.cbs->conn_before_write) {
-      ep->cfg.cbs->conn_before_write(c, ts, ep->cfg.ud);
-      if (c->dead || ep->closing) {
-        continue;
-      }
-    }
-    h3wt_quic_status st = h3wt_quic_conn_write(c->qc, ts);
-    if (st == H3WT_QUIC_DEAD) {
-      conn_free(c, H3WT_H3_REQUEST_CANCELLED);
-      continue;
-    }
-    conn_schedule(c);
-    if (st == H3WT_QUIC_MORE) {
-      c->dirty = 1;
-      c->dirty_next = again;
-      again = c;
+/* The flush pass reached c. */
+static int on_flush(h3wt_drv_item *it, uint64_t ts, void *ud) {
+  h3wt_endpoint *ep = ud;
+  h3wt_ep_conn *c = it->data;
+  if (c->dead || ep->closing) {
+    return 0;
+  }
+  if (ep->cfg.cbs->conn_before_write) {
+    ep->cfg.cbs->conn_before_write(c, ts, ep->cfg.ud);
+    if (c->dead || ep->closing) {
+      return 0;
     }
   }
-  /* Connections that had more to send go first next time round; handlers
-     may also have dirtied others meanwhile. */
-  for (h3wt_ep_conn *c = again; c;) {
-    h3wt_ep_conn *next = c->dirty_next;
-    if (c->dead) {
-      c->dirty_next = NULL; /* went later in this pass */
-    } else {
-      c->dirty_next = ep->dirty;
-      ep->dirty = c;
-    }
-    c = next;
+  h3wt_quic_status st = h3wt_quic_conn_write(c->qc, ts);
+  if (st == H3WT_QUIC_DEAD) {
+    conn_free(c, H3WT_H3_REQUEST_CANCELLED);
+    return 0;
   }
-  if (ep->dirty) {
-    uv_idle_start(&ep->spin, spin_cb);
-  } else {
-    uv_idle_stop(&ep->spin);
-  }
+  conn_schedule(c);
+  return st == H3WT_QUIC_MORE;
 }
 
-static void flush_cb(uv_prepare_t *h) {
-  h3wt_endpoint *ep = h->data;
-  h3wt_ep_enter(ep);
-  flush_pass(ep);
+static void on_after_flush(void *ud) {
+  h3wt_endpoint *ep = ud;
   if (ep->cfg.cbs->after_flush && !ep->closing) {
     ep->cfg.cbs->after_flush(ep->cfg.ud);
   }
-  h3wt_ep_leave(ep); /* runs what was asked for from inside callbacks */
 }
 
 /* ---- QUIC callbacks (owner half) ---------------------------------------- */
@@ -314,6 +249,7 @@ static h3wt_ep_conn *conn_accept(h3wt_endpoint *ep,
   }
   c->ep = ep;
   h3wt_list_init(&c->node);
+
   if (h3wt_quic_conn_server_new(&c->qc, ep->cfg.qcfg, local, remote, data,
                                 len, ts, c) != 0) {
     free(c);
@@ -330,8 +266,7 @@ static h3wt_ep_conn *conn_accept(h3wt_endpoint *ep,
     free(c);
     return NULL;
   }
-  uv_timer_init(ep->cfg.loop, &c->timer);
-  c->timer.data = c;
+  h3wt_drv_item_init(&ep->drv, &c->item, c);
   h3wt_list_insert_head(&ep->conns, &c->node);
   ++ep->nconns;
   ++ep->stats.connections_total;
@@ -451,12 +386,12 @@ int h3wt_ep_listen(h3wt_endpoint *ep, const struct sockaddr *addr) {
   if (rv != 0) {
     return rv;
   }
-  uv_prepare_init(ep->cfg.loop, &ep->flush);
-  ep->flush.data = ep;
-  uv_idle_init(ep->cfg.loop, &ep->spin);
-  ep->spin.data = ep;
+  ep->drvcbs.flush = on_flush;
+  ep->drvcbs.expired = on_expired;
+  ep->drvcbs.after_flush = on_after_flush;
+  ep->drvcbs.settled = on_settled;
+  h3wt_driver_init(&ep->drv, ep->cfg.loop, &ep->drvcbs, ep);
   ep->listening = 1;
-  uv_prepare_start(&ep->flush, flush_cb);
   return 0;
 }
 
@@ -468,7 +403,7 @@ void h3wt_ep_stop_accepting(h3wt_endpoint *ep) {
   ep->accepting = 0;
   /* A pass runs soon, so after_flush sees the idle connections. */
   if (ep->listening) {
-    uv_idle_start(&ep->spin, spin_cb);
+    h3wt_driver_wake(&ep->drv);
   }
 }
 
@@ -485,7 +420,7 @@ static void handle_closed(uv_handle_t *h) {
 }
 
 void h3wt_ep_close(h3wt_endpoint *ep, void (*cb)(void *ud), void *ud) {
-  assert(ep->depth == 0);
+  assert(h3wt_ep_depth(ep) == 0);
   if (ep->closing) {
     return;
   }
@@ -498,15 +433,9 @@ void h3wt_ep_close(h3wt_endpoint *ep, void (*cb)(void *ud), void *ud) {
     h3wt_ep_conn_close(h3wt_ep_conn_of(ep->conns.next), H3WT_H3_NO_ERROR,
                        "server shutting down");
   }
-  ep->dirty = NULL;
   if (ep->listening) {
-    uv_prepare_stop(&ep->flush);
-    uv_idle_stop(&ep->spin);
     ep->pending_closes += 3;
-    ep->flush.data = ep;
-    ep->spin.data = ep;
-    uv_close((uv_handle_t *)&ep->flush, handle_closed);
-    uv_close((uv_handle_t *)&ep->spin, handle_closed);
+    h3wt_driver_close(&ep->drv, handle_closed, ep);
     h3wt_udp_close(&ep->udp, handle_closed, ep);
   }
   close_step(ep);

@@ -20,6 +20,7 @@
 
 #include <uv.h>
 
+#include "h3wt_driver.h"
 #include "h3wt_h3.h"
 #include "h3wt_list.h"
 #include "h3wt_quic.h"
@@ -33,10 +34,8 @@ typedef struct h3wt_ep_conn {
   h3wt_h3_owner owner; /* first: the shared QUIC callbacks find h3 here */
   h3wt_endpoint *ep;
   h3wt_quic_conn *qc;
-  uv_timer_t timer;
+  h3wt_drv_item item;   /* its timer and place on the dirty list */
   h3wt_list node;       /* in the endpoint's connections */
-  struct h3wt_ep_conn *dirty_next;
-  int dirty;
   int dead;
   int counted; /* its timer's close is awaited by h3wt_ep_close */
   void *data;  /* the facade's */
