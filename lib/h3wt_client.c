@@ -5,11 +5,13 @@
  * Re-entrancy.  Application callbacks mostly run with ngtcp2 and nghttp3
  * below them on the stack (a response's body arrives inside
  * ngtcp2_conn_read_pkt), and ngtcp2 forbids writing packets from there.
- * So the client counts, in depth, the entries from libuv into the library
- * that are on the stack (UDP receive, timer, flush pass, and the public
- * calls that close); h3wt_client_close() at depth > 0 only records the
- * request, and the flush pass (uv_prepare, before the loop sleeps) closes
- * at the top of its own entry, where nothing below uses the connection.
+ * So the client counts, in the depth of its driver (h3wt_driver, the one
+ * the server's endpoint uses too: the timer, the flush pass, the depth),
+ * the entries from libuv into the library that are on the stack (UDP
+ * receive, timer, flush pass, and the public calls that close);
+ * h3wt_client_close() at depth > 0 only records the request, and the
+ * flush pass (before the loop sleeps) closes at the top of its own entry,
+ * where nothing below uses the connection.
  * in_quic counts calls into the QUIC layer on the stack; debug builds
  * assert it is 0 wherever the client writes, closes or frees.  Memory goes
  * only in libuv's close callbacks, so it outlives every callback.
@@ -23,6 +25,7 @@
 
 #include "h3wt/h3wt.h"
 #include "h3wt_client.h"
+#include "h3wt_driver.h"
 #include "h3wt_h3.h"
 #include "h3wt_list.h"
 #include "h3wt_quic.h"
@@ -69,17 +72,15 @@ struct h3wt_client {
   h3wt_udp udp;
   h3wt_quic_conn *qc;
   struct sockaddr_storage remote;
-  uv_timer_t timer;
-  uv_prepare_t flush;
-  uv_idle_t spin;
-  int dirty;
+  h3wt_driver drv;      /* timer, flush pass, depth: as the server's */
+  h3wt_driver_callbacks drvcbs;
+  h3wt_drv_item item;   /* the one connection's timer and dirty mark */
   int connected;
   int closed; /* the connection ended (on_closed is called, or was) */
   int close_requested; /* h3wt_client_close(): the flush pass closes */
   int quiet;       /* h3wt_client_del() ran first: no on_closed */
   int del_pending; /* h3wt_client_del() ran while handles were closing */
   int handles;
-  int depth;   /* library entries from libuv on the stack */
   int in_quic; /* calls into the QUIC layer (ngtcp2) on the stack */
   int waiting; /* requests wait for stream credit */
   h3wt_list reqs;
@@ -123,7 +124,11 @@ static void creq_finish(h3wt_client_request *r, int err, uint64_t code) {
 }
 
 static void mark_dirty(h3wt_client *cl) {
-  cl->dirty = 1;
+  h3wt_drv_mark_dirty(&cl->item);
+}
+
+static int depth(const h3wt_client *cl) {
+  return h3wt_driver_depth(&cl->drv);
 }
 
 static int submit(h3wt_client *cl, h3wt_client_request *r) {
@@ -458,12 +463,11 @@ static void client_free(h3wt_client *cl);
 /* Around every entry from libuv into the library (see the top of the
    file). */
 static void enter(h3wt_client *cl) {
-  ++cl->depth;
+  h3wt_driver_enter(&cl->drv);
 }
 
 static void leave(h3wt_client *cl) {
-  assert(cl->depth > 0);
-  --cl->depth;
+  h3wt_driver_leave(&cl->drv);
 }
 
 /* The calls into ngtcp2 that it forbids from inside its own callbacks
@@ -511,11 +515,19 @@ static void handle_closed(uv_handle_t *h) {
   }
 }
 
+/* The timer, the driver's two handles and the socket. */
+static void close_handles(h3wt_client *cl) {
+  h3wt_drv_item_close(&cl->item, handle_closed, cl);
+  h3wt_driver_close(&cl->drv, handle_closed, cl);
+  h3wt_udp_close(&cl->udp, handle_closed, cl);
+  cl->handles = 4;
+}
+
 /* The connection is over: release the handles, fail what is open, tell
    the host.  Only at the top of a library entry: what it frees (requests,
    sessions) must not be in use below. */
 static void conn_end(h3wt_client *cl, int err) {
-  assert(cl->depth == 1 && cl->in_quic == 0);
+  assert(depth(cl) == 1 && cl->in_quic == 0);
   if (cl->closed) {
     return;
   }
@@ -525,14 +537,7 @@ static void conn_end(h3wt_client *cl, int err) {
   }
   /* The handles first: from here on h3wt_client_del(), from any callback
      below, waits for libuv to release them. */
-  uv_timer_stop(&cl->timer);
-  uv_prepare_stop(&cl->flush);
-  uv_idle_stop(&cl->spin);
-  uv_close((uv_handle_t *)&cl->timer, handle_closed);
-  uv_close((uv_handle_t *)&cl->flush, handle_closed);
-  uv_close((uv_handle_t *)&cl->spin, handle_closed);
-  h3wt_udp_close(&cl->udp, handle_closed, cl);
-  cl->handles = 4;
+  close_handles(cl);
   /* Sessions first: they hear the connection is gone before on_closed. */
   h3wt_wt_conn *wt = cl->owner.h3 ? h3wt_h3_wt(cl->owner.h3) : NULL;
   if (wt) {
@@ -563,7 +568,7 @@ static void conn_end(h3wt_client *cl, int err) {
    top of an entry: the flush pass, or h3wt_client_close() from outside
    any callback. */
 static void close_now(h3wt_client *cl) {
-  assert(cl->depth == 1 && cl->in_quic == 0 && cl->close_requested);
+  assert(depth(cl) == 1 && cl->in_quic == 0 && cl->close_requested);
   if (cl->closed) {
     return;
   }
@@ -583,40 +588,36 @@ static int dead_reason(h3wt_client *cl) {
   return h3wt_quic_conn_end_reason(cl->qc);
 }
 
-static void schedule(h3wt_client *cl);
+static void schedule(h3wt_client *cl) {
+  h3wt_drv_schedule(&cl->item, h3wt_quic_conn_expiry(cl->qc));
+}
 
-static void timer_cb(uv_timer_t *t) {
-  h3wt_client *cl = t->data;
+/* The connection's timer fired (inside the driver's depth). */
+static void on_expired(h3wt_drv_item *it, uint64_t ts, void *ud) {
+  h3wt_client *cl = ud;
+  if (cl->closed) {
+    return;
+  }
   if (cl->close_requested) {
     mark_dirty(cl); /* the flush pass closes; nothing else to do */
     return;
   }
-  enter(cl);
   if (quic_expiry(cl) == H3WT_QUIC_DEAD) {
     conn_end(cl, dead_reason(cl));
   } else {
     mark_dirty(cl);
   }
-  leave(cl);
 }
 
-static void schedule(h3wt_client *cl) {
-  uint64_t exp = h3wt_quic_conn_expiry(cl->qc), now = h3wt_now_ns();
-  if (exp == UINT64_MAX) {
-    uv_timer_stop(&cl->timer);
-    return;
-  }
-  uint64_t ms = exp > now ? (exp - now + 999999) / 1000000 : 0;
-  uv_timer_start(&cl->timer, timer_cb, ms, 0);
-}
-
-static void spin_cb(uv_idle_t *h) {
-  (void)h;
-}
-
-static void flush(h3wt_client *cl) {
+/* The flush pass reached the (dirty) connection.  Returns 1 when it has
+   more to send. */
+static int on_flush(h3wt_drv_item *it, uint64_t ts, void *ud) {
+  h3wt_client *cl = ud;
   uint64_t code;
   const char *reason;
+  if (cl->closed) {
+    return 0;
+  }
   /* Close notifications held back so that handlers could close and reset
      from inside callbacks; they may ask for the connection's close. */
   h3wt_wt_run_deferred(h3wt_h3_wt(cl->owner.h3));
@@ -626,36 +627,19 @@ static void flush(h3wt_client *cl) {
   }
   if (cl->close_requested) {
     close_now(cl);
-    return;
+    return 0;
   }
-  cl->dirty = 0;
   h3wt_quic_status st = quic_write(cl);
   if (st == H3WT_QUIC_DEAD) {
     conn_end(cl, dead_reason(cl));
-    return;
+    return 0;
   }
   if (cl->close_requested) {
     close_now(cl);
-    return;
-  }
-  if (st == H3WT_QUIC_MORE) {
-    cl->dirty = 1;
-    uv_idle_start(&cl->spin, spin_cb);
-  } else {
-    uv_idle_stop(&cl->spin);
+    return 0;
   }
   schedule(cl);
-}
-
-/* The flush pass, once per loop iteration before it sleeps. */
-static void flush_cb(uv_prepare_t *h) {
-  h3wt_client *cl = h->data;
-  if (cl->closed || !cl->dirty) {
-    return;
-  }
-  enter(cl);
-  flush(cl);
-  leave(cl);
+  return st == H3WT_QUIC_MORE;
 }
 
 static void on_datagram(h3wt_udp *udp, const struct sockaddr *remote,
@@ -685,7 +669,7 @@ void h3wt_client_close(h3wt_client *cl) {
     return;
   }
   cl->close_requested = 1;
-  if (cl->depth > 0) {
+  if (depth(cl) > 0) {
     /* Inside a callback: ngtcp2 or nghttp3 may be below us, using what
        the close frees, and ngtcp2 forbids writing from there.  The flush
        pass of this loop iteration closes. */
@@ -811,6 +795,10 @@ int h3wt_client_new(h3wt_client **pcl, uv_loop_t *loop,
   if (rv != 0) {
     goto fail;
   }
+  cl->drvcbs.flush = on_flush;
+  cl->drvcbs.expired = on_expired;
+  h3wt_driver_init(&cl->drv, loop, &cl->drvcbs, cl);
+  h3wt_drv_item_init(&cl->drv, &cl->item, cl);
   /* The handshake starts here (ngtcp2 calls back into TLS): an entry like
      the others. */
   enter(cl);
@@ -826,19 +814,11 @@ int h3wt_client_new(h3wt_client **pcl, uv_loop_t *loop,
     /* The UDP handle is closing: the memory must outlive the close, so
        the client is parked as closed rather than freed, and
        h3wt_client_del() waits for the handle like after on_closed. */
-    h3wt_udp_close(&cl->udp, handle_closed, cl);
-    cl->handles = 1;
+    close_handles(cl);
     cl->closed = 1;
     *pcl = cl;
     return rv;
   }
-  uv_timer_init(loop, &cl->timer);
-  cl->timer.data = cl;
-  uv_prepare_init(loop, &cl->flush);
-  cl->flush.data = cl;
-  uv_prepare_start(&cl->flush, flush_cb);
-  uv_idle_init(loop, &cl->spin);
-  cl->spin.data = cl;
   mark_dirty(cl);
   *pcl = cl;
   return 0;
@@ -875,7 +855,7 @@ static void client_free(h3wt_client *cl) {
   /* Only from outside every callback: handle close callbacks run from
      libuv directly, and handles are closed by the time anyone else
      frees. */
-  assert(cl->depth == 0 && cl->in_quic == 0 && cl->handles == 0);
+  assert(cl->in_quic == 0 && cl->handles == 0);
   while (!h3wt_list_empty(&cl->reqs)) {
     h3wt_client_request *r = CREQ_OF(cl->reqs.next);
     creq_unlink(r);
