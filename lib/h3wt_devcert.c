@@ -47,19 +47,6 @@
    day of margin keeps us clear of any rounding on their side. */
 #define H3WT_DEVCERT_SPAN (13 * 24 * 60 * 60)
 
-static void seterr(char *errbuf, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void seterr(char *errbuf, size_t errlen, const char *fmt, ...) {
-  va_list ap;
-
-  if (errbuf == NULL || errlen == 0) {
-    return;
-  }
-  va_start(ap, fmt);
-  vsnprintf(errbuf, errlen, fmt, ap);
-  va_end(ap);
-}
 
 /* Why a wolfCrypt call failed (they return an error code directly). */
 static const char *crypt_reason(int ret) {
@@ -308,14 +295,14 @@ static int write_temp(const char *path, const uint8_t *data, size_t len,
   int fd;
 
   if ((size_t)snprintf(tmp, tmplen, "%s.XXXXXX", path) >= tmplen) {
-    seterr(errbuf, errlen, "file name too long: '%s'", path);
+    h3wt_tls_seterr(errbuf, errlen, "file name too long: '%s'", path);
     return H3WT_ERR_INVALID_ARGUMENT;
   }
   /* mkstemp creates the file with mode 0600, so a key is never readable by
      others, not even for a moment. */
   fd = mkstemp(tmp);
   if (fd < 0) {
-    seterr(errbuf, errlen, "cannot create a temporary file for '%s': %s", path,
+    h3wt_tls_seterr(errbuf, errlen, "cannot create a temporary file for '%s': %s", path,
            strerror(errno));
     return H3WT_ERR_IO;
   }
@@ -343,7 +330,7 @@ static int write_temp(const char *path, const uint8_t *data, size_t len,
   return 0;
 
 fail:
-  seterr(errbuf, errlen, "cannot write '%s': %s", tmp, strerror(errno));
+  h3wt_tls_seterr(errbuf, errlen, "cannot write '%s': %s", tmp, strerror(errno));
   if (fd >= 0) {
     close(fd);
   }
@@ -369,18 +356,18 @@ int h3wt_devcert_make(const char *cert_file, const char *key_file, char *errbuf,
   Cert cert;
 
   if (cert_file == NULL || key_file == NULL) {
-    seterr(errbuf, errlen, "a certificate and a key file name are needed");
+    h3wt_tls_seterr(errbuf, errlen, "a certificate and a key file name are needed");
     return H3WT_ERR_INVALID_ARGUMENT;
   }
   if (strcmp(cert_file, key_file) == 0) {
-    seterr(errbuf, errlen,
+    h3wt_tls_seterr(errbuf, errlen,
            "certificate and key must go to different files (both '%s')",
            cert_file);
     return H3WT_ERR_INVALID_ARGUMENT;
   }
   n = wolfCrypt_Init();
   if (n != 0) {
-    seterr(errbuf, errlen, "wolfCrypt_Init failed: %s", crypt_reason(n));
+    h3wt_tls_seterr(errbuf, errlen, "wolfCrypt_Init failed: %s", crypt_reason(n));
     return H3WT_ERR_TLS;
   }
   crypt_ok = 1;
@@ -390,21 +377,21 @@ int h3wt_devcert_make(const char *cert_file, const char *key_file, char *errbuf,
   pem = malloc(PEM_MAX);
   keypem = malloc(PEM_MAX);
   if (tbs == NULL || der == NULL || pem == NULL || keypem == NULL) {
-    seterr(errbuf, errlen, "out of memory");
+    h3wt_tls_seterr(errbuf, errlen, "out of memory");
     rv = H3WT_ERR_NOMEM;
     goto out;
   }
 
   n = wc_InitRng(&rng);
   if (n != 0) {
-    seterr(errbuf, errlen, "cannot initialise the random generator: %s",
+    h3wt_tls_seterr(errbuf, errlen, "cannot initialise the random generator: %s",
            crypt_reason(n));
     goto out;
   }
   rng_ok = 1;
   n = wc_ecc_init(&key);
   if (n != 0) {
-    seterr(errbuf, errlen, "cannot initialise an ECC key: %s", crypt_reason(n));
+    h3wt_tls_seterr(errbuf, errlen, "cannot initialise an ECC key: %s", crypt_reason(n));
     goto out;
   }
   key_ok = 1;
@@ -412,13 +399,13 @@ int h3wt_devcert_make(const char *cert_file, const char *key_file, char *errbuf,
      serverCertificateHashes. */
   n = wc_ecc_make_key_ex(&rng, 32, &key, ECC_SECP256R1);
   if (n != 0) {
-    seterr(errbuf, errlen, "cannot generate a P-256 key: %s", crypt_reason(n));
+    h3wt_tls_seterr(errbuf, errlen, "cannot generate a P-256 key: %s", crypt_reason(n));
     goto out;
   }
 
   n = wc_InitCert(&cert);
   if (n != 0) {
-    seterr(errbuf, errlen, "cannot initialise the certificate: %s",
+    h3wt_tls_seterr(errbuf, errlen, "cannot initialise the certificate: %s",
            crypt_reason(n));
     goto out;
   }
@@ -435,7 +422,7 @@ int h3wt_devcert_make(const char *cert_file, const char *key_file, char *errbuf,
   cert.serialSz = 16;
   n = wc_RNG_GenerateBlock(&rng, cert.serial, (word32)cert.serialSz);
   if (n != 0) {
-    seterr(errbuf, errlen, "cannot generate a serial number: %s",
+    h3wt_tls_seterr(errbuf, errlen, "cannot generate a serial number: %s",
            crypt_reason(n));
     goto out;
   }
@@ -448,7 +435,7 @@ int h3wt_devcert_make(const char *cert_file, const char *key_file, char *errbuf,
                     &cert.beforeDateSz, now - H3WT_DEVCERT_BACKDATE) != 0 ||
       set_cert_date(cert.afterDate, sizeof(cert.afterDate), &cert.afterDateSz,
                     now - H3WT_DEVCERT_BACKDATE + H3WT_DEVCERT_SPAN) != 0) {
-    seterr(errbuf, errlen, "cannot encode the validity dates");
+    h3wt_tls_seterr(errbuf, errlen, "cannot encode the validity dates");
     goto out;
   }
 
@@ -456,40 +443,40 @@ int h3wt_devcert_make(const char *cert_file, const char *key_file, char *errbuf,
      spliced in before it is signed. */
   n = wc_MakeCert(&cert, tbs, DER_MAX, NULL, &key, &rng);
   if (n <= 0) {
-    seterr(errbuf, errlen, "cannot encode the certificate: %s",
+    h3wt_tls_seterr(errbuf, errlen, "cannot encode the certificate: %s",
            crypt_reason(n));
     goto out;
   }
   sanlen = make_san_ext(san);
   tbslen = tbs_add_ext(tbs, (size_t)n, san, sanlen, der, DER_MAX);
   if (tbslen == 0) {
-    seterr(errbuf, errlen, "cannot add the subjectAltName to the certificate");
+    h3wt_tls_seterr(errbuf, errlen, "cannot add the subjectAltName to the certificate");
     goto out;
   }
   derlen = wc_SignCert((int)tbslen, CTC_SHA256wECDSA, der, DER_MAX, NULL, &key,
                        &rng);
   if (derlen <= 0) {
-    seterr(errbuf, errlen, "cannot sign the certificate: %s",
+    h3wt_tls_seterr(errbuf, errlen, "cannot sign the certificate: %s",
            crypt_reason(derlen));
     goto out;
   }
   pemlen = wc_DerToPem(der, (word32)derlen, pem, PEM_MAX, CERT_TYPE);
   if (pemlen <= 0) {
-    seterr(errbuf, errlen, "cannot PEM-encode the certificate: %s",
+    h3wt_tls_seterr(errbuf, errlen, "cannot PEM-encode the certificate: %s",
            crypt_reason(pemlen));
     goto out;
   }
 
   n = wc_EccKeyToDer(&key, keyder, sizeof(keyder));
   if (n <= 0) {
-    seterr(errbuf, errlen, "cannot encode the private key: %s",
+    h3wt_tls_seterr(errbuf, errlen, "cannot encode the private key: %s",
            crypt_reason(n));
     goto out;
   }
   keypemlen =
       wc_DerToPem(keyder, (word32)n, keypem, PEM_MAX, ECC_PRIVATEKEY_TYPE);
   if (keypemlen <= 0) {
-    seterr(errbuf, errlen, "cannot PEM-encode the private key: %s",
+    h3wt_tls_seterr(errbuf, errlen, "cannot PEM-encode the private key: %s",
            crypt_reason(keypemlen));
     goto out;
   }
@@ -509,13 +496,13 @@ int h3wt_devcert_make(const char *cert_file, const char *key_file, char *errbuf,
   rv = H3WT_ERR_IO; /* for the renames */
   /* Key first: a reader that sees the new certificate then finds its key. */
   if (rename(key_tmp, key_file) != 0) {
-    seterr(errbuf, errlen, "cannot rename '%s' to '%s': %s", key_tmp, key_file,
+    h3wt_tls_seterr(errbuf, errlen, "cannot rename '%s' to '%s': %s", key_tmp, key_file,
            strerror(errno));
     goto out;
   }
   key_tmp_made = 0;
   if (rename(cert_tmp, cert_file) != 0) {
-    seterr(errbuf, errlen, "cannot rename '%s' to '%s': %s", cert_tmp,
+    h3wt_tls_seterr(errbuf, errlen, "cannot rename '%s' to '%s': %s", cert_tmp,
            cert_file, strerror(errno));
     goto out;
   }

@@ -69,10 +69,7 @@ static const uint8_t h3_alpn[] = {'h', '3'};
 
 /* ---- error reporting ---------------------------------------------------- */
 
-static void seterr(char *errbuf, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void seterr(char *errbuf, size_t errlen, const char *fmt, ...) {
+void h3wt_tls_seterr(char *errbuf, size_t errlen, const char *fmt, ...) {
   va_list ap;
 
   if (errbuf == NULL || errlen == 0) {
@@ -111,7 +108,7 @@ static int check_readable(const char *what, const char *path, char *errbuf,
   FILE *f = fopen(path, "rb");
 
   if (f == NULL) {
-    seterr(errbuf, errlen, "cannot open %s '%s': %s", what, path,
+    h3wt_tls_seterr(errbuf, errlen, "cannot open %s '%s': %s", what, path,
            strerror(errno));
     return -1;
   }
@@ -148,20 +145,20 @@ static int keylog_open(h3wt_tls_ctx *ctx, const char *path, char *errbuf,
   int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
 
   if (fd < 0) {
-    seterr(errbuf, errlen, "cannot open key log file '%s': %s", path,
+    h3wt_tls_seterr(errbuf, errlen, "cannot open key log file '%s': %s", path,
            strerror(errno));
     return -1;
   }
   ctx->keylog = fdopen(fd, "a");
   if (ctx->keylog == NULL) {
-    seterr(errbuf, errlen, "cannot open key log file '%s': %s", path,
+    h3wt_tls_seterr(errbuf, errlen, "cannot open key log file '%s': %s", path,
            strerror(errno));
     close(fd);
     return -1;
   }
   if (wolfSSL_CTX_set_ex_data(ctx->ssl_ctx, H3WT_TLS_EX_CTX, ctx) !=
       WOLFSSL_SUCCESS) {
-    seterr(errbuf, errlen, "cannot attach key log file '%s' to the context",
+    h3wt_tls_seterr(errbuf, errlen, "cannot attach key log file '%s' to the context",
            path);
     return -1;
   }
@@ -211,7 +208,7 @@ static int ctx_new_common(h3wt_tls_ctx **pctx, int is_server, char *errbuf,
      wolfSSL's global state is freed when the last context goes. */
   rv = wolfSSL_Init();
   if (rv != WOLFSSL_SUCCESS) {
-    seterr(errbuf, errlen, "wolfSSL_Init failed: %s",
+    h3wt_tls_seterr(errbuf, errlen, "wolfSSL_Init failed: %s",
            wolf_reason(rv, reason, sizeof(reason)));
     return -1;
   }
@@ -220,7 +217,7 @@ static int ctx_new_common(h3wt_tls_ctx **pctx, int is_server, char *errbuf,
 
   ctx = calloc(1, sizeof(*ctx));
   if (ctx == NULL) {
-    seterr(errbuf, errlen, "out of memory");
+    h3wt_tls_seterr(errbuf, errlen, "out of memory");
     wolfSSL_Cleanup();
     return -1;
   }
@@ -229,7 +226,7 @@ static int ctx_new_common(h3wt_tls_ctx **pctx, int is_server, char *errbuf,
   ctx->ssl_ctx = wolfSSL_CTX_new(is_server ? wolfTLSv1_3_server_method()
                                            : wolfTLSv1_3_client_method());
   if (ctx->ssl_ctx == NULL) {
-    seterr(errbuf, errlen, "wolfSSL_CTX_new failed: %s",
+    h3wt_tls_seterr(errbuf, errlen, "wolfSSL_CTX_new failed: %s",
            wolf_reason(0, reason, sizeof(reason)));
     h3wt_tls_ctx_del(ctx);
     return -1;
@@ -237,20 +234,20 @@ static int ctx_new_common(h3wt_tls_ctx **pctx, int is_server, char *errbuf,
   rv = is_server ? ngtcp2_crypto_wolfssl_configure_server_context(ctx->ssl_ctx)
                  : ngtcp2_crypto_wolfssl_configure_client_context(ctx->ssl_ctx);
   if (rv != 0) {
-    seterr(errbuf, errlen, "cannot configure the TLS context for QUIC");
+    h3wt_tls_seterr(errbuf, errlen, "cannot configure the TLS context for QUIC");
     h3wt_tls_ctx_del(ctx);
     return -1;
   }
   rv = wolfSSL_CTX_set_cipher_list(ctx->ssl_ctx, H3WT_TLS_CIPHERS);
   if (rv != WOLFSSL_SUCCESS) {
-    seterr(errbuf, errlen, "cannot set cipher suites '%s': %s",
+    h3wt_tls_seterr(errbuf, errlen, "cannot set cipher suites '%s': %s",
            H3WT_TLS_CIPHERS, wolf_reason(rv, reason, sizeof(reason)));
     h3wt_tls_ctx_del(ctx);
     return -1;
   }
   rv = wolfSSL_CTX_set1_curves_list(ctx->ssl_ctx, H3WT_TLS_GROUPS);
   if (rv != WOLFSSL_SUCCESS) {
-    seterr(errbuf, errlen, "cannot set key exchange groups '%s': %s",
+    h3wt_tls_seterr(errbuf, errlen, "cannot set key exchange groups '%s': %s",
            H3WT_TLS_GROUPS, wolf_reason(rv, reason, sizeof(reason)));
     h3wt_tls_ctx_del(ctx);
     return -1;
@@ -266,12 +263,12 @@ int h3wt_tls_server_ctx_new(h3wt_tls_ctx **pctx, const h3wt_tls_ctx_opts *opts,
   int rv;
 
   if (pctx == NULL) {
-    seterr(errbuf, errlen, "no place to return the TLS context");
+    h3wt_tls_seterr(errbuf, errlen, "no place to return the TLS context");
     return -1;
   }
   *pctx = NULL;
   if (opts == NULL || opts->cert_file == NULL || opts->key_file == NULL) {
-    seterr(errbuf, errlen,
+    h3wt_tls_seterr(errbuf, errlen,
            "a TLS server needs both a certificate file and a key file");
     return -1;
   }
@@ -286,14 +283,14 @@ int h3wt_tls_server_ctx_new(h3wt_tls_ctx **pctx, const h3wt_tls_ctx_opts *opts,
 
   rv = wolfSSL_CTX_use_certificate_chain_file(ctx->ssl_ctx, opts->cert_file);
   if (rv != WOLFSSL_SUCCESS) {
-    seterr(errbuf, errlen, "cannot load certificate chain from '%s': %s",
+    h3wt_tls_seterr(errbuf, errlen, "cannot load certificate chain from '%s': %s",
            opts->cert_file, wolf_reason(rv, reason, sizeof(reason)));
     goto fail;
   }
   rv = wolfSSL_CTX_use_PrivateKey_file(ctx->ssl_ctx, opts->key_file,
                                        WOLFSSL_FILETYPE_PEM);
   if (rv != WOLFSSL_SUCCESS) {
-    seterr(errbuf, errlen, "cannot load private key from '%s': %s",
+    h3wt_tls_seterr(errbuf, errlen, "cannot load private key from '%s': %s",
            opts->key_file, wolf_reason(rv, reason, sizeof(reason)));
     goto fail;
   }
@@ -301,7 +298,7 @@ int h3wt_tls_server_ctx_new(h3wt_tls_ctx **pctx, const h3wt_tls_ctx_opts *opts,
   if (rv != WOLFSSL_SUCCESS) {
     /* wolfSSL queues no reason for this one: the comparison just fails. */
     wolfSSL_ERR_clear_error();
-    seterr(errbuf, errlen,
+    h3wt_tls_seterr(errbuf, errlen,
            "private key '%s' does not match certificate '%s' (the first "
            "certificate of the file)",
            opts->key_file, opts->cert_file);
@@ -311,7 +308,7 @@ int h3wt_tls_server_ctx_new(h3wt_tls_ctx **pctx, const h3wt_tls_ctx_opts *opts,
      key on its own unless wolfSSL was built with WOLFSSL_VALIDATE_ECC_IMPORT
      (this one is not), so compare the key pair here. */
   if (ecc_key_matches_cert(opts->cert_file, opts->key_file) == 0) {
-    seterr(errbuf, errlen,
+    h3wt_tls_seterr(errbuf, errlen,
            "private key '%s' does not match certificate '%s': the public "
            "keys differ",
            opts->key_file, opts->cert_file);
@@ -325,7 +322,7 @@ int h3wt_tls_server_ctx_new(h3wt_tls_ctx **pctx, const h3wt_tls_ctx_opts *opts,
      h3wt_tls_session_new_server. */
   rv = wolfSSL_CTX_set_max_early_data(ctx->ssl_ctx, UINT32_MAX);
   if (rv != WOLFSSL_SUCCESS) {
-    seterr(errbuf, errlen, "cannot enable 0-RTT: %s",
+    h3wt_tls_seterr(errbuf, errlen, "cannot enable 0-RTT: %s",
            wolf_reason(rv, reason, sizeof(reason)));
     goto fail;
   }
@@ -352,7 +349,7 @@ int h3wt_tls_client_ctx_new(h3wt_tls_ctx **pctx, const h3wt_tls_ctx_opts *opts,
   int rv;
 
   if (pctx == NULL) {
-    seterr(errbuf, errlen, "no place to return the TLS context");
+    h3wt_tls_seterr(errbuf, errlen, "no place to return the TLS context");
     return -1;
   }
   *pctx = NULL;
@@ -375,7 +372,7 @@ int h3wt_tls_client_ctx_new(h3wt_tls_ctx **pctx, const h3wt_tls_ctx_opts *opts,
     if (opts->ca_file != NULL) {
       rv = wolfSSL_CTX_load_verify_locations(ctx->ssl_ctx, opts->ca_file, NULL);
       if (rv != WOLFSSL_SUCCESS) {
-        seterr(errbuf, errlen, "cannot load CA certificates from '%s': %s",
+        h3wt_tls_seterr(errbuf, errlen, "cannot load CA certificates from '%s': %s",
                opts->ca_file, wolf_reason(rv, reason, sizeof(reason)));
         goto fail;
       }
@@ -383,7 +380,7 @@ int h3wt_tls_client_ctx_new(h3wt_tls_ctx **pctx, const h3wt_tls_ctx_opts *opts,
       /* SSL_CERT_FILE / SSL_CERT_DIR if set, else the system store. */
       rv = wolfSSL_CTX_set_default_verify_paths(ctx->ssl_ctx);
       if (rv != WOLFSSL_SUCCESS) {
-        seterr(errbuf, errlen, "cannot load the system CA certificates: %s",
+        h3wt_tls_seterr(errbuf, errlen, "cannot load the system CA certificates: %s",
                wolf_reason(rv, reason, sizeof(reason)));
         goto fail;
       }

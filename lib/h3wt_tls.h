@@ -75,10 +75,9 @@ int h3wt_tls_recv_crypto_data(h3wt_tls_crypto_rx *rx, void *conn, int level,
    certificate in it) or H3WT_ERR_NOMEM. */
 int h3wt_tls_cert_file_der(const char *path, uint8_t **pder, size_t *pderlen);
 
-/* The development-certificate calls are public now (h3wt_devcert_make()
-   and friends in h3wt.h).  The old name stays for the loop tests
-   (tests/loop/) that still call it; they only check for 0, which both
-   return on success. */
-#define h3wt_tls_devcert_make h3wt_devcert_make
+/* Formats an error message into errbuf (errlen bytes; NULL/0: none), for
+   the calls of this module and h3wt_devcert that report why. */
+void h3wt_tls_seterr(char *errbuf, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 #endif /* H3WT_TLS_H */

@@ -19,6 +19,7 @@
 
 #include "h3wt/h3wt.h"
 #include "h3wt_test.h"
+#include "loop_cert.h"
 #include "h3wt_tls.h"
 
 #define ORIGIN "https://origin.test"
@@ -67,20 +68,14 @@ static int verbose(void) {
 }
 
 static void remove_cert(void) {
-  unlink(cert);
-  unlink(key);
-  rmdir(certdir);
+  loop_devcert_remove(certdir, cert, key);
 }
 
 /* Server settings for 127.0.0.1, an ephemeral port and the dev cert (made
    once per process). */
 static void fx_settings(h3wt_server_settings *ss) {
   if (!cert[0]) {
-    char err[256];
-    CHECK(mkdtemp(certdir) != NULL);
-    snprintf(cert, sizeof(cert), "%s/c.pem", certdir);
-    snprintf(key, sizeof(key), "%s/k.pem", certdir);
-    CHECK_EQ_INT(h3wt_tls_devcert_make(cert, key, err, sizeof(err)), 0);
+    CHECK_EQ_INT(loop_devcert(certdir, cert, sizeof(cert), key, sizeof(key)), 0);
     atexit(remove_cert);
   }
   h3wt_server_settings_default(ss);

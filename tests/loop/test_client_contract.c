@@ -28,6 +28,7 @@
 
 #include "h3wt/h3wt.h"
 #include "h3wt_test.h"
+#include "loop_cert.h"
 #include "h3wt_tls.h"
 
 /* The callbacks under test. */
@@ -568,15 +569,10 @@ int main(int argc, char **argv) {
       TEST_ENTRY(on_session_drain),
       TEST_ENTRY(on_session_close),
   };
-  char dir[] = "/tmp/h3wt-contract-XXXXXX", err[256];
+  char dir[] = "/tmp/h3wt-contract-XXXXXX";
   int rv;
-  CHECK(mkdtemp(dir) != NULL);
-  snprintf(cert, sizeof(cert), "%s/c.pem", dir);
-  snprintf(key, sizeof(key), "%s/k.pem", dir);
-  CHECK_EQ_INT(h3wt_tls_devcert_make(cert, key, err, sizeof(err)), 0);
+  CHECK_EQ_INT(loop_devcert(dir, cert, sizeof(cert), key, sizeof(key)), 0);
   rv = TEST_MAIN(argc, argv, tests);
-  unlink(cert);
-  unlink(key);
-  rmdir(dir);
+  loop_devcert_remove(dir, cert, key);
   return rv;
 }

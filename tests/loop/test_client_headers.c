@@ -12,6 +12,7 @@
 
 #include "h3wt/h3wt.h"
 #include "h3wt_test.h"
+#include "loop_cert.h"
 #include "h3wt_tls.h"
 
 static uv_loop_t loop;
@@ -62,16 +63,13 @@ static void guard_cb(uv_timer_t *t) {
 }
 
 TEST(headers_reach_the_server) {
-  char dir[] = "/tmp/h3wt-hdrs-XXXXXX", cert[256], key[256], err[256];
+  char dir[] = "/tmp/h3wt-hdrs-XXXXXX", cert[256], key[256];
   h3wt_server_settings ss;
   h3wt_client_settings cs;
   h3wt_client_callbacks cbs = {NULL, on_closed};
   h3wt_session *s = NULL;
 
-  CHECK(mkdtemp(dir) != NULL);
-  snprintf(cert, sizeof(cert), "%s/c.pem", dir);
-  snprintf(key, sizeof(key), "%s/k.pem", dir);
-  CHECK_EQ_INT(h3wt_tls_devcert_make(cert, key, err, sizeof(err)), 0);
+  CHECK_EQ_INT(loop_devcert(dir, cert, sizeof(cert), key, sizeof(key)), 0);
   CHECK_EQ_INT(uv_loop_init(&loop), 0);
   h3wt_server_settings_default(&ss);
   ss.host = "127.0.0.1";
@@ -123,9 +121,7 @@ TEST(headers_reach_the_server) {
   h3wt_client_del(client);
   h3wt_server_del(server);
   CHECK_EQ_INT(uv_loop_close(&loop), 0);
-  unlink(cert);
-  unlink(key);
-  rmdir(dir);
+  loop_devcert_remove(dir, cert, key);
 }
 
 int main(int argc, char **argv) {

@@ -39,6 +39,7 @@
 
 #include "h3wt/h3wt.h"
 #include "h3wt_test.h"
+#include "loop_cert.h"
 #include "h3wt_tls.h"
 
 /* Small queues, so that a few kilobytes are enough to make writes block
@@ -1624,7 +1625,7 @@ static int selected(int argc, char **argv, int first, const char *name) {
 }
 
 int main(int argc, char **argv) {
-  char dir[] = "/tmp/h3wt-contract-XXXXXX", err[256];
+  char dir[] = "/tmp/h3wt-contract-XXXXXX";
   const contract_case **sel;
   size_t nsel = 0;
   int jobs = 2, verbose = 0, fork_each = -1, first = 1;
@@ -1670,14 +1671,9 @@ int main(int argc, char **argv) {
     fork_each = nsel > 1;
   }
 
-  if (!mkdtemp(dir)) {
-    perror("mkdtemp");
-    return 2;
-  }
-  snprintf(cert_path, sizeof(cert_path), "%s/c.pem", dir);
-  snprintf(key_path, sizeof(key_path), "%s/k.pem", dir);
-  if (h3wt_tls_devcert_make(cert_path, key_path, err, sizeof(err)) != 0) {
-    fprintf(stderr, "devcert: %s\n", err);
+  if (loop_devcert(dir, cert_path, sizeof(cert_path), key_path,
+                   sizeof(key_path)) != 0) {
+    free(sel);
     return 2;
   }
 
@@ -1701,9 +1697,7 @@ int main(int argc, char **argv) {
       fflush(stdout);
     }
   }
-  unlink(cert_path);
-  unlink(key_path);
-  rmdir(dir);
+  loop_devcert_remove(dir, cert_path, key_path);
   free(sel);
   printf("%d skipped, %.1f s\n", skipped, (now_ms() - t0) / 1e3);
   printf("%d passed, %d failed\n", passed, failed);

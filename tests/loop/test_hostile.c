@@ -22,6 +22,7 @@
 #include "h3wt/h3wt.h"
 #include "h3wt_client.h"
 #include "h3wt_test.h"
+#include "loop_cert.h"
 #include "h3wt_tls.h"
 
 #define H(N, V) {N, sizeof(N) - 1, V, sizeof(V) - 1}
@@ -283,15 +284,12 @@ static void guard_cb(uv_timer_t *t) {
 }
 
 TEST(hostile_requests_keep_the_connection) {
-  char dir[] = "/tmp/h3wt-hostile-XXXXXX", cert[256], key[256], err[256];
+  char dir[] = "/tmp/h3wt-hostile-XXXXXX", cert[256], key[256];
   h3wt_server_settings ss;
   h3wt_client_settings cs;
   h3wt_client_callbacks cbs = {on_connected, on_client_closed};
 
-  CHECK(mkdtemp(dir) != NULL);
-  snprintf(cert, sizeof(cert), "%s/c.pem", dir);
-  snprintf(key, sizeof(key), "%s/k.pem", dir);
-  CHECK_EQ_INT(h3wt_tls_devcert_make(cert, key, err, sizeof(err)), 0);
+  CHECK_EQ_INT(loop_devcert(dir, cert, sizeof(cert), key, sizeof(key)), 0);
 
   /* The generated cases. */
   memset(body_2000, 'b', 2000);
@@ -380,9 +378,7 @@ TEST(hostile_requests_keep_the_connection) {
   h3wt_client_del(T.client3);
   h3wt_server_del(T.server);
   CHECK_EQ_INT(uv_loop_close(&T.loop), 0);
-  unlink(cert);
-  unlink(key);
-  rmdir(dir);
+  loop_devcert_remove(dir, cert, key);
 }
 
 int main(int argc, char **argv) {

@@ -14,6 +14,7 @@
 
 #include "h3wt/h3wt.h"
 #include "h3wt_test.h"
+#include "loop_cert.h"
 #include "h3wt_tls.h"
 
 #define NCLIENTS 8
@@ -142,11 +143,8 @@ static void run_round(const char *cert, const char *key, uint32_t limit) {
 }
 
 TEST(retry_over_the_handshake_rate) {
-  char dir[] = "/tmp/h3wt-retry-XXXXXX", cert[256], key[256], err[256];
-  CHECK(mkdtemp(dir) != NULL);
-  snprintf(cert, sizeof(cert), "%s/c.pem", dir);
-  snprintf(key, sizeof(key), "%s/k.pem", dir);
-  CHECK_EQ_INT(h3wt_tls_devcert_make(cert, key, err, sizeof(err)), 0);
+  char dir[] = "/tmp/h3wt-retry-XXXXXX", cert[256], key[256];
+  CHECK_EQ_INT(loop_devcert(dir, cert, sizeof(cert), key, sizeof(key)), 0);
 
   /* Within one second, only two handshakes from 127.0.0.1 go straight in
      (a slow machine may spill into a second window: at least half of the
@@ -160,9 +158,7 @@ TEST(retry_over_the_handshake_rate) {
   TEST_CONTEXT("retries with no limit: %d", T.retries);
   CHECK_EQ_INT(T.retries, 0);
 
-  unlink(cert);
-  unlink(key);
-  rmdir(dir);
+  loop_devcert_remove(dir, cert, key);
 }
 
 int main(int argc, char **argv) {

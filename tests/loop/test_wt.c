@@ -12,6 +12,7 @@
 
 #include "h3wt/h3wt.h"
 #include "h3wt_test.h"
+#include "loop_cert.h"
 #include "h3wt_tls.h"
 #include "h3wt_wtproto.h"
 
@@ -335,15 +336,12 @@ static void guard_cb(uv_timer_t *t) {
 }
 
 TEST(sessions_streams_datagrams_close) {
-  char dir[] = "/tmp/h3wt-wt-XXXXXX", cert[256], key[256], err[256];
+  char dir[] = "/tmp/h3wt-wt-XXXXXX", cert[256], key[256];
   h3wt_server_settings ss;
   h3wt_client_settings cs;
   h3wt_client_callbacks cbs = {on_connected, on_client_closed};
 
-  CHECK(mkdtemp(dir) != NULL);
-  snprintf(cert, sizeof(cert), "%s/c.pem", dir);
-  snprintf(key, sizeof(key), "%s/k.pem", dir);
-  CHECK_EQ_INT(h3wt_tls_devcert_make(cert, key, err, sizeof(err)), 0);
+  CHECK_EQ_INT(loop_devcert(dir, cert, sizeof(cert), key, sizeof(key)), 0);
   CHECK_EQ_INT(uv_loop_init(&loop), 0);
   h3wt_server_settings_default(&ss);
   ss.host = "127.0.0.1";
@@ -432,9 +430,7 @@ TEST(sessions_streams_datagrams_close) {
   h3wt_client_del(client);
   h3wt_server_del(server);
   CHECK_EQ_INT(uv_loop_close(&loop), 0);
-  unlink(cert);
-  unlink(key);
-  rmdir(dir);
+  loop_devcert_remove(dir, cert, key);
 }
 
 /* The code mapping, exhaustively around the GREASE gaps. */

@@ -18,6 +18,7 @@
 
 #include "h3wt/h3wt.h"
 #include "h3wt_test.h"
+#include "loop_cert.h"
 #include "h3wt_tls.h"
 
 #define NSTREAMS 8
@@ -196,7 +197,7 @@ static const h3wt_session_handler push_handler = {
 };
 
 static void run(size_t session_queue, h3wt_server_stats *out) {
-  char dir[] = "/tmp/h3wt-budget-XXXXXX", cert[256], key[256], err[256];
+  char dir[] = "/tmp/h3wt-budget-XXXXXX", cert[256], key[256];
   h3wt_server_settings ss;
   h3wt_client_settings cs;
   h3wt_client_callbacks cbs = {NULL, on_client_closed};
@@ -207,10 +208,7 @@ static void run(size_t session_queue, h3wt_server_stats *out) {
   memset(P, 0, sizeof(P));
   memset(opened, 0, sizeof(opened));
   timed_out = finished = 0;
-  CHECK(mkdtemp(dir) != NULL);
-  snprintf(cert, sizeof(cert), "%s/c.pem", dir);
-  snprintf(key, sizeof(key), "%s/k.pem", dir);
-  CHECK_EQ_INT(h3wt_tls_devcert_make(cert, key, err, sizeof(err)), 0);
+  CHECK_EQ_INT(loop_devcert(dir, cert, sizeof(cert), key, sizeof(key)), 0);
   CHECK_EQ_INT(uv_loop_init(&loop), 0);
   h3wt_server_settings_default(&ss);
   CHECK_EQ_INT(ss.max_session_queue, 1024 * 1024); /* the documented default */
@@ -246,9 +244,7 @@ static void run(size_t session_queue, h3wt_server_stats *out) {
   h3wt_client_del(client);
   h3wt_server_del(server);
   CHECK_EQ_INT(uv_loop_close(&loop), 0);
-  unlink(cert);
-  unlink(key);
-  rmdir(dir);
+  loop_devcert_remove(dir, cert, key);
 }
 
 static void check_all_bytes_arrived(void) {
