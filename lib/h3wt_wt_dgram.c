@@ -16,7 +16,32 @@ void h3wt_wt_dgramq_init(h3wt_wt_dgramq *q, size_t max_count,
 }
 
 static h3wt_wt_dgram_entry *at(const h3wt_wt_dgramq *q, size_t i) {
-  return &q->e[(q->head + i) % q->max_count];
+  return &q->e[(q->head + i) % q->cap];
+}
+
+/* Room for one more entry: the ring starts small (an idle session that
+   sent one datagram should not hold max_count slots) and doubles, the
+   live entries copied to the front in order. */
+static int grow(h3wt_wt_dgramq *q) {
+  if (q->count < q->cap) {
+    return 0;
+  }
+  size_t cap = q->cap ? q->cap * 2 : 8;
+  if (cap > q->max_count) {
+    cap = q->max_count;
+  }
+  h3wt_wt_dgram_entry *ne = malloc(cap * sizeof(*ne));
+  if (!ne) {
+    return -1;
+  }
+  for (size_t i = 0; i < q->count; ++i) {
+    ne[i] = *at(q, i);
+  }
+  free(q->e);
+  q->e = ne;
+  q->cap = cap;
+  q->head = 0;
+  return 0;
 }
 
 void h3wt_wt_dgramq_free(h3wt_wt_dgramq *q) {
@@ -26,6 +51,7 @@ void h3wt_wt_dgramq_free(h3wt_wt_dgramq *q) {
   free(q->e);
   free(q->bytes);
   q->e = NULL;
+  q->cap = 0;
   q->bytes = NULL;
   q->bcap = q->bhead = q->btail = 0;
 }
@@ -77,13 +103,10 @@ int h3wt_wt_dgramq_push(h3wt_wt_dgramq *q, void *owner, const uint8_t *prefix,
   if (q->count >= q->max_count || len > 0xffff) {
     return H3WT_ERR_DGRAM_DROPPED;
   }
-  if (!q->e) {
-    q->e = malloc(q->max_count * sizeof(*q->e));
-    if (!q->e) {
-      return H3WT_ERR_DGRAM_DROPPED;
-    }
+  if (grow(q) != 0) {
+    return H3WT_ERR_DGRAM_DROPPED;
   }
-  h3wt_wt_dgram_entry *e = &q->e[(q->head + q->count) % q->max_count];
+  h3wt_wt_dgram_entry *e = &q->e[(q->head + q->count) % q->cap];
   memset(e, 0, sizeof(*e));
   if (buf) {
     e->buf = h3wt_buf_ref(buf);
@@ -142,7 +165,7 @@ void h3wt_wt_dgramq_pop(h3wt_wt_dgramq *q) {
     assert(e->off >= q->bhead);
     q->bhead = e->off + e->len;
   }
-  q->head = (q->head + 1) % q->max_count;
+  q->head = (q->head + 1) % q->cap;
   if (--q->count == 0) {
     q->head = 0;
     q->bhead = q->btail = 0;

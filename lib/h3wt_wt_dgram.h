@@ -29,8 +29,8 @@ typedef struct h3wt_wt_dgram_entry {
 } h3wt_wt_dgram_entry;
 
 typedef struct h3wt_wt_dgramq {
-  h3wt_wt_dgram_entry *e; /* ring of max_count entries, allocated lazily */
-  size_t max_count, head, count;
+  h3wt_wt_dgram_entry *e; /* ring of cap entries, grown up to max_count */
+  size_t cap, max_count, head, count;
   uint8_t *bytes; /* ring of inline payloads: [bhead, btail) in use */
   size_t bcap, bhead, btail, bmax;
 } h3wt_wt_dgramq;
