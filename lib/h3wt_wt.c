@@ -1212,8 +1212,10 @@ int h3wt_session_close(h3wt_session *s, uint32_t code, const char *reason) {
     return H3WT_ERR_NOMEM;
   }
   s->close_code = code;
-  s->close_reasonlen = n - h3wt_varint_len(H3WT_CAPSULE_CLOSE_SESSION) -
-                       h3wt_varint_len(n) - 4;
+  /* What went on the wire (the capsule's own length field is a varint
+     of 4 + this, not of the whole capsule: the two differ in size for
+     reasons of 57 to 59 bytes). */
+  s->close_reasonlen = h3wt_close_reason_len(reason ? reason : "", rl);
   s->close_reason = malloc(s->close_reasonlen + 1);
   if (s->close_reason) {
     memcpy(s->close_reason, reason ? reason : "", s->close_reasonlen);

@@ -168,9 +168,7 @@ int h3wt_capsule_parser_at_boundary(const h3wt_capsule_parser *cp) {
   return cp->state == 0 && cp->hdrlen == 0;
 }
 
-size_t h3wt_capsule_close_session(uint8_t *out, uint32_t code,
-                                  const char *reason, size_t reasonlen) {
-  uint8_t *p = out;
+size_t h3wt_close_reason_len(const char *reason, size_t reasonlen) {
   if (reasonlen > H3WT_CLOSE_REASON_MAX) {
     /* Cut at a character boundary: never leave half a UTF-8 sequence. */
     reasonlen = H3WT_CLOSE_REASON_MAX;
@@ -178,6 +176,13 @@ size_t h3wt_capsule_close_session(uint8_t *out, uint32_t code,
       --reasonlen;
     }
   }
+  return reasonlen;
+}
+
+size_t h3wt_capsule_close_session(uint8_t *out, uint32_t code,
+                                  const char *reason, size_t reasonlen) {
+  uint8_t *p = out;
+  reasonlen = h3wt_close_reason_len(reason, reasonlen);
   p = h3wt_varint_encode(p, H3WT_CAPSULE_CLOSE_SESSION);
   p = h3wt_varint_encode(p, 4 + reasonlen);
   *p++ = (uint8_t)(code >> 24);

@@ -89,6 +89,9 @@ int h3wt_capsule_parser_at_boundary(const h3wt_capsule_parser *cp);
 
 /* Encodes a WT_CLOSE_SESSION capsule (reason truncated to 1024 bytes at a
    UTF-8 boundary) into out (room for 16 + 1024 bytes); returns its length. */
+/* How much of a close reason goes on the wire: at most
+   H3WT_CLOSE_REASON_MAX bytes, cut at a UTF-8 character boundary. */
+size_t h3wt_close_reason_len(const char *reason, size_t reasonlen);
 size_t h3wt_capsule_close_session(uint8_t *out, uint32_t code,
                                   const char *reason, size_t reasonlen);
 /* Encodes a capsule with an empty value (WT_DRAIN_SESSION). */

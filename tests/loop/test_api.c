@@ -942,6 +942,96 @@ TEST(post_from_thread) {
 }
 
 /* ======================================================================== */
+/* 2d. Close reasons at the varint boundaries, seen by both sides.          */
+
+static const size_t t2d_lens[] = {0, 1, 55, 56, 57, 58, 59, 60, 1024, 1030};
+#define T2D_N (sizeof(t2d_lens) / sizeof(t2d_lens[0]))
+
+static struct {
+  char reason[1100];
+  size_t srv_len[T2D_N], cl_len[T2D_N];
+  int srv_ok[T2D_N], cl_ok[T2D_N];
+  int srv_seen, cl_seen;
+} T2D;
+
+static size_t t2d_index(h3wt_session *s) {
+  const char *q = strstr(h3wt_session_path(s), "?i=");
+  return q ? (size_t)atoi(q + 3) : 0;
+}
+
+static void t2d_srv_ready(h3wt_session *s, void *rd) {
+  size_t i = t2d_index(s);
+  char *r = malloc(t2d_lens[i] + 1);
+  memcpy(r, T2D.reason, t2d_lens[i]);
+  r[t2d_lens[i]] = '\0';
+  CHECK_EQ_INT(h3wt_session_close(s, 9, r), 0);
+  free(r);
+}
+
+static int t2d_match(size_t i, const char *reason, size_t len) {
+  size_t want = t2d_lens[i] > 1024 ? 1024 : t2d_lens[i];
+  return len == want && memcmp(reason, T2D.reason, len) == 0;
+}
+
+static void t2d_srv_close(h3wt_session *s, int err, uint32_t code,
+                          const char *reason, size_t len, void *rd) {
+  size_t i = t2d_index(s);
+  T2D.srv_len[i] = len;
+  T2D.srv_ok[i] = code == 9 && t2d_match(i, reason, len);
+  ++T2D.srv_seen;
+}
+
+static void t2d_cl_close(h3wt_session *s, int err, uint32_t code,
+                         const char *reason, size_t len, void *rd) {
+  size_t i = (size_t)(uintptr_t)rd;
+  T2D.cl_len[i] = len;
+  T2D.cl_ok[i] = code == 9 && t2d_match(i, reason, len);
+  if (++T2D.cl_seen == (int)T2D_N) {
+    fx_finish();
+  }
+}
+
+static const h3wt_session_handler t2d_server = {
+    .on_session_request = accept_all,
+    .on_session_ready = t2d_srv_ready,
+    .on_session_close = t2d_srv_close};
+static const h3wt_session_handler t2d_client = {.on_session_close =
+                                                    t2d_cl_close};
+
+TEST(close_reason_boundaries) {
+  h3wt_server_settings ss;
+  memset(&T2D, 0, sizeof(T2D));
+  for (size_t k = 0; k < sizeof(T2D.reason); ++k) {
+    T2D.reason[k] = (char)('a' + k % 26);
+  }
+  fx_settings(&ss);
+  if (fx_start(&ss) != 0) {
+    return;
+  }
+  CHECK_EQ_INT(h3wt_server_webtransport(F.server, "/r", &t2d_server, NULL),
+               0);
+  fx_listen();
+  int c = fx_client();
+  for (size_t i = 0; i < T2D_N; ++i) {
+    char path[32];
+    h3wt_session *s;
+    snprintf(path, sizeof(path), "/r?i=%zu", i);
+    CHECK_EQ_INT(fx_open(c, path, NULL, &t2d_client, (void *)(uintptr_t)i,
+                         &s),
+                 0);
+  }
+  fx_run(NULL, 8000);
+  for (size_t i = 0; i < T2D_N; ++i) {
+    TEST_CONTEXT("reason of %zu bytes: server saw %zu, client %zu", t2d_lens[i],
+                 T2D.srv_len[i], T2D.cl_len[i]);
+    CHECK(T2D.srv_ok[i]);
+    CHECK(T2D.cl_ok[i]);
+  }
+  TEST_CONTEXT("%s", "");
+  fx_end();
+}
+
+/* ======================================================================== */
 /* 3. One shared buffer fanned out to three sessions.                       */
 
 #define T3_N 3
@@ -2754,6 +2844,7 @@ int main(int argc, char **argv) {
       TEST_ENTRY(session_ids),
       TEST_ENTRY(subprotocols_and_headers),
       TEST_ENTRY(post_from_thread),
+      TEST_ENTRY(close_reason_boundaries),
       TEST_ENTRY(shared_buffer_fan_out),
       TEST_ENTRY(streams_available),
       TEST_ENTRY(streams_opened_at_accept),
