@@ -53,6 +53,7 @@ struct h3wt_stream {
   uint64_t reset_code;
   size_t last_len;     /* what the last writev handed out */
   int last_fin;
+  int frame_pass;      /* writing the body of a frame already admitted */
   int stop_notify;     /* the peer's STOP_SENDING, to tell */
   int stop_notified;
   uint64_t stop_code;  /* its code (H3 space), when known */
@@ -1093,19 +1094,27 @@ int h3wt_session_open_stream(h3wt_session *s, int bidi, h3wt_stream **pst) {
   return 0;
 }
 
-static int send_datagram(h3wt_session *s, h3wt_buf *buf, const void *data,
-                         size_t len) {
+static int send_datagram(h3wt_session *s, const uint8_t *head, size_t headlen,
+                         h3wt_buf *buf, const void *data, size_t len) {
   h3wt_wt_conn *wt = s->wt;
-  uint8_t prefix[8];
+  uint8_t prefix[H3WT_WT_DGRAM_PREFIX_MAX];
   if (s->state != S_READY) {
     return not_open(s);
   }
-  if (len > h3wt_session_max_datagram(s)) {
+  if (headlen > H3WT_WT_DGRAM_PREFIX_MAX - 8) {
+    return H3WT_ERR_INVALID_ARGUMENT;
+  }
+  if (headlen + len > h3wt_session_max_datagram(s)) {
     ++wt->stats->dgrams_dropped_too_large;
     return H3WT_ERR_TOO_LARGE;
   }
-  /* RFC 9297 2.1: the Quarter Stream ID, then the payload. */
+  /* RFC 9297 2.1: the Quarter Stream ID, then the payload (which starts
+     with the caller's header, if any). */
   uint8_t *p = h3wt_varint_encode(prefix, (uint64_t)s->id / 4);
+  if (headlen) {
+    memcpy(p, head, headlen);
+    p += headlen;
+  }
   uint64_t ts = h3wt_now_ns();
   int rv = h3wt_wt_dgramq_push(&wt->dgrams, s, prefix, (size_t)(p - prefix),
                                buf, data, len, ts);
@@ -1129,11 +1138,16 @@ static int send_datagram(h3wt_session *s, h3wt_buf *buf, const void *data,
 
 int h3wt_session_send_datagram(h3wt_session *s, const void *data,
                                size_t len) {
-  return send_datagram(s, NULL, data, len);
+  return send_datagram(s, NULL, 0, NULL, data, len);
 }
 
 int h3wt_session_send_datagram_buf(h3wt_session *s, h3wt_buf *buf) {
-  return send_datagram(s, buf, NULL, h3wt_buf_len(buf));
+  return send_datagram(s, NULL, 0, buf, NULL, h3wt_buf_len(buf));
+}
+
+int h3wt_wt_send_datagram_head(h3wt_session *s, const uint8_t *head,
+                               size_t headlen, h3wt_buf *buf) {
+  return send_datagram(s, head, headlen, buf, NULL, h3wt_buf_len(buf));
 }
 
 size_t h3wt_session_datagram_queue(const h3wt_session *s) {
@@ -1309,12 +1323,13 @@ static int stream_write(h3wt_stream *st, h3wt_buf *buf, const void *data,
   if (rv != 0) {
     return rv;
   }
-  if (st->out.unacked >= st->wt->limits.max_stream_queue) {
+  if (st->frame_pass) {
+    /* The rest of a frame whose head was accepted. */
+  } else if (st->out.unacked >= st->wt->limits.max_stream_queue) {
     st->want_writable = 1;
     ++st->wt->stats->wouldblock_stream;
     return H3WT_ERR_WOULDBLOCK;
-  }
-  if (session_full(s)) {
+  } else if (session_full(s)) {
     /* The session as a whole holds its budget: this stream waits for acks
        on any of them (the sweep in h3wt_wt_stream_acked). */
     st->want_writable = 1;
@@ -1345,6 +1360,28 @@ static int stream_write(h3wt_stream *st, h3wt_buf *buf, const void *data,
 
 int h3wt_stream_write(h3wt_stream *st, const void *data, size_t len) {
   return stream_write(st, NULL, data, len);
+}
+
+int h3wt_wt_stream_write_past_budget(h3wt_stream *st, const uint8_t *data,
+                                     size_t len) {
+  st->frame_pass = 1;
+  int rv = stream_write(st, NULL, data, len);
+  st->frame_pass = 0;
+  return rv;
+}
+
+int h3wt_wt_stream_write_frame(h3wt_stream *st, const uint8_t *head,
+                               size_t headlen, h3wt_buf *buf) {
+  /* One budget check for both pieces: a frame is queued whole or not at
+     all, or the reader would see half a frame. */
+  int rv = stream_write(st, NULL, head, headlen);
+  if (rv != 0 || !buf || h3wt_buf_len(buf) == 0) {
+    return rv;
+  }
+  st->frame_pass = 1; /* the budget was checked for the head */
+  rv = stream_write(st, buf, NULL, h3wt_buf_len(buf));
+  st->frame_pass = 0;
+  return rv;
 }
 
 int h3wt_stream_write_buf(h3wt_stream *st, h3wt_buf *buf) {

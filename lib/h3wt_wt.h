@@ -142,6 +142,23 @@ uint64_t h3wt_wt_liveness_ms(const h3wt_wt_conn *wt);
 /* Runs deferred stream/session close notifications and frees. */
 void h3wt_wt_run_deferred(h3wt_wt_conn *wt);
 
+/* ---- for protocols built on sessions (channels) ------------------------- */
+
+/* Queues head (copied) and buf (referenced) on a stream as one unit: both
+   or neither, so a reader never sees half a frame.  Returns as
+   h3wt_stream_write(). */
+int h3wt_wt_stream_write_frame(h3wt_stream *st, const uint8_t *head,
+                               size_t headlen, h3wt_buf *buf);
+/* Queues bytes whatever the stream's and session's budgets hold: for a
+   small, bounded notice that must reach a reader whose queue is full
+   (why it was cut off).  Never for anything a peer can make repeat. */
+int h3wt_wt_stream_write_past_budget(h3wt_stream *st, const uint8_t *data,
+                                     size_t len);
+/* Sends a datagram whose payload is head (at most 16 bytes, copied) then
+   buf (referenced).  Returns as h3wt_session_send_datagram(). */
+int h3wt_wt_send_datagram_head(h3wt_session *s, const uint8_t *head,
+                               size_t headlen, h3wt_buf *buf);
+
 /* ---- from the facades ------------------------------------------------------ */
 
 /* A session for the CONNECT on stream_id (server: a request; client: the

@@ -99,7 +99,7 @@ static int reserve(h3wt_wt_dgramq *q, size_t len) {
 int h3wt_wt_dgramq_push(h3wt_wt_dgramq *q, void *owner, const uint8_t *prefix,
                         size_t prefixlen, h3wt_buf *buf, const uint8_t *data,
                         size_t len, uint64_t ts) {
-  assert(prefixlen <= 8);
+  assert(prefixlen <= H3WT_WT_DGRAM_PREFIX_MAX);
   if (q->count >= q->max_count || len > 0xffff) {
     return H3WT_ERR_DGRAM_DROPPED;
   }

@@ -19,12 +19,17 @@
 #include "h3wt/h3wt.h"
 #include "h3wt_util.h"
 
+/* The quarter stream ID (8) and room for a protocol header above it (the
+   channels' type and subscription number). */
+#define H3WT_WT_DGRAM_PREFIX_MAX 24
+
 typedef struct h3wt_wt_dgram_entry {
   void *owner;        /* the session; NULL once dropped in place */
   h3wt_buf *buf;      /* shared payload, or NULL: inline in the ring */
   uint64_t ts;        /* queued at (ns) */
   uint32_t off, len;  /* inline payload in the ring */
-  uint8_t prefix[8];  /* quarter stream ID */
+  uint8_t prefix[H3WT_WT_DGRAM_PREFIX_MAX]; /* quarter stream ID, and a
+                                               protocol's own header */
   uint8_t prefixlen;
 } h3wt_wt_dgram_entry;
 

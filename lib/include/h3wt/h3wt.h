@@ -845,6 +845,122 @@ int h3wt_client_webtransport_versioned(h3wt_client *client, const char *path,
 size_t h3wt_session_handler_size(int handler_version);
 
 /* ------------------------------------------------------------------------ */
+/* Channels: publish/subscribe over WebTransport (wire format:
+   docs/channels.md).  A hub serves one WebTransport route; each session of
+   it subscribes to named channels, publishes into them reliably (ordered,
+   kept in history, recoverable after a reconnect) or unreliably
+   (datagrams, latest-wins), and hears who joins and leaves.  C code on the
+   loop publishes, subscribes sessions and reads the members too. */
+
+typedef struct h3wt_channels h3wt_channels;
+
+/* Codes a permission hook may refuse with (the wire's error codes). */
+#define H3WT_CHANNELS_FORBIDDEN 3
+#define H3WT_CHANNELS_TOO_LARGE 4
+#define H3WT_CHANNELS_RATE_LIMITED 5
+
+#define H3WT_CHANNELS_SETTINGS_V1 1
+#define H3WT_CHANNELS_SETTINGS_VERSION H3WT_CHANNELS_SETTINGS_V1
+typedef struct h3wt_channels_settings {
+  int version;                /* H3WT_CHANNELS_SETTINGS_VERSION */
+  size_t history_size;        /* reliable messages kept per channel; 100 */
+  uint64_t history_ttl_ms;    /* and at most this old; 300000 (0: no age) */
+  uint32_t max_channels_per_session;    /* 64 */
+  uint32_t max_subscribers_per_channel; /* 100000 */
+  size_t max_message;         /* bytes per publication; 65536 */
+  uint32_t publish_rate;      /* publications per second per session
+                                 (token bucket); 100 (0: no limit) */
+  uint32_t publish_burst;     /* the bucket; 200 */
+} h3wt_channels_settings;
+
+void h3wt_channels_settings_default(h3wt_channels_settings *settings);
+
+#define H3WT_CHANNELS_HANDLER_V1 1
+#define H3WT_CHANNELS_HANDLER_VERSION H3WT_CHANNELS_HANDLER_V1
+/* Every callback is optional.  Channel names are NUL-terminated. */
+typedef struct h3wt_channels_handler {
+  /* A session asks for the route: as on_session_request (200 accepts,
+     >= 400 refuses, H3WT_SESSION_PENDING answers later); check a token in
+     h3wt_session_path()'s query here.  Default: accept. */
+  int (*on_connect)(h3wt_channels *hub, h3wt_session *s, void *ud);
+  /* May s subscribe to channel?  0 allows; otherwise the client gets
+     ERROR with this code (e.g. H3WT_CHANNELS_FORBIDDEN). */
+  int (*on_subscribe)(h3wt_channels *hub, h3wt_session *s,
+                      const char *channel, void *ud);
+  /* s publishes (data borrowed; reliable or a datagram): 0 delivers it,
+     otherwise the client gets ERROR with this code (reliable) or it is
+     dropped (unreliable).  This is also where the application receives
+     what clients publish. */
+  int (*on_publish)(h3wt_channels *hub, h3wt_session *s, const char *channel,
+                    const uint8_t *data, size_t len, int reliable, void *ud);
+  /* Presence: s joined or left channel (a closed session leaves all). */
+  void (*on_join)(h3wt_channels *hub, const char *channel, h3wt_session *s,
+                  void *ud);
+  void (*on_leave)(h3wt_channels *hub, const char *channel, h3wt_session *s,
+                   void *ud);
+} h3wt_channels_handler;
+
+/* Makes a hub serving the WebTransport route path of server (settings and
+   handler may be NULL for the defaults; both copied).  The hub owns the
+   session user data of its route.  Returns 0, H3WT_ERR_INVALID_ARGUMENT or
+   H3WT_ERR_NOMEM. */
+int h3wt_channels_new_versioned(h3wt_channels **phub, h3wt_server *server,
+                                const char *path,
+                                const h3wt_channels_settings *settings,
+                                int handler_version,
+                                const h3wt_channels_handler *handler,
+                                void *ud);
+#define h3wt_channels_new(PHUB, SERVER, PATH, SETTINGS, HANDLER, UD)          \
+  h3wt_channels_new_versioned((PHUB), (SERVER), (PATH), (SETTINGS),           \
+                              H3WT_CHANNELS_HANDLER_VERSION, (HANDLER), (UD))
+/* Frees the hub once its sessions are gone (after the server's close
+   callback); its memory goes within a loop iteration. */
+void h3wt_channels_del(h3wt_channels *hub);
+
+/* Publishes to a channel from C: reliable (kept in history; *offset, if
+   not NULL, gets its offset) or as datagrams.  The payload is copied once
+   (or, _buf, referenced) whatever the number of subscribers.  Returns 0,
+   H3WT_ERR_INVALID_ARGUMENT (a bad channel name) or H3WT_ERR_NOMEM. */
+int h3wt_channels_publish(h3wt_channels *hub, const char *channel,
+                          const void *data, size_t len, int reliable,
+                          uint64_t *offset);
+int h3wt_channels_publish_buf(h3wt_channels *hub, const char *channel,
+                              h3wt_buf *buf, int reliable, uint64_t *offset);
+/* Subscribes / unsubscribes a session of the hub's route (the client hears
+   SUBSCRIBED / UNSUBSCRIBED as if it had asked).  Returns 0,
+   H3WT_ERR_INVALID_ARGUMENT, H3WT_ERR_INVALID_STATE (already in it),
+   H3WT_ERR_TOO_LARGE (a limit or the permission hook refused),
+   H3WT_ERR_NOT_FOUND (not in it). */
+int h3wt_channels_subscribe(h3wt_channels *hub, h3wt_session *s,
+                            const char *channel);
+int h3wt_channels_unsubscribe(h3wt_channels *hub, h3wt_session *s,
+                              const char *channel);
+/* Calls cb for every member of channel (may be NULL: just count).  Returns
+   how many there are. */
+size_t h3wt_channels_members(h3wt_channels *hub, const char *channel,
+                             void (*cb)(h3wt_session *s, void *ud), void *ud);
+
+#define H3WT_CHANNELS_STATS_V1 1
+typedef struct h3wt_channels_stats {
+  int version; /* set by the caller: H3WT_CHANNELS_STATS_V1 */
+  uint64_t sessions_current, channels_current, subscriptions_current;
+  uint64_t subscribes, recoveries, recoveries_failed;
+  uint64_t publishes_reliable, publishes_unreliable;
+  uint64_t deliveries_reliable, deliveries_unreliable;
+  uint64_t deliveries_unreliable_dropped; /* datagram queue full, too big */
+  uint64_t slow_consumers;   /* subscriptions cut: SLOW_CONSUMER */
+  uint64_t presence_dropped; /* joins/leaves a full queue could not take */
+  uint64_t frames_received, unknown_frames, errors_sent, protocol_errors;
+  uint64_t datagrams_dropped; /* malformed, unknown subscription, refused */
+  uint64_t refused_subscribe, refused_publish; /* by the hooks */
+  uint64_t limit_channels_per_session, limit_subscribers_per_channel;
+  uint64_t limit_message_size, limit_publish_rate;
+} h3wt_channels_stats;
+/* Copies the counters.  Returns 0 or H3WT_ERR_INVALID_ARGUMENT. */
+int h3wt_channels_get_stats(const h3wt_channels *hub,
+                            h3wt_channels_stats *stats);
+
+/* ------------------------------------------------------------------------ */
 /* Development certificates.  Browsers accept a self-signed certificate for
    WebTransport when the page pins its SHA-256 (serverCertificateHashes),
    provided it is an ECDSA certificate valid for at most 14 days.  These

@@ -1,0 +1,610 @@
+/*
+ * Channels end to end: a hub on a real server, clients on real sessions
+ * over loopback speaking docs/channels.md with the codec (h3wt_chproto):
+ * subscribe, reliable publish in order with offsets, presence, unreliable
+ * publish by datagram, the permission hook, an unknown command, recovery
+ * after a reconnect (recovered and not), a publication from C, members,
+ * and a malformed frame closing only its own session.
+ */
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "h3wt/h3wt.h"
+#include "h3wt_chproto.h"
+#include "h3wt_test.h"
+#include "loop_cert.h"
+
+#define NCL 5
+#define NEV 64
+
+typedef struct cl {
+  h3wt_client *c;
+  h3wt_session *s;
+  h3wt_stream *st;
+  h3wt_ch_parser parser;
+  int ready, closed;
+  uint32_t close_code;
+  char ev[NEV][128]; /* what arrived, one line each */
+  int nev;
+} cl;
+
+static struct {
+  uv_loop_t loop;
+  h3wt_server *server;
+  h3wt_channels *hub;
+  cl c[NCL];
+  int step;
+  int done, server_closed;
+  uv_timer_t tick, guard;
+  int timed_out;
+  int joins, leaves, publishes_seen;
+  uint64_t epoch;   /* of "room", from A's SUBSCRIBED */
+  uint64_t c_off;   /* offset of the publication from C */
+  size_t members;
+} T;
+
+static void ev(cl *k, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void ev(cl *k, const char *fmt, ...) {
+  va_list ap;
+  if (k->nev >= NEV) {
+    return;
+  }
+  va_start(ap, fmt);
+  vsnprintf(k->ev[k->nev++], sizeof(k->ev[0]), fmt, ap);
+  va_end(ap);
+}
+
+static int has(const cl *k, const char *line) {
+  for (int i = 0; i < k->nev; ++i) {
+    if (strcmp(k->ev[i], line) == 0) {
+      return i + 1;
+    }
+  }
+  return 0;
+}
+
+/* ---- hub hooks -------------------------------------------------------------- */
+
+static int hub_subscribe(h3wt_channels *hub, h3wt_session *s,
+                         const char *channel, void *ud) {
+  return strcmp(channel, "secret") == 0 ? H3WT_CHANNELS_FORBIDDEN : 0;
+}
+static int hub_publish(h3wt_channels *hub, h3wt_session *s,
+                       const char *channel, const uint8_t *data, size_t len,
+                       int reliable, void *ud) {
+  ++T.publishes_seen;
+  return len == 6 && memcmp(data, "banned", 6) == 0 ? H3WT_CHANNELS_FORBIDDEN
+                                                    : 0;
+}
+static void hub_join(h3wt_channels *hub, const char *channel, h3wt_session *s,
+                     void *ud) {
+  ++T.joins;
+}
+static void hub_leave(h3wt_channels *hub, const char *channel,
+                      h3wt_session *s, void *ud) {
+  ++T.leaves;
+}
+static const h3wt_channels_handler hub_handler = {
+    .on_subscribe = hub_subscribe,
+    .on_publish = hub_publish,
+    .on_join = hub_join,
+    .on_leave = hub_leave};
+
+/* ---- the clients ------------------------------------------------------------ */
+
+static int on_frame(uint64_t type, const uint8_t *p, size_t len, void *ud) {
+  cl *k = ud;
+  switch (type) {
+  case H3WT_CH_SUBSCRIBED: {
+    h3wt_ch_subscribed f;
+    CHECK_EQ_INT(h3wt_ch_decode_subscribed(p, len, &f), 0);
+    ev(k, "SUBSCRIBED req=%" PRIu64 " %.*s sub=%" PRIu64 " rec=%d off=%" PRIu64
+          " missed=%" PRIu64,
+       f.req, (int)f.namelen, f.name, f.sub, f.recovered, f.offset,
+       f.missed);
+    if (k == &T.c[0] && f.namelen == 4) {
+      T.epoch = f.epoch;
+    }
+    break;
+  }
+  case H3WT_CH_PUBLISHED: {
+    h3wt_ch_published f;
+    CHECK_EQ_INT(h3wt_ch_decode_published(p, len, &f), 0);
+    CHECK(f.epoch == T.epoch);
+    ev(k, "PUBLISHED req=%" PRIu64 " off=%" PRIu64, f.req, f.offset);
+    break;
+  }
+  case H3WT_CH_MESSAGE: {
+    h3wt_ch_message f;
+    CHECK_EQ_INT(h3wt_ch_decode_message(p, len, &f), 0);
+    ev(k, "MESSAGE sub=%" PRIu64 " off=%" PRIu64 " %.*s", f.sub, f.offset,
+       (int)f.datalen, f.data);
+    break;
+  }
+  case H3WT_CH_JOIN:
+  case H3WT_CH_LEAVE: {
+    h3wt_ch_member_event f;
+    CHECK_EQ_INT(type == H3WT_CH_JOIN ? h3wt_ch_decode_join(p, len, &f)
+                                      : h3wt_ch_decode_leave(p, len, &f),
+                 0);
+    ev(k, "%s sub=%" PRIu64, type == H3WT_CH_JOIN ? "JOIN" : "LEAVE", f.sub);
+    break;
+  }
+  case H3WT_CH_MEMBERS: {
+    h3wt_ch_members f;
+    CHECK_EQ_INT(h3wt_ch_decode_members(p, len, &f), 0);
+    ev(k, "MEMBERS req=%" PRIu64 " count=%" PRIu64, f.req, f.count);
+    break;
+  }
+  case H3WT_CH_ERROR: {
+    h3wt_ch_error f;
+    CHECK_EQ_INT(h3wt_ch_decode_error(p, len, &f), 0);
+    ev(k, "ERROR req=%" PRIu64 " code=%" PRIu64, f.req, f.code);
+    break;
+  }
+  case H3WT_CH_UNSUBSCRIBED: {
+    h3wt_ch_unsubscribed f;
+    CHECK_EQ_INT(h3wt_ch_decode_unsubscribed(p, len, &f), 0);
+    ev(k, "UNSUBSCRIBED req=%" PRIu64 " sub=%" PRIu64 " code=%" PRIu64,
+       f.req, f.sub, f.code);
+    break;
+  }
+  default:
+    ev(k, "type %" PRIu64, type);
+  }
+  return 0;
+}
+
+static void c_ready(h3wt_session *s, void *rd) {
+  cl *k = rd;
+  k->ready = 1;
+  CHECK_EQ_INT(h3wt_session_open_stream(s, 1, &k->st), 0);
+}
+static void c_data(h3wt_stream *st, const uint8_t *d, size_t n, int fin,
+                   void *rd) {
+  cl *k = rd;
+  CHECK_EQ_INT(h3wt_ch_parse(&k->parser, d, n, on_frame, k), 0);
+}
+static void c_dgram(h3wt_session *s, const uint8_t *d, size_t n, void *rd) {
+  cl *k = rd;
+  uint64_t type, sub;
+  const uint8_t *data;
+  size_t len;
+  CHECK_EQ_INT(h3wt_ch_decode_dgram(d, n, &type, &sub, &data, &len), 0);
+  ev(k, "DGRAM sub=%" PRIu64 " %.*s", sub, (int)len, data);
+}
+static void c_close(h3wt_session *s, int err, uint32_t code,
+                    const char *reason, size_t rl, void *rd) {
+  cl *k = rd;
+  k->closed = 1;
+  k->close_code = code;
+  k->s = NULL;
+  k->st = NULL;
+}
+static const h3wt_session_handler c_handler = {
+    .on_session_ready = c_ready,
+    .on_stream_data = c_data,
+    .on_datagram = c_dgram,
+    .on_session_close = c_close};
+
+static void c_closed(h3wt_client *c, int err, void *ud) {
+}
+
+static void open_client(int i) {
+  cl *k = &T.c[i];
+  h3wt_client_settings cs;
+  h3wt_client_callbacks cbs = {NULL, c_closed};
+  h3wt_client_settings_default(&cs);
+  cs.host = "127.0.0.1";
+  cs.port = h3wt_server_port(T.server);
+  cs.insecure = 1;
+  h3wt_ch_parser_init(&k->parser, 1 << 20);
+  CHECK_EQ_INT(h3wt_client_new(&k->c, &T.loop, &cs, &cbs, NULL), 0);
+  CHECK_EQ_INT(h3wt_client_webtransport(k->c, "/ch", NULL, NULL, 0,
+                                        &c_handler, k, &k->s),
+               0);
+}
+
+static void send_frame(cl *k, const uint8_t *f, size_t n) {
+  CHECK(n > 0);
+  CHECK_EQ_INT(h3wt_stream_write(k->st, f, n), 0);
+}
+
+static void subscribe(cl *k, uint64_t req, const char *ch, int recover,
+                      uint64_t epoch, uint64_t off) {
+  uint8_t f[300];
+  send_frame(k, f,
+             h3wt_ch_encode_subscribe(f, sizeof(f), req, (const uint8_t *)ch,
+                                      strlen(ch), recover ? 1 : 0, epoch,
+                                      off));
+}
+
+static void publish(cl *k, uint64_t req, const char *ch, const char *text) {
+  uint8_t f[300];
+  send_frame(k, f,
+             h3wt_ch_encode_publish(f, sizeof(f), req, (const uint8_t *)ch,
+                                    strlen(ch), (const uint8_t *)text,
+                                    strlen(text)));
+}
+
+/* ---- the script ------------------------------------------------------------- */
+
+static void finish(void) {
+  if (T.done) {
+    return;
+  }
+  T.done = 1;
+  uv_timer_stop(&T.tick);
+  uv_timer_stop(&T.guard);
+  for (int i = 0; i < NCL; ++i) {
+    if (T.c[i].c) {
+      h3wt_client_close(T.c[i].c);
+    }
+  }
+  h3wt_server_close(T.server, NULL, NULL);
+}
+
+static void step(uv_timer_t *t) {
+  cl *A = &T.c[0], *B = &T.c[1], *C = &T.c[2], *D = &T.c[3], *E = &T.c[4];
+  switch (T.step) {
+  case 0: /* A and B connected: both subscribe to "room" */
+    if (!A->st || !B->st) {
+      return;
+    }
+    subscribe(A, 1, "room", 0, 0, 0);
+    subscribe(B, 1, "room", 0, 0, 0);
+    T.step = 1;
+    return;
+  case 1:
+    if (!has(A, "SUBSCRIBED req=1 room sub=1 rec=0 off=0 missed=0") ||
+        !has(B, "SUBSCRIBED req=1 room sub=1 rec=0 off=0 missed=0")) {
+      return;
+    }
+    publish(A, 2, "room", "m1");
+    publish(A, 3, "room", "m2");
+    publish(A, 4, "room", "m3");
+    publish(A, 5, "room", "banned"); /* the hook refuses it */
+    subscribe(A, 6, "secret", 0, 0, 0); /* the hook refuses it */
+    T.step = 2;
+    return;
+  case 2:
+    if (!has(B, "MESSAGE sub=1 off=3 m3") || !has(A, "ERROR req=6 code=3")) {
+      return;
+    }
+    /* B: an unreliable publication by datagram, to its subscription 1. */
+    {
+      uint8_t d[32];
+      size_t n = h3wt_ch_encode_dgram_head(d, sizeof(d), H3WT_CH_DGRAM_PUBLISH,
+                                           1);
+      memcpy(d + n, "pos", 3);
+      CHECK_EQ_INT(h3wt_session_send_datagram(B->s, d, n + 3), 0);
+    }
+    T.step = 3;
+    return;
+  case 3:
+    if (!has(A, "DGRAM sub=1 pos")) {
+      /* datagrams may be lost: send again */
+      uint8_t d[32];
+      size_t n = h3wt_ch_encode_dgram_head(d, sizeof(d), H3WT_CH_DGRAM_PUBLISH,
+                                           1);
+      memcpy(d + n, "pos", 3);
+      h3wt_session_send_datagram(B->s, d, n + 3);
+      return;
+    }
+    /* B leaves (closes its session); A publishes two more. */
+    h3wt_session_close(B->s, 0, "bye");
+    T.step = 4;
+    return;
+  case 4:
+    if (!B->closed || !has(A, "LEAVE sub=1")) {
+      return;
+    }
+    publish(A, 7, "room", "m4");
+    publish(A, 8, "room", "m5");
+    open_client(2);
+    open_client(3);
+    T.step = 5;
+    return;
+  case 5:
+    if (!has(A, "PUBLISHED req=8 off=5") || !C->st || !D->st) {
+      return;
+    }
+    /* C saw up to 3 (as B did): recovered, 4 and 5 follow.  D names
+       another epoch: not recovered. */
+    subscribe(C, 1, "room", 1, T.epoch, 3);
+    subscribe(D, 1, "room", 1, T.epoch ^ 1, 3);
+    T.step = 6;
+    return;
+  case 6:
+    if (!has(C, "MESSAGE sub=1 off=5 m5") ||
+        !has(D, "SUBSCRIBED req=1 room sub=1 rec=0 off=5 missed=0")) {
+      return;
+    }
+    /* From C code on the loop: everyone in "room" hears it. */
+    CHECK_EQ_INT(h3wt_channels_publish(T.hub, "room", "from-c", 6, 1,
+                                       &T.c_off),
+                 0);
+    T.members = h3wt_channels_members(T.hub, "room", NULL, NULL);
+    open_client(4);
+    T.step = 7;
+    return;
+  case 7:
+    if (!has(D, "MESSAGE sub=1 off=6 from-c") || !E->st) {
+      return;
+    }
+    /* E sends a SUBSCRIBE cut short: a protocol error closes E only. */
+    {
+      uint8_t bad[4] = {H3WT_CH_SUBSCRIBE, 2, 1, 9};
+      send_frame(E, bad, sizeof(bad));
+    }
+    /* And A an unknown command, answered and skipped. */
+    {
+      uint8_t unk[3] = {0x30, 1, 0};
+      send_frame(A, unk, sizeof(unk));
+    }
+    T.step = 8;
+    return;
+  case 8:
+    if (!E->closed || !has(A, "ERROR req=0 code=2")) {
+      return;
+    }
+    finish();
+    return;
+  }
+}
+
+static void guard_cb(uv_timer_t *t) {
+  T.timed_out = 1;
+  finish();
+}
+
+TEST(channels_end_to_end) {
+  char dir[] = "/tmp/h3wt-ch-XXXXXX", cert[256], key[256];
+  h3wt_server_settings ss;
+  memset(&T, 0, sizeof(T));
+  CHECK_EQ_INT(loop_devcert(dir, cert, sizeof(cert), key, sizeof(key)), 0);
+  CHECK_EQ_INT(uv_loop_init(&T.loop), 0);
+  h3wt_server_settings_default(&ss);
+  ss.host = "127.0.0.1";
+  ss.port = 0;
+  ss.cert_file = cert;
+  ss.key_file = key;
+  ss.log_cb = getenv("H3WT_TEST_VERBOSE") ? h3wt_log_stderr : NULL;
+  ss.log_level = H3WT_LOG_DEBUG;
+  CHECK_EQ_INT(h3wt_server_new(&T.server, &T.loop, &ss), 0);
+  CHECK_EQ_INT(h3wt_channels_new(&T.hub, T.server, "/ch", NULL, &hub_handler,
+                                 NULL),
+               0);
+  CHECK_EQ_INT(h3wt_server_listen(T.server), 0);
+  open_client(0);
+  open_client(1);
+  uv_timer_init(&T.loop, &T.tick);
+  uv_timer_start(&T.tick, step, 5, 5);
+  uv_timer_init(&T.loop, &T.guard);
+  uv_timer_start(&T.guard, guard_cb, 10000, 0);
+  uv_run(&T.loop, UV_RUN_DEFAULT);
+
+  cl *A = &T.c[0], *B = &T.c[1], *C = &T.c[2], *E = &T.c[4];
+  TEST_CONTEXT("step %d", T.step);
+  CHECK(!T.timed_out);
+  CHECK_EQ_INT(T.step, 8);
+  /* Reliable: in order, offsets from 1, the publisher told each. */
+  CHECK(has(B, "MESSAGE sub=1 off=1 m1") < has(B, "MESSAGE sub=1 off=2 m2"));
+  CHECK(has(B, "MESSAGE sub=1 off=2 m2") < has(B, "MESSAGE sub=1 off=3 m3"));
+  CHECK(has(A, "PUBLISHED req=2 off=1"));
+  CHECK(has(A, "PUBLISHED req=4 off=3"));
+  CHECK(has(A, "ERROR req=5 code=3")); /* the hook's "banned" */
+  CHECK(!has(B, "MESSAGE sub=1 off=4 banned"));
+  /* Presence: B joined after A; A heard B's join and leave. */
+  CHECK(has(A, "JOIN sub=1"));
+  CHECK(has(A, "LEAVE sub=1"));
+  /* Recovery: C got 4 and 5, told first how many. */
+  CHECK(has(C, "SUBSCRIBED req=1 room sub=1 rec=1 off=5 missed=2"));
+  CHECK(has(C, "MESSAGE sub=1 off=4 m4") < has(C, "MESSAGE sub=1 off=5 m5"));
+  CHECK(!has(C, "MESSAGE sub=1 off=3 m3"));
+  CHECK_EQ_INT((int)T.c_off, 6);
+  CHECK_EQ_INT((int)T.members, 3); /* A, C, D */
+  /* The malformed frame closed E with the channels' code, nobody else. */
+  CHECK_EQ_INT((int)E->close_code, 0x4348);
+  CHECK(!A->closed || T.done);
+
+  h3wt_channels_stats st;
+  memset(&st, 0, sizeof(st));
+  st.version = H3WT_CHANNELS_STATS_V1;
+  CHECK_EQ_INT(h3wt_channels_get_stats(T.hub, &st), 0);
+  CHECK_EQ_INT((int)st.recoveries, 1);
+  CHECK_EQ_INT((int)st.recoveries_failed, 1);
+  CHECK_EQ_INT((int)st.protocol_errors, 1);
+  CHECK_EQ_INT((int)st.refused_subscribe, 1);
+  CHECK_EQ_INT((int)st.refused_publish, 1);
+  CHECK(st.deliveries_unreliable >= 1);
+
+  uv_close((uv_handle_t *)&T.tick, NULL);
+  uv_close((uv_handle_t *)&T.guard, NULL);
+  uv_run(&T.loop, UV_RUN_DEFAULT);
+  h3wt_channels_del(T.hub);
+  for (int i = 0; i < NCL; ++i) {
+    if (T.c[i].c) {
+      h3wt_client_del(T.c[i].c);
+      h3wt_ch_parser_free(&T.c[i].parser);
+    }
+  }
+  uv_run(&T.loop, UV_RUN_DEFAULT);
+  h3wt_server_del(T.server);
+  CHECK_EQ_INT(uv_loop_close(&T.loop), 0);
+  loop_devcert_remove(dir, cert, key);
+}
+
+/* ---- a slow consumer is cut, the others keep receiving ---------------------- */
+
+#define SLOW_MSGS 360 /* 5.6 MiB: past the client's 4 MiB stream window */
+#define SLOW_SIZE (16 * 1024)
+
+static struct {
+  int phase;
+  int sent;
+  uint64_t r_next;      /* R: the next offset expected */
+  int r_in_order;
+  int s_cut;            /* S: UNSUBSCRIBED SLOW_CONSUMER seen */
+  uint64_t s_last;      /* S: the last offset it got */
+  int s_paused;
+} SL;
+
+static int slow_frame(uint64_t type, const uint8_t *p, size_t len, void *ud) {
+  cl *k = ud;
+  if (type == H3WT_CH_MESSAGE) {
+    h3wt_ch_message f;
+    CHECK_EQ_INT(h3wt_ch_decode_message(p, len, &f), 0);
+    if (k == &T.c[0]) {
+      if (f.offset != SL.r_next) {
+        SL.r_in_order = 0;
+      }
+      SL.r_next = f.offset + 1;
+    } else {
+      SL.s_last = f.offset;
+    }
+  } else if (type == H3WT_CH_UNSUBSCRIBED) {
+    h3wt_ch_unsubscribed f;
+    CHECK_EQ_INT(h3wt_ch_decode_unsubscribed(p, len, &f), 0);
+    if (k == &T.c[1] && f.code == 9 /* SLOW_CONSUMER */) {
+      SL.s_cut = 1;
+    }
+  } else if (type == H3WT_CH_SUBSCRIBED) {
+    ev(k, "SUBSCRIBED");
+  }
+  return 0;
+}
+
+static void slow_data(h3wt_stream *st, const uint8_t *d, size_t n, int fin,
+                      void *rd) {
+  cl *k = rd;
+  CHECK_EQ_INT(h3wt_ch_parse(&k->parser, d, n, slow_frame, k), 0);
+}
+
+static const h3wt_session_handler slow_handler = {
+    .on_session_ready = c_ready,
+    .on_stream_data = slow_data,
+    .on_session_close = c_close};
+
+static void slow_step(uv_timer_t *t) {
+  cl *R = &T.c[0], *S = &T.c[1];
+  switch (SL.phase) {
+  case 0:
+    if (!R->st || !S->st) {
+      return;
+    }
+    subscribe(R, 1, "feed", 0, 0, 0);
+    subscribe(S, 1, "feed", 0, 0, 0);
+    SL.phase = 1;
+    return;
+  case 1:
+    if (!has(R, "SUBSCRIBED") || !has(S, "SUBSCRIBED")) {
+      return;
+    }
+    /* S stops reading: its flow-control window fills, then its queue on
+       the server. */
+    CHECK_EQ_INT(h3wt_stream_pause_reading(S->st), 0);
+    SL.s_paused = 1;
+    SL.phase = 2;
+    return;
+  case 2: {
+    /* A few messages a tick: R keeps up, S does not. */
+    static uint8_t payload[SLOW_SIZE];
+    for (int i = 0; i < 4 && SL.sent < SLOW_MSGS; ++i, ++SL.sent) {
+      memset(payload, 'a' + SL.sent % 26, sizeof(payload));
+      CHECK_EQ_INT(h3wt_channels_publish(T.hub, "feed", payload,
+                                         sizeof(payload), 1, NULL),
+                   0);
+    }
+    if (SL.sent == SLOW_MSGS) {
+      CHECK_EQ_INT(h3wt_stream_resume_reading(S->st), 0);
+      SL.phase = 3;
+    }
+    return;
+  }
+  case 3:
+    if (SL.r_next == SLOW_MSGS + 1 && SL.s_cut) {
+      finish();
+    }
+    return;
+  }
+}
+
+TEST(slow_consumer_cut_others_served) {
+  char dir[] = "/tmp/h3wt-chs-XXXXXX", cert[256], key[256];
+  h3wt_server_settings ss;
+  memset(&T, 0, sizeof(T));
+  memset(&SL, 0, sizeof(SL));
+  SL.r_next = 1;
+  SL.r_in_order = 1;
+  CHECK_EQ_INT(loop_devcert(dir, cert, sizeof(cert), key, sizeof(key)), 0);
+  CHECK_EQ_INT(uv_loop_init(&T.loop), 0);
+  h3wt_server_settings_default(&ss);
+  ss.host = "127.0.0.1";
+  ss.port = 0;
+  ss.cert_file = cert;
+  ss.key_file = key;
+  CHECK_EQ_INT(h3wt_server_new(&T.server, &T.loop, &ss), 0);
+  CHECK_EQ_INT(h3wt_channels_new(&T.hub, T.server, "/ch", NULL, NULL, NULL),
+               0);
+  CHECK_EQ_INT(h3wt_server_listen(T.server), 0);
+  for (int i = 0; i < 2; ++i) {
+    cl *k = &T.c[i];
+    h3wt_client_settings cs;
+    h3wt_client_callbacks cbs = {NULL, c_closed};
+    h3wt_client_settings_default(&cs);
+    cs.host = "127.0.0.1";
+    cs.port = h3wt_server_port(T.server);
+    cs.insecure = 1;
+    h3wt_ch_parser_init(&k->parser, 1 << 20);
+    CHECK_EQ_INT(h3wt_client_new(&k->c, &T.loop, &cs, &cbs, NULL), 0);
+    CHECK_EQ_INT(h3wt_client_webtransport(k->c, "/ch", NULL, NULL, 0,
+                                          &slow_handler, k, &k->s),
+                 0);
+  }
+  uv_timer_init(&T.loop, &T.tick);
+  uv_timer_start(&T.tick, slow_step, 5, 5);
+  uv_timer_init(&T.loop, &T.guard);
+  uv_timer_start(&T.guard, guard_cb, 15000, 0);
+  uv_run(&T.loop, UV_RUN_DEFAULT);
+
+  TEST_CONTEXT("phase %d, sent %d, R at %llu, S cut %d at %llu", SL.phase,
+               SL.sent, (unsigned long long)SL.r_next, SL.s_cut,
+               (unsigned long long)SL.s_last);
+  CHECK(!T.timed_out);
+  CHECK(SL.r_in_order);
+  CHECK_EQ_INT((int)SL.r_next, SLOW_MSGS + 1); /* R: every one, in order */
+  CHECK(SL.s_cut);                             /* S: told why */
+  CHECK(SL.s_last < SLOW_MSGS);                /* S: cut short */
+  h3wt_channels_stats st;
+  memset(&st, 0, sizeof(st));
+  st.version = H3WT_CHANNELS_STATS_V1;
+  CHECK_EQ_INT(h3wt_channels_get_stats(T.hub, &st), 0);
+  CHECK_EQ_INT((int)st.slow_consumers, 1);
+  TEST_CONTEXT("%s", "");
+
+  uv_close((uv_handle_t *)&T.tick, NULL);
+  uv_close((uv_handle_t *)&T.guard, NULL);
+  uv_run(&T.loop, UV_RUN_DEFAULT);
+  h3wt_channels_del(T.hub);
+  for (int i = 0; i < 2; ++i) {
+    h3wt_client_del(T.c[i].c);
+    h3wt_ch_parser_free(&T.c[i].parser);
+  }
+  uv_run(&T.loop, UV_RUN_DEFAULT);
+  h3wt_server_del(T.server);
+  CHECK_EQ_INT(uv_loop_close(&T.loop), 0);
+  loop_devcert_remove(dir, cert, key);
+}
+
+int main(int argc, char **argv) {
+  static const h3wt_test_case tests[] = {
+      TEST_ENTRY(channels_end_to_end),
+      TEST_ENTRY(slow_consumer_cut_others_served),
+  };
+  return TEST_MAIN(argc, argv, tests);
+}
