@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds and runs the libFuzzer targets (clang, with ASan + UBSan) over the
 # parsers of peer bytes, each for SECONDS (default 30).
-#   scripts/fuzz.sh [SECONDS] [TARGET...]      targets: path wtproto http1
+#   scripts/fuzz.sh [SECONDS] [TARGET...]      targets: path wtproto chproto
+#                                              http1
 # New inputs go to a scratch corpus under build-fuzz/, never into the
 # repository's seed corpus (tests/fuzz/corpus/<target>); a crash leaves its
 # input in build-fuzz/ and fails the run.
@@ -10,13 +11,15 @@ cd "$(dirname "$0")/.."
 SECONDS_EACH=${1:-30}
 shift || true
 TARGETS=("$@")
-[ ${#TARGETS[@]} -gt 0 ] || TARGETS=(path wtproto http1)
+[ ${#TARGETS[@]} -gt 0 ] || TARGETS=(path wtproto chproto http1)
 CC=${FUZZ_CC:-clang}
 OUT=build-fuzz
 mkdir -p "$OUT"
 declare -A SOURCES=(
   [path]="lib/h3wt_path.c"
   [wtproto]="lib/h3wt_wtproto.c"
+  # chproto reuses wtproto's varint helpers.
+  [chproto]="lib/h3wt_chproto.c lib/h3wt_wtproto.c"
   [http1]="apps/h3wt_http1.c lib/h3wt_path.c lib/h3wt_status.c"
 )
 # http1 drives the real listener over loopback TCP: libuv and llhttp.
