@@ -601,10 +601,201 @@ TEST(slow_consumer_cut_others_served) {
   loop_devcert_remove(dir, cert, key);
 }
 
+/* ---- every hub hook may call every closing and writing function ------------- */
+
+enum { H_CONNECT, H_SUBSCRIBE, H_PUBLISH, H_JOIN, H_LEAVE, NHOOK };
+enum {
+  A_SERVER_CLOSE,
+  A_SESSION_CLOSE,
+  A_CLOSE_CONNECTION,
+  A_UNSUBSCRIBE_SELF,
+  A_SUBSCRIBE_OTHER,
+  A_PUBLISH_RELIABLE,
+  A_PUBLISH_UNRELIABLE,
+  A_SERVER_SHUTDOWN,
+  NACT
+};
+static const char *hook_names[NHOOK] = {"on_connect", "on_subscribe",
+                                        "on_publish", "on_join", "on_leave"};
+static const char *act_names[NACT] = {
+    "server_close",       "session_close",      "close_connection",
+    "unsubscribe_self",   "subscribe_other",    "publish_reliable",
+    "publish_unreliable", "server_shutdown"};
+
+static struct {
+  int hook, act, acted, fired;
+  int server_closed;
+  int phase;
+  uint64_t t0;
+} HK;
+
+static void hk_server_closed(h3wt_server *srv, void *ud) {
+  HK.server_closed = 1;
+}
+
+/* The action of this case, from inside hook h (s: the session). */
+static void hk_act(int h, h3wt_session *s) {
+  ++HK.fired;
+  if (h != HK.hook || HK.acted) {
+    return;
+  }
+  HK.acted = 1;
+  switch (HK.act) {
+  case A_SERVER_CLOSE:
+    h3wt_server_close(T.server, hk_server_closed, NULL);
+    break;
+  case A_SERVER_SHUTDOWN:
+    h3wt_server_shutdown(T.server, 100, 7, "hook", hk_server_closed, NULL);
+    break;
+  case A_SESSION_CLOSE:
+    h3wt_session_close(s, 7, "hook");
+    break;
+  case A_CLOSE_CONNECTION:
+    h3wt_session_close_connection(s, 0x100, "hook");
+    break;
+  case A_UNSUBSCRIBE_SELF:
+    h3wt_channels_unsubscribe(T.hub, s, "room");
+    break;
+  case A_SUBSCRIBE_OTHER:
+    h3wt_channels_subscribe(T.hub, s, "other");
+    break;
+  case A_PUBLISH_RELIABLE:
+    h3wt_channels_publish(T.hub, "room", "from-hook", 9, 1, NULL);
+    break;
+  case A_PUBLISH_UNRELIABLE:
+    h3wt_channels_publish(T.hub, "room", "dg-hook", 7, 0, NULL);
+    break;
+  }
+}
+
+static int hk_connect(h3wt_channels *hub, h3wt_session *s, void *ud) {
+  hk_act(H_CONNECT, s);
+  return 200;
+}
+static int hk_subscribe(h3wt_channels *hub, h3wt_session *s, const char *ch,
+                        void *ud) {
+  hk_act(H_SUBSCRIBE, s);
+  return 0;
+}
+static int hk_publish(h3wt_channels *hub, h3wt_session *s, const char *ch,
+                      const uint8_t *d, size_t n, int reliable, void *ud) {
+  hk_act(H_PUBLISH, s);
+  return 0;
+}
+static void hk_join(h3wt_channels *hub, const char *ch, h3wt_session *s,
+                    void *ud) {
+  hk_act(H_JOIN, s);
+}
+static void hk_leave(h3wt_channels *hub, const char *ch, h3wt_session *s,
+                     void *ud) {
+  hk_act(H_LEAVE, s);
+}
+static const h3wt_channels_handler hk_handler = {
+    .on_connect = hk_connect,
+    .on_subscribe = hk_subscribe,
+    .on_publish = hk_publish,
+    .on_join = hk_join,
+    .on_leave = hk_leave};
+
+static void hk_step(uv_timer_t *t) {
+  cl *A = &T.c[0];
+  uint64_t now = uv_now(&T.loop);
+  if (now - HK.t0 > 1500 || HK.server_closed) {
+    finish(); /* every case ends here, whatever its action did */
+    return;
+  }
+  switch (HK.phase) {
+  case 0:
+    if (A->st) {
+      subscribe(A, 1, "room", 0, 0, 0);
+      HK.phase = 1;
+    }
+    return;
+  case 1:
+    if (has(A, "SUBSCRIBED req=1 room sub=1 rec=0 off=0 missed=0") &&
+        A->st) {
+      publish(A, 2, "room", "x");
+      uint8_t d[16];
+      size_t n = h3wt_ch_encode_dgram_head(d, sizeof(d),
+                                           H3WT_CH_DGRAM_PUBLISH, 1);
+      d[n] = 'u';
+      h3wt_session_send_datagram(A->s, d, n + 1);
+      HK.phase = 2;
+    }
+    return;
+  case 2:
+    if (has(A, "PUBLISHED req=2 off=1") && A->s) {
+      h3wt_session_close(A->s, 0, "done"); /* on_leave */
+      HK.phase = 3;
+    }
+    return;
+  case 3:
+    if (A->closed && now - HK.t0 > 200) {
+      finish();
+    }
+    return;
+  }
+}
+
+static int run_hook_case(int hook, int act) {
+  char dir[] = "/tmp/h3wt-chk-XXXXXX", cert[256], key[256];
+  h3wt_server_settings ss;
+  unsigned long failed_before = h3wt_test_failed_checks_;
+  memset(&T, 0, sizeof(T));
+  memset(&HK, 0, sizeof(HK));
+  HK.hook = hook;
+  HK.act = act;
+  CHECK_EQ_INT(loop_devcert(dir, cert, sizeof(cert), key, sizeof(key)), 0);
+  CHECK_EQ_INT(uv_loop_init(&T.loop), 0);
+  h3wt_server_settings_default(&ss);
+  ss.host = "127.0.0.1";
+  ss.port = 0;
+  ss.cert_file = cert;
+  ss.key_file = key;
+  CHECK_EQ_INT(h3wt_server_new(&T.server, &T.loop, &ss), 0);
+  CHECK_EQ_INT(h3wt_channels_new(&T.hub, T.server, "/ch", NULL, &hk_handler,
+                                 NULL),
+               0);
+  CHECK_EQ_INT(h3wt_server_listen(T.server), 0);
+  open_client(0);
+  HK.t0 = uv_now(&T.loop);
+  uv_timer_init(&T.loop, &T.tick);
+  uv_timer_start(&T.tick, hk_step, 5, 5);
+  uv_timer_init(&T.loop, &T.guard);
+  uv_timer_start(&T.guard, guard_cb, 5000, 0);
+  uv_run(&T.loop, UV_RUN_DEFAULT);
+  CHECK(!T.timed_out);
+  CHECK(HK.acted); /* the hook under test ran, and acted */
+  uv_close((uv_handle_t *)&T.tick, NULL);
+  uv_close((uv_handle_t *)&T.guard, NULL);
+  uv_run(&T.loop, UV_RUN_DEFAULT);
+  h3wt_channels_del(T.hub);
+  h3wt_client_del(T.c[0].c);
+  h3wt_ch_parser_free(&T.c[0].parser);
+  uv_run(&T.loop, UV_RUN_DEFAULT);
+  h3wt_server_del(T.server);
+  CHECK_EQ_INT(uv_loop_close(&T.loop), 0);
+  loop_devcert_remove(dir, cert, key);
+  return h3wt_test_failed_checks_ == failed_before;
+}
+
+TEST(hooks_may_call_anything) {
+  for (int h = 0; h < NHOOK; ++h) {
+    for (int a = 0; a < NACT; ++a) {
+      TEST_CONTEXT("%s.%s", hook_names[h], act_names[a]);
+      int ok = run_hook_case(h, a);
+      printf("  %s %s.%s\n", ok ? "ok  " : "FAIL", hook_names[h],
+             act_names[a]);
+    }
+  }
+  TEST_CONTEXT("%s", "");
+}
+
 int main(int argc, char **argv) {
   static const h3wt_test_case tests[] = {
       TEST_ENTRY(channels_end_to_end),
       TEST_ENTRY(slow_consumer_cut_others_served),
+      TEST_ENTRY(hooks_may_call_anything),
   };
   return TEST_MAIN(argc, argv, tests);
 }
