@@ -27,6 +27,7 @@
 
 #include "client_wt.h"
 #include "h3wt/h3wt.h"
+#include "client_channels.h"
 #include "h3wt_url.h"
 
 typedef struct app {
@@ -222,7 +223,21 @@ static void usage(FILE *f) {
           "  'session drain: sN' when the server asks to wind down,\n"
           "  'session closed: err E code C reason 'R'' per session.  Exit 0 "
           "only\n"
-          "  if everything was verified.\n");
+          "  if everything was verified.\n"
+          "\n"
+          "Channels (docs/channels.md): one JSON line per event on stdout\n"
+          "  h3wt-client [-k] --subscribe CHANNEL [--since EPOCH:OFFSET]\n"
+          "              [--count N] URL\n"
+          "      prints subscribed, message, join, leave, unsubscribed and "
+          "error\n"
+          "      events until N messages arrived (or --timeout; without "
+          "--count\n"
+          "      that is a normal end)\n"
+          "  h3wt-client [-k] --publish CHANNEL -d TEXT [--unreliable]\n"
+          "              [--repeat N] [--interval MS] URL\n"
+          "      subscribes, then publishes TEXT N times (default 1), MS apart;"
+          "\n"
+          "      reliable ones print a published event each\n");
 }
 
 static char *read_file(const char *path, size_t *len) {
@@ -331,9 +346,17 @@ int main(int argc, char **argv) {
       {"close-reason", required_argument, 0, 1014},
       {"close-after", required_argument, 0, 1015},
       {"linger", required_argument, 0, 1016},
+      {"subscribe", required_argument, 0, 1020},
+      {"since", required_argument, 0, 1021},
+      {"count", required_argument, 0, 1022},
+      {"publish", required_argument, 0, 1023},
+      {"unreliable", no_argument, 0, 1024},
+      {"repeat", required_argument, 0, 1025},
+      {"interval", required_argument, 0, 1026},
       {0, 0, 0, 0}};
   app a;
   wt_opts wo;
+  ch_opts co;
   const char *wt_url = NULL;
   int http_only = 0; /* an option that makes no sense with --wt */
   uint64_t num;
@@ -346,6 +369,7 @@ int main(int argc, char **argv) {
 
   memset(&a, 0, sizeof(a));
   wt_opts_default(&wo);
+  ch_opts_default(&co);
   a.total = 1;
   a.print_body = a.print_headers = 1;
   a.out = stdout;
@@ -538,6 +562,41 @@ int main(int argc, char **argv) {
         return 2;
       }
       break;
+    case 1020:
+      co.subscribe = optarg;
+      break;
+    case 1021:
+      if (ch_parse_since(optarg, &co.epoch, &co.offset) != 0) {
+        fprintf(stderr, "h3wt-client: bad --since '%s' (EPOCH:OFFSET)\n",
+                optarg);
+        return 2;
+      }
+      co.recover = 1;
+      break;
+    case 1022:
+      if (parse_num(optarg, 0, UINT64_MAX, &co.count) != 0) {
+        fprintf(stderr, "h3wt-client: bad --count '%s'\n", optarg);
+        return 2;
+      }
+      break;
+    case 1023:
+      co.publish = optarg;
+      break;
+    case 1024:
+      co.unreliable = 1;
+      break;
+    case 1025:
+      if (parse_num(optarg, 1, 100000000, &co.repeat) != 0) {
+        fprintf(stderr, "h3wt-client: bad --repeat '%s'\n", optarg);
+        return 2;
+      }
+      break;
+    case 1026:
+      if (parse_secs(optarg, &co.interval_ms) != 0) {
+        fprintf(stderr, "h3wt-client: bad --interval '%s'\n", optarg);
+        return 2;
+      }
+      break;
     case 'h':
       usage(stdout);
       return 0;
@@ -545,6 +604,34 @@ int main(int argc, char **argv) {
       usage(stderr);
       return 2;
     }
+  }
+  if (co.subscribe || co.publish) {
+    if ((co.subscribe && co.publish) || wt_url || optind + 1 != argc) {
+      fprintf(stderr, "h3wt-client: --subscribe or --publish, then the URL\n");
+      return 2;
+    }
+    if (co.publish && !a.body) {
+      fprintf(stderr, "h3wt-client: --publish needs -d TEXT\n");
+      return 2;
+    }
+    co.data = a.body;
+    rv = h3wt_url_parse(argv[optind], co.host, sizeof(co.host), &co.port,
+                        &co.path);
+    if (rv != 0 || co.path[0] != '/' || !(timeout_s > 0)) {
+      fprintf(stderr, "h3wt-client: bad URL '%s' or --timeout\n",
+              argv[optind]);
+      return 2;
+    }
+    co.origin = wo.origin;
+    co.timeout_s = timeout_s;
+    co.headers = a.headers;
+    co.nheaders = a.nheaders;
+    s.log_level = verbose >= 2 ? H3WT_LOG_TRACE
+                  : verbose ? H3WT_LOG_DEBUG
+                            : H3WT_LOG_WARN;
+    rv = ch_run(&co, &s);
+    free(a.body);
+    return rv;
   }
   if (wt_url) {
     if (optind != argc) {

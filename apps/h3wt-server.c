@@ -33,6 +33,7 @@
 #include <jansson.h>
 #include <uv.h>
 
+#include "demo_channels.h"
 #include "demo_routes.h"
 #include "h3wt/h3wt.h"
 #include "h3wt_config.h"
@@ -88,6 +89,7 @@ typedef struct app {
   h3wt_http1 *http1;
   h3wt_http1 *http1_unused; /* could not listen: freed at exit */
   demo_wt *wt;
+  h3wt_channels *hub; /* /wt/channels */
   uv_signal_t sigint, sigterm;
   uint64_t drain_ms; /* --drain-timeout */
   uint64_t started; /* uv_now() at start, for /stats */
@@ -193,6 +195,8 @@ static int fail_after_start(app *a) {
     h3wt_http1_close(a->http1, NULL, NULL);
   }
   h3wt_server_close(a->server, NULL, NULL);
+  uv_run(a->loop, UV_RUN_DEFAULT);
+  h3wt_channels_del(a->hub);
   uv_run(a->loop, UV_RUN_DEFAULT);
   h3wt_server_del(a->server);
   h3wt_http1_del(a->http1);
@@ -461,8 +465,11 @@ static int run(h3wt_app_config *cfg) {
         h3wt_server_route(a.server, "GET", "/stats", &stats_handler, &a) !=
             0 ||
         h3wt_server_static(a.server, "/", web) != 0 ||
-        demo_routes_wt(a.server, a.loop, &wo, &a.wt) != 0) {
+        demo_routes_wt(a.server, a.loop, &wo, &a.wt) != 0 ||
+        demo_channels_new(a.server, cfg->channels_token, &a.hub) != 0) {
       fprintf(stderr, "h3wt-server: cannot set up routes\n");
+      h3wt_channels_del(a.hub);
+      uv_run(a.loop, UV_RUN_DEFAULT);
       h3wt_server_del(a.server);
       demo_wt_del(a.wt);
       return 1;
@@ -535,6 +542,8 @@ static int run(h3wt_app_config *cfg) {
   uv_signal_start(&a.sigint, on_signal, SIGINT);
   uv_signal_start(&a.sigterm, on_signal, SIGTERM);
 
+  uv_run(a.loop, UV_RUN_DEFAULT);
+  h3wt_channels_del(a.hub); /* its sessions ended with the server */
   uv_run(a.loop, UV_RUN_DEFAULT);
   h3wt_server_del(a.server);
   h3wt_http1_del(a.http1);

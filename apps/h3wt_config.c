@@ -58,6 +58,11 @@ static const h3wt_config_key keys[] = {
      "accept WebTransport sessions only from this\n"
      "origin (others get 403; default: any)",
      FIELD(wt_origin)},
+    {"channels_token", "channels-token", 0, H3WT_CONFIG_OPT_STRING, 0, 0,
+     "TOKEN",
+     "/wt/channels accepts only CONNECTs with ?token=TOKEN\n"
+     "(default: any session)",
+     FIELD(channels_token)},
     {"drain_timeout", "drain-timeout", 0, H3WT_CONFIG_UINT, 0, 3600000, "MS",
      "on SIGINT/SIGTERM, let requests and sessions\n"
      "finish for up to MS (default 5000; a second\n"

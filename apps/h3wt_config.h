@@ -33,6 +33,7 @@ typedef struct h3wt_app_config {
   const char *web_dir;   /* folder served over HTTP/3 and HTTP/1.1 */
   const char *cert_dir;  /* development certificate; NULL: ~/.cache/h3wt */
   const char *wt_origin; /* only this origin may open sessions; NULL: any */
+  const char *channels_token; /* /wt/channels wants ?token=this; NULL: any */
   int http;              /* the HTTP/1.1 demo page listener on localhost */
   uint16_t http_port;
   int http_port_given; /* set by the file or the command line: a busy port

@@ -667,6 +667,88 @@ def connect_headers(t):
              "x-token lengths after a run without -H")
 
 
+def ch_cmd(url, args, timeout):
+    return [str(c) for c in (ARGS.client, "-k", "--timeout", timeout, *args,
+                             url)]
+
+
+def ch_client_start(url, *args, timeout=CLIENT_TIMEOUT):
+    cmd = ch_cmd(url, args, timeout)
+    log("$ " + " ".join(cmd))
+    return (cmd, timeout, time.monotonic(), subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL, env=clean_env()))
+
+
+def ch_events(r):
+    """The JSON lines of a channel-mode run."""
+    return [json.loads(l) for l in r.out.splitlines() if l.startswith("{")]
+
+
+@case
+def channels_cli(t):
+    """h3wt-client's channel modes against the demo's /wt/channels: a
+    subscriber gets three reliable messages in order with offsets 1..3 and
+    sees the publisher join; a second subscriber that saw offset 1 recovers
+    2 and 3 (recovered true), one naming another epoch is told recovered
+    false; unreliable publications arrive as datagrams; "private.*" is
+    refused by the permission hook; with --channels-token a CONNECT without
+    the token is refused (403) and one with ?token= is served."""
+    srv = t.server()
+    url = srv.url("/wt/channels")
+    sub = ch_client_start(url, "--subscribe", "chat", "--count", 3)
+    time.sleep(0.5 * SLOW)
+    pub = ch_client_start(url, "--publish", "chat", "-d", 'hi "there"',
+                          "--repeat", 3, "--interval", 10)
+    rp = wt_client_finish(t, pub)
+    rs = wt_client_finish(t, sub)
+    ev = ch_events(rs)
+    check_eq(ev[0]["event"], "subscribed", "the subscriber's first event")
+    msgs = [e for e in ev if e["event"] == "message"]
+    check_eq([(m["offset"], m["data"]) for m in msgs],
+             [(1, 'hi "there"'), (2, 'hi "there"'), (3, 'hi "there"')],
+             "messages in order with their offsets")
+    check(any(e["event"] == "join" for e in ev), f"no join seen: {ev}")
+    check_eq([e["offset"] for e in ch_events(rp) if e["event"] == "published"],
+             [1, 2, 3], "the publisher's acknowledgements")
+    epoch = ev[0]["epoch"]
+    r = wt_client_finish(t, ch_client_start(
+        url, "--subscribe", "chat", "--since", f"{epoch}:1", "--count", 2))
+    ev = ch_events(r)
+    check_eq((ev[0]["recovered"], ev[0]["missed"]), (True, 2),
+             "recovery from offset 1")
+    check_eq([m["offset"] for m in ev if m["event"] == "message"], [2, 3],
+             "the recovered messages")
+    r = wt_client_finish(t, ch_client_start(
+        url, "--subscribe", "chat", "--since", f"{int(epoch) ^ 1}:1",
+        "--timeout", 1))
+    check_eq(ch_events(r)[0]["recovered"], False, "recovery across epochs")
+    # Unreliable: datagrams, not kept (a later reliable offset is still 4).
+    sub = ch_client_start(url, "--subscribe", "pos", "--count", 1)
+    time.sleep(0.5 * SLOW)
+    wt_client_finish(t, ch_client_start(
+        url, "--publish", "pos", "-d", "x=1", "--unreliable", "--repeat", 20,
+        "--interval", 20))
+    ev = ch_events(wt_client_finish(t, sub))
+    check(any(e.get("unreliable") and e["data"] == "x=1" for e in ev),
+          f"no unreliable message: {ev}")
+    r = wt_client_finish(t, ch_client_start(url, "--subscribe", "private.x"),
+                         expect_rc=1)
+    check_eq([(e["event"], e["code"]) for e in ch_events(r)],
+             [("error", 3)], "the permission hook's refusal")
+    # A token in the CONNECT's query, checked by the demo's on_connect.
+    srv2 = t.server(extra=("--channels-token", "s3cret"))
+    r = wt_client_finish(t, ch_client_start(
+        srv2.url("/wt/channels"), "--subscribe", "c", "--timeout", 5),
+        expect_rc=1)
+    check(not ch_events(r), f"a session without the token was served: {r!r}")
+    r = wt_client_finish(t, ch_client_start(
+        srv2.url("/wt/channels?token=s3cret"), "--subscribe", "c",
+        "--timeout", 2))
+    check_eq(ch_events(r)[0]["event"], "subscribed", "with the token")
+    check("s3cret" not in srv2.stderr(), "the token reached the server's log")
+
+
 @case
 def unreachable_server(t):
     """A server that never answers (a UDP port nobody reads): the client
