@@ -194,7 +194,7 @@ static const h3wt_session_handler c_handler = {
 static void c_closed(h3wt_client *c, int err, void *ud) {
 }
 
-static void open_client(int i) {
+static void open_client_with(int i, const h3wt_session_handler *h) {
   cl *k = &T.c[i];
   h3wt_client_settings cs;
   h3wt_client_callbacks cbs = {NULL, c_closed};
@@ -204,9 +204,13 @@ static void open_client(int i) {
   cs.insecure = 1;
   h3wt_ch_parser_init(&k->parser, 1 << 20);
   CHECK_EQ_INT(h3wt_client_new(&k->c, &T.loop, &cs, &cbs, NULL), 0);
-  CHECK_EQ_INT(h3wt_client_webtransport(k->c, "/ch", NULL, NULL, 0,
-                                        &c_handler, k, &k->s),
+  CHECK_EQ_INT(h3wt_client_webtransport(k->c, "/ch", NULL, NULL, 0, h, k,
+                                        &k->s),
                0);
+}
+
+static void open_client(int i) {
+  open_client_with(i, &c_handler);
 }
 
 static void send_frame(cl *k, const uint8_t *f, size_t n) {
@@ -362,30 +366,63 @@ static void guard_cb(uv_timer_t *t) {
   finish();
 }
 
-TEST(channels_end_to_end) {
-  char dir[] = "/tmp/h3wt-ch-XXXXXX", cert[256], key[256];
+/* ---- the fixture: a server with a hub, clients, a tick and a watchdog ------ */
+
+static char fx_dir[64], fx_cert[256], fx_key[256];
+
+static void guard_cb(uv_timer_t *t);
+
+/* A fresh loop, server and hub on /ch, the step timer every 5 ms and a
+   watchdog at guard_ms. */
+static void fx_start(const h3wt_channels_handler *handler,
+                     void (*stepfn)(uv_timer_t *), uint64_t guard_ms) {
   h3wt_server_settings ss;
   memset(&T, 0, sizeof(T));
-  CHECK_EQ_INT(loop_devcert(dir, cert, sizeof(cert), key, sizeof(key)), 0);
+  snprintf(fx_dir, sizeof(fx_dir), "/tmp/h3wt-ch-XXXXXX");
+  CHECK_EQ_INT(loop_devcert(fx_dir, fx_cert, sizeof(fx_cert), fx_key,
+                            sizeof(fx_key)),
+               0);
   CHECK_EQ_INT(uv_loop_init(&T.loop), 0);
   h3wt_server_settings_default(&ss);
   ss.host = "127.0.0.1";
   ss.port = 0;
-  ss.cert_file = cert;
-  ss.key_file = key;
+  ss.cert_file = fx_cert;
+  ss.key_file = fx_key;
   ss.log_cb = getenv("H3WT_TEST_VERBOSE") ? h3wt_log_stderr : NULL;
   ss.log_level = H3WT_LOG_DEBUG;
   CHECK_EQ_INT(h3wt_server_new(&T.server, &T.loop, &ss), 0);
-  CHECK_EQ_INT(h3wt_channels_new(&T.hub, T.server, "/ch", NULL, &hub_handler,
+  CHECK_EQ_INT(h3wt_channels_new(&T.hub, T.server, "/ch", NULL, handler,
                                  NULL),
                0);
   CHECK_EQ_INT(h3wt_server_listen(T.server), 0);
+  uv_timer_init(&T.loop, &T.tick);
+  uv_timer_start(&T.tick, stepfn, 5, 5);
+  uv_timer_init(&T.loop, &T.guard);
+  uv_timer_start(&T.guard, guard_cb, guard_ms, 0);
+}
+
+/* After the run: every handle closed, everything freed, the loop empty. */
+static void fx_end(void) {
+  uv_close((uv_handle_t *)&T.tick, NULL);
+  uv_close((uv_handle_t *)&T.guard, NULL);
+  uv_run(&T.loop, UV_RUN_DEFAULT);
+  h3wt_channels_del(T.hub);
+  for (int i = 0; i < NCL; ++i) {
+    if (T.c[i].c) {
+      h3wt_client_del(T.c[i].c);
+      h3wt_ch_parser_free(&T.c[i].parser);
+    }
+  }
+  uv_run(&T.loop, UV_RUN_DEFAULT);
+  h3wt_server_del(T.server);
+  CHECK_EQ_INT(uv_loop_close(&T.loop), 0);
+  loop_devcert_remove(fx_dir, fx_cert, fx_key);
+}
+
+TEST(channels_end_to_end) {
+  fx_start(&hub_handler, step, 10000);
   open_client(0);
   open_client(1);
-  uv_timer_init(&T.loop, &T.tick);
-  uv_timer_start(&T.tick, step, 5, 5);
-  uv_timer_init(&T.loop, &T.guard);
-  uv_timer_start(&T.guard, guard_cb, 10000, 0);
   uv_run(&T.loop, UV_RUN_DEFAULT);
 
   cl *A = &T.c[0], *B = &T.c[1], *C = &T.c[2], *E = &T.c[4];
@@ -422,21 +459,7 @@ TEST(channels_end_to_end) {
   CHECK_EQ_INT((int)st.refused_subscribe, 1);
   CHECK_EQ_INT((int)st.refused_publish, 1);
   CHECK(st.deliveries_unreliable >= 1);
-
-  uv_close((uv_handle_t *)&T.tick, NULL);
-  uv_close((uv_handle_t *)&T.guard, NULL);
-  uv_run(&T.loop, UV_RUN_DEFAULT);
-  h3wt_channels_del(T.hub);
-  for (int i = 0; i < NCL; ++i) {
-    if (T.c[i].c) {
-      h3wt_client_del(T.c[i].c);
-      h3wt_ch_parser_free(&T.c[i].parser);
-    }
-  }
-  uv_run(&T.loop, UV_RUN_DEFAULT);
-  h3wt_server_del(T.server);
-  CHECK_EQ_INT(uv_loop_close(&T.loop), 0);
-  loop_devcert_remove(dir, cert, key);
+  fx_end();
 }
 
 /* ---- a slow consumer is cut, the others keep receiving ---------------------- */
@@ -535,41 +558,12 @@ static void slow_step(uv_timer_t *t) {
 }
 
 TEST(slow_consumer_cut_others_served) {
-  char dir[] = "/tmp/h3wt-chs-XXXXXX", cert[256], key[256];
-  h3wt_server_settings ss;
-  memset(&T, 0, sizeof(T));
   memset(&SL, 0, sizeof(SL));
   SL.r_next = 1;
   SL.r_in_order = 1;
-  CHECK_EQ_INT(loop_devcert(dir, cert, sizeof(cert), key, sizeof(key)), 0);
-  CHECK_EQ_INT(uv_loop_init(&T.loop), 0);
-  h3wt_server_settings_default(&ss);
-  ss.host = "127.0.0.1";
-  ss.port = 0;
-  ss.cert_file = cert;
-  ss.key_file = key;
-  CHECK_EQ_INT(h3wt_server_new(&T.server, &T.loop, &ss), 0);
-  CHECK_EQ_INT(h3wt_channels_new(&T.hub, T.server, "/ch", NULL, NULL, NULL),
-               0);
-  CHECK_EQ_INT(h3wt_server_listen(T.server), 0);
-  for (int i = 0; i < 2; ++i) {
-    cl *k = &T.c[i];
-    h3wt_client_settings cs;
-    h3wt_client_callbacks cbs = {NULL, c_closed};
-    h3wt_client_settings_default(&cs);
-    cs.host = "127.0.0.1";
-    cs.port = h3wt_server_port(T.server);
-    cs.insecure = 1;
-    h3wt_ch_parser_init(&k->parser, 1 << 20);
-    CHECK_EQ_INT(h3wt_client_new(&k->c, &T.loop, &cs, &cbs, NULL), 0);
-    CHECK_EQ_INT(h3wt_client_webtransport(k->c, "/ch", NULL, NULL, 0,
-                                          &slow_handler, k, &k->s),
-                 0);
-  }
-  uv_timer_init(&T.loop, &T.tick);
-  uv_timer_start(&T.tick, slow_step, 5, 5);
-  uv_timer_init(&T.loop, &T.guard);
-  uv_timer_start(&T.guard, guard_cb, 15000, 0);
+  fx_start(NULL, slow_step, 15000);
+  open_client_with(0, &slow_handler);
+  open_client_with(1, &slow_handler);
   uv_run(&T.loop, UV_RUN_DEFAULT);
 
   TEST_CONTEXT("phase %d, sent %d, R at %llu, S cut %d at %llu", SL.phase,
@@ -586,19 +580,7 @@ TEST(slow_consumer_cut_others_served) {
   CHECK_EQ_INT(h3wt_channels_get_stats(T.hub, &st), 0);
   CHECK_EQ_INT((int)st.slow_consumers, 1);
   TEST_CONTEXT("%s", "");
-
-  uv_close((uv_handle_t *)&T.tick, NULL);
-  uv_close((uv_handle_t *)&T.guard, NULL);
-  uv_run(&T.loop, UV_RUN_DEFAULT);
-  h3wt_channels_del(T.hub);
-  for (int i = 0; i < 2; ++i) {
-    h3wt_client_del(T.c[i].c);
-    h3wt_ch_parser_free(&T.c[i].parser);
-  }
-  uv_run(&T.loop, UV_RUN_DEFAULT);
-  h3wt_server_del(T.server);
-  CHECK_EQ_INT(uv_loop_close(&T.loop), 0);
-  loop_devcert_remove(dir, cert, key);
+  fx_end();
 }
 
 /* ---- every hub hook may call every closing and writing function ------------- */
@@ -738,44 +720,17 @@ static void hk_step(uv_timer_t *t) {
 }
 
 static int run_hook_case(int hook, int act) {
-  char dir[] = "/tmp/h3wt-chk-XXXXXX", cert[256], key[256];
-  h3wt_server_settings ss;
   unsigned long failed_before = h3wt_test_failed_checks_;
-  memset(&T, 0, sizeof(T));
   memset(&HK, 0, sizeof(HK));
   HK.hook = hook;
   HK.act = act;
-  CHECK_EQ_INT(loop_devcert(dir, cert, sizeof(cert), key, sizeof(key)), 0);
-  CHECK_EQ_INT(uv_loop_init(&T.loop), 0);
-  h3wt_server_settings_default(&ss);
-  ss.host = "127.0.0.1";
-  ss.port = 0;
-  ss.cert_file = cert;
-  ss.key_file = key;
-  CHECK_EQ_INT(h3wt_server_new(&T.server, &T.loop, &ss), 0);
-  CHECK_EQ_INT(h3wt_channels_new(&T.hub, T.server, "/ch", NULL, &hk_handler,
-                                 NULL),
-               0);
-  CHECK_EQ_INT(h3wt_server_listen(T.server), 0);
+  fx_start(&hk_handler, hk_step, 5000);
   open_client(0);
   HK.t0 = uv_now(&T.loop);
-  uv_timer_init(&T.loop, &T.tick);
-  uv_timer_start(&T.tick, hk_step, 5, 5);
-  uv_timer_init(&T.loop, &T.guard);
-  uv_timer_start(&T.guard, guard_cb, 5000, 0);
   uv_run(&T.loop, UV_RUN_DEFAULT);
   CHECK(!T.timed_out);
   CHECK(HK.acted); /* the hook under test ran, and acted */
-  uv_close((uv_handle_t *)&T.tick, NULL);
-  uv_close((uv_handle_t *)&T.guard, NULL);
-  uv_run(&T.loop, UV_RUN_DEFAULT);
-  h3wt_channels_del(T.hub);
-  h3wt_client_del(T.c[0].c);
-  h3wt_ch_parser_free(&T.c[0].parser);
-  uv_run(&T.loop, UV_RUN_DEFAULT);
-  h3wt_server_del(T.server);
-  CHECK_EQ_INT(uv_loop_close(&T.loop), 0);
-  loop_devcert_remove(dir, cert, key);
+  fx_end();
   return h3wt_test_failed_checks_ == failed_before;
 }
 
