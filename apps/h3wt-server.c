@@ -252,7 +252,7 @@ static int dev_cert(const char *dir, char *cert, char *key, size_t len) {
 
 static void stats_request(h3wt_request *req, void *data) {
   app *a = data;
-  char *body = h3wt_stats_json(a->server, uv_now(a->loop) - a->started);
+  char *body = h3wt_stats_json(a->server, a->hub, uv_now(a->loop) - a->started);
   h3wt_header h[] = {H3WT_HEADER("content-type", "application/json"),
                      H3WT_HEADER("cache-control", "no-store")};
   if (!body) {
@@ -272,7 +272,7 @@ static int http1_dynamic(const char *path, char **body, size_t *len,
   if (strcmp(path, "/stats") != 0) {
     return 0;
   }
-  *body = h3wt_stats_json(a->server, uv_now(a->loop) - a->started);
+  *body = h3wt_stats_json(a->server, a->hub, uv_now(a->loop) - a->started);
   if (!*body) {
     return -1;
   }

@@ -64,11 +64,56 @@ static const stat_field fields[] = {
 
 #define NFIELDS (sizeof(fields) / sizeof(fields[0]))
 
+#undef F
+#define F(m) {#m, offsetof(h3wt_channels_stats, m)}
+
+/* Every uint64_t of h3wt_channels_stats. */
+static const stat_field ch_fields[] = {
+    F(sessions_current),
+    F(channels_current),
+    F(subscriptions_current),
+    F(subscribes),
+    F(recoveries),
+    F(recoveries_failed),
+    F(publishes_reliable),
+    F(publishes_unreliable),
+    F(deliveries_reliable),
+    F(deliveries_unreliable),
+    F(deliveries_unreliable_dropped),
+    F(slow_consumers),
+    F(presence_dropped),
+    F(frames_received),
+    F(unknown_frames),
+    F(errors_sent),
+    F(protocol_errors),
+    F(datagrams_dropped),
+    F(refused_subscribe),
+    F(refused_publish),
+    F(limit_channels_per_session),
+    F(limit_subscribers_per_channel),
+    F(limit_message_size),
+    F(limit_publish_rate),
+};
+
+/* Sets obj[name] for each field of the struct at base.  Returns 0 or -1. */
+static int put_fields(json_t *obj, const stat_field *f, size_t n,
+                      const void *base) {
+  for (size_t i = 0; i < n; ++i) {
+    uint64_t v = *(const uint64_t *)((const char *)base + f[i].offset);
+    /* JSON integers here are signed 64-bit; no counter gets near 2^63. */
+    if (json_object_set_new(obj, f[i].name, json_integer((json_int_t)v))) {
+      return -1;
+    }
+  }
+  return 0;
+}
+
 size_t h3wt_stats_json_nfields(void) {
   return NFIELDS;
 }
 
-char *h3wt_stats_json(h3wt_server *server, uint64_t uptime_ms) {
+char *h3wt_stats_json(h3wt_server *server, h3wt_channels *hub,
+                      uint64_t uptime_ms) {
   h3wt_server_stats st;
   json_t *doc;
   char *text;
@@ -83,11 +128,22 @@ char *h3wt_stats_json(h3wt_server *server, uint64_t uptime_ms) {
     json_decref(doc);
     return NULL;
   }
-  for (size_t i = 0; i < NFIELDS; ++i) {
-    uint64_t v = *(const uint64_t *)((const char *)&st + fields[i].offset);
-    /* JSON integers here are signed 64-bit; no counter gets near 2^63. */
-    if (json_object_set_new(doc, fields[i].name,
-                            json_integer((json_int_t)v)) != 0) {
+  if (put_fields(doc, fields, NFIELDS, &st) != 0) {
+    json_decref(doc);
+    return NULL;
+  }
+  if (hub) {
+    h3wt_channels_stats cst;
+    json_t *ch = json_object();
+    cst.version = H3WT_CHANNELS_STATS_V1;
+    if (!ch || h3wt_channels_get_stats(hub, &cst) != 0 ||
+        put_fields(ch, ch_fields, sizeof(ch_fields) / sizeof(ch_fields[0]),
+                   &cst) != 0) {
+      json_decref(ch);
+      json_decref(doc);
+      return NULL;
+    }
+    if (json_object_set_new(doc, "channels", ch) != 0) { /* takes ch */
       json_decref(doc);
       return NULL;
     }

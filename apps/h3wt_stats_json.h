@@ -12,9 +12,11 @@
 #include "h3wt/h3wt.h"
 
 /* The counters of server, plus "server" (the version) and "uptime_ms"
-   (since started_ms, a uv_now() value), as an indented JSON object
-   (malloc'd), or NULL when out of memory. */
-char *h3wt_stats_json(h3wt_server *server, uint64_t uptime_ms);
+   (since started_ms, a uv_now() value), and when hub is not NULL its
+   counters in a "channels" object (keys: h3wt_channels_stats' fields), as
+   an indented JSON object (malloc'd), or NULL when out of memory. */
+char *h3wt_stats_json(h3wt_server *server, h3wt_channels *hub,
+                      uint64_t uptime_ms);
 
 /* For the tests: how many counters the document carries. */
 size_t h3wt_stats_json_nfields(void);

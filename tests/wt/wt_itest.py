@@ -747,6 +747,18 @@ def channels_cli(t):
         "--timeout", 2))
     check_eq(ch_events(r)[0]["event"], "subscribed", "with the token")
     check("s3cret" not in srv2.stderr(), "the token reached the server's log")
+    # The hub's counters in GET /stats.
+    cmd = [str(ARGS.client), "-k", "-s", "--timeout", 10, srv.url("/stats")]
+    log("$ " + " ".join(str(c) for c in cmd))
+    p = subprocess.run([str(c) for c in cmd], stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+                       timeout=30, env=clean_env())
+    check(p.returncode == 0, f"GET /stats: {p.stderr!r}")
+    ch = json.loads(p.stdout)["channels"]
+    check_eq((ch["recoveries"], ch["recoveries_failed"],
+              ch["refused_subscribe"], ch["publishes_reliable"]),
+             (1, 1, 1, 3), "the hub's counters in /stats")
+    check(ch["deliveries_unreliable"] >= 1, f"no unreliable delivery: {ch}")
 
 
 @case
