@@ -48,8 +48,9 @@ static const h3wt_channels_handler demo_handler = {
 };
 
 int demo_channels_new(h3wt_server *server, const char *token,
+                      const h3wt_channels_settings *settings,
                       h3wt_channels **phub) {
   demo_token = token;
-  return h3wt_channels_new(phub, server, "/wt/channels", NULL, &demo_handler,
-                           NULL);
+  return h3wt_channels_new(phub, server, "/wt/channels", settings,
+                           &demo_handler, NULL);
 }

@@ -14,6 +14,7 @@
 /* Makes the hub on server.  token may be NULL.  Returns 0 or an H3WT_ERR_*
    code; free with h3wt_channels_del() after the server closed. */
 int demo_channels_new(h3wt_server *server, const char *token,
+                      const h3wt_channels_settings *settings,
                       h3wt_channels **phub);
 
 #endif /* DEMO_CHANNELS_H */

@@ -466,7 +466,8 @@ static int run(h3wt_app_config *cfg) {
             0 ||
         h3wt_server_static(a.server, "/", web) != 0 ||
         demo_routes_wt(a.server, a.loop, &wo, &a.wt) != 0 ||
-        demo_channels_new(a.server, cfg->channels_token, &a.hub) != 0) {
+        demo_channels_new(a.server, cfg->channels_token, &cfg->channels,
+                          &a.hub) != 0) {
       fprintf(stderr, "h3wt-server: cannot set up routes\n");
       h3wt_channels_del(a.hub);
       uv_run(a.loop, UV_RUN_DEFAULT);

@@ -63,6 +63,33 @@ static const h3wt_config_key keys[] = {
      "/wt/channels accepts only CONNECTs with ?token=TOKEN\n"
      "(default: any session)",
      FIELD(channels_token)},
+    {"channels_history_size", "channels-history-size", 0, H3WT_CONFIG_UINT,
+     0, 1000000, "N",
+     "reliable messages kept per channel for recovery\n"
+     "(default 100; 0: none)",
+     FIELD(channels.history_size)},
+    {"channels_history_ttl", "channels-history-ttl", 0, H3WT_CONFIG_UINT, 0,
+     86400000, "MS", "and at most this old (default 300000; 0: no age)",
+     FIELD(channels.history_ttl_ms)},
+    {"channels_max_per_session", "channels-max-per-session", 0,
+     H3WT_CONFIG_UINT, 1, 100000, "N",
+     "channels one session may be in (default 64)",
+     FIELD(channels.max_channels_per_session)},
+    {"channels_max_subscribers", "channels-max-subscribers", 0,
+     H3WT_CONFIG_UINT, 1, UINT32_MAX, "N",
+     "subscribers per channel (default 100000)",
+     FIELD(channels.max_subscribers_per_channel)},
+    {"channels_max_message", "channels-max-message", 0, H3WT_CONFIG_UINT, 1,
+     16 * MIB, "BYTES", "bytes per publication (default 65536)",
+     FIELD(channels.max_message)},
+    {"channels_publish_rate", "channels-publish-rate", 0, H3WT_CONFIG_UINT, 0,
+     1000000, "N",
+     "publications per second per session (default 100;\n"
+     "0: no limit)",
+     FIELD(channels.publish_rate)},
+    {"channels_publish_burst", "channels-publish-burst", 0, H3WT_CONFIG_UINT,
+     1, 1000000, "N", "publications a session may send at once (default 200)",
+     FIELD(channels.publish_burst)},
     {"drain_timeout", "drain-timeout", 0, H3WT_CONFIG_UINT, 0, 3600000, "MS",
      "on SIGINT/SIGTERM, let requests and sessions\n"
      "finish for up to MS (default 5000; a second\n"
@@ -217,6 +244,7 @@ void h3wt_config_init(h3wt_app_config *c) {
   const char *env;
   memset(c, 0, sizeof(*c));
   h3wt_server_settings_default(&c->server);
+  h3wt_channels_settings_default(&c->channels);
   c->server.log_cb = h3wt_log_stderr;
   c->web_dir = "web";
   c->http = 1;

@@ -23,7 +23,7 @@
 
 #include "h3wt/h3wt.h"
 
-#define H3WT_CONFIG_MAX_KEYS 32
+#define H3WT_CONFIG_MAX_KEYS 48
 
 typedef struct h3wt_app_config {
   /* The library's settings; its strings point at built-in constants or at
@@ -34,6 +34,7 @@ typedef struct h3wt_app_config {
   const char *cert_dir;  /* development certificate; NULL: ~/.cache/h3wt */
   const char *wt_origin; /* only this origin may open sessions; NULL: any */
   const char *channels_token; /* /wt/channels wants ?token=this; NULL: any */
+  h3wt_channels_settings channels; /* the /wt/channels hub's limits */
   int http;              /* the HTTP/1.1 demo page listener on localhost */
   uint16_t http_port;
   int http_port_given; /* set by the file or the command line: a busy port
