@@ -746,11 +746,135 @@ TEST(hooks_may_call_anything) {
   TEST_CONTEXT("%s", "");
 }
 
+/* ---- 1,000 subscribers over many connections --------------------------------- */
+
+#define K_CONNS 63
+#define K_PER 16 /* sessions per connection (the server's default limit) */
+#define K_SUBS (K_CONNS * K_PER)
+#define K_MSGS 20
+
+typedef struct ksub {
+  h3wt_session *s;
+  h3wt_stream *st;
+  h3wt_ch_parser parser;
+  int subscribed;
+  uint64_t next; /* the next offset expected */
+  int bad;       /* out of order or twice */
+} ksub;
+
+static struct {
+  h3wt_client *c[K_CONNS];
+  ksub subs[K_SUBS];
+  int nsubscribed, phase, sent;
+} K;
+
+static int k_frame(uint64_t type, const uint8_t *p, size_t len, void *ud) {
+  ksub *k = ud;
+  if (type == H3WT_CH_SUBSCRIBED) {
+    k->subscribed = 1;
+    ++K.nsubscribed;
+  } else if (type == H3WT_CH_MESSAGE) {
+    h3wt_ch_message f;
+    if (h3wt_ch_decode_message(p, len, &f) != 0 || f.offset != k->next) {
+      k->bad = 1;
+    }
+    k->next = f.offset + 1;
+  }
+  return 0;
+}
+
+static void k_ready(h3wt_session *s, void *rd) {
+  ksub *k = rd;
+  uint8_t f[64];
+  CHECK_EQ_INT(h3wt_session_open_stream(s, 1, &k->st), 0);
+  size_t n = h3wt_ch_encode_subscribe(f, sizeof(f), 1,
+                                      (const uint8_t *)"big", 3, 0, 0, 0);
+  CHECK_EQ_INT(h3wt_stream_write(k->st, f, n), 0);
+}
+static void k_data(h3wt_stream *st, const uint8_t *d, size_t n, int fin,
+                   void *rd) {
+  ksub *k = rd;
+  CHECK_EQ_INT(h3wt_ch_parse(&k->parser, d, n, k_frame, k), 0);
+}
+static const h3wt_session_handler k_handler = {.on_session_ready = k_ready,
+                                               .on_stream_data = k_data};
+
+static void k_step(uv_timer_t *t) {
+  if (K.phase == 0 && K.nsubscribed == K_SUBS) {
+    K.phase = 1;
+  }
+  if (K.phase == 1) {
+    /* Reliable publications from C, a few per tick. */
+    for (int i = 0; i < 5 && K.sent < K_MSGS; ++i) {
+      char text[16];
+      int n = snprintf(text, sizeof(text), "m%d", K.sent + 1);
+      CHECK_EQ_INT(h3wt_channels_publish(T.hub, "big", text, (size_t)n, 1,
+                                         NULL),
+                   0);
+      ++K.sent;
+    }
+    if (K.sent == K_MSGS) {
+      K.phase = 2;
+    }
+  }
+  if (K.phase == 2) {
+    for (int i = 0; i < K_SUBS; ++i) {
+      if (K.subs[i].next != K_MSGS + 1) {
+        return;
+      }
+    }
+    finish();
+  }
+}
+
+TEST(thousand_subscribers_every_message_once_in_order) {
+  memset(&K, 0, sizeof(K));
+  fx_start(NULL, k_step, 60000);
+  for (int c = 0; c < K_CONNS; ++c) {
+    h3wt_client_settings cs;
+    h3wt_client_callbacks cbs = {NULL, c_closed};
+    h3wt_client_settings_default(&cs);
+    cs.host = "127.0.0.1";
+    cs.port = h3wt_server_port(T.server);
+    cs.insecure = 1;
+    CHECK_EQ_INT(h3wt_client_new(&K.c[c], &T.loop, &cs, &cbs, NULL), 0);
+    for (int j = 0; j < K_PER; ++j) {
+      ksub *k = &K.subs[c * K_PER + j];
+      k->next = 1;
+      h3wt_ch_parser_init(&k->parser, 1 << 16);
+      CHECK_EQ_INT(h3wt_client_webtransport(K.c[c], "/ch", NULL, NULL, 0,
+                                            &k_handler, k, &k->s),
+                   0);
+    }
+  }
+  uv_run(&T.loop, UV_RUN_DEFAULT);
+  int complete = 0, bad = 0;
+  for (int i = 0; i < K_SUBS; ++i) {
+    complete += K.subs[i].next == K_MSGS + 1;
+    bad += K.subs[i].bad;
+  }
+  TEST_CONTEXT("%d subscribed, %d complete, %d out of order or twice",
+               K.nsubscribed, complete, bad);
+  CHECK(!T.timed_out);
+  CHECK_EQ_INT(K.nsubscribed, K_SUBS);
+  CHECK_EQ_INT(complete, K_SUBS);
+  CHECK_EQ_INT(bad, 0);
+  TEST_CONTEXT("%s", "");
+  for (int c = 0; c < K_CONNS; ++c) {
+    h3wt_client_del(K.c[c]); /* their memory goes in fx_end's loop run */
+  }
+  for (int i = 0; i < K_SUBS; ++i) {
+    h3wt_ch_parser_free(&K.subs[i].parser);
+  }
+  fx_end();
+}
+
 int main(int argc, char **argv) {
   static const h3wt_test_case tests[] = {
       TEST_ENTRY(channels_end_to_end),
       TEST_ENTRY(slow_consumer_cut_others_served),
       TEST_ENTRY(hooks_may_call_anything),
+      TEST_ENTRY(thousand_subscribers_every_message_once_in_order),
   };
   return TEST_MAIN(argc, argv, tests);
 }
