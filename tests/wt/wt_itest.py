@@ -721,7 +721,7 @@ def channels_cli(t):
              "the recovered messages")
     r = wt_client_finish(t, ch_client_start(
         url, "--subscribe", "chat", "--since", f"{int(epoch) ^ 1}:1",
-        "--timeout", 1))
+        "--timeout", 1 * SLOW))
     check_eq(ch_events(r)[0]["recovered"], False, "recovery across epochs")
     # Unreliable: datagrams, not kept (a later reliable offset is still 4).
     sub = ch_client_start(url, "--subscribe", "pos", "--count", 1)
@@ -739,16 +739,16 @@ def channels_cli(t):
     # A token in the CONNECT's query, checked by the demo's on_connect.
     srv2 = t.server(extra=("--channels-token", "s3cret"))
     r = wt_client_finish(t, ch_client_start(
-        srv2.url("/wt/channels"), "--subscribe", "c", "--timeout", 5),
+        srv2.url("/wt/channels"), "--subscribe", "c", "--timeout", 5 * SLOW),
         expect_rc=1)
     check(not ch_events(r), f"a session without the token was served: {r!r}")
     r = wt_client_finish(t, ch_client_start(
         srv2.url("/wt/channels?token=s3cret"), "--subscribe", "c",
-        "--timeout", 2))
+        "--timeout", 2 * SLOW))
     check_eq(ch_events(r)[0]["event"], "subscribed", "with the token")
     check("s3cret" not in srv2.stderr(), "the token reached the server's log")
     # The hub's counters in GET /stats.
-    cmd = [str(ARGS.client), "-k", "-s", "--timeout", 10, srv.url("/stats")]
+    cmd = [str(ARGS.client), "-k", "-s", "--timeout", 10 * SLOW, srv.url("/stats")]
     log("$ " + " ".join(str(c) for c in cmd))
     p = subprocess.run([str(c) for c in cmd], stdout=subprocess.PIPE,
                        stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
