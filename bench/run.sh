@@ -30,7 +30,7 @@
 # The load generator runs on the same machine as the server, so on a
 # 2-core machine every figure is "server + client on two cores": the server
 # CPU per operation is the figure to compare, the rates are what the pair
-# reaches.  About 4 minutes plus the build.
+# reaches.  About 6 minutes plus the build (the fan-out section: 2).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
