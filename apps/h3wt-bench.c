@@ -16,6 +16,11 @@
  *              and their setup times (op: connection)
  *   idle       N sessions held open over N/M connections: the server's
  *              resident memory per session (op: session)
+ *   fanout     N subscribers (sessions over N/M connections) in one channel
+ *              of the channels route (docs/channels.md), one more session
+ *              publishing R messages/s into it, reliable or unreliable:
+ *              deliveries per second, publish-to-delivery latency, order
+ *              and losses (op: one message delivered to one subscriber)
  *
  * With --server-pid the server's CPU time (utime + stime, /proc/PID/stat)
  * over the measurement is divided by the ops.  Output: one JSON line, then
@@ -38,12 +43,18 @@
 #include "h3wt/h3wt.h"
 #include "h3wt_url.h"
 #include "bench_common.h"
+/* fanout speaks the channels wire format with the library's codec,
+   compiled into this program (it is not public API). */
+#include "../lib/h3wt_chproto.h"
 
 #define DG_HDR 24             /* session, slot, generation, 0, send time */
 #define DG_LOSS_NS 200000000u /* an unanswered datagram is resent after */
 #define TICK_MS 5
 #define CHUNK 65536 /* bytes per stream write */
 #define MB 1e6      /* throughput figures are per 10^6 bytes */
+#define FO_HDR 16   /* fanout payload: sequence number, send time */
+#define FO_TICK_MS 1
+#define FO_DRAIN_MS 3000 /* after the last publication, wait at most */
 
 enum {
   M_DGRAM,
@@ -52,16 +63,19 @@ enum {
   M_GET,
   M_HANDSHAKE,
   M_IDLE,
+  M_FANOUT,
 };
 
-static const char *const mode_names[] = {"dgram", "stream", "download",
-                                         "get",   "handshake", "idle"};
+static const char *const mode_names[] = {"dgram",     "stream", "download",
+                                         "get",       "handshake", "idle",
+                                         "fanout"};
 
 /* The run's phases, in order. */
 enum {
   P_SETUP,   /* connecting, opening sessions */
   P_WARMUP,  /* load running, not counted yet */
   P_MEASURE, /* load running and counted */
+  P_DRAIN,   /* fanout: publishing stopped, the last deliveries arriving */
   P_DONE,    /* closing everything */
 };
 
@@ -73,6 +87,10 @@ typedef struct opts {
   uint32_t conns, sessions, window, payload, requests, inflight, per_conn;
   uint64_t bytes, count;
   double duration, warmup, settle, timeout;
+  double msg_rate;     /* fanout: publications per second */
+  int unreliable;      /* fanout: datagrams instead of PUBLISH frames */
+  const char *channel; /* fanout: the channel's name */
+  int per_conn_set;
   long server_pid;
   const char *label;
   int verbose;
@@ -98,6 +116,12 @@ typedef struct bsess {
   h3wt_stream *st;
   uint64_t tx, rx;
   int fin_sent;
+  /* fanout: the channel stream's parser, the subscription, what arrived */
+  h3wt_ch_parser *parser;
+  uint64_t sub;
+  int subscribed, is_pub;
+  uint64_t next; /* the sequence number expected next */
+  uint64_t got;  /* deliveries received, over the whole run */
 } bsess;
 
 /* One request slot of a connection (get, download): the exchange's status,
@@ -151,6 +175,13 @@ struct bench {
   uint64_t ops, bytes, errors, lost, blocked, stale, started;
   uint64_t bad_status; /* get, download: answers other than 200 */
   bench_hist hist;
+  /* fanout */
+  uint32_t nsubscribed;   /* sessions (publisher included) subscribed */
+  uint64_t pub_seq;       /* publications sent (the next one's number) */
+  uint64_t pub_start_ns;  /* the schedule's origin */
+  uint64_t drain_until_ns;
+  uint64_t violations;    /* reliable: out of order, twice, or missing */
+  uint64_t reordered;     /* unreliable: arrived after a later one */
   int timed_out, handles_closed;
   uint8_t buf[CHUNK];
 };
@@ -449,6 +480,8 @@ static void st_on_close(h3wt_stream *st, void *rd) {
 static void begin_warmup(bench *b);
 static void idle_sess_mark(bsess *ss);
 static void idle_check(bench *b);
+static void fo_ready(bench *b, bsess *ss);
+static const h3wt_session_handler fo_handler;
 
 static void s_on_ready(h3wt_session *s, void *rd) {
   bsess *ss = rd;
@@ -481,6 +514,9 @@ static void s_on_ready(h3wt_session *s, void *rd) {
   case M_IDLE:
     idle_sess_mark(ss);
     idle_check(b);
+    break;
+  case M_FANOUT:
+    fo_ready(b, ss);
     break;
   }
 }
@@ -525,8 +561,9 @@ static int conn_open_sessions(bconn *c) {
   for (uint32_t i = 0; i < c->nsess; ++i) {
     bsess *ss = &b->sess[c->first_sess + i];
     ss->ready = ss->ended = ss->counted = 0;
-    int rv = h3wt_client_webtransport(c->cl, b->o.path, NULL, NULL, 0,
-                                      &sess_handler, ss, &ss->s);
+    int rv = h3wt_client_webtransport(
+        c->cl, b->o.path, NULL, NULL, 0,
+        b->o.mode == M_FANOUT ? &fo_handler : &sess_handler, ss, &ss->s);
     if (rv != 0) {
       error(b, "session %u: %s", ss->idx, h3wt_strerror(rv));
       return rv;
@@ -702,6 +739,307 @@ static void hs_start(bconn *c) {
   }
 }
 
+/* ---- fanout -------------------------------------------------------------------
+ * Every session opens its channel stream and subscribes; connections are
+ * dialled --inflight at a time, and one counts as dialled once all of its
+ * sessions are subscribed.  Then the publisher (the last session, on a
+ * connection of its own; subscribed too, because the hub takes
+ * publications only into channels the session is in, and deaf to what it
+ * hears back) sends --rate messages per second, each carrying its sequence
+ * number and send time, and every subscriber checks what it gets.  After
+ * the measurement the publisher stops and the run waits, at most
+ * FO_DRAIN_MS, for the last deliveries: then whatever a reliable
+ * subscriber still lacks is a violation, and an unreliable one's shortfall
+ * is lost. */
+
+static void fo_dial(bench *b) {
+  while (b->phase == P_SETUP && b->next_dial < b->nconns &&
+         b->dialing < b->o.inflight) {
+    bconn *c = &b->conns[b->next_dial++];
+    ++b->dialing;
+    if (conn_open(c) != 0 || conn_open_sessions(c) != 0) {
+      finish(b);
+      return;
+    }
+  }
+}
+
+static void fo_write(bench *b, bsess *ss, const uint8_t *f, size_t n) {
+  int rv = n ? h3wt_stream_write(ss->st, f, n) : H3WT_ERR_INVALID_ARGUMENT;
+  if (rv != 0) {
+    error(b, "session %u: channel stream: %s", ss->idx, h3wt_strerror(rv));
+    finish(b);
+  }
+}
+
+static void fo_ready(bench *b, bsess *ss) {
+  uint8_t f[320];
+  int rv = h3wt_session_open_stream(ss->s, 1, &ss->st);
+  if (rv != 0) {
+    error(b, "session %u: cannot open the channel stream: %s", ss->idx,
+          h3wt_strerror(rv));
+    finish(b);
+    return;
+  }
+  if (b->o.unreliable && ss->is_pub &&
+      h3wt_session_max_datagram(ss->s) < b->o.payload + H3WT_CH_DGRAM_HEAD_MAX) {
+    error(b, "payload %u over the session's maximum datagram %zu",
+          b->o.payload, h3wt_session_max_datagram(ss->s));
+    finish(b);
+    return;
+  }
+  fo_write(b, ss,
+           f, h3wt_ch_encode_subscribe(f, sizeof(f), 1,
+                                       (const uint8_t *)b->o.channel,
+                                       strlen(b->o.channel), 0, 0, 0));
+}
+
+static void fo_subscribed(bench *b, bsess *ss) {
+  bconn *c = ss->c;
+  ss->subscribed = 1;
+  ++b->nsubscribed;
+  if (++c->ndone == c->nsess) {
+    --b->dialing;
+  }
+  if (b->nsubscribed == b->nsess) {
+    if (b->o.verbose) {
+      fprintf(stderr, "h3wt-bench: %u sessions subscribed, publishing\n",
+              b->nsess);
+    }
+    b->pub_start_ns = bench_now_ns();
+    begin_warmup(b);
+  } else {
+    fo_dial(b);
+  }
+}
+
+/* One delivery to a subscriber (data: the publisher's payload). */
+static void fo_delivery(bench *b, bsess *ss, const uint8_t *data,
+                        size_t len) {
+  uint64_t now = bench_now_ns();
+  if (ss->is_pub) {
+    return;
+  }
+  if (len != b->o.payload) {
+    error(b, "session %u: a delivery of %zu bytes, not %u", ss->idx, len,
+          b->o.payload);
+    return;
+  }
+  uint64_t seq = bench_get64(data), sent = bench_get64(data + 8);
+  ++ss->got;
+  if (!b->o.unreliable) {
+    /* "exactly once, in order": seq must be the next one. */
+    if (seq > ss->next) {
+      b->violations += seq - ss->next; /* skipped (or late: counted again) */
+      ss->next = seq + 1;
+    } else if (seq < ss->next) {
+      ++b->violations; /* again, or after a later one */
+    } else {
+      ++ss->next;
+    }
+  } else if (seq < ss->next) {
+    ++b->reordered;
+  } else {
+    ss->next = seq + 1;
+  }
+  if (measuring(b)) {
+    ++b->ops;
+    ++ss->c->ops;
+    bench_hist_add(&b->hist, now - sent);
+  }
+}
+
+static int fo_on_frame(uint64_t type, const uint8_t *p, size_t len,
+                       void *ud) {
+  bsess *ss = ud;
+  bench *b = ss->c->b;
+  switch (type) {
+  case H3WT_CH_SUBSCRIBED: {
+    h3wt_ch_subscribed f;
+    if (h3wt_ch_decode_subscribed(p, len, &f) != 0) {
+      return 1;
+    }
+    if (!ss->subscribed) {
+      ss->sub = f.sub;
+      fo_subscribed(b, ss);
+    }
+    break;
+  }
+  case H3WT_CH_MESSAGE: {
+    h3wt_ch_message f;
+    if (h3wt_ch_decode_message(p, len, &f) != 0) {
+      return 1;
+    }
+    if (f.sub == ss->sub) {
+      fo_delivery(b, ss, f.data, f.datalen);
+    }
+    break;
+  }
+  case H3WT_CH_UNSUBSCRIBED: {
+    h3wt_ch_unsubscribed f;
+    if (h3wt_ch_decode_unsubscribed(p, len, &f) != 0) {
+      return 1;
+    }
+    if (b->phase != P_DONE) {
+      error(b, "session %u unsubscribed by the server: %s '%.*s'", ss->idx,
+            h3wt_ch_strerror(f.code), (int)f.reasonlen,
+            (const char *)f.reason);
+    }
+    break;
+  }
+  case H3WT_CH_ERROR: {
+    h3wt_ch_error f;
+    if (h3wt_ch_decode_error(p, len, &f) != 0) {
+      return 1;
+    }
+    error(b, "session %u: ERROR %s '%.*s'", ss->idx,
+          h3wt_ch_strerror(f.code), (int)f.textlen, (const char *)f.text);
+    finish(b);
+    break;
+  }
+  default: /* JOIN, LEAVE: the others subscribing */
+    break;
+  }
+  return 0;
+}
+
+static void fo_on_data(h3wt_stream *st, const uint8_t *d, size_t n, int fin,
+                       void *rd) {
+  bsess *ss = rd;
+  bench *b = ss->c->b;
+  if (h3wt_ch_parse(ss->parser, d, n, fo_on_frame, ss) != 0 &&
+      b->phase != P_DONE) {
+    error(b, "session %u: malformed frame from the server", ss->idx);
+    finish(b);
+  }
+}
+
+static void fo_on_datagram(h3wt_session *s, const uint8_t *d, size_t n,
+                           void *rd) {
+  bsess *ss = rd;
+  uint64_t type, sub;
+  const uint8_t *data;
+  size_t len;
+  if (h3wt_ch_decode_dgram(d, n, &type, &sub, &data, &len) != 0 ||
+      type != H3WT_CH_DGRAM_DELIVER || !ss->subscribed || sub != ss->sub) {
+    ++ss->c->b->stale;
+    return;
+  }
+  fo_delivery(ss->c->b, ss, data, len);
+}
+
+static void fo_on_reset(h3wt_stream *st, uint32_t code, int has, void *rd) {
+  bsess *ss = rd;
+  if (ss->c->b->phase != P_DONE) {
+    error(ss->c->b, "session %u: the server reset the channel stream",
+          ss->idx);
+    finish(ss->c->b);
+  }
+}
+
+static void fo_on_close(h3wt_stream *st, void *rd) {
+  bsess *ss = rd;
+  if (ss->st == st) {
+    ss->st = NULL;
+  }
+  if (ss->c->b->phase != P_DONE) {
+    error(ss->c->b, "session %u: the channel stream closed", ss->idx);
+    finish(ss->c->b);
+  }
+}
+
+static const h3wt_session_handler fo_handler = {
+    .on_session_ready = s_on_ready,
+    .on_stream_data = fo_on_data,
+    .on_stream_reset = fo_on_reset,
+    .on_stream_close = fo_on_close,
+    .on_datagram = fo_on_datagram,
+    .on_session_close = s_on_close,
+};
+
+/* Sends the publications due by now.  A reliable one the stream cannot
+   take waits for the next tick under the same number (the sequence must
+   have no holes); an unreliable one the queue drops is gone, as on the
+   wire, and shows up as lost. */
+static void fo_publish(bench *b) {
+  bsess *ss = &b->sess[b->nsess - 1];
+  uint64_t due = (uint64_t)((double)(bench_now_ns() - b->pub_start_ns) *
+                            b->o.msg_rate / 1e9) + 1;
+  uint8_t f[H3WT_CH_PUBLISH_HEAD_MAX + 65536];
+  for (int burst = 0; b->pub_seq < due && burst < 10000; ++burst) {
+    uint8_t *data;
+    size_t n;
+    int rv;
+    if (b->o.unreliable) {
+      n = h3wt_ch_encode_dgram_head(f, sizeof(f), H3WT_CH_DGRAM_PUBLISH,
+                                    ss->sub);
+      data = f + n;
+      n += b->o.payload;
+    } else {
+      n = h3wt_ch_encode_publish_head(f, sizeof(f), 0,
+                                      (const uint8_t *)b->o.channel,
+                                      strlen(b->o.channel), b->o.payload);
+      data = f + n;
+      n += b->o.payload;
+    }
+    memset(data, 0x5a, b->o.payload);
+    bench_put64(data, b->pub_seq);
+    bench_put64(data + 8, bench_now_ns());
+    if (b->o.unreliable) {
+      rv = h3wt_session_send_datagram(ss->s, f, n);
+      if (rv == H3WT_ERR_DGRAM_DROPPED) {
+        ++b->blocked;
+        rv = 0;
+      }
+    } else {
+      rv = h3wt_stream_write(ss->st, f, n);
+      if (rv == H3WT_ERR_WOULDBLOCK) {
+        ++b->blocked;
+        return;
+      }
+    }
+    if (rv != 0) {
+      error(b, "publish: %s", h3wt_strerror(rv));
+      finish(b);
+      return;
+    }
+    ++b->pub_seq;
+  }
+}
+
+/* 1 when every subscriber has everything published. */
+static int fo_complete(const bench *b) {
+  for (uint32_t i = 0; i + 1 < b->nsess; ++i) {
+    const bsess *ss = &b->sess[i];
+    if ((b->o.unreliable ? ss->got : ss->next) < b->pub_seq) {
+      return 0;
+    }
+  }
+  return 1;
+}
+
+/* The end of the drain: the shortfall of each subscriber. */
+static void fo_account(bench *b) {
+  for (uint32_t i = 0; i + 1 < b->nsess; ++i) {
+    const bsess *ss = &b->sess[i];
+    if (b->o.unreliable) {
+      b->lost += ss->got < b->pub_seq ? b->pub_seq - ss->got : 0;
+    } else if (ss->next < b->pub_seq) {
+      b->violations += b->pub_seq - ss->next;
+    }
+  }
+}
+
+static void fo_tick(bench *b) {
+  if (b->phase == P_WARMUP || b->phase == P_MEASURE) {
+    fo_publish(b);
+  } else if (b->phase == P_DRAIN &&
+             (fo_complete(b) || bench_now_ns() >= b->drain_until_ns)) {
+    fo_account(b);
+    finish(b);
+  }
+}
+
 /* ---- connection callbacks ------------------------------------------------------ */
 
 static void on_connected(h3wt_client *cl, void *ud) {
@@ -763,6 +1101,11 @@ static void on_closed(h3wt_client *cl, int err, void *ud) {
 static void measure_end(uv_timer_t *t) {
   bench *b = t->data;
   bench_snap_take(&b->z, b->o.server_pid);
+  if (b->o.mode == M_FANOUT) {
+    b->phase = P_DRAIN; /* fo_tick ends it */
+    b->drain_until_ns = bench_now_ns() + FO_DRAIN_MS * 1000000ull;
+    return;
+  }
   finish(b);
 }
 
@@ -785,6 +1128,8 @@ static void tick_cb(uv_timer_t *t) {
   bench *b = t->data;
   if (b->o.mode == M_DGRAM && b->phase != P_DONE) {
     dg_tick(b);
+  } else if (b->o.mode == M_FANOUT && b->phase != P_DONE) {
+    fo_tick(b);
   }
 }
 
@@ -884,6 +1229,16 @@ static void report(bench *b) {
     bench_json_int(&j, "conns", b->nconns);
     bench_json_int(&j, "per_conn", o->per_conn);
     break;
+  case M_FANOUT:
+    unit = "delivery";
+    bench_json_int(&j, "subscribers", b->nsess - 1);
+    bench_json_int(&j, "conns", b->nconns - 1);
+    bench_json_int(&j, "per_conn", o->per_conn);
+    bench_json_str(&j, "delivery", o->unreliable ? "unreliable" : "reliable");
+    bench_json_num(&j, "msg_rate", o->msg_rate);
+    bench_json_int(&j, "payload", o->payload);
+    bench_json_int(&j, "published", b->pub_seq);
+    break;
   }
   rate = secs > 0 ? ops / secs : 0;
   bench_json_num(&j, "ops", ops);
@@ -907,6 +1262,19 @@ static void report(bench *b) {
   }
   if (o->mode == M_DGRAM) {
     bench_json_int(&j, "lost", b->lost);
+    bench_json_int(&j, "blocked", b->blocked);
+  }
+  if (o->mode == M_FANOUT) {
+    bench_json_num(&j, "lat_p50_us",
+                   (double)bench_hist_quantile(&b->hist, 0.5) / 1e3);
+    bench_json_num(&j, "lat_p99_us",
+                   (double)bench_hist_quantile(&b->hist, 0.99) / 1e3);
+    bench_json_num(&j, "lat_p999_us",
+                   (double)bench_hist_quantile(&b->hist, 0.999) / 1e3);
+    bench_json_num(&j, "lat_max_us", (double)b->hist.max / 1e3);
+    bench_json_int(&j, "violations", b->violations);
+    bench_json_int(&j, "lost", b->lost);
+    bench_json_int(&j, "reordered", b->reordered);
     bench_json_int(&j, "blocked", b->blocked);
   }
   if (o->mode == M_IDLE && b->rss_before >= 0 && b->rss_after >= 0) {
@@ -966,6 +1334,17 @@ static void report(bench *b) {
                          (double)b->nready);
     }
     break;
+  case M_FANOUT:
+    hl += snprintf(human + hl, sizeof(human) - (size_t)hl,
+                   "%.0f deliveries/s (%u subscribers on %u connections, "
+                   "%g msg/s %s, %u B), latency p50 %.2f ms p99 %.2f ms, "
+                   "violations %" PRIu64 ", lost %" PRIu64,
+                   rate, b->nsess - 1, b->nconns - 1, o->msg_rate,
+                   o->unreliable ? "unreliable" : "reliable", o->payload,
+                   (double)bench_hist_quantile(&b->hist, 0.5) / 1e6,
+                   (double)bench_hist_quantile(&b->hist, 0.99) / 1e6,
+                   b->violations, b->lost);
+    break;
   }
   if (srv >= 0 && ops > 0 && hl < (int)sizeof(human)) {
     hl += snprintf(human + hl, sizeof(human) - (size_t)hl,
@@ -986,16 +1365,22 @@ static void usage(FILE *f) {
   fprintf(
       f,
       "Usage: h3wt-bench MODE [options] https://host:port[/path]\n"
-      "Modes: dgram stream download get handshake idle (see bench/README.md)\n"
+      "Modes: dgram stream download get handshake idle fanout\n"
+      "       (see bench/README.md)\n"
       "  -c, --conns C        connections (get: 4; dgram: one per session)\n"
       "  -s, --sessions S     dgram: sessions (default 8)\n"
       "  -w, --window W       dgram: datagrams in flight per session (16)\n"
-      "  -P, --payload B      dgram: payload bytes, >= %d (default 64)\n"
+      "  -P, --payload B      dgram, fanout: payload bytes, >= %d (64)\n"
       "  -r, --requests R     get: concurrent requests per connection (16)\n"
       "  -K, --inflight K     handshake: connections in progress (16);\n"
-      "                       idle: connections opening at once (32)\n"
-      "  -n, --count N        idle: sessions to open (default 1000)\n"
-      "  -m, --per-conn M     idle: sessions per connection (default 16)\n"
+      "                       idle, fanout: connections opening at once (32)\n"
+      "  -n, --count N        idle: sessions to open; fanout: subscribers\n"
+      "                       (default 1000)\n"
+      "  -m, --per-conn M     idle: sessions per connection (default 16);\n"
+      "                       fanout: subscribers per connection (1)\n"
+      "      --rate R         fanout: messages published per second (100)\n"
+      "      --unreliable     fanout: publish datagrams, not PUBLISH frames\n"
+      "      --channel NAME   fanout: the channel (default bench.fanout)\n"
       "  -b, --bytes B        stream: bytes to echo (K/M/G; default 256M)\n"
       "  -d, --duration S     measured seconds (default 10)\n"
       "      --warmup S       seconds of load before measuring (default 1)\n"
@@ -1006,8 +1391,8 @@ static void usage(FILE *f) {
       "h3wt)\n"
       "  -k, --insecure       accepted; certificates are never verified\n"
       "  -v, --verbose        progress and every error on stderr\n"
-      "Paths default to /wt/echo (WebTransport modes) and / (get); download\n"
-      "needs the file's path in the URL.\n",
+      "Paths default to /wt/echo (WebTransport modes), /wt/channels\n"
+      "(fanout) and / (get); download needs the file's path in the URL.\n",
       DG_HDR);
 }
 
@@ -1081,6 +1466,9 @@ static int parse_args(int argc, char **argv, opts *o) {
       {"timeout", required_argument, 0, 'O'},
       {"server-pid", required_argument, 0, 'S'},
       {"label", required_argument, 0, 'L'},
+      {"rate", required_argument, 0, 'R'},
+      {"unreliable", no_argument, 0, 'U'},
+      {"channel", required_argument, 0, 'C'},
       {"insecure", no_argument, 0, 'k'},
       {"verbose", no_argument, 0, 'v'},
       {"help", no_argument, 0, 'h'},
@@ -1109,8 +1497,10 @@ static int parse_args(int argc, char **argv, opts *o) {
   o->window = 16;
   o->payload = 64;
   o->requests = 16;
-  o->inflight = m == M_IDLE ? 32 : 16;
-  o->per_conn = 16;
+  o->inflight = m == M_IDLE || m == M_FANOUT ? 32 : 16;
+  o->per_conn = m == M_FANOUT ? 1 : 16;
+  o->msg_rate = 100;
+  o->channel = "bench.fanout";
   o->bytes = 256u << 20;
   o->count = 1000;
   o->duration = 10;
@@ -1146,6 +1536,15 @@ static int parse_args(int argc, char **argv, opts *o) {
       break;
     case 'm':
       bad = parse_u32(optarg, &o->per_conn);
+      break;
+    case 'R':
+      o->msg_rate = strtod(optarg, NULL);
+      break;
+    case 'U':
+      o->unreliable = 1;
+      break;
+    case 'C':
+      o->channel = optarg;
       break;
     case 'b':
       bad = parse_size(optarg, &o->bytes);
@@ -1189,7 +1588,10 @@ static int parse_args(int argc, char **argv, opts *o) {
     return -1;
   }
   if (!o->path) {
-    o->path = m == M_GET ? "/" : m == M_DOWNLOAD ? NULL : "/wt/echo";
+    o->path = m == M_GET        ? "/"
+              : m == M_DOWNLOAD ? NULL
+              : m == M_FANOUT   ? "/wt/channels"
+                                : "/wt/echo";
   }
   if (!o->path) {
     fprintf(stderr, "h3wt-bench: download needs a path in the URL\n");
@@ -1198,7 +1600,9 @@ static int parse_args(int argc, char **argv, opts *o) {
   if (o->payload < DG_HDR || o->payload > 65535 || o->window < 1 ||
       o->sessions < 1 || o->requests < 1 || o->inflight < 1 ||
       o->per_conn < 1 || o->count < 1 || o->count > 1000000 ||
-      o->duration <= 0 || o->warmup < 0 || o->timeout <= 0) {
+      o->duration <= 0 || o->warmup < 0 || o->timeout <= 0 ||
+      o->msg_rate <= 0 || o->msg_rate > 1e6 ||
+      !h3wt_ch_name_valid((const uint8_t *)o->channel, strlen(o->channel))) {
     fprintf(stderr, "h3wt-bench: a value is out of range\n");
     return -1;
   }
@@ -1238,6 +1642,10 @@ static int layout(bench *b) {
     b->nsess = (uint32_t)o->count;
     b->nconns = (b->nsess + o->per_conn - 1) / o->per_conn;
     break;
+  case M_FANOUT: /* the subscribers, then the publisher on its own */
+    b->nsess = (uint32_t)o->count + 1;
+    b->nconns = ((uint32_t)o->count + o->per_conn - 1) / o->per_conn + 1;
+    break;
   }
   b->conns = calloc(b->nconns, sizeof(*b->conns));
   b->sess = calloc(b->nsess ? b->nsess : 1, sizeof(*b->sess));
@@ -1269,13 +1677,19 @@ static int layout(bench *b) {
     }
   } else if (o->mode == M_STREAM) {
     b->conns[0].nsess = 1;
-  } else if (o->mode == M_IDLE) {
-    for (uint32_t i = 0; i < b->nconns; ++i) {
+  } else if (o->mode == M_IDLE || o->mode == M_FANOUT) {
+    uint32_t nsubs = o->mode == M_FANOUT ? b->nsess - 1 : b->nsess;
+    uint32_t nc = o->mode == M_FANOUT ? b->nconns - 1 : b->nconns;
+    for (uint32_t i = 0; i < nc; ++i) {
       bconn *c = &b->conns[i];
       c->first_sess = i * o->per_conn;
-      c->nsess = b->nsess - c->first_sess < o->per_conn
-                     ? b->nsess - c->first_sess
+      c->nsess = nsubs - c->first_sess < o->per_conn
+                     ? nsubs - c->first_sess
                      : o->per_conn;
+    }
+    if (o->mode == M_FANOUT) {
+      b->conns[nc].first_sess = nsubs;
+      b->conns[nc].nsess = 1;
     }
   }
   for (uint32_t i = 0; i < b->nconns; ++i) {
@@ -1288,6 +1702,14 @@ static int layout(bench *b) {
         if (!ss->slots) {
           return -1;
         }
+      }
+      if (o->mode == M_FANOUT) {
+        ss->parser = malloc(sizeof(*ss->parser));
+        if (!ss->parser) {
+          return -1;
+        }
+        h3wt_ch_parser_init(ss->parser, H3WT_CH_MAX_FRAME_DEFAULT);
+        ss->is_pub = ss->idx == b->nsess - 1;
       }
     }
   }
@@ -1326,6 +1748,9 @@ static int start(bench *b) {
     b->phase = P_MEASURE;
     bench_snap_take(&b->a, o->server_pid);
     idle_dial(b);
+    break;
+  case M_FANOUT:
+    fo_dial(b);
     break;
   }
   return 0;
@@ -1367,6 +1792,8 @@ int main(int argc, char **argv) {
                  0);
   if (b->o.mode == M_DGRAM) {
     uv_timer_start(&b->tick, tick_cb, TICK_MS, TICK_MS);
+  } else if (b->o.mode == M_FANOUT) {
+    uv_timer_start(&b->tick, tick_cb, FO_TICK_MS, FO_TICK_MS);
   }
   if (start(b) != 0) {
     finish(b);
@@ -1381,6 +1808,10 @@ int main(int argc, char **argv) {
   }
   for (uint32_t i = 0; i < b->nsess; ++i) {
     free(b->sess[i].slots);
+    if (b->sess[i].parser) {
+      h3wt_ch_parser_free(b->sess[i].parser);
+      free(b->sess[i].parser);
+    }
   }
   for (uint32_t i = 0; i < b->nconns; ++i) {
     free(b->conns[i].reqs);
@@ -1389,5 +1820,7 @@ int main(int argc, char **argv) {
   free(b->conns);
   free(b->dead);
   free(b->dead_iter);
-  return b->errors || b->timed_out || b->ops == 0 ? 1 : 0;
+  /* A reliable fan-out that lost or reordered a message is a failure
+     whatever its figures. */
+  return b->errors || b->timed_out || b->ops == 0 || b->violations ? 1 : 0;
 }

@@ -11,7 +11,7 @@
 # JSON line to a results file.
 #
 #   bench/run.sh [--repeat N] [--duration S] [--out FILE] [--no-build]
-#                [--quick]
+#                [--quick] [--only fanout]
 #
 #   --repeat N    runs of each measurement; the table shows the median by
 #                 rate (default 3)
@@ -19,13 +19,18 @@
 #   --out FILE    the JSON lines (default build-release/bench-results/
 #                 run-DATE.jsonl; the table goes next to it as .txt)
 #   --no-build    use build-release/ as it is
-#   --quick       --repeat 1 --duration 2, 2,000 idle sessions: a check of
-#                 the script, not figures to quote
+#   --quick       --repeat 1 --duration 2, 2,000 idle sessions, 100
+#                 fan-out subscribers: a check of the script, not figures
+#                 to quote
+#   --only fanout only the fan-out section (its rows of the table)
+#   --fanout-rate R  messages/s of the fan-out section (default 100: with
+#                 1,000 subscribers, the 100,000 deliveries/s of the
+#                 targets)
 #
 # The load generator runs on the same machine as the server, so on a
 # 2-core machine every figure is "server + client on two cores": the server
 # CPU per operation is the figure to compare, the rates are what the pair
-# reaches.  About 4 minutes plus the build.
+# reaches.  About 6 minutes plus the build (the fan-out section: 2).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -36,18 +41,24 @@ DUR=5
 OUT=""
 BUILD=1
 IDLE_N=10000
+FO_N=1000
+FO_RATE=100
+ONLY=""
 while [ $# -gt 0 ]; do
   case $1 in
   --repeat) REPEAT=$2; shift 2 ;;
   --duration) DUR=$2; shift 2 ;;
   --out) OUT=$2; shift 2 ;;
   --no-build) BUILD=0; shift ;;
-  --quick) REPEAT=1; DUR=2; IDLE_N=2000; shift ;;
-  -h | --help) sed -n '2,28p' "$0"; exit 0 ;;
+  --quick) REPEAT=1; DUR=2; IDLE_N=2000; FO_N=100; shift ;;
+  --only) ONLY=$2; shift 2 ;;
+  --fanout-rate) FO_RATE=$2; shift 2 ;;
+  -h | --help) sed -n '2,34p' "$0"; exit 0 ;;
   *) echo "run.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done
 case $REPEAT in '' | *[!0-9]* | 0) echo "run.sh: bad --repeat" >&2; exit 2 ;; esac
+case $ONLY in '' | fanout) ;; *) echo "run.sh: --only fanout or nothing" >&2; exit 2 ;; esac
 
 # ---- build ------------------------------------------------------------------
 if [ "$BUILD" = 1 ]; then
@@ -220,6 +231,7 @@ T="--timeout 120"
 find_ngtcp2
 start_h3wt # makes the development certificate ngtcp2 uses as well
 
+if [ -z "$ONLY" ]; then
 log "datagram echo: raw UDP vs h3wt ($S x $W in flight, $P B), $REPEAT x ${DUR} s"
 for i in $(seq "$REPEAT"); do
   stop_server
@@ -287,6 +299,42 @@ start_h3wt $LIMITS
 run idle1 "$BENCH" idle -n "$IDLE_N" -m 1 -K 64 --settle 2 $T \
   --label h3wt-1-per-conn \
   --server-pid "$SRV_PID" "https://127.0.0.1:$SRV_PORT/wt/echo"
+fi # not --only
+
+# ---- fan-out (channels) ------------------------------------------------------
+# FO_N subscribers, one connection each, in one channel of the demo's
+# /wt/channels; one more session publishes FO_RATE messages/s of 64 bytes:
+# FO_N x FO_RATE deliveries/s, reliable (PUBLISH frames) and unreliable
+# (datagrams), against the raw UDP fan-out of as many datagrams (udp_echo
+# fanout-server: sendmmsg to FO_N sockets).  The hub's publish rate limit
+# (100/s per session by default) would throttle the publisher: off.
+start_udp() { # SUBCOMMAND: udp_echo's server of that kind
+  stop_server
+  "$UDP_ECHO" "$1" -a 127.0.0.1 -p 0 >"$TMP/udp.out" 2>"$TMP/udp.err" &
+  SRV_PID=$!
+  PIDS="$PIDS $SRV_PID"
+  SRV_PORT=$(wait_port "$TMP/udp.out" "$SRV_PID") || {
+    echo "run.sh: udp_echo $1 did not start" >&2
+    exit 1
+  }
+}
+FO_OPTS="--channels-publish-rate 0"
+if ! "$SERVER" --help 2>&1 | grep -q -- '--channels-publish-rate'; then
+  FO_OPTS="" # an older server: the figures will show the limit
+fi
+log "fan-out: $FO_N subscribers x $FO_RATE msg/s: raw UDP vs h3wt reliable and unreliable, $REPEAT x ${DUR} s"
+for i in $(seq "$REPEAT"); do
+  start_udp fanout-server
+  run fanout_udp "$UDP_ECHO" fanout -p "$SRV_PORT" -n "$FO_N" -r "$FO_RATE" \
+    -d "$DUR" --server-pid "$SRV_PID"
+  start_h3wt $FO_OPTS
+  run fanout_rel "$BENCH" fanout -n "$FO_N" --rate "$FO_RATE" -d "$DUR" $T \
+    --server-pid "$SRV_PID" "https://127.0.0.1:$SRV_PORT/wt/channels"
+  start_h3wt $FO_OPTS
+  run fanout_unrel "$BENCH" fanout -n "$FO_N" --rate "$FO_RATE" --unreliable \
+    -d "$DUR" $T --server-pid "$SRV_PID" \
+    "https://127.0.0.1:$SRV_PORT/wt/channels"
+done
 stop_server
 
 # ---- the table --------------------------------------------------------------
@@ -315,6 +363,7 @@ verdict() { # verdict CONDITION(a, b) a [b]: met / MISSED / no data
 cpu() { jget "$1" server_cpu_us_per_op; }
 rate() { jget "$1" rate; }
 
+if [ -z "$ONLY" ]; then
 U=$(median udp) D=$(median dgram)
 R_U=$(rate "$U") R_D=$(rate "$D") C_U=$(cpu "$U") C_D=$(cpu "$D")
 row "datagram echo rate ($((S * W)) in flight, $P B)" \
@@ -378,12 +427,49 @@ row "idle memory, $IDLE_N sessions, 1/conn" \
   "$(fmt '%.0f us' "$(cpu "$I1")")" "-" "<= 32 KiB" \
   "$(verdict 'a <= 32' "$(jget "$I1" kib_per_session)")"
 
+fi # not --only
+
+FU=$(median fanout_udp) FR=$(median fanout_rel) FX=$(median fanout_unrel)
+FO_LOAD=$((FO_N * ${FO_RATE%.*}))
+fo_fig() { # a fan-out run's "deliveries/s, p50/p99"
+  [ -n "$1" ] || { echo "-"; return; }
+  printf '%s p50/p99 %s/%s ms' "$(fmt '%.0f/s' "$(rate "$1")")" \
+    "$(fmt '%.2f' "$(calc 'a / b' "$(jget "$1" lat_p50_us)" 1000)")" \
+    "$(fmt '%.2f' "$(calc 'a / b' "$(jget "$1" lat_p99_us)" 1000)")"
+}
+row "fan-out unreliable, $FO_N subs x $FO_RATE msg/s" "$(fo_fig "$FX")" \
+  "raw UDP $(fo_fig "$FU")" \
+  "$(fmt '%.2f' "$(calc 'a / b' "$(cpu "$FX")" "$(cpu "$FU")")")" \
+  "$(fmt '%.2f us' "$(cpu "$FX")")" "$(fmt '%.2f us' "$(cpu "$FU")")" \
+  "<= 2 x raw UDP CPU" "$(verdict 'a <= 2 * b' "$(cpu "$FX")" "$(cpu "$FU")")"
+FRV=$(verdict 'a <= 3' "$(cpu "$FR")")
+if [ -n "$FR" ] && [ "$(jget "$FR" violations)" != 0 ]; then
+  FRV="MISSED (violations $(jget "$FR" violations))"
+fi
+row "fan-out reliable, $FO_N subs x $FO_RATE msg/s" "$(fo_fig "$FR")" \
+  "raw UDP $(fo_fig "$FU")" \
+  "$(fmt '%.2f' "$(calc 'a / b' "$(cpu "$FR")" "$(cpu "$FU")")")" \
+  "$(fmt '%.2f us' "$(cpu "$FR")")" "$(fmt '%.2f us' "$(cpu "$FU")")" \
+  "<= 3 us CPU" "$FRV"
+# The latency target holds at the load: a run that fell behind (fewer
+# deliveries/s than 95% of FO_N x FO_RATE) misses it whatever its p99.
+for k in unrel rel; do
+  F=$(median "fanout_$k")
+  row "fan-out $([ $k = rel ] && echo reliable || echo unreliable) p99 latency" \
+    "$(fmt '%.2f ms' "$(calc 'a / b' "$(jget "$F" lat_p99_us)" 1000)")" \
+    "raw UDP $(fmt '%.2f ms' "$(calc 'a / b' "$(jget "$FU" lat_p99_us)" 1000)")" \
+    "$(fmt '%.2f' "$(calc 'a / b' "$(jget "$F" lat_p99_us)" "$(jget "$FU" lat_p99_us)")")" \
+    "$(fmt '%.2f us' "$(cpu "$F")")" "$(fmt '%.2f us' "$(cpu "$FU")")" \
+    "< 5 ms at $FO_LOAD/s" \
+    "$(verdict "a < 5000 && b >= 0.95 * $FO_LOAD" "$(jget "$F" lat_p99_us)" "$(rate "$F")")"
+done
+
 {
   echo "h3wt benchmark, $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) x $CPU_MODEL,"
   echo "kernel $(uname -r); server and load generator on the same machine;"
   echo "median of $REPEAT runs of ${DUR} s; CPU/op: the server's user + system"
   echo "time over the run divided by the operations (us per echo, per GET, per"
-  echo "connection, per session; ms per MB)"
+  echo "connection, per session, per fan-out delivery; ms per MB)"
   echo
   {
     printf 'measure\th3wt\tbaseline\tratio\th3wt CPU/op\tbaseline CPU/op\ttarget\tresult\n'

@@ -61,13 +61,14 @@ SRV_PID=""
 SRV_PORT=""
 SRV_ERR=""
 SRV_N=0
-# Starts h3wt-server on an ephemeral port; sets SRV_PID and SRV_PORT.
+# Starts h3wt-server on an ephemeral port (more options: the arguments);
+# sets SRV_PID and SRV_PORT.
 start_server() {
   SRV_N=$((SRV_N + 1))
   local out="$TMP/server$SRV_N.out" err="$TMP/server$SRV_N.err"
   SRV_ERR=$err
   "$SERVER" --port 0 --addr 127.0.0.1 --no-http --cert-dir "$TMP/cert" \
-    --web "$TMP/www" --max-handshakes-per-addr 0 --log-level warn \
+    --web "$TMP/www" --max-handshakes-per-addr 0 --log-level warn "$@" \
     >"$out" 2>"$err" &
   SRV_PID=$!
   PIDS="$PIDS $SRV_PID"
@@ -187,6 +188,19 @@ else
 fi
 stop_server
 
+echo "bench.smoke: fan-out on the channels route"
+# Without the hub's publish rate limit, as bench/run.sh runs it; 4
+# subscribers per connection, so that packing is covered too.
+start_server --channels-publish-rate 0
+U="https://127.0.0.1:$SRV_PORT"
+check fanout_reliable "ops rate $CPU lat_p50_us" \
+  "$BENCH" fanout -n 8 -m 4 --rate 50 -d 0.5 --warmup 0.2 $T \
+  --server-pid "$SRV_PID" "$U/wt/channels"
+check fanout_unreliable "ops rate $CPU lat_p50_us" \
+  "$BENCH" fanout -n 8 -m 4 --rate 50 --unreliable -d 0.5 --warmup 0.2 $T \
+  --server-pid "$SRV_PID" "$U/wt/channels"
+stop_server
+
 echo "bench.smoke: raw UDP echo"
 "$UDP_ECHO" server -a 127.0.0.1 -p 0 >"$TMP/udp.out" 2>"$TMP/udp.err" &
 UDP_PID=$!
@@ -207,6 +221,29 @@ else
   check udp_echo "ops rate $CPU" \
     "$UDP_ECHO" client -p "$UDP_PORT" -s 2 -w 4 -d 0.5 --warmup 0.2 \
     --server-pid "$UDP_PID"
+fi
+
+echo "bench.smoke: raw UDP fan-out"
+"$UDP_ECHO" fanout-server -a 127.0.0.1 -p 0 >"$TMP/udpfo.out" \
+  2>"$TMP/udpfo.err" &
+UDPFO_PID=$!
+PIDS="$PIDS $UDPFO_PID"
+UDPFO_PORT=""
+for _ in $(seq 50); do
+  UDPFO_PORT=$(sed -n 's/.*listening on .* port \([0-9][0-9]*\).*/\1/p' \
+    "$TMP/udpfo.out" | head -n 1)
+  [ -n "$UDPFO_PORT" ] && break
+  sleep 0.1
+done
+if [ -z "$UDPFO_PORT" ]; then
+  fail "udp_echo fanout-server did not start"
+  cat "$TMP/udpfo.err" >&2
+else
+  SRV_PID=$UDPFO_PID
+  SRV_ERR=$TMP/udpfo.err
+  check udp_fanout "ops rate $CPU lat_p50_us" \
+    "$UDP_ECHO" fanout -p "$UDPFO_PORT" -n 8 -r 50 -d 0.5 --warmup 0.2 \
+    --server-pid "$UDPFO_PID"
 fi
 
 if [ "$FAILED" -ne 0 ]; then

@@ -11,6 +11,20 @@
  *                   [-d SECS] [--warmup SECS] [--server-pid PID]
  *       prints one JSON line and one human line: echoes/s, RTT p50/p99/p999,
  *       the server's CPU per echo
+ *
+ * And the physical floor of `h3wt-bench fanout`: a server that sends every
+ * datagram it is given to each of N subscribers, with sendmmsg.
+ *
+ *   udp_echo fanout-server [-a ADDR] [-p PORT]
+ *       prints "udp_echo: listening on ADDR port N"; a datagram "S" adds
+ *       its sender to the subscribers (answered "A"), any other is sent
+ *       to every subscriber as it is, until killed
+ *   udp_echo fanout -p PORT [-a ADDR] [-n SUBSCRIBERS] [-r MSG_PER_S]
+ *                   [-P BYTES] [-d SECS] [--warmup SECS] [--server-pid PID]
+ *       N sockets subscribe, one more publishes R datagrams/s (sequence
+ *       number and send time inside); prints the JSON line of `h3wt-bench
+ *       fanout`: deliveries/s, latency p50/p99, lost, the server's CPU per
+ *       delivered datagram
  */
 #define _GNU_SOURCE /* recvmmsg, sendmmsg */
 #include <arpa/inet.h>
@@ -19,7 +33,9 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 
 #include "bench_common.h"
 
@@ -227,6 +243,9 @@ static void usage(FILE *f) {
           "       udp_echo client -p PORT [-a ADDR] [-s FLOWS] [-w WINDOW]\n"
           "                [-P PAYLOAD] [-d SECS] [--warmup SECS]\n"
           "                [--server-pid PID] [--label TEXT]\n"
+          "       udp_echo fanout-server [-a ADDR] [-p PORT]\n"
+          "       udp_echo fanout -p PORT [-n SUBSCRIBERS] [-r MSG_PER_S] ...\n"
+          "                (udp_echo fanout --help)\n"
           "  -a, --addr ADDR     server address (default 127.0.0.1)\n"
           "  -p, --port PORT     server port (server: default 0, ephemeral)\n"
           "  -s, --flows F       sockets, each its own flow (default 8)\n"
@@ -422,13 +441,397 @@ static int run_client(int argc, char **argv) {
   return c.echoes > 0 ? 0 : 1;
 }
 
+/* ---- fan-out ---------------------------------------------------------------
+ * The same work the channel hub does for an unreliable publication, minus
+ * QUIC: take one datagram in, send it to every subscriber.  sendmmsg takes
+ * at most UIO_MAXIOV messages a call; every message points at the same
+ * bytes. */
+
+#define FO_HDR 16 /* sequence number, send time */
+#define FO_SUB_MAX 100000
+
+static int run_fanout_server(const char *host, uint16_t port) {
+  static uint8_t bufs[BATCH][MAX_DGRAM];
+  struct mmsghdr msgs[BATCH];
+  struct iovec iov[BATCH];
+  struct sockaddr_storage peers[BATCH], ss;
+  struct sockaddr_storage *subs = calloc(FO_SUB_MAX, sizeof(*subs));
+  socklen_t *sublen = calloc(FO_SUB_MAX, sizeof(*sublen));
+  struct mmsghdr *out = calloc(UIO_MAXIOV, sizeof(*out));
+  struct iovec one;
+  size_t nsubs = 0;
+  socklen_t sslen;
+  int fd;
+
+  if (!subs || !sublen || !out) {
+    return 1;
+  }
+  if (make_addr(host, port, &ss, &sslen) != 0) {
+    fprintf(stderr, "udp_echo: bad address %s\n", host);
+    return 2;
+  }
+  fd = socket(ss.ss_family, SOCK_DGRAM, 0);
+  if (fd < 0 || bind(fd, (struct sockaddr *)&ss, sslen) != 0) {
+    fprintf(stderr, "udp_echo: bind %s port %u: %s\n", host, port,
+            strerror(errno));
+    return 1;
+  }
+  big_buffers(fd);
+  sslen = sizeof(ss);
+  getsockname(fd, (struct sockaddr *)&ss, &sslen);
+  port = ntohs(ss.ss_family == AF_INET
+                   ? ((struct sockaddr_in *)&ss)->sin_port
+                   : ((struct sockaddr_in6 *)&ss)->sin6_port);
+  printf("udp_echo: listening on %s port %u\n", host, port);
+  fflush(stdout);
+
+  for (;;) {
+    for (int i = 0; i < BATCH; ++i) {
+      iov[i].iov_base = bufs[i];
+      iov[i].iov_len = MAX_DGRAM;
+      memset(&msgs[i], 0, sizeof(msgs[i]));
+      msgs[i].msg_hdr.msg_name = &peers[i];
+      msgs[i].msg_hdr.msg_namelen = sizeof(peers[i]);
+      msgs[i].msg_hdr.msg_iov = &iov[i];
+      msgs[i].msg_hdr.msg_iovlen = 1;
+    }
+    int n = recvmmsg(fd, msgs, BATCH, MSG_WAITFORONE, NULL);
+    if (n < 0) {
+      if (errno == EINTR) {
+        continue;
+      }
+      fprintf(stderr, "udp_echo: recvmmsg: %s\n", strerror(errno));
+      return 1;
+    }
+    for (int i = 0; i < n; ++i) {
+      if (msgs[i].msg_len == 1 && bufs[i][0] == 'S') {
+        /* A subscribe, maybe resent: added once, answered each time. */
+        size_t k;
+        for (k = 0; k < nsubs; ++k) {
+          if (sublen[k] == msgs[i].msg_hdr.msg_namelen &&
+              memcmp(&subs[k], &peers[i], sublen[k]) == 0) {
+            break;
+          }
+        }
+        if (k == nsubs && nsubs < FO_SUB_MAX) {
+          memcpy(&subs[nsubs], &peers[i], msgs[i].msg_hdr.msg_namelen);
+          sublen[nsubs++] = msgs[i].msg_hdr.msg_namelen;
+        }
+        sendto(fd, "A", 1, 0, (struct sockaddr *)&peers[i],
+               msgs[i].msg_hdr.msg_namelen);
+        continue;
+      }
+      one.iov_base = bufs[i];
+      one.iov_len = msgs[i].msg_len;
+      for (size_t off = 0; off < nsubs;) {
+        size_t m = nsubs - off < UIO_MAXIOV ? nsubs - off : UIO_MAXIOV;
+        for (size_t k = 0; k < m; ++k) {
+          memset(&out[k], 0, sizeof(out[k]));
+          out[k].msg_hdr.msg_name = &subs[off + k];
+          out[k].msg_hdr.msg_namelen = sublen[off + k];
+          out[k].msg_hdr.msg_iov = &one;
+          out[k].msg_hdr.msg_iovlen = 1;
+        }
+        int s = sendmmsg(fd, out, (unsigned)m, 0);
+        if (s < 0) {
+          if (errno == EINTR) {
+            continue;
+          }
+          break; /* dropped, as a full socket buffer would */
+        }
+        off += (size_t)s;
+      }
+    }
+  }
+}
+
+typedef struct fo_sub {
+  int fd;
+  uint64_t next, got;
+  int acked;
+} fo_sub;
+
+static void fo_usage(FILE *f) {
+  fprintf(f,
+          "Usage: udp_echo fanout -p PORT [-a ADDR] [-n SUBSCRIBERS]\n"
+          "                [-r MSG_PER_S] [-P PAYLOAD] [-d SECS]\n"
+          "                [--warmup SECS] [--server-pid PID] [--label T]\n"
+          "  -n, --count N       subscriber sockets (default 1000)\n"
+          "  -r, --rate R        datagrams published per second (100)\n"
+          "  -P, --payload B     payload bytes, >= %d (default 64)\n",
+          FO_HDR);
+}
+
+static int run_fanout_client(int argc, char **argv) {
+  static const struct option opts[] = {
+      {"addr", required_argument, 0, 'a'},
+      {"port", required_argument, 0, 'p'},
+      {"count", required_argument, 0, 'n'},
+      {"rate", required_argument, 0, 'r'},
+      {"payload", required_argument, 0, 'P'},
+      {"duration", required_argument, 0, 'd'},
+      {"warmup", required_argument, 0, 'W'},
+      {"server-pid", required_argument, 0, 'S'},
+      {"label", required_argument, 0, 'L'},
+      {"help", no_argument, 0, 'h'},
+      {0, 0, 0, 0}};
+  const char *host = "127.0.0.1", *label = "udp";
+  long port = 0, pid = 0;
+  double duration = 10, warmup = 1, rate = 100;
+  uint32_t nsubs = 1000;
+  size_t payload = 64;
+  static bench_hist hist;
+  int o;
+
+  while ((o = getopt_long(argc, argv, "a:p:n:r:P:d:h", opts, NULL)) != -1) {
+    switch (o) {
+    case 'a':
+      host = optarg;
+      break;
+    case 'p':
+      port = strtol(optarg, NULL, 10);
+      break;
+    case 'n':
+      nsubs = (uint32_t)strtoul(optarg, NULL, 10);
+      break;
+    case 'r':
+      rate = strtod(optarg, NULL);
+      break;
+    case 'P':
+      payload = strtoul(optarg, NULL, 10);
+      break;
+    case 'd':
+      duration = strtod(optarg, NULL);
+      break;
+    case 'W':
+      warmup = strtod(optarg, NULL);
+      break;
+    case 'S':
+      pid = strtol(optarg, NULL, 10);
+      break;
+    case 'L':
+      label = optarg;
+      break;
+    case 'h':
+      fo_usage(stdout);
+      return 0;
+    default:
+      fo_usage(stderr);
+      return 2;
+    }
+  }
+  if (port <= 0 || port > 65535 || nsubs < 1 || nsubs > FO_SUB_MAX ||
+      rate <= 0 || payload < FO_HDR || payload > MAX_DGRAM || duration <= 0) {
+    fo_usage(stderr);
+    return 2;
+  }
+  struct sockaddr_storage ss;
+  socklen_t sslen;
+  if (make_addr(host, (uint16_t)port, &ss, &sslen) != 0) {
+    fprintf(stderr, "udp_echo: bad address %s\n", host);
+    return 2;
+  }
+  fo_sub *subs = calloc(nsubs, sizeof(*subs));
+  int ep = epoll_create1(0);
+  int pub = socket(ss.ss_family, SOCK_DGRAM, 0);
+  if (!subs || ep < 0 || pub < 0 ||
+      connect(pub, (struct sockaddr *)&ss, sslen) != 0) {
+    fprintf(stderr, "udp_echo: %s\n", strerror(errno));
+    return 1;
+  }
+  for (uint32_t i = 0; i < nsubs; ++i) {
+    struct epoll_event ev = {.events = EPOLLIN, .data.u32 = i};
+    subs[i].fd = socket(ss.ss_family, SOCK_DGRAM, 0);
+    if (subs[i].fd < 0 ||
+        connect(subs[i].fd, (struct sockaddr *)&ss, sslen) != 0 ||
+        epoll_ctl(ep, EPOLL_CTL_ADD, subs[i].fd, &ev) != 0) {
+      fprintf(stderr, "udp_echo: subscriber socket %u: %s\n", i,
+              strerror(errno));
+      return 1;
+    }
+    big_buffers(subs[i].fd);
+  }
+
+  /* Subscribe every socket; resend to the ones not answered yet. */
+  uint32_t nacked = 0;
+  uint64_t give_up = bench_now_ns() + 10000000000ull;
+  while (nacked < nsubs) {
+    struct epoll_event evs[256];
+    if (bench_now_ns() > give_up) {
+      fprintf(stderr, "udp_echo: %u of %u subscribed after 10 s\n", nacked,
+              nsubs);
+      return 1;
+    }
+    for (uint32_t i = 0; i < nsubs; ++i) {
+      if (!subs[i].acked) {
+        send(subs[i].fd, "S", 1, 0);
+      }
+    }
+    int n;
+    while ((n = epoll_wait(ep, evs, 256, 100)) > 0) {
+      for (int k = 0; k < n; ++k) {
+        fo_sub *sb = &subs[evs[k].data.u32];
+        char c;
+        while (recv(sb->fd, &c, 1, MSG_DONTWAIT) == 1) {
+          if (c == 'A' && !sb->acked) {
+            sb->acked = 1;
+            ++nacked;
+          }
+        }
+      }
+      if (nacked == nsubs) {
+        break;
+      }
+    }
+  }
+
+  static uint8_t tx[MAX_DGRAM];
+  static uint8_t bufs[BATCH][MAX_DGRAM];
+  struct mmsghdr msgs[BATCH];
+  struct iovec iov[BATCH];
+  struct epoll_event evs[256];
+  uint64_t start = bench_now_ns();
+  uint64_t t_measure = start + (uint64_t)(warmup * 1e9);
+  uint64_t t_end = t_measure + (uint64_t)(duration * 1e9);
+  uint64_t t_drain = 0, published = 0, delivered = 0, reordered = 0;
+  uint64_t lost = 0;
+  int measuring = 0;
+  bench_snap a = {0}, b = {0};
+  memset(tx, 0x5a, sizeof(tx));
+  for (;;) {
+    uint64_t now = bench_now_ns();
+    if (!measuring && now >= t_measure && !t_drain) {
+      measuring = 1;
+      bench_snap_take(&a, pid);
+    }
+    if (!t_drain && now >= t_end) {
+      bench_snap_take(&b, pid);
+      measuring = 0;
+      t_drain = now + 1000000000ull; /* the last ones: at most 1 s */
+    }
+    if (t_drain) {
+      uint32_t i;
+      for (i = 0; i < nsubs && subs[i].got >= published; ++i) {
+      }
+      if (i == nsubs || now >= t_drain) {
+        break;
+      }
+    } else {
+      uint64_t due = (uint64_t)((double)(now - start) * rate / 1e9) + 1;
+      while (published < due) {
+        bench_put64(tx, published);
+        bench_put64(tx + 8, bench_now_ns());
+        if (send(pub, tx, payload, 0) == (ssize_t)payload) {
+          ++published;
+        } else if (errno != EINTR) {
+          ++published; /* gone: counted as lost by every subscriber */
+        }
+      }
+    }
+    /* Sleep until the next publication is due (1 ms granularity). */
+    uint64_t next = start + (uint64_t)((double)(published) * 1e9 / rate);
+    int wait_ms = t_drain ? 5
+                          : next > now ? (int)((next - now) / 1000000) : 0;
+    int n = epoll_wait(ep, evs, 256, wait_ms);
+    if (n < 0 && errno != EINTR) {
+      fprintf(stderr, "udp_echo: epoll_wait: %s\n", strerror(errno));
+      return 1;
+    }
+    for (int k = 0; k < n; ++k) {
+      fo_sub *sb = &subs[evs[k].data.u32];
+      for (;;) {
+        for (int i = 0; i < BATCH; ++i) {
+          iov[i].iov_base = bufs[i];
+          iov[i].iov_len = MAX_DGRAM;
+          memset(&msgs[i], 0, sizeof(msgs[i]));
+          msgs[i].msg_hdr.msg_iov = &iov[i];
+          msgs[i].msg_hdr.msg_iovlen = 1;
+        }
+        int m = recvmmsg(sb->fd, msgs, BATCH, MSG_DONTWAIT, NULL);
+        if (m <= 0) {
+          break;
+        }
+        uint64_t t = bench_now_ns();
+        for (int i = 0; i < m; ++i) {
+          if (msgs[i].msg_len != payload) {
+            continue;
+          }
+          uint64_t seq = bench_get64(bufs[i]);
+          ++sb->got;
+          if (seq < sb->next) {
+            ++reordered;
+          } else {
+            sb->next = seq + 1;
+          }
+          if (measuring) {
+            ++delivered;
+            bench_hist_add(&hist, t - bench_get64(bufs[i] + 8));
+          }
+        }
+        if (m < BATCH) {
+          break;
+        }
+      }
+    }
+  }
+  for (uint32_t i = 0; i < nsubs; ++i) {
+    lost += subs[i].got < published ? published - subs[i].got : 0;
+  }
+
+  double secs = (double)(b.wall_ns - a.wall_ns) / 1e9;
+  double drate = secs > 0 ? (double)delivered / secs : 0;
+  bench_json j;
+  bench_json_begin(&j);
+  bench_json_str(&j, "mode", "fanout");
+  bench_json_str(&j, "target", label);
+  bench_json_int(&j, "subscribers", nsubs);
+  bench_json_int(&j, "conns", nsubs);
+  bench_json_int(&j, "per_conn", 1);
+  bench_json_str(&j, "delivery", "udp");
+  bench_json_num(&j, "msg_rate", rate);
+  bench_json_int(&j, "payload", payload);
+  bench_json_int(&j, "published", published);
+  bench_json_int(&j, "ops", delivered);
+  bench_json_str(&j, "unit", "delivery");
+  bench_json_num(&j, "rate", drate);
+  bench_json_num(&j, "lat_p50_us", bench_hist_quantile(&hist, 0.5) / 1e3);
+  bench_json_num(&j, "lat_p99_us", bench_hist_quantile(&hist, 0.99) / 1e3);
+  bench_json_num(&j, "lat_p999_us", bench_hist_quantile(&hist, 0.999) / 1e3);
+  bench_json_num(&j, "lat_max_us", (double)hist.max / 1e3);
+  bench_json_int(&j, "violations", 0);
+  bench_json_int(&j, "lost", lost);
+  bench_json_int(&j, "reordered", reordered);
+  bench_json_int(&j, "blocked", 0);
+  bench_json_cpu(&j, &a, &b, (double)delivered);
+  bench_json_int(&j, "errors", 0);
+  bench_json_end(&j, stdout);
+  printf("%s fanout: %.0f deliveries/s (%u subscribers, %g msg/s, %zu B), "
+         "latency p50 %.2f ms p99 %.2f ms, lost %" PRIu64,
+         label, drate, nsubs, rate, payload,
+         bench_hist_quantile(&hist, 0.5) / 1e6,
+         bench_hist_quantile(&hist, 0.99) / 1e6, lost);
+  if (a.server_cpu_us >= 0 && b.server_cpu_us >= 0 && delivered) {
+    printf(", server CPU %.2f us/delivery",
+           (double)(b.server_cpu_us - a.server_cpu_us) / (double)delivered);
+  }
+  printf("\n");
+  for (uint32_t i = 0; i < nsubs; ++i) {
+    close(subs[i].fd);
+  }
+  close(pub);
+  close(ep);
+  free(subs);
+  return delivered > 0 ? 0 : 1;
+}
+
 int main(int argc, char **argv) {
   if (argc < 2) {
     usage(stderr);
     return 2;
   }
   signal(SIGPIPE, SIG_IGN);
-  if (strcmp(argv[1], "server") == 0) {
+  if (strcmp(argv[1], "server") == 0 ||
+      strcmp(argv[1], "fanout-server") == 0) {
     const char *host = "127.0.0.1";
     long port = 0;
     for (int i = 2; i < argc; ++i) {
@@ -447,10 +850,14 @@ int main(int argc, char **argv) {
       usage(stderr);
       return 2;
     }
-    return run_server(host, (uint16_t)port);
+    return argv[1][0] == 'f' ? run_fanout_server(host, (uint16_t)port)
+                             : run_server(host, (uint16_t)port);
   }
   if (strcmp(argv[1], "client") == 0) {
     return run_client(argc - 1, argv + 1);
+  }
+  if (strcmp(argv[1], "fanout") == 0) {
+    return run_fanout_client(argc - 1, argv + 1);
   }
   if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
     usage(stdout);
