@@ -71,25 +71,21 @@ static void big_buffers(int fd) {
   setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sz, sizeof(sz));
 }
 
-/* ---- server ----------------------------------------------------------------- */
-
-static int run_server(const char *host, uint16_t port) {
-  static uint8_t bufs[BATCH][MAX_DGRAM];
-  struct mmsghdr msgs[BATCH];
-  struct iovec iov[BATCH];
-  struct sockaddr_storage peers[BATCH], ss;
+/* The server's socket, bound and announced ("listening on ... port N",
+   which run.sh waits for).  Returns it, or minus the exit status. */
+static int listen_socket(const char *host, uint16_t port) {
+  struct sockaddr_storage ss;
   socklen_t sslen;
   int fd;
-
   if (make_addr(host, port, &ss, &sslen) != 0) {
     fprintf(stderr, "udp_echo: bad address %s\n", host);
-    return 2;
+    return -2;
   }
   fd = socket(ss.ss_family, SOCK_DGRAM, 0);
   if (fd < 0 || bind(fd, (struct sockaddr *)&ss, sslen) != 0) {
     fprintf(stderr, "udp_echo: bind %s port %u: %s\n", host, port,
             strerror(errno));
-    return 1;
+    return -1;
   }
   big_buffers(fd);
   sslen = sizeof(ss);
@@ -99,18 +95,41 @@ static int run_server(const char *host, uint16_t port) {
                    : ((struct sockaddr_in6 *)&ss)->sin6_port);
   printf("udp_echo: listening on %s port %u\n", host, port);
   fflush(stdout);
+  return fd;
+}
+
+/* One recvmmsg of up to BATCH datagrams into bufs, their senders in
+   peers.  Returns the count, or -1 with errno. */
+static int recv_batch(int fd, uint8_t bufs[][MAX_DGRAM], struct mmsghdr *msgs,
+                      struct iovec *iov, struct sockaddr_storage *peers) {
+  for (int i = 0; i < BATCH; ++i) {
+    iov[i].iov_base = bufs[i];
+    iov[i].iov_len = MAX_DGRAM;
+    memset(&msgs[i], 0, sizeof(msgs[i]));
+    msgs[i].msg_hdr.msg_name = &peers[i];
+    msgs[i].msg_hdr.msg_namelen = sizeof(peers[i]);
+    msgs[i].msg_hdr.msg_iov = &iov[i];
+    msgs[i].msg_hdr.msg_iovlen = 1;
+  }
+  return recvmmsg(fd, msgs, BATCH, MSG_WAITFORONE, NULL);
+}
+
+/* ---- server ----------------------------------------------------------------- */
+
+static int run_server(const char *host, uint16_t port) {
+  static uint8_t bufs[BATCH][MAX_DGRAM];
+  struct mmsghdr msgs[BATCH];
+  struct iovec iov[BATCH];
+  struct sockaddr_storage peers[BATCH];
+  int fd;
+
+  fd = listen_socket(host, port);
+  if (fd < 0) {
+    return -fd;
+  }
 
   for (;;) {
-    for (int i = 0; i < BATCH; ++i) {
-      iov[i].iov_base = bufs[i];
-      iov[i].iov_len = MAX_DGRAM;
-      memset(&msgs[i], 0, sizeof(msgs[i]));
-      msgs[i].msg_hdr.msg_name = &peers[i];
-      msgs[i].msg_hdr.msg_namelen = sizeof(peers[i]);
-      msgs[i].msg_hdr.msg_iov = &iov[i];
-      msgs[i].msg_hdr.msg_iovlen = 1;
-    }
-    int n = recvmmsg(fd, msgs, BATCH, MSG_WAITFORONE, NULL);
+    int n = recv_batch(fd, bufs, msgs, iov, peers);
     if (n < 0) {
       if (errno == EINTR) {
         continue;
@@ -454,48 +473,24 @@ static int run_fanout_server(const char *host, uint16_t port) {
   static uint8_t bufs[BATCH][MAX_DGRAM];
   struct mmsghdr msgs[BATCH];
   struct iovec iov[BATCH];
-  struct sockaddr_storage peers[BATCH], ss;
+  struct sockaddr_storage peers[BATCH];
   struct sockaddr_storage *subs = calloc(FO_SUB_MAX, sizeof(*subs));
   socklen_t *sublen = calloc(FO_SUB_MAX, sizeof(*sublen));
   struct mmsghdr *out = calloc(UIO_MAXIOV, sizeof(*out));
   struct iovec one;
   size_t nsubs = 0;
-  socklen_t sslen;
   int fd;
 
   if (!subs || !sublen || !out) {
     return 1;
   }
-  if (make_addr(host, port, &ss, &sslen) != 0) {
-    fprintf(stderr, "udp_echo: bad address %s\n", host);
-    return 2;
+  fd = listen_socket(host, port);
+  if (fd < 0) {
+    return -fd;
   }
-  fd = socket(ss.ss_family, SOCK_DGRAM, 0);
-  if (fd < 0 || bind(fd, (struct sockaddr *)&ss, sslen) != 0) {
-    fprintf(stderr, "udp_echo: bind %s port %u: %s\n", host, port,
-            strerror(errno));
-    return 1;
-  }
-  big_buffers(fd);
-  sslen = sizeof(ss);
-  getsockname(fd, (struct sockaddr *)&ss, &sslen);
-  port = ntohs(ss.ss_family == AF_INET
-                   ? ((struct sockaddr_in *)&ss)->sin_port
-                   : ((struct sockaddr_in6 *)&ss)->sin6_port);
-  printf("udp_echo: listening on %s port %u\n", host, port);
-  fflush(stdout);
 
   for (;;) {
-    for (int i = 0; i < BATCH; ++i) {
-      iov[i].iov_base = bufs[i];
-      iov[i].iov_len = MAX_DGRAM;
-      memset(&msgs[i], 0, sizeof(msgs[i]));
-      msgs[i].msg_hdr.msg_name = &peers[i];
-      msgs[i].msg_hdr.msg_namelen = sizeof(peers[i]);
-      msgs[i].msg_hdr.msg_iov = &iov[i];
-      msgs[i].msg_hdr.msg_iovlen = 1;
-    }
-    int n = recvmmsg(fd, msgs, BATCH, MSG_WAITFORONE, NULL);
+    int n = recv_batch(fd, bufs, msgs, iov, peers);
     if (n < 0) {
       if (errno == EINTR) {
         continue;
