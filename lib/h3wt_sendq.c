@@ -4,6 +4,7 @@
  */
 #include "h3wt_sendq.h"
 
+#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -16,7 +17,18 @@ struct h3wt_sendq_chunk {
   size_t cap; /* 0 for owned buffers: never appended to */
   void (*free_cb)(void *, void *);
   void *free_ud;
+  /* A frame's head and its owned payload share one allocation (see
+     h3wt_sendq_append_framed): the first of the pair is freed with the
+     second, which always goes after it (chunks go in order). */
+  uint8_t pair; /* 0, PAIR_FIRST or PAIR_SECOND */
 };
+
+enum { PAIR_FIRST = 1, PAIR_SECOND = 2 };
+
+/* A fresh chunk for copies that follow an owned buffer is small: a run of
+   "copied head, owned payload" (one frame per message, written to many
+   streams) would otherwise take a 16 KiB chunk for a few bytes each. */
+#define SENDQ_SMALL_CHUNK 256
 
 void h3wt_sendq_init(h3wt_sendq *q) {
   memset(q, 0, sizeof(*q));
@@ -26,7 +38,10 @@ static void chunk_free(h3wt_sendq_chunk *c) {
   if (c->free_cb) {
     c->free_cb(c->data, c->free_ud);
   }
-  free(c);
+  if (c->pair == PAIR_FIRST) {
+    return; /* its memory goes with the second */
+  }
+  free(c->pair == PAIR_SECOND ? c - 1 : c);
 }
 
 void h3wt_sendq_free(h3wt_sendq *q) {
@@ -62,7 +77,8 @@ int h3wt_sendq_append(h3wt_sendq *q, const void *data, size_t len) {
   h3wt_sendq_chunk *c = NULL;
   if (need > room) {
     size_t rest = need - room;
-    size_t cap = rest > H3WT_SENDQ_CHUNK ? rest : H3WT_SENDQ_CHUNK;
+    size_t min = (t && !t->cap) ? SENDQ_SMALL_CHUNK : H3WT_SENDQ_CHUNK;
+    size_t cap = rest > min ? rest : min;
     c = malloc(sizeof(*c) + cap);
     if (!c) {
       return H3WT_ERR_NOMEM;
@@ -105,6 +121,53 @@ int h3wt_sendq_append_owned(h3wt_sendq *q, void *data, size_t len,
   c->free_cb = free_cb;
   c->free_ud = ud;
   link_chunk(q, c);
+  q->unacked += len;
+  q->unread += len;
+  q->total += len;
+  return 0;
+}
+
+int h3wt_sendq_append_framed(h3wt_sendq *q, const void *head, size_t headlen,
+                             void *data, size_t len,
+                             void (*free_cb)(void *, void *), void *ud) {
+  h3wt_sendq_chunk *t = q->tail;
+  if (headlen == 0 || (t && t->cap && t->cap - t->len >= headlen)) {
+    /* The head fits where copies go anyway. */
+    h3wt_sendq_chunk *c = calloc(1, sizeof(*c));
+    if (!c) {
+      return H3WT_ERR_NOMEM;
+    }
+    if (headlen) {
+      int rv = h3wt_sendq_append(q, head, headlen); /* fits: no allocation */
+      (void)rv;
+      assert(rv == 0);
+    }
+    c->data = data;
+    c->len = len;
+    c->free_cb = free_cb;
+    c->free_ud = ud;
+    link_chunk(q, c);
+  } else {
+    h3wt_sendq_chunk *pair = malloc(2 * sizeof(*pair) + headlen);
+    if (!pair) {
+      return H3WT_ERR_NOMEM;
+    }
+    memset(pair, 0, 2 * sizeof(*pair));
+    pair[0].data = (uint8_t *)(pair + 2);
+    memcpy(pair[0].data, head, headlen);
+    pair[0].len = pair[0].cap = headlen; /* full: nothing appended to it */
+    pair[0].pair = PAIR_FIRST;
+    pair[1].data = data;
+    pair[1].len = len;
+    pair[1].free_cb = free_cb;
+    pair[1].free_ud = ud;
+    pair[1].pair = PAIR_SECOND;
+    link_chunk(q, &pair[0]);
+    link_chunk(q, &pair[1]);
+    q->unacked += headlen;
+    q->unread += headlen;
+    q->total += headlen;
+  }
   q->unacked += len;
   q->unread += len;
   q->total += len;

@@ -43,6 +43,13 @@ int h3wt_sendq_append(h3wt_sendq *q, const void *data, size_t len);
    with the caller). */
 int h3wt_sendq_append_owned(h3wt_sendq *q, void *data, size_t len,
                             void (*free_cb)(void *, void *), void *ud);
+/* Copies a (small) frame head in and links an owned payload after it, in
+   one allocation at most: how one shared message is queued on each of
+   many streams.  Returns 0 or H3WT_ERR_NOMEM (nothing queued, ownership
+   stays with the caller). */
+int h3wt_sendq_append_framed(h3wt_sendq *q, const void *head, size_t headlen,
+                             void *data, size_t len,
+                             void (*free_cb)(void *, void *), void *ud);
 /* Hands out up to veccnt vectors of unread bytes and marks them read.
    Returns the number of vectors. */
 size_t h3wt_sendq_read(h3wt_sendq *q, h3wt_vec *vec, size_t veccnt);

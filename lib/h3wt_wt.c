@@ -1372,16 +1372,27 @@ int h3wt_wt_stream_write_past_budget(h3wt_stream *st, const uint8_t *data,
 
 int h3wt_wt_stream_write_frame(h3wt_stream *st, const uint8_t *head,
                                size_t headlen, h3wt_buf *buf) {
-  /* One budget check for both pieces: a frame is queued whole or not at
-     all, or the reader would see half a frame. */
-  int rv = stream_write(st, NULL, head, headlen);
-  if (rv != 0 || !buf || h3wt_buf_len(buf) == 0) {
+  size_t len = buf ? h3wt_buf_len(buf) : 0;
+  if (len == 0) {
+    return stream_write(st, NULL, head, headlen);
+  }
+  /* One budget check for both pieces, and one queue entry: a frame is
+     queued whole or not at all, or the reader would see half a frame. */
+  h3wt_session *s = st->session;
+  int rv = stream_write(st, NULL, NULL, 0);
+  if (rv != 0) {
     return rv;
   }
-  st->frame_pass = 1; /* the budget was checked for the head */
-  rv = stream_write(st, buf, NULL, h3wt_buf_len(buf));
-  st->frame_pass = 0;
-  return rv;
+  rv = h3wt_sendq_append_framed(&st->out, head, headlen,
+                                (void *)h3wt_buf_data(buf), len, unref_buf,
+                                h3wt_buf_ref(buf));
+  if (rv != 0) {
+    h3wt_buf_unref(buf);
+    return rv;
+  }
+  s->queued += headlen + len;
+  wq_add(st->wt, st);
+  return 0;
 }
 
 int h3wt_stream_write_buf(h3wt_stream *st, h3wt_buf *buf) {

@@ -90,6 +90,68 @@ TEST(sendq_owned_buffers_are_not_copied) {
   CHECK_EQ_INT(freed_count, 2);
 }
 
+TEST(sendq_framed_heads_and_owned_payloads) {
+  /* The channels' fan-out pattern: head, owned payload, head, owned
+     payload...; in between, copies (presence frames).  Every byte comes
+     out in order, partial acks free nothing early, each payload is freed
+     exactly once, and freeing midway frees the rest. */
+  h3wt_sendq q;
+  h3wt_vec v[16];
+  uint8_t out[4096];
+  uint8_t *p[6];
+  freed_count = 0;
+  h3wt_sendq_init(&q);
+  for (int i = 0; i < 6; ++i) {
+    p[i] = malloc(100);
+    memset(p[i], 'A' + i, 100);
+    uint8_t head[3] = {0x44, (uint8_t)i, 100};
+    CHECK_EQ_INT(h3wt_sendq_append_framed(&q, head, sizeof(head), p[i], 100,
+                                          count_free, NULL),
+                 0);
+    if (i == 2) {
+      CHECK_EQ_INT(h3wt_sendq_append(&q, "join", 4), 0);
+    }
+  }
+  /* Zero-length heads are allowed too. */
+  uint8_t *last = malloc(10);
+  memset(last, 'z', 10);
+  CHECK_EQ_INT(h3wt_sendq_append_framed(&q, NULL, 0, last, 10, count_free,
+                                        NULL),
+               0);
+  CHECK_EQ_INT(q.unacked, 6 * 103 + 4 + 10);
+  size_t n = h3wt_sendq_read(&q, v, 16), total = 0;
+  /* 2 per framed message, but the head after "join" shares its chunk and
+     the last one has no head: 6 * 2 - 1 + 1 (join) + 1 (last). */
+  CHECK_EQ_INT(n, 13);
+  for (size_t i = 0; i < n; ++i) {
+    memcpy(out + total, v[i].base, v[i].len);
+    total += v[i].len;
+  }
+  CHECK_EQ_INT(total, 6 * 103 + 4 + 10);
+  CHECK(v[1].base == p[0]); /* zero copy */
+  size_t off = 0;
+  for (int i = 0; i < 6; ++i) {
+    CHECK_EQ_INT(out[off], 0x44);
+    CHECK_EQ_INT(out[off + 1], i);
+    CHECK_EQ_INT(out[off + 3], 'A' + i);
+    CHECK_EQ_INT(out[off + 102], 'A' + i);
+    off += 103;
+    if (i == 2) {
+      CHECK_EQ_MEM(out + off, "join", 4);
+      off += 4;
+    }
+  }
+  CHECK_EQ_INT(out[off], 'z');
+  h3wt_sendq_ack(&q, 3);   /* the first head only */
+  CHECK_EQ_INT(freed_count, 0);
+  h3wt_sendq_ack(&q, 99);  /* all but one byte of the first payload */
+  CHECK_EQ_INT(freed_count, 0);
+  h3wt_sendq_ack(&q, 1 + 103 + 50); /* the rest of p0, all of p1, half p2 */
+  CHECK_EQ_INT(freed_count, 2);
+  h3wt_sendq_free(&q); /* in the middle of the third: the rest */
+  CHECK_EQ_INT(freed_count, 7);
+}
+
 TEST(sendq_partial_vectors) {
   h3wt_sendq q;
   h3wt_vec v[1];
@@ -371,6 +433,7 @@ int main(int argc, char **argv) {
   static const h3wt_test_case tests[] = {
       TEST_ENTRY(sendq_copy_read_ack),
       TEST_ENTRY(sendq_owned_buffers_are_not_copied),
+      TEST_ENTRY(sendq_framed_heads_and_owned_payloads),
       TEST_ENTRY(sendq_partial_vectors),
       TEST_ENTRY(cidmap_insert_find_remove),
       TEST_ENTRY(siphash_is_keyed),

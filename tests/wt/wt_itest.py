@@ -26,6 +26,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import traceback
 
@@ -689,6 +690,70 @@ def ch_events(r):
     return [json.loads(l) for l in r.out.splitlines() if l.startswith("{")]
 
 
+def get_stats(srv):
+    """GET /stats over HTTP/3 with h3wt-client, parsed."""
+    cmd = [str(ARGS.client), "-k", "-s", "--timeout", 10 * SLOW, srv.url("/stats")]
+    log("$ " + " ".join(str(c) for c in cmd))
+    p = subprocess.run([str(c) for c in cmd], stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+                       timeout=30 * SLOW, env=clean_env())
+    check(p.returncode == 0, f"GET /stats: {p.stderr!r}")
+    return json.loads(p.stdout)
+
+
+class ChWatcher:
+    """A channel-mode h3wt-client whose JSON lines are read as they come,
+    each with the monotonic time it arrived."""
+
+    def __init__(self, url, *args, timeout=CLIENT_TIMEOUT):
+        self.cmd = ch_cmd(url, args, timeout)
+        log("$ " + " ".join(self.cmd))
+        self.p = subprocess.Popen(self.cmd, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE,
+                                  stdin=subprocess.DEVNULL, env=clean_env(),
+                                  text=True)
+        self.events, self.lock = [], threading.Lock()
+        self.thread = threading.Thread(target=self._read, daemon=True)
+        self.thread.start()
+
+    def _read(self):
+        for line in self.p.stdout:
+            if line.startswith("{"):
+                with self.lock:
+                    self.events.append((time.monotonic(), json.loads(line)))
+
+    def wait_for(self, pred, what, timeout):
+        """Waits until pred(list of events) is true; returns its value."""
+        end = time.monotonic() + timeout
+        while True:
+            with self.lock:
+                got = pred([e for _, e in self.events])
+            if got:
+                return got
+            if time.monotonic() > end or self.p.poll() is not None:
+                self.thread.join(1)
+                with self.lock:
+                    evs = [e for _, e in self.events]
+                raise TestFailure(f"{what}: not seen within {timeout:.1f} s "
+                                  f"(exit {self.p.poll()}); events {evs}; "
+                                  f"stderr {short(self.p.stderr.read() if self.p.poll() is not None else '')}")
+            time.sleep(0.05)
+
+    def timed(self, pred):
+        with self.lock:
+            return [(t0, e) for t0, e in self.events if pred(e)]
+
+    def kill(self, sig=signal.SIGKILL):
+        if self.p.poll() is None:
+            self.p.send_signal(sig)
+        try:
+            self.p.wait(10)
+        except subprocess.TimeoutExpired:
+            self.p.kill()
+            self.p.wait()
+        self.thread.join(5)
+
+
 @case
 def channels_cli(t):
     """h3wt-client's channel modes against the demo's /wt/channels: a
@@ -752,17 +817,69 @@ def channels_cli(t):
     check_eq(ch_events(r)[0]["event"], "subscribed", "with the token")
     check("s3cret" not in srv2.stderr(), "the token reached the server's log")
     # The hub's counters in GET /stats.
-    cmd = [str(ARGS.client), "-k", "-s", "--timeout", 10 * SLOW, srv.url("/stats")]
-    log("$ " + " ".join(str(c) for c in cmd))
-    p = subprocess.run([str(c) for c in cmd], stdout=subprocess.PIPE,
-                       stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
-                       timeout=30, env=clean_env())
-    check(p.returncode == 0, f"GET /stats: {p.stderr!r}")
-    ch = json.loads(p.stdout)["channels"]
+    ch = get_stats(srv)["channels"]
     check_eq((ch["recoveries"], ch["recoveries_failed"],
               ch["refused_subscribe"], ch["publishes_reliable"]),
              (1, 1, 1, 3), "the hub's counters in /stats")
     check(ch["deliveries_unreliable"] >= 1, f"no unreliable delivery: {ch}")
+
+
+@case
+def channels_presence_abrupt(t):
+    """Presence after abrupt ends: three subscribers of one channel are seen
+    joining by a fourth; two are killed with SIGKILL (no CONNECTION_CLOSE,
+    their socket simply gone), one is interrupted (SIGINT: it closes its
+    session); the watcher sees a leave for each of the three, the killed
+    ones within the server's liveness timeout (1.5 s here) plus slack; a
+    message published afterwards still reaches the watcher, in order after
+    the leaves; /stats shows one session and one subscription left."""
+    srv = t.server(extra=("--keep-alive", 300, "--liveness-timeout", 1500))
+    url = srv.url("/wt/channels")
+    watcher = ChWatcher(url, "--subscribe", "room", timeout=60 * SLOW)
+    try:
+        # Alone in the channel, the watcher sees itself join first.
+        me = watcher.wait_for(
+            lambda ev: next((e["member"] for e in ev if e["event"] == "join"),
+                            None), "the watcher's own join", 10 * SLOW)
+        victims = [ChWatcher(url, "--subscribe", "room", timeout=60 * SLOW)
+                   for _ in range(3)]
+        joins = watcher.wait_for(
+            lambda ev: (lambda j: j if len(j) == 3 else None)(
+                [e["member"] for e in ev
+                 if e["event"] == "join" and e["member"] != me]),
+            "three joins", 10 * SLOW)
+        check_eq(len(set(joins)), 3, "three distinct members joined")
+        for v in victims:
+            v.wait_for(lambda ev: ev and ev[0]["event"] == "subscribed",
+                       "a victim's subscription", 10 * SLOW)
+        t_kill = time.monotonic()
+        victims[0].kill(signal.SIGKILL)
+        victims[1].kill(signal.SIGKILL)
+        victims[2].kill(signal.SIGINT)
+        leaves = watcher.wait_for(
+            lambda ev: (lambda l: l if len(l) == 3 else None)(
+                [e["member"] for e in ev if e["event"] == "leave"]),
+            "three leaves", 10 * SLOW)
+        check_eq(sorted(leaves), sorted(joins), "who left is who joined")
+        last = max(t0 for t0, _ in watcher.timed(lambda e: e["event"] == "leave"))
+        log(f"the last leave came {last - t_kill:.2f} s after the kills")
+        check(last - t_kill < 1.5 + 3.0 * SLOW,
+              f"leaves came {last - t_kill:.2f} s after the kills "
+              "(liveness timeout 1.5 s)")
+        wt_client_finish(t, ch_client_start(url, "--publish", "room", "-d",
+                                            "after"))
+        watcher.wait_for(lambda ev: any(e["event"] == "message" for e in ev),
+                         "the message after the leaves", 10 * SLOW)
+        kinds = [e["event"] for _, e in watcher.events
+                 if e["event"] in ("leave", "message")]
+        check_eq(kinds[:4], ["leave"] * 3 + ["message"],
+                 "leaves, then the message, in order")
+        st = get_stats(srv)["channels"]
+        # The watcher; /stats itself is a plain request, not a session.
+        check_eq((st["sessions_current"], st["subscriptions_current"]),
+                 (1, 1), "channel sessions and subscriptions left")
+    finally:
+        watcher.kill(signal.SIGINT)
 
 
 @case
@@ -798,6 +915,51 @@ def is_sanitized(binary):
         return b"__asan_init" in f.read()
 
 
+def soak_channels_phase(t, proxy):
+    """The soak's channels phase, through the same lossy proxy: 16
+    subscribers of one channel, then a publisher sends 150 reliable
+    messages of 1500 bytes (two packets each) at 100/s; every subscriber
+    must get offsets 1..150, each exactly once, in order, intact."""
+    n_subs = int(os.environ.get("H3WT_SOAK_CH_SUBSCRIBERS", "16"))
+    n_msgs = int(os.environ.get("H3WT_SOAK_CH_MESSAGES", "150"))
+    url = f"https://127.0.0.1:{proxy.port}/wt/channels"
+    data = "".join(chr(0x21 + (i * 7) % 90) for i in range(1500)).replace(
+        "\\", "/").replace('"', "'")
+    subs = [ChWatcher(url, "--subscribe", "soak", "--count", n_msgs,
+                      timeout=120 * SLOW) for _ in range(n_subs)]
+    try:
+        for w in subs:
+            w.wait_for(lambda ev: ev and ev[0]["event"] == "subscribed",
+                       "a soak subscriber's subscription", 30 * SLOW)
+        before = dict(proxy.stats)
+        rp = wt_client_finish(t, ch_client_start(
+            url, "--publish", "soak", "-d", data, "--repeat", n_msgs,
+            "--interval", 10, timeout=120 * SLOW))
+        check_eq([e["offset"] for e in ch_events(rp)
+                  if e["event"] == "published"], list(range(1, n_msgs + 1)),
+                 "the publisher's acknowledgements under loss")
+        for i, w in enumerate(subs):
+            try:
+                w.p.wait(60 * SLOW)
+            except subprocess.TimeoutExpired:
+                pass
+            w.thread.join(5)
+            msgs = [e for _, e in w.events if e["event"] == "message"]
+            check_eq([m["offset"] for m in msgs], list(range(1, n_msgs + 1)),
+                     f"subscriber {i}: the offsets it received under loss")
+            check(all(m["data"] == data for m in msgs),
+                  f"subscriber {i}: a message arrived altered")
+            check_eq(w.p.returncode, 0, f"subscriber {i}: exit status")
+        dropped = proxy.stats["dropped"] - before["dropped"]
+        log(f"channels phase: {n_subs} subscribers x {n_msgs} messages "
+            f"exactly once and in order; the proxy dropped {dropped} "
+            f"packets meanwhile")
+        check(dropped > 0, "the proxy dropped nothing during the channels phase")
+    finally:
+        for w in subs:
+            w.kill(signal.SIGKILL)
+
+
 @case
 def soak_lossy(t):
     """Through a proxy that drops 5% of packets each way, duplicates 1% and
@@ -806,7 +968,8 @@ def soak_lossy(t):
     verified byte for byte by the client: every reliable byte arrives
     exactly once and in order) and datagrams, for 20 s; the server's
     resident memory after the last round is no more than after the warm-up
-    rounds (plus a small slack).  The long version:
+    rounds (plus a small slack).  Then a channels phase through the same
+    proxy (soak_channels_phase).  The long version:
     H3WT_SOAK_SESSIONS=200 H3WT_SOAK_SECONDS=300 wt_itest.py ... soak_lossy"""
     sessions = int(os.environ.get("H3WT_SOAK_SESSIONS", "32"))
     seconds = float(os.environ.get("H3WT_SOAK_SECONDS", "20"))
@@ -848,6 +1011,7 @@ def soak_lossy(t):
             rss.append(server_rss_kib(srv))
             rounds += 1
             log(f"round {rounds}: server VmRSS {rss[-1]} KiB, proxy {proxy.stats}")
+        soak_channels_phase(t, proxy)
     finally:
         proxy.stop()
     log(f"soak: {rounds} rounds, {totals}, proxy {proxy.stats}, rss KiB {rss}")
