@@ -135,6 +135,7 @@ void h3wt_drv_item_init(h3wt_driver *d, h3wt_drv_item *it, void *data) {
   it->dirty_next = NULL;
   it->dirty = 0;
   it->gone = 0;
+  it->due_ms = 0;
   it->data = data;
   uv_timer_init(d->loop, &it->timer);
   it->timer.data = it;
@@ -151,6 +152,11 @@ void h3wt_drv_schedule(h3wt_drv_item *it, uint64_t deadline) {
   }
   /* Round up: firing early would find nothing expired and spin. */
   uint64_t ms = deadline > now ? (deadline - now + 999999) / 1000000 : 0;
+  uint64_t due = uv_now(it->drv->loop) + ms;
+  if (due == it->due_ms && uv_is_active((uv_handle_t *)&it->timer)) {
+    return; /* armed for that already: a flush per delivery re-arms a lot */
+  }
+  it->due_ms = due;
   uv_timer_start(&it->timer, timer_cb, ms, 0);
 }
 

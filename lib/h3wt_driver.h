@@ -33,6 +33,7 @@ typedef struct h3wt_drv_item {
   int dirty;
   int gone; /* h3wt_drv_item_close() was called */
   void *data;
+  uint64_t due_ms; /* when the armed timer fires (the loop's ms clock) */
 } h3wt_drv_item;
 
 typedef struct h3wt_driver_callbacks {
