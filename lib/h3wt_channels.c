@@ -348,7 +348,8 @@ static void sub_cut(ch_sub *sub, uint64_t req, uint64_t code,
 /* Delivers one reliable message to one subscriber.  A full queue marks
    the subscription slow; cut_slow() ends it after the caller's walk (its
    LEAVE runs hooks that may change the lists being walked). */
-static void deliver(ch_sub *sub, uint64_t offset, h3wt_buf *buf) {
+/* Returns 1 when it found sub too slow (marked, cut by cut_slow()). */
+static int deliver(ch_sub *sub, uint64_t offset, h3wt_buf *buf) {
   uint8_t head[32];
   size_t n = h3wt_ch_encode_message_head(head, sizeof(head), sub->id, offset,
                                          h3wt_buf_len(buf));
@@ -357,7 +358,9 @@ static void deliver(ch_sub *sub, uint64_t offset, h3wt_buf *buf) {
     ++sub->cs->hub->stats.deliveries_reliable;
   } else if (rv == H3WT_ERR_WOULDBLOCK) {
     sub->slow = 1;
+    return 1;
   }
+  return 0;
 }
 
 /* Cuts the subscriptions of ch found too slow, one walk per cut: each
@@ -397,11 +400,14 @@ static int channel_publish(ch_channel *ch, h3wt_buf *buf, int reliable,
        a later recovery across it then says no. */
     h3wt_chhist_append(&ch->hist, buf, h3wt_now_ns(), &offset);
     ++hub->stats.publishes_reliable;
+    int slow = 0;
     for (it = ch->subs.next; it != &ch->subs; it = next) {
       next = it->next;
-      deliver(SUB_IN_CH(it), offset, buf);
+      slow |= deliver(SUB_IN_CH(it), offset, buf);
     }
-    cut_slow(ch);
+    if (slow) {
+      cut_slow(ch);
+    }
   } else {
     ++hub->stats.publishes_unreliable;
     for (it = ch->subs.next; it != &ch->subs; it = it->next) {
