@@ -648,6 +648,16 @@ static void dispatch_connect(h3wt_request *req) {
     respond_error(req, 501, NULL, NULL);
     return;
   }
+  if (!req->scheme || strcmp(req->scheme, "https") != 0 || !req->authority ||
+      !req->authority[0]) {
+    /* WebTransport over HTTP/3 3.2: :scheme https and an :authority
+       (nghttp3 checks that they are there, not what they say). */
+    ++srv->stats.sessions_rejected;
+    ++srv->stats.sessions_rejected_other;
+    h3wt_request_stop_reading(req);
+    respond_error(req, 400, NULL, NULL);
+    return;
+  }
   for (size_t i = 0; i < srv->nwt_routes; ++i) {
     if (strlen(srv->wt_routes[i].path) == pathlen &&
         memcmp(srv->wt_routes[i].path, req->path, pathlen) == 0) {

@@ -97,6 +97,29 @@ static hcase cases[] = {
      {H(":method", "CONNECT"), H(":protocol", "websocket"),
       H(":scheme", "https"), H(":authority", "x"), H(":path", "/")},
      5, NULL, EXPECT_501, 0, 0, 0},
+    /* RFC 9220 3, WebTransport over HTTP/3 3.2: an extended CONNECT
+       carries :scheme https, :authority and :path, to a route that exists
+       (/wt here, which would accept the session). */
+    {"WebTransport CONNECT with :scheme http",
+     {H(":method", "CONNECT"), H(":protocol", "webtransport"),
+      H(":scheme", "http"), H(":authority", "x"), H(":path", "/wt")},
+     5, NULL, EXPECT_4XX_OR_RESET, 0, 0, 0},
+    {"WebTransport CONNECT without :scheme",
+     {H(":method", "CONNECT"), H(":protocol", "webtransport"),
+      H(":authority", "x"), H(":path", "/wt")},
+     4, NULL, EXPECT_4XX_OR_RESET, 0, 0, 0},
+    {"WebTransport CONNECT without :authority",
+     {H(":method", "CONNECT"), H(":protocol", "webtransport"),
+      H(":scheme", "https"), H(":path", "/wt")},
+     4, NULL, EXPECT_4XX_OR_RESET, 0, 0, 0},
+    {"WebTransport CONNECT with an empty :authority",
+     {H(":method", "CONNECT"), H(":protocol", "webtransport"),
+      H(":scheme", "https"), H(":authority", ""), H(":path", "/wt")},
+     5, NULL, EXPECT_4XX_OR_RESET, 0, 0, 0},
+    {"WebTransport CONNECT without :path",
+     {H(":method", "CONNECT"), H(":protocol", "webtransport"),
+      H(":scheme", "https"), H(":authority", "x")},
+     4, NULL, EXPECT_4XX_OR_RESET, 0, 0, 0},
     {"oversized field value", {{0}}, 0, NULL, EXPECT_4XX_OR_RESET, 0, 0, 0},
     {"too many fields", {{0}}, 0, NULL, EXPECT_4XX_OR_RESET, 0, 0, 0},
     {"body on a GET (allowed)",
@@ -127,6 +150,16 @@ typedef struct ctx {
 static ctx T;
 
 /* ---- server routes ------------------------------------------------------ */
+
+/* Would accept any session: the malformed CONNECTs must not get here. */
+static int wt_accept(h3wt_session *s, void *d) {
+  (void)s;
+  (void)d;
+  return 200;
+}
+
+static const h3wt_session_handler wt_handler = {.on_session_request =
+                                                    wt_accept};
 
 static void hello(h3wt_request *req, void *d) {
   const h3wt_header *h;
@@ -329,6 +362,8 @@ TEST(hostile_requests_keep_the_connection) {
                0);
   CHECK_EQ_INT(h3wt_server_route(T.server, "POST", "/sink", &sink_handler,
                                  NULL),
+               0);
+  CHECK_EQ_INT(h3wt_server_webtransport(T.server, "/wt", &wt_handler, NULL),
                0);
   CHECK_EQ_INT(h3wt_server_listen(T.server), 0);
 
