@@ -649,6 +649,11 @@ static void close_on_liberr(h3wt_quic_conn *qc, int liberr, uint64_t ts) {
   if (qc->alpn_refused) {
     ngtcp2_ccerr_set_tls_alert(&ccerr, 120 /* no_application_protocol */,
                                NULL, 0);
+  } else if (liberr == NGTCP2_ERR_CRYPTO) {
+    /* CRYPTO_ERROR carrying the TLS alert (RFC 9001 4.8), not the
+       PROTOCOL_VIOLATION ngtcp2_ccerr_set_liberr() would pick. */
+    ngtcp2_ccerr_set_tls_alert(&ccerr, ngtcp2_conn_get_tls_alert(qc->conn),
+                               NULL, 0);
   } else if (liberr == NGTCP2_ERR_CALLBACK_FAILURE) {
     ngtcp2_ccerr_set_application_error(
         &ccerr, qc->app_error_set ? qc->app_error : H3_INTERNAL_ERROR, NULL,

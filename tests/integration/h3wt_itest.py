@@ -933,6 +933,38 @@ def client_get_and_echo(t):
     check(b"PAGE-MARKER" not in p.stdout, "-o also printed the body to stdout")
 
 
+@case(needs_curl=True)
+def tls_alert(t):
+    """A client that refuses the server's (self-signed) certificate ends the
+    handshake with CRYPTO_ERROR carrying its TLS alert (RFC 9001 4.8:
+    0x100 + alert), not PROTOCOL_VIOLATION: h3wt-client (the library's
+    close path) without -k, seen in the server's log; curl likewise; the
+    server keeps serving."""
+    srv = t.server(extra=("--log-level", "debug"))
+    p = run([ARGS.client, "--timeout", "5", srv.url("/")])
+    check(p.returncode != 0, f"h3wt-client accepted a self-signed certificate: "
+                             f"{short(p.stdout)!r}")
+    p = run([ARGS.curl, "-q", "--http3-only", "-s", "-S", "--max-time", "5",
+             srv.url("/")])
+    check(p.returncode != 0, "curl accepted a self-signed certificate")
+    deadline = time.monotonic() + 5
+    while True:
+        codes = re.findall(r"peer closed: transport code (0x[0-9a-f]+)",
+                           srv.stderr())
+        if len(codes) >= 2 or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    check_eq(len(codes), 2, f"peer closes in the server's log: {codes}")
+    for c in codes:
+        v = int(c, 16)
+        check(0x100 <= v <= 0x1ff, f"a certificate refusal closed with {c}, "
+                                   "not CRYPTO_ERROR (0x100 + TLS alert)")
+    check(int(codes[0], 16) == 0x100 + 48,
+          f"h3wt-client closed with {codes[0]}, not unknown_ca (0x130)")
+    r = t.curl_ok(srv.url("/"))
+    check_eq(r.body, HELLO, "GET / after the refused handshakes")
+
+
 @case(needs_curl=False)
 def client_static_10mb(t):
     """h3wt-client -o of a 10 MiB random file: byte-identical."""
