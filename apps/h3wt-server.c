@@ -446,6 +446,29 @@ static int run(h3wt_app_config *cfg) {
     s.cert_file = devcert;
     s.key_file = devkey;
   }
+  uint8_t secret[1024];
+  if (cfg->secret_file) {
+    /* Read whole: at least 16 bytes, at most what the buffer holds (a
+       secret longer than that is a mistake, not a secret). */
+    FILE *f = fopen(cfg->secret_file, "rb");
+    size_t n = f ? fread(secret, 1, sizeof(secret), f) : 0;
+    int more = f ? fgetc(f) != EOF : 0;
+    if (!f || ferror(f) || n < 16 || more) {
+      fprintf(stderr,
+              "h3wt-server: secret file %s: %s\n", cfg->secret_file,
+              !f ? strerror(errno)
+              : n < 16 ? "shorter than 16 bytes"
+              : more   ? "longer than 1024 bytes"
+                       : "read error");
+      if (f) {
+        fclose(f);
+      }
+      return 1;
+    }
+    fclose(f);
+    s.secret = secret;
+    s.secret_len = n;
+  }
   if (s.qlog_dir && mkdir_p(s.qlog_dir) != 0) {
     fprintf(stderr, "h3wt-server: cannot create %s: %s\n", s.qlog_dir,
             strerror(errno));

@@ -34,6 +34,11 @@ static const h3wt_config_key keys[] = {
      "where the development certificate is kept\n"
      "(default $H3WT_CERT_DIR or ~/.cache/h3wt)",
      FIELD(cert_dir)},
+    {"secret_file", "secret-file", 0, H3WT_CONFIG_OPT_STRING, 0, 0, "FILE",
+     "the server's static secret (at least 16 bytes;\n"
+     "stateless resets and Retry tokens stay valid\n"
+     "across restarts; default: random per process)",
+     FIELD(secret_file)},
     {"web", "web", 'w', H3WT_CONFIG_STRING, 0, 0, "DIR",
      "folder served for GET (default: web)", FIELD(web_dir)},
     {"log_level", "log-level", 'l', H3WT_CONFIG_LOG_LEVEL, 0, 0, "LEVEL",

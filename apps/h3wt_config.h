@@ -34,6 +34,7 @@ typedef struct h3wt_app_config {
   const char *cert_dir;  /* development certificate; NULL: ~/.cache/h3wt */
   const char *wt_origin; /* only this origin may open sessions; NULL: any */
   const char *channels_token; /* /wt/channels wants ?token=this; NULL: any */
+  const char *secret_file; /* the server's static secret; NULL: random */
   h3wt_channels_settings channels; /* the /wt/channels hub's limits */
   int http;              /* the HTTP/1.1 demo page listener on localhost */
   uint16_t http_port;

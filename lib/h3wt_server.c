@@ -1060,7 +1060,13 @@ int h3wt_server_new(h3wt_server **psrv, uv_loop_t *loop,
              ? offsetof(h3wt_server_settings, max_session_queue)
          : settings->version == H3WT_SERVER_SETTINGS_V2
              ? offsetof(h3wt_server_settings, keep_alive_ms)
+         : settings->version == H3WT_SERVER_SETTINGS_V3
+             ? offsetof(h3wt_server_settings, secret)
              : sizeof(*settings));
+  if (srv->settings.secret && srv->settings.secret_len < 16) {
+    free(srv);
+    return H3WT_ERR_INVALID_ARGUMENT;
+  }
   srv->settings.host = keep(srv, 0, settings->host ? settings->host : "::");
   srv->settings.cert_file = keep(srv, 1, settings->cert_file);
   srv->settings.key_file = keep(srv, 2, settings->key_file);
@@ -1085,7 +1091,19 @@ int h3wt_server_new(h3wt_server **psrv, uv_loop_t *loop,
   }
   srv->qcfg.txbuflen = H3WT_QUIC_TXBUF_MIN;
   srv->qcfg.txbuf = malloc(srv->qcfg.txbuflen);
-  if (!srv->qcfg.txbuf || h3wt_random(srv->qcfg.static_secret, 32) != 0) {
+  if (srv->settings.secret) {
+    if (h3wt_tls_sha256(srv->settings.secret, srv->settings.secret_len,
+                        srv->qcfg.static_secret) != 0) {
+      h3wt_server_del(srv);
+      return H3WT_ERR_TLS;
+    }
+  } else if (h3wt_random(srv->qcfg.static_secret, 32) != 0) {
+    h3wt_server_del(srv);
+    return H3WT_ERR_NOMEM;
+  }
+  srv->settings.secret = NULL; /* not kept: the caller's memory */
+  srv->settings.secret_len = 0;
+  if (!srv->qcfg.txbuf) {
     h3wt_server_del(srv);
     return H3WT_ERR_NOMEM;
   }

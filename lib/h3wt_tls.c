@@ -22,6 +22,7 @@
    on them. */
 #include <wolfssl/options.h>
 #include <wolfssl/ssl.h>
+#include <wolfssl/wolfcrypt/sha256.h>
 #include <wolfssl/quic.h>
 #include <wolfssl/wolfcrypt/asn_public.h>
 #include <wolfssl/wolfcrypt/ecc.h>
@@ -795,4 +796,8 @@ out:
   }
   free(certder);
   return rv;
+}
+
+int h3wt_tls_sha256(const void *data, size_t len, uint8_t out[32]) {
+  return wc_Sha256Hash(data, (word32)len, out) == 0 ? 0 : -1;
 }

@@ -75,6 +75,9 @@ int h3wt_tls_recv_crypto_data(h3wt_tls_crypto_rx *rx, void *conn, int level,
    certificate in it) or H3WT_ERR_NOMEM. */
 int h3wt_tls_cert_file_der(const char *path, uint8_t **pder, size_t *pderlen);
 
+/* SHA-256 of len bytes.  Returns 0 or -1. */
+int h3wt_tls_sha256(const void *data, size_t len, uint8_t out[32]);
+
 /* Formats an error message into errbuf (errlen bytes; NULL/0: none), for
    the calls of this module and h3wt_devcert that report why. */
 void h3wt_tls_seterr(char *errbuf, size_t errlen, const char *fmt, ...)

@@ -2747,8 +2747,24 @@ TEST(abi_versions) {
   ss.version = 99;
   CHECK_EQ_INT(h3wt_server_new(&bad, &other, &ss), H3WT_ERR_INVALID_ARGUMENT);
   CHECK(bad == NULL);
-  CHECK_EQ_INT(uv_loop_close(&other), 0);
+  /* V4: a static secret of fewer than 16 bytes is refused; a V3 caller's
+     struct has no secret fields, so they are not read at all. */
   ss.version = H3WT_SERVER_SETTINGS_VERSION;
+  ss.secret = (const uint8_t *)"too short";
+  ss.secret_len = 9;
+  CHECK_EQ_INT(h3wt_server_new(&bad, &other, &ss), H3WT_ERR_INVALID_ARGUMENT);
+  ss.version = H3WT_SERVER_SETTINGS_V3;
+  CHECK_EQ_INT(h3wt_server_new(&bad, &other, &ss), 0);
+  h3wt_server_del(bad);
+  bad = NULL;
+  ss.version = H3WT_SERVER_SETTINGS_VERSION;
+  ss.secret = (const uint8_t *)"sixteen or more bytes";
+  ss.secret_len = 21;
+  CHECK_EQ_INT(h3wt_server_new(&bad, &other, &ss), 0);
+  h3wt_server_del(bad);
+  ss.secret = NULL;
+  ss.secret_len = 0;
+  CHECK_EQ_INT(uv_loop_close(&other), 0);
   if (fx_start(&ss) != 0) {
     return;
   }

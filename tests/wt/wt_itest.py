@@ -882,6 +882,72 @@ def channels_presence_abrupt(t):
         watcher.kill(signal.SIGINT)
 
 
+def free_udp_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def reset_after_restart(t, port, secret_args):
+    """A session sending datagrams to a server on port; the server killed
+    with SIGKILL and a new one started on the same port (secret_args
+    given to both).  Returns how long after the restart the client
+    ended, or None if it was still running some seconds later (6, or 10
+    with the server under a wrapper: only the server is slowed)."""
+    window = 10 if WRAPPER else 6
+    a = t.server(extra=("--port", port, *secret_args))
+    url = a.url("/wt/echo")
+    started = wt_client_start(url, "--datagrams", 100000, "--rate", 50,
+                              "--max-loss", 100000, timeout=30 * SLOW)
+    p = started[3]
+    time.sleep(1.5 * SLOW)
+    check(p.poll() is None, "the client ended before the restart")
+    a.kill()
+    a.stopped = True
+    b = t.server(extra=("--port", port, *secret_args))
+    t0 = time.monotonic()
+    while p.poll() is None and time.monotonic() - t0 < window:
+        time.sleep(0.05)
+    took = time.monotonic() - t0
+    if p.poll() is None:
+        p.kill()
+    out, err = p.communicate()
+    log(f"client: exit {p.returncode} {took:.2f} s after the restart; "
+        f"stderr {short(err.decode('utf-8', 'replace'))}")
+    b.stop()
+    return took if took < window else None
+
+
+@case
+def stateless_reset_restart(t):
+    """--secret-file: a server killed and restarted on the same port with
+    the same secret answers the old connection's packets with a stateless
+    reset the client accepts, so the client stops within a moment instead
+    of waiting for its idle timeout; with a fresh random secret (no
+    --secret-file) the reset does not verify and the client keeps waiting
+    (the control that shows the test can fail).  A short secret file is
+    refused at start."""
+    secret = os.path.join(t.dir, "secret")
+    with open(secret, "wb") as f:
+        f.write(os.urandom(32))
+    took = reset_after_restart(t, free_udp_port(), ("--secret-file", secret))
+    check(took is not None and took < 3,
+          f"with the same secret the client did not stop at the reset "
+          f"(took {took})")
+    took = reset_after_restart(t, free_udp_port(), ())
+    check(took is None, f"with another secret the client stopped anyway "
+                        f"{took} s after the restart")
+    with open(secret, "wb") as f:
+        f.write(b"short")
+    p = subprocess.run([str(ARGS.server), "--port", "0", "--addr",
+                        "127.0.0.1", "--no-http", "--cert-dir", t.certdir,
+                        "--secret-file", secret],
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                       timeout=30, env=clean_env())
+    check(p.returncode != 0 and b"shorter than 16 bytes" in p.stderr,
+          f"a 5-byte secret file: exit {p.returncode}, {short(p.stderr)}")
+
+
 @case
 def unreachable_server(t):
     """A server that never answers (a UDP port nobody reads): the client

@@ -132,7 +132,8 @@ typedef struct h3wt_request h3wt_request;
 #define H3WT_SERVER_SETTINGS_V3 3 /* adds keep_alive_ms, liveness_timeout_ms,
                                      datagram_max_age_ms, datagram_drop_oldest,
                                      log_full_paths */
-#define H3WT_SERVER_SETTINGS_VERSION H3WT_SERVER_SETTINGS_V3
+#define H3WT_SERVER_SETTINGS_V4 4 /* adds secret, secret_len */
+#define H3WT_SERVER_SETTINGS_VERSION H3WT_SERVER_SETTINGS_V4
 
 typedef struct h3wt_server_settings {
   int version; /* H3WT_SERVER_SETTINGS_VERSION */
@@ -209,6 +210,16 @@ typedef struct h3wt_server_settings {
   /* V3.  Log request and CONNECT paths with their query values (which may
      carry tokens).  Default 0: query values are logged as "...". */
   int log_full_paths;
+  /* V4.  The server's static secret, from which its stateless reset tokens
+     and its Retry tokens are derived (SHA-256 of these bytes; at least 16
+     of them).  With the same secret, a restarted server (or another
+     process behind the same address) still recognises the connection IDs
+     it issued: it answers their packets with stateless resets the peers
+     accept (they stop at once instead of at their idle timeout) and takes
+     its Retry tokens.  Keep it secret: it lets anyone who has it reset
+     the server's connections.  NULL (default): a random one per server. */
+  const uint8_t *secret;
+  size_t secret_len;
 } h3wt_server_settings;
 
 /* Fills settings with the defaults. */
