@@ -1712,7 +1712,12 @@ int h3wt_wt_recv_stream_data(h3wt_wt_conn *wt, int64_t stream_id,
     return rv;
   }
   if (!st) {
-    return H3WT_WT_TAKEN; /* refused */
+    /* Refused: the bytes that came with the header were counted against
+       the connection's window and will never be read; give them back, or
+       refusals would shrink it to nothing (ngtcp2 gives back what arrives
+       after the STOP_SENDING itself). */
+    h3wt_quic_consume_conn(qc, len - skip);
+    return H3WT_WT_TAKEN;
   }
   return h3wt_wt_recv_stream_data(wt, stream_id, (h3wt_sud *)st, data + skip,
                                   len - skip, fin, prebuf, prelen, h3err);
@@ -1792,6 +1797,12 @@ void h3wt_wt_stream_closed(h3wt_wt_conn *wt, h3wt_sud *sud, uint64_t code) {
   /* QUIC forgets the stream now; so must the write queue. */
   st->quic_closed = 1;
   st->write_shut = 1;
+  if (st->held_credit) {
+    /* Paused, and it ended (a reset): the held bytes' connection credit
+       goes back now (the stream's own no longer matters). */
+    h3wt_quic_consume_conn(QC(wt), st->held_credit);
+    st->held_credit = 0;
+  }
   if (!st->session && !st->closed && st->early_fin && !st->read_done) {
     /* A peer stream that came whole (FIN) before its session: QUIC is
        done with it, but its bytes wait in st->early for the session

@@ -2737,6 +2737,135 @@ static void t13_step(void) {
 static void dummy_req(h3wt_request *req, void *rd) {
 }
 
+/* ======================================================================== */
+/* Refused streams give their connection credit back (issue 11).          */
+/* A session over its stream limit has every further peer stream refused
+   (STOP_SENDING); the bytes that came with each refused stream's header
+   were counted against the connection's flow-control window.  If they are
+   not given back, a few thousand refusals shrink the window to nothing
+   and the connection stops moving: here 8,000 refused uni streams of
+   1,100 bytes (8.8 MB, twice the server's 4 MiB connection window; most
+   of them arrive with their header), then 10 MB on the one accepted
+   stream must still arrive. */
+
+#define TR_REFUSE 8000
+#define TR_BYTES (10u * 1000 * 1000)
+
+static struct {
+  h3wt_session *cs;
+  h3wt_stream *a;
+  int c_ready, opened, open_rv;
+  size_t sent;
+  int fin_sent;
+  uint64_t received;
+  int got_fin;
+} TR;
+
+static void tr_srv_data(h3wt_stream *st, const uint8_t *d, size_t n, int fin,
+                        void *rd) {
+  TR.received += n;
+  TR.got_fin |= fin;
+}
+
+static const h3wt_session_handler tr_server = {
+    .on_session_request = accept_all,
+    .on_stream_data = tr_srv_data,
+};
+
+static void tr_pump(void) {
+  static uint8_t chunk[65536];
+  if (TR.opened < TR_REFUSE) {
+    /* Phase 1: streams the server must refuse, as fast as stream credit
+       allows (on_streams_available calls back here). */
+    static uint8_t junk[1100];
+    while (TR.opened < TR_REFUSE) {
+      h3wt_stream *st;
+      TR.open_rv = h3wt_session_open_stream(TR.cs, 0, &st);
+      if (TR.open_rv != 0) {
+        return;
+      }
+      CHECK_EQ_INT(h3wt_stream_write(st, junk, sizeof(junk)), 0);
+      CHECK_EQ_INT(h3wt_stream_finish(st), 0);
+      ++TR.opened;
+    }
+  }
+  /* Phase 2: 10 MB on the accepted stream. */
+  while (TR.sent < TR_BYTES) {
+    size_t n = TR_BYTES - TR.sent < sizeof(chunk) ? TR_BYTES - TR.sent
+                                                  : sizeof(chunk);
+    if (h3wt_stream_write(TR.a, chunk, n) != 0) {
+      return; /* WOULDBLOCK: on_stream_writable or the next tick */
+    }
+    TR.sent += n;
+  }
+  if (!TR.fin_sent) {
+    CHECK_EQ_INT(h3wt_stream_finish(TR.a), 0);
+    TR.fin_sent = 1;
+  }
+}
+
+static void trc_ready(h3wt_session *s, void *rd) {
+  TR.c_ready = 1;
+  CHECK_EQ_INT(h3wt_session_open_stream(s, 1, &TR.a), 0);
+  CHECK_EQ_INT(h3wt_stream_write(TR.a, "a", 1), 0); /* announce it */
+}
+
+static void trc_writable(h3wt_stream *st, void *rd) {
+  if (TR.opened >= TR_REFUSE) {
+    tr_pump();
+  }
+}
+
+static void trc_available(h3wt_session *s, int bidi, void *rd) {
+  tr_pump();
+}
+
+static const h3wt_session_handler tr_client = {
+    .on_session_ready = trc_ready,
+    .on_stream_writable = trc_writable,
+    .on_streams_available = trc_available,
+};
+
+static void tr_step(void) {
+  static int ticks;
+  if (TR.c_ready && ++ticks > 10) { /* the accepted stream is in first */
+    tr_pump();
+  }
+  if (TR.got_fin) {
+    fx_finish();
+  }
+}
+
+TEST(refused_streams_return_credit) {
+  h3wt_server_settings ss;
+  h3wt_server_stats st;
+  memset(&TR, 0, sizeof(TR));
+  fx_settings(&ss);
+  ss.max_streams_per_session = 1; /* the accepted stream; the rest refused */
+  if (fx_start(&ss) != 0) {
+    return;
+  }
+  CHECK_EQ_INT(h3wt_server_webtransport(F.server, "/tr", &tr_server, NULL),
+               0);
+  fx_listen();
+  CHECK_EQ_INT(fx_open(fx_client(), "/tr", NULL, &tr_client, NULL, &TR.cs),
+               0);
+  fx_run(tr_step, 60000);
+  memset(&st, 0, sizeof(st));
+  st.version = H3WT_SERVER_STATS_VERSION;
+  CHECK_EQ_INT(h3wt_server_get_stats(F.server, &st), 0);
+  TEST_CONTEXT("opened %d (last rv %d), sent %zu, server received %llu "
+               "fin %d, refused %llu",
+               TR.opened, TR.open_rv, TR.sent,
+               (unsigned long long)TR.received, TR.got_fin,
+               (unsigned long long)st.limit_max_streams_per_session);
+  CHECK_EQ_INT(TR.opened, TR_REFUSE);
+  CHECK(st.limit_max_streams_per_session >= TR_REFUSE);
+  CHECK_EQ_INT(TR.received, TR_BYTES + 1);
+  CHECK(TR.got_fin);
+  fx_end();
+}
+
 TEST(abi_versions) {
   h3wt_server_settings ss;
   h3wt_server *bad = NULL;
@@ -2874,6 +3003,7 @@ int main(int argc, char **argv) {
       TEST_ENTRY(shutdown_code_reason),
       TEST_ENTRY(close_connection),
       TEST_ENTRY(log_redaction),
+      TEST_ENTRY(refused_streams_return_credit),
       TEST_ENTRY(abi_versions),
   };
   return TEST_MAIN(argc, argv, tests);
