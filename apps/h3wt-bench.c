@@ -21,6 +21,11 @@
  *              publishing R messages/s into it, reliable or unreliable:
  *              deliveries per second, publish-to-delivery latency, order
  *              and losses (op: one message delivered to one subscriber)
+ *   chmem      N sessions over N/M connections on the channels route, each
+ *              with its channel stream open: the server's resident memory
+ *              per subscription when all of them join one channel, beyond
+ *              the sessions and streams (op: subscription); then every
+ *              session unsubscribes and subscribes again, as a control
  *
  * With --server-pid the server's CPU time (utime + stime, /proc/PID/stat)
  * over the measurement is divided by the ops.  Output: one JSON line, then
@@ -55,6 +60,7 @@
 #define FO_HDR 16   /* fanout payload: sequence number, send time */
 #define FO_TICK_MS 1
 #define FO_DRAIN_MS 3000 /* after the last publication, wait at most */
+#define CM_TICK_MS 10
 
 enum {
   M_DGRAM,
@@ -64,11 +70,12 @@ enum {
   M_HANDSHAKE,
   M_IDLE,
   M_FANOUT,
+  M_CHMEM,
 };
 
 static const char *const mode_names[] = {"dgram",     "stream", "download",
                                          "get",       "handshake", "idle",
-                                         "fanout"};
+                                         "fanout",    "chmem"};
 
 /* The run's phases, in order. */
 enum {
@@ -182,6 +189,18 @@ struct bench {
   uint64_t drain_until_ns;
   uint64_t violations;    /* reliable: out of order, twice, or missing */
   uint64_t reordered;     /* unreliable: arrived after a later one */
+  /* chmem: the steps (CM_*), each ended by a quiet server */
+  int cm_step;
+  uint32_t cm_replies, cm_next, cm_outstanding;
+  int cm_waiting;           /* every reply in: waiting for quiet */
+  uint64_t cm_rx;           /* channel stream bytes received */
+  uint64_t cm_last_rx_ns;   /* when the last of them arrived */
+  uint64_t cm_step_ns;      /* when the step began */
+  uint64_t joins, leaves;   /* presence frames received */
+  int64_t cm_rss[5];        /* KiB: start, base, sub, unsub, resub */
+  double cm_secs[4];        /* wall time of each step to quiet */
+  double cm_cpu[4];         /* server CPU (us) of each step */
+  bench_snap cm_snap;
   int timed_out, handles_closed;
   uint8_t buf[CHUNK];
 };
@@ -482,6 +501,7 @@ static void idle_sess_mark(bsess *ss);
 static void idle_check(bench *b);
 static void fo_ready(bench *b, bsess *ss);
 static const h3wt_session_handler fo_handler;
+static void cm_ready(bench *b, bsess *ss);
 
 static void s_on_ready(h3wt_session *s, void *rd) {
   bsess *ss = rd;
@@ -517,6 +537,9 @@ static void s_on_ready(h3wt_session *s, void *rd) {
     break;
   case M_FANOUT:
     fo_ready(b, ss);
+    break;
+  case M_CHMEM:
+    cm_ready(b, ss);
     break;
   }
 }
@@ -563,7 +586,9 @@ static int conn_open_sessions(bconn *c) {
     ss->ready = ss->ended = ss->counted = 0;
     int rv = h3wt_client_webtransport(
         c->cl, b->o.path, NULL, NULL, 0,
-        b->o.mode == M_FANOUT ? &fo_handler : &sess_handler, ss, &ss->s);
+        b->o.mode == M_FANOUT || b->o.mode == M_CHMEM ? &fo_handler
+                                                       : &sess_handler,
+        ss, &ss->s);
     if (rv != 0) {
       error(b, "session %u: %s", ss->idx, h3wt_strerror(rv));
       return rv;
@@ -849,10 +874,16 @@ static void fo_delivery(bench *b, bsess *ss, const uint8_t *data,
   }
 }
 
+static int cm_on_frame(bench *b, bsess *ss, uint64_t type, const uint8_t *p,
+                       size_t len);
+
 static int fo_on_frame(uint64_t type, const uint8_t *p, size_t len,
                        void *ud) {
   bsess *ss = ud;
   bench *b = ss->c->b;
+  if (b->o.mode == M_CHMEM) {
+    return cm_on_frame(b, ss, type, p, len);
+  }
   switch (type) {
   case H3WT_CH_SUBSCRIBED: {
     h3wt_ch_subscribed f;
@@ -907,6 +938,10 @@ static void fo_on_data(h3wt_stream *st, const uint8_t *d, size_t n, int fin,
                        void *rd) {
   bsess *ss = rd;
   bench *b = ss->c->b;
+  if (n) {
+    b->cm_rx += n;
+    b->cm_last_rx_ns = bench_now_ns();
+  }
   if (h3wt_ch_parse(ss->parser, d, n, fo_on_frame, ss) != 0 &&
       b->phase != P_DONE) {
     error(b, "session %u: malformed frame from the server", ss->idx);
@@ -943,8 +978,11 @@ static void fo_on_close(h3wt_stream *st, void *rd) {
     ss->st = NULL;
   }
   if (ss->c->b->phase != P_DONE) {
+    /* With its session (which says why next) or alone. */
     error(ss->c->b, "session %u: the channel stream closed", ss->idx);
-    finish(ss->c->b);
+    if (h3wt_session_is_open(ss->s)) {
+      finish(ss->c->b);
+    }
   }
 }
 
@@ -1040,6 +1078,204 @@ static void fo_tick(bench *b) {
   }
 }
 
+/* ---- chmem ----------------------------------------------------------------------
+ * What a subscription costs the server in memory, beyond the session and
+ * its channel stream.  Steps, each ended by a quiet server (every reply in
+ * and no channel stream byte for --settle seconds), each followed by a
+ * VmRSS reading:
+ *
+ *   CM_OPEN   dial N sessions (N/M connections, --inflight at a time);
+ *             each opens its channel stream and sends PRESENCE of the
+ *             channel, answered ERROR NOT_SUBSCRIBED: the stream then
+ *             exists on both sides and has carried a command and a reply,
+ *             and nothing of the channel exists yet (rss base)
+ *   CM_SUB    every session SUBSCRIBEs to the one channel (--window
+ *             commands in flight); all SUBSCRIBED, then every JOIN the hub
+ *             sends (each subscribe is announced to every member: N(N+1)/2
+ *             JOINs) (rss sub: the figure is (sub - base) / N)
+ *   CM_UNSUB  every session UNSUBSCRIBEs (N(N-1)/2 LEAVEs) (rss unsub)
+ *   CM_RESUB  every session subscribes again (rss resub): the control,
+ *             the same structures in memory malloc has already touched
+ */
+enum { CM_OPEN, CM_SUB, CM_UNSUB, CM_RESUB };
+static const char *const cm_names[] = {"open", "subscribe", "unsubscribe",
+                                       "resubscribe"};
+
+static void cm_send(bench *b, bsess *ss, int step) {
+  uint8_t f[320];
+  const uint8_t *ch = (const uint8_t *)b->o.channel;
+  size_t chl = strlen(b->o.channel), n = 0;
+  uint64_t req = (uint64_t)step + 1;
+  switch (step) {
+  case CM_OPEN:
+    n = h3wt_ch_encode_presence(f, sizeof(f), req, ch, chl);
+    break;
+  case CM_SUB:
+  case CM_RESUB:
+    n = h3wt_ch_encode_subscribe(f, sizeof(f), req, ch, chl, 0, 0, 0);
+    break;
+  case CM_UNSUB:
+    n = h3wt_ch_encode_unsubscribe(f, sizeof(f), req, ch, chl);
+    break;
+  }
+  fo_write(b, ss, f, n);
+}
+
+static void cm_ready(bench *b, bsess *ss) {
+  int rv = h3wt_session_open_stream(ss->s, 1, &ss->st);
+  if (rv != 0) {
+    error(b, "session %u: cannot open the channel stream: %s", ss->idx,
+          h3wt_strerror(rv));
+    finish(b);
+    return;
+  }
+  cm_send(b, ss, CM_OPEN);
+}
+
+/* Sends the step's command to the next sessions, --window in flight. */
+static void cm_pump(bench *b) {
+  while (b->phase != P_DONE && b->cm_next < b->nsess &&
+         b->cm_outstanding < b->o.window) {
+    ++b->cm_outstanding;
+    cm_send(b, &b->sess[b->cm_next++], b->cm_step);
+  }
+}
+
+static void cm_begin(bench *b, int step) {
+  b->cm_step = step;
+  b->cm_replies = b->cm_next = b->cm_outstanding = 0;
+  b->cm_waiting = 0;
+  b->cm_step_ns = bench_now_ns();
+  bench_snap_take(&b->cm_snap, b->o.server_pid);
+  if (step == CM_SUB) {
+    b->a = b->cm_snap; /* the measured step: CPU per subscription */
+  }
+  if (b->o.verbose) {
+    fprintf(stderr, "h3wt-bench: chmem: %s\n", cm_names[step]);
+  }
+  if (step != CM_OPEN) {
+    cm_pump(b);
+  }
+}
+
+/* A reply to the step's command. */
+static void cm_reply(bench *b, bsess *ss, uint64_t req) {
+  if (req != (uint64_t)b->cm_step + 1) {
+    error(b, "session %u: a reply to request %" PRIu64 " in step %s",
+          ss->idx, req, cm_names[b->cm_step]);
+    finish(b);
+    return;
+  }
+  ++b->cm_replies;
+  if (b->cm_step == CM_OPEN) {
+    bconn *c = ss->c;
+    if (++c->ndone == c->nsess) {
+      --b->dialing;
+    }
+    fo_dial(b);
+  } else {
+    --b->cm_outstanding;
+    cm_pump(b);
+  }
+  if (b->cm_replies == b->nsess) {
+    b->cm_waiting = 1; /* cm_tick waits for quiet */
+    b->cm_last_rx_ns = bench_now_ns();
+  }
+}
+
+/* Ends a step once the server has been quiet for --settle seconds. */
+static void cm_tick(bench *b) {
+  uint64_t now = bench_now_ns();
+  if (!b->cm_waiting ||
+      now - b->cm_last_rx_ns < (uint64_t)(b->o.settle * 1e9)) {
+    return;
+  }
+  int step = b->cm_step;
+  bench_snap z;
+  bench_snap_take(&z, b->o.server_pid);
+  b->cm_rss[step + 1] =
+      b->o.server_pid > 0 ? bench_proc_rss_kib(b->o.server_pid) : -1;
+  /* The step's time and CPU without the quiet wait at its end. */
+  b->cm_secs[step] = (double)(b->cm_last_rx_ns - b->cm_step_ns) / 1e9;
+  b->cm_cpu[step] = b->cm_snap.server_cpu_us >= 0 && z.server_cpu_us >= 0
+                        ? (double)(z.server_cpu_us - b->cm_snap.server_cpu_us)
+                        : -1;
+  if (b->o.verbose) {
+    fprintf(stderr,
+            "h3wt-bench: chmem: %s done in %.2f s, server RSS %" PRId64
+            " KiB\n",
+            cm_names[step], b->cm_secs[step], b->cm_rss[step + 1]);
+  }
+  if (step == CM_SUB) {
+    b->z = z;
+    b->ops = b->nsess;
+  }
+  if (step == CM_RESUB) {
+    finish(b);
+  } else {
+    cm_begin(b, step + 1);
+  }
+}
+
+static int cm_on_frame(bench *b, bsess *ss, uint64_t type, const uint8_t *p,
+                       size_t len) {
+  if (b->phase == P_DONE) {
+    return 0;
+  }
+  switch (type) {
+  case H3WT_CH_ERROR: {
+    h3wt_ch_error f;
+    if (h3wt_ch_decode_error(p, len, &f) != 0) {
+      return 1;
+    }
+    if (b->cm_step == CM_OPEN && f.code == H3WT_CH_ERR_NOT_SUBSCRIBED) {
+      cm_reply(b, ss, f.req); /* the PRESENCE that opened the stream */
+      break;
+    }
+    error(b, "session %u: ERROR %s '%.*s' in step %s", ss->idx,
+          h3wt_ch_strerror(f.code), (int)f.textlen, (const char *)f.text,
+          cm_names[b->cm_step]);
+    finish(b);
+    break;
+  }
+  case H3WT_CH_SUBSCRIBED: {
+    h3wt_ch_subscribed f;
+    if (h3wt_ch_decode_subscribed(p, len, &f) != 0) {
+      return 1;
+    }
+    ss->sub = f.sub;
+    cm_reply(b, ss, f.req);
+    break;
+  }
+  case H3WT_CH_UNSUBSCRIBED: {
+    h3wt_ch_unsubscribed f;
+    if (h3wt_ch_decode_unsubscribed(p, len, &f) != 0) {
+      return 1;
+    }
+    if (f.req == 0 || f.code != 0) {
+      error(b, "session %u unsubscribed by the server: %s '%.*s'", ss->idx,
+            h3wt_ch_strerror(f.code), (int)f.reasonlen,
+            (const char *)f.reason);
+      finish(b);
+      break;
+    }
+    cm_reply(b, ss, f.req);
+    break;
+  }
+  case H3WT_CH_JOIN:
+    ++b->joins;
+    break;
+  case H3WT_CH_LEAVE:
+    ++b->leaves;
+    break;
+  default:
+    error(b, "session %u: unexpected frame 0x%" PRIx64, ss->idx, type);
+    finish(b);
+    break;
+  }
+  return 0;
+}
+
 /* ---- connection callbacks ------------------------------------------------------ */
 
 static void on_connected(h3wt_client *cl, void *ud) {
@@ -1130,6 +1366,8 @@ static void tick_cb(uv_timer_t *t) {
     dg_tick(b);
   } else if (b->o.mode == M_FANOUT && b->phase != P_DONE) {
     fo_tick(b);
+  } else if (b->o.mode == M_CHMEM && b->phase != P_DONE) {
+    cm_tick(b);
   }
 }
 
@@ -1175,6 +1413,9 @@ static void final_checks(bench *b) {
         error(b, "connection %u: nothing completed while measuring", i);
       }
     }
+  }
+  if (o->mode == M_CHMEM && b->ops == 0) {
+    return; /* stopped before its measured step: already an error */
   }
   if (o->server_pid > 0 &&
       (b->a.server_cpu_us < 0 || b->z.server_cpu_us < 0)) {
@@ -1239,6 +1480,13 @@ static void report(bench *b) {
     bench_json_int(&j, "payload", o->payload);
     bench_json_int(&j, "published", b->pub_seq);
     break;
+  case M_CHMEM:
+    unit = "subscription";
+    bench_json_int(&j, "sessions", b->nsess);
+    bench_json_int(&j, "conns", b->nconns);
+    bench_json_int(&j, "per_conn", o->per_conn);
+    bench_json_int(&j, "window", o->window);
+    break;
   }
   rate = secs > 0 ? ops / secs : 0;
   bench_json_num(&j, "ops", ops);
@@ -1247,7 +1495,7 @@ static void report(bench *b) {
     rate = secs > 0 ? (double)b->bytes / secs : 0;
     bench_json_num(&j, "rate", rate); /* bytes/s */
     bench_json_num(&j, "mbit_per_s", rate * 8 / 1e6);
-  } else if (o->mode != M_IDLE) {
+  } else if (o->mode != M_IDLE && o->mode != M_CHMEM) {
     bench_json_num(&j, "rate", rate);
   }
   if (o->mode == M_DGRAM || o->mode == M_HANDSHAKE) {
@@ -1284,6 +1532,37 @@ static void report(bench *b) {
     bench_json_int(&j, "rss_before_kib", (uint64_t)b->rss_before);
     bench_json_int(&j, "rss_after_kib", (uint64_t)b->rss_after);
     bench_json_num(&j, "kib_per_session", per);
+  }
+  double n = (double)b->nsess;
+  uint64_t pairs = (uint64_t)b->nsess * (b->nsess + 1) / 2;
+  const int64_t *r = b->cm_rss;
+  int have_rss = o->mode == M_CHMEM && r[0] >= 0 && r[1] >= 0 && r[2] >= 0 &&
+                 r[3] >= 0 && r[4] >= 0 && b->ops;
+  if (o->mode == M_CHMEM) {
+    static const char *const keys[] = {"rss_start_kib", "rss_base_kib",
+                                       "rss_sub_kib", "rss_unsub_kib",
+                                       "rss_resub_kib"};
+    for (int i = 0; i < 5 && have_rss; ++i) {
+      bench_json_int(&j, keys[i], (uint64_t)r[i]);
+    }
+    if (have_rss) {
+      /* the figure: the subscription beyond session and stream */
+      bench_json_num(&j, "bytes_per_sub", (double)(r[2] - r[1]) * 1024 / n);
+      bench_json_num(&j, "base_kib_per_session", (double)(r[1] - r[0]) / n);
+      bench_json_num(&j, "bytes_per_unsub", (double)(r[3] - r[2]) * 1024 / n);
+      bench_json_num(&j, "bytes_per_resub", (double)(r[4] - r[3]) * 1024 / n);
+    }
+    bench_json_int(&j, "joins", b->joins);
+    bench_json_int(&j, "joins_expected", 2 * pairs);
+    bench_json_int(&j, "leaves", b->leaves);
+    bench_json_int(&j, "leaves_expected", pairs - b->nsess);
+    for (int i = 0; i < 4; ++i) {
+      char k[40];
+      snprintf(k, sizeof(k), "%s_secs", cm_names[i]);
+      bench_json_num(&j, k, b->cm_secs[i]);
+      snprintf(k, sizeof(k), "%s_server_cpu_us", cm_names[i]);
+      bench_json_num(&j, k, b->cm_cpu[i]);
+    }
   }
   bench_json_cpu(&j, &b->a, &b->z, ops);
   bench_json_int(&j, "errors", b->errors);
@@ -1345,6 +1624,22 @@ static void report(bench *b) {
                    (double)bench_hist_quantile(&b->hist, 0.99) / 1e6,
                    b->violations, b->lost);
     break;
+  case M_CHMEM:
+    hl += snprintf(human + hl, sizeof(human) - (size_t)hl,
+                   "%u sessions on %u connections", b->nsess, b->nconns);
+    if (have_rss) {
+      hl += snprintf(human + hl, sizeof(human) - (size_t)hl,
+                     ", server RSS %" PRId64 " -> %" PRId64 " (open) -> %" PRId64
+                     " (subscribed) KiB = %.0f B/subscription beyond %.2f "
+                     "KiB/session; unsubscribe %+.0f B, resubscribe %+.0f B",
+                     r[0], r[1], r[2], (double)(r[2] - r[1]) * 1024 / n,
+                     (double)(r[1] - r[0]) / n,
+                     (double)(r[3] - r[2]) * 1024 / n,
+                     (double)(r[4] - r[3]) * 1024 / n);
+    }
+    hl += snprintf(human + hl, sizeof(human) - (size_t)hl,
+                   ", %" PRIu64 " joins in %.1f s", b->joins, b->cm_secs[1]);
+    break;
   }
   if (srv >= 0 && ops > 0 && hl < (int)sizeof(human)) {
     hl += snprintf(human + hl, sizeof(human) - (size_t)hl,
@@ -1365,26 +1660,29 @@ static void usage(FILE *f) {
   fprintf(
       f,
       "Usage: h3wt-bench MODE [options] https://host:port[/path]\n"
-      "Modes: dgram stream download get handshake idle fanout\n"
+      "Modes: dgram stream download get handshake idle fanout chmem\n"
       "       (see bench/README.md)\n"
       "  -c, --conns C        connections (get: 4; dgram: one per session)\n"
       "  -s, --sessions S     dgram: sessions (default 8)\n"
-      "  -w, --window W       dgram: datagrams in flight per session (16)\n"
+      "  -w, --window W       dgram: datagrams in flight per session (16);\n"
+      "                       chmem: commands in flight (16)\n"
       "  -P, --payload B      dgram, fanout: payload bytes, >= %d (64)\n"
       "  -r, --requests R     get: concurrent requests per connection (16)\n"
       "  -K, --inflight K     handshake: connections in progress (16);\n"
       "                       idle, fanout: connections opening at once (32)\n"
       "  -n, --count N        idle: sessions to open; fanout: subscribers\n"
-      "                       (default 1000)\n"
-      "  -m, --per-conn M     idle: sessions per connection (default 16);\n"
+      "                       (default 1000); chmem: sessions (10000)\n"
+      "  -m, --per-conn M     idle, chmem: sessions per connection (16);\n"
       "                       fanout: subscribers per connection (1)\n"
       "      --rate R         fanout: messages published per second (100)\n"
       "      --unreliable     fanout: publish datagrams, not PUBLISH frames\n"
-      "      --channel NAME   fanout: the channel (default bench.fanout)\n"
+      "      --channel NAME   fanout, chmem: the channel (default\n"
+      "                       bench.fanout, bench.chmem)\n"
       "  -b, --bytes B        stream: bytes to echo (K/M/G; default 256M)\n"
       "  -d, --duration S     measured seconds (default 10)\n"
       "      --warmup S       seconds of load before measuring (default 1)\n"
-      "      --settle S       idle: wait before reading the RSS (default 2)\n"
+      "      --settle S       idle: wait before reading the RSS (default 2);\n"
+      "                       chmem: quiet time that ends a step (1)\n"
       "      --timeout S      give up after S seconds (default 120)\n"
       "      --server-pid PID report the server's CPU (and idle: RSS)\n"
       "      --label TEXT     the 'target' field of the result (default "
@@ -1392,7 +1690,8 @@ static void usage(FILE *f) {
       "  -k, --insecure       accepted; certificates are never verified\n"
       "  -v, --verbose        progress and every error on stderr\n"
       "Paths default to /wt/echo (WebTransport modes), /wt/channels\n"
-      "(fanout) and / (get); download needs the file's path in the URL.\n",
+      "(fanout, chmem) and / (get); download needs the file's path in the\n"
+      "URL.\n",
       DG_HDR);
 }
 
@@ -1494,18 +1793,18 @@ static int parse_args(int argc, char **argv, opts *o) {
   memset(o, 0, sizeof(*o));
   o->mode = m;
   o->sessions = 8;
-  o->window = 16;
+  o->window = 16; /* chmem: 256 makes the JOIN storm's queues grow */
   o->payload = 64;
   o->requests = 16;
-  o->inflight = m == M_IDLE || m == M_FANOUT ? 32 : 16;
+  o->inflight = m == M_IDLE || m == M_FANOUT || m == M_CHMEM ? 32 : 16;
   o->per_conn = m == M_FANOUT ? 1 : 16;
   o->msg_rate = 100;
-  o->channel = "bench.fanout";
+  o->channel = m == M_CHMEM ? "bench.chmem" : "bench.fanout";
   o->bytes = 256u << 20;
-  o->count = 1000;
+  o->count = m == M_CHMEM ? 10000 : 1000;
   o->duration = 10;
   o->warmup = 1;
-  o->settle = 2;
+  o->settle = m == M_CHMEM ? 1 : 2;
   o->timeout = 120;
   o->label = "h3wt";
   optind = 2;
@@ -1590,7 +1889,7 @@ static int parse_args(int argc, char **argv, opts *o) {
   if (!o->path) {
     o->path = m == M_GET        ? "/"
               : m == M_DOWNLOAD ? NULL
-              : m == M_FANOUT   ? "/wt/channels"
+              : m == M_FANOUT || m == M_CHMEM ? "/wt/channels"
                                 : "/wt/echo";
   }
   if (!o->path) {
@@ -1639,6 +1938,7 @@ static int layout(bench *b) {
     b->nconns = o->inflight;
     break;
   case M_IDLE:
+  case M_CHMEM:
     b->nsess = (uint32_t)o->count;
     b->nconns = (b->nsess + o->per_conn - 1) / o->per_conn;
     break;
@@ -1677,7 +1977,8 @@ static int layout(bench *b) {
     }
   } else if (o->mode == M_STREAM) {
     b->conns[0].nsess = 1;
-  } else if (o->mode == M_IDLE || o->mode == M_FANOUT) {
+  } else if (o->mode == M_IDLE || o->mode == M_FANOUT ||
+             o->mode == M_CHMEM) {
     uint32_t nsubs = o->mode == M_FANOUT ? b->nsess - 1 : b->nsess;
     uint32_t nc = o->mode == M_FANOUT ? b->nconns - 1 : b->nconns;
     for (uint32_t i = 0; i < nc; ++i) {
@@ -1703,7 +2004,7 @@ static int layout(bench *b) {
           return -1;
         }
       }
-      if (o->mode == M_FANOUT) {
+      if (o->mode == M_FANOUT || o->mode == M_CHMEM) {
         ss->parser = malloc(sizeof(*ss->parser));
         if (!ss->parser) {
           return -1;
@@ -1752,6 +2053,11 @@ static int start(bench *b) {
   case M_FANOUT:
     fo_dial(b);
     break;
+  case M_CHMEM:
+    b->cm_rss[0] = o->server_pid > 0 ? bench_proc_rss_kib(o->server_pid) : -1;
+    cm_begin(b, CM_OPEN);
+    fo_dial(b);
+    break;
   }
   return 0;
 }
@@ -1794,6 +2100,8 @@ int main(int argc, char **argv) {
     uv_timer_start(&b->tick, tick_cb, TICK_MS, TICK_MS);
   } else if (b->o.mode == M_FANOUT) {
     uv_timer_start(&b->tick, tick_cb, FO_TICK_MS, FO_TICK_MS);
+  } else if (b->o.mode == M_CHMEM) {
+    uv_timer_start(&b->tick, tick_cb, CM_TICK_MS, CM_TICK_MS);
   }
   if (start(b) != 0) {
     finish(b);

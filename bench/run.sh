@@ -11,7 +11,7 @@
 # JSON line to a results file.
 #
 #   bench/run.sh [--repeat N] [--duration S] [--out FILE] [--no-build]
-#                [--quick] [--only fanout]
+#                [--quick] [--only fanout|chmem]
 #
 #   --repeat N    runs of each measurement; the table shows the median by
 #                 rate (default 3)
@@ -20,9 +20,14 @@
 #                 run-DATE.jsonl; the table goes next to it as .txt)
 #   --no-build    use build-release/ as it is
 #   --quick       --repeat 1 --duration 2, 2,000 idle sessions, 100
-#                 fan-out subscribers: a check of the script, not figures
-#                 to quote
+#                 fan-out subscribers, 1,000 channel members: a check of
+#                 the script, not figures to quote
 #   --only fanout only the fan-out section (its rows of the table)
+#   --only chmem  only the channel memory section (and the idle run at
+#                 16 sessions per connection that is its baseline)
+#   --chmem-n N   sessions of the channel memory section (default 10000;
+#                 its JOIN storm is N(N+1)/2 frames: about 2 minutes a
+#                 run at 10,000 on 2 cores)
 #   --fanout-rate R  messages/s of the fan-out section (default 100: with
 #                 1,000 subscribers, the 100,000 deliveries/s of the
 #                 targets)
@@ -30,7 +35,8 @@
 # The load generator runs on the same machine as the server, so on a
 # 2-core machine every figure is "server + client on two cores": the server
 # CPU per operation is the figure to compare, the rates are what the pair
-# reaches.  About 6 minutes plus the build (the fan-out section: 2).
+# reaches.  About 12 minutes plus the build (the fan-out section: 2, the
+# channel memory section: 6).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -43,6 +49,7 @@ BUILD=1
 IDLE_N=10000
 FO_N=1000
 FO_RATE=100
+CM_N=10000
 ONLY=""
 while [ $# -gt 0 ]; do
   case $1 in
@@ -50,15 +57,17 @@ while [ $# -gt 0 ]; do
   --duration) DUR=$2; shift 2 ;;
   --out) OUT=$2; shift 2 ;;
   --no-build) BUILD=0; shift ;;
-  --quick) REPEAT=1; DUR=2; IDLE_N=2000; FO_N=100; shift ;;
+  --quick) REPEAT=1; DUR=2; IDLE_N=2000; FO_N=100; CM_N=1000; shift ;;
   --only) ONLY=$2; shift 2 ;;
   --fanout-rate) FO_RATE=$2; shift 2 ;;
-  -h | --help) sed -n '2,34p' "$0"; exit 0 ;;
+  --chmem-n) CM_N=$2; shift 2 ;;
+  -h | --help) sed -n '2,39p' "$0"; exit 0 ;;
   *) echo "run.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done
 case $REPEAT in '' | *[!0-9]* | 0) echo "run.sh: bad --repeat" >&2; exit 2 ;; esac
-case $ONLY in '' | fanout) ;; *) echo "run.sh: --only fanout or nothing" >&2; exit 2 ;; esac
+case $ONLY in '' | fanout | chmem) ;; *) echo "run.sh: --only fanout, chmem or nothing" >&2; exit 2 ;; esac
+case $CM_N in '' | *[!0-9]* | 0) echo "run.sh: bad --chmem-n" >&2; exit 2 ;; esac
 
 # ---- build ------------------------------------------------------------------
 if [ "$BUILD" = 1 ]; then
@@ -221,7 +230,7 @@ median() {
   local f=$TMP/$1.lines n
   [ -s "$f" ] || return 0
   n=$(wc -l <"$f")
-  awk '{ v = $0; sub(/.*"(rate|kib_per_session)":/, "", v); sub(/[,}].*/, "", v);
+  awk '{ v = $0; sub(/.*"(rate|kib_per_session|bytes_per_sub)":/, "", v); sub(/[,}].*/, "", v);
          print v "\t" $0 }' "$f" | sort -g | sed -n "$(((n + 1) / 2))p" |
     cut -f 2-
 }
@@ -301,6 +310,32 @@ run idle1 "$BENCH" idle -n "$IDLE_N" -m 1 -K 64 --settle 2 $T \
   --server-pid "$SRV_PID" "https://127.0.0.1:$SRV_PORT/wt/echo"
 fi # not --only
 
+# ---- channel memory -----------------------------------------------------------
+# The issue's target: "a channel of 10,000 subscribers costs at most 256
+# bytes per subscription beyond the sessions themselves".  h3wt-bench
+# chmem opens CM_N sessions of /wt/channels, 16 per connection (CM_N / 16
+# connections: 625 at 10,000, under the default max_connections 10,000;
+# 16 is the default max_sessions_per_conn), each with its channel stream
+# open (a PRESENCE answered NOT_SUBSCRIBED), reads the server's VmRSS, has
+# every session subscribe to one channel, waits until every SUBSCRIBED and
+# every JOIN arrived and the server is quiet, and reads it again: (sub -
+# base) / CM_N.  Then unsubscribe and subscribe again (the control).  Each
+# run on a fresh server: memory freed by earlier runs would be reused.
+# The idle run (16 per connection, /wt/echo) is the per-session baseline.
+if [ "$ONLY" = chmem ]; then
+  start_h3wt
+  run idle16 "$BENCH" idle -n "$IDLE_N" -m 16 --settle 2 $T \
+    --server-pid "$SRV_PID" "https://127.0.0.1:$SRV_PORT/wt/echo"
+fi
+if [ -z "$ONLY" ] || [ "$ONLY" = chmem ]; then
+  log "channel memory: $CM_N sessions, 16 per connection, into one channel, $REPEAT runs"
+  for i in $(seq "$REPEAT"); do
+    start_h3wt --channels-max-subscribers "$((CM_N + 1))"
+    run chmem "$BENCH" chmem -n "$CM_N" -m 16 --timeout $((120 + CM_N / 20)) \
+      --server-pid "$SRV_PID" "https://127.0.0.1:$SRV_PORT/wt/channels"
+  done
+fi
+
 # ---- fan-out (channels) ------------------------------------------------------
 # FO_N subscribers, one connection each, in one channel of the demo's
 # /wt/channels; one more session publishes FO_RATE messages/s of 64 bytes:
@@ -322,6 +357,7 @@ FO_OPTS="--channels-publish-rate 0"
 if ! "$SERVER" --help 2>&1 | grep -q -- '--channels-publish-rate'; then
   FO_OPTS="" # an older server: the figures will show the limit
 fi
+if [ "$ONLY" != chmem ]; then
 log "fan-out: $FO_N subscribers x $FO_RATE msg/s: raw UDP vs h3wt reliable and unreliable, $REPEAT x ${DUR} s"
 for i in $(seq "$REPEAT"); do
   start_udp fanout-server
@@ -335,6 +371,7 @@ for i in $(seq "$REPEAT"); do
     -d "$DUR" $T --server-pid "$SRV_PID" \
     "https://127.0.0.1:$SRV_PORT/wt/channels"
 done
+fi # not --only chmem
 stop_server
 
 # ---- the table --------------------------------------------------------------
@@ -429,6 +466,20 @@ row "idle memory, $IDLE_N sessions, 1/conn" \
 
 fi # not --only
 
+if [ "$ONLY" != fanout ]; then
+I16=$(median idle16) CM=$(median chmem)
+CMB="idle $(fmt '%.1f KiB/session' "$(jget "$I16" kib_per_session)"), open $(fmt '%.1f KiB/session' "$(jget "$CM" base_kib_per_session)")"
+row "channel memory, $CM_N subs in one channel" \
+  "$(fmt '%.0f B/sub' "$(jget "$CM" bytes_per_sub)")" "$CMB" "-" \
+  "$(fmt '%.0f us' "$(cpu "$CM")")" "-" "<= 256 B/sub" \
+  "$(verdict 'a <= 256' "$(jget "$CM" bytes_per_sub)")"
+row "  control: unsubscribe, resubscribe" \
+  "$(fmt '%+.0f B' "$(jget "$CM" bytes_per_unsub)") $(fmt '%+.0f B/sub' "$(jget "$CM" bytes_per_resub)")" \
+  "JOINs $(jget "$CM" joins)/$(jget "$CM" joins_expected), subscribe $(fmt '%.1f s' "$(jget "$CM" subscribe_secs)")" \
+  "-" "-" "-" "-" "-"
+fi
+
+if [ "$ONLY" != chmem ]; then
 FU=$(median fanout_udp) FR=$(median fanout_rel) FX=$(median fanout_unrel)
 FO_LOAD=$((FO_N * ${FO_RATE%.*}))
 fo_fig() { # a fan-out run's "deliveries/s, p50/p99"
@@ -463,13 +514,15 @@ for k in unrel rel; do
     "< 5 ms at $FO_LOAD/s" \
     "$(verdict "a < 5000 && b >= 0.95 * $FO_LOAD" "$(jget "$F" lat_p99_us)" "$(rate "$F")")"
 done
+fi # not --only chmem
 
 {
   echo "h3wt benchmark, $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) x $CPU_MODEL,"
   echo "kernel $(uname -r); server and load generator on the same machine;"
   echo "median of $REPEAT runs of ${DUR} s; CPU/op: the server's user + system"
   echo "time over the run divided by the operations (us per echo, per GET, per"
-  echo "connection, per session, per fan-out delivery; ms per MB)"
+  echo "connection, per session, per subscription with its JOINs, per fan-out"
+  echo "delivery; ms per MB)"
   echo
   {
     printf 'measure\th3wt\tbaseline\tratio\th3wt CPU/op\tbaseline CPU/op\ttarget\tresult\n'

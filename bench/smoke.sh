@@ -201,6 +201,25 @@ check fanout_unreliable "ops rate $CPU lat_p50_us" \
   --server-pid "$SRV_PID" "$U/wt/channels"
 stop_server
 
+echo "bench.smoke: channel memory on the channels route"
+# A fresh server, as for idle.  32 sessions, 8 per connection: every step
+# (open, subscribe, unsubscribe, resubscribe) and every JOIN and LEAVE.
+# The figure itself is RSS noise at this size: only that it is reported.
+start_server
+U="https://127.0.0.1:$SRV_PORT"
+check chmem "ops base_kib_per_session $CPU" \
+  "$BENCH" chmem -n 32 -m 8 --settle 0.3 $T --server-pid "$SRV_PID" \
+  "$U/wt/channels"
+L=$(grep '^{' "$TMP/chmem.out" | tail -n 1)
+if [ -z "$(jget "$L" bytes_per_sub)" ]; then
+  fail "chmem: no bytes_per_sub"
+fi
+if [ "$(jget "$L" joins)" != "$(jget "$L" joins_expected)" ] ||
+  [ "$(jget "$L" leaves)" != "$(jget "$L" leaves_expected)" ]; then
+  fail "chmem: joins $(jget "$L" joins)/$(jget "$L" joins_expected), leaves $(jget "$L" leaves)/$(jget "$L" leaves_expected)"
+fi
+stop_server
+
 echo "bench.smoke: raw UDP echo"
 "$UDP_ECHO" server -a 127.0.0.1 -p 0 >"$TMP/udp.out" 2>"$TMP/udp.err" &
 UDP_PID=$!
