@@ -540,7 +540,7 @@ static nghttp3_nv *make_nva(const h3wt_header *hdrs, size_t n,
 
 int h3wt_h3_submit_response(h3wt_h3_conn *h3, int64_t stream_id,
                             const h3wt_header *hdrs, size_t n, int has_body) {
-  nghttp3_nv stackbuf[16];
+  nghttp3_nv stackbuf[16] = {{0}}; /* zeroed: GCC 12 -O3 sees a maybe-uninitialized read */
   nghttp3_data_reader dr = {read_data};
   nghttp3_nv *nva = make_nva(hdrs, n, stackbuf, 16);
   if (!nva) {
@@ -560,7 +560,7 @@ int h3wt_h3_submit_response(h3wt_h3_conn *h3, int64_t stream_id,
 int h3wt_h3_submit_request(h3wt_h3_conn *h3, const h3wt_header *hdrs,
                            size_t n, int has_body, void *sud,
                            int64_t *pstream_id) {
-  nghttp3_nv stackbuf[16];
+  nghttp3_nv stackbuf[16] = {{0}}; /* zeroed: GCC 12 -O3 sees a maybe-uninitialized read */
   nghttp3_data_reader dr = {read_data};
   int64_t sid;
   if (!h3->started) {
