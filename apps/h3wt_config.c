@@ -92,6 +92,11 @@ static const h3wt_config_key keys[] = {
      "publications per second per session (default 100;\n"
      "0: no limit)",
      FIELD(channels.publish_rate)},
+    {"channels_presence_events_max", "channels-presence-events-max", 0,
+     H3WT_CONFIG_UINT, 0, 100000000, "N",
+     "send JOIN/LEAVE only in channels of at most N\n"
+     "subscribers (default 1000; 0: never)",
+     FIELD(channels.presence_events_max)},
     {"channels_publish_burst", "channels-publish-burst", 0, H3WT_CONFIG_UINT,
      1, 1000000, "N", "publications a session may send at once (default 200)",
      FIELD(channels.publish_burst)},

@@ -82,6 +82,7 @@ static const stat_field ch_fields[] = {
     F(deliveries_unreliable_dropped),
     F(slow_consumers),
     F(presence_dropped),
+    F(presence_skipped),
     F(frames_received),
     F(unknown_frames),
     F(errors_sent),

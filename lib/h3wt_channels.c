@@ -100,6 +100,7 @@ void h3wt_channels_settings_default(h3wt_channels_settings *s) {
   s->max_message = 65536;
   s->publish_rate = 100;
   s->publish_burst = 200;
+  s->presence_events_max = 1000;
 }
 
 /* ---- channels -------------------------------------------------------------- */
@@ -273,8 +274,12 @@ static void cs_fail(ch_sess *cs, const char *why) {
 
 static void presence_event(ch_channel *ch, ch_sess *who, int join) {
   h3wt_channels *hub = ch->hub;
-  h3wt_list *it;
-  for (it = ch->subs.next; it != &ch->subs; it = it->next) {
+  h3wt_list *it = ch->subs.next;
+  if (ch->nsubs > hub->settings.presence_events_max) {
+    ++hub->stats.presence_skipped;
+    it = &ch->subs; /* no frames; the hooks still run */
+  }
+  for (; it != &ch->subs; it = it->next) {
     ch_sub *sub = SUB_IN_CH(it);
     uint8_t f[64];
     size_t n = join ? h3wt_ch_encode_join(f, sizeof(f), sub->id,

@@ -369,6 +369,7 @@ static void guard_cb(uv_timer_t *t) {
 /* ---- the fixture: a server with a hub, clients, a tick and a watchdog ------ */
 
 static char fx_dir[64], fx_cert[256], fx_key[256];
+static const h3wt_channels_settings *fx_hub_settings; /* NULL: defaults */
 
 static void guard_cb(uv_timer_t *t);
 
@@ -391,8 +392,8 @@ static void fx_start(const h3wt_channels_handler *handler,
   ss.log_cb = getenv("H3WT_TEST_VERBOSE") ? h3wt_log_stderr : NULL;
   ss.log_level = H3WT_LOG_DEBUG;
   CHECK_EQ_INT(h3wt_server_new(&T.server, &T.loop, &ss), 0);
-  CHECK_EQ_INT(h3wt_channels_new(&T.hub, T.server, "/ch", NULL, handler,
-                                 NULL),
+  CHECK_EQ_INT(h3wt_channels_new(&T.hub, T.server, "/ch", fx_hub_settings,
+                                 handler, NULL),
                0);
   CHECK_EQ_INT(h3wt_server_listen(T.server), 0);
   uv_timer_init(&T.loop, &T.tick);
@@ -459,6 +460,73 @@ TEST(channels_end_to_end) {
   CHECK_EQ_INT((int)st.refused_subscribe, 1);
   CHECK_EQ_INT((int)st.refused_publish, 1);
   CHECK(st.deliveries_unreliable >= 1);
+  fx_end();
+}
+
+/* ---- presence events stop above presence_events_max ------------------------ */
+
+static void cap_step(uv_timer_t *t) {
+  cl *A = &T.c[0], *B = &T.c[1], *C = &T.c[2];
+  switch (T.step) {
+  case 0: /* one at a time, so that who hears whose join is known */
+    if (A->st && B->st && C->st) {
+      subscribe(A, 1, "room", 0, 0, 0);
+      T.step = 1;
+    }
+    return;
+  case 1:
+  case 2:
+  case 3:
+    if (has(&T.c[T.step - 1], "SUBSCRIBED req=1 room sub=1 rec=0 off=0 missed=0")) {
+      if (T.step < 3) {
+        subscribe(&T.c[T.step], 1, "room", 0, 0, 0);
+      } else {
+        publish(C, 2, "room", "after"); /* ordered after any presence */
+      }
+      ++T.step;
+    }
+    return;
+  case 4:
+    if (has(A, "MESSAGE sub=1 off=1 after") && has(B, "MESSAGE sub=1 off=1 after")) {
+      finish();
+    }
+    return;
+  }
+}
+
+TEST(presence_events_capped) {
+  h3wt_channels_settings hs;
+  h3wt_channels_settings_default(&hs);
+  hs.presence_events_max = 2;
+  fx_hub_settings = &hs;
+  fx_start(&hub_handler, cap_step, 10000);
+  fx_hub_settings = NULL;
+  open_client(0);
+  open_client(1);
+  open_client(2);
+  uv_run(&T.loop, UV_RUN_DEFAULT);
+  cl *A = &T.c[0], *B = &T.c[1], *C = &T.c[2];
+  TEST_CONTEXT("step %d", T.step);
+  CHECK(!T.timed_out);
+  /* Two members: B's join reaches A (and B its own).  The third makes
+     three: C's join goes to nobody, not even C. */
+  CHECK(has(A, "JOIN sub=1"));
+  int joins_a = 0, joins_c = 0;
+  for (int i = 0; i < A->nev; ++i) {
+    joins_a += strcmp(A->ev[i], "JOIN sub=1") == 0;
+  }
+  for (int i = 0; i < C->nev; ++i) {
+    joins_c += strcmp(C->ev[i], "JOIN sub=1") == 0;
+  }
+  CHECK_EQ_INT(joins_a, 2); /* its own and B's, not C's */
+  CHECK_EQ_INT(joins_c, 0);
+  CHECK(has(B, "MESSAGE sub=1 off=1 after"));
+  CHECK_EQ_INT(T.joins, 3); /* the hook runs at any size */
+  h3wt_channels_stats st;
+  memset(&st, 0, sizeof(st));
+  st.version = H3WT_CHANNELS_STATS_V1;
+  CHECK_EQ_INT(h3wt_channels_get_stats(T.hub, &st), 0);
+  CHECK_EQ_INT((int)st.presence_skipped, 1);
   fx_end();
 }
 
@@ -872,6 +940,7 @@ TEST(thousand_subscribers_every_message_once_in_order) {
 int main(int argc, char **argv) {
   static const h3wt_test_case tests[] = {
       TEST_ENTRY(channels_end_to_end),
+      TEST_ENTRY(presence_events_capped),
       TEST_ENTRY(slow_consumer_cut_others_served),
       TEST_ENTRY(hooks_may_call_anything),
       TEST_ENTRY(thousand_subscribers_every_message_once_in_order),

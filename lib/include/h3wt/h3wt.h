@@ -882,6 +882,13 @@ typedef struct h3wt_channels_settings {
   uint32_t publish_rate;      /* publications per second per session
                                  (token bucket); 100 (0: no limit) */
   uint32_t publish_burst;     /* the bucket; 200 */
+  /* JOIN and LEAVE frames go to the members of channels of at most this
+     many subscribers.  Each join costs a frame to every member: N^2/2
+     frames for a channel of N, which at 10,000 members is 50 million
+     frames and half a minute of CPU.  Above it, clients see no joins and
+     leaves and ask PRESENCE for the members; the on_join / on_leave hooks
+     run at any size.  1000 (0: never send them). */
+  uint32_t presence_events_max;
 } h3wt_channels_settings;
 
 void h3wt_channels_settings_default(h3wt_channels_settings *settings);
@@ -961,6 +968,8 @@ typedef struct h3wt_channels_stats {
   uint64_t deliveries_unreliable_dropped; /* datagram queue full, too big */
   uint64_t slow_consumers;   /* subscriptions cut: SLOW_CONSUMER */
   uint64_t presence_dropped; /* joins/leaves a full queue could not take */
+  uint64_t presence_skipped; /* joins/leaves not sent: the channel is over
+                                presence_events_max (one per event) */
   uint64_t frames_received, unknown_frames, errors_sent, protocol_errors;
   uint64_t datagrams_dropped; /* malformed, unknown subscription, refused */
   uint64_t refused_subscribe, refused_publish; /* by the hooks */
