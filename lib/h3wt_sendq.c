@@ -25,10 +25,16 @@ struct h3wt_sendq_chunk {
 
 enum { PAIR_FIRST = 1, PAIR_SECOND = 2 };
 
-/* A fresh chunk for copies that follow an owned buffer is small: a run of
-   "copied head, owned payload" (one frame per message, written to many
-   streams) would otherwise take a 16 KiB chunk for a few bytes each. */
+/* Copy chunks start small and double up to H3WT_SENDQ_CHUNK while the
+   queue keeps data; an emptied queue frees its last chunk and starts small
+   again.  A stream that sends a message now and then (a chat line, a
+   presence event) then holds a few hundred bytes at most, not 16 KiB, and
+   an idle one holds nothing; a bulk sender reaches full chunks after a
+   few.  A fresh chunk for copies that follow an owned buffer stays small:
+   a run of "copied head, owned payload" (one frame per message, written
+   to many streams) would otherwise take a big chunk for a few bytes. */
 #define SENDQ_SMALL_CHUNK 256
+#define SENDQ_FIRST_CHUNK 512
 
 void h3wt_sendq_init(h3wt_sendq *q) {
   memset(q, 0, sizeof(*q));
@@ -77,7 +83,9 @@ int h3wt_sendq_append(h3wt_sendq *q, const void *data, size_t len) {
   h3wt_sendq_chunk *c = NULL;
   if (need > room) {
     size_t rest = need - room;
-    size_t min = (t && !t->cap) ? SENDQ_SMALL_CHUNK : H3WT_SENDQ_CHUNK;
+    size_t min = (t && !t->cap)  ? SENDQ_SMALL_CHUNK
+                 : q->next_cap   ? q->next_cap
+                                 : SENDQ_FIRST_CHUNK;
     size_t cap = rest > min ? rest : min;
     c = malloc(sizeof(*c) + cap);
     if (!c) {
@@ -86,6 +94,9 @@ int h3wt_sendq_append(h3wt_sendq *q, const void *data, size_t len) {
     memset(c, 0, sizeof(*c));
     c->data = (uint8_t *)(c + 1);
     c->cap = cap;
+    if (!(t && !t->cap)) {
+      q->next_cap = min * 2 < H3WT_SENDQ_CHUNK ? min * 2 : H3WT_SENDQ_CHUNK;
+    }
   }
   if (room) {
     size_t n = room < need ? room : need;
@@ -246,12 +257,9 @@ void h3wt_sendq_ack(h3wt_sendq *q, uint64_t n) {
       return;
     }
     n -= left;
-    /* A chunk can go only once it is fully acknowledged and nothing more
-       can be appended to it (it is not the tail, or it is full/owned). */
-    if (c == q->tail && c->cap && c->len < c->cap) {
-      q->ack_off = c->len;
-      return;
-    }
+    /* Fully acknowledged (so fully read): it goes, even the tail, which
+       later copies could have filled; the queue is then empty and its
+       next chunk small (see SENDQ_FIRST_CHUNK). */
     q->head = c->next;
     q->ack_off = 0;
     if (q->read == c) {
@@ -260,6 +268,9 @@ void h3wt_sendq_ack(h3wt_sendq *q, uint64_t n) {
     }
     if (q->tail == c) {
       q->tail = NULL;
+      q->read = NULL;
+      q->read_off = 0;
+      q->next_cap = 0;
     }
     chunk_free(c);
   }

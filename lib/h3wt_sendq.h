@@ -32,6 +32,8 @@ typedef struct h3wt_sendq {
   uint64_t unacked;       /* bytes queued and not yet acknowledged */
   uint64_t unread;        /* bytes queued and not yet handed out */
   uint64_t total;         /* bytes ever queued */
+  size_t next_cap;        /* the next copy chunk's size (grows to
+                             H3WT_SENDQ_CHUNK; small again once empty) */
 } h3wt_sendq;
 
 void h3wt_sendq_init(h3wt_sendq *q);

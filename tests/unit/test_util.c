@@ -152,6 +152,38 @@ TEST(sendq_framed_heads_and_owned_payloads) {
   CHECK_EQ_INT(freed_count, 7);
 }
 
+TEST(sendq_chunks_grow_and_an_emptied_queue_holds_nothing) {
+  /* Copy chunks double from 512 bytes: 30,000 bytes in 300-byte writes
+     fill 512 + 1 Ki + 2 Ki + 4 Ki + 8 Ki + 16 Ki, six vectors.  Once
+     everything is acknowledged the queue holds no chunk at all, and the
+     next write starts small again (one vector for a short write after
+     another short write). */
+  h3wt_sendq q;
+  h3wt_vec v[16];
+  uint8_t b[300];
+  memset(b, 7, sizeof(b));
+  h3wt_sendq_init(&q);
+  for (int i = 0; i < 100; ++i) {
+    CHECK_EQ_INT(h3wt_sendq_append(&q, b, sizeof(b)), 0);
+  }
+  size_t n = h3wt_sendq_read(&q, v, 16);
+  CHECK_EQ_INT(n, 6);
+  CHECK_EQ_INT(v[0].len, 512);
+  CHECK_EQ_INT(v[5].len, 30000 - (512 + 1024 + 2048 + 4096 + 8192));
+  h3wt_sendq_ack(&q, 29999);
+  CHECK(q.tail != NULL); /* one byte still in flight */
+  h3wt_sendq_ack(&q, 1);
+  CHECK(q.head == NULL && q.tail == NULL && q.read == NULL);
+  CHECK_EQ_INT(q.unacked, 0);
+  CHECK_EQ_INT(h3wt_sendq_append(&q, "hello", 5), 0);
+  CHECK_EQ_INT(h3wt_sendq_append(&q, " world", 6), 0);
+  n = h3wt_sendq_read(&q, v, 16);
+  CHECK_EQ_INT(n, 1);
+  CHECK_EQ_INT(v[0].len, 11);
+  CHECK_EQ_MEM(v[0].base, "hello world", 11);
+  h3wt_sendq_free(&q);
+}
+
 TEST(sendq_partial_vectors) {
   h3wt_sendq q;
   h3wt_vec v[1];
@@ -434,6 +466,7 @@ int main(int argc, char **argv) {
       TEST_ENTRY(sendq_copy_read_ack),
       TEST_ENTRY(sendq_owned_buffers_are_not_copied),
       TEST_ENTRY(sendq_framed_heads_and_owned_payloads),
+      TEST_ENTRY(sendq_chunks_grow_and_an_emptied_queue_holds_nothing),
       TEST_ENTRY(sendq_partial_vectors),
       TEST_ENTRY(cidmap_insert_find_remove),
       TEST_ENTRY(siphash_is_keyed),
