@@ -14,9 +14,11 @@
 #endif
 
 /* libuv's recvmmsg path splits the buffer into 64 KiB slots, one datagram
-   each, and reads as many datagrams per call as there are slots. */
+   each, and reads as many datagrams per call as there are slots, but never
+   more than 20 (UV__MMSG_MAXWIDTH in src/unix/udp.c, libuv 1.x): slots past
+   that are never filled, so the buffer has exactly 20 (1.25 MiB, not 2). */
 #define SLOT 65536
-#define SLOTS 32
+#define SLOTS 20
 
 static void alloc_cb(uv_handle_t *handle, size_t suggested, uv_buf_t *buf) {
   h3wt_udp *udp = handle->data;
