@@ -155,6 +155,11 @@ static const h3wt_config_key keys[] = {
      65536, "N", "datagrams queued per connection; more are dropped\n"
                  "(default 256)",
      FIELD(server.max_datagram_queue)},
+    {"orphan_stream_timeout", "orphan-stream-timeout", 0, H3WT_CONFIG_UINT,
+     0, 600000, "MS",
+     "refuse a WebTransport stream whose session has\n"
+     "not appeared after MS (default 1000; 0 = never)",
+     FIELD(server.orphan_stream_timeout_ms)},
     {"keep_alive", "keep-alive", 0, H3WT_CONFIG_UINT, 0, 3600000, "MS",
      "PING a connection with sessions after MS without\n"
      "traffic (default 5000; 0 = never)",

@@ -169,6 +169,7 @@ void h3wt_server_settings_default(h3wt_server_settings *s) {
   s->max_session_queue = 1024 * 1024;
   s->keep_alive_ms = 5000;
   s->liveness_timeout_ms = 15000;
+  s->orphan_stream_timeout_ms = 1000;
 }
 
 const h3wt_logger *h3wt_server_logger(const h3wt_server *server) {
@@ -976,7 +977,9 @@ static uint64_t on_conn_deadline(h3wt_ep_conn *ec, void *ud) {
   h3wt_wt_conn *wt = h3wt_h3_wt(H3C(c));
   uint64_t l = wt ? conn_liveness_ns(c, wt) : 0;
   /* A millisecond late, so the check finds it expired. */
-  return l ? h3wt_quic_last_rx(QCC(c)) + l + 1000000 : UINT64_MAX;
+  uint64_t d = l ? h3wt_quic_last_rx(QCC(c)) + l + 1000000 : UINT64_MAX;
+  uint64_t o = wt ? h3wt_wt_orphan_deadline(wt) : UINT64_MAX;
+  return o < d ? o : d;
 }
 
 static int conn_liveness_expired(srv_conn *c, h3wt_wt_conn *wt, uint64_t ts) {
@@ -1008,6 +1011,7 @@ static void on_conn_before_write(h3wt_ep_conn *ec, uint64_t ts, void *ud) {
     if (ec->dead) {
       return;
     }
+    h3wt_wt_expire_orphans(wt, ts);
     if (conn_liveness_expired(c, wt, ts)) {
       ++srv->stats.liveness_closes;
       h3wt_h3_request_close(H3C(c), H3WT_H3_NO_ERROR, "liveness timeout");
@@ -1141,6 +1145,8 @@ int h3wt_server_new(h3wt_server **psrv, uv_loop_t *loop,
   srv->wt_limits.max_stream_queue = srv->settings.max_stream_queue;
   srv->wt_limits.max_session_queue = srv->settings.max_session_queue;
   srv->wt_limits.max_datagram_queue = srv->settings.max_datagram_queue;
+  srv->wt_limits.orphan_timeout_ns =
+      srv->settings.orphan_stream_timeout_ms * 1000000ull;
   srv->wt_limits.stats = &srv->wt_stats;
   srv->wt_limits.registry = &srv->sessions;
   srv->wt_limits.dgram_drop_oldest = srv->settings.datagram_drop_oldest;

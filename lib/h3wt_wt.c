@@ -31,6 +31,7 @@ struct h3wt_stream {
   h3wt_wt_conn *wt;
   h3wt_session *session; /* NULL while waiting for its session */
   int64_t session_id;
+  uint64_t orphan_since; /* when it began waiting for its session */
   int64_t id;
   int bidi, local;
   void *user_data;
@@ -163,6 +164,7 @@ void h3wt_wt_limits_default(h3wt_wt_limits *l) {
   l->max_datagram_queue = 256;
   l->max_orphan_streams = 16;
   l->max_orphan_bytes = 16 * 1024;
+  l->orphan_timeout_ns = 1000000000ull;
   l->stats = NULL;
 }
 
@@ -274,7 +276,22 @@ static void link_stream(h3wt_stream *st) {
                         &st->node);
   if (!st->session) {
     ++st->wt->norphans;
+    st->orphan_since = h3wt_now_ns();
   }
+}
+
+uint64_t h3wt_wt_orphan_deadline(const h3wt_wt_conn *wt) {
+  uint64_t d = UINT64_MAX;
+  h3wt_stream *st;
+  if (!wt->limits.orphan_timeout_ns) {
+    return d;
+  }
+  FOR_STREAMS(st, &wt->orphans) { /* at most max_orphan_streams */
+    if (!st->closed && st->orphan_since + wt->limits.orphan_timeout_ns < d) {
+      d = st->orphan_since + wt->limits.orphan_timeout_ns;
+    }
+  }
+  return d;
 }
 
 static void wq_remove(h3wt_wt_conn *wt, h3wt_stream *st) {
@@ -802,6 +819,23 @@ static void reject_stream(h3wt_stream *st, uint64_t code) {
     h3wt_quic_shutdown_stream(QC(st->wt), st->id, code);
   }
   stream_defer_close(st);
+}
+
+void h3wt_wt_expire_orphans(h3wt_wt_conn *wt, uint64_t ts) {
+  h3wt_stream *st;
+  if (!wt->limits.orphan_timeout_ns) {
+    return;
+  }
+  FOR_STREAMS(st, &wt->orphans) {
+    if (!st->closed && !st->session &&
+        ts >= st->orphan_since + wt->limits.orphan_timeout_ns) {
+      H3WT_LOG(wt->log, H3WT_LOG_INFO, "wt",
+               "[%s/%lld] no session %lld after %llu ms: stream refused",
+               LOGID(wt), (long long)st->id, (long long)st->session_id,
+               (unsigned long long)(wt->limits.orphan_timeout_ns / 1000000));
+      reject_stream(st, H3WT_WT_BUFFERED_STREAM_REJECTED); /* counted */
+    }
+  }
 }
 
 void h3wt_wt_session_rejected(h3wt_session *s, int status) {

@@ -69,6 +69,7 @@ typedef struct h3wt_wt_limits {
   size_t max_datagram_queue;        /* datagrams per connection */
   size_t max_orphan_streams;        /* streams waiting for their session */
   size_t max_orphan_bytes;          /* bytes buffered per waiting stream */
+  uint64_t orphan_timeout_ns;       /* how long one may wait; 0: no bound */
   /* Where every connection made with these limits counts (shared by all
      connections of a server); NULL: each connection counts on its own. */
   h3wt_wt_stats *stats;
@@ -81,6 +82,14 @@ typedef struct h3wt_wt_limits {
 } h3wt_wt_limits;
 
 void h3wt_wt_limits_default(h3wt_wt_limits *l);
+
+/* When the oldest stream waiting for its session runs out of time
+   (orphan_timeout_ns), or UINT64_MAX. */
+uint64_t h3wt_wt_orphan_deadline(const h3wt_wt_conn *wt);
+/* Refuses (WT_BUFFERED_STREAM_REJECTED, counted) the streams that have
+   waited for their session longer than orphan_timeout_ns at ts.  Not from
+   inside an ngtcp2 callback (the flush pass). */
+void h3wt_wt_expire_orphans(h3wt_wt_conn *wt, uint64_t ts);
 
 int h3wt_wt_conn_new(h3wt_wt_conn **pwt, h3wt_h3_conn *h3,
                      const h3wt_wt_limits *limits, const h3wt_logger *log,

@@ -77,6 +77,7 @@ static csess A, B, Final;
 static uv_timer_t step, guard;
 static int phase, timed_out, c2_closed, c2_err, c3_closed;
 static int bad_uni_done;
+static uint64_t t_orphans, orphans_refused_after; /* ms */
 
 static csess *cs(h3wt_session *s) {
   return s == A.s ? &A : s == B.s ? &B : &Final;
@@ -173,8 +174,10 @@ static void step_cb(uv_timer_t *t) {
     p = h3wt_varint_encode(p, 2);
     CHECK_EQ_INT(h3wt_wt_test_raw_capsule(B.s, buf, (size_t)(p - buf) + 2),
                  0);
-    /* Streams naming a session that does not exist: buffered (bounded),
-       never handed to the application. */
+    /* Streams naming a session that does not exist: buffered (bounded in
+       count, size and time: orphan_stream_timeout_ms), never handed to the
+       application. */
+    t_orphans = uv_now(&loop);
     for (int i = 0; i < 20; ++i) {
       p = h3wt_varint_encode(buf, H3WT_WT_STREAM_BIDI);
       p = h3wt_varint_encode(p, 400);
@@ -263,13 +266,24 @@ static void step_cb(uv_timer_t *t) {
     CHECK_EQ_INT(h3wt_session_send_datagram(Final.s, "hi", 2), 0);
     phase = 6;
     return;
-  case 6:
+  case 6: {
     if (!Final.dgrams) {
       return;
     }
+    /* The 21 orphans: 5 refused at once (16 may wait), the other 16 once
+       their second is up. */
+    h3wt_server_stats st;
+    memset(&st, 0, sizeof(st));
+    st.version = H3WT_SERVER_STATS_VERSION;
+    CHECK_EQ_INT(h3wt_server_get_stats(server, &st), 0);
+    if (st.wt_streams_rejected_buffered < 21) {
+      return;
+    }
+    orphans_refused_after = uv_now(&loop) - t_orphans;
     phase = 7;
     stop_all();
     return;
+  }
   }
 }
 
@@ -324,6 +338,9 @@ TEST(hostile_webtransport_input) {
   CHECK(c2_err != 0);
   CHECK(Final.dgrams >= 1);
   CHECK_EQ_INT(S.requests, 3);
+  TEST_CONTEXT("orphans all refused %llu ms after they came",
+               (unsigned long long)orphans_refused_after);
+  CHECK(orphans_refused_after >= 900 && orphans_refused_after < 10000);
 
   h3wt_client_del(c1);
   h3wt_client_del(c2);

@@ -132,7 +132,8 @@ typedef struct h3wt_request h3wt_request;
 #define H3WT_SERVER_SETTINGS_V3 3 /* adds keep_alive_ms, liveness_timeout_ms,
                                      datagram_max_age_ms, datagram_drop_oldest,
                                      log_full_paths */
-#define H3WT_SERVER_SETTINGS_V4 4 /* adds secret, secret_len */
+#define H3WT_SERVER_SETTINGS_V4 4 /* adds secret, secret_len,
+                                     orphan_stream_timeout_ms */
 #define H3WT_SERVER_SETTINGS_VERSION H3WT_SERVER_SETTINGS_V4
 
 typedef struct h3wt_server_settings {
@@ -220,6 +221,13 @@ typedef struct h3wt_server_settings {
      the server's connections.  NULL (default): a random one per server. */
   const uint8_t *secret;
   size_t secret_len;
+  /* V4.  A WebTransport stream may arrive before its session is ready
+     (the draft lets a client send right after its CONNECT); it is held
+     (at most 16 streams of 16 KiB per connection) for at most this long,
+     then refused with WT_BUFFERED_STREAM_REJECTED (counted in
+     wt_streams_rejected_buffered): a session that never comes cannot pin
+     them.  Default 1000 (0: only the count and size bounds). */
+  uint64_t orphan_stream_timeout_ms;
 } h3wt_server_settings;
 
 /* Fills settings with the defaults. */
