@@ -125,6 +125,12 @@ static const h3wt_config_key keys[] = {
      "the server answers with Retry (default 100;\n"
      "0 = never)",
      FIELD(server.max_handshakes_per_addr)},
+    {"max_unvalidated_handshakes", "max-unvalidated-handshakes", 0,
+     H3WT_CONFIG_UINT, 0, 4294967295u, "N",
+     "handshakes in progress from unproven addresses\n"
+     "beyond which every new connection gets a Retry\n"
+     "(default 1000; 0 = never)",
+     FIELD(server.max_unvalidated_handshakes)},
     {"max_streams_bidi", "max-streams-bidi", 0, H3WT_CONFIG_UINT, 1, 1000000,
      "N", "concurrent peer bidirectional streams per connection\n"
           "(requests, CONNECTs, WebTransport; default 100)",

@@ -60,6 +60,7 @@ static const stat_field fields[] = {
     F(datagrams_dropped_oldest),
     F(datagrams_dropped_expired),
     F(liveness_closes),
+    F(limit_max_unvalidated_handshakes),
 };
 
 #define NFIELDS (sizeof(fields) / sizeof(fields[0]))

@@ -23,6 +23,7 @@ struct h3wt_endpoint {
   h3wt_ratemap handshakes; /* per source address; slots NULL: no limit */
   h3wt_list conns;
   size_t nconns;
+  size_t unvalidated; /* connections with c->unvalidated */
   int pending_closes;
   void (*close_cb)(void *ud);
   void *close_ud;
@@ -89,6 +90,11 @@ static void conn_free(h3wt_ep_conn *c, uint64_t code) {
   c->dead = 1;
   if (!ep->closing && !h3wt_quic_conn_handshake_done(c->qc)) {
     ++ep->stats.handshake_failures;
+  }
+  if (c->unvalidated) {
+    assert(ep->unvalidated > 0);
+    --ep->unvalidated;
+    c->unvalidated = 0;
   }
   size_t n = h3wt_quic_conn_cids(c->qc, cids, lens, 20);
   for (size_t i = 0; i < n; ++i) {
@@ -214,9 +220,15 @@ static h3wt_ep_conn *conn_accept(h3wt_endpoint *ep,
                                  uint64_t ts) {
   const struct sockaddr *local = (const struct sockaddr *)&ep->udp.local;
   uint8_t out[1500];
-  if (ep->handshakes.slots && h3wt_ratemap_hit(&ep->handshakes, remote, ts)) {
-    /* Over the rate for this address: no state until the client proves
-       the address is its own by answering a Retry (RFC 9000 8.1.2). */
+  int proven = 0;
+  int per_addr =
+      ep->handshakes.slots && h3wt_ratemap_hit(&ep->handshakes, remote, ts);
+  int for_all = ep->cfg.max_unvalidated_handshakes &&
+                ep->unvalidated >= ep->cfg.max_unvalidated_handshakes;
+  if (per_addr || for_all) {
+    /* Over the rate for this address, or too many handshakes in progress
+       from unproven addresses: no state until the client proves the
+       address is its own by answering a Retry (RFC 9000 8.1.2). */
     ssize_t n = h3wt_quic_write_retry(out, sizeof(out), ep->cfg.qcfg, remote,
                                       data, len, ts);
     if (n < 0) {
@@ -225,16 +237,27 @@ static h3wt_ep_conn *conn_accept(h3wt_endpoint *ep,
     if (n > 0) {
       h3wt_udp_send(&ep->udp, remote, out, (size_t)n, 0);
       ++ep->stats.limit_max_handshakes_per_addr;
+      if (!per_addr) {
+        ++ep->stats.limit_max_unvalidated_handshakes;
+      }
       if (LOG(ep)->level >= H3WT_LOG_DEBUG) {
         char addr[64];
         h3wt_addr_format(remote, addr, sizeof(addr));
-        H3WT_LOG(LOG(ep), H3WT_LOG_DEBUG, "server",
-                 "Retry sent to %s (over %u handshakes/s)", addr,
-                 ep->cfg.max_handshakes_per_addr);
+        if (per_addr) {
+          H3WT_LOG(LOG(ep), H3WT_LOG_DEBUG, "server",
+                   "Retry sent to %s (over %u handshakes/s)", addr,
+                   ep->cfg.max_handshakes_per_addr);
+        } else {
+          H3WT_LOG(LOG(ep), H3WT_LOG_DEBUG, "server",
+                   "Retry sent to %s (%zu unproven handshakes in progress)",
+                   addr, ep->unvalidated);
+        }
       }
       return NULL;
     }
-    /* n == 0: this Initial answers a Retry; its token is checked below. */
+    /* n == 0: this Initial answers a Retry; its token is checked below
+       (h3wt_quic_conn_server_new refuses a bad one). */
+    proven = 1;
   }
   if (ep->nconns >= ep->cfg.max_connections) {
     ++ep->stats.limit_max_connections;
@@ -269,6 +292,10 @@ static h3wt_ep_conn *conn_accept(h3wt_endpoint *ep,
   h3wt_drv_item_init(&ep->drv, &c->item, c);
   h3wt_list_insert_head(&ep->conns, &c->node);
   ++ep->nconns;
+  if (!proven) {
+    c->unvalidated = 1;
+    ++ep->unvalidated;
+  }
   ++ep->stats.connections_total;
   if (LOG(ep)->level >= H3WT_LOG_DEBUG) {
     char addr[64];
@@ -331,6 +358,10 @@ static void on_packet(h3wt_endpoint *ep, const struct sockaddr *remote,
       H3WT_QUIC_DEAD) {
     conn_free(c, H3WT_H3_REQUEST_CANCELLED);
     return;
+  }
+  if (c->unvalidated && h3wt_quic_conn_handshake_done(c->qc)) {
+    c->unvalidated = 0; /* the peer answered: its address is its own */
+    --ep->unvalidated;
   }
   h3wt_ep_mark_dirty(c);
 }

@@ -38,6 +38,8 @@ typedef struct h3wt_ep_conn {
   h3wt_list node;       /* in the endpoint's connections */
   int dead;
   int counted; /* its timer's close is awaited by h3wt_ep_close */
+  int unvalidated; /* counted in the endpoint's handshakes in progress from
+                      addresses no Retry has proven */
   void *data;  /* the facade's */
 } h3wt_ep_conn;
 
@@ -69,6 +71,7 @@ typedef struct h3wt_ep_stats {
   uint64_t handshake_failures;
   uint64_t limit_max_connections;       /* Initial packets dropped */
   uint64_t limit_max_handshakes_per_addr; /* Retry packets sent */
+  uint64_t limit_max_unvalidated_handshakes; /* of those, for everyone */
 } h3wt_ep_stats;
 
 typedef struct h3wt_ep_config {
@@ -79,6 +82,10 @@ typedef struct h3wt_ep_config {
   h3wt_quic_config *qcfg;
   uint32_t max_connections;
   uint32_t max_handshakes_per_addr; /* 0: never Retry */
+  /* Handshakes in progress from unproven addresses beyond which every new
+     Initial gets a Retry, whatever its address (a flood from spoofed
+     addresses never trips the per-address rate).  0: never. */
+  uint32_t max_unvalidated_handshakes;
   const h3wt_ep_callbacks *cbs;
   void *ud;
 } h3wt_ep_config;

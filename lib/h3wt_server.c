@@ -170,6 +170,7 @@ void h3wt_server_settings_default(h3wt_server_settings *s) {
   s->keep_alive_ms = 5000;
   s->liveness_timeout_ms = 15000;
   s->orphan_stream_timeout_ms = 1000;
+  s->max_unvalidated_handshakes = 1000;
 }
 
 const h3wt_logger *h3wt_server_logger(const h3wt_server *server) {
@@ -1166,6 +1167,7 @@ int h3wt_server_new(h3wt_server **psrv, uv_loop_t *loop,
   ecfg.qcfg = &srv->qcfg;
   ecfg.max_connections = srv->settings.max_connections;
   ecfg.max_handshakes_per_addr = srv->settings.max_handshakes_per_addr;
+  ecfg.max_unvalidated_handshakes = srv->settings.max_unvalidated_handshakes;
   ecfg.cbs = &srv->epcbs;
   ecfg.ud = srv;
   if (h3wt_ep_new(&srv->ep, &ecfg) != 0) {
@@ -1245,6 +1247,9 @@ int h3wt_server_get_stats(const h3wt_server *srv, h3wt_server_stats *out) {
     size = offsetof(h3wt_server_stats, datagrams_dropped_oldest);
     break;
   case H3WT_SERVER_STATS_V2:
+    size = offsetof(h3wt_server_stats, limit_max_unvalidated_handshakes);
+    break;
+  case H3WT_SERVER_STATS_V3:
     size = sizeof(h3wt_server_stats);
     break;
   default:
@@ -1260,6 +1265,7 @@ int h3wt_server_get_stats(const h3wt_server *srv, h3wt_server_stats *out) {
   st.handshake_failures = es->handshake_failures;
   st.limit_max_connections = es->limit_max_connections;
   st.limit_max_handshakes_per_addr = es->limit_max_handshakes_per_addr;
+  st.limit_max_unvalidated_handshakes = es->limit_max_unvalidated_handshakes;
   st.sessions_current = w->sessions_current;
   st.sessions_total = w->sessions_total;
   st.wt_streams_bidi_peer = w->streams_bidi_peer;

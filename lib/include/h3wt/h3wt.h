@@ -133,7 +133,8 @@ typedef struct h3wt_request h3wt_request;
                                      datagram_max_age_ms, datagram_drop_oldest,
                                      log_full_paths */
 #define H3WT_SERVER_SETTINGS_V4 4 /* adds secret, secret_len,
-                                     orphan_stream_timeout_ms */
+                                     orphan_stream_timeout_ms,
+                                     max_unvalidated_handshakes */
 #define H3WT_SERVER_SETTINGS_VERSION H3WT_SERVER_SETTINGS_V4
 
 typedef struct h3wt_server_settings {
@@ -228,6 +229,12 @@ typedef struct h3wt_server_settings {
      wt_streams_rejected_buffered): a session that never comes cannot pin
      them.  Default 1000 (0: only the count and size bounds). */
   uint64_t orphan_stream_timeout_ms;
+  /* V4.  Handshakes in progress from addresses no Retry has proven beyond
+     which the server answers every new connection with a Retry, whatever
+     its address: a flood of Initials from spoofed addresses (each under
+     max_handshakes_per_addr) then cannot hold every connection slot, and
+     a real client pays one round trip more.  Default 1000 (0: never). */
+  uint32_t max_unvalidated_handshakes;
 } h3wt_server_settings;
 
 /* Fills settings with the defaults. */
@@ -292,7 +299,8 @@ void h3wt_server_del(h3wt_server *server);
 #define H3WT_SERVER_STATS_V2 2 /* adds datagrams_dropped_oldest,
                                   datagrams_dropped_expired,
                                   liveness_closes */
-#define H3WT_SERVER_STATS_VERSION H3WT_SERVER_STATS_V2
+#define H3WT_SERVER_STATS_V3 3 /* adds limit_max_unvalidated_handshakes */
+#define H3WT_SERVER_STATS_VERSION H3WT_SERVER_STATS_V3
 
 typedef struct h3wt_server_stats {
   int version; /* set by the caller: H3WT_SERVER_STATS_VERSION */
@@ -344,6 +352,10 @@ typedef struct h3wt_server_stats {
                                          in limit_max_datagram_queue) */
   uint64_t datagrams_dropped_expired; /* older than their max age */
   uint64_t liveness_closes; /* connections closed by liveness_timeout_ms */
+  /* V3. */
+  uint64_t limit_max_unvalidated_handshakes; /* Retry packets sent to any
+                                                address (also counted in
+                                                limit_max_handshakes_per_addr) */
 } h3wt_server_stats;
 
 /* Copies the counters into *stats, whose version field the caller sets:
