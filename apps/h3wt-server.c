@@ -179,10 +179,11 @@ static char *config_json(const char *host, uint16_t port,
   h3host = host && strcmp(host, "::") != 0 && strcmp(host, "0.0.0.0") != 0
                ? json_string(host)
                : json_null();
-  doc = json_pack("{s:i, s:o, s:s, s:s, s:{s:s, s:s, s:s}}", "h3_port",
+  doc = json_pack("{s:i, s:o, s:s, s:s, s:{s:s, s:s, s:s, s:s}}", "h3_port",
                   (int)port, "h3_host", h3host, "cert_sha256", hexhash,
                   "cert_sha256_b64", b64, "paths", "echo", "/wt/echo",
-                  "chat", "/wt/chat", "ticker", "/wt/ticker");
+                  "chat", "/wt/chat", "ticker", "/wt/ticker", "channels",
+                  "/wt/channels");
   text = doc ? json_dumps(doc, JSON_INDENT(2)) : NULL;
   json_decref(doc);
   return text;
