@@ -17,7 +17,8 @@
  * channel stream: the hub closes the session with BAD_FRAME), B publishes
  * meanwhile, and A shows that it reconnected and recovered exactly those;
  * the dots: each page sees the other's dot move, a closed tab's dot goes,
- * the counters are shown and plausible.  One line per check; ends with "N
+ * the counters are shown and plausible; the server restarts (a new
+ * epoch): recovery fails and the page shows the history reloaded.  One line per check; ends with "N
  * passed, M failed"; exit status 0 only when nothing failed.  Every wait is
  * bounded.
  */
@@ -122,11 +123,13 @@ class Server {
       const timer = setInterval(() => {
         const m1 = /listening on (\S+) port (\d+)/.exec(this.out);
         const m2 = /demo page (http:\/\/\S+?:(\d+)\/)/.exec(this.out);
-        if (m1 && m2) {
+        if (m1 && (m2 || this.args.includes('--no-http'))) {
           clearInterval(timer);
           this.h3Port = Number(m1[2]);
-          this.pageUrl = m2[1];
-          this.httpPort = Number(m2[2]);
+          if (m2) {
+            this.pageUrl = m2[1];
+            this.httpPort = Number(m2[2]);
+          }
           resolve(this);
         } else if (this.exit || Date.now() - started > timeoutMs) {
           clearInterval(timer);
@@ -250,10 +253,12 @@ const dots = (p) => p.eval(() => window.h3wtDemo.dots());
 
 async function main() {
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'h3wt-demo-'));
-  const server = new Server(path.resolve(opts.server), [
+  // A short drain: the test stops servers with sessions open.
+  let server = new Server(path.resolve(opts.server), [
     '--port', '0', '--http-port', '0', '--cert-dir', path.join(tmp, 'cert'),
-    '--web', opts.web, '--log-level', opts.logLevel,
+    '--web', opts.web, '--log-level', opts.logLevel, '--drain-timeout', '200',
   ]);
+  let firstLog = '';
   let browser = null;
   const deadline = setTimeout(() => {
     log('FAIL: the whole test took over 170 s');
@@ -423,6 +428,49 @@ async function main() {
       }
       await shot(b, 'page-b');
     });
+
+    await step('server restart: a new epoch, so recovery fails and the pages reload the history', async () => {
+      const before = (await chat(a)).resubs.length;
+      const h3Port = server.h3Port;
+      const r0 = await server.stop();
+      eq(r0.code, 0, 'first server exit status');
+      firstLog = `${server.out}\n----- stderr -----\n${server.err}\n===== second server =====\n`;
+      // The same UDP port and certificate: the pages' URL and pinned hash
+      // still hold; its hub starts empty, with a new epoch.
+      server = new Server(path.resolve(opts.server), [
+        '--port', String(h3Port), '--no-http', '--cert-dir', path.join(tmp, 'cert'),
+        '--log-level', opts.logLevel, '--drain-timeout', '200',
+      ]);
+      await server.start();
+      // Published in the new life before A is back (A waits 2 s at least).
+      const client = path.join(path.dirname(path.resolve(opts.server)), 'h3wt-client');
+      const line = JSON.stringify({ type: 'chat', name: 'carol', text: 'after the restart', id: 'shell', ts: Date.now() });
+      const pub = spawn(client, ['-k', '--publish', 'chat', '-d', line, `https://127.0.0.1:${h3Port}/wt/channels`],
+        { stdio: ['ignore', 'pipe', 'pipe'] });
+      let pubOut = '';
+      pub.stdout.on('data', (d) => { pubOut += d; });
+      const code = await new Promise((res) => pub.on('exit', res));
+      check(code === 0 && /"event":"published".*"offset":1\b/.test(pubOut), `h3wt-client --publish: exit ${code}, ${pubOut}`);
+      const ra = await until(a, (n) => {
+        const s = window.h3wtDemo.chatState();
+        return s.resubs.length > n && s.state === 'connected' && s;
+      }, before, 20000, 'A resubscribed to the new server');
+      eq(ra.resubs[ra.resubs.length - 1], { recovered: false, missed: 1, history: 1 }, 'A\'s resubscription');
+      eq(ra.lines.map((l) => [l.name, l.text, l.offset, l.history]), [['carol', 'after the restart', 1, true]],
+        'A\'s lines: only the new history');
+      check(ra.shown.some((t) => /reconnected: recovery failed, history reloaded \(1 message\)/.test(t)),
+        `A shows the failed recovery: ${JSON.stringify(ra.shown)}`);
+      check(!ra.shown.some((t) => /hello 1 from alice/.test(t)), 'A cleared the old lines');
+      // B too (it may have come back before carol's line: 0 or 1 of history).
+      const rb = await until(b, () => {
+        const s = window.h3wtDemo.chatState();
+        return s.resubs.length && s.state === 'connected' && s;
+      }, null, 20000, 'B resubscribed to the new server');
+      const last = rb.resubs[rb.resubs.length - 1];
+      check(!last.recovered && last.history === rb.lines.filter((l) => l.history).length,
+        `B: ${JSON.stringify(last)}, lines ${JSON.stringify(rb.lines)}`);
+      await shot(a, 'page-a-restart');
+    });
   } catch (e) {
     failed++;
     failures.push(`setup: ${(e && e.stack) || e}`);
@@ -440,7 +488,7 @@ async function main() {
     }
     clearTimeout(deadline);
     const logFile = path.join(tmp, 'server.log');
-    fs.writeFileSync(logFile, `${server.out}\n----- stderr -----\n${server.err}`);
+    fs.writeFileSync(logFile, `${firstLog}${server.out}\n----- stderr -----\n${server.err}`);
     if (failed) {
       log(`server log (last lines; whole log in ${logFile}):\n${server.err.split('\n').slice(-40).join('\n')}`);
     }
