@@ -907,6 +907,9 @@
       }
     }
     ch.chat.members().then((list) => {
+      // MEMBERS comes after our JOIN, if the server sent one (it sends
+      // none in a channel over its presence_events_max).
+      ch.ownJoinNext = false;
       for (const m of list) ch.members.add(m);
       showMembers();
     }, () => {});
@@ -925,6 +928,7 @@
       if (msg.type === 'typing' && typeof msg.name === 'string' && msg.id !== ch.id) showTyping(msg.name);
       return;
     }
+    if (!meta.history && !meta.recovered) ch.ownJoinNext = false; // live: our JOIN is behind us
     const line = {
       name: String(msg.name || '?').slice(0, 32),
       text: msg.text,
@@ -953,6 +957,7 @@
   }
 
   function onChatLeave(member) {
+    ch.ownJoinNext = false;
     ch.members.delete(member);
     addChatNotice(`member ${member} left`);
     showMembers();
