@@ -524,8 +524,8 @@ size_t h3wt_ch_encode_subscribe(uint8_t *out, size_t cap, uint64_t req,
                                 const uint8_t *name, size_t namelen,
                                 uint64_t flags, uint64_t epoch,
                                 uint64_t offset) {
-  return h3wt_ch_encode_subscribe_ex(out, cap, req, name, namelen, flags,
-                                     epoch, offset, 0);
+  return h3wt_ch_encode_subscribe_ex(out, cap, req, name, namelen, flags, epoch,
+                                     offset, 0);
 }
 
 size_t h3wt_ch_encode_unsubscribe(uint8_t *out, size_t cap, uint64_t req,

@@ -168,9 +168,9 @@ TEST(round_trip_client_frames) {
     CHECK_EQ_INT(plen, h3wt_varint_len(a) + 1 + 4 + 1 + h3wt_varint_len(c));
 
     /* Recover and history: epoch, offset, then the limit. */
-    n = h3wt_ch_encode_subscribe_ex(
-        buf, sizeof(buf), a, U8("room"), 4,
-        H3WT_CH_FLAG_RECOVER | H3WT_CH_FLAG_HISTORY, b, c, a);
+    n = h3wt_ch_encode_subscribe_ex(buf, sizeof(buf), a, U8("room"), 4,
+                                    H3WT_CH_FLAG_RECOVER | H3WT_CH_FLAG_HISTORY,
+                                    b, c, a);
     pl = one_frame(buf, n, H3WT_CH_SUBSCRIBE, &plen);
     CHECK_EQ_INT(h3wt_ch_decode_subscribe(pl, plen, &s), 0);
     CHECK(s.flags == 0x03 && s.recover == 1 && s.history == 1);
@@ -725,8 +725,8 @@ TEST(odd_but_valid_and_hand_built_bad) {
   CHECK_EQ_INT(h3wt_ch_decode_subscribe(limit2, 5, &s), 0);
   CHECK(s.history == 1 && s.limit == 5 && !s.recover);
   /* A flag bit past the known ones, even in a long varint form. */
-  static const uint8_t bit62[] = {0x01, 0x01, 'r',  0xc0, 0x00,
-                                  0x00, 0x00, 0x00, 0x00, 0x00, 0x80, 0x00};
+  static const uint8_t bit62[] = {0x01, 0x01, 'r',  0xc0, 0x00, 0x00,
+                                  0x00, 0x00, 0x00, 0x00, 0x80, 0x00};
   CHECK_EQ_INT(h3wt_ch_decode_subscribe(bit62, sizeof(bit62), &s),
                H3WT_CH_PARSE_BAD);
   static const uint8_t known2[] = {0x01, 0x01, 'r',  0xc0, 0x00, 0x00,
