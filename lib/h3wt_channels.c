@@ -955,8 +955,8 @@ int h3wt_channels_subscribe(h3wt_channels *hub, h3wt_session *s,
   if (!cs || !channel) {
     return H3WT_ERR_INVALID_ARGUMENT;
   }
-  uint64_t code = do_subscribe(cs, 0, (const uint8_t *)channel,
-                               strlen(channel), 0, 0, 0, 0, 0);
+  uint64_t code = do_subscribe(cs, 0, (const uint8_t *)channel, strlen(channel),
+                               0, 0, 0, 0, 0);
   return code == 0 ? 0
          : code == H3WT_CH_ERR_BAD_CHANNEL ? H3WT_ERR_INVALID_ARGUMENT
          : code == H3WT_CH_ERR_ALREADY_SUBSCRIBED ? H3WT_ERR_INVALID_STATE

@@ -234,9 +234,8 @@ static void subscribe_ex(cl *k, uint64_t req, const char *ch, uint64_t flags,
                          uint64_t epoch, uint64_t off, uint64_t limit) {
   uint8_t f[300];
   send_frame(k, f,
-             h3wt_ch_encode_subscribe_ex(f, sizeof(f), req,
-                                         (const uint8_t *)ch, strlen(ch),
-                                         flags, epoch, off, limit));
+             h3wt_ch_encode_subscribe_ex(f, sizeof(f), req, (const uint8_t *)ch,
+                                         strlen(ch), flags, epoch, off, limit));
 }
 
 static void publish(cl *k, uint64_t req, const char *ch, const char *text) {
@@ -591,8 +590,10 @@ static void hist_step(uv_timer_t *t) {
     T.step = 3;
     return;
   case 3:
-    if (!has(B, "MESSAGE sub=1 off=6 h6") || !has(C, "MESSAGE sub=1 off=6 h6") ||
-        !has(D, "MESSAGE sub=1 off=6 h6") || !has(E, "MESSAGE sub=1 off=6 h6") ||
+    if (!has(B, "MESSAGE sub=1 off=6 h6") ||
+        !has(C, "MESSAGE sub=1 off=6 h6") ||
+        !has(D, "MESSAGE sub=1 off=6 h6") ||
+        !has(E, "MESSAGE sub=1 off=6 h6") ||
         !has(A, "SUBSCRIBED req=8 empty sub=2 rec=0 off=0 missed=0")) {
       return;
     }
