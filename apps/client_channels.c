@@ -28,6 +28,7 @@ typedef struct ch_run_state {
   uint64_t sub;      /* our subscription's number */
   int subscribed;
   uint64_t messages; /* received */
+  uint64_t history_left; /* history MESSAGE frames still to come */
   uint64_t sent, acked;
   int status;        /* exit status */
   int closing;
@@ -177,8 +178,15 @@ static int on_frame(uint64_t type, const uint8_t *p, size_t len, void *ud) {
     /* The epoch is a string: it may be past what a JSON number (a
        double) holds exactly. */
     printf(",\"recovered\":%s,\"epoch\":\"%" PRIu64 "\",\"offset\":%" PRIu64
-           ",\"missed\":%" PRIu64 "}\n",
+           ",\"missed\":%" PRIu64,
            f.recovered ? "true" : "false", f.epoch, f.offset, f.missed);
+    if (r->o->history) {
+      /* Not recovered: the missed messages that follow are the history
+         asked for (docs/channels.md). */
+      r->history_left = f.recovered ? 0 : f.missed;
+      printf(",\"history\":%" PRIu64, r->history_left);
+    }
+    printf("}\n");
     if (r->o->publish) {
       /* Subscribed: now the publications, the first at once. */
       uv_timer_start(&r->timer, tick, 0,
@@ -196,7 +204,12 @@ static int on_frame(uint64_t type, const uint8_t *p, size_t len, void *ud) {
       ++r->messages;
       printf("{\"event\":\"message\",\"channel\":");
       json_str((const uint8_t *)ch, strlen(ch));
-      printf(",\"offset\":%" PRIu64 ",\"data\":", f.offset);
+      printf(",\"offset\":%" PRIu64 ",", f.offset);
+      if (r->history_left) {
+        --r->history_left;
+        printf("\"history\":true,");
+      }
+      printf("\"data\":");
       json_str(f.data, f.datalen);
       printf("}\n");
     }
@@ -274,9 +287,11 @@ static void s_ready(h3wt_session *s, void *rd) {
     finish(r, 1);
     return;
   }
-  size_t n = h3wt_ch_encode_subscribe(
+  size_t n = h3wt_ch_encode_subscribe_ex(
       f, sizeof(f), 1, (const uint8_t *)ch, strlen(ch),
-      o->recover ? H3WT_CH_FLAG_RECOVER : 0, o->epoch, o->offset);
+      (o->recover ? H3WT_CH_FLAG_RECOVER : 0) |
+          (o->history ? H3WT_CH_FLAG_HISTORY : 0),
+      o->epoch, o->offset, o->history_limit);
   send_frame(r, f, n);
 }
 

@@ -2,7 +2,8 @@
  * client_channels: h3wt-client's channel modes (docs/channels.md), for
  * driving channels from a shell:
  *
- *   h3wt-client -k --subscribe CHANNEL [--since EPOCH:OFFSET] [--count N] URL
+ *   h3wt-client -k --subscribe CHANNEL [--since EPOCH:OFFSET] [--history N]
+ *               [--count N] URL
  *   h3wt-client -k --publish CHANNEL -d TEXT [--unreliable]
  *               [--repeat N] [--interval MS] URL
  *
@@ -28,6 +29,8 @@ typedef struct ch_opts {
   const char *publish;   /* the channel, or NULL */
   int recover;           /* --since given */
   uint64_t epoch, offset;
+  int history;           /* --history given: SUBSCRIBE's history bit */
+  uint64_t history_limit;
   uint64_t count;    /* subscriber: stop after this many messages (0: never) */
   const char *data;  /* publisher: the text */
   int unreliable;

@@ -131,20 +131,13 @@ int demo_routes_http(h3wt_server *server) {
 #define ECHO_CHUNK 65536                  /* bytes per stream write */
 #define ECHO_MAX_BUFFERED (16u << 20)     /* per stream, refused by write */
 #define ECHO_MAX_BUFFERED_ALL (64u << 20) /* all echo streams together */
-#define CHAT_MAX_MESSAGE 4096             /* one JSON envelope per stream */
-#define CHAT_MAX_DATAGRAM 1024
-#define CHAT_MAX_MEMBERS 64
-#define CHAT_MAX_NAME 32   /* bytes */
-#define CHAT_MAX_TEXT 2000 /* bytes */
-#define CHAT_HISTORY 20    /* messages a newcomer gets */
 #define TICK_INTERVAL_MS 500
 
 /* WebTransport application error codes the demo uses on streams. */
 #define DEMO_ERR_OVERLOAD 0x10u  /* echo: too much buffered */
-#define DEMO_ERR_TOO_LARGE 0x11u /* chat: message over CHAT_MAX_MESSAGE */
+/* 0x11 was the chat route's "message too large" (the chat is on channels
+   now: demo_channels.c). */
 #define DEMO_ERR_NO_STREAM 0x12u /* echo: no server stream to answer on */
-
-typedef struct chat_member chat_member;
 
 typedef struct wt_route {
   demo_wt *wt;
@@ -157,13 +150,8 @@ struct demo_wt {
   h3wt_log_cb log_cb;
   void *log_ud;
   h3wt_log_level log_level;
-  wt_route echo, chat, ticker;
+  wt_route echo, ticker;
   size_t echo_buffered; /* bytes held by all echo pipes */
-  /* The chat room. */
-  chat_member *members; /* doubly linked, newest first */
-  size_t nmembers;
-  unsigned next_member_id;
-  json_t *history; /* array of the last CHAT_HISTORY chat envelopes */
 };
 
 static void dlog(const demo_wt *wt, h3wt_log_level level, const char *fmt, ...)
@@ -579,331 +567,6 @@ static const h3wt_session_handler echo_wt_handler = {
     .on_session_close = wt_on_session_close,
 };
 
-/* ---- /wt/chat ---------------------------------------------------------------
- * Members are the sessions on the route.  A peer sends one JSON message per
- * stream ({"type":"chat","name":...,"text":...}, at most CHAT_MAX_MESSAGE
- * bytes); every member gets {"type":"chat","from":...,"text":...,"ts":...}
- * on a stream of its own, opened by the server.  Datagrams carry
- * {"type":"typing","name":...}, relayed to the others as datagrams.  A
- * newcomer gets a "welcome" (its id, the members, recent history); the
- * others get "join", and "leave" when a session ends.  Anything invalid is
- * logged and ignored. */
-
-struct chat_member {
-  demo_wt *wt;
-  h3wt_session *s;
-  chat_member *prev, *next;
-  unsigned id;
-  char name[CHAT_MAX_NAME + 1];
-};
-
-typedef struct chat_msg {
-  size_t len;
-  int too_large;
-  char buf[CHAT_MAX_MESSAGE];
-} chat_msg;
-
-/* Sends text (one whole envelope) on a new server uni stream. */
-static int chat_send(chat_member *m, const char *text, size_t len) {
-  h3wt_stream *st = NULL;
-  int rv = h3wt_session_open_stream(m->s, 0, &st);
-  if (rv == 0) {
-    rv = h3wt_stream_write(st, text, len);
-    if (rv == 0) {
-      rv = h3wt_stream_finish(st);
-    } else {
-      h3wt_stream_reset(st, DEMO_ERR_OVERLOAD);
-    }
-  }
-  if (rv != 0) {
-    /* A member whose session is closing too (server shutdown) is normal. */
-    dlog(m->wt,
-         rv == H3WT_ERR_SESSION_CLOSING || rv == H3WT_ERR_CLOSED ? H3WT_LOG_DEBUG
-                                                               : H3WT_LOG_WARN,
-         "chat: message to member %u dropped: %s", m->id, h3wt_strerror(rv));
-  }
-  return rv;
-}
-
-/* Sends env to every member but skip (NULL: all). */
-static void chat_broadcast(demo_wt *wt, json_t *env, const chat_member *skip) {
-  char *text = json_dumps(env, JSON_COMPACT);
-  if (!text) {
-    return;
-  }
-  for (chat_member *m = wt->members; m; m = m->next) {
-    if (m != skip) {
-      chat_send(m, text, strlen(text));
-    }
-  }
-  free(text);
-}
-
-/* A peer-supplied display name: 1..CHAT_MAX_NAME bytes of valid UTF-8
-   (jansson checked that) without control characters. */
-static int chat_name_ok(const char *name, size_t len) {
-  if (len == 0 || len > CHAT_MAX_NAME) {
-    return 0;
-  }
-  for (size_t i = 0; i < len; ++i) {
-    if ((unsigned char)name[i] < 0x20 || name[i] == 0x7f) {
-      return 0;
-    }
-  }
-  return 1;
-}
-
-static void chat_take_name(chat_member *m, json_t *msg) {
-  json_t *jn = json_object_get(msg, "name");
-  if (json_is_string(jn) &&
-      chat_name_ok(json_string_value(jn), json_string_length(jn))) {
-    memcpy(m->name, json_string_value(jn), json_string_length(jn));
-    m->name[json_string_length(jn)] = '\0';
-  }
-}
-
-static json_t *chat_members_json(const demo_wt *wt) {
-  json_t *a = json_array();
-  for (const chat_member *m = wt->members; m; m = m->next) {
-    json_array_append_new(
-        a, json_pack("{s:I, s:s}", "id", (json_int_t)m->id, "name", m->name));
-  }
-  return a;
-}
-
-static int chat_on_session_request(h3wt_session *s, void *rd) {
-  wt_route *r = rd;
-  int status = check_origin(r, s);
-  if (status == 200 && r->wt->nmembers >= CHAT_MAX_MEMBERS) {
-    dlog(r->wt, H3WT_LOG_WARN, "chat: room full (%zu members): 429",
-         r->wt->nmembers);
-    status = 429;
-  }
-  return status;
-}
-
-static void chat_on_session_ready(h3wt_session *s, void *rd) {
-  wt_route *r = rd;
-  demo_wt *wt = r->wt;
-  chat_member *m;
-  json_t *env;
-  char *text;
-  log_session_ready(r, s);
-  if (wt->nmembers >= CHAT_MAX_MEMBERS || !(m = calloc(1, sizeof(*m)))) {
-    h3wt_session_close(s, 429, "chat room full");
-    return;
-  }
-  m->wt = wt;
-  m->s = s;
-  m->id = ++wt->next_member_id;
-  snprintf(m->name, sizeof(m->name), "guest-%u", m->id);
-  m->next = wt->members;
-  if (wt->members) {
-    wt->members->prev = m;
-  }
-  wt->members = m;
-  wt->nmembers++;
-  h3wt_session_set_data(s, m);
-
-  env = json_pack("{s:s, s:I, s:s, s:o, s:O, s:I}", "type", "welcome", "id",
-                  (json_int_t)m->id, "name", m->name, "members",
-                  chat_members_json(wt), "history", wt->history, "ts",
-                  (json_int_t)now_ms());
-  text = env ? json_dumps(env, JSON_COMPACT) : NULL;
-  if (text) {
-    chat_send(m, text, strlen(text));
-  }
-  free(text);
-  json_decref(env);
-
-  env = json_pack("{s:s, s:I, s:s, s:I, s:I}", "type", "join", "id",
-                  (json_int_t)m->id, "from", m->name, "count",
-                  (json_int_t)wt->nmembers, "ts", (json_int_t)now_ms());
-  if (env) {
-    chat_broadcast(wt, env, m);
-    json_decref(env);
-  }
-}
-
-/* One complete message from member m.  Returns NULL or an error text. */
-static const char *chat_handle(chat_member *m, const char *buf, size_t len) {
-  demo_wt *wt = m->wt;
-  json_error_t err;
-  json_t *msg = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &err), *jt, *env;
-  const char *type, *problem = NULL;
-  if (!msg) {
-    dlog(wt, H3WT_LOG_INFO, "chat: member %u sent invalid JSON (%s): ignored",
-         m->id, err.text);
-    return "invalid JSON";
-  }
-  type = json_string_value(json_object_get(msg, "type"));
-  jt = json_object_get(msg, "text");
-  if (!json_is_object(msg) || !type || strcmp(type, "chat") != 0) {
-    problem = "not a chat message";
-  } else if (!json_is_string(jt) || json_string_length(jt) == 0 ||
-             json_string_length(jt) > CHAT_MAX_TEXT) {
-    problem = "text missing or too long";
-  }
-  if (problem) {
-    dlog(wt, H3WT_LOG_INFO, "chat: member %u: %s: ignored", m->id, problem);
-    json_decref(msg);
-    return problem;
-  }
-  chat_take_name(m, msg);
-  env = json_pack("{s:s, s:s, s:I, s:O, s:I}", "type", "chat", "from", m->name,
-                  "id", (json_int_t)m->id, "text", jt, "ts",
-                  (json_int_t)now_ms());
-  if (env) {
-    dlog(wt, H3WT_LOG_DEBUG, "chat: member %u says %zu bytes to %zu members",
-         m->id, json_string_length(jt), wt->nmembers);
-    chat_broadcast(wt, env, NULL);
-    json_array_append(wt->history, env);
-    while (json_array_size(wt->history) > CHAT_HISTORY) {
-      json_array_remove(wt->history, 0);
-    }
-    json_decref(env);
-  }
-  json_decref(msg);
-  return env ? NULL : "out of memory";
-}
-
-static void chat_on_stream_open(h3wt_stream *st, void *rd) {
-  chat_msg *msg = calloc(1, sizeof(*msg));
-  (void)rd;
-  if (!msg) {
-    h3wt_stream_stop_sending(st, DEMO_ERR_OVERLOAD);
-    return;
-  }
-  h3wt_stream_set_data(st, msg);
-}
-
-static void chat_on_stream_data(h3wt_stream *st, const uint8_t *data,
-                                size_t len, int fin, void *rd) {
-  chat_msg *msg = h3wt_stream_get_data(st);
-  chat_member *m = h3wt_session_get_data(h3wt_stream_session(st));
-  wt_route *r = rd;
-  const char *problem;
-  char reply[160];
-  if (!msg || !m || msg->too_large) {
-    return;
-  }
-  if (len > sizeof(msg->buf) - msg->len) {
-    msg->too_large = 1;
-    dlog(r->wt, H3WT_LOG_INFO,
-         "chat: member %u: message over %d bytes: ignored", m->id,
-         CHAT_MAX_MESSAGE);
-    h3wt_stream_stop_sending(st, DEMO_ERR_TOO_LARGE);
-    if (h3wt_stream_is_bidi(st)) {
-      h3wt_stream_reset(st, DEMO_ERR_TOO_LARGE);
-    }
-    return;
-  }
-  if (len > 0) { /* a bare FIN comes with data == NULL */
-    memcpy(msg->buf + msg->len, data, len);
-    msg->len += len;
-  }
-  if (!fin) {
-    return;
-  }
-  problem = chat_handle(m, msg->buf, msg->len);
-  if (h3wt_stream_is_bidi(st)) { /* a bidi stream gets an answer */
-    int n = problem ? snprintf(reply, sizeof(reply),
-                               "{\"type\":\"error\",\"error\":\"%s\"}", problem)
-                    : snprintf(reply, sizeof(reply), "{\"type\":\"ack\"}");
-    if (h3wt_stream_write(st, reply, (size_t)n) == 0) {
-      h3wt_stream_finish(st);
-    }
-  }
-}
-
-static void chat_on_stream_close(h3wt_stream *st, void *rd) {
-  (void)rd;
-  free(h3wt_stream_get_data(st));
-  h3wt_stream_set_data(st, NULL);
-}
-
-static void chat_on_datagram(h3wt_session *s, const uint8_t *data, size_t len,
-                             void *rd) {
-  wt_route *r = rd;
-  chat_member *m = h3wt_session_get_data(s);
-  json_error_t err;
-  json_t *msg, *env;
-  const char *type;
-  char *text;
-  if (!m) {
-    return;
-  }
-  if (len > CHAT_MAX_DATAGRAM) {
-    dlog(r->wt, H3WT_LOG_DEBUG, "chat: member %u: datagram too large", m->id);
-    return;
-  }
-  msg = json_loadb(len ? (const char *)data : "", len, JSON_REJECT_DUPLICATES,
-                   &err);
-  type = msg ? json_string_value(json_object_get(msg, "type")) : NULL;
-  if (!type || strcmp(type, "typing") != 0) {
-    dlog(r->wt, H3WT_LOG_DEBUG, "chat: member %u: datagram ignored (%s)", m->id,
-         msg ? "not a typing hint" : err.text);
-    json_decref(msg);
-    return;
-  }
-  chat_take_name(m, msg);
-  json_decref(msg);
-  env = json_pack("{s:s, s:s, s:I, s:I}", "type", "typing", "from", m->name,
-                  "id", (json_int_t)m->id, "ts", (json_int_t)now_ms());
-  text = env ? json_dumps(env, JSON_COMPACT) : NULL;
-  json_decref(env);
-  if (!text) {
-    return;
-  }
-  for (chat_member *o = r->wt->members; o; o = o->next) {
-    if (o != m) {
-      h3wt_session_send_datagram(o->s, text, strlen(text));
-    }
-  }
-  free(text);
-}
-
-static void chat_on_session_close(h3wt_session *s, int err, uint32_t code,
-                                  const char *reason, size_t reasonlen,
-                                  void *rd) {
-  wt_route *r = rd;
-  demo_wt *wt = r->wt;
-  chat_member *m = h3wt_session_get_data(s);
-  json_t *env;
-  log_session_close(r, s, err, code, reason, reasonlen);
-  if (!m) {
-    return;
-  }
-  h3wt_session_set_data(s, NULL);
-  if (m->prev) {
-    m->prev->next = m->next;
-  } else {
-    wt->members = m->next;
-  }
-  if (m->next) {
-    m->next->prev = m->prev;
-  }
-  wt->nmembers--;
-  env = json_pack("{s:s, s:I, s:s, s:I, s:I}", "type", "leave", "id",
-                  (json_int_t)m->id, "from", m->name, "count",
-                  (json_int_t)wt->nmembers, "ts", (json_int_t)now_ms());
-  free(m);
-  if (env) {
-    chat_broadcast(wt, env, NULL);
-    json_decref(env);
-  }
-}
-
-static const h3wt_session_handler chat_wt_handler = {
-    .on_session_request = chat_on_session_request,
-    .on_session_ready = chat_on_session_ready,
-    .on_stream_open = chat_on_stream_open,
-    .on_stream_data = chat_on_stream_data,
-    .on_stream_close = chat_on_stream_close,
-    .on_datagram = chat_on_datagram,
-    .on_session_close = chat_on_session_close,
-};
-
 /* ---- /wt/ticker
  * --------------------------------------------------------------- On session
  * ready: a server uni stream and a libuv timer; every TICK_INTERVAL_MS a JSON
@@ -1013,23 +676,17 @@ int demo_routes_wt(h3wt_server *server, uv_loop_t *loop,
   wt->log_cb = opts->log_cb;
   wt->log_ud = opts->log_user_data;
   wt->log_level = opts->log_level;
-  wt->history = json_array();
   if (opts->origin) {
     wt->origin = strdup(opts->origin);
   }
-  if (!wt->history || (opts->origin && !wt->origin)) {
+  if (opts->origin && !wt->origin) {
     demo_wt_del(wt);
     return H3WT_ERR_NOMEM;
   }
   wt->echo = (wt_route){wt, "/wt/echo"};
-  wt->chat = (wt_route){wt, "/wt/chat"};
   wt->ticker = (wt_route){wt, "/wt/ticker"};
   rv = h3wt_server_webtransport(server, wt->echo.path, &echo_wt_handler,
                                 &wt->echo);
-  if (rv == 0) {
-    rv = h3wt_server_webtransport(server, wt->chat.path, &chat_wt_handler,
-                                  &wt->chat);
-  }
   if (rv == 0) {
     rv = h3wt_server_webtransport(server, wt->ticker.path, &ticker_wt_handler,
                                   &wt->ticker);
@@ -1046,14 +703,6 @@ void demo_wt_del(demo_wt *wt) {
   if (!wt) {
     return;
   }
-  /* Every session ended before the server closed, so the room is empty;
-     free what is left anyway rather than leak. */
-  while (wt->members) {
-    chat_member *m = wt->members;
-    wt->members = m->next;
-    free(m);
-  }
-  json_decref(wt->history);
   free(wt->origin);
   free(wt);
 }

@@ -9,11 +9,10 @@
  *   /wt/echo      datagrams echoed; each peer bidi stream echoed on itself;
  *                 each peer uni stream answered on a server uni stream;
  *                 resets and STOP_SENDING mirrored with the same code
- *   /wt/chat      a chat room: one JSON message per peer stream, delivered
- *                 to every member on a server uni stream; datagrams carry
- *                 typing hints, relayed to the others; join/leave notices
  *   /wt/ticker    a server uni stream with a JSON line every 500 ms, plus a
  *                 datagram per tick
+ *
+ * (The demo page's chat is on the channels route, demo_channels.h.)
  *
  * Every session close is logged at info level as
  *   "<path> session <id> closed: code N reason '...'"

@@ -227,12 +227,13 @@ static void usage(FILE *f) {
           "\n"
           "Channels (docs/channels.md): one JSON line per event on stdout\n"
           "  h3wt-client [-k] --subscribe CHANNEL [--since EPOCH:OFFSET]\n"
-          "              [--count N] URL\n"
+          "              [--history N] [--count N] URL\n"
           "      prints subscribed, message, join, leave, unsubscribed and "
           "error\n"
           "      events until N messages arrived (or --timeout; without "
           "--count\n"
-          "      that is a normal end)\n"
+          "      that is a normal end); --history N: the channel's last N\n"
+          "      kept messages first, unless --since recovers\n"
           "  h3wt-client [-k] --publish CHANNEL -d TEXT [--unreliable]\n"
           "              [--repeat N] [--interval MS] URL\n"
           "      subscribes, then publishes TEXT N times (default 1), MS apart;"
@@ -349,6 +350,7 @@ int main(int argc, char **argv) {
       {"subscribe", required_argument, 0, 1020},
       {"since", required_argument, 0, 1021},
       {"count", required_argument, 0, 1022},
+      {"history", required_argument, 0, 1027},
       {"publish", required_argument, 0, 1023},
       {"unreliable", no_argument, 0, 1024},
       {"repeat", required_argument, 0, 1025},
@@ -572,6 +574,14 @@ int main(int argc, char **argv) {
         return 2;
       }
       co.recover = 1;
+      break;
+    case 1027:
+      if (parse_num(optarg, 0, (UINT64_C(1) << 62) - 1, &co.history_limit) !=
+          0) {
+        fprintf(stderr, "h3wt-client: bad --history '%s'\n", optarg);
+        return 2;
+      }
+      co.history = 1;
       break;
     case 1022:
       if (parse_num(optarg, 0, UINT64_MAX, &co.count) != 0) {

@@ -6,7 +6,8 @@
  *   POST /echo    JSON parsed and re-serialised (pretty) with jansson
  *   GET /stats    the server's counters as JSON (h3wt_server_get_stats)
  *   GET /<file>   files below the web folder (the demo page)
- *   WebTransport  /wt/echo, /wt/chat, /wt/ticker (see demo_routes.h)
+ *   WebTransport  /wt/echo, /wt/ticker (see demo_routes.h), /wt/channels
+ *                 (demo_channels.h)
  *
  * HTTP/1.1 on localhost only (TCP, --http-port, default 8080): the demo
  * page from the web folder and /config.json (the HTTP/3 port and the
@@ -182,7 +183,7 @@ static char *config_json(const char *host, uint16_t port,
   doc = json_pack("{s:i, s:o, s:s, s:s, s:{s:s, s:s, s:s}}", "h3_port",
                   (int)port, "h3_host", h3host, "cert_sha256", hexhash,
                   "cert_sha256_b64", b64, "paths", "echo", "/wt/echo",
-                  "chat", "/wt/chat", "ticker", "/wt/ticker");
+                  "ticker", "/wt/ticker", "channels", "/wt/channels");
   text = doc ? json_dumps(doc, JSON_INDENT(2)) : NULL;
   json_decref(doc);
   return text;

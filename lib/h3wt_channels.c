@@ -438,11 +438,12 @@ static int check_name(const uint8_t *name, size_t len) {
 }
 
 /* Subscribes cs to the channel (client command or server call).  req is
-   echoed in the reply; recover/epoch/offset as in SUBSCRIBE.  Returns 0 or
-   a wire error code (the caller answers with ERROR). */
+   echoed in the reply; recover/epoch/offset and history/limit as in
+   SUBSCRIBE.  Returns 0 or a wire error code (the caller answers with
+   ERROR). */
 static uint64_t do_subscribe(ch_sess *cs, uint64_t req, const uint8_t *name,
                              size_t namelen, int recover, uint64_t epoch,
-                             uint64_t since) {
+                             uint64_t since, int history, uint64_t limit) {
   h3wt_channels *hub = cs->hub;
   char cname[H3WT_CH_NAME_MAX + 1];
   if (cs->closing) {
@@ -507,6 +508,25 @@ static uint64_t do_subscribe(ch_sess *cs, uint64_t req, const uint8_t *name,
       ++hub->stats.recoveries;
     } else {
       ++hub->stats.recoveries_failed;
+    }
+  }
+  if (history && !recovered) {
+    /* "up to limit of the most recent kept messages", the limit capped at
+       history_size: the last n kept, taken as a recovery from last - n
+       (always possible: the kept run is contiguous up to the last). */
+    uint64_t now = h3wt_now_ns();
+    h3wt_chhist_trim(&ch->hist, now);
+    uint64_t n = h3wt_chhist_count(&ch->hist);
+    if (limit > hub->settings.history_size) {
+      limit = hub->settings.history_size;
+    }
+    if (n > limit) {
+      n = limit;
+    }
+    if (n && h3wt_chhist_recover(&ch->hist, h3wt_chhist_epoch(&ch->hist),
+                                 h3wt_chhist_last(&ch->hist) - n, now,
+                                 &range) == H3WT_CHHIST_RECOVERED) {
+      missed = h3wt_chhist_range_count(&range);
     }
   }
   uint8_t f[320];
@@ -602,7 +622,7 @@ static int on_frame(uint64_t type, const uint8_t *p, size_t len, void *ud) {
       return 1;
     }
     code = do_subscribe(cs, f.req, f.name, f.namelen, f.recover, f.epoch,
-                        f.offset);
+                        f.offset, f.history, f.limit);
     if (code) {
       send_error(cs, f.req, code, h3wt_ch_strerror(code));
     }
@@ -935,8 +955,8 @@ int h3wt_channels_subscribe(h3wt_channels *hub, h3wt_session *s,
   if (!cs || !channel) {
     return H3WT_ERR_INVALID_ARGUMENT;
   }
-  uint64_t code = do_subscribe(cs, 0, (const uint8_t *)channel,
-                               strlen(channel), 0, 0, 0);
+  uint64_t code = do_subscribe(cs, 0, (const uint8_t *)channel, strlen(channel),
+                               0, 0, 0, 0, 0);
   return code == 0 ? 0
          : code == H3WT_CH_ERR_BAD_CHANNEL ? H3WT_ERR_INVALID_ARGUMENT
          : code == H3WT_CH_ERR_ALREADY_SUBSCRIBED ? H3WT_ERR_INVALID_STATE

@@ -262,12 +262,18 @@ int h3wt_ch_decode_subscribe(const uint8_t *payload, size_t len,
   f->req = rd_varint(&r);
   rd_bytes(&r, &f->name, &f->namelen);
   f->flags = rd_varint(&r);
-  /* "flags (varint; bit 0: recover), then if recover: epoch (varint),
-     offset (varint)".  Other bits have no meaning in draft 1: ignored, so
-     a later draft may add a bit without fields. */
+  /* "flags (varint; bit 0: recover, bit 1: history), then if recover:
+     epoch (varint), offset (varint), then if history: limit (varint)".
+     Any other bit is malformed: it may bring fields this draft cannot
+     skip, and "payloads are parsed exactly". */
+  if (f->flags & ~(uint64_t)H3WT_CH_FLAGS_KNOWN) {
+    r.bad = 1;
+  }
   f->recover = (f->flags & H3WT_CH_FLAG_RECOVER) != 0;
   f->epoch = f->recover ? rd_varint(&r) : 0;
   f->offset = f->recover ? rd_varint(&r) : 0;
+  f->history = (f->flags & H3WT_CH_FLAG_HISTORY) != 0;
+  f->limit = f->history ? rd_varint(&r) : 0;
   return rd_finish_named(&r, f->name, f->namelen);
 }
 
@@ -496,15 +502,30 @@ static size_t encode_frame(uint8_t *out, size_t cap, uint64_t type,
   encode_frame((out), (cap), (type), (fields),                                 \
                sizeof(fields) / sizeof((fields)[0]), (tail))
 
+size_t h3wt_ch_encode_subscribe_ex(uint8_t *out, size_t cap, uint64_t req,
+                                   const uint8_t *name, size_t namelen,
+                                   uint64_t flags, uint64_t epoch,
+                                   uint64_t offset, uint64_t limit) {
+  field f[6] = {VARINT(req), BYTES(name, namelen), VARINT(flags)};
+  size_t nf = 3;
+  /* Epoch and offset are on the wire only with the recover bit, the limit
+     only with the history bit. */
+  if (flags & H3WT_CH_FLAG_RECOVER) {
+    f[nf++] = (field)VARINT(epoch);
+    f[nf++] = (field)VARINT(offset);
+  }
+  if (flags & H3WT_CH_FLAG_HISTORY) {
+    f[nf++] = (field)VARINT(limit);
+  }
+  return encode_frame(out, cap, H3WT_CH_SUBSCRIBE, f, nf, 0);
+}
+
 size_t h3wt_ch_encode_subscribe(uint8_t *out, size_t cap, uint64_t req,
                                 const uint8_t *name, size_t namelen,
                                 uint64_t flags, uint64_t epoch,
                                 uint64_t offset) {
-  const field f[] = {VARINT(req), BYTES(name, namelen), VARINT(flags),
-                     VARINT(epoch), VARINT(offset)};
-  /* Epoch and offset are on the wire only with the recover bit. */
-  size_t nf = flags & H3WT_CH_FLAG_RECOVER ? 5 : 3;
-  return encode_frame(out, cap, H3WT_CH_SUBSCRIBE, f, nf, 0);
+  return h3wt_ch_encode_subscribe_ex(out, cap, req, name, namelen, flags, epoch,
+                                     offset, 0);
 }
 
 size_t h3wt_ch_encode_unsubscribe(uint8_t *out, size_t cap, uint64_t req,

@@ -37,8 +37,12 @@
 #define H3WT_CH_MEMBERS 0x47
 #define H3WT_CH_ERROR 0x48
 
-/* SUBSCRIBE flags: "bit 0: recover" (epoch and offset follow). */
+/* SUBSCRIBE flags: "bit 0: recover" (epoch and offset follow), "bit 1:
+   history" (limit follows).  Any other bit is malformed (BAD_FRAME): a
+   bit this draft does not know may bring fields it cannot skip. */
 #define H3WT_CH_FLAG_RECOVER 0x01
+#define H3WT_CH_FLAG_HISTORY 0x02
+#define H3WT_CH_FLAGS_KNOWN (H3WT_CH_FLAG_RECOVER | H3WT_CH_FLAG_HISTORY)
 
 /* "Datagrams": the type, then sub, then the data. */
 #define H3WT_CH_DGRAM_PUBLISH 0x01 /* client -> server */
@@ -151,10 +155,12 @@ typedef struct h3wt_ch_subscribe {
   uint64_t req;
   const uint8_t *name;
   size_t namelen;
-  uint64_t flags;  /* as sent; bits other than RECOVER are ignored */
+  uint64_t flags;  /* as sent: only bits of H3WT_CH_FLAGS_KNOWN decode */
   int recover;     /* flags & H3WT_CH_FLAG_RECOVER */
   uint64_t epoch;  /* 0 unless recover */
   uint64_t offset; /* 0 unless recover */
+  int history;     /* flags & H3WT_CH_FLAG_HISTORY */
+  uint64_t limit;  /* 0 unless history: the most history messages wanted */
 } h3wt_ch_subscribe;
 
 /* UNSUBSCRIBE and PRESENCE: req, channel. */
@@ -182,7 +188,8 @@ typedef struct h3wt_ch_subscribed {
   int recovered; /* 0 or 1; any other value is malformed */
   uint64_t epoch;
   uint64_t offset; /* the channel's last offset */
-  uint64_t missed; /* MESSAGE frames that follow for the recovery */
+  uint64_t missed; /* MESSAGE frames that follow: the recovery's, or
+                      (recovered 0) the history asked for */
 } h3wt_ch_subscribed;
 
 typedef struct h3wt_ch_published {
@@ -267,10 +274,19 @@ int h3wt_ch_members_next(const h3wt_ch_members *f, size_t *pos,
  * shortest form.  Names are written as given (h3wt_ch_name_valid checks one),
  * so tests can build refused frames. */
 
+/* Epoch and offset are written only with H3WT_CH_FLAG_RECOVER in flags, a
+   limit (0) only with H3WT_CH_FLAG_HISTORY; other bits are written as
+   given (so tests can build refused frames). */
 size_t h3wt_ch_encode_subscribe(uint8_t *out, size_t cap, uint64_t req,
                                 const uint8_t *name, size_t namelen,
                                 uint64_t flags, uint64_t epoch,
                                 uint64_t offset);
+/* The same with the history limit (written only with
+   H3WT_CH_FLAG_HISTORY in flags). */
+size_t h3wt_ch_encode_subscribe_ex(uint8_t *out, size_t cap, uint64_t req,
+                                   const uint8_t *name, size_t namelen,
+                                   uint64_t flags, uint64_t epoch,
+                                   uint64_t offset, uint64_t limit);
 size_t h3wt_ch_encode_unsubscribe(uint8_t *out, size_t cap, uint64_t req,
                                   const uint8_t *name, size_t namelen);
 size_t h3wt_ch_encode_presence(uint8_t *out, size_t cap, uint64_t req,

@@ -1,6 +1,12 @@
 /*
- * h3wt demo page: WebTransport to h3wt-server's /wt/echo, /wt/chat and
- * /wt/ticker routes.  No build step, no dependencies.
+ * h3wt demo page: WebTransport to h3wt-server's /wt/echo and /wt/ticker
+ * routes, and channels (web/channels.js) on /wt/channels: the chat (history
+ * on join, presence, recovery after a reconnect) and the dots (30 Hz
+ * unreliable publishing).  No build step, no dependencies.
+ *
+ * Query parameters: ?token=T for a server started with --channels-token T,
+ * ?reconnect=MS the channels client's first reconnection delay (default
+ * 500; the browser tests make it longer, to publish while a tab is away).
  *
  * The page comes from the server's HTTP/1.1 listener on localhost (a secure
  * context), reads /config.json (HTTP/3 port, certificate SHA-256) and opens
@@ -22,7 +28,7 @@
 
   const state = {
     cfg: null,
-    sessions: { echo: null, chat: null, ticker: null },
+    sessions: { echo: null, ticker: null }, // the channels client is ch.client
     connecting: false,
     lastError: null,
     handshakeRetries: 0,
@@ -44,13 +50,41 @@
     tickStream: 0,
     tickDgram: 0,
     tickWaiters: [],
-    // chat
-    chatId: null,
-    chatMembers: [],
-    chatEnvelopes: [],
-    chatWaiters: [],
+  };
+
+  // Channels: one client (one session) for the chat and the dots.
+  const params = new URLSearchParams(location.search);
+  const CHAT_HISTORY = 20; // messages of history shown on joining
+  const DOTS_HZ = 30;
+  const DOT_SILENT_MS = 2000; // a dot not heard from this long is removed
+  const ch = {
+    mod: null,
+    client: null,
+    chat: null, // subscriptions
+    dots: null,
+    id: Array.from(crypto.getRandomValues(new Uint8Array(6)), (b) => b.toString(16).padStart(2, '0')).join(''),
+    everConnected: false, // the client has had a session: later ones are reconnections
+    joined: false, // the chat subscription had its first SUBSCRIBED
+    ownJoinNext: false, // the next JOIN is ours (it follows our SUBSCRIBED)
+    me: null, // our member name in "chat"
+    members: new Set(),
+    lines: [], // chat lines: {name, text, id, ts, offset, history, recovered}
+    notices: [],
+    reconnects: 0,
+    resubs: [], // each resubscription: {recovered, missed, history}
+    typing: new Map(),
     lastTypingSent: 0,
-    typingTimers: new Map(),
+    // dots
+    dotTimer: null,
+    dotSeq: 0,
+    dotSent: 0,
+    dotRecv: 0,
+    dotLost: 0,
+    dotOld: 0,
+    others: new Map(), // sender id -> {id, name, n, x, y, hue, seen, moves}
+    mine: null, // {x, y}
+    pointer: null,
+    pointerAt: 0,
   };
 
   /* ---- small helpers ---------------------------------------------------- */
@@ -244,8 +278,16 @@
     return s;
   }
 
+  // The echo and ticker sessions open, and the channels client's (while
+  // it has one, or is getting one back by itself).
   function openSessions() {
-    return Object.values(state.sessions).filter((s) => s && !s.closed);
+    const open = Object.values(state.sessions).filter((s) => s && !s.closed);
+    if (ch.client && ch.client.state !== 'closed') open.push({ name: 'channels' });
+    return open;
+  }
+
+  function channelsOpen() {
+    return !!(ch.client && ch.client.state === 'connected');
   }
 
   function updateStatus() {
@@ -262,15 +304,16 @@
       pill.className = state.lastError && !$('error').hidden ? 'pill fail' : 'pill off';
     }
     const echo = state.sessions.echo && !state.sessions.echo.closed;
-    const chat = state.sessions.chat && !state.sessions.chat.closed;
+    const chat = channelsOpen();
     for (const id of ['dg-one', 'dg-run', 'st-bidi', 'st-uni', 'st-bulk']) $(id).disabled = !echo;
     $('chat-text').disabled = !chat;
     $('chat-send').disabled = !chat;
     $('cl-close').disabled = open.length === 0;
-    $('connect').disabled = state.connecting || open.length === 3;
+    $('connect').disabled = state.connecting || open.length === 3; // echo, ticker, channels
     $('disconnect').disabled = open.length === 0;
     const names = Object.entries(state.sessions)
       .map(([k, s]) => `${k}: ${!s ? '-' : s.closed ? describeClose(s.closed) : 'open'}`);
+    names.push(`channels: ${ch.client ? ch.client.state : '-'}`);
     const cl = $('cl-result');
     if (!cl.dataset.sticky) {
       cl.textContent = `Sessions — ${names.join(', ')}`;
@@ -293,10 +336,6 @@
       }
     } else {
       log(`${s.name}: session closed: code ${info.code} reason '${info.reason}'`);
-    }
-    if (s.name === 'chat') {
-      $('chat-members').textContent = 'not in the room';
-      addChatNotice('you left the room');
     }
     updateStatus();
   }
@@ -321,23 +360,20 @@
       $('info-hash').title = state.cfg.cert_sha256;
       const handlers = {
         echo: { onDatagram: onEchoDatagram, onUniStream: onEchoUniStream, onClosed: onSessionClosed },
-        chat: { onDatagram: onChatDatagram, onUniStream: onChatUniStream, onClosed: onSessionClosed },
         ticker: { onDatagram: onTickDatagram, onUniStream: onTickerUniStream, onClosed: onSessionClosed },
       };
-      const names = ['echo', 'chat', 'ticker'].filter(
+      const names = ['echo', 'ticker'].filter(
         (n) => !state.sessions[n] || state.sessions[n].closed);
-      if (names.includes('chat')) {
-        // A new room session: what the old one received no longer applies.
-        state.chatEnvelopes = [];
-        state.chatId = null;
-      }
-      const results = await Promise.allSettled(names.map((n) => openSession(n, handlers[n])));
+      const jobs = names.map((n) => openSession(n, handlers[n]));
+      if (!ch.client || ch.client.state === 'closed') jobs.push(openChannels());
+      const results = await Promise.allSettled(jobs);
       const failures = [];
       results.forEach((r, i) => {
+        const name = i < names.length ? names[i] : 'channels';
         if (r.status === 'fulfilled') {
-          state.sessions[names[i]] = r.value;
+          if (i < names.length) state.sessions[name] = r.value;
         } else {
-          failures.push(`${names[i]}: ${errText(r.reason)}`);
+          failures.push(`${name}: ${errText(r.reason)}`);
         }
       });
       if (failures.length) {
@@ -360,6 +396,7 @@
   }
 
   async function closeSession(which, code, reason) {
+    if (which === 'channels') return closeChannels(code, reason);
     const s = state.sessions[which];
     if (!s || s.closed) throw new Error(`no open ${which} session`);
     s.closing = true;
@@ -374,6 +411,24 @@
   async function disconnect() {
     const open = openSessions();
     await Promise.all(open.map((s) => closeSession(s.name, 0, 'disconnect')));
+  }
+
+  // Ends the channels client for good (it reconnects only after Connect).
+  async function closeChannels(code, reason) {
+    const c = ch.client;
+    if (!c || c.state === 'closed') throw new Error('no open channels session');
+    log(`channels: closing with code ${code} reason '${reason}'`);
+    const wt = c.transport;
+    c.close(code, reason);
+    let info = { code, reason };
+    if (wt) {
+      try {
+        const r = await withTimeout(wt.closed, 5000, 'channels: close');
+        info = { code: r.closeCode, reason: r.reason };
+      } catch (_) { /* closed before it opened, or failed */ }
+    }
+    updateStatus();
+    return info;
   }
 
   /* ---- datagram echo ----------------------------------------------------- */
@@ -682,7 +737,96 @@
     }), timeoutMs, `ticker: ${n} ticks`);
   }
 
-  /* ---- chat ----------------------------------------------------------------------- */
+  /* ---- channels: one client for the chat and the dots ----------------------------- */
+
+  // Opens the channels client (one session to /wt/channels) with its two
+  // subscriptions; once it has been open it reconnects by itself and
+  // resubscribes with recovery (web/channels.js).  One attempt, retried
+  // once when it fails fast, like openSession.
+  async function openChannels() {
+    if (!ch.mod) ch.mod = await import('./channels.js');
+    const cfg = state.cfg;
+    let url = sessionUrl(cfg, (cfg.paths && cfg.paths.channels) || '/wt/channels');
+    const token = params.get('token');
+    if (token) url += `?token=${encodeURIComponent(token)}`;
+    const minDelayMs = Math.max(100, Number(params.get('reconnect')) || 500);
+    const client = new ch.mod.ChannelsClient(url, {
+      serverCertificateHashes: [{ algorithm: 'sha-256', value: cfg.hash }],
+      reconnect: { minDelayMs, maxDelayMs: Math.max(5000, minDelayMs * 4) },
+      connectTimeoutMs: CONNECT_TIMEOUT_MS,
+      onStateChange: (st) => onChannelsState(client, st),
+      onError: (e) => log(`channels: ${e.name}: ${e.text}`),
+    });
+    ch.client = client;
+    ch.everConnected = false;
+    ch.joined = false;
+    ch.me = null;
+    ch.members.clear();
+    ch.chat = client.subscribe('chat', {
+      history: CHAT_HISTORY,
+      onSubscribed: onChatSubscribed,
+      onMessage: onChatMessage,
+      onJoin: onChatJoin,
+      onLeave: onChatLeave,
+      onError: (e) => addChatNotice(`the chat refused us: ${e.name} ${e.text}`, 'warn'),
+      onUnsubscribed: (u) => addChatNotice(`out of the chat: ${u.name || u.code} ${u.reason}`, 'warn'),
+    });
+    ch.dots = client.subscribe('dots', {
+      onMessage: onDotMessage,
+      onError: (e) => log(`dots: refused: ${e.name} ${e.text}`),
+    });
+    log(`channels: opening ${url}`);
+    const t0 = performance.now();
+    try {
+      try {
+        await client.connect();
+      } catch (e) {
+        if (performance.now() - t0 > 3000) throw e;
+        state.handshakeRetries++;
+        log(`channels: handshake failed (${errText(e)}), retrying once`);
+        await client.connect();
+      }
+    } catch (e) {
+      client.close(); // no reconnection for a client that never opened
+      throw e;
+    }
+    if (!ch.dotTimer) ch.dotTimer = setInterval(dotsTick, 1000 / DOTS_HZ);
+    return client;
+  }
+
+  function onChannelsState(client, st) {
+    if (client !== ch.client) return; // an older client's last words
+    const el = $('chat-status');
+    log(`channels: ${st}`);
+    if (st === 'connected') {
+      if (ch.everConnected) ch.reconnects++;
+      ch.everConnected = true;
+      el.textContent = ch.reconnects ? `connected (reconnected ${ch.reconnects}×)` : 'connected';
+      el.className = 'chat-status on';
+    } else if (st === 'connecting') {
+      el.textContent = ch.everConnected ? 'connection lost: reconnecting…' : 'connecting…';
+      el.className = 'chat-status busy';
+    } else if (st === 'disconnected') {
+      if (ch.everConnected) {
+        addChatNotice('connection lost: reconnecting…', 'warn');
+        el.textContent = 'connection lost: reconnecting…';
+        el.className = 'chat-status busy';
+      }
+      ch.members.clear();
+      showMembers();
+    } else if (st === 'closed') {
+      if (ch.everConnected) addChatNotice('you left the room');
+      el.textContent = 'not connected';
+      el.className = 'chat-status';
+      ch.members.clear();
+      $('chat-members').textContent = 'not in the room';
+      clearInterval(ch.dotTimer);
+      ch.dotTimer = null;
+    }
+    updateStatus();
+  }
+
+  /* ---- chat --------------------------------------------------------------------------- */
 
   function chatName() {
     const el = $('chat-name');
@@ -694,28 +838,37 @@
     return new Date(ts || Date.now()).toTimeString().slice(0, 8);
   }
 
-  function addChatLine(env) {
+  function addChatLine(line) {
     const li = document.createElement('li');
-    if (env.id === state.chatId) li.className = 'me';
+    li.className = [line.id === ch.id ? 'me' : '', line.history ? 'history' : ''].join(' ').trim();
     const time = document.createElement('span');
     time.className = 'time';
-    time.textContent = timeOf(env.ts);
+    time.textContent = timeOf(line.ts);
     const from = document.createElement('span');
     from.className = 'from';
-    from.textContent = `${env.from}: `;
+    from.textContent = `${line.name}: `;
     const text = document.createElement('span');
-    text.textContent = env.text;
+    text.textContent = line.text;
     li.append(time, from, text);
+    if (line.recovered) {
+      const tag = document.createElement('span');
+      tag.className = 'tag';
+      tag.textContent = 'recovered';
+      li.append(tag);
+    }
+    li.dataset.offset = line.offset;
     appendChat(li);
   }
 
-  function addChatNotice(text, ts) {
+  function addChatNotice(text, kind = '') {
+    ch.notices.push(text);
+    if (ch.notices.length > 200) ch.notices.shift();
     const li = document.createElement('li');
     const time = document.createElement('span');
     time.className = 'time';
-    time.textContent = timeOf(ts);
+    time.textContent = timeOf();
     const t = document.createElement('span');
-    t.className = 'notice';
+    t.className = `notice ${kind}`.trim();
     t.textContent = text;
     li.append(time, t);
     appendChat(li);
@@ -728,109 +881,234 @@
     ul.scrollTop = ul.scrollHeight;
   }
 
-  function showMembers(count) {
-    $('chat-members').textContent = `${count} in the room`;
+  function showMembers() {
+    const n = ch.members.size;
+    $('chat-members').textContent = channelsOpen() || n ? `${n} in the room` : 'not in the room';
   }
 
-  function onChatEnvelope(env) {
-    state.chatEnvelopes.push(env);
-    if (state.chatEnvelopes.length > 200) state.chatEnvelopes.shift();
-    switch (env.type) {
-      case 'welcome':
-        state.chatId = env.id;
-        state.chatMembers = env.members || [];
-        (env.history || []).forEach(addChatLine);
-        addChatNotice(`you joined as ${env.name} (the server calls you that until you send a message)`, env.ts);
-        showMembers(state.chatMembers.length);
-        break;
-      case 'join':
-        addChatNotice(`${env.from} joined`, env.ts);
-        showMembers(env.count);
-        break;
-      case 'leave':
-        addChatNotice(`${env.from} left`, env.ts);
-        showMembers(env.count);
-        break;
-      case 'chat':
-        addChatLine(env);
-        break;
-      default:
-        log(`chat: unknown envelope ${JSON.stringify(env).slice(0, 100)}`);
-    }
-    state.chatWaiters = state.chatWaiters.filter((w) => {
-      if (w.match(env)) {
-        w.resolve(env);
-        return false;
+  function onChatSubscribed(info) {
+    ch.ownJoinNext = true;
+    ch.me = null;
+    ch.members.clear();
+    if (!ch.joined) {
+      ch.joined = true;
+      addChatNotice(info.history
+        ? `you joined the room: the last ${info.history} message${info.history > 1 ? 's' : ''} of its history follow`
+        : 'you joined the room: no history yet');
+    } else {
+      ch.resubs.push({ recovered: info.recovered, missed: info.missed, history: info.history });
+      if (info.recovered) {
+        addChatNotice(`reconnected: ${info.missed} missed message${info.missed === 1 ? '' : 's'} recovered`, 'ok');
+      } else {
+        // The server no longer has our position: start again from history.
+        ch.lines = [];
+        $('chat-log').textContent = '';
+        addChatNotice(`reconnected: recovery failed, history reloaded (${info.history} message${info.history === 1 ? '' : 's'})`, 'warn');
       }
-      return true;
-    });
+    }
+    ch.chat.members().then((list) => {
+      // MEMBERS comes after our JOIN, if the server sent one (it sends
+      // none in a channel over its presence_events_max).
+      ch.ownJoinNext = false;
+      for (const m of list) ch.members.add(m);
+      showMembers();
+    }, () => {});
   }
 
-  function onChatUniStream(readable) {
-    readAll(readable, MAX_ENVELOPE).then(
-      (bytes) => {
-        try {
-          onChatEnvelope(JSON.parse(dec.decode(bytes)));
-        } catch (e) {
-          log(`chat: bad envelope: ${errText(e)}`);
-        }
-      },
-      (e) => log(`chat: stream failed: ${errText(e)}`),
-    );
-  }
-
-  function onChatDatagram(bytes) {
+  function onChatMessage(data, meta) {
     let msg;
     try {
-      msg = JSON.parse(dec.decode(bytes));
+      msg = JSON.parse(dec.decode(data));
     } catch (e) {
+      log(`chat: a message that is not JSON (${data.length} bytes)`);
       return;
     }
-    if (msg.type !== 'typing' || typeof msg.from !== 'string') return;
-    const el = $('chat-typing');
-    const old = state.typingTimers.get(msg.from);
+    if (!msg || typeof msg.text !== 'string' && msg.type !== 'typing') return;
+    if (meta.unreliable) {
+      if (msg.type === 'typing' && typeof msg.name === 'string' && msg.id !== ch.id) showTyping(msg.name);
+      return;
+    }
+    if (!meta.history && !meta.recovered) ch.ownJoinNext = false; // live: our JOIN is behind us
+    const line = {
+      name: String(msg.name || '?').slice(0, 32),
+      text: msg.text,
+      id: msg.id,
+      ts: Number(msg.ts) || null,
+      offset: meta.offset,
+      history: !!meta.history,
+      recovered: !!meta.recovered,
+    };
+    ch.lines.push(line);
+    if (ch.lines.length > 200) ch.lines.shift();
+    addChatLine(line);
+  }
+
+  function onChatJoin(member) {
+    ch.members.add(member);
+    if (ch.ownJoinNext) {
+      // The server sends our own JOIN right after our SUBSCRIBED (and its
+      // history or recovered messages): the first one is us.
+      ch.ownJoinNext = false;
+      ch.me = member;
+    } else {
+      addChatNotice(`member ${member} joined`);
+    }
+    showMembers();
+  }
+
+  function onChatLeave(member) {
+    ch.ownJoinNext = false;
+    ch.members.delete(member);
+    addChatNotice(`member ${member} left`);
+    showMembers();
+  }
+
+  function showTyping(name) {
+    const old = ch.typing.get(name);
     if (old) clearTimeout(old);
-    state.typingTimers.set(msg.from, setTimeout(() => {
-      state.typingTimers.delete(msg.from);
+    ch.typing.set(name, setTimeout(() => {
+      ch.typing.delete(name);
       renderTyping();
     }, 3000));
     renderTyping();
-    state.chatEnvelopes.push(msg);
-    function renderTyping() {
-      const who = [...state.typingTimers.keys()];
-      el.textContent = who.length ? `${who.join(', ')} ${who.length > 1 ? 'are' : 'is'} typing…` : '\u00a0';
-    }
-    state.chatWaiters = state.chatWaiters.filter((w) => {
-      if (w.match(msg)) {
-        w.resolve(msg);
-        return false;
-      }
-      return true;
-    });
   }
 
+  function renderTyping() {
+    const who = [...ch.typing.keys()];
+    $('chat-typing').textContent = who.length ? `${who.join(', ')} ${who.length > 1 ? 'are' : 'is'} typing…` : '\u00a0';
+  }
+
+  // Publishes a chat line (reliable: kept in history); resolves with its
+  // {epoch, offset}.  It shows when the server delivers it back.
   async function chatSend(text, name) {
-    const s = state.sessions.chat;
-    if (!s || s.closed) throw new Error('chat session not open');
+    if (!channelsOpen() || !ch.chat) throw new Error('chat not connected');
     if (name) $('chat-name').value = name;
-    const msg = JSON.stringify({ type: 'chat', name: chatName(), text });
-    const st = await s.wt.createUnidirectionalStream();
-    await writeAll(st, enc.encode(msg));
+    return ch.chat.publish(JSON.stringify({ type: 'chat', name: chatName(), text, id: ch.id, ts: Date.now() }));
   }
 
   function sendTyping() {
-    const s = state.sessions.chat;
-    if (!s || s.closed || Date.now() - state.lastTypingSent < 1000) return;
-    state.lastTypingSent = Date.now();
-    s.dgWriter.write(enc.encode(JSON.stringify({ type: 'typing', name: chatName() })))
-      .catch(() => {});
+    if (!channelsOpen() || Date.now() - ch.lastTypingSent < 1000) return;
+    ch.lastTypingSent = Date.now();
+    ch.chat.publish(JSON.stringify({ type: 'typing', name: chatName(), id: ch.id }), { reliable: false });
   }
 
-  function chatWaitFor(match, timeoutMs = 10000) {
-    const found = state.chatEnvelopes.find(match);
-    if (found) return Promise.resolve(found);
-    return withTimeout(new Promise((resolve) => state.chatWaiters.push({ match, resolve })),
-      timeoutMs, 'chat: waiting for a message');
+  /* ---- dots: 30 Hz unreliable publishing ----------------------------------------------- */
+
+  function hueOf(id) {
+    let h = 0;
+    for (const c of String(id)) h = (h * 31 + c.charCodeAt(0)) >>> 0;
+    return h % 360;
+  }
+
+  // Where our dot is: under the pointer while it moves over the field,
+  // else on a slow figure of eight of its own.
+  function dotPosition(now) {
+    if (ch.pointer && now - ch.pointerAt < 2000) return ch.pointer;
+    const ph = (hueOf(ch.id) / 360) * Math.PI * 2;
+    const t = now / 1000;
+    return { x: 0.5 + 0.4 * Math.sin(t * 0.8 + ph), y: 0.5 + 0.38 * Math.sin(t * 1.6 + ph) };
+  }
+
+  function dotsTick() {
+    const now = performance.now();
+    ch.mine = dotPosition(now);
+    if (ch.dots && ch.dots.subscribed) {
+      const msg = {
+        id: ch.id,
+        n: ++ch.dotSeq,
+        x: Math.round(ch.mine.x * 1000) / 1000,
+        y: Math.round(ch.mine.y * 1000) / 1000,
+        name: chatName(),
+      };
+      try {
+        if (ch.dots.publish(JSON.stringify(msg), { reliable: false })) ch.dotSent++;
+      } catch (e) {
+        log(`dots: not sent: ${errText(e)}`);
+      }
+    }
+    for (const [id, d] of ch.others) {
+      if (now - d.seen > DOT_SILENT_MS) ch.others.delete(id); // left, or silent
+    }
+    showDotCounters();
+  }
+
+  function onDotMessage(data, meta) {
+    if (!meta.unreliable) return;
+    let m;
+    try {
+      m = JSON.parse(dec.decode(data));
+    } catch (_) {
+      return;
+    }
+    if (!m || typeof m.id !== 'string' || !Number.isInteger(m.n) || m.id === ch.id) return;
+    const now = performance.now();
+    ch.dotRecv++;
+    const d = ch.others.get(m.id);
+    if (!d) {
+      ch.others.set(m.id, {
+        id: m.id, name: String(m.name || '').slice(0, 32), n: m.n, x: +m.x, y: +m.y,
+        hue: hueOf(m.id), seen: now, moves: 0,
+      });
+    } else if (m.n <= d.n) {
+      ch.dotOld++; // older than one already seen: out of date, not drawn
+    } else {
+      if (m.n > d.n + 1) ch.dotLost += m.n - d.n - 1; // a gap: lost (or late)
+      if (+m.x !== d.x || +m.y !== d.y) d.moves++;
+      Object.assign(d, { n: m.n, x: +m.x, y: +m.y, seen: now, name: String(m.name || '').slice(0, 32) });
+    }
+  }
+
+  function showDotCounters() {
+    $('dots-others').textContent = ch.others.size;
+    $('dots-sent').textContent = ch.dotSent;
+    $('dots-recv').textContent = ch.dotRecv;
+    $('dots-lost').textContent = ch.dotLost;
+    $('dots-old').textContent = ch.dotOld;
+  }
+
+  function drawDots() {
+    const c = $('dots-field');
+    const dpr = window.devicePixelRatio || 1;
+    const w = c.clientWidth || 520;
+    const h = c.clientHeight || 220;
+    if (c.width !== Math.round(w * dpr) || c.height !== Math.round(h * dpr)) {
+      c.width = Math.round(w * dpr);
+      c.height = Math.round(h * dpr);
+    }
+    const g = c.getContext('2d');
+    g.setTransform(dpr, 0, 0, dpr, 0, 0);
+    g.clearRect(0, 0, w, h);
+    g.font = '11px system-ui, sans-serif';
+    const now = performance.now();
+    const dot = (x, y, hue, label, mine, alpha) => {
+      g.globalAlpha = alpha;
+      g.fillStyle = `hsl(${hue} 70% 50%)`;
+      g.beginPath();
+      g.arc(x * w, y * h, mine ? 9 : 7, 0, Math.PI * 2);
+      g.fill();
+      if (mine) {
+        g.strokeStyle = '#17203a';
+        g.lineWidth = 2;
+        g.stroke();
+      }
+      g.fillStyle = '#475467';
+      g.fillText(label, x * w + 11, y * h + 4);
+      g.globalAlpha = 1;
+    };
+    for (const d of ch.others.values()) {
+      // Fades while silent, before it is removed.
+      dot(d.x, d.y, d.hue, d.name || d.id, false, Math.max(0.25, 1 - (now - d.seen) / DOT_SILENT_MS));
+    }
+    if (ch.mine && ch.client && ch.client.state === 'connected') dot(ch.mine.x, ch.mine.y, hueOf(ch.id), 'you', true, 1);
+    if (!ch.client || ch.client.state !== 'connected') {
+      g.fillStyle = '#667085';
+      g.fillText('connect to see the dots of every open tab', 10, h - 10);
+    }
+  }
+
+  function animateDots() {
+    drawDots();
+    requestAnimationFrame(animateDots);
   }
 
   /* ---- wiring ---------------------------------------------------------------------- */
@@ -892,8 +1170,18 @@
         el.textContent = `${which}: ${errText(e)}`;
       }
     });
+    const field = $('dots-field');
+    field.addEventListener('pointermove', (ev) => {
+      const r = field.getBoundingClientRect();
+      ch.pointer = {
+        x: Math.min(1, Math.max(0, (ev.clientX - r.left) / r.width)),
+        y: Math.min(1, Math.max(0, (ev.clientY - r.top) / r.height)),
+      };
+      ch.pointerAt = performance.now();
+    });
     window.addEventListener('resize', drawChart);
     drawChart();
+    requestAnimationFrame(animateDots);
     updateStatus();
     if (!('WebTransport' in window)) {
       showError('This browser has no WebTransport.',
@@ -935,40 +1223,61 @@
     resetEcho,
     tickerWait,
     ticks: () => ({ stream: state.tickStream, datagram: state.tickDgram, last: state.ticks.slice(-5) }),
-    chatSend,
-    chatWaitForText: (text, timeoutMs) =>
-      chatWaitFor((e) => e.type === 'chat' && e.text === text, timeoutMs),
-    chatWaitForType: (type, timeoutMs) => chatWaitFor((e) => e.type === type, timeoutMs),
-    chatWaitForTyping: (from, timeoutMs) =>
-      chatWaitFor((e) => e.type === 'typing' && e.from === from, timeoutMs),
+    // The chat on channels.  chatSend resolves with {epoch, offset}.
+    chatSend: async (text, name) => {
+      const r = await chatSend(text, name);
+      return { epoch: String(r.epoch), offset: r.offset };
+    },
     chatTyping: (name) => {
       if (name) $('chat-name').value = name;
-      state.lastTypingSent = 0;
+      ch.lastTypingSent = 0;
       sendTyping();
     },
-    // Sends a chat message on a bidirectional stream: the server answers
-    // on it ({"type":"ack"} or {"type":"error",...}).
-    chatSendBidi: async (text, name) => {
-      const s = state.sessions.chat;
-      if (!s || s.closed) throw new Error('chat session not open');
-      const st = await s.wt.createBidirectionalStream();
-      const msg = JSON.stringify({ type: 'chat', name: name || chatName(), text });
-      const [, reply] = await Promise.all([writeAll(st.writable, enc.encode(msg)),
-        readAll(st.readable, MAX_ENVELOPE)]);
-      return JSON.parse(dec.decode(reply));
+    chatState: () => ({
+      state: ch.client ? ch.client.state : null,
+      me: ch.me,
+      members: [...ch.members],
+      membersText: $('chat-members').textContent,
+      status: $('chat-status').textContent,
+      lines: ch.lines.map((l) => ({ ...l })),
+      notices: ch.notices.slice(-30),
+      reconnects: ch.reconnects,
+      resubs: ch.resubs.slice(),
+      typing: $('chat-typing').textContent,
+      // What the page shows: the lines of the log as text.
+      shown: Array.from($('chat-log').children, (li) => li.textContent),
+    }),
+    // The dots: counters and the others' last positions.
+    dots: () => ({
+      id: ch.id,
+      sent: ch.dotSent,
+      received: ch.dotRecv,
+      lost: ch.dotLost,
+      outdated: ch.dotOld,
+      others: [...ch.others.values()].map((d) => ({ id: d.id, name: d.name, n: d.n, x: d.x, y: d.y, moves: d.moves })),
+      shown: {
+        others: $('dots-others').textContent,
+        sent: $('dots-sent').textContent,
+        received: $('dots-recv').textContent,
+        lost: $('dots-lost').textContent,
+        outdated: $('dots-old').textContent,
+      },
+    }),
+    // Tests: writes a SUBSCRIBE cut short on the channel stream; the server
+    // answers a malformed frame by closing the session (BAD_FRAME, code
+    // 0x4348), and the client reconnects by itself.
+    channelsBreak: () => {
+      const conn = ch.client && ch.client._conn;
+      if (!conn) throw new Error('channels not connected');
+      conn.writer.write(Uint8Array.of(0x01, 0x01, 0x00)).catch(() => {});
+      return true;
     },
-    // Sends raw bytes on a new stream of the chat session (tests: garbage).
-    rawChatStream: async (text) => {
-      const s = state.sessions.chat;
-      if (!s || s.closed) throw new Error('chat session not open');
-      const st = await s.wt.createUnidirectionalStream();
-      await writeAll(st, enc.encode(text));
-      return { sent: text.length };
-    },
-    chatState: () => ({ id: state.chatId, envelopes: state.chatEnvelopes.slice(-20) }),
     closeSession,
-    sessions: () => Object.fromEntries(Object.entries(state.sessions)
-      .map(([k, s]) => [k, s ? (s.closed || 'open') : null])),
+    sessions: () => ({
+      ...Object.fromEntries(Object.entries(state.sessions)
+        .map(([k, s]) => [k, s ? (s.closed || 'open') : null])),
+      channels: !ch.client ? null : ch.client.state === 'connected' ? 'open' : ch.client.state,
+    }),
     lastError: () => state.lastError,
     handshakeRetries: () => state.handshakeRetries,
     errorShown: () => ($('error').hidden ? null : $('error-text').textContent),

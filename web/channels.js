@@ -11,13 +11,14 @@
  *   client.onStateChange = (state) => console.log(state);
  *   await client.connect();
  *   const chat = client.subscribe('chat', {
- *     onMessage: (data, { offset, unreliable, recovered }) => {},
+ *     onMessage: (data, { offset, unreliable, recovered, history }) => {},
  *     onJoin: (member) => {},
  *     onLeave: (member) => {},
- *     onSubscribed: ({ recovered, epoch, offset, missed }) => {},
+ *     onSubscribed: ({ recovered, epoch, offset, missed, history }) => {},
  *     onUnsubscribed: ({ code, reason }) => {},
  *     onError: ({ code, name, text }) => {},
  *     since: { epoch, offset }, // optional: recover from there at once
+ *     history: 20, // optional: the last 20 kept messages on joining
  *   });
  *   const { epoch, offset } = await chat.publish('hello');   // reliable
  *   chat.publish(new Uint8Array([1, 2]), { reliable: false }); // a datagram
@@ -35,6 +36,14 @@
  * then gets exactly the messages it missed (onSubscribed with recovered
  * true, then onMessage with recovered true), or, when the server no longer
  * has them, onSubscribed with recovered false (reload your state).
+ *
+ * history: N asks the server for the channel's last N kept messages
+ * (docs/channels.md, SUBSCRIBE bit 1; the server caps N at its history
+ * size) when a subscription starts without a position: onSubscribed with
+ * history = how many follow, then onMessage with history true for each,
+ * oldest first.  A resubscription after a reconnect recovers by position
+ * as above; only when that fails does the history come again (recovered
+ * false, history > 0: replace what you show with it).
  *
  * Epochs are BigInts (they go up to 2^62); offsets, request and
  * subscription numbers are Numbers.  Strings (channel names, text data)
@@ -325,6 +334,10 @@ class Subscription {
     this.conn = null; // the connection its SUBSCRIBE went on
     this.id = null; // the server's number for it (MESSAGE, datagrams)
     this.recovering = 0; // recovered MESSAGE frames still to come
+    this.historyLeft = 0; // history MESSAGE frames still to come
+    // history: N, the most messages to ask for when not recovering.
+    const h = handlers.history;
+    this.historyLimit = Number.isInteger(h) && h > 0 ? h : 0;
   }
 
   // True while the server has it (SUBSCRIBED came on this session).
@@ -487,6 +500,7 @@ export class ChannelsClient {
         sub.conn = null;
         sub.id = null;
         sub.recovering = 0;
+        sub.historyLeft = 0;
       }
     }
     if (this.state === 'closed') return;
@@ -545,7 +559,7 @@ export class ChannelsClient {
         const sub = s && conn.subs.get(s.value);
         if (sub && sub.active) {
           call(sub.handlers.onMessage, value.slice(s.next),
-            { offset: null, unreliable: true, recovered: false });
+            { offset: null, unreliable: true, recovered: false, history: false });
         }
       }
     } catch (_) { /* the session ended */ }
@@ -563,8 +577,12 @@ export class ChannelsClient {
     const req = this._newReq();
     conn.pending.set(req, { kind: 'subscribe', sub });
     const w = new PayloadWriter().varint(req).bytes(sub.name);
-    if (sub.epoch !== null) w.varint(1).varint(sub.epoch).varint(sub.offset); // recover
-    else w.varint(0);
+    // flags: bit 0 recover (from the last position), bit 1 history (what
+    // to send when there is no position or it cannot be recovered).
+    const recover = sub.epoch !== null;
+    w.varint((recover ? 1 : 0) | (sub.historyLimit ? 2 : 0));
+    if (recover) w.varint(sub.epoch).varint(sub.offset);
+    if (sub.historyLimit) w.varint(sub.historyLimit);
     this._send(conn, FRAME.SUBSCRIBE, w);
   }
 
@@ -655,11 +673,14 @@ export class ChannelsClient {
         conn.subs.set(id, sub);
         if (!sub.active) return; // unsubscribed meanwhile: UNSUBSCRIBED follows
         // Recovered: the missed messages follow and move offset on;
-        // otherwise start from the channel's present.
-        if (!recovered || sub.epoch !== epoch) sub.offset = offset;
+        // otherwise start from the channel's present, less the history
+        // that follows (the last `missed` offsets up to it).
+        const history = recovered ? 0 : Math.min(missed, offset);
+        if (!recovered || sub.epoch !== epoch) sub.offset = offset - history;
         sub.epoch = epoch;
         sub.recovering = recovered ? missed : 0;
-        call(sub.handlers.onSubscribed, { channel, recovered, epoch, offset, missed });
+        sub.historyLeft = history;
+        call(sub.handlers.onSubscribed, { channel, recovered, epoch, offset, missed, history });
         return;
       }
       case FRAME.MESSAGE: {
@@ -673,7 +694,9 @@ export class ChannelsClient {
         sub.offset = offset;
         const recovered = sub.recovering > 0;
         if (recovered) sub.recovering--;
-        call(sub.handlers.onMessage, data, { offset, unreliable: false, recovered });
+        const history = !recovered && sub.historyLeft > 0;
+        if (history) sub.historyLeft--;
+        call(sub.handlers.onMessage, data, { offset, unreliable: false, recovered, history });
         return;
       }
       case FRAME.PUBLISHED: {

@@ -48,9 +48,12 @@ static size_t c_subscribe(const uint8_t *pl, size_t len, uint8_t *out,
   }
   assert(f.recover == ((f.flags & H3WT_CH_FLAG_RECOVER) != 0));
   assert(f.recover || (f.epoch == 0 && f.offset == 0));
+  assert(f.history == ((f.flags & H3WT_CH_FLAG_HISTORY) != 0));
+  assert(f.history || f.limit == 0);
+  assert((f.flags & ~(uint64_t)H3WT_CH_FLAGS_KNOWN) == 0);
   assert((*rv == 0) == h3wt_ch_name_valid(f.name, f.namelen));
-  return h3wt_ch_encode_subscribe(out, cap, f.req, f.name, f.namelen, f.flags,
-                                  f.epoch, f.offset);
+  return h3wt_ch_encode_subscribe_ex(out, cap, f.req, f.name, f.namelen,
+                                     f.flags, f.epoch, f.offset, f.limit);
 }
 
 static size_t c_unsubscribe(const uint8_t *pl, size_t len, uint8_t *out,

@@ -4,7 +4,8 @@
  * subscribe, reliable publish in order with offsets, presence, unreliable
  * publish by datagram, the permission hook, an unknown command, recovery
  * after a reconnect (recovered and not), a publication from C, members,
- * and a malformed frame closing only its own session.
+ * and a malformed frame closing only its own session; history on join
+ * (in order, the limit respected and capped, recovery first).
  */
 #include <inttypes.h>
 #include <stdarg.h>
@@ -106,7 +107,7 @@ static int on_frame(uint64_t type, const uint8_t *p, size_t len, void *ud) {
           " missed=%" PRIu64,
        f.req, (int)f.namelen, f.name, f.sub, f.recovered, f.offset,
        f.missed);
-    if (k == &T.c[0] && f.namelen == 4) {
+    if (k == &T.c[0] && (f.namelen == 4 || f.namelen == 1)) { /* room, h */
       T.epoch = f.epoch;
     }
     break;
@@ -225,6 +226,16 @@ static void subscribe(cl *k, uint64_t req, const char *ch, int recover,
              h3wt_ch_encode_subscribe(f, sizeof(f), req, (const uint8_t *)ch,
                                       strlen(ch), recover ? 1 : 0, epoch,
                                       off));
+}
+
+/* SUBSCRIBE with any flags: epoch/off with the recover bit, limit with
+   the history bit. */
+static void subscribe_ex(cl *k, uint64_t req, const char *ch, uint64_t flags,
+                         uint64_t epoch, uint64_t off, uint64_t limit) {
+  uint8_t f[300];
+  send_frame(k, f,
+             h3wt_ch_encode_subscribe_ex(f, sizeof(f), req, (const uint8_t *)ch,
+                                         strlen(ch), flags, epoch, off, limit));
 }
 
 static void publish(cl *k, uint64_t req, const char *ch, const char *text) {
@@ -527,6 +538,143 @@ TEST(presence_events_capped) {
   st.version = H3WT_CHANNELS_STATS_V1;
   CHECK_EQ_INT(h3wt_channels_get_stats(T.hub, &st), 0);
   CHECK_EQ_INT((int)st.presence_skipped, 1);
+  fx_end();
+}
+
+/* ---- history on join ----------------------------------------------------------
+ * A hub keeping 4 messages; A publishes 6 to "h" (3..6 kept), then:
+ *   B  history 2                   -> rec=0 missed=2: 5, 6
+ *   C  history 100 (capped to 4)   -> rec=0 missed=4: 3..6
+ *   D  recover from 5 + history 3  -> rec=1 missed=1: 6 (recovery wins)
+ *   E  recover, other epoch + h. 3 -> rec=0 missed=3: 4..6
+ *   A  history 5 of an empty channel -> missed=0
+ * then B sends a SUBSCRIBE with an unknown flag bit: B is closed (BAD_FRAME)
+ * and the others go on. */
+
+static void hist_step(uv_timer_t *t) {
+  cl *A = &T.c[0], *B = &T.c[1], *C = &T.c[2], *D = &T.c[3], *E = &T.c[4];
+  char line[64];
+  switch (T.step) {
+  case 0:
+    if (!A->st) {
+      return;
+    }
+    subscribe(A, 1, "h", 0, 0, 0);
+    T.step = 1;
+    return;
+  case 1:
+    if (!has(A, "SUBSCRIBED req=1 h sub=1 rec=0 off=0 missed=0")) {
+      return;
+    }
+    for (int i = 1; i <= 6; ++i) {
+      snprintf(line, sizeof(line), "h%d", i);
+      publish(A, (uint64_t)(1 + i), "h", line);
+    }
+    for (int i = 1; i < NCL; ++i) {
+      open_client(i);
+    }
+    T.step = 2;
+    return;
+  case 2:
+    if (!has(A, "PUBLISHED req=7 off=6") || !B->st || !C->st || !D->st ||
+        !E->st) {
+      return;
+    }
+    subscribe_ex(B, 1, "h", H3WT_CH_FLAG_HISTORY, 0, 0, 2);
+    subscribe_ex(C, 1, "h", H3WT_CH_FLAG_HISTORY, 0, 0, 100);
+    subscribe_ex(D, 1, "h", H3WT_CH_FLAG_RECOVER | H3WT_CH_FLAG_HISTORY,
+                 T.epoch, 5, 3);
+    subscribe_ex(E, 1, "h", H3WT_CH_FLAG_RECOVER | H3WT_CH_FLAG_HISTORY,
+                 T.epoch ^ 1, 5, 3);
+    subscribe_ex(A, 8, "empty", H3WT_CH_FLAG_HISTORY, 0, 0, 5);
+    T.step = 3;
+    return;
+  case 3:
+    if (!has(B, "MESSAGE sub=1 off=6 h6") ||
+        !has(C, "MESSAGE sub=1 off=6 h6") ||
+        !has(D, "MESSAGE sub=1 off=6 h6") ||
+        !has(E, "MESSAGE sub=1 off=6 h6") ||
+        !has(A, "SUBSCRIBED req=8 empty sub=2 rec=0 off=0 missed=0")) {
+      return;
+    }
+    /* Flags 0x04: a bit this draft lacks. */
+    subscribe_ex(B, 2, "other", 0x04, 0, 0, 0);
+    T.step = 4;
+    return;
+  case 4:
+    if (!B->closed) {
+      return;
+    }
+    /* The others still work: A publishes, C hears it live. */
+    publish(A, 9, "h", "h7");
+    T.step = 5;
+    return;
+  case 5:
+    if (!has(C, "MESSAGE sub=1 off=7 h7")) {
+      return;
+    }
+    finish();
+    return;
+  }
+}
+
+static void check_messages(const cl *k, int from, int to) {
+  char line[64];
+  int prev = 0;
+  for (int i = 0; i < k->nev && !prev; ++i) {
+    prev = strncmp(k->ev[i], "SUBSCRIBED req=1 h ", 19) == 0 ? i + 1 : 0;
+  }
+  CHECK(prev);
+  for (int i = 1; i <= 7; ++i) {
+    snprintf(line, sizeof(line), "MESSAGE sub=1 off=%d h%d", i, i);
+    TEST_CONTEXT("%s", line);
+    int at = has(k, line);
+    if (i < from) {
+      CHECK(!at);
+    } else if (i <= to) {
+      CHECK(at > prev); /* after SUBSCRIBED and the one before */
+      prev = at;
+    }
+  }
+}
+
+TEST(history_on_join_in_order_limited_recovery_first) {
+  h3wt_channels_settings chs;
+  h3wt_channels_settings_default(&chs);
+  chs.history_size = 4;
+  fx_hub_settings = &chs;
+  fx_start(NULL, hist_step, 10000);
+  fx_hub_settings = NULL;
+  open_client(0);
+  uv_run(&T.loop, UV_RUN_DEFAULT);
+
+  cl *B = &T.c[1], *C = &T.c[2], *D = &T.c[3], *E = &T.c[4];
+  TEST_CONTEXT("step %d", T.step);
+  CHECK(!T.timed_out);
+  CHECK_EQ_INT(T.step, 5);
+  CHECK(has(B, "SUBSCRIBED req=1 h sub=1 rec=0 off=6 missed=2"));
+  CHECK(has(C, "SUBSCRIBED req=1 h sub=1 rec=0 off=6 missed=4"));
+  CHECK(has(D, "SUBSCRIBED req=1 h sub=1 rec=1 off=6 missed=1"));
+  CHECK(has(E, "SUBSCRIBED req=1 h sub=1 rec=0 off=6 missed=3"));
+  TEST_CONTEXT("%s", "B");
+  check_messages(B, 5, 6);
+  TEST_CONTEXT("%s", "C");
+  check_messages(C, 3, 6);
+  TEST_CONTEXT("%s", "D");
+  check_messages(D, 6, 6);
+  TEST_CONTEXT("%s", "E");
+  check_messages(E, 4, 6);
+  TEST_CONTEXT("%s", "");
+  CHECK_EQ_INT((int)B->close_code, 0x4348);
+  CHECK(!has(B, "SUBSCRIBED req=2 other sub=2 rec=0 off=0 missed=0"));
+
+  h3wt_channels_stats st;
+  memset(&st, 0, sizeof(st));
+  st.version = H3WT_CHANNELS_STATS_V1;
+  CHECK_EQ_INT(h3wt_channels_get_stats(T.hub, &st), 0);
+  CHECK_EQ_INT((int)st.recoveries, 1);
+  CHECK_EQ_INT((int)st.recoveries_failed, 1);
+  CHECK_EQ_INT((int)st.protocol_errors, 1);
   fx_end();
 }
 
@@ -940,6 +1088,7 @@ TEST(thousand_subscribers_every_message_once_in_order) {
 int main(int argc, char **argv) {
   static const h3wt_test_case tests[] = {
       TEST_ENTRY(channels_end_to_end),
+      TEST_ENTRY(history_on_join_in_order_limited_recovery_first),
       TEST_ENTRY(presence_events_capped),
       TEST_ENTRY(slow_consumer_cut_others_served),
       TEST_ENTRY(hooks_may_call_anything),

@@ -147,13 +147,44 @@ TEST(round_trip_client_frames) {
     CHECK_EQ_MEM(s.name, "room", 4);
     CHECK_EQ_INT(plen, h3wt_varint_len(a) + 1 + 4 + 1);
 
-    /* With recover, and an unknown flag bit kept as sent. */
+    CHECK(s.history == 0 && s.limit == 0);
+
+    /* With recover. */
+    n = h3wt_ch_encode_subscribe(buf, sizeof(buf), a, U8("room"), 4,
+                                 H3WT_CH_FLAG_RECOVER, b, c);
+    pl = one_frame(buf, n, H3WT_CH_SUBSCRIBE, &plen);
+    CHECK_EQ_INT(h3wt_ch_decode_subscribe(pl, plen, &s), 0);
+    CHECK(s.req == a && s.flags == 0x01 && s.recover == 1);
+    CHECK(s.epoch == b && s.offset == c);
+    CHECK(s.history == 0 && s.limit == 0);
+
+    /* History alone: the limit follows the flags. */
+    n = h3wt_ch_encode_subscribe_ex(buf, sizeof(buf), a, U8("room"), 4,
+                                    H3WT_CH_FLAG_HISTORY, b, c, c);
+    pl = one_frame(buf, n, H3WT_CH_SUBSCRIBE, &plen);
+    CHECK_EQ_INT(h3wt_ch_decode_subscribe(pl, plen, &s), 0);
+    CHECK(s.req == a && s.flags == 0x02 && s.recover == 0 && s.history == 1);
+    CHECK(s.epoch == 0 && s.offset == 0 && s.limit == c);
+    CHECK_EQ_INT(plen, h3wt_varint_len(a) + 1 + 4 + 1 + h3wt_varint_len(c));
+
+    /* Recover and history: epoch, offset, then the limit. */
+    n = h3wt_ch_encode_subscribe_ex(buf, sizeof(buf), a, U8("room"), 4,
+                                    H3WT_CH_FLAG_RECOVER | H3WT_CH_FLAG_HISTORY,
+                                    b, c, a);
+    pl = one_frame(buf, n, H3WT_CH_SUBSCRIBE, &plen);
+    CHECK_EQ_INT(h3wt_ch_decode_subscribe(pl, plen, &s), 0);
+    CHECK(s.flags == 0x03 && s.recover == 1 && s.history == 1);
+    CHECK(s.epoch == b && s.offset == c && s.limit == a);
+
+    /* An unknown flag bit is malformed, with or without the known ones. */
     n = h3wt_ch_encode_subscribe(buf, sizeof(buf), a, U8("room"), 4,
                                  H3WT_CH_FLAG_RECOVER | 0x10, b, c);
     pl = one_frame(buf, n, H3WT_CH_SUBSCRIBE, &plen);
-    CHECK_EQ_INT(h3wt_ch_decode_subscribe(pl, plen, &s), 0);
-    CHECK(s.req == a && s.flags == 0x11 && s.recover == 1);
-    CHECK(s.epoch == b && s.offset == c);
+    CHECK_EQ_INT(h3wt_ch_decode_subscribe(pl, plen, &s), H3WT_CH_PARSE_BAD);
+    n = h3wt_ch_encode_subscribe(buf, sizeof(buf), a, U8("room"), 4, 0x04, b,
+                                 c);
+    pl = one_frame(buf, n, H3WT_CH_SUBSCRIBE, &plen);
+    CHECK_EQ_INT(h3wt_ch_decode_subscribe(pl, plen, &s), H3WT_CH_PARSE_BAD);
 
     h3wt_ch_unsubscribe u;
     n = h3wt_ch_encode_unsubscribe(buf, sizeof(buf), a, U8("a b"), 3);
@@ -686,6 +717,22 @@ TEST(odd_but_valid_and_hand_built_bad) {
   /* Recover set but epoch and offset missing. */
   static const uint8_t norecover[] = {0x01, 0x01, 'r', 0x01};
   CHECK_EQ_INT(h3wt_ch_decode_subscribe(norecover, 4, &s), H3WT_CH_PARSE_BAD);
+  /* History set but the limit missing; or the limit and a byte more. */
+  static const uint8_t nolimit[] = {0x01, 0x01, 'r', 0x02};
+  CHECK_EQ_INT(h3wt_ch_decode_subscribe(nolimit, 4, &s), H3WT_CH_PARSE_BAD);
+  static const uint8_t limit2[] = {0x01, 0x01, 'r', 0x02, 0x05, 0x00};
+  CHECK_EQ_INT(h3wt_ch_decode_subscribe(limit2, 6, &s), H3WT_CH_PARSE_BAD);
+  CHECK_EQ_INT(h3wt_ch_decode_subscribe(limit2, 5, &s), 0);
+  CHECK(s.history == 1 && s.limit == 5 && !s.recover);
+  /* A flag bit past the known ones, even in a long varint form. */
+  static const uint8_t bit62[] = {0x01, 0x01, 'r',  0xc0, 0x00, 0x00,
+                                  0x00, 0x00, 0x00, 0x00, 0x80, 0x00};
+  CHECK_EQ_INT(h3wt_ch_decode_subscribe(bit62, sizeof(bit62), &s),
+               H3WT_CH_PARSE_BAD);
+  static const uint8_t known2[] = {0x01, 0x01, 'r',  0xc0, 0x00, 0x00,
+                                   0x00, 0x00, 0x00, 0x00, 0x02, 0x07};
+  CHECK_EQ_INT(h3wt_ch_decode_subscribe(known2, sizeof(known2), &s), 0);
+  CHECK(s.history == 1 && s.limit == 7);
   /* A name longer than the bytes left. */
   static const uint8_t longname[] = {0x01, 0x05, 'r', 0x00};
   CHECK_EQ_INT(h3wt_ch_decode_subscribe(longname, 4, &s), H3WT_CH_PARSE_BAD);
