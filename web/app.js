@@ -499,11 +499,13 @@
     $('dg-run').textContent = 'Stop';
   }
 
-  function drawChart() {
-    const c = $('dg-chart');
+  /* A canvas sized to its box in device pixels, cleared, and its context
+     scaled so that drawing is in CSS pixels. */
+  function canvas2d(id, defaultHeight) {
+    const c = $(id);
     const dpr = window.devicePixelRatio || 1;
     const w = c.clientWidth || 520;
-    const h = c.clientHeight || 150;
+    const h = c.clientHeight || defaultHeight;
     if (c.width !== Math.round(w * dpr) || c.height !== Math.round(h * dpr)) {
       c.width = Math.round(w * dpr);
       c.height = Math.round(h * dpr);
@@ -511,6 +513,11 @@
     const g = c.getContext('2d');
     g.setTransform(dpr, 0, 0, dpr, 0, 0);
     g.clearRect(0, 0, w, h);
+    return { g, w, h };
+  }
+
+  function drawChart() {
+    const { g, w, h } = canvas2d('dg-chart', 150);
     const pad = { l: 44, r: 8, t: 10, b: 18 };
     const pts = state.rtts;
     const max = Math.max(1, ...pts.map((p) => p.rtt)) * 1.15;
@@ -1067,17 +1074,7 @@
   }
 
   function drawDots() {
-    const c = $('dots-field');
-    const dpr = window.devicePixelRatio || 1;
-    const w = c.clientWidth || 520;
-    const h = c.clientHeight || 220;
-    if (c.width !== Math.round(w * dpr) || c.height !== Math.round(h * dpr)) {
-      c.width = Math.round(w * dpr);
-      c.height = Math.round(h * dpr);
-    }
-    const g = c.getContext('2d');
-    g.setTransform(dpr, 0, 0, dpr, 0, 0);
-    g.clearRect(0, 0, w, h);
+    const { g, w, h } = canvas2d('dots-field', 220);
     g.font = '11px system-ui, sans-serif';
     const now = performance.now();
     const dot = (x, y, hue, label, mine, alpha) => {
