@@ -57,7 +57,22 @@ struct h3wt_quic_conn {
   /* For h3wt_quic_transport_info (ngtcp2 1.11's conn_info has none). */
   uint64_t tx_bytes, tx_pkts, rx_bytes, rx_pkts;
   uint64_t last_rx; /* ts of the last packet read */
+  /* Stream shutdowns asked for while ngtcp2_conn_read_pkt() runs (from a
+     stream data callback, say): applied once it returns.  Shutting the
+     read side down there would free ngtcp2's reassembly buffer, which the
+     data being delivered may point into, under the application's feet. */
+  int in_read;
+  struct pending_shutdown {
+    int64_t id;
+    uint64_t code;
+    int how; /* SHUT_RD_ONLY, SHUT_WR_ONLY or SHUT_BOTH */
+  } *shut;
+  size_t nshut, capshut;
 };
+
+enum { SHUT_RD_ONLY = 1, SHUT_WR_ONLY = 2, SHUT_BOTH = 3 };
+
+static void run_shutdowns(h3wt_quic_conn *qc);
 
 /* ---- ngtcp2 callbacks --------------------------------------------------- */
 
@@ -599,6 +614,7 @@ void h3wt_quic_conn_del(h3wt_quic_conn *qc) {
     fclose(qc->qlog);
   }
   free(qc->close_pkt);
+  free(qc->shut);
   free(qc);
 }
 
@@ -723,7 +739,12 @@ h3wt_quic_status h3wt_quic_conn_read(h3wt_quic_conn *qc,
                             ? sizeof(struct sockaddr_in6)
                             : sizeof(struct sockaddr_in);
   path.user_data = NULL;
+  qc->in_read = 1;
   rv = ngtcp2_conn_read_pkt(qc->conn, &path, &pi, data, len, ts);
+  qc->in_read = 0;
+  if (qc->nshut) {
+    run_shutdowns(qc);
+  }
   if (rv == 0) {
     return H3WT_QUIC_OK;
   }
@@ -1139,18 +1160,63 @@ void h3wt_quic_consume_conn(h3wt_quic_conn *qc, size_t n) {
   ngtcp2_conn_extend_max_offset(qc->conn, n);
 }
 
+static void shutdown_now(h3wt_quic_conn *qc, int64_t id, uint64_t code,
+                         int how) {
+  switch (how) {
+  case SHUT_RD_ONLY:
+    ngtcp2_conn_shutdown_stream_read(qc->conn, 0, id, code);
+    break;
+  case SHUT_WR_ONLY:
+    ngtcp2_conn_shutdown_stream_write(qc->conn, 0, id, code);
+    break;
+  default:
+    ngtcp2_conn_shutdown_stream(qc->conn, 0, id, code);
+    break;
+  }
+}
+
+static void shutdown_stream(h3wt_quic_conn *qc, int64_t id, uint64_t code,
+                            int how) {
+  if (!qc->in_read) {
+    shutdown_now(qc, id, code, how);
+    return;
+  }
+  if (qc->nshut == qc->capshut) {
+    size_t cap = qc->capshut ? 2 * qc->capshut : 8;
+    struct pending_shutdown *p = realloc(qc->shut, cap * sizeof(*p));
+    if (!p) {
+      /* Rather now than never: the stream must not stay open. */
+      shutdown_now(qc, id, code, how);
+      return;
+    }
+    qc->shut = p;
+    qc->capshut = cap;
+  }
+  qc->shut[qc->nshut++] = (struct pending_shutdown){id, code, how};
+}
+
+/* Applies the shutdowns deferred during ngtcp2_conn_read_pkt(). */
+static void run_shutdowns(h3wt_quic_conn *qc) {
+  /* in_read is 0 again: anything asked for meanwhile runs at once. */
+  for (size_t i = 0; i < qc->nshut; ++i) {
+    struct pending_shutdown p = qc->shut[i];
+    shutdown_now(qc, p.id, p.code, p.how);
+  }
+  qc->nshut = 0;
+}
+
 void h3wt_quic_shutdown_stream_read(h3wt_quic_conn *qc, int64_t id,
                                     uint64_t code) {
-  ngtcp2_conn_shutdown_stream_read(qc->conn, 0, id, code);
+  shutdown_stream(qc, id, code, SHUT_RD_ONLY);
 }
 
 void h3wt_quic_shutdown_stream_write(h3wt_quic_conn *qc, int64_t id,
                                      uint64_t code) {
-  ngtcp2_conn_shutdown_stream_write(qc->conn, 0, id, code);
+  shutdown_stream(qc, id, code, SHUT_WR_ONLY);
 }
 
 void h3wt_quic_shutdown_stream(h3wt_quic_conn *qc, int64_t id, uint64_t code) {
-  ngtcp2_conn_shutdown_stream(qc->conn, 0, id, code);
+  shutdown_stream(qc, id, code, SHUT_BOTH);
 }
 
 void h3wt_quic_extend_max_streams_bidi(h3wt_quic_conn *qc, size_t n) {

@@ -1015,7 +1015,9 @@ def soak_channels_phase(t, proxy):
                      f"subscriber {i}: the offsets it received under loss")
             check(all(m["data"] == data for m in msgs),
                   f"subscriber {i}: a message arrived altered")
-            check_eq(w.p.returncode, 0, f"subscriber {i}: exit status")
+            check(w.p.returncode == 0,
+                  f"subscriber {i}: exit status {w.p.returncode}; stderr "
+                  f"{short(w.p.stderr.read(), 8000)}")
         dropped = proxy.stats["dropped"] - before["dropped"]
         log(f"channels phase: {n_subs} subscribers x {n_msgs} messages "
             f"exactly once and in order; the proxy dropped {dropped} "
