@@ -24,7 +24,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import {
-  Server, check, deadline, eq, finish, launchBrowser, log, parseArgs, saveServerLog, setupFailed, step,
+  check, deadline, eq, finish, launchBrowser, log, parseArgs, saveServerLog, setupFailed, step, stopStep,
+  testServer,
 } from './harness.mjs';
 
 const opts = parseArgs(process.argv.slice(2), { script: 'channels_browser_test.mjs' });
@@ -110,10 +111,7 @@ async function installHarness(tag) {
 
 async function main() {
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'h3wt-channels-'));
-  const server = new Server(path.resolve(opts.server), [
-    '--port', '0', '--http-port', '0', '--cert-dir', path.join(tmp, 'cert'),
-    '--web', opts.web, '--log-level', opts.logLevel,
-  ]);
+  const server = testServer(opts, tmp);
   let browser = null;
   const watchdog = deadline(() => server);
   const channel = `room.${opts.browser}.${Math.random().toString(36).slice(2, 8)}`;
@@ -344,13 +342,7 @@ async function main() {
     setupFailed(e);
   } finally {
     if (browser) await browser.close().catch((e) => log(`browser close: ${e}`));
-    if (server.proc) {
-      await step('server stops cleanly on SIGTERM, no sanitizer report', async () => {
-        const r = await server.stop();
-        server.checkNoSanitizerReport();
-        eq(r.code, 0, `server exit status (signal ${r.signal})`);
-      });
-    }
+    await stopStep(server, 'server stops cleanly on SIGTERM, no sanitizer report');
     clearTimeout(watchdog);
     saveServerLog(tmp, server, { keep: opts.keep });
   }

@@ -29,7 +29,7 @@ import os from 'node:os';
 import path from 'node:path';
 import {
   CheckFailed, Server, check, deadline, eq, finish, launchBrowser, log, parseArgs, saveServerLog,
-  setupFailed, sleep, step,
+  setupFailed, sleep, step, stopStep, testServer,
 } from './harness.mjs';
 
 const opts = parseArgs(process.argv.slice(2), { script: 'demo_browser_test.mjs', screenshots: true });
@@ -56,10 +56,7 @@ const dots = (p) => p.eval(() => window.h3wtDemo.dots());
 async function main() {
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'h3wt-demo-'));
   // A short drain: the test stops servers with sessions open.
-  let server = new Server(path.resolve(opts.server), [
-    '--port', '0', '--http-port', '0', '--cert-dir', path.join(tmp, 'cert'),
-    '--web', opts.web, '--log-level', opts.logLevel, '--drain-timeout', '200',
-  ]);
+  let server = testServer(opts, tmp, ['--drain-timeout', '200']);
   let firstLog = '';
   let browser = null;
   const watchdog = deadline(() => server);
@@ -273,13 +270,7 @@ async function main() {
     setupFailed(e);
   } finally {
     if (browser) await browser.close().catch((e) => log(`browser close: ${e}`));
-    if (server.proc) {
-      await step('server stops cleanly on SIGTERM, no sanitizer report', async () => {
-        const r = await server.stop();
-        server.checkNoSanitizerReport();
-        eq(r.code, 0, `server exit status (signal ${r.signal})`);
-      });
-    }
+    await stopStep(server, 'server stops cleanly on SIGTERM, no sanitizer report');
     clearTimeout(watchdog);
     saveServerLog(tmp, server, { before: firstLog, keep: opts.keep });
   }

@@ -205,12 +205,30 @@ export class Server {
     return r;
   }
 
-  // A check: no sanitizer report in the log.
-  checkNoSanitizerReport() {
+}
+
+// The server every test starts first: both ports chosen by the system, its
+// certificate in tmp/cert, the page from opts.web, opts.logLevel; then extra.
+export function testServer(opts, tmp, extra = []) {
+  return new Server(path.resolve(opts.server), [
+    '--port', '0', '--http-port', '0', '--cert-dir', path.join(tmp, 'cert'),
+    '--web', opts.web, '--log-level', opts.logLevel, ...extra,
+  ]);
+}
+
+// The last step, when the server was started: it stops on SIGTERM with exit
+// status 0 and no sanitizer report in its log; then more(), the test's own
+// checks of the stop.
+export async function stopStep(server, name, more = async () => {}) {
+  if (!server.proc) return;
+  await step(name, async () => {
+    const r = await server.stop();
     for (const marker of ['ERROR: AddressSanitizer', 'runtime error:', 'LeakSanitizer']) {
-      check(!this.err.includes(marker), `sanitizer report in the server log (${marker})`);
+      check(!server.err.includes(marker), `sanitizer report in the server log (${marker})`);
     }
-  }
+    eq(r.code, 0, `server exit status (signal ${r.signal})`);
+    await more();
+  });
 }
 
 /* ---- browsers ----------------------------------------------------------------

@@ -26,7 +26,7 @@ import os from 'node:os';
 import path from 'node:path';
 import {
   CheckFailed, Server, check, deadline, eqStrict as eq, finish, launchBrowser, log, parseArgs,
-  saveServerLog, setupFailed, step,
+  saveServerLog, setupFailed, step, stopStep, testServer,
 } from './harness.mjs';
 
 const opts = parseArgs(process.argv.slice(2), {
@@ -42,10 +42,7 @@ async function httpGet(url) {
 
 async function main() {
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'h3wt-browser-'));
-  const server = new Server(path.resolve(opts.server), [
-    '--port', '0', '--http-port', '0', '--cert-dir', path.join(tmp, 'cert'),
-    '--web', opts.web, '--log-level', opts.logLevel,
-  ]);
+  const server = testServer(opts, tmp);
   let browser = null;
   let pageA = null;
   const watchdog = deadline(() => server);
@@ -323,30 +320,25 @@ async function main() {
   } catch (e) {
     setupFailed(e);
   } finally {
-    if (server.proc) {
-      // Sessions are still open here (the reconnect step): their ends, and
-      // the ticker's timer, must not keep the server from stopping.
-      await step('server stops cleanly on SIGTERM, with sessions open', async () => {
-        const r = await server.stop();
-        server.checkNoSanitizerReport();
-        eq(r.code, 0, `server exit status (signal ${r.signal})`);
-        check(server.err.includes('h3wt-server: stopped'), 'no "h3wt-server: stopped" on stderr');
-        if (pageA) {
-          const sessions = await pageA.eval(() => new Promise((resolve) => {
-            const t0 = Date.now();
-            const poll = () => {
-              const st = window.h3wtDemo.sessions();
-              if (Object.values(st).every((v) => v !== 'open') || Date.now() - t0 > 5000) resolve(st);
-              else setTimeout(poll, 50);
-            };
-            poll();
-          }));
-          for (const [k, v] of Object.entries(sessions)) {
-            check(v !== 'open', `the page still thinks the ${k} session is open after the server stopped`);
-          }
+    // Sessions are still open here (the reconnect step): their ends, and
+    // the ticker's timer, must not keep the server from stopping.
+    await stopStep(server, 'server stops cleanly on SIGTERM, with sessions open', async () => {
+      check(server.err.includes('h3wt-server: stopped'), 'no "h3wt-server: stopped" on stderr');
+      if (pageA) {
+        const sessions = await pageA.eval(() => new Promise((resolve) => {
+          const t0 = Date.now();
+          const poll = () => {
+            const st = window.h3wtDemo.sessions();
+            if (Object.values(st).every((v) => v !== 'open') || Date.now() - t0 > 5000) resolve(st);
+            else setTimeout(poll, 50);
+          };
+          poll();
+        }));
+        for (const [k, v] of Object.entries(sessions)) {
+          check(v !== 'open', `the page still thinks the ${k} session is open after the server stopped`);
         }
-      });
-    }
+      }
+    });
     if (browser) {
       await browser.close().catch((e) => log(`browser close: ${e}`));
     }
