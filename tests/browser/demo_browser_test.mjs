@@ -20,217 +20,19 @@
  * the counters are shown and plausible; the server restarts (a new
  * epoch): recovery fails and the page shows the history reloaded.  One line per check; ends with "N
  * passed, M failed"; exit status 0 only when nothing failed.  Every wait is
- * bounded.
+ * bounded.  The command line, the results, the server and the browsers are
+ * harness.mjs's, shared with the other browser tests.
  */
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import {
+  CheckFailed, Server, check, deadline, eq, finish, launchBrowser, log, parseArgs, saveServerLog,
+  setupFailed, sleep, step, stopStep, testServer,
+} from './harness.mjs';
 
-const here = path.dirname(fileURLToPath(import.meta.url));
-
-/* ---- options ------------------------------------------------------------ */
-
-function parseArgs(argv) {
-  const o = {
-    server: null,
-    browser: 'chromium',
-    web: path.resolve(here, '../../web'),
-    logLevel: process.env.H3WT_BROWSER_LOG_LEVEL || 'info',
-    keep: false,
-    screenshots: null,
-  };
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i];
-    const next = () => {
-      if (i + 1 >= argv.length) throw new Error(`${a} needs a value`);
-      return argv[++i];
-    };
-    if (a === '--server') o.server = next();
-    else if (a === '--browser') o.browser = next();
-    else if (a === '--web') o.web = next();
-    else if (a === '--log-level') o.logLevel = next();
-    else if (a === '--keep') o.keep = true;
-    else if (a === '--screenshots') o.screenshots = next();
-    else throw new Error(`unknown argument ${a}`);
-  }
-  if (!o.server) throw new Error('usage: demo_browser_test.mjs --server PATH [--browser chromium|firefox]');
-  if (!['chromium', 'firefox'].includes(o.browser)) throw new Error(`unknown browser ${o.browser}`);
-  return o;
-}
-
-const opts = parseArgs(process.argv.slice(2));
-const t0 = Date.now();
-const log = (m) => console.log(`[${((Date.now() - t0) / 1000).toFixed(2)}s] ${m}`);
-
-/* ---- results ------------------------------------------------------------ */
-
-let passed = 0;
-let failed = 0;
-const failures = [];
-
-class CheckFailed extends Error {}
-
-function check(cond, what) {
-  if (!cond) throw new CheckFailed(what);
-}
-
-function eq(actual, expected, what) {
-  const a = JSON.stringify(actual);
-  const e = JSON.stringify(expected);
-  if (a !== e) throw new CheckFailed(`${what}: expected ${e}, got ${a}`);
-}
-
-async function step(name, fn) {
-  const s = Date.now();
-  try {
-    await fn();
-    passed++;
-    log(`PASS ${name} (${Date.now() - s} ms)`);
-  } catch (e) {
-    failed++;
-    const msg = e instanceof CheckFailed ? e.message : String((e && e.message) || e).split('\n    at ')[0];
-    failures.push(`${name}: ${msg}`);
-    log(`FAIL ${name}: ${msg}`);
-  }
-}
-
-/* ---- the server ----------------------------------------------------------- */
-
-class Server {
-  constructor(bin, args) {
-    this.bin = bin;
-    this.args = args;
-    this.out = '';
-    this.err = '';
-    this.exit = null;
-  }
-
-  start(timeoutMs = 15000) {
-    log(`start ${this.bin} ${this.args.join(' ')}`);
-    this.proc = spawn(this.bin, this.args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    this.exited = new Promise((resolve) => {
-      this.proc.on('exit', (code, signal) => {
-        this.exit = { code, signal };
-        resolve(this.exit);
-      });
-    });
-    this.proc.stdout.on('data', (d) => { this.out += d; });
-    this.proc.stderr.on('data', (d) => { this.err += d; });
-    return new Promise((resolve, reject) => {
-      const started = Date.now();
-      const timer = setInterval(() => {
-        const m1 = /listening on (\S+) port (\d+)/.exec(this.out);
-        const m2 = /demo page (http:\/\/\S+?:(\d+)\/)/.exec(this.out);
-        if (m1 && (m2 || this.args.includes('--no-http'))) {
-          clearInterval(timer);
-          this.h3Port = Number(m1[2]);
-          if (m2) {
-            this.pageUrl = m2[1];
-            this.httpPort = Number(m2[2]);
-          }
-          resolve(this);
-        } else if (this.exit || Date.now() - started > timeoutMs) {
-          clearInterval(timer);
-          reject(new Error(`server not listening (exit ${JSON.stringify(this.exit)}):\n${this.out}\n${this.err}`));
-        }
-      }, 20);
-    });
-  }
-
-  // Waits until stderr (the log) matches re; returns the match.
-  async waitLog(re, timeoutMs = 5000) {
-    const end = Date.now() + timeoutMs;
-    for (;;) {
-      const m = re.exec(this.err);
-      if (m) return m;
-      if (Date.now() > end || this.exit) return null;
-      await new Promise((r) => setTimeout(r, 25));
-    }
-  }
-
-  async stop(timeoutMs = 10000) {
-    if (this.exit) return this.exit;
-    this.proc.kill('SIGTERM');
-    const timer = setTimeout(() => this.proc.kill('SIGKILL'), timeoutMs);
-    const r = await this.exited;
-    clearTimeout(timer);
-    return r;
-  }
-}
-
-/* ---- browsers --------------------------------------------------------------
- * As in wt_browser_test.mjs: newPage(tag) gives goto(url), eval(fn, arg),
- * typeEnter(selector, text) (real key presses into a field, then Enter),
- * screenshot(file) and close(). */
-
-async function launchChromium() {
-  const { chromium } = await import('playwright-core');
-  const browser = await chromium.launch({
-    executablePath: process.env.H3WT_CHROMIUM || '/usr/bin/chromium',
-    headless: true,
-    args: ['--no-sandbox', '--disable-background-networking', '--disable-component-update',
-      '--disable-sync', '--no-first-run', '--disable-dev-shm-usage'],
-  });
-  log(`chromium ${browser.version()}`);
-  const context = await browser.newContext({ viewport: { width: 1280, height: 1000 } });
-  return {
-    async newPage(tag) {
-      const page = await context.newPage();
-      page.on('console', (m) => log(`  [${tag} console.${m.type()}] ${m.text()}`));
-      page.on('pageerror', (e) => log(`  [${tag} pageerror] ${e.message}`));
-      return {
-        goto: (url) => page.goto(url, { waitUntil: 'load' }),
-        eval: (fn, arg) => page.evaluate(fn, arg),
-        async typeEnter(sel, text) {
-          await page.bringToFront();
-          await page.fill(sel, '');
-          await page.type(sel, text);
-          await page.press(sel, 'Enter');
-        },
-        screenshot: (file) => page.screenshot({ path: file, fullPage: true }),
-        close: () => page.close(),
-      };
-    },
-    close: () => browser.close(),
-  };
-}
-
-async function launchFirefox() {
-  const puppeteer = (await import('puppeteer-core')).default;
-  const browser = await puppeteer.launch({
-    browser: 'firefox',
-    executablePath: process.env.H3WT_FIREFOX || '/usr/bin/firefox-esr',
-    headless: true,
-    protocol: 'webDriverBiDi',
-    args: ['--no-remote'],
-    defaultViewport: { width: 1280, height: 1000 },
-  });
-  log(`firefox ${await browser.version()}`);
-  return {
-    async newPage(tag) {
-      const page = await browser.newPage();
-      page.on('console', (m) => log(`  [${tag} console.${m.type()}] ${m.text()}`));
-      page.on('pageerror', (e) => log(`  [${tag} pageerror] ${e.message}`));
-      return {
-        goto: (url) => page.goto(url, { waitUntil: 'load' }),
-        eval: (fn, arg) => page.evaluate(fn, arg),
-        async typeEnter(sel, text) {
-          await page.bringToFront();
-          await page.$eval(sel, (el) => { el.value = ''; });
-          await page.type(sel, text);
-          await page.keyboard.press('Enter');
-        },
-        screenshot: (file) => page.screenshot({ path: file, fullPage: true }),
-        close: () => page.close(),
-      };
-    },
-    close: () => browser.close(),
-  };
-}
-
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const opts = parseArgs(process.argv.slice(2), { script: 'demo_browser_test.mjs', screenshots: true });
 
 // Polls fn(arg) in the page (from here, so a background tab's slow timers
 // do not matter) until it returns something truthy; a timeout fails the
@@ -254,17 +56,10 @@ const dots = (p) => p.eval(() => window.h3wtDemo.dots());
 async function main() {
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'h3wt-demo-'));
   // A short drain: the test stops servers with sessions open.
-  let server = new Server(path.resolve(opts.server), [
-    '--port', '0', '--http-port', '0', '--cert-dir', path.join(tmp, 'cert'),
-    '--web', opts.web, '--log-level', opts.logLevel, '--drain-timeout', '200',
-  ]);
+  let server = testServer(opts, tmp, ['--drain-timeout', '200']);
   let firstLog = '';
   let browser = null;
-  const deadline = setTimeout(() => {
-    log('FAIL: the whole test took over 170 s');
-    if (server.proc) server.proc.kill('SIGKILL');
-    process.exit(1);
-  }, 170000);
+  const watchdog = deadline(() => server);
   const shot = async (page, name) => {
     if (opts.screenshots) {
       fs.mkdirSync(opts.screenshots, { recursive: true });
@@ -275,7 +70,7 @@ async function main() {
   try {
     await server.start();
     log(`server: HTTP/3 port ${server.h3Port}, page ${server.pageUrl}`);
-    browser = opts.browser === 'chromium' ? await launchChromium() : await launchFirefox();
+    browser = await launchBrowser(opts.browser);
     const a = await browser.newPage('A');
     const b = await browser.newPage('B');
     // A comes back no sooner than 2 s after losing its session: time for B
@@ -472,31 +267,14 @@ async function main() {
       await shot(a, 'page-a-restart');
     });
   } catch (e) {
-    failed++;
-    failures.push(`setup: ${(e && e.stack) || e}`);
-    log(`FAIL setup: ${(e && e.stack) || e}`);
+    setupFailed(e);
   } finally {
     if (browser) await browser.close().catch((e) => log(`browser close: ${e}`));
-    if (server.proc) {
-      await step('server stops cleanly on SIGTERM, no sanitizer report', async () => {
-        const r = await server.stop();
-        for (const marker of ['ERROR: AddressSanitizer', 'runtime error:', 'LeakSanitizer']) {
-          check(!server.err.includes(marker), `sanitizer report in the server log (${marker})`);
-        }
-        eq(r.code, 0, `server exit status (signal ${r.signal})`);
-      });
-    }
-    clearTimeout(deadline);
-    const logFile = path.join(tmp, 'server.log');
-    fs.writeFileSync(logFile, `${firstLog}${server.out}\n----- stderr -----\n${server.err}`);
-    if (failed) {
-      log(`server log (last lines; whole log in ${logFile}):\n${server.err.split('\n').slice(-40).join('\n')}`);
-    }
-    if (!opts.keep && !failed) fs.rmSync(tmp, { recursive: true, force: true });
+    await stopStep(server, 'server stops cleanly on SIGTERM, no sanitizer report');
+    clearTimeout(watchdog);
+    saveServerLog(tmp, server, { before: firstLog, keep: opts.keep });
   }
-  for (const f of failures) log(`failed: ${f}`);
-  console.log(`${passed} passed, ${failed} failed`);
-  process.exit(failed ? 1 : 0);
+  finish();
 }
 
 main();

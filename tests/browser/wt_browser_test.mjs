@@ -18,221 +18,20 @@
  * server logged), so a misbehaving server fails the test, not only a dead
  * one.  The server must also stop cleanly on SIGTERM (exit 0, "stopped").
  * Ends with "N passed, M failed"; exit status 0 only when nothing failed.
+ * The command line, the results, the server and the browsers are
+ * harness.mjs's, shared with the other browser tests.
  */
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import {
+  CheckFailed, Server, check, deadline, eqStrict as eq, finish, launchBrowser, log, parseArgs,
+  saveServerLog, setupFailed, step, stopStep, testServer,
+} from './harness.mjs';
 
-const here = path.dirname(fileURLToPath(import.meta.url));
-
-/* ---- options ------------------------------------------------------------ */
-
-function parseArgs(argv) {
-  const o = {
-    server: null,
-    browser: 'chromium',
-    web: path.resolve(here, '../../web'),
-    screenshots: process.env.H3WT_BROWSER_SCREENSHOTS || null,
-    logLevel: process.env.H3WT_BROWSER_LOG_LEVEL || 'info',
-    keep: false,
-  };
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i];
-    const next = () => {
-      if (i + 1 >= argv.length) throw new Error(`${a} needs a value`);
-      return argv[++i];
-    };
-    if (a === '--server') o.server = next();
-    else if (a === '--browser') o.browser = next();
-    else if (a === '--web') o.web = next();
-    else if (a === '--screenshots') o.screenshots = next();
-    else if (a === '--log-level') o.logLevel = next();
-    else if (a === '--keep') o.keep = true;
-    else if (!o.server && !a.startsWith('-')) o.server = a;
-    else throw new Error(`unknown argument ${a}`);
-  }
-  if (!o.server) throw new Error('usage: wt_browser_test.mjs --server PATH [--browser chromium|firefox]');
-  if (!['chromium', 'firefox'].includes(o.browser)) throw new Error(`unknown browser ${o.browser}`);
-  return o;
-}
-
-const opts = parseArgs(process.argv.slice(2));
-const t0 = Date.now();
-const log = (m) => console.log(`[${((Date.now() - t0) / 1000).toFixed(2)}s] ${m}`);
-
-/* ---- results -------------------------------------------------------------- */
-
-let passed = 0;
-let failed = 0;
-const failures = [];
-
-class CheckFailed extends Error {}
-
-function check(cond, what) {
-  if (!cond) throw new CheckFailed(what);
-}
-
-function eq(actual, expected, what) {
-  if (actual !== expected) {
-    const show = (v) => {
-      const s = typeof v === 'string' ? JSON.stringify(v) : String(v);
-      return s.length > 200 ? `${s.slice(0, 200)}… (${s.length} chars)` : s;
-    };
-    throw new CheckFailed(`${what}: expected ${show(expected)}, got ${show(actual)}`);
-  }
-}
-
-async function step(name, fn) {
-  const s = Date.now();
-  try {
-    await fn();
-    passed++;
-    log(`PASS ${name} (${Date.now() - s} ms)`);
-  } catch (e) {
-    failed++;
-    const msg = e instanceof CheckFailed ? e.message : String((e && e.message) || e).split("\n    at ")[0];
-    failures.push(`${name}: ${msg}`);
-    log(`FAIL ${name}: ${msg}`);
-  }
-}
-
-/* ---- the server ------------------------------------------------------------ */
-
-class Server {
-  constructor(bin, args) {
-    this.bin = bin;
-    this.args = args;
-    this.out = '';
-    this.err = '';
-    this.exit = null;
-  }
-
-  start(timeoutMs = 15000) {
-    log(`start ${this.bin} ${this.args.join(' ')}`);
-    this.proc = spawn(this.bin, this.args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    this.exited = new Promise((resolve) => {
-      this.proc.on('exit', (code, signal) => {
-        this.exit = { code, signal };
-        resolve(this.exit);
-      });
-    });
-    this.proc.stdout.on('data', (d) => { this.out += d; });
-    this.proc.stderr.on('data', (d) => { this.err += d; });
-    return new Promise((resolve, reject) => {
-      const timer = setInterval(() => {
-        const m1 = /listening on (\S+) port (\d+)/.exec(this.out);
-        const m2 = /demo page (http:\/\/\S+?:(\d+)\/)/.exec(this.out);
-        const m3 = /certificate sha256 ([0-9a-f]{64})/.exec(this.out);
-        if (m1 && m2 && m3) {
-          clearInterval(timer);
-          this.h3Port = Number(m1[2]);
-          this.pageUrl = m2[1];
-          this.httpPort = Number(m2[2]);
-          this.sha256 = m3[1];
-          resolve(this);
-        } else if (this.exit) {
-          clearInterval(timer);
-          reject(new Error(`server exited ${JSON.stringify(this.exit)} before listening:\n${this.out}\n${this.err}`));
-        }
-      }, 20);
-      setTimeout(() => {
-        clearInterval(timer);
-        reject(new Error(`server did not print its ports within ${timeoutMs} ms:\n${this.out}\n${this.err}`));
-      }, timeoutMs);
-    });
-  }
-
-  // Waits until stderr (the log) matches re; returns the match.
-  async waitLog(re, timeoutMs = 5000) {
-    const end = Date.now() + timeoutMs;
-    for (;;) {
-      const m = re.exec(this.err);
-      if (m) return m;
-      if (Date.now() > end || this.exit) return null;
-      await new Promise((r) => setTimeout(r, 25));
-    }
-  }
-
-  async stop(timeoutMs = 10000) {
-    if (this.exit) return this.exit;
-    this.proc.kill('SIGTERM');
-    const timer = setTimeout(() => this.proc.kill('SIGKILL'), timeoutMs);
-    const r = await this.exited;
-    clearTimeout(timer);
-    return r;
-  }
-}
-
-/* ---- browsers ----------------------------------------------------------------
- * One small interface over both drivers: newPage(), page.goto(url),
- * page.eval(fn, arg) (fn runs in the page with one argument),
- * page.screenshot(file), close(). */
-
-const CHROMIUM_ARGS = [
-  '--no-sandbox', // root in a container: the setuid sandbox cannot start
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-  '--no-first-run',
-  '--disable-dev-shm-usage',
-];
-
-async function launchChromium() {
-  const { chromium } = await import('playwright-core');
-  const browser = await chromium.launch({
-    executablePath: process.env.H3WT_CHROMIUM || '/usr/bin/chromium',
-    headless: true,
-    args: CHROMIUM_ARGS,
-  });
-  log(`chromium ${browser.version()}`);
-  const context = await browser.newContext({ viewport: { width: 1280, height: 1000 } });
-  return {
-    name: `chromium ${browser.version()}`,
-    async newPage(tag) {
-      const page = await context.newPage();
-      page.on('console', (m) => log(`  [${tag} console.${m.type()}] ${m.text()}`));
-      page.on('pageerror', (e) => log(`  [${tag} pageerror] ${e.message}`));
-      return {
-        goto: (url) => page.goto(url, { waitUntil: 'load' }),
-        eval: (fn, arg) => page.evaluate(fn, arg),
-        screenshot: (file) => page.screenshot({ path: file, fullPage: true }),
-        close: () => page.close(),
-      };
-    },
-    close: () => browser.close(),
-  };
-}
-
-async function launchFirefox() {
-  const puppeteer = (await import('puppeteer-core')).default;
-  const browser = await puppeteer.launch({
-    browser: 'firefox',
-    executablePath: process.env.H3WT_FIREFOX || '/usr/bin/firefox-esr',
-    headless: true,
-    protocol: 'webDriverBiDi',
-    args: ['--no-remote'],
-    defaultViewport: { width: 1280, height: 1000 },
-  });
-  const version = await browser.version();
-  log(`firefox ${version}`);
-  return {
-    name: version,
-    async newPage(tag) {
-      const page = await browser.newPage();
-      page.on('console', (m) => log(`  [${tag} console.${m.type()}] ${m.text()}`));
-      page.on('pageerror', (e) => log(`  [${tag} pageerror] ${e.message}`));
-      return {
-        goto: (url) => page.goto(url, { waitUntil: 'load' }),
-        eval: (fn, arg) => page.evaluate(fn, arg),
-        screenshot: (file) => page.screenshot({ path: file, fullPage: true }),
-        close: () => page.close(),
-      };
-    },
-    close: () => browser.close(),
-  };
-}
+const opts = parseArgs(process.argv.slice(2), {
+  script: 'wt_browser_test.mjs', screenshots: true, screenshotsFromEnv: true, positional: true,
+});
 
 /* ---- the test ----------------------------------------------------------------- */
 
@@ -243,17 +42,10 @@ async function httpGet(url) {
 
 async function main() {
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'h3wt-browser-'));
-  const server = new Server(path.resolve(opts.server), [
-    '--port', '0', '--http-port', '0', '--cert-dir', path.join(tmp, 'cert'),
-    '--web', opts.web, '--log-level', opts.logLevel,
-  ]);
+  const server = testServer(opts, tmp);
   let browser = null;
   let pageA = null;
-  const deadline = setTimeout(() => {
-    log('FAIL: the whole test took over 170 s');
-    server.proc && server.proc.kill('SIGKILL');
-    process.exit(1);
-  }, 170000);
+  const watchdog = deadline(() => server);
 
   try {
     await server.start();
@@ -284,7 +76,7 @@ async function main() {
       eq(c.paths.ticker, '/wt/ticker', 'paths.ticker');
     });
 
-    browser = opts.browser === 'chromium' ? await launchChromium() : await launchFirefox();
+    browser = await launchBrowser(opts.browser);
     const a = await browser.newPage('A');
     pageA = a;
     // localhost, as the server prints it (a secure context).
@@ -526,51 +318,34 @@ async function main() {
       }
     });
   } catch (e) {
-    failed++;
-    failures.push(`setup: ${(e && e.stack) || e}`);
-    log(`FAIL setup: ${(e && e.stack) || e}`);
+    setupFailed(e);
   } finally {
-    if (server.proc) {
-      // Sessions are still open here (the reconnect step): their ends, and
-      // the ticker's timer, must not keep the server from stopping.
-      await step('server stops cleanly on SIGTERM, with sessions open', async () => {
-        const r = await server.stop();
-        for (const marker of ['ERROR: AddressSanitizer', 'runtime error:', 'LeakSanitizer']) {
-          check(!server.err.includes(marker), `sanitizer report in the server log (${marker})`);
+    // Sessions are still open here (the reconnect step): their ends, and
+    // the ticker's timer, must not keep the server from stopping.
+    await stopStep(server, 'server stops cleanly on SIGTERM, with sessions open', async () => {
+      check(server.err.includes('h3wt-server: stopped'), 'no "h3wt-server: stopped" on stderr');
+      if (pageA) {
+        const sessions = await pageA.eval(() => new Promise((resolve) => {
+          const t0 = Date.now();
+          const poll = () => {
+            const st = window.h3wtDemo.sessions();
+            if (Object.values(st).every((v) => v !== 'open') || Date.now() - t0 > 5000) resolve(st);
+            else setTimeout(poll, 50);
+          };
+          poll();
+        }));
+        for (const [k, v] of Object.entries(sessions)) {
+          check(v !== 'open', `the page still thinks the ${k} session is open after the server stopped`);
         }
-        eq(r.code, 0, `server exit status (signal ${r.signal})`);
-        check(server.err.includes('h3wt-server: stopped'), 'no "h3wt-server: stopped" on stderr');
-        if (pageA) {
-          const sessions = await pageA.eval(() => new Promise((resolve) => {
-            const t0 = Date.now();
-            const poll = () => {
-              const st = window.h3wtDemo.sessions();
-              if (Object.values(st).every((v) => v !== 'open') || Date.now() - t0 > 5000) resolve(st);
-              else setTimeout(poll, 50);
-            };
-            poll();
-          }));
-          for (const [k, v] of Object.entries(sessions)) {
-            check(v !== 'open', `the page still thinks the ${k} session is open after the server stopped`);
-          }
-        }
-      });
-    }
+      }
+    });
     if (browser) {
       await browser.close().catch((e) => log(`browser close: ${e}`));
     }
-    clearTimeout(deadline);
-    const logFile = path.join(tmp, 'server.log');
-    fs.writeFileSync(logFile, `${server.out}\n----- stderr -----\n${server.err}`);
-    if (failed) {
-      const tail = server.err.split('\n').slice(-60).join('\n');
-      log(`server log (last lines; whole log in ${logFile}):\n${tail}`);
-    }
-    if (!opts.keep && !failed) fs.rmSync(tmp, { recursive: true, force: true });
+    clearTimeout(watchdog);
+    saveServerLog(tmp, server, { tailLines: 60, keep: opts.keep });
   }
-  for (const f of failures) log(`failed: ${f}`);
-  console.log(`${passed} passed, ${failed} failed`);
-  process.exit(failed ? 1 : 0);
+  finish();
 }
 
 main();
