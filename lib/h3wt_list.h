@@ -50,6 +50,11 @@ static inline void h3wt_list_insert_head(h3wt_list *h, h3wt_list *n) {
   h->next = n;
 }
 
+/* Inserts n right after the node at (a head or an element). */
+static inline void h3wt_list_insert_after(h3wt_list *at, h3wt_list *n) {
+  h3wt_list_insert_head(at, n);
+}
+
 static inline void h3wt_list_remove(h3wt_list *n) {
   n->prev->next = n->next;
   n->next->prev = n->prev;

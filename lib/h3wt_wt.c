@@ -45,6 +45,7 @@ struct h3wt_stream {
   int want_writable;
   int blocked;
   int in_writeq;
+  int64_t send_order;  /* higher first (h3wt_stream_set_send_order) */
   int closed;          /* QUIC closed it, or the session went */
   int quic_closed;     /* QUIC's stream is gone (no more callbacks) */
   int deferred;        /* on the deferred list */
@@ -313,7 +314,15 @@ static int wq_append(h3wt_wt_conn *wt, h3wt_stream *st) {
   }
   assert(!st->deferred && st->wt == wt);
   st->in_writeq = 1;
-  h3wt_list_insert_tail(&wt->wq, &st->wnode);
+  /* The queue runs from the highest send order to the lowest; a stream
+     goes behind those of its own order (round robin among equals).  From
+     the tail: most streams share the default order. */
+  h3wt_list *at = wt->wq.prev;
+  while (at != &wt->wq &&
+         h3wt_list_entry(at, h3wt_stream, wnode)->send_order < st->send_order) {
+    at = at->prev;
+  }
+  h3wt_list_insert_after(at, &st->wnode);
   return 1;
 }
 
@@ -1431,6 +1440,23 @@ int h3wt_wt_stream_write_frame(h3wt_stream *st, const uint8_t *head,
 
 int h3wt_stream_write_buf(h3wt_stream *st, h3wt_buf *buf) {
   return stream_write(st, buf, NULL, h3wt_buf_len(buf));
+}
+
+int h3wt_stream_set_send_order(h3wt_stream *st, int64_t order) {
+  if (st->closed || st->write_shut || (!st->bidi && !st->local)) {
+    return H3WT_ERR_INVALID_STATE;
+  }
+  st->send_order = order;
+  if (st->in_writeq && st->wt->writing != st) {
+    /* Take its new place now. */
+    wq_remove(st->wt, st);
+    wq_append(st->wt, st);
+  }
+  return 0;
+}
+
+int64_t h3wt_stream_send_order(const h3wt_stream *st) {
+  return st->send_order;
 }
 
 int h3wt_stream_finish(h3wt_stream *st) {

@@ -2738,6 +2738,117 @@ static void dummy_req(h3wt_request *req, void *rd) {
 }
 
 /* ======================================================================== */
+/* Send order: a small stream above a bulk one goes first (issue 11).     */
+/* The server opens a 2 MiB bulk stream and then a 64 KiB one, both
+   written whole in one callback.  With the small one at a higher send
+   order, the client has its FIN before more than a packet or two of the
+   bulk stream; with equal orders (the control) the two share the
+   connection and the bulk stream has sent about as much as the small
+   one meanwhile. */
+
+#define SO_BULK (2u * 1024 * 1024)
+#define SO_SMALL (64u * 1024)
+
+static struct {
+  int prio;
+  int set_rv, peer_rv;
+  uint64_t bulk, small;
+  uint64_t bulk_at_small_fin;
+  int small_fin, bulk_fin;
+} SO;
+
+static void so_ready(h3wt_session *s, void *rd) {
+  static uint8_t bulk[SO_BULK], small[SO_SMALL];
+  h3wt_stream *b, *sm;
+  memset(bulk, 'B', sizeof(bulk));
+  memset(small, 'S', sizeof(small));
+  CHECK_EQ_INT(h3wt_session_open_stream(s, 0, &b), 0);
+  CHECK_EQ_INT(h3wt_stream_write(b, bulk, sizeof(bulk)), 0);
+  CHECK_EQ_INT(h3wt_stream_finish(b), 0);
+  CHECK_EQ_INT(h3wt_session_open_stream(s, 0, &sm), 0);
+  if (SO.prio) {
+    SO.set_rv = h3wt_stream_set_send_order(sm, 5);
+  }
+  CHECK_EQ_INT(h3wt_stream_write(sm, small, sizeof(small)), 0);
+  CHECK_EQ_INT(h3wt_stream_finish(sm), 0);
+}
+
+static const h3wt_session_handler so_server = {
+    .on_session_request = accept_all,
+    .on_session_ready = so_ready,
+};
+
+static void so_data(h3wt_stream *st, const uint8_t *d, size_t n, int fin,
+                    void *rd) {
+  /* Which stream: by its bytes (each is filled with one letter). */
+  int is_small = n ? d[0] == 'S' : (SO.small && !SO.small_fin);
+  if (n && SO.peer_rv == 0) {
+    SO.peer_rv = h3wt_stream_set_send_order(st, 1); /* a peer uni stream */
+  }
+  if (is_small) {
+    SO.small += n;
+    if (fin) {
+      SO.small_fin = 1;
+      SO.bulk_at_small_fin = SO.bulk;
+    }
+  } else {
+    SO.bulk += n;
+    SO.bulk_fin |= fin;
+  }
+}
+
+static const h3wt_session_handler so_client = {
+    .on_stream_data = so_data,
+};
+
+static void so_step(void) {
+  if (SO.small_fin && SO.bulk_fin) {
+    fx_finish();
+  }
+}
+
+static void so_run(int prio) {
+  h3wt_server_settings ss;
+  h3wt_session *cs;
+  memset(&SO, 0, sizeof(SO));
+  SO.prio = prio;
+  fx_settings(&ss);
+  ss.max_stream_queue = 4 * SO_BULK; /* both written whole at once */
+  ss.max_session_queue = 0;
+  if (fx_start(&ss) != 0) {
+    return;
+  }
+  CHECK_EQ_INT(h3wt_server_webtransport(F.server, "/so", &so_server, NULL),
+               0);
+  fx_listen();
+  CHECK_EQ_INT(fx_open(fx_client(), "/so", NULL, &so_client, NULL, &cs), 0);
+  fx_run(so_step, 20000);
+  fx_end();
+}
+
+TEST(send_order) {
+  so_run(1);
+  TEST_CONTEXT("send order 5 over 0: bulk bytes before the small FIN %llu; "
+               "small %llu bulk %llu",
+               (unsigned long long)SO.bulk_at_small_fin,
+               (unsigned long long)SO.small, (unsigned long long)SO.bulk);
+  CHECK_EQ_INT(SO.set_rv, 0);
+  CHECK_EQ_INT(SO.peer_rv, H3WT_ERR_INVALID_STATE);
+  CHECK_EQ_INT(SO.small, SO_SMALL);
+  CHECK_EQ_INT(SO.bulk, SO_BULK);
+  CHECK(SO.bulk_at_small_fin < SO_SMALL / 8);
+  fprintf(stderr, "  send order: bulk bytes before the small FIN: %llu\n",
+          (unsigned long long)SO.bulk_at_small_fin);
+  so_run(0);
+  TEST_CONTEXT("equal orders: bulk bytes before the small FIN %llu",
+               (unsigned long long)SO.bulk_at_small_fin);
+  CHECK_EQ_INT(SO.small, SO_SMALL);
+  CHECK(SO.bulk_at_small_fin >= SO_SMALL / 2);
+  fprintf(stderr, "  equal orders: bulk bytes before the small FIN: %llu\n",
+          (unsigned long long)SO.bulk_at_small_fin);
+}
+
+/* ======================================================================== */
 /* Refused streams give their connection credit back (issue 11).          */
 /* A session over its stream limit has every further peer stream refused
    (STOP_SENDING); the bytes that came with each refused stream's header
@@ -3015,6 +3126,7 @@ int main(int argc, char **argv) {
       TEST_ENTRY(shutdown_code_reason),
       TEST_ENTRY(close_connection),
       TEST_ENTRY(log_redaction),
+      TEST_ENTRY(send_order),
       TEST_ENTRY(refused_streams_return_credit),
       TEST_ENTRY(abi_versions),
   };

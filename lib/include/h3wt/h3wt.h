@@ -812,6 +812,16 @@ void *h3wt_stream_get_data(const h3wt_stream *st);
    or a peer-opened unidirectional stream) or H3WT_ERR_SESSION_CLOSING. */
 int h3wt_stream_write(h3wt_stream *st, const void *data, size_t len);
 
+/* The stream's send order (default 0), as the browser's sendOrder: when
+   several streams of a connection have data to send, those of a higher
+   order go first; streams of equal order share the connection round
+   robin.  A game puts state updates above bulk transfers.  Datagrams go
+   before any stream data (they wait for nothing).  Returns 0 or
+   H3WT_ERR_INVALID_STATE (finished, reset, or a peer-opened
+   unidirectional stream). */
+int h3wt_stream_set_send_order(h3wt_stream *st, int64_t order);
+int64_t h3wt_stream_send_order(const h3wt_stream *st);
+
 /* Pauses reading a stream: on_stream_data is not called, and what the
    peer sends is held without returning its flow-control credit, so the
    peer stops once the stream's window (1 MiB) is full: a slow consumer
