@@ -5,6 +5,7 @@
  *   GET /         a hello text
  *   POST /echo    JSON parsed and re-serialised (pretty) with jansson
  *   GET /stats    the server's counters as JSON (h3wt_server_get_stats)
+ *   GET /metrics  the same in the Prometheus text format
  *   GET /<file>   files below the web folder (the demo page)
  *   WebTransport  /wt/echo, /wt/ticker (see demo_routes.h), /wt/channels
  *                 (demo_channels.h)
@@ -266,19 +267,44 @@ static void stats_request(h3wt_request *req, void *data) {
 
 static const h3wt_request_handler stats_handler = {.on_request = stats_request};
 
-/* The HTTP/1.1 listener's dynamic documents: the same /stats. */
+#define PROMETHEUS_TYPE "text/plain; version=0.0.4; charset=utf-8"
+
+static void metrics_request(h3wt_request *req, void *data) {
+  app *a = data;
+  char *body =
+      h3wt_stats_prometheus(a->server, a->hub, uv_now(a->loop) - a->started);
+  h3wt_header h[] = {H3WT_HEADER("content-type", PROMETHEUS_TYPE),
+                     H3WT_HEADER("cache-control", "no-store")};
+  if (!body) {
+    h3wt_request_respond(req, 500, NULL, 0, "out of memory\n", 14);
+    return;
+  }
+  h3wt_request_respond(req, 200, h, 2, body, strlen(body));
+  free(body);
+}
+
+static const h3wt_request_handler metrics_handler = {.on_request =
+                                                         metrics_request};
+
+/* The HTTP/1.1 listener's dynamic documents: the same /stats and
+   /metrics. */
 static int http1_dynamic(const char *path, char **body, size_t *len,
                          const char **ctype, void *data) {
   app *a = data;
-  if (strcmp(path, "/stats") != 0) {
+  uint64_t up = uv_now(a->loop) - a->started;
+  if (strcmp(path, "/stats") == 0) {
+    *body = h3wt_stats_json(a->server, a->hub, up);
+    *ctype = "application/json";
+  } else if (strcmp(path, "/metrics") == 0) {
+    *body = h3wt_stats_prometheus(a->server, a->hub, up);
+    *ctype = PROMETHEUS_TYPE;
+  } else {
     return 0;
   }
-  *body = h3wt_stats_json(a->server, a->hub, uv_now(a->loop) - a->started);
   if (!*body) {
     return -1;
   }
   *len = strlen(*body);
-  *ctype = "application/json";
   return 1;
 }
 
@@ -488,6 +514,8 @@ static int run(h3wt_app_config *cfg) {
     if (demo_routes_http(a.server) != 0 ||
         h3wt_server_route(a.server, "GET", "/stats", &stats_handler, &a) !=
             0 ||
+        h3wt_server_route(a.server, "GET", "/metrics", &metrics_handler,
+                          &a) != 0 ||
         h3wt_server_static(a.server, "/", web) != 0 ||
         demo_routes_wt(a.server, a.loop, &wo, &a.wt) != 0 ||
         demo_channels_new(a.server, cfg->channels_token, &cfg->channels,

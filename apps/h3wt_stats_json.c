@@ -1,9 +1,14 @@
 /*
- * h3wt_stats_json: GET /stats (see h3wt_stats_json.h).
+ * h3wt_stats_json: GET /stats and GET /metrics (see h3wt_stats_json.h).
  */
 #include "h3wt_stats_json.h"
 
+#include <inttypes.h>
+#include <stdarg.h>
 #include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include <jansson.h>
 
@@ -153,4 +158,95 @@ char *h3wt_stats_json(h3wt_server *server, h3wt_channels *hub,
   text = json_dumps(doc, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
   json_decref(doc);
   return text;
+}
+
+/* ---- GET /metrics: the Prometheus text format ---------------------------- */
+
+typedef struct out_buf {
+  char *p;
+  size_t len, cap;
+  int failed;
+} out_buf;
+
+static void outf(out_buf *o, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void outf(out_buf *o, const char *fmt, ...) {
+  va_list ap;
+  for (;;) {
+    if (o->failed) {
+      return;
+    }
+    va_start(ap, fmt);
+    int n = vsnprintf(o->p + o->len, o->cap - o->len, fmt, ap);
+    va_end(ap);
+    if (n < 0) {
+      o->failed = 1;
+      return;
+    }
+    if ((size_t)n < o->cap - o->len) {
+      o->len += (size_t)n;
+      return;
+    }
+    size_t cap = o->cap * 2 + (size_t)n;
+    char *p = realloc(o->p, cap);
+    if (!p) {
+      o->failed = 1;
+      return;
+    }
+    o->p = p;
+    o->cap = cap;
+  }
+}
+
+static int ends_with(const char *s, const char *suffix) {
+  size_t n = strlen(s), k = strlen(suffix);
+  return n >= k && strcmp(s + n - k, suffix) == 0;
+}
+
+/* One metric per field: *_current are gauges, the rest counters (named
+   with _total, as the format's convention asks). */
+static void put_metrics(out_buf *o, const char *prefix, const stat_field *f,
+                        size_t n, const void *base) {
+  for (size_t i = 0; i < n; ++i) {
+    uint64_t v = *(const uint64_t *)((const char *)base + f[i].offset);
+    int gauge = ends_with(f[i].name, "_current");
+    const char *suffix = gauge || ends_with(f[i].name, "_total") ? "" : "_total";
+    outf(o, "# TYPE %s%s%s %s\n%s%s%s %" PRIu64 "\n", prefix, f[i].name,
+         suffix, gauge ? "gauge" : "counter", prefix, f[i].name, suffix, v);
+  }
+}
+
+char *h3wt_stats_prometheus(h3wt_server *server, h3wt_channels *hub,
+                            uint64_t uptime_ms) {
+  h3wt_server_stats st;
+  out_buf o = {malloc(8192), 0, 8192, 0};
+  if (!o.p) {
+    return NULL;
+  }
+  st.version = H3WT_SERVER_STATS_VERSION;
+  if (h3wt_server_get_stats(server, &st) != 0) {
+    free(o.p);
+    return NULL;
+  }
+  outf(&o, "# TYPE h3wt_build_info gauge\nh3wt_build_info{version=\"%s\"} 1\n",
+       H3WT_VERSION);
+  outf(&o, "# TYPE h3wt_uptime_seconds gauge\nh3wt_uptime_seconds %" PRIu64
+           ".%03u\n",
+       uptime_ms / 1000, (unsigned)(uptime_ms % 1000));
+  put_metrics(&o, "h3wt_", fields, NFIELDS, &st);
+  if (hub) {
+    h3wt_channels_stats cst;
+    cst.version = H3WT_CHANNELS_STATS_V1;
+    if (h3wt_channels_get_stats(hub, &cst) != 0) {
+      free(o.p);
+      return NULL;
+    }
+    put_metrics(&o, "h3wt_channels_", ch_fields,
+                sizeof(ch_fields) / sizeof(ch_fields[0]), &cst);
+  }
+  if (o.failed) {
+    free(o.p);
+    return NULL;
+  }
+  return o.p;
 }

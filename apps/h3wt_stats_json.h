@@ -21,4 +21,12 @@ char *h3wt_stats_json(h3wt_server *server, h3wt_channels *hub,
 /* For the tests: how many counters the document carries. */
 size_t h3wt_stats_json_nfields(void);
 
+/* The same counters in the Prometheus text exposition format (version
+   0.0.4): h3wt_build_info{version}, h3wt_uptime_seconds, then one metric
+   per field named h3wt_FIELD (h3wt_channels_FIELD for the hub's), gauges
+   for the *_current fields and counters (with the _total suffix) for the
+   rest; malloc'd, or NULL when out of memory. */
+char *h3wt_stats_prometheus(h3wt_server *server, h3wt_channels *hub,
+                            uint64_t uptime_ms);
+
 #endif /* H3WT_STATS_JSON_H */

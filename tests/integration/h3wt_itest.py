@@ -1309,6 +1309,30 @@ def stats_h3(t, srv):
     return json.loads(r.body)
 
 
+def parse_prometheus(text):
+    """The Prometheus text format (0.0.4) as {name{labels}: (type, value)};
+    a malformed line, a sample without its TYPE line or a repeated metric
+    is a failure."""
+    types, out = {}, {}
+    for line in text.splitlines():
+        if line.startswith("# TYPE "):
+            parts = line.split()
+            check(len(parts) == 4 and parts[3] in ("counter", "gauge"),
+                  f"bad TYPE line {line!r}")
+            types[parts[2]] = parts[3]
+            continue
+        check(line and not line.startswith("#"), f"unexpected line {line!r}")
+        m = re.fullmatch(r'([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})? ([0-9.]+)', line)
+        check(m, f"malformed sample {line!r}")
+        name = m.group(1)
+        check(name in types, f"{name} has no TYPE line")
+        key = name + (m.group(2) or "")
+        check(key not in out, f"{key} twice")
+        value = float(m.group(3))
+        out[key] = (types[name], int(value) if value.is_integer() else value)
+    return out
+
+
 def stats_h1(srv):
     """GET /stats from the localhost HTTP/1.1 listener (urllib)."""
     import urllib.request
@@ -1332,7 +1356,9 @@ def stats_endpoint(t):
     """GET /stats over HTTP/3 (curl) and over the HTTP/1.1 listener
     (urllib): the same counters, and they move with known traffic: N
     requests, a WebTransport session with datagrams, a 413 over --max-body,
-    a 431 over the header limit, a 429 over --max-sessions-per-conn."""
+    a 431 over the header limit, a 429 over --max-sessions-per-conn; then
+    GET /metrics (Prometheus text format) over both: every counter of
+    /stats as a metric of the right type, the same over both."""
     srv = t.server(extra=["--max-body", 1000, "--max-sessions-per-conn", 1])
     n = 5
     for _ in range(n):
@@ -1390,6 +1416,43 @@ def stats_endpoint(t):
         elif key != "server":
             check(isinstance(value, int) and value >= 0,
                   f"/stats {key} is {value!r}, not a counter")
+
+    # GET /metrics: the same counters in the Prometheus text format, over
+    # HTTP/3 and HTTP/1.1.
+    r = t.curl_ok(srv.url("/metrics"))
+    check_eq(media_type(r.header("content-type")), "text/plain",
+             "content-type of /metrics over HTTP/3")
+    check("version=0.0.4" in r.header("content-type"),
+          f"/metrics content-type {r.header('content-type')!r}")
+    m3 = parse_prometheus(r.body.decode())
+    import urllib.request
+    with urllib.request.urlopen(
+            f"http://127.0.0.1:{http1_port(srv)}/metrics", timeout=10) as resp:
+        check_eq(resp.status, 200, "status of /metrics over HTTP/1.1")
+        m1 = parse_prometheus(resp.read().decode())
+    check_eq(sorted(m1), sorted(m3), "the same metrics over HTTP/1.1 and HTTP/3")
+    check_eq(m3.get('h3wt_build_info{version="' + s3["server"][5:] + '"}'),
+             ("gauge", 1), "h3wt_build_info")
+
+    def metric(prefix, key):
+        if key.endswith("_current"):
+            return prefix + key, "gauge"
+        return prefix + key + ("" if key.endswith("_total") else "_total"), "counter"
+
+    want = [metric("h3wt_", k) + (v,) for k, v in s3.items()
+            if k not in ("server", "channels", "uptime_ms")]
+    want += [metric("h3wt_channels_", k) + (v,)
+             for k, v in s3.get("channels", {}).items()]
+    for name, kind, before in want:
+        check(name in m3, f"/metrics has no {name}")
+        check_eq(m3[name][0], kind, f"the type of {name}")
+        if kind == "counter":
+            check(m3[name][1] >= before,
+                  f"{name} = {m3[name][1]} went below /stats' {before}")
+    check_eq(len(m3), len(want) + 2, "one metric per /stats counter, plus "
+             "h3wt_build_info and h3wt_uptime_seconds")
+    check_eq(m3["h3wt_limit_max_request_body_total"][1], 1,
+             "the 413 in /metrics")
 
 
 def write_config(t, doc):
