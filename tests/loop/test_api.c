@@ -2738,6 +2738,152 @@ static void dummy_req(h3wt_request *req, void *rd) {
 }
 
 /* ======================================================================== */
+/* Closing from on_stream_data while the data came out of order.          */
+/* Data that arrived out of order is handed over from ngtcp2's reassembly
+   buffer.  Stopping the stream from inside on_stream_data used to make
+   ngtcp2 free that buffer at once, under the pointer the application was
+   still reading (the contract: the data is valid until the callback
+   returns).  A relay drops every 40th packet from the server, so what
+   follows a loss waits in the reassembly buffer and comes out, once the
+   retransmission fills the gap, in pieces larger than any packet: in such
+   a call the client stops reading one stream (and, on the other, closes
+   the session), then reads every byte it was given.  Under ASan a freed
+   byte is a crash. */
+
+#define RO_BYTES (256u * 1024)
+
+static struct {
+  uv_udp_t front, back;       /* towards the client, towards the server */
+  struct sockaddr_storage client;
+  int have_client;
+  struct sockaddr_in server;
+  uint64_t from_server, dropped;
+  int stopped, closed_in_cb;
+  uint64_t sum, got;
+} RO;
+
+static void ro_alloc(uv_handle_t *h, size_t n, uv_buf_t *b) {
+  static char buf[65536];
+  b->base = buf;
+  b->len = sizeof(buf);
+}
+
+static void ro_from_client(uv_udp_t *h, ssize_t n, const uv_buf_t *b,
+                           const struct sockaddr *a, unsigned flags) {
+  if (n <= 0 || !a) {
+    return;
+  }
+  memcpy(&RO.client, a, sizeof(struct sockaddr_in));
+  RO.have_client = 1;
+  uv_buf_t out = uv_buf_init(b->base, (unsigned)n);
+  uv_udp_try_send(&RO.back, &out, 1, (const struct sockaddr *)&RO.server);
+}
+
+static void ro_from_server(uv_udp_t *h, ssize_t n, const uv_buf_t *b,
+                           const struct sockaddr *a, unsigned flags) {
+  if (n <= 0 || !RO.have_client) {
+    return;
+  }
+  if (++RO.from_server > 40 && RO.from_server % 40 == 0) {
+    ++RO.dropped; /* lost: what follows waits for its retransmission */
+    return;
+  }
+  uv_buf_t out = uv_buf_init(b->base, (unsigned)n);
+  uv_udp_try_send(&RO.front, &out, 1, (const struct sockaddr *)&RO.client);
+}
+
+static void ro_ready(h3wt_session *s, void *rd) {
+  static uint8_t data[RO_BYTES];
+  h3wt_stream *st;
+  for (size_t i = 0; i < sizeof(data); ++i) {
+    data[i] = (uint8_t)(i * 7);
+  }
+  for (int k = 0; k < 2; ++k) {
+    CHECK_EQ_INT(h3wt_session_open_stream(s, 0, &st), 0);
+    CHECK_EQ_INT(h3wt_stream_write(st, data, sizeof(data)), 0);
+    CHECK_EQ_INT(h3wt_stream_finish(st), 0);
+  }
+}
+
+static const h3wt_session_handler ro_server = {
+    .on_session_request = accept_all,
+    .on_session_ready = ro_ready,
+};
+
+static void roc_data(h3wt_stream *st, const uint8_t *d, size_t n, int fin,
+                     void *rd) {
+  RO.got += n;
+  if (n > 1500 && RO.stopped < 2) {
+    /* More than a packet holds: it comes from the reassembly buffer. */
+    if (RO.stopped == 0) {
+      CHECK_EQ_INT(h3wt_stream_stop_sending(st, 7), 0);
+    } else {
+      CHECK_EQ_INT(h3wt_session_close(h3wt_stream_session(st), 3, "bye"), 0);
+      RO.closed_in_cb = 1;
+    }
+    ++RO.stopped;
+  }
+  for (size_t i = 0; i < n; ++i) {
+    RO.sum += d[i]; /* every byte, after the call */
+  }
+}
+
+static void roc_close(h3wt_session *s, int err, uint32_t code,
+                      const char *reason, size_t rl, void *rd) {
+  fx_finish();
+}
+
+static const h3wt_session_handler ro_client = {
+    .on_stream_data = roc_data,
+    .on_session_close = roc_close,
+};
+
+static void ro_on_finish(void) {
+  uv_close((uv_handle_t *)&RO.front, NULL);
+  uv_close((uv_handle_t *)&RO.back, NULL);
+}
+
+TEST(stop_reading_reordered_data_in_callback) {
+  h3wt_server_settings ss;
+  h3wt_session *cs;
+  struct sockaddr_in any, front;
+  int len = sizeof(front);
+  memset(&RO, 0, sizeof(RO));
+  fx_settings(&ss);
+  ss.max_stream_queue = 4 * RO_BYTES;
+  ss.max_session_queue = 0;
+  if (fx_start(&ss) != 0) {
+    return;
+  }
+  CHECK_EQ_INT(h3wt_server_webtransport(F.server, "/ro", &ro_server, NULL),
+               0);
+  fx_listen();
+  uv_ip4_addr("127.0.0.1", h3wt_server_port(F.server), &RO.server);
+  uv_ip4_addr("127.0.0.1", 0, &any);
+  uv_udp_init(&F.loop, &RO.front);
+  uv_udp_init(&F.loop, &RO.back);
+  CHECK_EQ_INT(uv_udp_bind(&RO.front, (const struct sockaddr *)&any, 0), 0);
+  CHECK_EQ_INT(uv_udp_bind(&RO.back, (const struct sockaddr *)&any, 0), 0);
+  CHECK_EQ_INT(
+      uv_udp_getsockname(&RO.front, (struct sockaddr *)&front, &len), 0);
+  uv_udp_recv_start(&RO.front, ro_alloc, ro_from_client);
+  uv_udp_recv_start(&RO.back, ro_alloc, ro_from_server);
+  F.on_finish = ro_on_finish;
+  CHECK_EQ_INT(fx_open(fx_client_to(ntohs(front.sin_port)), "/ro", NULL,
+                       &ro_client, NULL, &cs),
+               0);
+  fx_run(NULL, 20000);
+  TEST_CONTEXT("dropped %llu packets, got %llu bytes, stopped %d",
+               (unsigned long long)RO.dropped, (unsigned long long)RO.got,
+               RO.stopped);
+  CHECK(RO.dropped > 2);
+  CHECK_EQ_INT(RO.stopped, 2);
+  CHECK(RO.closed_in_cb);
+  CHECK(RO.sum > 0);
+  fx_end();
+}
+
+/* ======================================================================== */
 /* Send order: a small stream above a bulk one goes first (issue 11).     */
 /* The server opens a 2 MiB bulk stream and then a 64 KiB one, both
    written whole in one callback.  With the small one at a higher send
@@ -3126,6 +3272,7 @@ int main(int argc, char **argv) {
       TEST_ENTRY(shutdown_code_reason),
       TEST_ENTRY(close_connection),
       TEST_ENTRY(log_redaction),
+      TEST_ENTRY(stop_reading_reordered_data_in_callback),
       TEST_ENTRY(send_order),
       TEST_ENTRY(refused_streams_return_credit),
       TEST_ENTRY(abi_versions),
