@@ -1054,12 +1054,22 @@
     if (!d) {
       ch.others.set(m.id, {
         id: m.id, name: String(m.name || '').slice(0, 32), n: m.n, x: +m.x, y: +m.y,
-        hue: hueOf(m.id), seen: now, moves: 0,
+        hue: hueOf(m.id), seen: now, moves: 0, missing: new Set(),
       });
     } else if (m.n <= d.n) {
       ch.dotOld++; // older than one already seen: out of date, not drawn
+      if (d.missing.delete(m.n)) ch.dotLost--; // late, not lost after all
     } else {
-      if (m.n > d.n + 1) ch.dotLost += m.n - d.n - 1; // a gap: lost (or late)
+      if (m.n > d.n + 1) {
+        // A gap: lost, unless they turn up late.  The most recent 256 gaps
+        // are remembered so that a late one can be taken off "lost".
+        ch.dotLost += m.n - d.n - 1;
+        for (let k = Math.max(d.n + 1, m.n - 256); k < m.n; k++) d.missing.add(k);
+        for (const k of d.missing) {
+          if (d.missing.size <= 256) break;
+          d.missing.delete(k);
+        }
+      }
       if (+m.x !== d.x || +m.y !== d.y) d.moves++;
       Object.assign(d, { n: m.n, x: +m.x, y: +m.y, seen: now, name: String(m.name || '').slice(0, 32) });
     }
