@@ -250,46 +250,16 @@ static int dev_cert(const char *dir, char *cert, char *key, size_t len) {
   return 0;
 }
 
-/* ---- GET /stats -------------------------------------------------------------- */
-
-static void stats_request(h3wt_request *req, void *data) {
-  app *a = data;
-  char *body = h3wt_stats_json(a->server, a->hub, uv_now(a->loop) - a->started);
-  h3wt_header h[] = {H3WT_HEADER("content-type", "application/json"),
-                     H3WT_HEADER("cache-control", "no-store")};
-  if (!body) {
-    h3wt_request_respond(req, 500, NULL, 0, "out of memory\n", 14);
-    return;
-  }
-  h3wt_request_respond(req, 200, h, 2, body, strlen(body));
-  free(body);
-}
-
-static const h3wt_request_handler stats_handler = {.on_request = stats_request};
+/* ---- GET /stats and GET /metrics ------------------------------------------ */
 
 #define PROMETHEUS_TYPE "text/plain; version=0.0.4; charset=utf-8"
 
-static void metrics_request(h3wt_request *req, void *data) {
-  app *a = data;
-  char *body =
-      h3wt_stats_prometheus(a->server, a->hub, uv_now(a->loop) - a->started);
-  h3wt_header h[] = {H3WT_HEADER("content-type", PROMETHEUS_TYPE),
-                     H3WT_HEADER("cache-control", "no-store")};
-  if (!body) {
-    h3wt_request_respond(req, 500, NULL, 0, "out of memory\n", 14);
-    return;
-  }
-  h3wt_request_respond(req, 200, h, 2, body, strlen(body));
-  free(body);
-}
-
-static const h3wt_request_handler metrics_handler = {.on_request =
-                                                         metrics_request};
-
-/* The HTTP/1.1 listener's dynamic documents: the same /stats and
-   /metrics. */
-static int http1_dynamic(const char *path, char **body, size_t *len,
-                         const char **ctype, void *data) {
+/* The documents made per request: /stats (JSON) and /metrics (Prometheus
+   text), for the HTTP/3 routes and the HTTP/1.1 listener alike (this is
+   its dynamic callback).  Returns 1 with *body (malloc'd), 0 for another
+   path, -1 when out of memory. */
+static int stats_document(const char *path, char **body, size_t *len,
+                          const char **ctype, void *data) {
   app *a = data;
   uint64_t up = uv_now(a->loop) - a->started;
   if (strcmp(path, "/stats") == 0) {
@@ -307,6 +277,27 @@ static int http1_dynamic(const char *path, char **body, size_t *len,
   *len = strlen(*body);
   return 1;
 }
+
+static void stats_request(h3wt_request *req, void *data) {
+  const char *path = h3wt_request_path(req);
+  char p[16];
+  char *body = NULL;
+  size_t len = 0, n = strcspn(path, "?#");
+  const char *ctype = NULL;
+  /* Routed here only for /stats and /metrics (a query may follow). */
+  snprintf(p, sizeof(p), "%.*s", (int)n, path);
+  if (stats_document(p, &body, &len, &ctype, data) != 1) {
+    free(body);
+    h3wt_request_respond(req, 500, NULL, 0, "out of memory\n", 14);
+    return;
+  }
+  h3wt_header h[] = {H3WT_HEADER("content-type", ctype),
+                     H3WT_HEADER("cache-control", "no-store")};
+  h3wt_request_respond(req, 200, h, 2, body, len);
+  free(body);
+}
+
+static const h3wt_request_handler stats_handler = {.on_request = stats_request};
 
 /* ---- main ---------------------------------------------------------------------- */
 
@@ -514,8 +505,8 @@ static int run(h3wt_app_config *cfg) {
     if (demo_routes_http(a.server) != 0 ||
         h3wt_server_route(a.server, "GET", "/stats", &stats_handler, &a) !=
             0 ||
-        h3wt_server_route(a.server, "GET", "/metrics", &metrics_handler,
-                          &a) != 0 ||
+        h3wt_server_route(a.server, "GET", "/metrics", &stats_handler, &a) !=
+            0 ||
         h3wt_server_static(a.server, "/", web) != 0 ||
         demo_routes_wt(a.server, a.loop, &wo, &a.wt) != 0 ||
         demo_channels_new(a.server, cfg->channels_token, &cfg->channels,
@@ -548,7 +539,7 @@ static int run(h3wt_app_config *cfg) {
     hs.log_cb = s.log_cb;
     hs.log_user_data = s.log_user_data;
     hs.log_level = s.log_level;
-    hs.dynamic = http1_dynamic;
+    hs.dynamic = stats_document;
     hs.dynamic_user_data = &a;
     rv = config ? h3wt_http1_new(&a.http1, a.loop, &hs) : H3WT_ERR_NOMEM;
     free(config);
