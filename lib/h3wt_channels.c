@@ -18,6 +18,7 @@
  */
 #include <assert.h>
 #include <inttypes.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -843,8 +844,10 @@ static const h3wt_session_handler route_handler = {
 /* ---- the public calls ------------------------------------------------------ */
 
 static size_t channels_settings_size(int version) {
-  return version == H3WT_CHANNELS_SETTINGS_V1 ? sizeof(h3wt_channels_settings)
-                                              : 0;
+  return version == H3WT_CHANNELS_SETTINGS_V1
+             ? offsetof(h3wt_channels_settings, broker)
+         : version == H3WT_CHANNELS_SETTINGS_V2 ? sizeof(h3wt_channels_settings)
+                                               : 0;
 }
 
 static size_t channels_handler_size(int version) {
@@ -872,7 +875,8 @@ int h3wt_channels_new_versioned(h3wt_channels **phub, h3wt_server *server,
   hub->log = h3wt_server_logger(server);
   h3wt_channels_settings_default(&hub->settings);
   if (settings) {
-    hub->settings = *settings;
+    memcpy(&hub->settings, settings, channels_settings_size(settings->version));
+    hub->settings.version = H3WT_CHANNELS_SETTINGS_VERSION;
   }
   if (handler) {
     memcpy(&hub->handler, handler, hsize);
@@ -999,10 +1003,16 @@ size_t h3wt_channels_members(h3wt_channels *hub, const char *channel,
 
 int h3wt_channels_get_stats(const h3wt_channels *hub,
                             h3wt_channels_stats *st) {
-  if (!hub || !st || st->version != H3WT_CHANNELS_STATS_V1) {
+  size_t size = !st ? 0
+                : st->version == H3WT_CHANNELS_STATS_V1
+                    ? offsetof(h3wt_channels_stats, broker_publishes)
+                : st->version == H3WT_CHANNELS_STATS_V2 ? sizeof(*st)
+                                                        : 0;
+  if (!hub || !size) {
     return H3WT_ERR_INVALID_ARGUMENT;
   }
-  *st = hub->stats;
-  st->version = H3WT_CHANNELS_STATS_V1;
+  int version = st->version;
+  memcpy(st, &hub->stats, size);
+  st->version = version;
   return 0;
 }

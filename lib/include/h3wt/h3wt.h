@@ -900,8 +900,69 @@ typedef struct h3wt_channels h3wt_channels;
 #define H3WT_CHANNELS_TOO_LARGE 4
 #define H3WT_CHANNELS_RATE_LIMITED 5
 
+/* A broker links hubs so that a channel spans them: the hubs of several
+   worker threads of one process (h3wt_broker_memory_new), or of many
+   processes on many machines (h3wt_broker_redis_new).  It keeps each
+   channel's offsets, epoch and history, and the members of the other hubs.
+   A hub without one (settings broker NULL) makes a private memory broker:
+   the channel ends at that hub. */
+typedef struct h3wt_broker h3wt_broker;
+
+/* A broker in this process's memory, for hubs on any loops (one per
+   worker thread): its calls and its hubs' use of it are thread-safe.  A
+   reliable message gets its offset at once, and reaches the hubs on other
+   loops through their loops (in offset order).  Returns 0 or
+   H3WT_ERR_NOMEM. */
+int h3wt_broker_memory_new(h3wt_broker **pbroker);
+
+#define H3WT_BROKER_REDIS_SETTINGS_V1 1
+#define H3WT_BROKER_REDIS_SETTINGS_VERSION H3WT_BROKER_REDIS_SETTINGS_V1
+typedef struct h3wt_broker_redis_settings {
+  int version; /* H3WT_BROKER_REDIS_SETTINGS_VERSION */
+  /* "redis://[:PASSWORD@]HOST[:PORT][/DB]"; port 6379, db 0 by default. */
+  const char *url;
+  /* The password when the URL has none; NULL: the environment variable
+     H3WT_REDIS_PASSWORD, if set. */
+  const char *password;
+  /* Prefix of every key and pub/sub channel name; default "h3wt:". */
+  const char *prefix;
+  /* A node refreshes its members' presence every third of this; the
+     members of a node that stops (killed, cut off) leave within it.
+     Default 15000. */
+  uint64_t presence_ttl_ms;
+  /* A request Redis has not answered within this fails (H3WT_ERR_IO) and
+     the connection is dropped and made again.  Default 2000. */
+  uint64_t timeout_ms;
+  /* Requests (publishes, history reads) a node holds while it has no
+     connection; beyond this they fail at once (H3WT_ERR_IO).  Default
+     1000. */
+  size_t max_queued;
+  /* Reconnection backoff: the first retry after reconnect_min_ms, each
+     next one twice as late up to reconnect_max_ms (with jitter).
+     Defaults 100 and 5000. */
+  uint64_t reconnect_min_ms, reconnect_max_ms;
+} h3wt_broker_redis_settings;
+
+void h3wt_broker_redis_settings_default(h3wt_broker_redis_settings *settings);
+
+/* A broker on a Redis server: live messages through Redis pub/sub (one
+   Redis subscription per channel per hub that has subscribers), history
+   and offsets in Redis streams (so a client that reconnects to another
+   server recovers there), presence in Redis with a time to live.  Each hub
+   attached gets its own connections, on its own loop.  Nothing connects
+   until a hub attaches.  Returns 0, H3WT_ERR_INVALID_ARGUMENT (a bad URL),
+   H3WT_ERR_INVALID_STATE (this library was built without hiredis) or
+   H3WT_ERR_NOMEM. */
+int h3wt_broker_redis_new(h3wt_broker **pbroker,
+                          const h3wt_broker_redis_settings *settings);
+
+/* Frees a broker.  Call after every hub attached to it was deleted (and
+   their loops ran). */
+void h3wt_broker_del(h3wt_broker *broker);
+
 #define H3WT_CHANNELS_SETTINGS_V1 1
-#define H3WT_CHANNELS_SETTINGS_VERSION H3WT_CHANNELS_SETTINGS_V1
+#define H3WT_CHANNELS_SETTINGS_V2 2 /* adds broker */
+#define H3WT_CHANNELS_SETTINGS_VERSION H3WT_CHANNELS_SETTINGS_V2
 typedef struct h3wt_channels_settings {
   int version;                /* H3WT_CHANNELS_SETTINGS_VERSION */
   size_t history_size;        /* reliable messages kept per channel; 100 */
@@ -919,6 +980,10 @@ typedef struct h3wt_channels_settings {
      leaves and ask PRESENCE for the members; the on_join / on_leave hooks
      run at any size.  1000 (0: never send them). */
   uint32_t presence_events_max;
+  /* V2.  The broker the hub's channels go through (not owned; must outlive
+     the hub).  NULL: a private memory broker (the channels end at this
+     hub). */
+  h3wt_broker *broker;
 } h3wt_channels_settings;
 
 void h3wt_channels_settings_default(h3wt_channels_settings *settings);
@@ -989,8 +1054,10 @@ size_t h3wt_channels_members(h3wt_channels *hub, const char *channel,
                              void (*cb)(h3wt_session *s, void *ud), void *ud);
 
 #define H3WT_CHANNELS_STATS_V1 1
+#define H3WT_CHANNELS_STATS_V2 2 /* adds the broker_* counters */
+#define H3WT_CHANNELS_STATS_VERSION H3WT_CHANNELS_STATS_V2
 typedef struct h3wt_channels_stats {
-  int version; /* set by the caller: H3WT_CHANNELS_STATS_V1 */
+  int version; /* set by the caller: H3WT_CHANNELS_STATS_VERSION */
   uint64_t sessions_current, channels_current, subscriptions_current;
   uint64_t subscribes, recoveries, recoveries_failed;
   uint64_t publishes_reliable, publishes_unreliable;
@@ -1005,6 +1072,17 @@ typedef struct h3wt_channels_stats {
   uint64_t refused_subscribe, refused_publish; /* by the hooks */
   uint64_t limit_channels_per_session, limit_subscribers_per_channel;
   uint64_t limit_message_size, limit_publish_rate;
+  /* V2: this hub's node of its broker. */
+  uint64_t broker_publishes;   /* handed to the broker */
+  uint64_t broker_errors;      /* requests that failed (publish: the client
+                                  got ERROR BROKER_UNAVAILABLE) */
+  uint64_t broker_round_trips; /* answered requests to a remote store */
+  uint64_t broker_rtt_us_sum;  /* their round-trip times, summed (us) */
+  uint64_t broker_reconnects;  /* link to the store regained */
+  uint64_t broker_link_up;     /* gauge: 1 while linked (memory: always) */
+  uint64_t broker_queued;      /* gauge: requests waiting for the link */
+  uint64_t broker_gaps;        /* subscriptions re-recovered after a link
+                                  loss (recovered or told recovered 0) */
 } h3wt_channels_stats;
 /* Copies the counters.  Returns 0 or H3WT_ERR_INVALID_ARGUMENT. */
 int h3wt_channels_get_stats(const h3wt_channels *hub,
