@@ -15,6 +15,18 @@
  * stream cannot take a delivery (its queue is at max_stream_queue) is cut
  * from that channel with SLOW_CONSUMER rather than buffered without bound;
  * it may subscribe again and recover.
+ *
+ * Offsets, epochs, history and the members of other hubs are the broker's
+ * (h3wt_broker.h): the hub hands every publication to its node and
+ * delivers what the node gives back, its own publications included, so a
+ * channel behaves the same whether it ends at this hub (the private
+ * memory broker), spans the workers of a process (a shared memory broker)
+ * or many machines (Redis).  Each subscription remembers the epoch and the
+ * last offset it was sent: a message at or below it is one a recovery
+ * already sent (dropped), one of another epoch means the broker lost the
+ * history (the subscription is cut with BROKER_UNAVAILABLE, and the client
+ * subscribes again to be told recovered 0).  While a subscription waits for
+ * the broker's history answer, its live messages wait in a bounded list.
  */
 #include <assert.h>
 #include <inttypes.h>
@@ -24,6 +36,7 @@
 #include <string.h>
 
 #include "h3wt/h3wt.h"
+#include "h3wt_broker.h"
 #include "h3wt_chhist.h"
 #include "h3wt_chproto.h"
 #include "h3wt_list.h"
@@ -34,12 +47,26 @@
 typedef struct ch_channel ch_channel;
 typedef struct ch_sess ch_sess;
 
+/* A live message that reached a subscription waiting for its history. */
+typedef struct ch_held {
+  uint64_t epoch, offset;
+  h3wt_buf *buf;
+} ch_held;
+
+/* Live messages a subscription holds while it waits for the broker's
+   history answer; beyond this it is cut as a slow consumer. */
+#define CH_HELD_MAX 1024
+
 /* One session's place in one channel. */
 typedef struct ch_sub {
   ch_sess *cs;
   ch_channel *ch;
   uint64_t id;          /* the session's number for it (MESSAGE, datagrams) */
-  int slow;             /* a delivery found its queue full: to be cut */
+  uint64_t cut;         /* a wire code: to be cut (after the walk) with it */
+  int waiting;          /* a history() answer is awaited */
+  uint64_t epoch, pos;  /* the epoch and last offset it was sent */
+  ch_held *held;        /* while waiting: live messages, in order */
+  size_t nheld, capheld;
   h3wt_list in_channel; /* ch->subs */
   h3wt_list in_session; /* cs->subs */
 } ch_sub;
@@ -50,7 +77,7 @@ struct ch_channel {
   size_t namelen;
   h3wt_list subs;
   size_t nsubs;
-  h3wt_chhist hist;
+  int watched; /* the node delivers it (from the first subscriber) */
   ch_channel *hnext; /* hash chain */
 };
 
@@ -65,12 +92,18 @@ struct ch_sess {
   double tokens; /* publish token bucket */
   uint64_t tokens_ts;
   int closing; /* a protocol error closed the session */
-  char member[24];
+  char member[40];
   size_t memberlen;
 };
 
 struct h3wt_channels {
   h3wt_server *server;
+  h3wt_bnode *node;        /* on the broker */
+  h3wt_broker *own_broker; /* the private one, when settings had none */
+  /* Appended to member names when the broker is shared (".3fa9c1"):
+     session ids are only unique per server, members must be unique in
+     the channel wherever they are.  Empty with a private broker. */
+  char tag[8];
   h3wt_channels_settings settings;
   h3wt_channels_handler handler;
   void *ud;
@@ -108,13 +141,7 @@ void h3wt_channels_settings_default(h3wt_channels_settings *s) {
 
 static uint64_t name_hash(const h3wt_channels *hub, const uint8_t *p,
                           size_t len) {
-  /* FNV-1a over a per-hub seed: names come from peers, so the seed keeps
-     them from aiming at one chain (the table also grows with its load). */
-  uint64_t h = 0xcbf29ce484222325ULL ^ hub->seed;
-  for (size_t i = 0; i < len; ++i) {
-    h = (h ^ p[i]) * 0x100000001b3ULL;
-  }
-  return h;
+  return h3wt_name_hash(hub->seed, p, len);
 }
 
 static ch_channel *channel_find(h3wt_channels *hub, const uint8_t *name,
@@ -152,13 +179,6 @@ static int channels_grow(h3wt_channels *hub) {
   return 0;
 }
 
-static uint64_t new_epoch(void) {
-  uint64_t e = 0;
-  h3wt_random(&e, sizeof(e));
-  e &= H3WT_CHHIST_EPOCH_MAX;
-  return e ? e : 1;
-}
-
 static ch_channel *channel_get(h3wt_channels *hub, const uint8_t *name,
                                size_t len) {
   ch_channel *ch = channel_find(hub, name, len);
@@ -178,12 +198,6 @@ static ch_channel *channel_get(h3wt_channels *hub, const uint8_t *name,
   ch->namelen = len;
   ch->hub = hub;
   h3wt_list_init(&ch->subs);
-  if (h3wt_chhist_init(&ch->hist, new_epoch(), hub->settings.history_size,
-                       hub->settings.history_ttl_ms * 1000000ULL) != 0) {
-    free(ch->name);
-    free(ch);
-    return NULL;
-  }
   size_t b = name_hash(hub, name, len) & (hub->nbuckets - 1);
   ch->hnext = hub->buckets[b];
   hub->buckets[b] = ch;
@@ -202,33 +216,26 @@ static void channel_free(ch_channel *ch) {
       break;
     }
   }
-  assert(h3wt_list_empty(&ch->subs));
+  assert(h3wt_list_empty(&ch->subs) && !ch->watched);
   --hub->nchannels;
   --hub->stats.channels_current;
-  h3wt_chhist_free(&ch->hist);
   free(ch->name);
   free(ch);
 }
 
-/* A channel nobody is in goes once its history is empty too (a new one
-   of the same name starts a new epoch: recovery across it says no). */
-static void channel_maybe_free(ch_channel *ch, uint64_t ts) {
-  if (ch->nsubs) {
-    return;
-  }
-  h3wt_chhist_trim(&ch->hist, ts);
-  if (h3wt_chhist_count(&ch->hist) == 0) {
+/* A channel record nobody is in goes (the broker keeps its history). */
+static void channel_maybe_free(ch_channel *ch) {
+  if (!ch->nsubs) {
     channel_free(ch);
   }
 }
 
 static void sweep_cb(uv_timer_t *t) {
   h3wt_channels *hub = t->data;
-  uint64_t ts = h3wt_now_ns();
   for (size_t i = 0; i < hub->nbuckets; ++i) {
     for (ch_channel *ch = hub->buckets[i], *next; ch; ch = next) {
       next = ch->hnext;
-      channel_maybe_free(ch, ts);
+      channel_maybe_free(ch);
     }
   }
 }
@@ -273,25 +280,40 @@ static void cs_fail(ch_sess *cs, const char *why) {
 
 /* ---- presence -------------------------------------------------------------- */
 
-static void presence_event(ch_channel *ch, ch_sess *who, int join) {
+/* JOIN or LEAVE of member to every local subscriber of ch (none in a
+   channel over presence_events_max: counted). */
+static void presence_frames(ch_channel *ch, const char *member, size_t mlen,
+                            int join) {
   h3wt_channels *hub = ch->hub;
   h3wt_list *it = ch->subs.next;
   if (ch->nsubs > hub->settings.presence_events_max) {
     ++hub->stats.presence_skipped;
-    it = &ch->subs; /* no frames; the hooks still run */
+    return;
   }
   for (; it != &ch->subs; it = it->next) {
     ch_sub *sub = SUB_IN_CH(it);
-    uint8_t f[64];
+    uint8_t f[320];
     size_t n = join ? h3wt_ch_encode_join(f, sizeof(f), sub->id,
-                                          (const uint8_t *)who->member,
-                                          who->memberlen)
+                                          (const uint8_t *)member, mlen)
                     : h3wt_ch_encode_leave(f, sizeof(f), sub->id,
-                                           (const uint8_t *)who->member,
-                                           who->memberlen);
+                                           (const uint8_t *)member, mlen);
     if (n && cs_write(sub->cs, f, n, NULL) == H3WT_ERR_WOULDBLOCK) {
       ++hub->stats.presence_dropped; /* a slow consumer misses it */
     }
+  }
+}
+
+/* A local session joined or left ch: the local members hear it, the
+   broker tells the other hubs, the hooks run. */
+static void presence_event(ch_channel *ch, ch_sess *who, int join) {
+  h3wt_channels *hub = ch->hub;
+  presence_frames(ch, who->member, who->memberlen, join);
+  if (join) {
+    hub->node->ops->join(hub->node, ch->name, ch->namelen, who->member,
+                         who->memberlen);
+  } else {
+    hub->node->ops->leave(hub->node, ch->name, ch->namelen, who->member,
+                          who->memberlen);
   }
   if (join && hub->handler.on_join) {
     hub->handler.on_join(hub, ch->name, who->s, hub->ud);
@@ -322,17 +344,29 @@ static ch_sub *sub_find_by_id(ch_sess *cs, uint64_t id) {
   return NULL;
 }
 
-/* Ends a subscription: the others hear LEAVE; the session, if notify,
+static void held_clear(ch_sub *sub) {
+  for (size_t i = 0; i < sub->nheld; ++i) {
+    h3wt_buf_unref(sub->held[i].buf);
+  }
+  free(sub->held);
+  sub->held = NULL;
+  sub->nheld = sub->capheld = 0;
+}
+
+/* Ends a subscription: the others hear LEAVE (unless it never joined: it
+   was still waiting for its history); the session, if notify,
    UNSUBSCRIBED with code and reason. */
 static void sub_cut(ch_sub *sub, uint64_t req, uint64_t code,
                     const char *reason, int notify) {
   ch_channel *ch = sub->ch;
   ch_sess *cs = sub->cs;
+  h3wt_channels *hub = cs->hub;
+  int joined = !sub->waiting;
   h3wt_list_remove(&sub->in_channel);
   h3wt_list_remove(&sub->in_session);
   --ch->nsubs;
   --cs->nsubs;
-  --cs->hub->stats.subscriptions_current;
+  --hub->stats.subscriptions_current;
   if (notify && cs->cst && !cs->closing) {
     /* Past the budget: a slow consumer's queue is full by definition, and
        it must learn why its messages stopped.  Bounded: one per
@@ -345,82 +379,133 @@ static void sub_cut(ch_sub *sub, uint64_t req, uint64_t code,
       h3wt_wt_stream_write_past_budget(cs->cst, f, n);
     }
   }
+  held_clear(sub);
   free(sub);
+  if (!ch->nsubs && ch->watched) {
+    ch->watched = 0;
+    hub->node->ops->unwatch(hub->node, ch->name, ch->namelen);
+  }
   /* The channel itself stays until the sweep: a hook called below (or
      the caller's loop) may still be using it. */
-  presence_event(ch, cs, 0);
+  if (joined) {
+    presence_event(ch, cs, 0);
+  }
 }
 
 /* Delivers one reliable message to one subscriber.  A full queue marks
-   the subscription slow; cut_slow() ends it after the caller's walk (its
-   LEAVE runs hooks that may change the lists being walked). */
-/* Returns 1 when it found sub too slow (marked, cut by cut_slow()). */
+   the subscription to be cut (SLOW_CONSUMER); cut_marked() ends it after
+   the caller's walk (its LEAVE runs hooks that may change the lists being
+   walked).  Returns 1 when it marked sub. */
 static int deliver(ch_sub *sub, uint64_t offset, h3wt_buf *buf) {
   uint8_t head[32];
   size_t n = h3wt_ch_encode_message_head(head, sizeof(head), sub->id, offset,
                                          h3wt_buf_len(buf));
   int rv = n ? cs_write(sub->cs, head, n, buf) : H3WT_ERR_INVALID_ARGUMENT;
+  sub->pos = offset;
   if (rv == 0) {
     ++sub->cs->hub->stats.deliveries_reliable;
   } else if (rv == H3WT_ERR_WOULDBLOCK) {
-    sub->slow = 1;
+    sub->cut = H3WT_CH_ERR_SLOW_CONSUMER;
     return 1;
   }
   return 0;
 }
 
-/* Cuts the subscriptions of ch found too slow, one walk per cut: each
-   cut's hooks may change the list.  The subscriber learns why
+/* Cuts the subscriptions of ch marked to be cut, one walk per cut: each
+   cut's hooks may change the list.  A slow subscriber learns why
    (UNSUBSCRIBED SLOW_CONSUMER, written past the queue's limit: the frame
    check is on the bytes queued before it) and may subscribe again and
-   recover. */
-static void cut_slow(ch_channel *ch) {
+   recover; one whose history the broker lost (BROKER_UNAVAILABLE)
+   subscribes again to be told recovered 0. */
+static void cut_marked(ch_channel *ch) {
   for (;;) {
-    ch_sub *slow = NULL;
+    ch_sub *sub = NULL;
     h3wt_list *it;
-    for (it = ch->subs.next; it != &ch->subs && !slow; it = it->next) {
-      if (SUB_IN_CH(it)->slow) {
-        slow = SUB_IN_CH(it);
+    for (it = ch->subs.next; it != &ch->subs && !sub; it = it->next) {
+      if (SUB_IN_CH(it)->cut) {
+        sub = SUB_IN_CH(it);
       }
     }
-    if (!slow) {
+    if (!sub) {
       return;
     }
-    ++ch->hub->stats.slow_consumers;
+    int slow = sub->cut == H3WT_CH_ERR_SLOW_CONSUMER;
+    if (slow) {
+      ++ch->hub->stats.slow_consumers;
+    }
     H3WT_LOG(ch->hub->log, H3WT_LOG_INFO, "channels",
-             "session %" PRIu64 " too slow for '%s': unsubscribed",
-             h3wt_session_id(slow->cs->s), ch->name);
-    sub_cut(slow, 0, H3WT_CH_ERR_SLOW_CONSUMER, "slow consumer", 1);
+             "session %" PRIu64 " %s '%s': unsubscribed",
+             h3wt_session_id(sub->cs->s),
+             slow ? "too slow for" : "lost the history of", ch->name);
+    sub_cut(sub, 0, sub->cut, slow ? "slow consumer" : "history lost", 1);
   }
 }
 
-/* Publishes buf to ch: into the history (reliable) and to every
-   subscriber.  Returns 0 and the offset (0 for unreliable). */
-static int channel_publish(ch_channel *ch, h3wt_buf *buf, int reliable,
-                           uint64_t *poffset) {
-  h3wt_channels *hub = ch->hub;
-  h3wt_list *it, *next;
-  uint64_t offset = 0;
-  if (reliable) {
-    /* The offset advances even if the history cannot keep the message:
-       a later recovery across it then says no. */
-    h3wt_chhist_append(&ch->hist, buf, h3wt_now_ns(), &offset);
-    ++hub->stats.publishes_reliable;
-    int slow = 0;
-    for (it = ch->subs.next; it != &ch->subs; it = next) {
-      next = it->next;
-      slow |= deliver(SUB_IN_CH(it), offset, buf);
+/* Holds a live message for a subscription waiting for its history. */
+static void hold(ch_sub *sub, uint64_t epoch, uint64_t offset,
+                 h3wt_buf *buf) {
+  if (sub->nheld == sub->capheld) {
+    size_t cap = sub->capheld ? sub->capheld * 2 : 8;
+    ch_held *h = cap <= CH_HELD_MAX ? realloc(sub->held, cap * sizeof(*h))
+                                    : NULL;
+    if (!h) {
+      sub->cut = H3WT_CH_ERR_SLOW_CONSUMER;
+      return;
     }
-    if (slow) {
-      cut_slow(ch);
+    sub->held = h;
+    sub->capheld = cap;
+  }
+  sub->held[sub->nheld].epoch = epoch;
+  sub->held[sub->nheld].offset = offset;
+  sub->held[sub->nheld].buf = h3wt_buf_ref(buf);
+  ++sub->nheld;
+}
+
+/* A reliable message for sub, live or held: sent unless a recovery sent it
+   already; another epoch means the broker lost the history.  Returns 1
+   when sub is now marked to be cut. */
+static int offer(ch_sub *sub, uint64_t epoch, uint64_t offset,
+                 h3wt_buf *buf) {
+  if (sub->cut) {
+    return 1;
+  }
+  if (epoch != sub->epoch) {
+    sub->cut = H3WT_CH_ERR_BROKER_UNAVAILABLE;
+    return 1;
+  }
+  return offset > sub->pos ? deliver(sub, offset, buf) : 0;
+}
+
+/* The node's message event: every delivery of the channel, this hub's own
+   publications included. */
+static void ev_message(void *ud, const char *name, size_t len, int reliable,
+                       uint64_t epoch, uint64_t offset, h3wt_buf *buf) {
+  h3wt_channels *hub = ud;
+  ch_channel *ch = channel_find(hub, (const uint8_t *)name, len);
+  h3wt_list *it;
+  int cut = 0;
+  if (!ch) {
+    return;
+  }
+  if (reliable) {
+    for (it = ch->subs.next; it != &ch->subs; it = it->next) {
+      ch_sub *sub = SUB_IN_CH(it);
+      if (sub->waiting) {
+        hold(sub, epoch, offset, buf);
+        cut |= sub->cut != 0;
+      } else {
+        cut |= offer(sub, epoch, offset, buf);
+      }
     }
   } else {
-    ++hub->stats.publishes_unreliable;
     for (it = ch->subs.next; it != &ch->subs; it = it->next) {
       ch_sub *sub = SUB_IN_CH(it);
       uint8_t head[16];
       size_t n = h3wt_ch_encode_dgram_head(head, sizeof(head),
                                            H3WT_CH_DGRAM_DELIVER, sub->id);
+      if (sub->waiting) {
+        continue; /* not subscribed yet, as far as the client knows */
+      }
       if (n && h3wt_wt_send_datagram_head(sub->cs->s, head, n, buf) == 0) {
         ++hub->stats.deliveries_unreliable;
       } else {
@@ -428,8 +513,220 @@ static int channel_publish(ch_channel *ch, h3wt_buf *buf, int reliable,
       }
     }
   }
-  if (poffset) {
-    *poffset = offset;
+  if (cut) {
+    cut_marked(ch);
+  }
+}
+
+/* A member of another hub joined or left: the local members hear it (the
+   hooks are for this hub's sessions: they do not run). */
+static void ev_presence(void *ud, const char *name, size_t len,
+                        const char *member, size_t mlen, int join) {
+  h3wt_channels *hub = ud;
+  ch_channel *ch = channel_find(hub, (const uint8_t *)name, len);
+  if (ch) {
+    presence_frames(ch, member, mlen, join);
+  }
+}
+
+/* What a history() answer is for, found again by ids when it comes (the
+   session or the subscription may be gone by then). */
+typedef struct ch_pending {
+  h3wt_channels *hub;
+  uint64_t session; /* h3wt_session_id */
+  uint64_t sub;     /* ch_sub id */
+  uint64_t req;     /* SUBSCRIBE's, for SUBSCRIBED */
+  int gap;          /* after a link loss, not a SUBSCRIBE */
+  int recover;      /* the SUBSCRIBE asked to recover */
+} ch_pending;
+
+static ch_sess *session_by_id(h3wt_channels *hub, uint64_t id);
+
+/* The broker's history answer for a subscription: SUBSCRIBED and what was
+   missed (a SUBSCRIBE), or the missed messages alone (a gap after a link
+   loss; if they are gone, the subscription is cut with
+   BROKER_UNAVAILABLE), then the live messages held meanwhile. */
+static void history_done(void *arg, int err, int recovered, uint64_t epoch,
+                         uint64_t last, const h3wt_bentry *e, size_t n) {
+  ch_pending *p = arg;
+  h3wt_channels *hub = p->hub;
+  ch_sess *cs = err == H3WT_ERR_CLOSED ? NULL : session_by_id(hub, p->session);
+  ch_sub *sub = cs ? sub_find_by_id(cs, p->sub) : NULL;
+  uint64_t req = p->req;
+  int gap = p->gap, recover = p->recover;
+  free(p);
+  if (!sub || !sub->waiting) {
+    return;
+  }
+  ch_channel *ch = sub->ch;
+  sub->waiting = 0;
+  if (err) {
+    ++hub->stats.broker_errors;
+  }
+  if (gap) {
+    ++hub->stats.broker_gaps;
+    if (err || !recovered) {
+      sub->cut = H3WT_CH_ERR_BROKER_UNAVAILABLE;
+      cut_marked(ch);
+      return;
+    }
+  } else {
+    if (err) {
+      /* No answer: the client learns it at once and may try again. */
+      sub->waiting = 1; /* not joined: sub_cut sends no LEAVE */
+      sub_cut(sub, req, H3WT_CH_ERR_BROKER_UNAVAILABLE,
+              "broker unavailable", 1);
+      return;
+    }
+    if (recover && recovered) {
+      ++hub->stats.recoveries;
+    } else if (recover) {
+      ++hub->stats.recoveries_failed;
+    }
+    uint8_t f[320];
+    size_t fl = h3wt_ch_encode_subscribed(
+        f, sizeof(f), req, (const uint8_t *)ch->name, ch->namelen, sub->id,
+        recovered, epoch, last, n);
+    if (fl) {
+      cs_write(cs, f, fl, NULL);
+    }
+    sub->epoch = epoch;
+  }
+  for (size_t i = 0; i < n && !sub->cut; ++i) {
+    deliver(sub, e[i].offset, e[i].buf);
+  }
+  if (sub->pos < last) {
+    sub->pos = last; /* what it was told the channel is at */
+  }
+  for (size_t i = 0; i < sub->nheld && !sub->cut; ++i) {
+    offer(sub, sub->held[i].epoch, sub->held[i].offset, sub->held[i].buf);
+  }
+  held_clear(sub);
+  if (sub->cut) {
+    cut_marked(ch); /* the recovery did not fit: it is told, and may retry */
+    return;
+  }
+  if (!gap) {
+    presence_event(ch, cs, 1);
+  }
+}
+
+/* Asks the broker for sub's history (a SUBSCRIBE's, or a gap's from its
+   position).  Returns 0 or an error (nothing pending). */
+static int ask_history(ch_sub *sub, uint64_t req, int gap, int recover,
+                       uint64_t epoch, uint64_t since, uint64_t limit) {
+  h3wt_channels *hub = sub->cs->hub;
+  ch_pending *p = calloc(1, sizeof(*p));
+  if (!p) {
+    return H3WT_ERR_NOMEM;
+  }
+  p->hub = hub;
+  p->session = h3wt_session_id(sub->cs->s);
+  p->sub = sub->id;
+  p->req = req;
+  p->gap = gap;
+  p->recover = recover;
+  sub->waiting = 1;
+  int rv = hub->node->ops->history(hub->node, sub->ch->name,
+                                   sub->ch->namelen, recover, epoch, since,
+                                   limit, history_done, p);
+  if (rv != 0) {
+    sub->waiting = 0;
+    ++hub->stats.broker_errors;
+    free(p);
+  }
+  return rv;
+}
+
+/* The node lost its link (up 0) or has it back (up 1): then every
+   subscription asks for what it may have missed meanwhile. */
+static void ev_link(void *ud, int up) {
+  h3wt_channels *hub = ud;
+  H3WT_LOG(hub->log, up ? H3WT_LOG_INFO : H3WT_LOG_WARN, "channels",
+           "broker link %s", up ? "back: recovering subscriptions" : "lost");
+  if (!up) {
+    return;
+  }
+  for (size_t i = 0; i < hub->nbuckets; ++i) {
+    for (ch_channel *ch = hub->buckets[i]; ch; ch = ch->hnext) {
+      h3wt_list *it;
+      int cut = 0;
+      for (it = ch->subs.next; it != &ch->subs; it = it->next) {
+        ch_sub *sub = SUB_IN_CH(it);
+        if (!sub->waiting &&
+            ask_history(sub, 0, 1, 1, sub->epoch, sub->pos, 0) != 0) {
+          sub->cut = H3WT_CH_ERR_BROKER_UNAVAILABLE;
+          cut = 1;
+        }
+      }
+      if (cut) {
+        cut_marked(ch);
+      }
+    }
+  }
+}
+
+static const h3wt_bnode_events node_events = {
+    .message = ev_message,
+    .presence = ev_presence,
+    .link = ev_link,
+};
+
+/* A publication's end, for a PUBLISH with a req: PUBLISHED, or ERROR when
+   the broker could not take it. */
+typedef struct ch_pubreq {
+  h3wt_channels *hub;
+  uint64_t session, req;
+} ch_pubreq;
+
+static void published_reply(void *arg, int err, uint64_t epoch,
+                            uint64_t offset) {
+  ch_pubreq *p = arg;
+  ch_sess *cs = err == H3WT_ERR_CLOSED ? NULL
+                                       : session_by_id(p->hub, p->session);
+  if (err) {
+    ++p->hub->stats.broker_errors;
+  }
+  if (cs && err) {
+    send_error(cs, p->req, H3WT_CH_ERR_BROKER_UNAVAILABLE,
+               "broker unavailable");
+  } else if (cs && p->req) {
+    uint8_t out[64];
+    size_t n = h3wt_ch_encode_published(out, sizeof(out), p->req, epoch,
+                                        offset);
+    if (n) {
+      cs_write(cs, out, n, NULL);
+    }
+  }
+  free(p);
+}
+
+/* A publication nobody waits for: only its failure is counted. */
+static void published_count(void *arg, int err, uint64_t epoch,
+                            uint64_t offset) {
+  h3wt_channels *hub = arg;
+  if (err) {
+    ++hub->stats.broker_errors;
+  }
+}
+
+/* Hands buf to the broker (cb/arg as its publish).  Returns 0 or an
+   error (cb not called). */
+static int channel_publish(h3wt_channels *hub, const char *name, size_t len,
+                           h3wt_buf *buf, int reliable,
+                           h3wt_bnode_published_cb cb, void *arg) {
+  int rv = hub->node->ops->publish(hub->node, name, len, buf, reliable,
+                                   cb ? cb : published_count,
+                                   cb ? arg : hub);
+  if (rv != 0) {
+    ++hub->stats.broker_errors;
+    return rv;
+  }
+  ++hub->stats.broker_publishes;
+  if (reliable) {
+    ++hub->stats.publishes_reliable;
+  } else {
+    ++hub->stats.publishes_unreliable;
   }
   return 0;
 }
@@ -440,7 +737,8 @@ static int check_name(const uint8_t *name, size_t len) {
 
 /* Subscribes cs to the channel (client command or server call).  req is
    echoed in the reply; recover/epoch/offset and history/limit as in
-   SUBSCRIBE.  Returns 0 or a wire error code (the caller answers with
+   SUBSCRIBE.  SUBSCRIBED follows when the broker answers (at once for a
+   memory broker).  Returns 0 or a wire error code (the caller answers with
    ERROR). */
 static uint64_t do_subscribe(ch_sess *cs, uint64_t req, const uint8_t *name,
                              size_t namelen, int recover, uint64_t epoch,
@@ -484,6 +782,15 @@ static uint64_t do_subscribe(ch_sess *cs, uint64_t req, const uint8_t *name,
     ++hub->stats.limit_subscribers_per_channel;
     return H3WT_CH_ERR_CHANNEL_FULL;
   }
+  /* Watched before the history is read: every message after the answer's
+     last offset then reaches this hub (h3wt_broker.h). */
+  if (!ch->watched) {
+    if (hub->node->ops->watch(hub->node, ch->name, ch->namelen) != 0) {
+      ++hub->stats.broker_errors;
+      return H3WT_CH_ERR_BROKER_UNAVAILABLE;
+    }
+    ch->watched = 1;
+  }
   ch_sub *sub = calloc(1, sizeof(*sub));
   if (!sub) {
     return H3WT_CH_ERR_FORBIDDEN;
@@ -497,56 +804,15 @@ static uint64_t do_subscribe(ch_sess *cs, uint64_t req, const uint8_t *name,
   ++cs->nsubs;
   ++hub->stats.subscriptions_current;
   ++hub->stats.subscribes;
-
-  h3wt_chhist_range range;
-  int recovered = 0;
-  size_t missed = 0;
-  if (recover) {
-    recovered = h3wt_chhist_recover(&ch->hist, epoch, since, h3wt_now_ns(),
-                                    &range) == H3WT_CHHIST_RECOVERED;
-    missed = recovered ? h3wt_chhist_range_count(&range) : 0;
-    if (recovered) {
-      ++hub->stats.recoveries;
-    } else {
-      ++hub->stats.recoveries_failed;
-    }
+  if (limit > hub->settings.history_size) {
+    limit = hub->settings.history_size;
   }
-  if (history && !recovered) {
-    /* "up to limit of the most recent kept messages", the limit capped at
-       history_size: the last n kept, taken as a recovery from last - n
-       (always possible: the kept run is contiguous up to the last). */
-    uint64_t now = h3wt_now_ns();
-    h3wt_chhist_trim(&ch->hist, now);
-    uint64_t n = h3wt_chhist_count(&ch->hist);
-    if (limit > hub->settings.history_size) {
-      limit = hub->settings.history_size;
-    }
-    if (n > limit) {
-      n = limit;
-    }
-    if (n && h3wt_chhist_recover(&ch->hist, h3wt_chhist_epoch(&ch->hist),
-                                 h3wt_chhist_last(&ch->hist) - n, now,
-                                 &range) == H3WT_CHHIST_RECOVERED) {
-      missed = h3wt_chhist_range_count(&range);
-    }
+  if (ask_history(sub, req, 0, recover, epoch, since, history ? limit : 0) !=
+      0) {
+    sub->waiting = 1; /* never joined: no LEAVE */
+    sub_cut(sub, req, H3WT_CH_ERR_BROKER_UNAVAILABLE, "broker unavailable",
+            1);
   }
-  uint8_t f[320];
-  size_t n = h3wt_ch_encode_subscribed(
-      f, sizeof(f), req, name, namelen, sub->id, recovered,
-      h3wt_chhist_epoch(&ch->hist), h3wt_chhist_last(&ch->hist), missed);
-  if (n) {
-    cs_write(cs, f, n, NULL);
-  }
-  for (size_t i = 0; i < missed && !sub->slow; ++i) {
-    uint64_t off;
-    h3wt_buf *b = h3wt_chhist_range_at(&range, i, &off);
-    deliver(sub, off, b);
-  }
-  if (sub->slow) {
-    cut_slow(ch); /* the recovery did not fit: it is told, and may retry */
-    return 0;
-  }
-  presence_event(ch, cs, 1);
   return 0;
 }
 
@@ -571,11 +837,12 @@ static int take_token(ch_sess *cs) {
   return 1;
 }
 
-/* A client's publication, reliable (PUBLISH) or not (a datagram).
-   Returns 0 or a wire error code. */
+/* A client's publication, reliable (PUBLISH, req for its reply) or not (a
+   datagram).  Returns 0 (the reply, if any, follows when the broker has
+   it) or a wire error code. */
 static uint64_t client_publish(ch_sess *cs, ch_channel *ch,
                                const uint8_t *data, size_t len, int reliable,
-                               uint64_t *offset) {
+                               uint64_t req) {
   h3wt_channels *hub = cs->hub;
   if (len > hub->settings.max_message) {
     ++hub->stats.limit_message_size;
@@ -593,12 +860,82 @@ static uint64_t client_publish(ch_sess *cs, ch_channel *ch,
     }
   }
   h3wt_buf *buf;
-  if (h3wt_buf_new(&buf, data, len) != 0) {
+  ch_pubreq *p = NULL;
+  if (reliable && !(p = calloc(1, sizeof(*p)))) {
     return H3WT_CH_ERR_TOO_LARGE;
   }
-  channel_publish(ch, buf, reliable, offset);
+  if (h3wt_buf_new(&buf, data, len) != 0) {
+    free(p);
+    return H3WT_CH_ERR_TOO_LARGE;
+  }
+  if (p) {
+    p->hub = hub;
+    p->session = h3wt_session_id(cs->s);
+    p->req = req;
+  }
+  int rv = channel_publish(hub, ch->name, ch->namelen, buf, reliable,
+                           p ? published_reply : NULL, p);
   h3wt_buf_unref(buf);
+  if (rv != 0) {
+    free(p);
+    return H3WT_CH_ERR_BROKER_UNAVAILABLE;
+  }
   return 0;
+}
+
+/* The broker's members of the other hubs, for a PRESENCE: MEMBERS with
+   this hub's members (those whose subscription is complete) and those. */
+static void members_reply(void *arg, int err, const h3wt_bmember *m,
+                          size_t nm) {
+  ch_pending *p = arg;
+  h3wt_channels *hub = p->hub;
+  ch_sess *cs = err == H3WT_ERR_CLOSED ? NULL : session_by_id(hub, p->session);
+  ch_sub *sub = cs ? sub_find_by_id(cs, p->sub) : NULL;
+  uint64_t req = p->req;
+  free(p);
+  if (!sub) {
+    return;
+  }
+  if (err) {
+    ++hub->stats.broker_errors;
+    send_error(cs, req, H3WT_CH_ERR_BROKER_UNAVAILABLE, "broker unavailable");
+    return;
+  }
+  ch_channel *ch = sub->ch;
+  size_t listlen = 0, count = 0;
+  h3wt_list *it;
+  for (it = ch->subs.next; it != &ch->subs; it = it->next) {
+    if (!SUB_IN_CH(it)->waiting) {
+      listlen += h3wt_ch_member_size(SUB_IN_CH(it)->cs->memberlen);
+      ++count;
+    }
+  }
+  for (size_t i = 0; i < nm; ++i) {
+    listlen += h3wt_ch_member_size(m[i].len);
+  }
+  count += nm;
+  uint8_t *buf = malloc(32 + listlen);
+  if (!buf) {
+    send_error(cs, req, H3WT_CH_ERR_TOO_LARGE, "out of memory");
+    return;
+  }
+  size_t n = h3wt_ch_encode_members_head(buf, 32, req, sub->id, count,
+                                         listlen);
+  for (it = ch->subs.next; n && it != &ch->subs; it = it->next) {
+    ch_sess *mc = SUB_IN_CH(it)->cs;
+    if (!SUB_IN_CH(it)->waiting) {
+      n += h3wt_ch_encode_member(buf + n, 32 + listlen - n,
+                                 (const uint8_t *)mc->member, mc->memberlen);
+    }
+  }
+  for (size_t i = 0; n && i < nm; ++i) {
+    n += h3wt_ch_encode_member(buf + n, 32 + listlen - n,
+                               (const uint8_t *)m[i].name, m[i].len);
+  }
+  if (n) {
+    cs_write(cs, buf, n, NULL);
+  }
+  free(buf);
 }
 
 static int on_frame(uint64_t type, const uint8_t *p, size_t len, void *ud) {
@@ -652,29 +989,24 @@ static int on_frame(uint64_t type, const uint8_t *p, size_t len, void *ud) {
       sub_cut(sub, f.req, 0, "", 1);
       return 0;
     }
-    /* MEMBERS: the head, then each member. */
-    size_t listlen = 0, count = 0;
-    h3wt_list *it;
-    for (it = ch->subs.next; it != &ch->subs; it = it->next) {
-      listlen += h3wt_ch_member_size(SUB_IN_CH(it)->cs->memberlen);
-      ++count;
-    }
-    uint8_t *buf = malloc(32 + listlen);
-    if (!buf) {
+    /* MEMBERS when the broker has the other hubs' (at once for a memory
+       broker). */
+    ch_pending *pm = calloc(1, sizeof(*pm));
+    if (!pm) {
       send_error(cs, f.req, H3WT_CH_ERR_TOO_LARGE, "out of memory");
       return 0;
     }
-    size_t n = h3wt_ch_encode_members_head(buf, 32, f.req, sub->id, count,
-                                           listlen);
-    for (it = ch->subs.next; n && it != &ch->subs; it = it->next) {
-      ch_sess *m = SUB_IN_CH(it)->cs;
-      n += h3wt_ch_encode_member(buf + n, 32 + listlen - n,
-                                 (const uint8_t *)m->member, m->memberlen);
+    pm->hub = hub;
+    pm->session = h3wt_session_id(cs->s);
+    pm->sub = sub->id;
+    pm->req = f.req;
+    if (hub->node->ops->members(hub->node, ch->name, ch->namelen,
+                                members_reply, pm) != 0) {
+      free(pm);
+      ++hub->stats.broker_errors;
+      send_error(cs, f.req, H3WT_CH_ERR_BROKER_UNAVAILABLE,
+                 "broker unavailable");
     }
-    if (n) {
-      cs_write(cs, buf, n, NULL);
-    }
-    free(buf);
     return 0;
   }
   case H3WT_CH_PUBLISH: {
@@ -695,17 +1027,9 @@ static int on_frame(uint64_t type, const uint8_t *p, size_t len, void *ud) {
       send_error(cs, f.req, H3WT_CH_ERR_NOT_SUBSCRIBED, "not subscribed");
       return 0;
     }
-    uint64_t offset = 0;
-    code = client_publish(cs, ch, f.data, f.datalen, 1, &offset);
+    code = client_publish(cs, ch, f.data, f.datalen, 1, f.req);
     if (code) {
       send_error(cs, f.req, code, h3wt_ch_strerror(code));
-    } else if (f.req) {
-      uint8_t out[64];
-      size_t n = h3wt_ch_encode_published(out, sizeof(out), f.req,
-                                          h3wt_chhist_epoch(&ch->hist), offset);
-      if (n) {
-        cs_write(cs, out, n, NULL);
-      }
     }
     return 0;
   }
@@ -742,8 +1066,9 @@ static void s_ready(h3wt_session *s, void *rd) {
                       hub->settings.max_message + H3WT_CH_NAME_MAX + 64);
   cs->tokens = hub->settings.publish_burst;
   cs->tokens_ts = h3wt_now_ns();
-  cs->memberlen = (size_t)snprintf(cs->member, sizeof(cs->member), "%" PRIu64,
-                                   h3wt_session_id(s));
+  cs->memberlen = (size_t)snprintf(cs->member, sizeof(cs->member),
+                                   "%" PRIu64 "%s", h3wt_session_id(s),
+                                   hub->tag);
   h3wt_session_set_data(s, cs);
   ++hub->stats.sessions_current;
 }
@@ -809,7 +1134,7 @@ static void s_datagram(h3wt_session *s, const uint8_t *d, size_t len,
     ++cs->hub->stats.datagrams_dropped;
     return;
   }
-  if (client_publish(cs, sub->ch, data, datalen, 0, NULL) != 0) {
+  if (sub->waiting || client_publish(cs, sub->ch, data, datalen, 0, 0) != 0) {
     ++cs->hub->stats.datagrams_dropped;
   }
 }
@@ -882,8 +1207,35 @@ int h3wt_channels_new_versioned(h3wt_channels **phub, h3wt_server *server,
     memcpy(&hub->handler, handler, hsize);
   }
   h3wt_random(&hub->seed, sizeof(hub->seed));
-  int rv = h3wt_server_webtransport(server, path, &route_handler, hub);
+  h3wt_broker *broker = hub->settings.broker;
+  if (!broker && h3wt_broker_memory_new(&hub->own_broker) != 0) {
+    free(hub);
+    return H3WT_ERR_NOMEM;
+  }
+  h3wt_battach at = {
+      .loop = h3wt_server_loop(server),
+      .log = hub->log,
+      .events = &node_events,
+      .ud = hub,
+      .history_size = hub->settings.history_size,
+      .history_ttl_ms = hub->settings.history_ttl_ms,
+  };
+  if (broker) {
+    uint8_t r[3];
+    h3wt_random(r, sizeof(r));
+    hub->tag[0] = '.';
+    h3wt_hex(r, sizeof(r), hub->tag + 1);
+  }
+  broker = broker ? broker : hub->own_broker;
+  int rv = broker->kind->attach(broker, &at, &hub->node);
+  if (rv == 0) {
+    rv = h3wt_server_webtransport(server, path, &route_handler, hub);
+    if (rv != 0) {
+      hub->node->ops->detach(hub->node);
+    }
+  }
   if (rv != 0) {
+    h3wt_broker_del(hub->own_broker);
     free(hub);
     return rv;
   }
@@ -906,6 +1258,9 @@ static void hub_free(uv_handle_t *h) {
       channel_free(ch);
     }
   }
+  /* Pending answers are called now (closed): they only free themselves. */
+  hub->node->ops->detach(hub->node);
+  h3wt_broker_del(hub->own_broker);
   free(hub->buckets);
   free(hub);
 }
@@ -922,23 +1277,63 @@ static ch_sess *session_of(h3wt_channels *hub, h3wt_session *s) {
   return cs && cs->hub == hub ? cs : NULL;
 }
 
+static ch_sess *session_by_id(h3wt_channels *hub, uint64_t id) {
+  return session_of(hub, h3wt_server_find_session(hub->server, id));
+}
+
+/* A C publication's answer: its offset, when it comes before publish
+   returns (a memory broker); otherwise only a failure is counted. */
+typedef struct ch_cpub {
+  h3wt_channels *hub;
+  int returned; /* h3wt_channels_publish_buf() has returned: free here */
+  int done, err;
+  uint64_t offset;
+} ch_cpub;
+
+static void c_published(void *arg, int err, uint64_t epoch, uint64_t offset) {
+  ch_cpub *p = arg;
+  if (err) {
+    ++p->hub->stats.broker_errors;
+  }
+  if (p->returned) {
+    free(p);
+    return;
+  }
+  p->done = 1;
+  p->err = err;
+  p->offset = offset;
+}
+
 int h3wt_channels_publish_buf(h3wt_channels *hub, const char *channel,
                               h3wt_buf *buf, int reliable, uint64_t *offset) {
+  if (offset) {
+    *offset = 0;
+  }
   if (!hub || !channel || !buf ||
       check_name((const uint8_t *)channel, strlen(channel)) != 0) {
     return H3WT_ERR_INVALID_ARGUMENT;
   }
-  ch_channel *ch = reliable ? channel_get(hub, (const uint8_t *)channel,
-                                          strlen(channel))
-                            : channel_find(hub, (const uint8_t *)channel,
-                                           strlen(channel));
-  if (!ch) {
-    if (offset) {
-      *offset = 0;
-    }
-    return reliable ? H3WT_ERR_NOMEM : 0; /* nobody to hear it */
+  ch_cpub *p = calloc(1, sizeof(*p));
+  if (!p) {
+    return H3WT_ERR_NOMEM;
   }
-  return channel_publish(ch, buf, reliable, offset);
+  p->hub = hub;
+  int rv = channel_publish(hub, channel, strlen(channel), buf, reliable,
+                           c_published, p);
+  if (rv != 0) {
+    free(p);
+    return rv;
+  }
+  if (!p->done) {
+    p->returned = 1; /* the answer frees it */
+    return 0;
+  }
+  rv = p->err;
+  if (offset) {
+    *offset = p->offset;
+  }
+  free(p);
+  return rv;
 }
 
 int h3wt_channels_publish(h3wt_channels *hub, const char *channel,
@@ -1012,7 +1407,15 @@ int h3wt_channels_get_stats(const h3wt_channels *hub,
     return H3WT_ERR_INVALID_ARGUMENT;
   }
   int version = st->version;
-  memcpy(st, &hub->stats, size);
+  h3wt_channels_stats all = hub->stats;
+  h3wt_bnode_stats bs;
+  hub->node->ops->stats(hub->node, &bs);
+  all.broker_round_trips = bs.round_trips;
+  all.broker_rtt_us_sum = bs.rtt_us_sum;
+  all.broker_reconnects = bs.reconnects;
+  all.broker_link_up = bs.link_up;
+  all.broker_queued = bs.queued;
+  memcpy(st, &all, size);
   st->version = version;
   return 0;
 }

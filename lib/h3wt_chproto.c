@@ -28,6 +28,7 @@ const char *h3wt_ch_strerror(uint64_t code) {
       "SLOW_CONSUMER",
       "BAD_CHANNEL",
       "ALREADY_SUBSCRIBED",
+      "BROKER_UNAVAILABLE",
   };
   if (code == 0 || code >= sizeof(names) / sizeof(names[0])) {
     return "(unknown code)";

@@ -60,6 +60,10 @@
 #define H3WT_CH_ERR_SLOW_CONSUMER 9
 #define H3WT_CH_ERR_BAD_CHANNEL 10
 #define H3WT_CH_ERR_ALREADY_SUBSCRIBED 11
+/* The broker could not take a publication (ERROR), or lost the history a
+   subscription was following (UNSUBSCRIBED: subscribe again, with
+   recover, to be told what is left). */
+#define H3WT_CH_ERR_BROKER_UNAVAILABLE 12
 
 /* BAD_FRAME closes the session with this WebTransport code ("CH"). */
 #define H3WT_CH_CLOSE_CODE 0x4348

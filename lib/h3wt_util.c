@@ -88,3 +88,12 @@ int h3wt_headers_append(h3wt_header **hs, size_t *n, size_t *cap,
   (*hs)[(*n)++] = (h3wt_header){buf, namelen, buf + namelen + 1, valuelen};
   return 0;
 }
+
+uint64_t h3wt_name_hash(uint64_t seed, const void *p, size_t len) {
+  const uint8_t *b = p;
+  uint64_t h = 0xcbf29ce484222325ULL ^ seed;
+  for (size_t i = 0; i < len; ++i) {
+    h = (h ^ b[i]) * 0x100000001b3ULL;
+  }
+  return h;
+}

@@ -60,6 +60,9 @@ uint64_t h3wt_now_ns(void);
 int h3wt_random(void *buf, size_t len);
 /* Formats a socket address as "1.2.3.4:80" or "[::1]:80". */
 void h3wt_addr_format(const struct sockaddr *sa, char *buf, size_t buflen);
+/* FNV-1a of len bytes over a seed: for tables keyed by names peers choose
+   (a random seed per table keeps them from aiming at one chain). */
+uint64_t h3wt_name_hash(uint64_t seed, const void *p, size_t len);
 /* Lower-case hex of len bytes into out (2*len+1 bytes). */
 void h3wt_hex(const uint8_t *data, size_t len, char *out);
 

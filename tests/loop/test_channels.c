@@ -5,7 +5,9 @@
  * publish by datagram, the permission hook, an unknown command, recovery
  * after a reconnect (recovered and not), a publication from C, members,
  * and a malformed frame closing only its own session; history on join
- * (in order, the limit respected and capped, recovery first).
+ * (in order, the limit respected and capped, recovery first); two hubs on
+ * two threads sharing a memory broker (one channel across them: order,
+ * presence, recovery, datagrams).
  */
 #include <inttypes.h>
 #include <stdarg.h>
@@ -26,6 +28,7 @@ typedef struct cl {
   h3wt_session *s;
   h3wt_stream *st;
   h3wt_ch_parser parser;
+  uint16_t port; /* 0: T.server's */
   int ready, closed;
   uint32_t close_code;
   char ev[NEV][128]; /* what arrived, one line each */
@@ -201,7 +204,7 @@ static void open_client_with(int i, const h3wt_session_handler *h) {
   h3wt_client_callbacks cbs = {NULL, c_closed};
   h3wt_client_settings_default(&cs);
   cs.host = "127.0.0.1";
-  cs.port = h3wt_server_port(T.server);
+  cs.port = k->port ? k->port : h3wt_server_port(T.server);
   cs.insecure = 1;
   h3wt_ch_parser_init(&k->parser, 1 << 20);
   CHECK_EQ_INT(h3wt_client_new(&k->c, &T.loop, &cs, &cbs, NULL), 0);
@@ -244,6 +247,13 @@ static void publish(cl *k, uint64_t req, const char *ch, const char *text) {
              h3wt_ch_encode_publish(f, sizeof(f), req, (const uint8_t *)ch,
                                     strlen(ch), (const uint8_t *)text,
                                     strlen(text)));
+}
+
+static void presence_request(cl *k, uint64_t req, const char *ch) {
+  uint8_t f[300];
+  send_frame(k, f,
+             h3wt_ch_encode_presence(f, sizeof(f), req, (const uint8_t *)ch,
+                                     strlen(ch)));
 }
 
 /* ---- the script ------------------------------------------------------------- */
@@ -1085,6 +1095,194 @@ TEST(thousand_subscribers_every_message_once_in_order) {
   fx_end();
 }
 
+/* ---- two hubs on two threads, one memory broker ------------------------- */
+
+/* The second server, its hub and its loop, on a thread of their own (a
+   worker).  Only the main thread checks: this one records what failed. */
+static struct {
+  uv_thread_t th;
+  uv_loop_t loop;
+  h3wt_server *server;
+  h3wt_channels *hub;
+  uv_async_t stop;
+  uv_sem_t ready;
+  uint16_t port;
+  int failed;
+} W2;
+
+static void w2_stop(uv_async_t *a) {
+  h3wt_server_close(W2.server, NULL, NULL);
+  uv_close((uv_handle_t *)a, NULL);
+}
+
+static void w2_main(void *arg) {
+  h3wt_server_settings ss;
+  h3wt_server_settings_default(&ss);
+  ss.host = "127.0.0.1";
+  ss.port = 0;
+  ss.cert_file = fx_cert;
+  ss.key_file = fx_key;
+  W2.failed = uv_loop_init(&W2.loop) != 0 ||
+              h3wt_server_new(&W2.server, &W2.loop, &ss) != 0 ||
+              h3wt_channels_new(&W2.hub, W2.server, "/ch", fx_hub_settings,
+                                NULL, NULL) != 0 ||
+              h3wt_server_listen(W2.server) != 0 ||
+              uv_async_init(&W2.loop, &W2.stop, w2_stop) != 0;
+  W2.port = W2.failed ? 0 : h3wt_server_port(W2.server);
+  uv_sem_post(&W2.ready);
+  if (W2.failed) {
+    return;
+  }
+  uv_run(&W2.loop, UV_RUN_DEFAULT);
+  h3wt_channels_del(W2.hub);
+  uv_run(&W2.loop, UV_RUN_DEFAULT);
+  h3wt_server_del(W2.server);
+  W2.failed |= uv_loop_close(&W2.loop) != 0;
+}
+
+/* The text of k's MESSAGE at offset off ("" if none). */
+static const char *message_at(const cl *k, int off) {
+  char head[64];
+  int n = snprintf(head, sizeof(head), "MESSAGE sub=1 off=%d ", off);
+  for (int i = 0; i < k->nev; ++i) {
+    if (strncmp(k->ev[i], head, (size_t)n) == 0) {
+      return k->ev[i] + n;
+    }
+  }
+  return "";
+}
+
+static int count_prefix(const cl *k, const char *prefix) {
+  int c = 0;
+  for (int i = 0; i < k->nev; ++i) {
+    c += strncmp(k->ev[i], prefix, strlen(prefix)) == 0;
+  }
+  return c;
+}
+
+static void shared_step(uv_timer_t *t) {
+  cl *A = &T.c[0], *B = &T.c[1], *C = &T.c[2];
+  switch (T.step) {
+  case 0: /* A on the first hub, B on the second */
+    if (!A->st || !B->st) {
+      return;
+    }
+    subscribe(A, 1, "room", 0, 0, 0);
+    subscribe(B, 1, "room", 0, 0, 0);
+    T.step = 1;
+    return;
+  case 1:
+    if (!has(A, "SUBSCRIBED req=1 room sub=1 rec=0 off=0 missed=0") ||
+        !count_prefix(B, "SUBSCRIBED req=1 room sub=1 rec=0")) {
+      return;
+    }
+    publish(A, 2, "room", "a1");
+    publish(B, 2, "room", "b1");
+    publish(A, 3, "room", "a2");
+    T.step = 2;
+    return;
+  case 2:
+    if (count_prefix(A, "MESSAGE ") < 3 || count_prefix(B, "MESSAGE ") < 3) {
+      return;
+    }
+    presence_request(A, 9, "room");
+    T.step = 3;
+    return;
+  case 3:
+    if (!count_prefix(A, "MEMBERS req=9")) {
+      return;
+    }
+    h3wt_session_close(B->s, 0, "bye");
+    T.step = 4;
+    return;
+  case 4:
+    if (!B->closed || !has(A, "LEAVE sub=1")) {
+      return;
+    }
+    C->port = W2.port;
+    open_client(2);
+    T.step = 5;
+    return;
+  case 5:
+    if (!C->st) {
+      return;
+    }
+    subscribe(C, 1, "room", 1, T.epoch, 1); /* saw offset 1 only */
+    T.step = 6;
+    return;
+  case 6:
+    if (!count_prefix(C, "MESSAGE sub=1 off=3 ")) {
+      return;
+    }
+    T.step = 7;
+    return;
+  case 7: { /* C's datagram, again until A hears it */
+    if (has(A, "DGRAM sub=1 pos")) {
+      finish();
+      uv_async_send(&W2.stop);
+      return;
+    }
+    uint8_t d[32];
+    size_t n = h3wt_ch_encode_dgram_head(d, sizeof(d), H3WT_CH_DGRAM_PUBLISH,
+                                         1);
+    memcpy(d + n, "pos", 3);
+    h3wt_session_send_datagram(C->s, d, n + 3);
+    return;
+  }
+  }
+}
+
+TEST(two_hubs_on_two_threads_share_a_memory_broker) {
+  h3wt_broker *broker = NULL;
+  h3wt_channels_settings hs;
+  CHECK_EQ_INT(h3wt_broker_memory_new(&broker), 0);
+  h3wt_channels_settings_default(&hs);
+  hs.broker = broker;
+  fx_hub_settings = &hs;
+  fx_start(NULL, shared_step, 10000);
+  memset(&W2, 0, sizeof(W2));
+  CHECK_EQ_INT(uv_sem_init(&W2.ready, 0), 0);
+  CHECK_EQ_INT(uv_thread_create(&W2.th, w2_main, NULL), 0);
+  uv_sem_wait(&W2.ready);
+  CHECK(!W2.failed);
+  T.c[1].port = W2.port;
+  open_client(0);
+  open_client(1);
+  uv_run(&T.loop, UV_RUN_DEFAULT);
+  if (T.timed_out) {
+    uv_async_send(&W2.stop);
+  }
+  uv_thread_join(&W2.th);
+  uv_sem_destroy(&W2.ready);
+
+  cl *A = &T.c[0], *B = &T.c[1], *C = &T.c[2];
+  TEST_CONTEXT("step %d", T.step);
+  CHECK(!T.timed_out);
+  CHECK(!W2.failed);
+  /* One channel: offsets 1..3 from both hubs' publishers, the same
+     message at each offset on both sides (and one epoch: on_frame checks
+     every PUBLISHED against A's). */
+  for (int off = 1; off <= 3; ++off) {
+    TEST_CONTEXT("offset %d", off);
+    CHECK(message_at(A, off)[0] != '\0');
+    CHECK_EQ_STR(message_at(A, off), message_at(B, off));
+  }
+  TEST_CONTEXT("%s", "");
+  CHECK(has(A, "PUBLISHED req=3 off=1") || has(A, "PUBLISHED req=3 off=2") ||
+        has(A, "PUBLISHED req=3 off=3"));
+  CHECK(has(A, "JOIN sub=1") || has(B, "JOIN sub=1")); /* the later one's */
+  CHECK(has(A, "MEMBERS req=9 count=2")); /* A here, B there */
+  /* C, on the second hub, recovers what it missed from the shared
+     history. */
+  CHECK(has(C, "SUBSCRIBED req=1 room sub=1 rec=1 off=3 missed=2"));
+  CHECK_EQ_STR(message_at(C, 2), message_at(A, 2));
+  CHECK_EQ_STR(message_at(C, 3), message_at(A, 3));
+  CHECK(!count_prefix(C, "MESSAGE sub=1 off=1 "));
+  fx_end();
+  fx_hub_settings = NULL;
+  h3wt_broker_del(broker);
+}
+
 int main(int argc, char **argv) {
   static const h3wt_test_case tests[] = {
       TEST_ENTRY(channels_end_to_end),
@@ -1093,6 +1291,7 @@ int main(int argc, char **argv) {
       TEST_ENTRY(slow_consumer_cut_others_served),
       TEST_ENTRY(hooks_may_call_anything),
       TEST_ENTRY(thousand_subscribers_every_message_once_in_order),
+      TEST_ENTRY(two_hubs_on_two_threads_share_a_memory_broker),
   };
   return TEST_MAIN(argc, argv, tests);
 }

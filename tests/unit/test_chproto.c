@@ -1021,10 +1021,12 @@ TEST(strerror_names) {
   CHECK_EQ_STR(h3wt_ch_strerror(H3WT_CH_ERR_BAD_CHANNEL), "BAD_CHANNEL");
   CHECK_EQ_STR(h3wt_ch_strerror(H3WT_CH_ERR_ALREADY_SUBSCRIBED),
                "ALREADY_SUBSCRIBED");
+  CHECK_EQ_STR(h3wt_ch_strerror(H3WT_CH_ERR_BROKER_UNAVAILABLE),
+               "BROKER_UNAVAILABLE");
   CHECK_EQ_STR(h3wt_ch_strerror(0), "(unknown code)");
-  CHECK_EQ_STR(h3wt_ch_strerror(12), "(unknown code)");
+  CHECK_EQ_STR(h3wt_ch_strerror(13), "(unknown code)");
   CHECK_EQ_STR(h3wt_ch_strerror(UINT64_MAX), "(unknown code)");
-  for (uint64_t c = 1; c <= 11; ++c) {
+  for (uint64_t c = 1; c <= 12; ++c) {
     CHECK(h3wt_ch_strerror(c)[0] != '(');
   }
 }

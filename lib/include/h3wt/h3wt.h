@@ -835,7 +835,9 @@ int h3wt_stream_resume_reading(h3wt_stream *st);
    datagram to many sessions without a copy per receiver.  Reference
    counted; the bytes never change after h3wt_buf_new(); freed when the
    last reference goes (the library holds one per queued use until the
-   peer acknowledged it, or the datagram left).  Loop thread only. */
+   peer acknowledged it, or the datagram left).  The count is atomic:
+   any thread may take and drop references (the memory broker hands one
+   buffer to every worker's loop). */
 typedef struct h3wt_buf h3wt_buf;
 /* Copies len bytes into a new buffer with one reference (the caller's).
    Returns 0 or H3WT_ERR_NOMEM. */
