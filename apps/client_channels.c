@@ -30,6 +30,8 @@ typedef struct ch_run_state {
   uint64_t messages; /* received */
   uint64_t history_left; /* history MESSAGE frames still to come */
   uint64_t sent, acked;
+  int positioned;    /* epoch and last are known */
+  uint64_t epoch, last; /* the channel's, and the last offset seen */
   int status;        /* exit status */
   int closing;
 } ch_run_state;
@@ -162,6 +164,8 @@ static void maybe_done(ch_run_state *r) {
   }
 }
 
+static void send_subscribe(ch_run_state *r);
+
 static int on_frame(uint64_t type, const uint8_t *p, size_t len, void *ud) {
   ch_run_state *r = ud;
   const char *ch = channel(r);
@@ -173,6 +177,13 @@ static int on_frame(uint64_t type, const uint8_t *p, size_t len, void *ud) {
     }
     r->sub = f.sub;
     r->subscribed = 1;
+    if (!r->positioned || f.epoch != r->epoch || !f.recovered) {
+      /* Not a recovery of what this run saw: from the channel's present,
+         less the history that follows. */
+      r->last = f.offset - (f.recovered ? 0 : f.missed);
+    }
+    r->positioned = 1;
+    r->epoch = f.epoch;
     printf("{\"event\":\"subscribed\",\"channel\":");
     json_str((const uint8_t *)ch, strlen(ch));
     /* The epoch is a string: it may be past what a JSON number (a
@@ -199,6 +210,9 @@ static int on_frame(uint64_t type, const uint8_t *p, size_t len, void *ud) {
     h3wt_ch_message f;
     if (h3wt_ch_decode_message(p, len, &f) != 0) {
       return 1;
+    }
+    if (f.offset > r->last) {
+      r->last = f.offset;
     }
     if (r->o->subscribe) {
       ++r->messages;
@@ -254,6 +268,15 @@ static int on_frame(uint64_t type, const uint8_t *p, size_t len, void *ud) {
     printf(",\"code\":%" PRIu64 ",\"reason\":", f.code);
     json_str(f.reason, f.reasonlen);
     printf("}\n");
+    if (f.req == 0 && f.code == H3WT_CH_ERR_BROKER_UNAVAILABLE &&
+        r->positioned) {
+      /* The server's broker lost the history we followed: subscribe
+         again from our position, to be told what is left (recovered
+         false, and the history asked for). */
+      fflush(stdout);
+      send_subscribe(r);
+      break;
+    }
     finish(r, 1);
     break;
   }
@@ -278,21 +301,29 @@ static int on_frame(uint64_t type, const uint8_t *p, size_t len, void *ud) {
   return 0;
 }
 
-static void s_ready(h3wt_session *s, void *rd) {
-  ch_run_state *r = rd;
+/* SUBSCRIBE: recover from the position seen on this run, else from
+   --since. */
+static void send_subscribe(ch_run_state *r) {
   const ch_opts *o = r->o;
   uint8_t f[320];
   const char *ch = channel(r);
+  int recover = r->positioned || o->recover;
+  size_t n = h3wt_ch_encode_subscribe_ex(
+      f, sizeof(f), 1, (const uint8_t *)ch, strlen(ch),
+      (recover ? H3WT_CH_FLAG_RECOVER : 0) |
+          (o->history ? H3WT_CH_FLAG_HISTORY : 0),
+      r->positioned ? r->epoch : o->epoch,
+      r->positioned ? r->last : o->offset, o->history_limit);
+  send_frame(r, f, n);
+}
+
+static void s_ready(h3wt_session *s, void *rd) {
+  ch_run_state *r = rd;
   if (h3wt_session_open_stream(s, 1, &r->st) != 0) {
     finish(r, 1);
     return;
   }
-  size_t n = h3wt_ch_encode_subscribe_ex(
-      f, sizeof(f), 1, (const uint8_t *)ch, strlen(ch),
-      (o->recover ? H3WT_CH_FLAG_RECOVER : 0) |
-          (o->history ? H3WT_CH_FLAG_HISTORY : 0),
-      o->epoch, o->offset, o->history_limit);
-  send_frame(r, f, n);
+  send_subscribe(r);
 }
 
 static void s_data(h3wt_stream *st, const uint8_t *d, size_t n, int fin,

@@ -572,10 +572,12 @@ static void history_done(void *arg, int err, int recovered, uint64_t epoch,
     }
   } else {
     if (err) {
-      /* No answer: the client learns it at once and may try again. */
+      /* No answer: the SUBSCRIBE fails (the client may try again); the
+         subscription never was, as far as the client knows. */
       sub->waiting = 1; /* not joined: sub_cut sends no LEAVE */
-      sub_cut(sub, req, H3WT_CH_ERR_BROKER_UNAVAILABLE,
-              "broker unavailable", 1);
+      sub_cut(sub, req, 0, "", 0);
+      send_error(cs, req, H3WT_CH_ERR_BROKER_UNAVAILABLE,
+                 "broker unavailable");
       return;
     }
     if (recover && recovered) {
@@ -810,8 +812,8 @@ static uint64_t do_subscribe(ch_sess *cs, uint64_t req, const uint8_t *name,
   if (ask_history(sub, req, 0, recover, epoch, since, history ? limit : 0) !=
       0) {
     sub->waiting = 1; /* never joined: no LEAVE */
-    sub_cut(sub, req, H3WT_CH_ERR_BROKER_UNAVAILABLE, "broker unavailable",
-            1);
+    sub_cut(sub, req, 0, "", 0);
+    return H3WT_CH_ERR_BROKER_UNAVAILABLE;
   }
   return 0;
 }

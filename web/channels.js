@@ -89,7 +89,9 @@ export const ERROR_NAMES = Object.freeze({
   9: 'SLOW_CONSUMER',
   10: 'BAD_CHANNEL',
   11: 'ALREADY_SUBSCRIBED',
+  12: 'BROKER_UNAVAILABLE',
 });
+const BROKER_UNAVAILABLE = 12;
 
 const CLOSE_PROTOCOL_ERROR = 0x4348; // "CH", as the server closes on BAD_FRAME
 const MAX_FRAME = 16 * 1024 * 1024; // more from the server is a protocol error
@@ -718,6 +720,14 @@ export class ChannelsClient {
         if (p) p.resolve({ code, reason });
         const sub = conn.subs.get(id);
         conn.subs.delete(id);
+        if (!req && code === BROKER_UNAVAILABLE && sub && sub.active && sub.conn === conn) {
+          // The server's broker lost the history this subscription
+          // followed: subscribe again from the last position, to be told
+          // recovered false (and get the history asked for).
+          sub.conn = null;
+          this._sendSubscribe(sub);
+          return;
+        }
         if (sub && sub.conn === conn) {
           this._end(sub);
           call(sub.handlers.onUnsubscribed, { code, reason, name: ERROR_NAMES[code] });

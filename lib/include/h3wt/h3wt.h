@@ -1033,9 +1033,12 @@ int h3wt_channels_new_versioned(h3wt_channels **phub, h3wt_server *server,
 void h3wt_channels_del(h3wt_channels *hub);
 
 /* Publishes to a channel from C: reliable (kept in history; *offset, if
-   not NULL, gets its offset) or as datagrams.  The payload is copied once
-   (or, _buf, referenced) whatever the number of subscribers.  Returns 0,
-   H3WT_ERR_INVALID_ARGUMENT (a bad channel name) or H3WT_ERR_NOMEM. */
+   not NULL, gets its offset, or 0 when the broker assigns it later, as
+   Redis does) or as datagrams.  The payload is copied once (or, _buf,
+   referenced) whatever the number of subscribers.  Returns 0,
+   H3WT_ERR_INVALID_ARGUMENT (a bad channel name), H3WT_ERR_IO (the broker
+   cannot take it: Redis unreachable and its queue full) or
+   H3WT_ERR_NOMEM. */
 int h3wt_channels_publish(h3wt_channels *hub, const char *channel,
                           const void *data, size_t len, int reliable,
                           uint64_t *offset);
@@ -1050,8 +1053,10 @@ int h3wt_channels_subscribe(h3wt_channels *hub, h3wt_session *s,
                             const char *channel);
 int h3wt_channels_unsubscribe(h3wt_channels *hub, h3wt_session *s,
                               const char *channel);
-/* Calls cb for every member of channel (may be NULL: just count).  Returns
-   how many there are. */
+/* Calls cb for every member of channel that is a session of this hub (may
+   be NULL: just count); members on other hubs of a shared broker are not
+   sessions here (clients see them in MEMBERS).  Returns how many there
+   are. */
 size_t h3wt_channels_members(h3wt_channels *hub, const char *channel,
                              void (*cb)(h3wt_session *s, void *ud), void *ud);
 
