@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Builds everything and runs the whole test suite: unit and integration
 # tests in a warnings-as-errors build, then the same tests again in an
-# AddressSanitizer + UndefinedBehaviorSanitizer build, then the integration
-# suites once more with the server under valgrind's memcheck.  Installs what it
+# AddressSanitizer + UndefinedBehaviorSanitizer build, then the tests that
+# run loops on several threads (workers, shared brokers) in a
+# ThreadSanitizer build, then the integration suites once more with the
+# server under valgrind's memcheck.  Installs what it
 # needs first (scripts/bootstrap.sh), so it works on a fresh Debian 12.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,6 +30,13 @@ echo "== tests under ASan + UBSan"
 ctest --test-dir build-asan --output-on-failure -j "$JOBS" || status=1
 echo "== tests"
 ctest --test-dir build --output-on-failure -j "$JOBS" || status=1
+echo "== tests with several threads under ThreadSanitizer"
+# Only what runs several loops on several threads: the rest is one thread.
+cmake -S . -B build-tsan -G Ninja -DCMAKE_PREFIX_PATH="$H3WT_DEPS_PREFIX" \
+  -DH3WT_CURL="$H3WT_CURL" -DCMAKE_BUILD_TYPE=Debug -DH3WT_TSAN=ON >/dev/null
+cmake --build build-tsan -j "$JOBS" --target h3wt_loop_channels
+TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
+  build-tsan/tests/loop/test_channels two_hubs_on_two_threads_share_a_memory_broker || status=1
 echo "== integration tests, server under valgrind memcheck"
 scripts/valgrind.sh || status=1
 exit $status
