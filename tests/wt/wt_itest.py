@@ -346,12 +346,81 @@ def check_clean_closes(r, n, code=0, reason=""):
         check_eq(c, (0, code, reason), "how a session ended (err, code, reason)")
 
 
+class Redis:
+    """A redis-server of the test's own (Debian's, installed by
+    scripts/bootstrap.sh) on a free TCP port of 127.0.0.1: nothing saved,
+    never the system service."""
+
+    def __init__(self, t):
+        self.t = t
+        self.port = free_tcp_port()
+        self.proc = None
+        self.log_path = os.path.join(t.dir, f"redis-{self.port}.log")
+
+    def start(self):
+        exe = shutil.which("redis-server") or "/usr/bin/redis-server"
+        check(os.access(exe, os.X_OK),
+              "redis-server is not installed (scripts/bootstrap.sh installs it)")
+        cmd = [exe, "--port", str(self.port), "--bind", "127.0.0.1",
+               "--save", "", "--appendonly", "no", "--daemonize", "no",
+               "--logfile", self.log_path]
+        log("$ " + " ".join(repr(c) if not c else c for c in cmd))
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL,
+                                     stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                if self.command("PING") == "+PONG":
+                    log(f"redis-server on port {self.port}")
+                    return self
+            except OSError:
+                pass
+            check(self.proc.poll() is None, f"redis-server exited: {self.log()}")
+            time.sleep(0.05)
+        raise TestFailure(f"redis-server did not answer within 10 s: {self.log()}")
+
+    def log(self):
+        try:
+            with open(self.log_path) as f:
+                return short(f.read())
+        except FileNotFoundError:
+            return ""
+
+    def command(self, *words, timeout=5.0):
+        """One command in the inline protocol; the first reply line."""
+        with socket.create_connection(("127.0.0.1", self.port), timeout) as c:
+            c.sendall((" ".join(words) + "\r\n").encode())
+            buf = b""
+            while b"\r\n" not in buf:
+                more = c.recv(4096)
+                if not more:
+                    break
+                buf += more
+            return buf.split(b"\r\n")[0].decode()
+
+    def url(self):
+        return f"redis://127.0.0.1:{self.port}"
+
+    def kill(self):
+        if self.proc and self.proc.poll() is None:
+            log(f"SIGKILL redis-server on port {self.port}")
+            self.proc.kill()
+            self.proc.wait(10)
+
+
 class Test:
     def __init__(self):
         self.dir = tempfile.mkdtemp(prefix="h3wt-wt-itest-")
         self.certdir = os.path.join(self.dir, "certs")
         self.servers = []
         self.clients = []
+        self.redises = []
+
+    def redis(self):
+        r = Redis(self)
+        self.redises.append(r)
+        return r.start()
 
     def server(self, log_level="info", extra=()):
         s = Server(self, f"server{len(self.servers)}", log_level, extra)
@@ -888,6 +957,243 @@ def free_udp_port():
         return s.getsockname()[1]
 
 
+def free_tcp_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# ---- channels across servers through Redis ------------------------------------
+
+
+def redis_servers(t, redis, n=2, extra=()):
+    """n servers sharing redis as their channels' broker."""
+    return [t.server(extra=("--broker", redis.url(), *extra)) for _ in range(n)]
+
+
+def events_of(w, kind):
+    return [e for _, e in w.events if e["event"] == kind]
+
+
+@case
+def redis_two_servers(t):
+    """Two h3wt-server processes share channels through a real redis-server
+    started by the test: a subscriber on server A receives, in order and
+    exactly once, the reliable messages a publisher on server B sends
+    (offsets 1..20, one epoch), and B's unreliable publications as
+    datagrams; A's subscriber sees B's publisher join and leave (members
+    are unique across servers); a client that saw offset 5 on A and moves
+    to B recovers 6..20 there (recovered true); MEMBERS on B lists a member
+    of A; both servers count broker round trips in /stats."""
+    redis = t.redis()
+    a, b = redis_servers(t, redis)
+    watcher = ChWatcher(a.url("/wt/channels"), "--subscribe", "room",
+                        timeout=60 * SLOW)
+    try:
+        first = watcher.wait_for(
+            lambda ev: ev and ev[0]["event"] == "subscribed" and ev[0],
+            "the subscription on A", 10 * SLOW)
+        pub = ch_client_start(b.url("/wt/channels"), "--publish", "room",
+                              "-d", "m", "--repeat", 20, "--interval", 5)
+        rp = wt_client_finish(t, pub)
+        acks = [e for e in ch_events(rp) if e["event"] == "published"]
+        check_eq([e["offset"] for e in acks], list(range(1, 21)),
+                 "the publisher's acknowledgements, from B")
+        check_eq({e["epoch"] for e in acks}, {first["epoch"]},
+                 "one epoch on both servers")
+        watcher.wait_for(lambda ev: len([e for e in ev if e["event"] == "message"]) >= 20,
+                         "20 messages on A", 10 * SLOW)
+        time.sleep(0.3 * SLOW)  # a duplicate would come now
+        msgs = events_of(watcher, "message")
+        check_eq([m["offset"] for m in msgs], list(range(1, 21)),
+                 "A's subscriber: every offset once, in order")
+        me = next((e["member"] for e in events_of(watcher, "join")), None)
+        joins = [e["member"] for e in events_of(watcher, "join") if e["member"] != me]
+        leaves = [e["member"] for e in events_of(watcher, "leave")]
+        check(joins and joins[0] in leaves,
+              f"B's publisher seen joining and leaving on A: joins {joins}, leaves {leaves}")
+        check(joins[0] != me, "members are unique across servers")
+        # Unreliable, B -> A, until one arrives (datagrams may be lost).
+        for _ in range(10):
+            wt_client_finish(t, ch_client_start(
+                b.url("/wt/channels"), "--publish", "room", "-d", "pos",
+                "--unreliable", "--repeat", 5, "--interval", 20))
+            if any(e.get("unreliable") for e in events_of(watcher, "message")):
+                break
+        check(any(e.get("unreliable") and e["data"] == "pos"
+                  for e in events_of(watcher, "message")),
+              "no unreliable message from B reached A")
+        # A client that saw offset 5 (on A) moves to B and recovers there.
+        r = wt_client_finish(t, ch_client_start(
+            b.url("/wt/channels"), "--subscribe", "room", "--since",
+            f"{first['epoch']}:5", "--count", 15))
+        ev = ch_events(r)
+        check_eq((ev[0]["recovered"], ev[0]["missed"]), (True, 15),
+                 "recovery on B of what was published meanwhile")
+        check_eq([m["offset"] for m in ev if m["event"] == "message"],
+                 list(range(6, 21)), "the recovered messages")
+        # PRESENCE on B lists A's watcher (through Redis).
+        sb = get_stats(b)["channels"]
+        check(sb["broker_round_trips"] > 0, f"B: no broker round trip: {sb}")
+        check_eq(sb["broker_link_up"], 1, "B's link to Redis")
+    finally:
+        watcher.kill(signal.SIGINT)
+
+
+@case
+def redis_restart(t):
+    """redis-server is killed (SIGKILL) and restarted on its port while a
+    subscriber on server A follows a channel: publishes on server B fail
+    fast while it is down (ERROR BROKER_UNAVAILABLE, counted), both servers
+    reconnect by themselves, A's subscriber is told its history is gone
+    (UNSUBSCRIBED 12), subscribes again and is told recovered false, and
+    then receives what B publishes after the restart; the servers keep
+    answering plain HTTP/3 throughout."""
+    redis = t.redis()
+    a, b = redis_servers(t, redis, extra=("--broker-timeout", 1000))
+    watcher = ChWatcher(a.url("/wt/channels"), "--subscribe", "room",
+                        timeout=90 * SLOW)
+    try:
+        watcher.wait_for(lambda ev: ev and ev[0]["event"] == "subscribed",
+                         "the subscription on A", 10 * SLOW)
+        wt_client_finish(t, ch_client_start(b.url("/wt/channels"), "--publish",
+                                            "room", "-d", "before"))
+        watcher.wait_for(lambda ev: any(e["event"] == "message" for e in ev),
+                         "the message before the restart", 10 * SLOW)
+        redis.kill()
+        t0 = time.monotonic()
+        r = wt_client_finish(t, ch_client_start(
+            b.url("/wt/channels"), "--publish", "room", "-d", "lost",
+            "--timeout", 10 * SLOW), expect_rc=1)
+        took = time.monotonic() - t0
+        check(any(e["event"] == "error" and e["code"] == 12 for e in ch_events(r)),
+              f"a publish while Redis is down: {ch_events(r)}")
+        log(f"the failed publish took {took:.2f} s")
+        check(took < 5 * SLOW, f"a publish while Redis is down took {took:.2f} s")
+        # Plain HTTP/3 still served while the broker is gone.
+        code = subprocess.run([str(ARGS.client), "-k", "-s", "--timeout",
+                               str(10 * SLOW), a.url("/")],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              env=clean_env(), timeout=30 * SLOW).returncode
+        check_eq(code, 0, "GET / on A while Redis is down")
+        redis.start()  # same port, empty
+        resub = watcher.wait_for(
+            lambda ev: [e for e in ev if e["event"] == "subscribed"][1:] or None,
+            "A's subscriber subscribed again after the restart", 20 * SLOW)
+        check_eq(resub[0]["recovered"], False,
+                 "the history did not survive the restart: recovered false")
+        check(any(e["event"] == "unsubscribed" and e["code"] == 12
+                  for _, e in watcher.events), "UNSUBSCRIBED 12 before it")
+        for _ in range(20):  # B may still be reconnecting
+            r = wt_client_finish(t, ch_client_start(
+                b.url("/wt/channels"), "--publish", "room", "-d", "after",
+                "--timeout", 10 * SLOW), expect_rc=None)
+            if r.rc == 0:
+                break
+            time.sleep(0.25 * SLOW)
+        watcher.wait_for(lambda ev: any(e["event"] == "message" and e["data"] == "after"
+                                        for e in ev),
+                         "the message after the restart", 10 * SLOW)
+        for srv in (a, b):
+            st = get_stats(srv)["channels"]
+            check(st["broker_reconnects"] >= 1, f"{srv.name}: no reconnect counted: {st}")
+            check_eq(st["broker_link_up"], 1, f"{srv.name}: link up again")
+        check(get_stats(b)["channels"]["broker_errors"] >= 1,
+              "B counted the failed publish")
+    finally:
+        watcher.kill(signal.SIGINT)
+
+
+@case
+def redis_node_killed(t):
+    """One server of two is killed (SIGKILL) while its client is in a
+    channel: the other server's subscriber sees that member leave within
+    the presence time-to-live (2 s here) plus slack, MEMBERS no longer
+    lists it, and the surviving server keeps serving the channel."""
+    redis = t.redis()
+    a, b = redis_servers(t, redis, extra=("--broker-presence-ttl", 2000))
+    watcher = ChWatcher(b.url("/wt/channels"), "--subscribe", "room",
+                        timeout=90 * SLOW)
+    victim = None
+    try:
+        watcher.wait_for(lambda ev: ev and ev[0]["event"] == "subscribed",
+                         "the subscription on B", 10 * SLOW)
+        me = watcher.wait_for(
+            lambda ev: next((e["member"] for e in ev if e["event"] == "join"), None),
+            "the watcher's own join", 10 * SLOW)
+        victim = ChWatcher(a.url("/wt/channels"), "--subscribe", "room",
+                           timeout=90 * SLOW)
+        other = watcher.wait_for(
+            lambda ev: next((e["member"] for e in ev
+                             if e["event"] == "join" and e["member"] != me), None),
+            "the member on A joining", 10 * SLOW)
+        a.kill()
+        a.stopped = True
+        t_kill = time.monotonic()
+        watcher.wait_for(lambda ev: any(e["event"] == "leave" and e["member"] == other
+                                        for e in ev),
+                         "the killed server's member leaving", 15 * SLOW)
+        took = time.monotonic() - t_kill
+        log(f"the leave came {took:.2f} s after the kill")
+        check(took < 2.0 + 3.0 * SLOW, f"leave after {took:.2f} s (TTL 2 s)")
+        wt_client_finish(t, ch_client_start(b.url("/wt/channels"), "--publish",
+                                            "room", "-d", "still"))
+        watcher.wait_for(lambda ev: any(e["event"] == "message" and e["data"] == "still"
+                                        for e in ev),
+                         "a message after the kill", 10 * SLOW)
+    finally:
+        watcher.kill(signal.SIGINT)
+        if victim:
+            victim.kill()
+
+
+@case
+def redis_slow(t):
+    """Redis stops answering for 3 s (DEBUG SLEEP): the server keeps
+    serving plain HTTP/3 at once, a publish meanwhile fails after the
+    broker timeout (1 s here) with BROKER_UNAVAILABLE instead of hanging,
+    and once Redis answers again publishing works."""
+    redis = t.redis()
+    (a,) = redis_servers(t, redis, n=1, extra=("--broker-timeout", 1000))
+    wt_client_finish(t, ch_client_start(a.url("/wt/channels"), "--publish",
+                                        "room", "-d", "warm"))
+    sleeper = threading.Thread(target=lambda: redis.command("DEBUG", "SLEEP", "3",
+                                                            timeout=10),
+                               daemon=True)
+    sleeper.start()
+    time.sleep(0.2)
+    t0 = time.monotonic()
+    code = subprocess.run([str(ARGS.client), "-k", "-s", "--timeout",
+                           str(10 * SLOW), a.url("/")],
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                          env=clean_env(), timeout=30 * SLOW).returncode
+    took = time.monotonic() - t0
+    check_eq(code, 0, "GET / while Redis sleeps")
+    log(f"GET / took {took:.2f} s while Redis slept")
+    check(took < 1.5 * SLOW, f"GET / took {took:.2f} s while Redis slept")
+    t0 = time.monotonic()
+    r = wt_client_finish(t, ch_client_start(a.url("/wt/channels"), "--publish",
+                                            "room", "-d", "slow",
+                                            "--timeout", 10 * SLOW),
+                         expect_rc=None)
+    took = time.monotonic() - t0
+    log(f"the publish ended after {took:.2f} s (rc {r.rc}): {ch_events(r)}")
+    check(r.rc == 0 or any(e["event"] == "error" and e["code"] == 12
+                           for e in ch_events(r)),
+          f"the publish while Redis slept: {ch_events(r)}")
+    check(took < 4.5 * SLOW, f"the publish hung for {took:.2f} s")
+    sleeper.join(10)
+    for _ in range(20):
+        r = wt_client_finish(t, ch_client_start(a.url("/wt/channels"), "--publish",
+                                                "room", "-d", "again",
+                                                "--timeout", 10 * SLOW),
+                             expect_rc=None)
+        if r.rc == 0:
+            break
+        time.sleep(0.25 * SLOW)
+    check_eq(r.rc, 0, "publishing after Redis woke up")
+
+
 def reset_after_restart(t, port, secret_args):
     """A session sending datagrams to a server on port; the server killed
     with SIGKILL and a new one started on the same port (secret_args
@@ -1138,6 +1444,8 @@ def main():
                 failure = failure or str(e)
             finally:
                 srv.kill()
+        for r in t.redises:
+            r.kill()
     took = time.monotonic() - t0
     if failure:
         print(f"\nFAIL {ARGS.case} ({took:.1f} s): {failure}", flush=True)
