@@ -164,4 +164,10 @@ struct h3wt_broker {
   const h3wt_broker_kind *kind;
 };
 
+/* Marks a memory broker as private to the one hub that made it: nobody
+   else can attach, so the members of other nodes are always none and
+   join/leave keep nothing (a subscription then costs the broker
+   nothing). */
+void h3wt_broker_memory_private(h3wt_broker *broker);
+
 #endif /* H3WT_BROKER_H */

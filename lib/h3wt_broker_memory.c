@@ -86,6 +86,7 @@ struct mb_broker {
   size_t nbuckets, nchannels;
   uint64_t seed;
   h3wt_list nodes;
+  int private_; /* one hub only: no presence kept */
   /* The history bounds, from the first hub attached. */
   int configured;
   size_t history_size;
@@ -434,6 +435,9 @@ static int m_join(h3wt_bnode *bn, const char *name, size_t len,
                   const char *member, size_t mlen) {
   mb_node *n = NODE(bn);
   mb_broker *b = n->b;
+  if (b->private_) {
+    return 0; /* nobody else to tell or to list it to */
+  }
   mb_member *m = calloc(1, sizeof(*m));
   if (!m || h3wt_buf_new(&m->name, member, mlen) != 0) {
     free(m);
@@ -685,4 +689,8 @@ int h3wt_broker_memory_new(h3wt_broker **pbroker) {
   b->history_ttl_ns = 300000 * 1000000ULL;
   *pbroker = &b->base;
   return 0;
+}
+
+void h3wt_broker_memory_private(h3wt_broker *broker) {
+  ((mb_broker *)broker)->private_ = 1;
 }

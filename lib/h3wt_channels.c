@@ -1210,9 +1210,12 @@ int h3wt_channels_new_versioned(h3wt_channels **phub, h3wt_server *server,
   }
   h3wt_random(&hub->seed, sizeof(hub->seed));
   h3wt_broker *broker = hub->settings.broker;
-  if (!broker && h3wt_broker_memory_new(&hub->own_broker) != 0) {
-    free(hub);
-    return H3WT_ERR_NOMEM;
+  if (!broker) {
+    if (h3wt_broker_memory_new(&hub->own_broker) != 0) {
+      free(hub);
+      return H3WT_ERR_NOMEM;
+    }
+    h3wt_broker_memory_private(hub->own_broker);
   }
   h3wt_battach at = {
       .loop = h3wt_server_loop(server),
