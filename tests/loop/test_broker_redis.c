@@ -1,0 +1,806 @@
+/*
+ * The Redis broker (lib/h3wt_broker_redis.c) against a real redis-server
+ * the test starts on a free port (and SIGKILLs and restarts mid-run):
+ * nodes attached to one broker on one loop, each with event callbacks
+ * that record what arrives, the way two hubs on two machines would.
+ *
+ *   - reliable messages from node A reach node B in order, exactly once,
+ *     offsets 1..N, one epoch; A hears its own; unreliable ones arrive;
+ *   - history(): recovery of exactly the missed ones, recovered 0 for
+ *     another epoch, a trimmed gap, the future, and an age gap; the
+ *     history-on-join fallback;
+ *   - presence: joins and leaves seen by the other node, members();
+ *     a node process SIGKILLed without leaving (this binary run again as
+ *     a child) disappears within its TTL with a leave event;
+ *   - a garbage frame on the channel is counted and dropped;
+ *   - redis-server SIGKILLed: link 0, publishes fail with H3WT_ERR_IO
+ *     (queued ones after timeout_ms, at once past max_queued), counted;
+ *     restarted on the same port: link 1, resubscribed, a new epoch,
+ *     messages flow again;
+ *   - Redis asleep (DEBUG SLEEP 2 from another thread): the loop keeps
+ *     ticking, requests time out, the link comes back;
+ *   - detach(): a pending publish completes once with H3WT_ERR_CLOSED and
+ *     the node's members leave.
+ *
+ * Exit 77 (CTest: skipped) when redis-server is not installed, unless the
+ * environment has CI set (.ci/run sets it): then that is a failure.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <hiredis/hiredis.h>
+
+#include "h3wt/h3wt.h"
+#include "h3wt_broker.h"
+#include "h3wt_test.h"
+
+#define MAXMSG 256
+#define MAXEV 64
+#define CH "room 1:a"
+#define CHLEN (sizeof(CH) - 1)
+
+typedef struct rec {
+  const char *name;
+  h3wt_bnode *node;
+  size_t nmsg;
+  uint64_t epoch[MAXMSG], off[MAXMSG];
+  char data[MAXMSG][32];
+  size_t nunrel;
+  char unrel[32];
+  char pres[MAXEV][48]; /* "+member" / "-member" */
+  size_t npres;
+  int links[MAXEV];
+  size_t nlinks;
+} rec;
+
+typedef struct pubres {
+  int called, err;
+  uint64_t epoch, offset;
+} pubres;
+
+typedef struct histres {
+  int called, err, recovered;
+  uint64_t epoch, last;
+  size_t n;
+  uint64_t off[MAXMSG];
+  char data[MAXMSG][32];
+} histres;
+
+typedef struct memres {
+  int called, err;
+  size_t n;
+  char m[16][32];
+} memres;
+
+static struct {
+  uv_loop_t loop;
+  h3wt_broker *broker;
+  h3wt_broker_redis_settings set;
+  char url[64], prefix[32];
+  int port;
+  pid_t redis;
+  const char *exe;
+  h3wt_logger log;
+} T;
+
+/* ---- redis-server ------------------------------------------------------ */
+
+static int free_port(void) {
+  struct sockaddr_in a;
+  socklen_t len = sizeof(a);
+  int fd = socket(AF_INET, SOCK_STREAM, 0), port;
+  memset(&a, 0, sizeof(a));
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof(a)) != 0 ||
+      getsockname(fd, (struct sockaddr *)&a, &len) != 0) {
+    perror("free_port");
+    exit(1);
+  }
+  port = ntohs(a.sin_port);
+  close(fd);
+  return port;
+}
+
+static int have_redis_server(void) {
+  const char *path = getenv("PATH");
+  char buf[4096];
+  while (path && *path) {
+    const char *colon = strchr(path, ':');
+    size_t len = colon ? (size_t)(colon - path) : strlen(path);
+    snprintf(buf, sizeof(buf), "%.*s/redis-server", (int)len, path);
+    if (access(buf, X_OK) == 0) {
+      return 1;
+    }
+    path = colon ? colon + 1 : NULL;
+  }
+  return 0;
+}
+
+/* A blocking admin connection (the test's, never the broker's). */
+static redisContext *admin(void) {
+  struct timeval tv = {1, 0};
+  redisContext *c = redisConnectWithTimeout("127.0.0.1", T.port, tv);
+  if (c && c->err) {
+    redisFree(c);
+    return NULL;
+  }
+  return c;
+}
+
+static void redis_start(void) {
+  char port[16];
+  int i;
+  snprintf(port, sizeof(port), "%d", T.port);
+  T.redis = fork();
+  if (T.redis == 0) {
+    /* Its log (startup warnings about the machine) is noise here. */
+    if (!freopen("/dev/null", "w", stdout)) {
+      _exit(126);
+    }
+    execlp("redis-server", "redis-server", "--port", port, "--bind",
+           "127.0.0.1", "--save", "", "--appendonly", "no",
+           "--enable-debug-command", "yes", "--loglevel", "warning",
+           (char *)NULL);
+    _exit(127);
+  }
+  for (i = 0; i < 100; ++i) {
+    redisContext *c = admin();
+    if (c) {
+      redisFree(c);
+      return;
+    }
+    usleep(20000);
+  }
+  fprintf(stderr, "redis-server did not start on port %d\n", T.port);
+  kill(T.redis, SIGKILL);
+  exit(1);
+}
+
+static void redis_kill(void) {
+  if (T.redis > 0) {
+    kill(T.redis, SIGKILL);
+    waitpid(T.redis, NULL, 0);
+    T.redis = 0;
+  }
+}
+
+/* ---- the loop ------------------------------------------------------------ */
+
+/* Runs the loop until *flag is non-zero or ms pass; returns *flag.  The
+   nodes' watchdog timers wake the loop at least every 100 ms. */
+static int run_until(const int *flag, uint64_t ms) {
+  uint64_t end = h3wt_now_ns() + ms * 1000000ULL;
+  while (!*flag && h3wt_now_ns() < end) {
+    uv_run(&T.loop, UV_RUN_ONCE);
+  }
+  return *flag;
+}
+
+static void run_for(uint64_t ms) {
+  int never = 0;
+  run_until(&never, ms);
+}
+
+/* ---- recorders ------------------------------------------------------------ */
+
+static void on_message(void *ud, const char *ch, size_t chlen, int reliable,
+                       uint64_t epoch, uint64_t offset, h3wt_buf *buf) {
+  rec *r = ud;
+  int len = (int)h3wt_buf_len(buf);
+  (void)ch;
+  (void)chlen;
+  if (!reliable) {
+    CHECK_EQ_INT(epoch, 0);
+    CHECK_EQ_INT(offset, 0);
+    ++r->nunrel;
+    snprintf(r->unrel, sizeof(r->unrel), "%.*s", len,
+             (const char *)h3wt_buf_data(buf));
+    return;
+  }
+  if (r->nmsg < MAXMSG) {
+    r->epoch[r->nmsg] = epoch;
+    r->off[r->nmsg] = offset;
+    snprintf(r->data[r->nmsg], sizeof(r->data[0]), "%.*s", len,
+             (const char *)h3wt_buf_data(buf));
+  }
+  ++r->nmsg;
+}
+
+static void on_presence(void *ud, const char *ch, size_t chlen,
+                        const char *member, size_t mlen, int join) {
+  rec *r = ud;
+  (void)ch;
+  (void)chlen;
+  if (r->npres < MAXEV) {
+    snprintf(r->pres[r->npres++], sizeof(r->pres[0]), "%c%.*s",
+             join ? '+' : '-', (int)mlen, member);
+  }
+}
+
+static void on_link(void *ud, int up) {
+  rec *r = ud;
+  if (r->nlinks < MAXEV) {
+    r->links[r->nlinks++] = up;
+  }
+}
+
+static const h3wt_bnode_events events = {on_message, on_presence, on_link};
+
+static void on_published(void *arg, int err, uint64_t epoch, uint64_t off) {
+  pubres *p = arg;
+  ++p->called;
+  p->err = err;
+  p->epoch = epoch;
+  p->offset = off;
+}
+
+static void on_history(void *arg, int err, int recovered, uint64_t epoch,
+                       uint64_t last, const h3wt_bentry *e, size_t n) {
+  histres *h = arg;
+  size_t i;
+  ++h->called;
+  h->err = err;
+  h->recovered = recovered;
+  h->epoch = epoch;
+  h->last = last;
+  h->n = n;
+  for (i = 0; i < n && i < MAXMSG; ++i) {
+    h->off[i] = e[i].offset;
+    snprintf(h->data[i], sizeof(h->data[0]), "%.*s",
+             (int)h3wt_buf_len(e[i].buf),
+             (const char *)h3wt_buf_data(e[i].buf));
+  }
+}
+
+static void on_members(void *arg, int err, const h3wt_bmember *m, size_t n) {
+  memres *r = arg;
+  size_t i;
+  ++r->called;
+  r->err = err;
+  r->n = n;
+  for (i = 0; i < n && i < 16; ++i) {
+    snprintf(r->m[i], sizeof(r->m[0]), "%.*s", (int)m[i].len, m[i].name);
+  }
+}
+
+static h3wt_bnode *attach(rec *r, const char *name, size_t hsize,
+                          uint64_t httl) {
+  h3wt_battach a;
+  memset(&a, 0, sizeof(a));
+  memset(r, 0, sizeof(*r));
+  r->name = name;
+  a.loop = &T.loop;
+  a.log = &T.log;
+  a.events = &events;
+  a.ud = r;
+  a.history_size = hsize;
+  a.history_ttl_ms = httl;
+  CHECK_EQ_INT(T.broker->kind->attach(T.broker, &a, &r->node), 0);
+  return r->node;
+}
+
+static h3wt_bnode_stats stats(const rec *r) {
+  h3wt_bnode_stats s;
+  r->node->ops->stats(r->node, &s);
+  return s;
+}
+
+static int link_up(const rec *r) {
+  return (int)stats(r).link_up;
+}
+
+static int wait_link(const rec *r, uint64_t ms) {
+  uint64_t end = h3wt_now_ns() + ms * 1000000ULL;
+  while (!link_up(r) && h3wt_now_ns() < end) {
+    uv_run(&T.loop, UV_RUN_ONCE);
+  }
+  return link_up(r);
+}
+
+static int publish(rec *r, const char *ch, const char *data, int reliable,
+                   pubres *p) {
+  h3wt_buf *b;
+  int rv;
+  CHECK_EQ_INT(h3wt_buf_new(&b, data, strlen(data)), 0);
+  rv = r->node->ops->publish(r->node, ch, strlen(ch), b, reliable,
+                             p ? on_published : NULL, p);
+  h3wt_buf_unref(b);
+  return rv;
+}
+
+static void history(rec *r, const char *ch, int recover, uint64_t epoch,
+                    uint64_t since, uint64_t limit, histres *h) {
+  memset(h, 0, sizeof(*h));
+  CHECK_EQ_INT(r->node->ops->history(r->node, ch, strlen(ch), recover, epoch,
+                                     since, limit, on_history, h),
+               0);
+  CHECK(run_until(&h->called, 3000));
+  CHECK_EQ_INT(h->called, 1);
+  CHECK_EQ_INT(h->err, 0);
+}
+
+static void members(rec *r, const char *ch, memres *m) {
+  memset(m, 0, sizeof(*m));
+  CHECK_EQ_INT(r->node->ops->members(r->node, ch, strlen(ch), on_members, m),
+               0);
+  CHECK(run_until(&m->called, 3000));
+  CHECK_EQ_INT(m->err, 0);
+}
+
+static int has_pres(const rec *r, const char *what) {
+  size_t i;
+  for (i = 0; i < r->npres; ++i) {
+    if (strcmp(r->pres[i], what) == 0) {
+      return 1;
+    }
+  }
+  return 0;
+}
+
+static int wait_pres(const rec *r, const char *what, uint64_t ms) {
+  uint64_t end = h3wt_now_ns() + ms * 1000000ULL;
+  while (!has_pres(r, what) && h3wt_now_ns() < end) {
+    uv_run(&T.loop, UV_RUN_ONCE);
+  }
+  return has_pres(r, what);
+}
+
+static int wait_msgs(const rec *r, size_t n, uint64_t ms) {
+  uint64_t end = h3wt_now_ns() + ms * 1000000ULL;
+  while (r->nmsg < n && h3wt_now_ns() < end) {
+    uv_run(&T.loop, UV_RUN_ONCE);
+  }
+  return r->nmsg >= n;
+}
+
+static void make_broker(void) {
+  h3wt_broker_redis_settings_default(&T.set);
+  snprintf(T.url, sizeof(T.url), "redis://127.0.0.1:%d", T.port);
+  T.set.url = T.url;
+  T.set.prefix = T.prefix;
+  T.set.presence_ttl_ms = 600;
+  T.set.timeout_ms = 400;
+  T.set.max_queued = 8;
+  T.set.reconnect_min_ms = 50;
+  T.set.reconnect_max_ms = 300;
+  CHECK_EQ_INT(h3wt_broker_redis_new(&T.broker, &T.set), 0);
+}
+
+/* ---- the child: a node that joins and is then killed ------------------- */
+
+static int child_main(int port, const char *prefix, const char *member) {
+  rec r;
+  T.port = port;
+  snprintf(T.prefix, sizeof(T.prefix), "%s", prefix);
+  uv_loop_init(&T.loop);
+  make_broker();
+  attach(&r, "child", 10, 0);
+  r.node->ops->watch(r.node, CH, CHLEN);
+  r.node->ops->join(r.node, CH, CHLEN, member, strlen(member));
+  for (;;) {
+    uv_run(&T.loop, UV_RUN_DEFAULT); /* until SIGKILL */
+  }
+  return 0;
+}
+
+/* ---- the phases ------------------------------------------------------------ */
+
+static rec A, B, C;
+static uint64_t E0;
+
+static void phase_messages(void) {
+  histres h;
+  pubres p[20];
+  char data[32];
+  size_t i;
+  CHECK_EQ_INT(A.node->ops->watch(A.node, CH, CHLEN), 0);
+  CHECK_EQ_INT(B.node->ops->watch(B.node, CH, CHLEN), 0);
+  /* Counted: a second watch needs a second unwatch. */
+  CHECK_EQ_INT(B.node->ops->watch(B.node, CH, CHLEN), 0);
+  B.node->ops->unwatch(B.node, CH, CHLEN);
+  /* History waits for the subscription: after it every message counts. */
+  history(&A, CH, 0, 0, 0, 0, &h);
+  history(&B, CH, 0, 0, 0, 0, &h);
+  CHECK_EQ_INT(h.recovered, 0);
+  CHECK_EQ_INT(h.last, 0);
+  CHECK_EQ_INT(h.n, 0);
+  CHECK(h.epoch <= 0x3fffffffffffffffULL);
+  E0 = h.epoch;
+  memset(p, 0, sizeof(p));
+  for (i = 0; i < 20; ++i) {
+    snprintf(data, sizeof(data), "m%zu", i + 1);
+    CHECK_EQ_INT(publish(&A, CH, data, 1, &p[i]), 0);
+  }
+  CHECK(wait_msgs(&B, 20, 3000));
+  CHECK(wait_msgs(&A, 20, 3000));
+  run_for(100); /* nothing more may come */
+  CHECK_EQ_INT(B.nmsg, 20);
+  CHECK_EQ_INT(A.nmsg, 20);
+  for (i = 0; i < 20 && i < B.nmsg; ++i) {
+    TEST_CONTEXT("message %zu", i);
+    snprintf(data, sizeof(data), "m%zu", i + 1);
+    CHECK_EQ_INT(B.off[i], i + 1);
+    CHECK(B.epoch[i] == E0);
+    CHECK_EQ_STR(B.data[i], data);
+    CHECK_EQ_INT(A.off[i], i + 1);
+    CHECK_EQ_INT(p[i].called, 1);
+    CHECK_EQ_INT(p[i].err, 0);
+    CHECK_EQ_INT(p[i].offset, i + 1);
+    CHECK(p[i].epoch == E0);
+  }
+  TEST_CONTEXT("%s", "");
+  CHECK_EQ_INT(stats(&A).publishes, 20);
+  CHECK(stats(&A).round_trips >= 20);
+  CHECK(stats(&A).rtt_us_sum > 0);
+
+  /* Unreliable: no offset, no history. */
+  CHECK_EQ_INT(publish(&A, CH, "u1", 0, &p[0]), 0);
+  CHECK(run_until((const int *)&B.nunrel, 2000));
+  CHECK_EQ_STR(B.unrel, "u1");
+  CHECK_EQ_INT(B.nmsg, 20);
+
+  /* Bad arguments are refused without a callback. */
+  CHECK_EQ_INT(publish(&A, "", "x", 1, NULL), H3WT_ERR_INVALID_ARGUMENT);
+  CHECK_EQ_INT(publish(&A, "a\nb", "x", 1, NULL), H3WT_ERR_INVALID_ARGUMENT);
+}
+
+static void phase_history(void) {
+  histres h;
+  size_t i;
+  /* Missed 16..20. */
+  history(&B, CH, 1, E0, 15, 0, &h);
+  CHECK_EQ_INT(h.recovered, 1);
+  CHECK(h.epoch == E0);
+  CHECK_EQ_INT(h.last, 20);
+  CHECK_EQ_INT(h.n, 5);
+  for (i = 0; i < h.n; ++i) {
+    char want[16];
+    snprintf(want, sizeof(want), "m%zu", 16 + i);
+    CHECK_EQ_INT(h.off[i], 16 + i);
+    CHECK_EQ_STR(h.data[i], want);
+  }
+  /* Nothing missed. */
+  history(&B, CH, 1, E0, 20, 5, &h);
+  CHECK_EQ_INT(h.recovered, 1);
+  CHECK_EQ_INT(h.n, 0);
+  /* history_size 10: 11..20 kept; since 10 is just recoverable... */
+  history(&B, CH, 1, E0, 10, 0, &h);
+  CHECK_EQ_INT(h.recovered, 1);
+  CHECK_EQ_INT(h.n, 10);
+  CHECK_EQ_INT(h.off[0], 11);
+  /* ...since 9 is not (11 is the oldest kept): the fallback, capped at
+     history_size. */
+  history(&B, CH, 1, E0, 9, 100, &h);
+  CHECK_EQ_INT(h.recovered, 0);
+  CHECK_EQ_INT(h.last, 20);
+  CHECK_EQ_INT(h.n, 10);
+  CHECK_EQ_INT(h.off[0], 11);
+  CHECK_EQ_INT(h.off[9], 20);
+  /* Another epoch, with history on join: the last 3. */
+  history(&B, CH, 1, E0 ^ 1, 15, 3, &h);
+  CHECK_EQ_INT(h.recovered, 0);
+  CHECK(h.epoch == E0);
+  CHECK_EQ_INT(h.n, 3);
+  CHECK_EQ_INT(h.off[0], 18);
+  CHECK_EQ_STR(h.data[2], "m20");
+  /* The future. */
+  history(&B, CH, 1, E0, 21, 0, &h);
+  CHECK_EQ_INT(h.recovered, 0);
+  CHECK_EQ_INT(h.n, 0);
+  /* No recover, no limit: just the position. */
+  history(&B, CH, 0, 0, 0, 0, &h);
+  CHECK_EQ_INT(h.recovered, 0);
+  CHECK_EQ_INT(h.last, 20);
+  CHECK_EQ_INT(h.n, 0);
+}
+
+/* Node C keeps 1 s of history: 1..3 age out while 4 stays. */
+static void phase_age(void) {
+  pubres p;
+  histres h;
+  uint64_t e;
+  int i;
+  for (i = 0; i < 3; ++i) {
+    memset(&p, 0, sizeof(p));
+    CHECK_EQ_INT(publish(&C, "aged", "old", 1, &p), 0);
+    CHECK(run_until(&p.called, 2000));
+  }
+  e = p.epoch;
+  run_for(650);
+  memset(&p, 0, sizeof(p));
+  CHECK_EQ_INT(publish(&C, "aged", "new", 1, &p), 0);
+  CHECK(run_until(&p.called, 2000));
+  CHECK_EQ_INT(p.offset, 4);
+  run_for(650);
+  history(&C, "aged", 1, e, 1, 10, &h);
+  CHECK(h.epoch == e);
+  CHECK_EQ_INT(h.recovered, 0);
+  CHECK_EQ_INT(h.n, 1);
+  CHECK_EQ_INT(h.off[0], 4);
+  history(&C, "aged", 1, e, 3, 0, &h);
+  CHECK_EQ_INT(h.recovered, 1);
+  CHECK_EQ_INT(h.n, 1);
+  CHECK_EQ_STR(h.data[0], "new");
+}
+
+static void phase_presence(void) {
+  memres m;
+  int fds[2];
+  char port[16], *args[6];
+  pid_t child;
+  CHECK_EQ_INT(A.node->ops->join(A.node, CH, CHLEN, "alice", 5), 0);
+  CHECK(wait_pres(&B, "+alice", 2000));
+  CHECK(!has_pres(&A, "+alice")); /* its own are not echoed */
+  members(&B, CH, &m);
+  CHECK_EQ_INT(m.n, 1);
+  CHECK_EQ_STR(m.m[0], "alice");
+  members(&A, CH, &m);
+  CHECK_EQ_INT(m.n, 0);
+  A.node->ops->leave(A.node, CH, CHLEN, "alice", 5);
+  CHECK(wait_pres(&B, "-alice", 2000));
+  members(&B, CH, &m);
+  CHECK_EQ_INT(m.n, 0);
+
+  /* A node that dies without a word: this binary, run as a child. */
+  (void)fds;
+  snprintf(port, sizeof(port), "%d", T.port);
+  args[0] = (char *)T.exe;
+  args[1] = "child";
+  args[2] = port;
+  args[3] = T.prefix;
+  args[4] = "zombie";
+  args[5] = NULL;
+  child = fork();
+  if (child == 0) {
+    execv("/proc/self/exe", args);
+    _exit(127);
+  }
+  CHECK(wait_pres(&B, "+zombie", 5000));
+  members(&A, CH, &m);
+  CHECK_EQ_INT(m.n, 1);
+  kill(child, SIGKILL);
+  waitpid(child, NULL, 0);
+  /* TTL 600 ms, sweeps every 200 ms. */
+  CHECK(wait_pres(&B, "-zombie", 2500));
+  CHECK(wait_pres(&A, "-zombie", 1000));
+  members(&A, CH, &m);
+  CHECK_EQ_INT(m.n, 0);
+}
+
+static void phase_garbage(void) {
+  redisContext *c = admin();
+  redisReply *rep;
+  char chan[64];
+  uint64_t before = stats(&B).errors;
+  size_t nmsg = B.nmsg, nunrel = B.nunrel;
+  static const char *const frames[] = {"", "R", "R1", "R1 ", "R1 2",
+                                       "R99999999999999999999 1 x",
+                                       "Rx 1 y", "R1 0 y", "J", "Jshort",
+                                       "Z hello"};
+  size_t i;
+  CHECK(c != NULL);
+  if (!c) {
+    return;
+  }
+  snprintf(chan, sizeof(chan), "%sc:%s", T.prefix, CH);
+  for (i = 0; i < sizeof(frames) / sizeof(frames[0]); ++i) {
+    rep = redisCommand(c, "PUBLISH %s %b", chan, frames[i], strlen(frames[i]));
+    freeReplyObject(rep);
+  }
+  /* A replay of offset 5 of this epoch is not delivered again. */
+  rep = redisCommand(c, "PUBLISH %s R%" PRIu64 " 5 again", chan, E0);
+  freeReplyObject(rep);
+  redisFree(c);
+  run_for(300);
+  CHECK_EQ_INT(stats(&B).errors - before, 11);
+  CHECK_EQ_INT(B.nmsg, nmsg);
+  CHECK_EQ_INT(B.nunrel, nunrel);
+}
+
+static void phase_restart(void) {
+  pubres p[12];
+  histres h;
+  uint64_t errs = stats(&A).errors;
+  size_t i, ok = 0, a_links = A.nlinks, b_links = B.nlinks, n0;
+  int down = 0;
+  redis_kill();
+  /* Both nodes notice (the connections close). */
+  for (i = 0; i < 40 && (A.nlinks == a_links || B.nlinks == b_links); ++i) {
+    run_for(50);
+  }
+  CHECK_EQ_INT(A.nlinks, a_links + 1);
+  CHECK_EQ_INT(B.nlinks, b_links + 1);
+  CHECK_EQ_INT(A.links[a_links], 0);
+  CHECK_EQ_INT(link_up(&A), 0);
+  memset(p, 0, sizeof(p));
+  for (i = 0; i < 12; ++i) {
+    int rv = publish(&A, CH, "lost", 1, &p[i]);
+    if (rv == 0) {
+      ++ok;
+    } else {
+      CHECK_EQ_INT(rv, H3WT_ERR_IO);
+    }
+  }
+  CHECK_EQ_INT(ok, 8); /* max_queued */
+  CHECK_EQ_INT(stats(&A).queued, 8);
+  run_for(600); /* timeout_ms 400 */
+  for (i = 0; i < ok; ++i) {
+    CHECK_EQ_INT(p[i].called, 1);
+    CHECK_EQ_INT(p[i].err, H3WT_ERR_IO);
+  }
+  CHECK_EQ_INT(stats(&A).queued, 0);
+  /* 12 publishes, and what was in flight when Redis died (a presence
+     refresh, say). */
+  CHECK(stats(&A).errors - errs >= 12);
+
+  redis_start();
+  CHECK(wait_link(&A, 3000));
+  CHECK(wait_link(&B, 3000));
+  run_for(50);
+  CHECK_EQ_INT(A.nlinks, a_links + 2);
+  CHECK_EQ_INT(A.links[a_links + 1], 1);
+  CHECK_EQ_INT(B.links[b_links + 1], 1);
+  CHECK(stats(&A).reconnects >= 1);
+  (void)down;
+  /* Redis came back empty: a new epoch, resubscribed. */
+  history(&B, CH, 1, E0, 20, 0, &h);
+  CHECK_EQ_INT(h.recovered, 0);
+  CHECK(h.epoch != E0);
+  CHECK_EQ_INT(h.last, 0);
+  n0 = B.nmsg;
+  for (i = 0; i < 3; ++i) {
+    memset(&p[i], 0, sizeof(p[i]));
+    CHECK_EQ_INT(publish(&A, CH, "back", 1, &p[i]), 0);
+  }
+  CHECK(wait_msgs(&B, n0 + 3, 3000));
+  for (i = 0; i < 3 && n0 + i < MAXMSG; ++i) {
+    CHECK_EQ_INT(B.off[n0 + i], i + 1);
+    CHECK(B.epoch[n0 + i] == h.epoch);
+  }
+}
+
+static void sleeper(void *arg) {
+  redisContext *c = admin();
+  (void)arg;
+  if (c) {
+    freeReplyObject(redisCommand(c, "DEBUG SLEEP 2"));
+    redisFree(c);
+  }
+}
+
+static int ticks;
+static void on_test_tick(uv_timer_t *t) {
+  (void)t;
+  ++ticks;
+}
+
+static void phase_sleep(void) {
+  uv_thread_t th;
+  uv_timer_t t;
+  pubres p;
+  size_t n0 = B.nmsg, a_links = A.nlinks;
+  uint64_t t0;
+  uv_timer_init(&T.loop, &t);
+  uv_timer_start(&t, on_test_tick, 50, 50);
+  ticks = 0;
+  CHECK_EQ_INT(uv_thread_create(&th, sleeper, NULL), 0);
+  run_for(100);
+  memset(&p, 0, sizeof(p));
+  t0 = h3wt_now_ns();
+  CHECK_EQ_INT(publish(&A, CH, "asleep", 1, &p), 0);
+  CHECK(run_until(&p.called, 3000));
+  /* It timed out well before Redis woke up. */
+  CHECK_EQ_INT(p.err, H3WT_ERR_IO);
+  CHECK((h3wt_now_ns() - t0) / 1000000 < 1200);
+  run_for(2200);
+  uv_thread_join(&th);
+  /* The loop kept running all along. */
+  CHECK(ticks >= 35);
+  uv_close((uv_handle_t *)&t, NULL);
+  CHECK(wait_link(&A, 3000));
+  CHECK(wait_link(&B, 3000));
+  CHECK(A.nlinks >= a_links + 2);
+  CHECK_EQ_INT(A.links[A.nlinks - 1], 1);
+  /* The timed-out publish may have been made after all (its outcome is
+     unknown); a new one arrives. */
+  memset(&p, 0, sizeof(p));
+  CHECK_EQ_INT(publish(&A, CH, "awake", 1, &p), 0);
+  CHECK(run_until(&p.called, 3000));
+  CHECK_EQ_INT(p.err, 0);
+  {
+    uint64_t end = h3wt_now_ns() + 3000000000ULL;
+    while ((B.nmsg == n0 || strcmp(B.data[B.nmsg - 1], "awake") != 0) &&
+           h3wt_now_ns() < end) {
+      uv_run(&T.loop, UV_RUN_ONCE);
+    }
+  }
+  CHECK(B.nmsg > n0 && B.nmsg <= MAXMSG);
+  if (B.nmsg > n0 && B.nmsg <= MAXMSG) {
+    CHECK_EQ_STR(B.data[B.nmsg - 1], "awake");
+    CHECK(B.off[B.nmsg - 1] == p.offset);
+  }
+}
+
+static void phase_detach(void) {
+  pubres p;
+  memset(&p, 0, sizeof(p));
+  CHECK_EQ_INT(A.node->ops->join(A.node, CH, CHLEN, "bob", 3), 0);
+  CHECK(wait_pres(&B, "+bob", 2000));
+  CHECK_EQ_INT(publish(&A, CH, "last", 1, &p), 0);
+  A.node->ops->detach(A.node);
+  CHECK_EQ_INT(p.called, 1);
+  CHECK_EQ_INT(p.err, H3WT_ERR_CLOSED);
+  CHECK(wait_pres(&B, "-bob", 2000));
+  CHECK_EQ_INT(p.called, 1);
+}
+
+TEST(redis_broker) {
+  CHECK_EQ_INT(uv_loop_init(&T.loop), 0);
+  redis_start();
+  make_broker();
+  attach(&A, "A", 10, 0);
+  attach(&B, "B", 10, 0);
+  attach(&C, "C", 10, 1000);
+  CHECK(wait_link(&A, 3000));
+  CHECK(wait_link(&B, 3000));
+  CHECK(wait_link(&C, 3000));
+  CHECK_EQ_INT(A.nlinks, 0); /* the first connection is no event */
+  phase_messages();
+  phase_history();
+  phase_age();
+  phase_presence();
+  phase_garbage();
+  phase_restart();
+  phase_sleep();
+  phase_detach();
+  B.node->ops->detach(B.node);
+  C.node->ops->detach(C.node);
+  uv_run(&T.loop, UV_RUN_DEFAULT);
+  CHECK_EQ_INT(uv_loop_close(&T.loop), 0);
+  h3wt_broker_del(T.broker);
+  redis_kill();
+}
+
+static const h3wt_test_case tests[] = {
+    TEST_ENTRY(redis_broker),
+};
+
+static void log_cb(h3wt_log_level level, const char *component,
+                   const char *msg, void *ud) {
+  (void)ud;
+  fprintf(stderr, "[%d %s] %s\n", (int)level, component, msg);
+}
+
+int main(int argc, char **argv) {
+  h3wt_broker *probe = NULL;
+  int rv;
+  if (argc == 5 && strcmp(argv[1], "child") == 0) {
+    return child_main(atoi(argv[2]), argv[3], argv[4]);
+  }
+  T.exe = argv[0];
+  if (!have_redis_server() ||
+      h3wt_broker_redis_new(&probe, NULL) == H3WT_ERR_INVALID_STATE) {
+    fprintf(stderr, "redis-server or hiredis missing%s\n",
+                getenv("CI") ? ": a failure under CI" : ": skipped");
+    return getenv("CI") ? 1 : 77;
+  }
+  h3wt_broker_del(probe);
+  signal(SIGPIPE, SIG_IGN);
+  T.log.cb = log_cb;
+  T.log.level = getenv("H3WT_TEST_VERBOSE") ? H3WT_LOG_DEBUG : H3WT_LOG_WARN;
+  T.port = free_port();
+  snprintf(T.prefix, sizeof(T.prefix), "t%d:", (int)getpid());
+  rv = TEST_MAIN(argc, argv, tests);
+  redis_kill();
+  return rv;
+}
