@@ -21,8 +21,13 @@
  *              (hiredis 0.14 leaves subscribed mode then, and asserts on
  *              the next "subscribe" reply)
  * Meta and stream expire history_ttl after the last publish (never with
- * history_ttl 0), so an idle channel vanishes and the next one starts a
- * new epoch: recovery across it says recovered 0, which is honest.
+ * history_ttl 0), and the meta's expiry is also renewed by every node
+ * that watches the channel (its sweep, each presence_ttl / 3): a channel
+ * nobody watches or publishes to for history_ttl vanishes, and the next
+ * publish starts a new epoch (recovery across it says recovered 0, which
+ * is honest).  The epoch of a watched channel changes only when Redis
+ * loses its data (a restart without persistence, a flush, eviction):
+ * messages then arrive with the new epoch and offsets from 1 again.
  *
  * Frames on P c:NAME (what other nodes receive; parsed strictly, never
  * trusted for lengths: a bad one is counted in errors and dropped):
@@ -69,7 +74,10 @@
  * again, sends what was queued, re-announces its members (a member whose
  * field is gone is announced with a 'J' frame again) and calls link(1).
  * A history() of a watched channel waits until its SUBSCRIBE is confirmed,
- * so every message after the answer's `last` reaches the node.
+ * so every message after the answer's `last` reaches the node.  A
+ * heartbeat (PUBLISH on the node channel each presence_ttl / 3, expected
+ * back on the pub/sub connection within timeout_ms) notices a pub/sub
+ * connection that died without a word.
  *
  * Memory: the node is freed when its timer handle has closed and no
  * uv_getaddrinfo is pending; hiredis closes its own poll handles.
@@ -192,14 +200,19 @@ static const char script_members[] =
     "end\n"
     "return out\n";
 
-/* KEYS presence; ARGV pub/sub channel, presence_ttl_ms, this node's id,
-   mode ('J' join or refresh, 'L' leave, 'S' sweep then refresh), the
-   members.  Returns 0. */
+/* KEYS presence, meta; ARGV pub/sub channel, presence_ttl_ms, this node's
+   id, mode ('J' join or refresh, 'L' leave, 'S' sweep then refresh),
+   history_ttl_ms, the members.  Returns 0.  A sweep (by a node that
+   watches the channel) also keeps the meta, so the epoch lives as long as
+   anyone watches. */
 static const char script_presence[] =
     "local t = redis.call('TIME')\n"
     "local now = t[1] * 1000 + math.floor(t[2] / 1000)\n"
     "local ttl, mode = tonumber(ARGV[2]), ARGV[4]\n"
     "if mode == 'S' then\n"
+    "  if tonumber(ARGV[5]) > 0 then\n"
+    "    redis.call('PEXPIRE', KEYS[2], ARGV[5])\n"
+    "  end\n"
     "  local all = redis.call('HGETALL', KEYS[1])\n"
     "  for i = 1, #all, 2 do\n"
     "    local exp = tonumber(all[i + 1])\n"
@@ -209,7 +222,7 @@ static const char script_presence[] =
     "    end\n"
     "  end\n"
     "end\n"
-    "for i = 5, #ARGV do\n"
+    "for i = 6, #ARGV do\n"
     "  local f = ARGV[3] .. ARGV[i]\n"
     "  if mode == 'L' then\n"
     "    if redis.call('HDEL', KEYS[1], f) == 1 then\n"
@@ -220,7 +233,7 @@ static const char script_presence[] =
     "    redis.call('PUBLISH', ARGV[1], 'J' .. f)\n"
     "  end\n"
     "end\n"
-    "if mode ~= 'L' and #ARGV >= 5 then\n"
+    "if mode ~= 'L' and #ARGV >= 6 then\n"
     "  redis.call('PEXPIRE', KEYS[1], 3 * ttl)\n"
     "end\n"
     "return 0\n";
@@ -323,6 +336,10 @@ struct rnode {
   uint64_t retry_ns;   /* ST_DOWN: next attempt */
   uint64_t backoff_ms;
   uint64_t presence_ns; /* next refresh and sweep */
+  /* A heartbeat PUBLISHed on the node channel (through cmd) that has not
+     come back on sub yet: a pub/sub connection can die silently while it
+     has nothing to say, and only this notices. */
+  uint64_t ping_ns;
   uv_timer_t tick;
   int tick_closed;
   uv_getaddrinfo_t gai;
@@ -852,7 +869,8 @@ static void queue_flush(rnode *n) {
    (m, mlen) or, with m NULL, all of this node's members of ch. */
 static void presence_send(rnode *n, rchan *ch, char mode, const char *m,
                           size_t mlen) {
-  char k1[KEY_MAX], k2[KEY_MAX], ttl[24], md[2] = {mode, 0};
+  char k1[KEY_MAX], k2[KEY_MAX], k3[KEY_MAX], ttl[24], httl[24];
+  char md[2] = {mode, 0};
   const char **argv;
   size_t *lens, count = 0, argc = 0;
   rmember *it;
@@ -867,8 +885,8 @@ static void presence_send(rnode *n, rchan *ch, char mode, const char *m,
   } else {
     count = 1;
   }
-  argv = malloc((8 + count) * sizeof(*argv));
-  lens = malloc((8 + count) * sizeof(*lens));
+  argv = malloc((10 + count) * sizeof(*argv));
+  lens = malloc((10 + count) * sizeof(*lens));
   r = req_new(n, RQ_PRESENCE, "", 0);
   if (!argv || !lens || !r) {
     ++n->st.errors;
@@ -878,14 +896,17 @@ static void presence_send(rnode *n, rchan *ch, char mode, const char *m,
     return;
   }
   snprintf(ttl, sizeof(ttl), "%" PRIu64, n->b->presence_ttl_ms);
+  snprintf(httl, sizeof(httl), "%" PRIu64, n->history_ttl_ms);
   argv[argc] = "EVALSHA", lens[argc++] = 7;
   argv[argc] = n->sha[SC_PRESENCE], lens[argc++] = 40;
-  argv[argc] = "1", lens[argc++] = 1;
+  argv[argc] = "2", lens[argc++] = 1;
   argv[argc] = k1, lens[argc++] = make_key(n, k1, "p:", ch->name, ch->len);
+  argv[argc] = k3, lens[argc++] = make_key(n, k3, "m:", ch->name, ch->len);
   argv[argc] = k2, lens[argc++] = make_key(n, k2, "c:", ch->name, ch->len);
   argv[argc] = ttl, lens[argc++] = strlen(ttl);
   argv[argc] = n->id, lens[argc++] = NODEID_LEN;
   argv[argc] = md, lens[argc++] = 1;
+  argv[argc] = httl, lens[argc++] = strlen(httl);
   if (m) {
     argv[argc] = m, lens[argc++] = mlen;
   } else {
@@ -898,11 +919,29 @@ static void presence_send(rnode *n, rchan *ch, char mode, const char *m,
   free(lens);
 }
 
+/* PUBLISH "ping" on this node's own channel; on_sub clears ping_ns when
+   it arrives. */
+static void ping_send(rnode *n) {
+  char k[KEY_MAX];
+  const char *argv[3] = {"PUBLISH", k, "ping"};
+  size_t lens[3] = {7, make_key(n, k, "n:", n->id, NODEID_LEN), 4};
+  rreq *r = req_new(n, RQ_PRESENCE, "", 0);
+  if (!r) {
+    ++n->st.errors;
+    return;
+  }
+  if (send_argv(n, r, 3, argv, lens) == 0 && !n->ping_ns) {
+    n->ping_ns = h3wt_now_ns();
+  }
+}
+
 /* Every presence_ttl / 3: this node's members refreshed (and announced
-   again if their field went), the watched channels swept. */
+   again if their field went), the watched channels swept, a heartbeat
+   through pub/sub. */
 static void presence_refresh(rnode *n) {
   h3wt_list *it, *tmp;
   n->presence_ns = h3wt_now_ns() + n->b->presence_ttl_ms * MS / 3;
+  ping_send(n);
   h3wt_list_foreach_safe(it, tmp, &n->chans) {
     rchan *ch = h3wt_list_entry(it, rchan, link);
     if (n->state != ST_UP) {
@@ -1034,6 +1073,8 @@ static void on_sub(redisAsyncContext *ac, void *reply, void *privdata) {
         n->state == ST_CONNECTING) {
       n->sub_ready = 1;
       maybe_up(n);
+    } else if (kind->len == 7 && memcmp(kind->str, "message", 7) == 0) {
+      n->ping_ns = 0; /* the heartbeat came round */
     }
     return;
   }
@@ -1108,6 +1149,7 @@ static void link_lost(rnode *n, const char *why) {
   n->state = ST_DOWN;
   n->cmd_ready = n->sub_ready = 0;
   n->nscripts = 0;
+  n->ping_ns = 0;
   n->st.link_up = 0;
   h3wt_list_foreach_safe(it, tmp, &n->chans) {
     rchan *ch = h3wt_list_entry(it, rchan, link);
@@ -1379,6 +1421,8 @@ static void on_tick(uv_timer_t *t) {
                            ->sub_ns >=
                    tmo) {
       link_lost(n, "a (un)subscription timed out");
+    } else if (n->ping_ns && now - n->ping_ns >= tmo) {
+      link_lost(n, "the pub/sub connection went silent");
     } else if (now >= n->presence_ns) {
       presence_refresh(n);
     }

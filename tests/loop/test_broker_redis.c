@@ -531,6 +531,25 @@ static void phase_age(void) {
   CHECK_EQ_INT(h.recovered, 1);
   CHECK_EQ_INT(h.n, 1);
   CHECK_EQ_STR(h.data[0], "new");
+
+  /* A watched channel keeps its epoch past history_ttl without a
+     publish (the watchers renew it); an unwatched one starts anew. */
+  CHECK_EQ_INT(C.node->ops->watch(C.node, "kept", 4), 0);
+  history(&C, "kept", 0, 0, 0, 0, &h);
+  e = h.epoch;
+  history(&C, "gone", 0, 0, 0, 0, &h);
+  run_for(1500);
+  memset(&p, 0, sizeof(p));
+  CHECK_EQ_INT(publish(&C, "kept", "k", 1, &p), 0);
+  CHECK(run_until(&p.called, 2000));
+  CHECK(p.epoch == e);
+  CHECK_EQ_INT(p.offset, 1);
+  e = h.epoch;
+  memset(&p, 0, sizeof(p));
+  CHECK_EQ_INT(publish(&C, "gone", "g", 1, &p), 0);
+  CHECK(run_until(&p.called, 2000));
+  CHECK(p.epoch != e);
+  C.node->ops->unwatch(C.node, "kept", 4);
 }
 
 static void phase_presence(void) {
