@@ -241,7 +241,8 @@ static const char script_presence[] =
 static const char *const scripts[SC_COUNT] = {script_publish, script_history,
                                               script_members, script_presence};
 
-/* ---- objects -------------------------------------------------------------- */
+/* ---- objects --------------------------------------------------------------
+ */
 
 typedef struct rbroker {
   h3wt_broker base;
@@ -299,10 +300,10 @@ typedef struct rreq {
   h3wt_list link; /* n->queue while waiting, n->inflight once sent */
   rnode *n;
   int kind;
-  int reliable;        /* RQ_PUBLISH */
-  uint64_t t0;         /* queued at, then sent at (ns) */
-  h3wt_buf *buf;       /* RQ_PUBLISH: a reference of the request's own */
-  int recover;         /* RQ_HISTORY: the hub's arguments */
+  int reliable;  /* RQ_PUBLISH */
+  uint64_t t0;   /* queued at, then sent at (ns) */
+  h3wt_buf *buf; /* RQ_PUBLISH: a reference of the request's own */
+  int recover;   /* RQ_HISTORY: the hub's arguments */
   uint64_t epoch, since, limit;
   union {
     h3wt_bnode_published_cb pub;
@@ -344,10 +345,10 @@ struct rnode {
   int tick_closed;
   uv_getaddrinfo_t gai;
   int gai_busy;
-  char addr[64]; /* the resolved address, numeric */
-  h3wt_list queue;    /* rreq waiting for the link or a subscription */
+  char addr[64];   /* the resolved address, numeric */
+  h3wt_list queue; /* rreq waiting for the link or a subscription */
   size_t nqueued;
-  h3wt_list inflight; /* rreq sent on cmd, oldest first */
+  h3wt_list inflight;   /* rreq sent on cmd, oldest first */
   h3wt_list subpending; /* rchan with SUB_SENT or SUB_OFF, oldest first */
   h3wt_list chans;
   rchan **buckets;
@@ -361,7 +362,8 @@ static const h3wt_logger silent_logger = {NULL, NULL, H3WT_LOG_ERROR};
 #define LOGN(N, LEVEL, ...)                                                    \
   H3WT_LOG((N)->log, (LEVEL), "broker", "[redis " __VA_ARGS__)
 
-/* ---- small helpers -------------------------------------------------------- */
+/* ---- small helpers --------------------------------------------------------
+ */
 
 /* docs/channels.md: 1..255 bytes, none below 0x20 nor 0x7f. */
 static int name_ok(const char *s, size_t len) {
@@ -388,31 +390,6 @@ static size_t make_key(const rnode *n, char out[KEY_MAX], const char *tag,
   return b->prefixlen + 2 + len;
 }
 
-/* Strict decimal: 1..20 digits, no sign, no overflow, at most max. */
-static int parse_u64(const char *p, size_t len, uint64_t max, uint64_t *v) {
-  uint64_t x = 0;
-  size_t i;
-  if (len == 0 || len > 20) {
-    return -1;
-  }
-  for (i = 0; i < len; ++i) {
-    unsigned d;
-    if (p[i] < '0' || p[i] > '9') {
-      return -1;
-    }
-    d = (unsigned)(p[i] - '0');
-    if (x > (UINT64_MAX - d) / 10) {
-      return -1;
-    }
-    x = x * 10 + d;
-  }
-  if (x > max) {
-    return -1;
-  }
-  *v = x;
-  return 0;
-}
-
 static uint64_t random_u64(void) {
   uint64_t v = 0;
   if (h3wt_random(&v, sizeof(v)) != 0) {
@@ -421,7 +398,8 @@ static uint64_t random_u64(void) {
   return v;
 }
 
-/* ---- channels ------------------------------------------------------------- */
+/* ---- channels -------------------------------------------------------------
+ */
 
 static rchan *chan_find(const rnode *n, const char *name, size_t len) {
   uint64_t h;
@@ -508,7 +486,8 @@ static void chan_gc(rnode *n, rchan *ch) {
   }
 }
 
-/* ---- requests ------------------------------------------------------------- */
+/* ---- requests -------------------------------------------------------------
+ */
 
 static void link_lost(rnode *n, const char *why);
 static void queue_flush(rnode *n);
@@ -557,7 +536,7 @@ static int reply_epoch(const redisReply *e, uint64_t *v) {
   if (!e || e->type != REDIS_REPLY_STRING) {
     return -1;
   }
-  return parse_u64(e->str, e->len, H3WT_CHHIST_EPOCH_MAX, v);
+  return h3wt_redis_dec(e->str, e->len, H3WT_CHHIST_EPOCH_MAX, v);
 }
 
 /* {epoch, offset} of the publish script.  Returns 0 or -1 (malformed). */
@@ -683,8 +662,7 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *privdata) {
     req_fail(r, H3WT_ERR_IO);
     /* NOSCRIPT: the scripts went (SCRIPT FLUSH, a failover): a new
        connection loads them again. */
-    if (rep->len >= 8 && memcmp(rep->str, "NOSCRIPT", 8) == 0 &&
-        ac == n->cmd) {
+    if (rep->len >= 8 && memcmp(rep->str, "NOSCRIPT", 8) == 0 && ac == n->cmd) {
       link_lost(n, "scripts missing");
     }
     return;
@@ -715,8 +693,8 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *privdata) {
    Returns 0, or fails r (its callback runs) and drops the link. */
 static int send_argv(rnode *n, rreq *r, int argc, const char **argv,
                      const size_t *lens) {
-  if (!n->cmd || redisAsyncCommandArgv(n->cmd, on_reply, r, argc, argv,
-                                       lens) != REDIS_OK) {
+  if (!n->cmd || redisAsyncCommandArgv(n->cmd, on_reply, r, argc, argv, lens) !=
+                     REDIS_OK) {
     req_fail(r, H3WT_ERR_IO);
     link_lost(n, "cannot send a command");
     return -1;
@@ -863,7 +841,8 @@ static void queue_flush(rnode *n) {
   }
 }
 
-/* ---- presence --------------------------------------------------------------- */
+/* ---- presence ---------------------------------------------------------------
+ */
 
 /* Runs the presence script for ch: mode 'J', 'L' or 'S'; members: one
    (m, mlen) or, with m NULL, all of this node's members of ch. */
@@ -955,7 +934,8 @@ static void presence_refresh(rnode *n) {
   }
 }
 
-/* ---- pub/sub ---------------------------------------------------------------- */
+/* ---- pub/sub ----------------------------------------------------------------
+ */
 
 static void on_sub(redisAsyncContext *ac, void *reply, void *privdata);
 
@@ -966,9 +946,8 @@ static void send_sub(rnode *n, rchan *ch, int on) {
   char k[KEY_MAX];
   const char *argv[2] = {on ? "SUBSCRIBE" : "UNSUBSCRIBE", k};
   size_t lens[2] = {strlen(argv[0]), make_key(n, k, "c:", ch->name, ch->len)};
-  if (!n->sub ||
-      redisAsyncCommandArgv(n->sub, on ? on_sub : NULL, NULL, 2, argv,
-                            lens) != REDIS_OK) {
+  if (!n->sub || redisAsyncCommandArgv(n->sub, on ? on_sub : NULL, NULL, 2,
+                                       argv, lens) != REDIS_OK) {
     link_lost(n, "cannot send (UN)SUBSCRIBE");
     return;
   }
@@ -996,9 +975,9 @@ static void on_frame(rnode *n, rchan *ch, const char *p, size_t len) {
     }
     sp2 = memchr(sp1 + 1, ' ', len - (size_t)(sp1 + 1 - p));
     if (!sp2 ||
-        parse_u64(p + 1, (size_t)(sp1 - p - 1), H3WT_CHHIST_EPOCH_MAX,
-                  &epoch) != 0 ||
-        parse_u64(sp1 + 1, (size_t)(sp2 - sp1 - 1), OFFSET_MAX, &offset) !=
+        h3wt_redis_dec(p + 1, (size_t)(sp1 - p - 1), H3WT_CHHIST_EPOCH_MAX,
+                       &epoch) != 0 ||
+        h3wt_redis_dec(sp1 + 1, (size_t)(sp2 - sp1 - 1), OFFSET_MAX, &offset) !=
             0 ||
         offset == 0) {
       goto bad;
@@ -1118,7 +1097,8 @@ static void on_sub(redisAsyncContext *ac, void *reply, void *privdata) {
   }
 }
 
-/* ---- the link --------------------------------------------------------------- */
+/* ---- the link ---------------------------------------------------------------
+ */
 
 static void schedule_retry(rnode *n) {
   rbroker *b = n->b;
@@ -1230,25 +1210,10 @@ static void on_handshake(redisAsyncContext *ac, void *reply, void *privdata) {
   }
 }
 
-static void on_connect(const redisAsyncContext *ac, int status) {
+/* hiredis is freeing ac (its connect failed, or it closed): forget it and
+   drop the link, unless it is one we dropped already. */
+static void context_gone(const redisAsyncContext *ac, const char *why) {
   rnode *n = ac->data;
-  if (status == REDIS_OK || !n) {
-    return;
-  }
-  /* hiredis frees ac after this. */
-  if (ac == n->cmd) {
-    n->cmd = NULL;
-  } else if (ac == n->sub) {
-    n->sub = NULL;
-  } else {
-    return;
-  }
-  link_lost(n, ac->errstr[0] ? ac->errstr : "cannot connect");
-}
-
-static void on_disconnect(const redisAsyncContext *ac, int status) {
-  rnode *n = ac->data;
-  (void)status;
   if (!n) {
     return;
   }
@@ -1257,9 +1222,20 @@ static void on_disconnect(const redisAsyncContext *ac, int status) {
   } else if (ac == n->sub) {
     n->sub = NULL;
   } else {
-    return; /* one we dropped */
+    return;
   }
-  link_lost(n, ac->err ? ac->errstr : "connection closed");
+  link_lost(n, ac->errstr[0] ? ac->errstr : why);
+}
+
+static void on_connect(const redisAsyncContext *ac, int status) {
+  if (status != REDIS_OK) {
+    context_gone(ac, "cannot connect");
+  }
+}
+
+static void on_disconnect(const redisAsyncContext *ac, int status) {
+  (void)status;
+  context_gone(ac, "connection closed");
 }
 
 static redisAsyncContext *open_context(rnode *n) {
@@ -1327,8 +1303,7 @@ static void start_contexts(rnode *n) {
   if (ok) {
     argv[0] = "SUBSCRIBE", lens[0] = 9;
     argv[1] = k, lens[1] = make_key(n, k, "n:", n->id, NODEID_LEN);
-    ok = redisAsyncCommandArgv(n->sub, on_sub, NULL, 2, argv, lens) ==
-         REDIS_OK;
+    ok = redisAsyncCommandArgv(n->sub, on_sub, NULL, 2, argv, lens) == REDIS_OK;
   }
   if (!ok) {
     link_lost(n, "cannot send the handshake");
@@ -1352,8 +1327,8 @@ static void on_resolved(uv_getaddrinfo_t *req, int status,
   }
   if (status < 0 || !res) {
     uv_freeaddrinfo(res);
-    LOGN(n, H3WT_LOG_WARN, "%s] cannot resolve %s: %s", n->id,
-         n->b->url.host, uv_strerror(status));
+    LOGN(n, H3WT_LOG_WARN, "%s] cannot resolve %s: %s", n->id, n->b->url.host,
+         uv_strerror(status));
     link_lost(n, "cannot resolve the host");
     return;
   }
@@ -1430,24 +1405,34 @@ static void on_tick(uv_timer_t *t) {
   }
 }
 
-/* ---- the node's ops ---------------------------------------------------------- */
+/* ---- the node's ops
+ * ---------------------------------------------------------- */
 
 #define NODE(BN) ((rnode *)(void *)(BN))
+
+/* What publish, history and members check first: a new request, or
+   NULL and *err. */
+static rreq *op_begin(rnode *n, int kind, const char *ch, size_t chlen,
+                      int args_ok, int *err) {
+  rreq *r = NULL;
+  if (n->closing) {
+    *err = H3WT_ERR_CLOSED;
+  } else if (!args_ok || !name_ok(ch, chlen)) {
+    *err = H3WT_ERR_INVALID_ARGUMENT;
+  } else if (!(r = req_new(n, kind, ch, chlen))) {
+    *err = H3WT_ERR_NOMEM;
+  }
+  return r;
+}
 
 static int rn_publish(h3wt_bnode *bn, const char *ch, size_t chlen,
                       h3wt_buf *buf, int reliable, h3wt_bnode_published_cb cb,
                       void *arg) {
   rnode *n = NODE(bn);
-  rreq *r;
-  if (n->closing) {
-    return H3WT_ERR_CLOSED;
-  }
-  if (!name_ok(ch, chlen) || !buf) {
-    return H3WT_ERR_INVALID_ARGUMENT;
-  }
-  r = req_new(n, RQ_PUBLISH, ch, chlen);
+  int err = 0;
+  rreq *r = op_begin(n, RQ_PUBLISH, ch, chlen, buf != NULL, &err);
   if (!r) {
-    return H3WT_ERR_NOMEM;
+    return err;
   }
   r->reliable = reliable != 0;
   r->buf = h3wt_buf_ref(buf);
@@ -1493,20 +1478,14 @@ static void rn_unwatch(h3wt_bnode *bn, const char *name, size_t len) {
   }
 }
 
-static int rn_history(h3wt_bnode *bn, const char *ch, size_t chlen,
-                      int recover, uint64_t epoch, uint64_t since,
-                      uint64_t limit, h3wt_bnode_history_cb cb, void *arg) {
+static int rn_history(h3wt_bnode *bn, const char *ch, size_t chlen, int recover,
+                      uint64_t epoch, uint64_t since, uint64_t limit,
+                      h3wt_bnode_history_cb cb, void *arg) {
   rnode *n = NODE(bn);
-  rreq *r;
-  if (n->closing) {
-    return H3WT_ERR_CLOSED;
-  }
-  if (!name_ok(ch, chlen) || !cb) {
-    return H3WT_ERR_INVALID_ARGUMENT;
-  }
-  r = req_new(n, RQ_HISTORY, ch, chlen);
+  int err = 0;
+  rreq *r = op_begin(n, RQ_HISTORY, ch, chlen, cb != NULL, &err);
   if (!r) {
-    return H3WT_ERR_NOMEM;
+    return err;
   }
   r->recover = recover != 0;
   r->epoch = epoch;
@@ -1568,16 +1547,10 @@ static void rn_leave(h3wt_bnode *bn, const char *name, size_t len,
 static int rn_members(h3wt_bnode *bn, const char *ch, size_t chlen,
                       h3wt_bnode_members_cb cb, void *arg) {
   rnode *n = NODE(bn);
-  rreq *r;
-  if (n->closing) {
-    return H3WT_ERR_CLOSED;
-  }
-  if (!name_ok(ch, chlen) || !cb) {
-    return H3WT_ERR_INVALID_ARGUMENT;
-  }
-  r = req_new(n, RQ_MEMBERS, ch, chlen);
+  int err = 0;
+  rreq *r = op_begin(n, RQ_MEMBERS, ch, chlen, cb != NULL, &err);
   if (!r) {
-    return H3WT_ERR_NOMEM;
+    return err;
   }
   r->cb.mem = cb;
   r->arg = arg;
@@ -1646,7 +1619,8 @@ static const h3wt_bnode_ops rnode_ops = {
     rn_leave,   rn_members, rn_stats,   rn_detach,
 };
 
-/* ---- the broker ---------------------------------------------------------------- */
+/* ---- the broker
+ * ---------------------------------------------------------------- */
 
 static int rb_attach(h3wt_broker *bb, const h3wt_battach *a,
                      h3wt_bnode **pnode) {
@@ -1739,8 +1713,8 @@ int h3wt_broker_redis_new(h3wt_broker **pbroker,
     return H3WT_ERR_INVALID_ARGUMENT;
   }
   if (!b->url.has_password) {
-    pw = settings->password ? settings->password
-                            : getenv("H3WT_REDIS_PASSWORD");
+    pw =
+        settings->password ? settings->password : getenv("H3WT_REDIS_PASSWORD");
     if (pw) {
       if (strlen(pw) > H3WT_REDISURL_PASSWORD_MAX) {
         free(b);

@@ -22,19 +22,22 @@ static int hexval(char c) {
   return -1;
 }
 
-/* Decimal digits p[0..len) into *v, at most max; no sign, at least one
-   digit, no overflow. */
-static int parse_dec(const char *p, size_t len, uint64_t max, uint64_t *v) {
+int h3wt_redis_dec(const char *p, size_t len, uint64_t max, uint64_t *v) {
   uint64_t x = 0;
   size_t i;
-  if (len == 0 || len > 10) {
+  if (len == 0 || len > 20) {
     return -1;
   }
   for (i = 0; i < len; ++i) {
+    unsigned d;
     if (p[i] < '0' || p[i] > '9') {
       return -1;
     }
-    x = x * 10 + (uint64_t)(p[i] - '0');
+    d = (unsigned)(p[i] - '0');
+    if (x > (UINT64_MAX - d) / 10) {
+      return -1;
+    }
+    x = x * 10 + d;
   }
   if (x > max) {
     return -1;
@@ -159,7 +162,7 @@ int h3wt_redisurl_parse(const char *url, h3wt_redisurl *out) {
     }
   }
   if (port) {
-    if (parse_dec(port, (size_t)(hend - port), 65535, &v) != 0 || v == 0) {
+    if (h3wt_redis_dec(port, (size_t)(hend - port), 65535, &v) != 0 || v == 0) {
       return H3WT_ERR_INVALID_ARGUMENT;
     }
     out->port = (uint16_t)v;
@@ -168,7 +171,7 @@ int h3wt_redisurl_parse(const char *url, h3wt_redisurl *out) {
     path = hend + 1;
     /* "redis://host/" names no database: the default one. */
     if (path < end) {
-      if (parse_dec(path, (size_t)(end - path), 0x7fffffff, &v) != 0) {
+      if (h3wt_redis_dec(path, (size_t)(end - path), 0x7fffffff, &v) != 0) {
         return H3WT_ERR_INVALID_ARGUMENT;
       }
       out->db = (uint32_t)v;

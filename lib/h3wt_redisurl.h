@@ -7,6 +7,7 @@
 #ifndef H3WT_REDISURL_H
 #define H3WT_REDISURL_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #define H3WT_REDISURL_HOST_MAX 255
@@ -30,5 +31,10 @@ typedef struct h3wt_redisurl {
    a bad percent escape or a decoded NUL are refused.  Returns 0 or
    H3WT_ERR_INVALID_ARGUMENT (*out then undefined). */
 int h3wt_redisurl_parse(const char *url, h3wt_redisurl *out);
+
+/* Strict decimal, for the URL and for what Redis sends (frames, replies):
+   p[0..len) is 1..20 digits, no sign, no space, no overflow, at most max.
+   Returns 0 (*v set) or -1. */
+int h3wt_redis_dec(const char *p, size_t len, uint64_t max, uint64_t *v);
 
 #endif /* H3WT_REDISURL_H */

@@ -191,7 +191,8 @@ static void run_for(uint64_t ms) {
   run_until(&never, ms);
 }
 
-/* ---- recorders ------------------------------------------------------------ */
+/* ---- recorders ------------------------------------------------------------
+ */
 
 static void on_message(void *ud, const char *ch, size_t chlen, int reliable,
                        uint64_t epoch, uint64_t offset, h3wt_buf *buf) {
@@ -393,7 +394,8 @@ static int child_main(int port, const char *prefix, const char *member) {
   return 0;
 }
 
-/* ---- the phases ------------------------------------------------------------ */
+/* ---- the phases ------------------------------------------------------------
+ */
 
 static rec A, B, C;
 static uint64_t E0;
@@ -602,10 +604,9 @@ static void phase_garbage(void) {
   char chan[64];
   uint64_t before = stats(&B).errors;
   size_t nmsg = B.nmsg, nunrel = B.nunrel;
-  static const char *const frames[] = {"", "R", "R1", "R1 ", "R1 2",
-                                       "R99999999999999999999 1 x",
-                                       "Rx 1 y", "R1 0 y", "J", "Jshort",
-                                       "Z hello"};
+  static const char *const frames[] = {
+      "",       "R",      "R1", "R1 ",    "R1 2",   "R99999999999999999999 1 x",
+      "Rx 1 y", "R1 0 y", "J",  "Jshort", "Z hello"};
   size_t i;
   CHECK(c != NULL);
   if (!c) {
@@ -794,8 +795,8 @@ static const h3wt_test_case tests[] = {
     TEST_ENTRY(redis_broker),
 };
 
-static void log_cb(h3wt_log_level level, const char *component,
-                   const char *msg, void *ud) {
+static void log_cb(h3wt_log_level level, const char *component, const char *msg,
+                   void *ud) {
   (void)ud;
   fprintf(stderr, "[%d %s] %s\n", (int)level, component, msg);
 }
@@ -810,7 +811,7 @@ int main(int argc, char **argv) {
   if (!have_redis_server() ||
       h3wt_broker_redis_new(&probe, NULL) == H3WT_ERR_INVALID_STATE) {
     fprintf(stderr, "redis-server or hiredis missing%s\n",
-                getenv("CI") ? ": a failure under CI" : ": skipped");
+            getenv("CI") ? ": a failure under CI" : ": skipped");
     return getenv("CI") ? 1 : 77;
   }
   h3wt_broker_del(probe);

@@ -53,7 +53,7 @@ TEST(hostile_urls) {
       "",
       "redis:/",
       "redis:",
-      "rediss://h",       /* TLS: not supported by hiredis 0.14 */
+      "rediss://h", /* TLS: not supported by hiredis 0.14 */
       "http://h",
       "redis://",
       "redis://:pw@",
@@ -121,8 +121,8 @@ TEST(lengths) {
     memcpy(s, "redis://:", 9);
     memset(s + 9, 'p', n);
     memcpy(s + 9 + n, "@h", 3);
-    CHECK_EQ_INT(h3wt_redisurl_parse(s, &u),
-                 n <= H3WT_REDISURL_PASSWORD_MAX ? 0
+    CHECK_EQ_INT(h3wt_redisurl_parse(s, &u), n <= H3WT_REDISURL_PASSWORD_MAX
+                                                 ? 0
                                                  : H3WT_ERR_INVALID_ARGUMENT);
     if (n == H3WT_REDISURL_PASSWORD_MAX) {
       CHECK_EQ_INT(strlen(u.password), n);
