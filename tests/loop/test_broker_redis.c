@@ -19,8 +19,12 @@
  *     messages flow again;
  *   - Redis asleep (DEBUG SLEEP 2 from another thread): the loop keeps
  *     ticking, requests time out, the link comes back;
+ *   - watch/unwatch/watch before Redis confirmed either: subscribed once;
  *   - detach(): a pending publish completes once with H3WT_ERR_CLOSED and
- *     the node's members leave.
+ *     the node's members leave;
+ *   - AUTH (password from the environment), SELECT (database from the
+ *     URL); a wrong password: link 0, requests fail with H3WT_ERR_IO after
+ *     timeout_ms, detach() fails the rest with H3WT_ERR_CLOSED.
  *
  * Exit 77 (CTest: skipped) when redis-server is not installed, unless the
  * environment has CI set (.ci/run sets it): then that is a failure.
@@ -764,6 +768,105 @@ static void phase_detach(void) {
   CHECK_EQ_INT(p.called, 1);
 }
 
+/* Unwatch then watch again before Redis confirmed the UNSUBSCRIBE, and
+   watch then unwatch then watch before it confirmed the SUBSCRIBE: the
+   node ends subscribed once, and nothing is lost or doubled. */
+static void phase_rewatch(void) {
+  histres h;
+  pubres p;
+  size_t n0;
+  B.node->ops->unwatch(B.node, CH, CHLEN);
+  CHECK_EQ_INT(B.node->ops->watch(B.node, CH, CHLEN), 0);
+  CHECK_EQ_INT(B.node->ops->watch(B.node, "fresh", 5), 0);
+  B.node->ops->unwatch(B.node, "fresh", 5);
+  CHECK_EQ_INT(B.node->ops->watch(B.node, "fresh", 5), 0);
+  history(&B, CH, 0, 0, 0, 0, &h);
+  history(&B, "fresh", 0, 0, 0, 0, &h);
+  n0 = B.nmsg;
+  memset(&p, 0, sizeof(p));
+  CHECK_EQ_INT(publish(&A, CH, "r1", 1, &p), 0);
+  CHECK_EQ_INT(publish(&A, "fresh", "f1", 1, NULL), 0);
+  CHECK(wait_msgs(&B, n0 + 2, 2000));
+  run_for(100);
+  CHECK_EQ_INT(B.nmsg, n0 + 2);
+  B.node->ops->unwatch(B.node, "fresh", 5);
+}
+
+/* While the link is down: members() and history() wait and fail with
+   H3WT_ERR_IO after timeout_ms; detach() fails what still waits with
+   H3WT_ERR_CLOSED, once. */
+static void phase_down_requests(rec *r) {
+  memres m;
+  histres h;
+  pubres p;
+  memset(&m, 0, sizeof(m));
+  memset(&h, 0, sizeof(h));
+  memset(&p, 0, sizeof(p));
+  CHECK_EQ_INT(r->node->ops->members(r->node, CH, CHLEN, on_members, &m), 0);
+  CHECK_EQ_INT(
+      r->node->ops->history(r->node, CH, CHLEN, 0, 0, 0, 0, on_history, &h), 0);
+  CHECK(run_until(&h.called, 2000));
+  CHECK_EQ_INT(m.called, 1);
+  CHECK_EQ_INT(m.err, H3WT_ERR_IO);
+  CHECK_EQ_INT(h.err, H3WT_ERR_IO);
+  CHECK_EQ_INT(publish(r, CH, "never", 1, &p), 0);
+  r->node->ops->detach(r->node);
+  r->node = NULL;
+  CHECK_EQ_INT(p.called, 1);
+  CHECK_EQ_INT(p.err, H3WT_ERR_CLOSED);
+}
+
+/* A password (from the environment) and a database from the URL; a wrong
+   password never links, and its requests fail. */
+static void phase_auth(void) {
+  redisContext *c = admin();
+  redisReply *rep;
+  h3wt_broker *good = NULL, *bad = NULL, *saved = T.broker;
+  rec G, W;
+  pubres p;
+  char url[96], key[96];
+  CHECK(c != NULL);
+  if (!c) {
+    return;
+  }
+  freeReplyObject(redisCommand(c, "CONFIG SET requirepass s3cr%%t"));
+  T.set.url = url;
+  snprintf(url, sizeof(url), "redis://127.0.0.1:%d/3", T.port);
+  setenv("H3WT_REDIS_PASSWORD", "s3cr%t", 1);
+  CHECK_EQ_INT(h3wt_broker_redis_new(&good, &T.set), 0);
+  unsetenv("H3WT_REDIS_PASSWORD");
+  snprintf(url, sizeof(url), "redis://:wrong@127.0.0.1:%d", T.port);
+  CHECK_EQ_INT(h3wt_broker_redis_new(&bad, &T.set), 0);
+  T.set.url = T.url;
+  T.broker = good;
+  attach(&G, "G", 10, 0);
+  T.broker = bad;
+  attach(&W, "W", 10, 0);
+  T.broker = saved;
+  CHECK(wait_link(&G, 3000));
+  memset(&p, 0, sizeof(p));
+  CHECK_EQ_INT(publish(&G, "authed", "x", 1, &p), 0);
+  CHECK(run_until(&p.called, 2000));
+  CHECK_EQ_INT(p.err, 0);
+  /* The keys went to database 3. */
+  freeReplyObject(redisCommand(c, "AUTH s3cr%%t"));
+  freeReplyObject(redisCommand(c, "SELECT 3"));
+  snprintf(key, sizeof(key), "%sm:authed", T.prefix);
+  rep = redisCommand(c, "EXISTS %s", key);
+  CHECK(rep && rep->type == REDIS_REPLY_INTEGER && rep->integer == 1);
+  freeReplyObject(rep);
+  freeReplyObject(redisCommand(c, "CONFIG SET requirepass %s", ""));
+  redisFree(c);
+  CHECK_EQ_INT(link_up(&W), 0);
+  CHECK_EQ_INT(W.nlinks, 1); /* the first attempt failed: link 0 */
+  CHECK_EQ_INT(W.links[0], 0);
+  phase_down_requests(&W);
+  G.node->ops->detach(G.node);
+  run_for(50);
+  h3wt_broker_del(good);
+  h3wt_broker_del(bad);
+}
+
 TEST(redis_broker) {
   CHECK_EQ_INT(uv_loop_init(&T.loop), 0);
   redis_start();
@@ -780,9 +883,11 @@ TEST(redis_broker) {
   phase_age();
   phase_presence();
   phase_garbage();
+  phase_rewatch();
   phase_restart();
   phase_sleep();
   phase_detach();
+  phase_auth();
   B.node->ops->detach(B.node);
   C.node->ops->detach(C.node);
   uv_run(&T.loop, UV_RUN_DEFAULT);
