@@ -106,7 +106,7 @@
 /* Offsets travel through Lua numbers (doubles): exact up to 2^53. */
 #define OFFSET_MAX (1ULL << 53)
 
-/* ---- scripts ------------------------------------------------------------ */
+/* ---- scripts ------------------------------------------------------------- */
 
 enum { SC_PUBLISH, SC_HISTORY, SC_MEMBERS, SC_PRESENCE, SC_COUNT };
 
@@ -241,8 +241,7 @@ static const char script_presence[] =
 static const char *const scripts[SC_COUNT] = {script_publish, script_history,
                                               script_members, script_presence};
 
-/* ---- objects --------------------------------------------------------------
- */
+/* ---- objects ------------------------------------------------------------- */
 
 typedef struct rbroker {
   h3wt_broker base;
@@ -362,8 +361,7 @@ static const h3wt_logger silent_logger = {NULL, NULL, H3WT_LOG_ERROR};
 #define LOGN(N, LEVEL, ...)                                                    \
   H3WT_LOG((N)->log, (LEVEL), "broker", "[redis " __VA_ARGS__)
 
-/* ---- small helpers --------------------------------------------------------
- */
+/* ---- small helpers ------------------------------------------------------- */
 
 /* docs/channels.md: 1..255 bytes, none below 0x20 nor 0x7f. */
 static int name_ok(const char *s, size_t len) {
@@ -398,8 +396,7 @@ static uint64_t random_u64(void) {
   return v;
 }
 
-/* ---- channels -------------------------------------------------------------
- */
+/* ---- channels ------------------------------------------------------------ */
 
 static rchan *chan_find(const rnode *n, const char *name, size_t len) {
   uint64_t h;
@@ -486,8 +483,7 @@ static void chan_gc(rnode *n, rchan *ch) {
   }
 }
 
-/* ---- requests -------------------------------------------------------------
- */
+/* ---- requests ------------------------------------------------------------ */
 
 static void link_lost(rnode *n, const char *why);
 static void queue_flush(rnode *n);
@@ -501,7 +497,7 @@ static void req_free(rreq *r) {
 static void req_fail(rreq *r, int err) {
   rnode *n = r->n;
   h3wt_list_remove(&r->link);
-  if (r->kind != RQ_PRESENCE || err != H3WT_ERR_CLOSED) {
+  if (err != H3WT_ERR_CLOSED) { /* detach() is no failure */
     ++n->st.errors;
   }
   switch (r->kind) {
@@ -841,8 +837,7 @@ static void queue_flush(rnode *n) {
   }
 }
 
-/* ---- presence ---------------------------------------------------------------
- */
+/* ---- presence ------------------------------------------------------------ */
 
 /* Runs the presence script for ch: mode 'J', 'L' or 'S'; members: one
    (m, mlen) or, with m NULL, all of this node's members of ch. */
@@ -934,8 +929,7 @@ static void presence_refresh(rnode *n) {
   }
 }
 
-/* ---- pub/sub ----------------------------------------------------------------
- */
+/* ---- pub/sub ------------------------------------------------------------- */
 
 static void on_sub(redisAsyncContext *ac, void *reply, void *privdata);
 
@@ -1097,8 +1091,7 @@ static void on_sub(redisAsyncContext *ac, void *reply, void *privdata) {
   }
 }
 
-/* ---- the link ---------------------------------------------------------------
- */
+/* ---- the link ------------------------------------------------------------ */
 
 static void schedule_retry(rnode *n) {
   rbroker *b = n->b;
@@ -1405,8 +1398,7 @@ static void on_tick(uv_timer_t *t) {
   }
 }
 
-/* ---- the node's ops
- * ---------------------------------------------------------- */
+/* ---- the node's ops ------------------------------------------------------ */
 
 #define NODE(BN) ((rnode *)(void *)(BN))
 
@@ -1438,8 +1430,11 @@ static int rn_publish(h3wt_bnode *bn, const char *ch, size_t chlen,
   r->buf = h3wt_buf_ref(buf);
   r->cb.pub = cb;
   r->arg = arg;
-  ++n->st.publishes;
-  return req_submit(n, r);
+  err = req_submit(n, r);
+  if (err == 0) {
+    ++n->st.publishes;
+  }
+  return err;
 }
 
 static int rn_watch(h3wt_bnode *bn, const char *name, size_t len) {
@@ -1582,6 +1577,7 @@ static void rn_detach(h3wt_bnode *bn) {
   if (n->closing) {
     return;
   }
+  n->closing = 1; /* no event from here on */
   /* This node's members leave, best effort: the commands are written
      now, without waiting (a node that cannot write them is as good as
      dead, and the sweepers remove its members within presence_ttl). */
@@ -1597,7 +1593,6 @@ static void rn_detach(h3wt_bnode *bn) {
       redisBufferWrite(&n->cmd->c, &done);
     }
   }
-  n->closing = 1;
   while (!h3wt_list_empty(&n->queue)) {
     --n->nqueued;
     req_fail(h3wt_list_entry(n->queue.next, rreq, link), H3WT_ERR_CLOSED);
@@ -1619,8 +1614,7 @@ static const h3wt_bnode_ops rnode_ops = {
     rn_leave,   rn_members, rn_stats,   rn_detach,
 };
 
-/* ---- the broker
- * ---------------------------------------------------------------- */
+/* ---- the broker ---------------------------------------------------------- */
 
 static int rb_attach(h3wt_broker *bb, const h3wt_battach *a,
                      h3wt_bnode **pnode) {
