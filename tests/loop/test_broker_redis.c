@@ -26,16 +26,25 @@
  *     URL); a wrong password: link 0, requests fail with H3WT_ERR_IO after
  *     timeout_ms, detach() fails the rest with H3WT_ERR_CLOSED.
  *
+ * And hostile_replies: a fake Redis (a thread speaking just enough RESP)
+ * answers publish, history and members with malformed replies (wrong
+ * types, numbers out of range, offsets that do not add up, short and long
+ * arrays, errors): each request fails with H3WT_ERR_IO, counted, nothing
+ * reaches the hub, the link stays up; then good replies work.
+ *
  * Exit 77 (CTest: skipped) when redis-server is not installed, unless the
  * environment has CI set (.ci/run sets it): then that is a failure.
  */
 #include <errno.h>
 #include <inttypes.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -903,8 +912,312 @@ TEST(redis_broker) {
   redis_kill();
 }
 
+/* ---- a hostile Redis ---------------------------------------------------- */
+/* A fake server on another thread: enough of RESP for the handshake, the
+   subscriptions and PUBLISH (so the heartbeat comes round), and, to
+   EVALSHA, the next reply of a list of malformed ones per script.  Every
+   malformed reply must fail its request with H3WT_ERR_IO (counted), never
+   reach the hub as data, never crash. */
+
+#define FAKE_FDS 16
+
+static const char *const bad_publish[] = {
+    "*2\r\n:5\r\n:1\r\n",                          /* epoch not a string */
+    "*2\r\n$3\r\nabc\r\n:1\r\n",                   /* epoch not digits */
+    "*2\r\n$20\r\n99999999999999999999\r\n:1\r\n", /* epoch past 2^62 */
+    "*2\r\n$19\r\n4611686018427387904\r\n:1\r\n",  /* 2^62 exactly */
+    "*2\r\n$1\r\n7\r\n:0\r\n",                     /* offset 0 */
+    "*2\r\n$1\r\n7\r\n:-3\r\n",                    /* negative */
+    "*2\r\n$1\r\n7\r\n:9007199254740993\r\n",      /* past 2^53 */
+    "*1\r\n$1\r\n7\r\n",                           /* short */
+    "*3\r\n$1\r\n7\r\n:1\r\n:1\r\n",               /* long */
+    "$5\r\nhello\r\n",                             /* not an array */
+    "-ERR boom\r\n",                               /* an error */
+};
+static const char *const bad_history[] = {
+    "*3\r\n:2\r\n$1\r\n7\r\n:0\r\n",                  /* recovered 2 */
+    "*4\r\n:0\r\n$1\r\n7\r\n:3\r\n:3\r\n",            /* half an entry */
+    "*5\r\n:0\r\n$1\r\n7\r\n:3\r\n:2\r\n$1\r\nx\r\n", /* not ending at last */
+    "*5\r\n:1\r\n$1\r\n7\r\n:3\r\n:3\r\n$1\r\nx\r\n", /* recovery not from
+                                                         since + 1 */
+    "*5\r\n:0\r\n$1\r\n7\r\n:1\r\n:1\r\n:9\r\n",      /* payload integer */
+    "*7\r\n:0\r\n$1\r\n7\r\n:1\r\n:1\r\n$1\r\na\r\n:1\r\n$1\r\nb\r\n",
+    /* more entries than offsets */
+    "*3\r\n:0\r\n$1\r\n7\r\n:-1\r\n", /* last negative */
+    "*3\r\n:0\r\n:7\r\n:0\r\n",       /* epoch integer */
+    "*2\r\n:0\r\n$1\r\n7\r\n",        /* short */
+};
+static const char *const bad_members[] = {
+    "*1\r\n:1\r\n",     /* not a string */
+    "*1\r\n$0\r\n\r\n", /* empty */
+    ":1\r\n",           /* not an array */
+};
+#define NBAD(A) (sizeof(A) / sizeof((A)[0]))
+static const char good_publish[] = "*2\r\n$1\r\n7\r\n:1\r\n";
+static const char good_history[] =
+    "*5\r\n:0\r\n$1\r\n7\r\n:4\r\n:4\r\n$3\r\nabc\r\n";
+static const char good_members[] = "*2\r\n$1\r\na\r\n$1\r\nb\r\n";
+
+static struct {
+  int lfd, port;
+  atomic_int stop;
+  int fd[FAKE_FDS];
+  char in[FAKE_FDS][8192];
+  size_t inlen[FAKE_FDS];
+  char subch[FAKE_FDS][128]; /* one subscription per connection is enough
+                                here (the node channel, one channel) */
+  size_t nloaded[FAKE_FDS];  /* SCRIPT LOADs answered */
+  size_t next[3];
+} F;
+
+static void fake_write(int fd, const char *s, size_t len) {
+  while (len) {
+    ssize_t w = write(fd, s, len);
+    if (w <= 0) {
+      return;
+    }
+    s += w;
+    len -= (size_t)w;
+  }
+}
+
+static void fake_bulk(char *out, size_t *olen, const char *s, size_t len) {
+  *olen += (size_t)sprintf(out + *olen, "$%zu\r\n", len);
+  memcpy(out + *olen, s, len);
+  *olen += len;
+  memcpy(out + *olen, "\r\n", 2);
+  *olen += 2;
+}
+
+static int is_cmd(const char *a, size_t len, const char *name) {
+  return len == strlen(name) && strncasecmp(a, name, len) == 0;
+}
+
+/* One command of connection i: argv[0..argc). */
+static void fake_command(int i, int argc, const char **argv,
+                         const size_t *lens) {
+  char out[1024];
+  size_t olen = 0;
+  int j;
+  if (argc >= 2 && is_cmd(argv[0], lens[0], "SCRIPT")) {
+    /* sha "0000..." for the first script loaded, "1111..." next. */
+    char sha[40];
+    memset(sha, '0' + (int)(F.nloaded[i]++ % 4), 40);
+    fake_bulk(out, &olen, sha, 40);
+  } else if (argc == 2 && is_cmd(argv[0], lens[0], "SUBSCRIBE") &&
+             lens[1] < sizeof(F.subch[0])) {
+    memcpy(F.subch[i], argv[1], lens[1]);
+    F.subch[i][lens[1]] = '\0';
+    olen = (size_t)sprintf(out, "*3\r\n");
+    fake_bulk(out, &olen, "subscribe", 9);
+    fake_bulk(out, &olen, argv[1], lens[1]);
+    olen += (size_t)sprintf(out + olen, ":1\r\n");
+  } else if (argc == 3 && is_cmd(argv[0], lens[0], "PUBLISH")) {
+    for (j = 0; j < FAKE_FDS; ++j) {
+      if (F.fd[j] >= 0 && strlen(F.subch[j]) == lens[1] &&
+          memcmp(F.subch[j], argv[1], lens[1]) == 0 && lens[2] < 512) {
+        char msg[1024];
+        size_t mlen = (size_t)sprintf(msg, "*3\r\n");
+        fake_bulk(msg, &mlen, "message", 7);
+        fake_bulk(msg, &mlen, argv[1], lens[1]);
+        fake_bulk(msg, &mlen, argv[2], lens[2]);
+        fake_write(F.fd[j], msg, mlen);
+      }
+    }
+    olen = (size_t)sprintf(out, ":1\r\n");
+  } else if (argc >= 2 && is_cmd(argv[0], lens[0], "EVALSHA")) {
+    int k = argv[1][0] - '0';
+    const char *r = ":0\r\n";
+    if (k == 0) {
+      r = F.next[0] < NBAD(bad_publish) ? bad_publish[F.next[0]++]
+                                        : good_publish;
+    } else if (k == 1) {
+      r = F.next[1] < NBAD(bad_history) ? bad_history[F.next[1]++]
+                                        : good_history;
+    } else if (k == 2) {
+      r = F.next[2] < NBAD(bad_members) ? bad_members[F.next[2]++]
+                                        : good_members;
+    }
+    olen = strlen(r);
+    memcpy(out, r, olen);
+  } else {
+    olen = (size_t)sprintf(out, "+OK\r\n");
+  }
+  fake_write(F.fd[i], out, olen);
+}
+
+/* Parses whole commands (arrays of bulk strings) out of connection i's
+   buffer; what is incomplete waits. */
+static void fake_parse(int i) {
+  for (;;) {
+    const char *p = F.in[i], *end = F.in[i] + F.inlen[i];
+    const char *argv[64];
+    size_t lens[64];
+    long argc, k;
+    char *e;
+    if (p == end || *p != '*') {
+      return;
+    }
+    argc = strtol(p + 1, &e, 10);
+    if (e + 2 > end || argc < 1 || argc > 64) {
+      return;
+    }
+    p = e + 2;
+    for (k = 0; k < argc; ++k) {
+      long len;
+      if (p >= end || *p != '$') {
+        return;
+      }
+      len = strtol(p + 1, &e, 10);
+      if (e + 2 > end || len < 0 || e + 2 + len + 2 > end) {
+        return;
+      }
+      argv[k] = e + 2;
+      lens[k] = (size_t)len;
+      p = e + 2 + len + 2;
+    }
+    fake_command(i, (int)argc, argv, lens);
+    memmove(F.in[i], p, (size_t)(end - p));
+    F.inlen[i] = (size_t)(end - p);
+  }
+}
+
+static void fake_thread(void *arg) {
+  (void)arg;
+  while (!atomic_load(&F.stop)) {
+    struct pollfd pf[FAKE_FDS + 1];
+    int n = 0, i, c;
+    pf[n].fd = F.lfd;
+    pf[n++].events = POLLIN;
+    for (i = 0; i < FAKE_FDS; ++i) {
+      pf[n].fd = F.fd[i];
+      pf[n++].events = POLLIN;
+    }
+    if (poll(pf, (nfds_t)n, 20) <= 0) {
+      continue;
+    }
+    if (pf[0].revents & POLLIN) {
+      c = accept(F.lfd, NULL, NULL);
+      for (i = 0; c >= 0 && i < FAKE_FDS && F.fd[i] >= 0; ++i) {
+      }
+      if (c >= 0 && i < FAKE_FDS) {
+        F.fd[i] = c;
+        F.inlen[i] = 0;
+        F.nloaded[i] = 0;
+        F.subch[i][0] = '\0';
+      } else if (c >= 0) {
+        close(c);
+      }
+    }
+    for (i = 0; i < FAKE_FDS; ++i) {
+      ssize_t r;
+      if (F.fd[i] < 0 || !(pf[i + 1].revents & (POLLIN | POLLHUP))) {
+        continue;
+      }
+      r = read(F.fd[i], F.in[i] + F.inlen[i], sizeof(F.in[0]) - F.inlen[i]);
+      if (r <= 0) {
+        close(F.fd[i]);
+        F.fd[i] = -1;
+        continue;
+      }
+      F.inlen[i] += (size_t)r;
+      fake_parse(i);
+    }
+  }
+}
+
+TEST(hostile_replies) {
+  struct sockaddr_in a;
+  socklen_t alen = sizeof(a);
+  uv_thread_t th;
+  h3wt_broker *saved = T.broker, *fake = NULL;
+  h3wt_broker_redis_settings set;
+  rec H;
+  char url[64];
+  size_t i;
+  uint64_t errs;
+  memset(&F, 0, sizeof(F));
+  for (i = 0; i < FAKE_FDS; ++i) {
+    F.fd[i] = -1;
+  }
+  F.lfd = socket(AF_INET, SOCK_STREAM, 0);
+  memset(&a, 0, sizeof(a));
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  CHECK_EQ_INT(bind(F.lfd, (struct sockaddr *)&a, sizeof(a)), 0);
+  CHECK_EQ_INT(listen(F.lfd, 8), 0);
+  CHECK_EQ_INT(getsockname(F.lfd, (struct sockaddr *)&a, &alen), 0);
+  CHECK_EQ_INT(uv_thread_create(&th, fake_thread, NULL), 0);
+  CHECK_EQ_INT(uv_loop_init(&T.loop), 0);
+  h3wt_broker_redis_settings_default(&set);
+  snprintf(url, sizeof(url), "redis://127.0.0.1:%d", ntohs(a.sin_port));
+  set.url = url;
+  set.timeout_ms = 400;
+  CHECK_EQ_INT(h3wt_broker_redis_new(&fake, &set), 0);
+  T.broker = fake;
+  attach(&H, "H", 10, 0);
+  T.broker = saved;
+  CHECK(wait_link(&H, 3000));
+  errs = stats(&H).errors;
+  for (i = 0; i <= NBAD(bad_publish); ++i) {
+    pubres p;
+    memset(&p, 0, sizeof(p));
+    TEST_CONTEXT("publish reply %zu", i);
+    CHECK_EQ_INT(publish(&H, "x", "data", 1, &p), 0);
+    CHECK(run_until(&p.called, 2000));
+    CHECK_EQ_INT(p.err, i < NBAD(bad_publish) ? H3WT_ERR_IO : 0);
+    if (i == NBAD(bad_publish)) {
+      CHECK_EQ_INT(p.epoch, 7);
+      CHECK_EQ_INT(p.offset, 1);
+    }
+  }
+  for (i = 0; i <= NBAD(bad_history); ++i) {
+    histres h;
+    memset(&h, 0, sizeof(h));
+    TEST_CONTEXT("history reply %zu", i);
+    CHECK_EQ_INT(
+        H.node->ops->history(H.node, "x", 1, 0, 0, 0, 10, on_history, &h), 0);
+    CHECK(run_until(&h.called, 2000));
+    CHECK_EQ_INT(h.err, i < NBAD(bad_history) ? H3WT_ERR_IO : 0);
+    if (i == NBAD(bad_history)) {
+      CHECK_EQ_INT(h.n, 1);
+      CHECK_EQ_INT(h.off[0], 4);
+      CHECK_EQ_STR(h.data[0], "abc");
+    }
+  }
+  for (i = 0; i <= NBAD(bad_members); ++i) {
+    memres m;
+    memset(&m, 0, sizeof(m));
+    TEST_CONTEXT("members reply %zu", i);
+    CHECK_EQ_INT(H.node->ops->members(H.node, "x", 1, on_members, &m), 0);
+    CHECK(run_until(&m.called, 2000));
+    CHECK_EQ_INT(m.err, i < NBAD(bad_members) ? H3WT_ERR_IO : 0);
+    if (i == NBAD(bad_members)) {
+      CHECK_EQ_INT(m.n, 2);
+    }
+  }
+  TEST_CONTEXT("%s", "");
+  CHECK_EQ_INT(stats(&H).errors - errs,
+               NBAD(bad_publish) + NBAD(bad_history) + NBAD(bad_members));
+  /* None of it dropped the link (the connection itself is sound). */
+  CHECK_EQ_INT(H.nlinks, 0);
+  H.node->ops->detach(H.node);
+  uv_run(&T.loop, UV_RUN_DEFAULT);
+  CHECK_EQ_INT(uv_loop_close(&T.loop), 0);
+  h3wt_broker_del(fake);
+  atomic_store(&F.stop, 1);
+  uv_thread_join(&th);
+  for (i = 0; i < FAKE_FDS; ++i) {
+    if (F.fd[i] >= 0) {
+      close(F.fd[i]);
+    }
+  }
+  close(F.lfd);
+}
+
 static const h3wt_test_case tests[] = {
     TEST_ENTRY(redis_broker),
+    TEST_ENTRY(hostile_replies),
 };
 
 static void log_cb(h3wt_log_level level, const char *component, const char *msg,
