@@ -67,16 +67,17 @@
  * not answered within timeout_ms, an error from Redis that means the
  * connection is unusable); every request then in flight fails with
  * H3WT_ERR_IO (its outcome is unknown: a publish may have been made).
- * While down, publish, history and members wait in a queue of max_queued
- * (full: the call returns H3WT_ERR_IO) and fail with H3WT_ERR_IO after
- * timeout_ms.  The node reconnects with exponential backoff and jitter;
- * when both connections are ready it SUBSCRIBEs every watched channel
- * again, sends what was queued, re-announces its members (a member whose
- * field is gone is announced with a 'J' frame again) and calls link(1).
- * A history() of a watched channel waits until its SUBSCRIBE is confirmed,
- * so every message after the answer's `last` reaches the node.  A
- * heartbeat (PUBLISH on the node channel each presence_ttl / 3, expected
- * back on the pub/sub connection within timeout_ms) notices a pub/sub
+ * While down, reliable publish, history and members wait in a queue of
+ * max_queued (full: the call returns H3WT_ERR_IO) and fail with
+ * H3WT_ERR_IO after timeout_ms; an unreliable publish returns H3WT_ERR_IO
+ * at once (latest-wins state is not worth sending late).  The node reconnects
+ * with exponential backoff and jitter; when both connections are ready it
+ * SUBSCRIBEs every watched channel again, sends what was queued, re-announces
+ * its members (a member whose field is gone is announced with a 'J' frame
+ * again) and calls link(1). A history() of a watched channel waits until its
+ * SUBSCRIBE is confirmed, so every message after the answer's `last` reaches
+ * the node.  A heartbeat (PUBLISH on the node channel each presence_ttl / 3,
+ * expected back on the pub/sub connection within timeout_ms) notices a pub/sub
  * connection that died without a word.
  *
  * Memory: the node is freed when its timer handle has closed and no
@@ -803,13 +804,17 @@ static rreq *req_new(rnode *n, int kind, const char *ch, size_t chlen) {
 }
 
 /* Sends r now, or queues it.  Returns 0 (the callback will run) or
-   H3WT_ERR_IO (the queue is full; r is freed, no callback). */
+   H3WT_ERR_IO (the queue is full, or r is an unreliable publish while
+   the link is down; r is freed, no callback). */
 static int req_submit(rnode *n, rreq *r) {
   if (n->state == ST_UP && !req_waits(n, r)) {
     req_send(n, r);
     return 0;
   }
-  if (n->nqueued >= n->b->max_queued) {
+  /* Unreliable messages are latest-wins state: one held back until the
+     link returns would arrive stale, after fresher ones were dropped. */
+  if (n->nqueued >= n->b->max_queued ||
+      (r->kind == RQ_PUBLISH && !r->reliable)) {
     ++n->st.errors;
     req_free(r);
     return H3WT_ERR_IO;
@@ -1470,6 +1475,10 @@ static void rn_unwatch(h3wt_bnode *bn, const char *name, size_t len) {
     send_sub(n, ch, 0);
   } else {
     chan_gc(n, ch); /* SUB_SENT and SUB_OFF finish in on_sub */
+  }
+  /* A history() that waited for the subscription need not any more. */
+  if (n->state == ST_UP) {
+    queue_flush(n);
   }
 }
 
