@@ -272,7 +272,7 @@ int main(int argc, char **argv) {
   h3wt_battach at;
   uv_thread_t th;
   int64_t rcpu0 = 0, rcpu1 = 0;
-  uint64_t t0, rcvd_tp, total;
+  uint64_t rcvd_tp, total;
   double tp_s, tp_rate;
   int i, rv;
   B.dur_ms = 5000;
@@ -348,7 +348,6 @@ int main(int argc, char **argv) {
   /* Throughput with a window of publishes in flight. */
   B.phase = 2;
   B.phase_end = bench_now_ns() + B.dur_ms * 1000000u;
-  t0 = bench_now_ns();
   for (i = 0; i < (int)B.window; ++i) {
     a_publish();
   }
@@ -382,7 +381,6 @@ int main(int argc, char **argv) {
   rcvd_tp = atomic_load(&B.received[2]);
   tp_s = (double)(B.b_last_ns - B.b_first_ns) / 1e9;
   tp_rate = tp_s > 0 ? (double)rcvd_tp / tp_s : 0;
-  (void)t0;
   printf("latency at %" PRIu64 " msg/s (%zu B): p50 %.0f us, p99 %.0f us, "
          "max %.0f us over %" PRIu64 " messages\n",
          B.rate, B.payload, bench_hist_quantile(&B.lat, 0.5) / 1e3,

@@ -35,7 +35,6 @@
  * Exit 77 (CTest: skipped) when redis-server is not installed, unless the
  * environment has CI set (.ci/run sets it): then that is a failure.
  */
-#include <errno.h>
 #include <inttypes.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -569,7 +568,6 @@ static void phase_age(void) {
 
 static void phase_presence(void) {
   memres m;
-  int fds[2];
   char port[16], *args[6];
   pid_t child;
   CHECK_EQ_INT(A.node->ops->join(A.node, CH, CHLEN, "alice", 5), 0);
@@ -586,7 +584,6 @@ static void phase_presence(void) {
   CHECK_EQ_INT(m.n, 0);
 
   /* A node that dies without a word: this binary, run as a child. */
-  (void)fds;
   snprintf(port, sizeof(port), "%d", T.port);
   args[0] = (char *)T.exe;
   args[1] = "child";
@@ -645,7 +642,6 @@ static void phase_restart(void) {
   histres h;
   uint64_t errs = stats(&A).errors;
   size_t i, ok = 0, a_links = A.nlinks, b_links = B.nlinks, n0;
-  int down = 0;
   redis_kill();
   /* Both nodes notice (the connections close). */
   for (i = 0; i < 40 && (A.nlinks == a_links || B.nlinks == b_links); ++i) {
@@ -686,7 +682,6 @@ static void phase_restart(void) {
   CHECK_EQ_INT(A.links[a_links + 1], 1);
   CHECK_EQ_INT(B.links[b_links + 1], 1);
   CHECK(stats(&A).reconnects >= 1);
-  (void)down;
   /* Redis came back empty: a new epoch, resubscribed. */
   history(&B, CH, 1, E0, 20, 0, &h);
   CHECK_EQ_INT(h.recovered, 0);
