@@ -25,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -250,6 +251,7 @@ static void start_redis(void) {
   B.url = B.urlbuf;
   B.redis = fork();
   if (B.redis == 0) {
+    prctl(PR_SET_PDEATHSIG, SIGKILL); /* never outlives the benchmark */
     if (!freopen("/dev/null", "w", stdout)) {
       _exit(126);
     }

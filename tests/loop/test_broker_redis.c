@@ -44,6 +44,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -155,6 +156,8 @@ static void redis_start(void) {
   snprintf(port, sizeof(port), "%d", T.port);
   T.redis = fork();
   if (T.redis == 0) {
+    /* A test that crashes leaves no redis-server behind. */
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
     /* Its log (startup warnings about the machine) is noise here. */
     if (!freopen("/dev/null", "w", stdout)) {
       _exit(126);
@@ -400,8 +403,11 @@ static int child_main(int port, const char *prefix, const char *member) {
   attach(&r, "child", 10, 0);
   r.node->ops->watch(r.node, CH, CHLEN);
   r.node->ops->join(r.node, CH, CHLEN, member, strlen(member));
+  /* Until SIGKILL (or the parent's death, PR_SET_PDEATHSIG); at most a
+     minute whatever happens. */
+  alarm(60);
   for (;;) {
-    uv_run(&T.loop, UV_RUN_DEFAULT); /* until SIGKILL */
+    uv_run(&T.loop, UV_RUN_DEFAULT);
   }
   return 0;
 }
@@ -593,6 +599,7 @@ static void phase_presence(void) {
   args[5] = NULL;
   child = fork();
   if (child == 0) {
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
     execv("/proc/self/exe", args);
     _exit(127);
   }
