@@ -95,17 +95,16 @@
 #include "h3wt_broker.h"
 #include "h3wt_chhist.h"
 #include "h3wt_list.h"
-#include "h3wt_redisurl.h"
+#include "h3wt_redisproto.h"
 
 #define MS 1000000ULL /* nanoseconds */
 #define PREFIX_MAX 64
 #define CHANNEL_MAX 255
-#define MEMBER_MAX 1024
-#define NODEID_LEN 16
+#define MEMBER_MAX H3WT_REDISFRAME_MEMBER_MAX
+#define NODEID_LEN H3WT_REDISFRAME_NODE_LEN
 /* Every key or pub/sub name: prefix, a two-byte tag, a channel name. */
 #define KEY_MAX (PREFIX_MAX + 2 + CHANNEL_MAX)
-/* Offsets travel through Lua numbers (doubles): exact up to 2^53. */
-#define OFFSET_MAX (1ULL << 53)
+#define OFFSET_MAX H3WT_REDISFRAME_OFFSET_MAX
 
 /* ---- scripts ------------------------------------------------------------- */
 
@@ -721,15 +720,18 @@ static void req_send(rnode *n, rreq *r) {
       /* The frame: 'U' then the payload; hiredis takes one argument, so
          the two are joined here (the payload is at most max_message). */
       {
-        size_t len = h3wt_buf_len(r->buf);
-        char *f = malloc(len + 1);
+        h3wt_redisframe uf = {H3WT_REDISFRAME_UNRELIABLE,
+                              0,
+                              0,
+                              NULL,
+                              (const char *)h3wt_buf_data(r->buf),
+                              h3wt_buf_len(r->buf)};
+        char *f = malloc(uf.len + 1);
         if (!f) {
           req_fail(r, H3WT_ERR_NOMEM);
           return;
         }
-        f[0] = 'U';
-        memcpy(f + 1, h3wt_buf_data(r->buf), len);
-        ARG(f, len + 1);
+        ARG(f, h3wt_redisframe_encode(&uf, f, uf.len + 1));
         send_argv(n, r, argc, argv, lens);
         free(f);
       }
@@ -959,68 +961,42 @@ static void send_sub(rnode *n, rchan *ch, int on) {
 /* A frame of a channel this node watches.  Never trusts the frame: every
    field is checked against the length Redis gave. */
 static void on_frame(rnode *n, rchan *ch, const char *p, size_t len) {
-  uint64_t epoch = 0, offset = 0;
-  const char *sp1, *sp2;
+  h3wt_redisframe f;
   h3wt_buf *buf;
-  int reliable = 0;
-  if (len == 0) {
-    goto bad;
+  if (h3wt_redisframe_parse(p, len, &f) != 0) {
+    ++n->st.errors;
+    LOGN(n, H3WT_LOG_WARN, "%s] malformed frame on channel %.*s (%zu bytes)",
+         n->id, (int)ch->len, ch->name, len);
+    return;
   }
-  switch (p[0]) {
-  case 'R':
-    sp1 = memchr(p + 1, ' ', len - 1);
-    if (!sp1) {
-      goto bad;
-    }
-    sp2 = memchr(sp1 + 1, ' ', len - (size_t)(sp1 + 1 - p));
-    if (!sp2 ||
-        h3wt_redis_dec(p + 1, (size_t)(sp1 - p - 1), H3WT_CHHIST_EPOCH_MAX,
-                       &epoch) != 0 ||
-        h3wt_redis_dec(sp1 + 1, (size_t)(sp2 - sp1 - 1), OFFSET_MAX, &offset) !=
-            0 ||
-        offset == 0) {
-      goto bad;
-    }
+  switch (f.kind) {
+  case H3WT_REDISFRAME_RELIABLE:
     /* Offsets only move forward within an epoch: anything else is a
        replay and was delivered already. */
-    if (epoch == ch->epoch && offset <= ch->last) {
+    if (f.epoch == ch->epoch && f.offset <= ch->last) {
       return;
     }
-    ch->epoch = epoch;
-    ch->last = offset;
-    reliable = 1;
-    len -= (size_t)(sp2 + 1 - p);
-    p = sp2 + 1;
+    ch->epoch = f.epoch;
+    ch->last = f.offset;
     break;
-  case 'U':
-    ++p;
-    --len;
-    break;
-  case 'J':
-  case 'L':
-    if (len <= 1 + NODEID_LEN || len > 1 + NODEID_LEN + MEMBER_MAX) {
-      goto bad;
-    }
-    if (memcmp(p + 1, n->id, NODEID_LEN) == 0) {
+  case H3WT_REDISFRAME_JOIN:
+  case H3WT_REDISFRAME_LEAVE:
+    if (memcmp(f.node, n->id, NODEID_LEN) == 0) {
       return; /* our own: the hub knows */
     }
-    n->ev.presence(n->ud, ch->name, ch->len, p + 1 + NODEID_LEN,
-                   len - 1 - NODEID_LEN, p[0] == 'J');
+    n->ev.presence(n->ud, ch->name, ch->len, f.data, f.len,
+                   f.kind == H3WT_REDISFRAME_JOIN);
     return;
   default:
-    goto bad;
+    break;
   }
-  if (h3wt_buf_new(&buf, p, len) != 0) {
+  if (h3wt_buf_new(&buf, f.data, f.len) != 0) {
     ++n->st.errors;
     return;
   }
-  n->ev.message(n->ud, ch->name, ch->len, reliable, epoch, offset, buf);
+  n->ev.message(n->ud, ch->name, ch->len, f.kind == H3WT_REDISFRAME_RELIABLE,
+                f.epoch, f.offset, buf);
   h3wt_buf_unref(buf);
-  return;
-bad:
-  ++n->st.errors;
-  LOGN(n, H3WT_LOG_WARN, "%s] malformed frame on channel %.*s (%zu bytes)",
-       n->id, (int)ch->len, ch->name, len);
 }
 
 static void maybe_up(rnode *n);

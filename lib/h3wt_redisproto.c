@@ -1,10 +1,12 @@
 /*
- * h3wt_redisurl: see h3wt_redisurl.h.  The URL comes from a configuration
- * file or the command line: every byte is checked, every length bounded,
- * nothing is read past the terminating NUL.
+ * h3wt_redisproto: see h3wt_redisproto.h.  The URL comes from a
+ * configuration file or the command line, the frames from Redis: every
+ * byte is checked, every length bounded, nothing is read past the end.
  */
-#include "h3wt_redisurl.h"
+#include "h3wt_redisproto.h"
 
+#include <inttypes.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "h3wt/h3wt.h"
@@ -178,4 +180,108 @@ int h3wt_redisurl_parse(const char *url, h3wt_redisurl *out) {
     }
   }
   return 0;
+}
+
+/* ---- frames ------------------------------------------------------------- */
+
+/* The largest epoch: a QUIC varint (docs/channels.md). */
+#define EPOCH_MAX 0x3fffffffffffffffULL
+
+/* A canonical decimal up to the next ' ' in p[0..len): *used gets the
+   digits' length.  The publish script never writes leading zeros, so a
+   number with one is no frame of ours. */
+static int frame_dec(const char *p, size_t len, uint64_t max, uint64_t *v,
+                     size_t *used) {
+  const char *sp = memchr(p, ' ', len);
+  size_t n;
+  if (!sp) {
+    return -1;
+  }
+  n = (size_t)(sp - p);
+  if (n > 1 && p[0] == '0') {
+    return -1;
+  }
+  *used = n;
+  return h3wt_redis_dec(p, n, max, v);
+}
+
+int h3wt_redisframe_parse(const char *p, size_t len, h3wt_redisframe *f) {
+  size_t n;
+  memset(f, 0, sizeof(*f));
+  if (len == 0) {
+    return -1;
+  }
+  f->kind = p[0];
+  ++p;
+  --len;
+  switch (f->kind) {
+  case H3WT_REDISFRAME_RELIABLE:
+    if (frame_dec(p, len, EPOCH_MAX, &f->epoch, &n) != 0) {
+      return -1;
+    }
+    p += n + 1;
+    len -= n + 1;
+    if (frame_dec(p, len, H3WT_REDISFRAME_OFFSET_MAX, &f->offset, &n) != 0 ||
+        f->offset == 0) {
+      return -1;
+    }
+    p += n + 1;
+    len -= n + 1;
+    break;
+  case H3WT_REDISFRAME_UNRELIABLE:
+    break;
+  case H3WT_REDISFRAME_JOIN:
+  case H3WT_REDISFRAME_LEAVE:
+    if (len <= H3WT_REDISFRAME_NODE_LEN ||
+        len - H3WT_REDISFRAME_NODE_LEN > H3WT_REDISFRAME_MEMBER_MAX) {
+      return -1;
+    }
+    f->node = p;
+    p += H3WT_REDISFRAME_NODE_LEN;
+    len -= H3WT_REDISFRAME_NODE_LEN;
+    break;
+  default:
+    return -1;
+  }
+  f->data = p;
+  f->len = len;
+  return 0;
+}
+
+size_t h3wt_redisframe_encode(const h3wt_redisframe *f, char *out, size_t cap) {
+  char head[48];
+  size_t hl;
+  switch (f->kind) {
+  case H3WT_REDISFRAME_RELIABLE:
+    if (f->epoch > EPOCH_MAX || f->offset == 0 ||
+        f->offset > H3WT_REDISFRAME_OFFSET_MAX) {
+      return 0;
+    }
+    hl = (size_t)snprintf(head, sizeof(head), "R%" PRIu64 " %" PRIu64 " ",
+                          f->epoch, f->offset);
+    break;
+  case H3WT_REDISFRAME_UNRELIABLE:
+    head[0] = 'U';
+    hl = 1;
+    break;
+  case H3WT_REDISFRAME_JOIN:
+  case H3WT_REDISFRAME_LEAVE:
+    if (!f->node || f->len == 0 || f->len > H3WT_REDISFRAME_MEMBER_MAX) {
+      return 0;
+    }
+    head[0] = (char)f->kind;
+    memcpy(head + 1, f->node, H3WT_REDISFRAME_NODE_LEN);
+    hl = 1 + H3WT_REDISFRAME_NODE_LEN;
+    break;
+  default:
+    return 0;
+  }
+  if (cap < hl || cap - hl < f->len) {
+    return 0;
+  }
+  memcpy(out, head, hl);
+  if (f->len) {
+    memcpy(out + hl, f->data, f->len);
+  }
+  return hl + f->len;
 }
