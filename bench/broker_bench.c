@@ -19,20 +19,18 @@
  * CPU over both phases per message), errors.
  */
 #include <inttypes.h>
-#include <netinet/in.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "bench_common.h"
 #include "h3wt/h3wt.h"
 #include "h3wt_broker.h"
+#include "redis_spawn.h"
 
 #define CHAN "bench"
 #define CHANLEN 5
@@ -120,16 +118,22 @@ static void b_poll(uv_timer_t *t) {
   }
 }
 
-static void b_thread(void *arg) {
+/* A node on loop, as a hub with the default history settings would be. */
+static int attach(uv_loop_t *loop, const h3wt_bnode_events *ev,
+                  h3wt_bnode **node) {
   h3wt_battach at;
-  (void)arg;
   memset(&at, 0, sizeof(at));
-  at.loop = &B.lb;
+  at.loop = loop;
   at.log = &B.log;
-  at.events = &b_events;
+  at.events = ev;
   at.history_size = 100;
   at.history_ttl_ms = 300000;
-  if (B.broker->kind->attach(B.broker, &at, &B.b) != 0 ||
+  return B.broker->kind->attach(B.broker, &at, node);
+}
+
+static void b_thread(void *arg) {
+  (void)arg;
+  if (attach(&B.lb, &b_events, &B.b) != 0 ||
       B.b->ops->watch(B.b, CHAN, CHANLEN) != 0 ||
       B.b->ops->history(B.b, CHAN, CHANLEN, 0, 0, 0, 0, b_history, NULL) != 0) {
     fprintf(stderr, "broker_bench: node B cannot start\n");
@@ -223,43 +227,13 @@ static int lat_all_in(void) {
   return atomic_load(&B.received[1]) >= B.pub_ok && B.inflight == 0;
 }
 
-/* ---- redis-server ----------------------------------------------------------
- */
-
-static int free_port(void) {
-  struct sockaddr_in a;
-  socklen_t len = sizeof(a);
-  int fd = socket(AF_INET, SOCK_STREAM, 0), port;
-  memset(&a, 0, sizeof(a));
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof(a)) != 0 ||
-      getsockname(fd, (struct sockaddr *)&a, &len) != 0) {
-    perror("broker_bench: free port");
-    exit(1);
-  }
-  port = ntohs(a.sin_port);
-  close(fd);
-  return port;
-}
+/* ---- redis-server ------------------------------------------------------ */
 
 static void start_redis(void) {
-  char port[16];
-  int p = free_port();
-  snprintf(port, sizeof(port), "%d", p);
+  int p = redis_spawn_free_port();
   snprintf(B.urlbuf, sizeof(B.urlbuf), "redis://127.0.0.1:%d", p);
   B.url = B.urlbuf;
-  B.redis = fork();
-  if (B.redis == 0) {
-    prctl(PR_SET_PDEATHSIG, SIGKILL); /* never outlives the benchmark */
-    if (!freopen("/dev/null", "w", stdout)) {
-      _exit(126);
-    }
-    execlp("redis-server", "redis-server", "--port", port, "--bind",
-           "127.0.0.1", "--save", "", "--appendonly", "no", "--loglevel",
-           "warning", (char *)NULL);
-    _exit(127);
-  }
+  B.redis = redis_spawn(p, 0);
   usleep(300000); /* the nodes retry until it listens anyway */
 }
 
@@ -271,7 +245,6 @@ static void log_cb(h3wt_log_level level, const char *component, const char *msg,
 
 int main(int argc, char **argv) {
   h3wt_broker_redis_settings set;
-  h3wt_battach at;
   uv_thread_t th;
   int64_t rcpu0 = 0, rcpu1 = 0;
   uint64_t rcvd_tp, total;
@@ -319,13 +292,7 @@ int main(int argc, char **argv) {
   }
   uv_loop_init(&B.la);
   uv_loop_init(&B.lb);
-  memset(&at, 0, sizeof(at));
-  at.loop = &B.la;
-  at.log = &B.log;
-  at.events = &a_events;
-  at.history_size = 100;
-  at.history_ttl_ms = 300000;
-  if (B.broker->kind->attach(B.broker, &at, &B.a) != 0) {
+  if (attach(&B.la, &a_events, &B.a) != 0) {
     return 1;
   }
   uv_thread_create(&th, b_thread, NULL);

@@ -55,6 +55,7 @@
 #include "h3wt/h3wt.h"
 #include "h3wt_broker.h"
 #include "h3wt_test.h"
+#include "redis_spawn.h"
 
 #define MAXMSG 256
 #define MAXEV 64
@@ -107,23 +108,6 @@ static struct {
 
 /* ---- redis-server ------------------------------------------------------ */
 
-static int free_port(void) {
-  struct sockaddr_in a;
-  socklen_t len = sizeof(a);
-  int fd = socket(AF_INET, SOCK_STREAM, 0), port;
-  memset(&a, 0, sizeof(a));
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof(a)) != 0 ||
-      getsockname(fd, (struct sockaddr *)&a, &len) != 0) {
-    perror("free_port");
-    exit(1);
-  }
-  port = ntohs(a.sin_port);
-  close(fd);
-  return port;
-}
-
 static int have_redis_server(void) {
   const char *path = getenv("PATH");
   char buf[4096];
@@ -151,23 +135,8 @@ static redisContext *admin(void) {
 }
 
 static void redis_start(void) {
-  char port[16];
   int i;
-  snprintf(port, sizeof(port), "%d", T.port);
-  T.redis = fork();
-  if (T.redis == 0) {
-    /* A test that crashes leaves no redis-server behind. */
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
-    /* Its log (startup warnings about the machine) is noise here. */
-    if (!freopen("/dev/null", "w", stdout)) {
-      _exit(126);
-    }
-    execlp("redis-server", "redis-server", "--port", port, "--bind",
-           "127.0.0.1", "--save", "", "--appendonly", "no",
-           "--enable-debug-command", "yes", "--loglevel", "warning",
-           (char *)NULL);
-    _exit(127);
-  }
+  T.redis = redis_spawn(T.port, 1);
   for (i = 0; i < 100; ++i) {
     redisContext *c = admin();
     if (c) {
@@ -1285,7 +1254,7 @@ int main(int argc, char **argv) {
   signal(SIGPIPE, SIG_IGN);
   T.log.cb = log_cb;
   T.log.level = getenv("H3WT_TEST_VERBOSE") ? H3WT_LOG_DEBUG : H3WT_LOG_WARN;
-  T.port = free_port();
+  T.port = redis_spawn_free_port();
   snprintf(T.prefix, sizeof(T.prefix), "t%d:", (int)getpid());
   rv = TEST_MAIN(argc, argv, tests);
   redis_kill();
