@@ -344,8 +344,9 @@ struct rnode {
   int tick_closed;
   uv_getaddrinfo_t gai;
   int gai_busy;
-  char addr[64];   /* the resolved address, numeric */
-  h3wt_list queue; /* rreq waiting for the link or a subscription */
+  char addr[64];    /* the resolved address, numeric */
+  size_t addr_pick; /* which of the host's addresses (see pick_address) */
+  h3wt_list queue;  /* rreq waiting for the link or a subscription */
   size_t nqueued;
   h3wt_list inflight;   /* rreq sent on cmd, oldest first */
   h3wt_list subpending; /* rchan with SUB_SENT or SUB_OFF, oldest first */
@@ -1099,6 +1100,9 @@ static void link_lost(rnode *n, const char *why) {
          "%s] link to %s:%u lost: %s", n->id, n->b->url.host,
          (unsigned)n->b->url.port, why);
   }
+  if (n->state != ST_UP) {
+    ++n->addr_pick; /* this address did not work: the next one */
+  }
   n->cmd = n->sub = NULL;
   n->state = ST_DOWN;
   n->cmd_ready = n->sub_ready = 0;
@@ -1286,6 +1290,36 @@ static void start_contexts(rnode *n) {
 
 static void maybe_free(rnode *n);
 
+/* Which address of the host to try: "localhost" gives ::1 first, and a
+   Redis bound to 127.0.0.1 only refuses it, so IPv4 ones come first, and
+   each failed attempt moves on to the next address (addr_pick stays where
+   it worked).  Returns 0, or -1 when the host has neither kind. */
+static int pick_address(rnode *n, const struct addrinfo *res) {
+  const struct addrinfo *ai;
+  size_t count = 0, k = 0, want;
+  int pass;
+  for (ai = res; ai; ai = ai->ai_next) {
+    count += ai->ai_family == AF_INET || ai->ai_family == AF_INET6;
+  }
+  want = count ? n->addr_pick % count : 0;
+  for (pass = 0; pass < 2; ++pass) {
+    for (ai = res; ai; ai = ai->ai_next) {
+      if (ai->ai_family != (pass == 0 ? AF_INET : AF_INET6) || k++ != want) {
+        continue;
+      }
+      if (ai->ai_family == AF_INET6) {
+        uv_ip6_name((const struct sockaddr_in6 *)ai->ai_addr, n->addr,
+                    sizeof(n->addr));
+      } else {
+        uv_ip4_name((const struct sockaddr_in *)ai->ai_addr, n->addr,
+                    sizeof(n->addr));
+      }
+      return 0;
+    }
+  }
+  return -1;
+}
+
 static void on_resolved(uv_getaddrinfo_t *req, int status,
                         struct addrinfo *res) {
   rnode *n = req->data;
@@ -1306,12 +1340,10 @@ static void on_resolved(uv_getaddrinfo_t *req, int status,
     link_lost(n, "cannot resolve the host");
     return;
   }
-  if (res->ai_family == AF_INET6) {
-    uv_ip6_name((const struct sockaddr_in6 *)res->ai_addr, n->addr,
-                sizeof(n->addr));
-  } else {
-    uv_ip4_name((const struct sockaddr_in *)res->ai_addr, n->addr,
-                sizeof(n->addr));
+  if (pick_address(n, res) != 0) {
+    uv_freeaddrinfo(res);
+    link_lost(n, "the host has no IPv4 or IPv6 address");
+    return;
   }
   uv_freeaddrinfo(res);
   start_contexts(n);
