@@ -29,8 +29,9 @@
  * loses its data (a restart without persistence, a flush, eviction):
  * messages then arrive with the new epoch and offsets from 1 again.
  *
- * Frames on P c:NAME (what other nodes receive; parsed strictly, never
- * trusted for lengths: a bad one is counted in errors and dropped):
+ * Frames on P c:NAME (what other nodes receive; h3wt_redisproto parses
+ * them strictly, never trusting a length: a bad one is counted in errors
+ * and dropped):
  *   'R' EPOCH ' ' OFFSET ' ' PAYLOAD   reliable (decimal numbers)
  *   'U' PAYLOAD                        unreliable
  *   'J' NODEID MEMBER                  a member joined
@@ -79,6 +80,10 @@
  * the node.  A heartbeat (PUBLISH on the node channel each presence_ttl / 3,
  * expected back on the pub/sub connection within timeout_ms) notices a pub/sub
  * connection that died without a word.
+ *
+ * Ordering the hub sees: a node's own messages come back through pub/sub
+ * like anyone's, on the other connection than the publish's answer, so
+ * events.message for a publish may come before or after its completion.
  *
  * Memory: the node is freed when its timer handle has closed and no
  * uv_getaddrinfo is pending; hiredis closes its own poll handles.
