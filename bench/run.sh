@@ -11,7 +11,7 @@
 # JSON line to a results file.
 #
 #   bench/run.sh [--repeat N] [--duration S] [--out FILE] [--no-build]
-#                [--quick] [--only fanout|chmem]
+#                [--quick] [--only fanout|chmem|broker]
 #
 #   --repeat N    runs of each measurement; the table shows the median by
 #                 rate (default 3)
@@ -25,6 +25,10 @@
 #   --only fanout only the fan-out section (its rows of the table)
 #   --only chmem  only the channel memory section (and the idle run at
 #                 16 sessions per connection that is its baseline)
+#   --only broker only channels through Redis: bench/broker_bench, two
+#                 nodes of the Redis broker on two loop threads and one
+#                 redis-server it starts (publish-to-delivery latency at
+#                 1,000 msg/s, messages/s with 256 in flight)
 #   --chmem-n N   sessions of the channel memory section (default 10000;
 #                 its JOIN storm is N(N+1)/2 frames: about 2 minutes a
 #                 run at 10,000 on 2 cores)
@@ -66,7 +70,7 @@ while [ $# -gt 0 ]; do
   esac
 done
 case $REPEAT in '' | *[!0-9]* | 0) echo "run.sh: bad --repeat" >&2; exit 2 ;; esac
-case $ONLY in '' | fanout | chmem) ;; *) echo "run.sh: --only fanout, chmem or nothing" >&2; exit 2 ;; esac
+case $ONLY in '' | fanout | chmem | broker) ;; *) echo "run.sh: --only fanout, chmem, broker or nothing" >&2; exit 2 ;; esac
 case $CM_N in '' | *[!0-9]* | 0) echo "run.sh: bad --chmem-n" >&2; exit 2 ;; esac
 
 # ---- build ------------------------------------------------------------------
@@ -74,7 +78,9 @@ if [ "$BUILD" = 1 ]; then
   eval "$(H3WT_WITH_CURL=0 scripts/bootstrap.sh)"
   cmake -S . -B "$TREE" -G Ninja -DCMAKE_BUILD_TYPE=Release \
     -DCMAKE_PREFIX_PATH="$H3WT_DEPS_PREFIX" -DH3WT_BUILD_TESTS=OFF >/dev/null
-  cmake --build "$TREE" -j "$(nproc)" --target h3wt-server h3wt-bench udp_echo
+  EXTRA=""
+  [ "$ONLY" = broker ] && EXTRA=broker_bench # needs hiredis
+  cmake --build "$TREE" -j "$(nproc)" --target h3wt-server h3wt-bench udp_echo $EXTRA
 fi
 SERVER=$TREE/apps/h3wt-server
 BENCH=$TREE/apps/h3wt-bench
@@ -234,6 +240,33 @@ median() {
          print v "\t" $0 }' "$f" | sort -g | sed -n "$(((n + 1) / 2))p" |
     cut -f 2-
 }
+
+# ---- channels through Redis (--only broker) ---------------------------------
+# The Redis broker alone: its figures, printed (the memory broker's are the
+# comparison; bench/README.md).
+if [ "$ONLY" = broker ]; then
+  BROKER_BENCH=$TREE/bench/broker_bench
+  [ -x "$BROKER_BENCH" ] || { echo "run.sh: $BROKER_BENCH missing (was hiredis found at build time?)" >&2; exit 1; }
+  command -v redis-server >/dev/null || { echo "run.sh: redis-server is not installed (scripts/bootstrap.sh installs it)" >&2; exit 1; }
+  log "broker: two nodes through one redis-server, $REPEAT x 2 x ${DUR} s"
+  for i in $(seq "$REPEAT"); do
+    run broker "$BROKER_BENCH" -d "$DUR"
+  done
+  M=$(median broker)
+  [ -n "$M" ] || { echo "run.sh: no broker run succeeded" >&2; exit 1; }
+  {
+    echo "channels through Redis, median of $REPEAT runs by rate (raw lines: $OUT)"
+    printf '  delivered between two nodes, 256 in flight: %s msg/s
+' "$(jget "$M" rate)"
+    printf '  publish-to-delivery at %s msg/s: p50 %s us, p99 %s us, max %s us
+' \
+      "$(jget "$M" lat_rate)" "$(jget "$M" lat_p50_us)" "$(jget "$M" lat_p99_us)" \
+      "$(jget "$M" lat_max_us)"
+    printf '  redis-server CPU per message: %s us
+' "$(jget "$M" redis_cpu_us_per_msg)"
+  } | tee "$TABLE"
+  exit 0
+fi
 
 S=8 W=4 P=64 # 8 sessions (one per connection) x 4 in flight = 32 in flight
 T="--timeout 120"

@@ -31,6 +31,11 @@ _h3wt_dependency(H3WT_NGTCP2 libngtcp2_crypto_wolfssl libngtcp2)
 _h3wt_dependency(H3WT_WOLFSSL wolfssl)
 _h3wt_dependency(H3WT_NGHTTP3 libnghttp3>=1.0)
 _h3wt_dependency(H3WT_LIBUV libuv)
+# hiredis: the build looks for it itself (optional there); an installed
+# package that was built with it needs it (h3wt-config.cmake sets this).
+if(H3WT_HIREDIS_REQUIRED)
+  _h3wt_dependency(H3WT_HIREDIS hiredis)
+endif()
 
 # The static libwolfssl.a needs libm, which wolfssl.pc lists only under
 # Libs.private (pkg_check_modules reads Libs alone), and libpthread for its

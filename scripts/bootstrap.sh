@@ -118,7 +118,8 @@ need_pkgs() {
 
 apt_setup
 need_pkgs build-essential cmake pkg-config ninja-build libuv1-dev libjansson-dev \
-  autoconf automake libtool clang libclang-rt-14-dev dpkg-dev ca-certificates python3 valgrind
+  autoconf automake libtool clang libclang-rt-14-dev dpkg-dev ca-certificates python3 valgrind \
+  redis-server libhiredis-dev
 if ! dpkg-query -W -f='${Status}' libllhttp-dev 2>/dev/null | grep -q 'install ok installed'; then
   log "installing libllhttp-dev from $SRC_SUITE (HTTP/1.1 parser of the local listener)"
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq -t "$SRC_SUITE" libllhttp-dev >/dev/null

@@ -2,7 +2,7 @@
 # Builds and runs the libFuzzer targets (clang, with ASan + UBSan) over the
 # parsers of peer bytes, each for SECONDS (default 30).
 #   scripts/fuzz.sh [SECONDS] [TARGET...]      targets: path wtproto chproto
-#                                              http1
+#                                              http1 redisproto
 # New inputs go to a scratch corpus under build-fuzz/, never into the
 # repository's seed corpus (tests/fuzz/corpus/<target>); a crash leaves its
 # input in build-fuzz/ and fails the run.
@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 SECONDS_EACH=${1:-30}
 shift || true
 TARGETS=("$@")
-[ ${#TARGETS[@]} -gt 0 ] || TARGETS=(path wtproto chproto http1)
+[ ${#TARGETS[@]} -gt 0 ] || TARGETS=(path wtproto chproto http1 redisproto)
 CC=${FUZZ_CC:-clang}
 OUT=build-fuzz
 mkdir -p "$OUT"
@@ -21,6 +21,7 @@ declare -A SOURCES=(
   # chproto reuses wtproto's varint helpers.
   [chproto]="lib/h3wt_chproto.c lib/h3wt_wtproto.c"
   [http1]="apps/h3wt_http1.c lib/h3wt_path.c lib/h3wt_status.c"
+  [redisproto]="lib/h3wt_redisproto.c"
 )
 # http1 drives the real listener over loopback TCP: libuv and llhttp.
 declare -A LIBS=(
