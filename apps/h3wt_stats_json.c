@@ -66,6 +66,8 @@ static const stat_field fields[] = {
     F(datagrams_dropped_expired),
     F(liveness_closes),
     F(limit_max_unvalidated_handshakes),
+    F(packets_handed_off),
+    F(packets_misrouted_dropped),
 };
 
 #define NFIELDS (sizeof(fields) / sizeof(fields[0]))

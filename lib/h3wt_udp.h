@@ -52,6 +52,12 @@ int h3wt_udp_open(h3wt_udp *udp, uv_loop_t *loop, const struct sockaddr *addr,
                   const h3wt_logger *log, h3wt_udp_recv_cb recv_cb,
                   void *user_data);
 
+/* The same on a socket made and bound elsewhere (a server group's), which
+   the handle owns from now on (closed with it, or here on failure). */
+int h3wt_udp_open_fd(h3wt_udp *udp, uv_loop_t *loop, int fd,
+                     const h3wt_logger *log, h3wt_udp_recv_cb recv_cb,
+                     void *user_data);
+
 /* Sends len bytes to remote.  With gso_size > 0 and len > gso_size, data is
    several packets of gso_size bytes (the last may be shorter) sent in one
    call.  A full socket buffer drops the datagrams (QUIC retransmits) and
