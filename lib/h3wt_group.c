@@ -12,6 +12,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "h3wt_udp.h"
+
 #ifndef SO_ATTACH_REUSEPORT_CBPF
 #define SO_ATTACH_REUSEPORT_CBPF 51
 #endif
@@ -212,38 +214,42 @@ static socklen_t addr_len(const struct sockaddr *sa) {
                                    : sizeof(struct sockaddr_in);
 }
 
+/* SO_REUSEPORT lets any socket of the same user join the port: another
+   server process started on a busy port would silently share its packets.
+   A plain socket (no reuse) bound first finds the port busy; it is closed
+   before the workers' sockets bind.  Port 0 needs no check: the kernel
+   picks a port nobody uses. */
+static int port_taken(const struct sockaddr *addr, const h3wt_logger *log) {
+  if ((addr->sa_family == AF_INET6
+           ? ((const struct sockaddr_in6 *)addr)->sin6_port
+           : ((const struct sockaddr_in *)addr)->sin_port) == 0) {
+    return 0;
+  }
+  int fd = h3wt_udp_socket(addr, 0, log); /* logs why it could not bind */
+  if (fd < 0) {
+    return 1;
+  }
+  close(fd);
+  return 0;
+}
+
 /* Under the lock: every worker's socket, bound in worker order (the
    kernel keeps a reuseport group's sockets in the order they were bound,
    and the steering program's answer is an index into that order). */
 static int bind_all(h3wt_server_group *g, const struct sockaddr *addr,
                     const h3wt_logger *log) {
   struct sockaddr_storage ss;
-  char name[64];
-  int one = 1, zero = 0;
   memset(&ss, 0, sizeof(ss));
   memcpy(&ss, addr, addr_len(addr));
-  h3wt_addr_format(addr, name, sizeof(name));
+  if (port_taken(addr, log)) {
+    return H3WT_ERR_ADDRESS;
+  }
   for (uint32_t i = 0; i < g->workers; ++i) {
-    int fd = socket(addr->sa_family, SOCK_DGRAM | SOCK_CLOEXEC, IPPROTO_UDP);
+    int fd = h3wt_udp_socket((struct sockaddr *)&ss, 1, log);
     if (fd < 0) {
-      H3WT_LOG(log, H3WT_LOG_ERROR, "udp", "socket: %s", strerror(errno));
       goto fail;
     }
     g->fds[i] = fd;
-    if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0) {
-      H3WT_LOG(log, H3WT_LOG_ERROR, "udp", "SO_REUSEPORT: %s",
-               strerror(errno));
-      goto fail;
-    }
-    /* Dual-stack on an IPv6 wildcard, as h3wt_udp_open asks for. */
-    if (addr->sa_family == AF_INET6) {
-      setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof(zero));
-    }
-    if (bind(fd, (struct sockaddr *)&ss, addr_len(addr)) != 0) {
-      H3WT_LOG(log, H3WT_LOG_ERROR, "udp", "bind %s (worker %u): %s", name,
-               i, strerror(errno));
-      goto fail;
-    }
     if (i == 0) {
       /* Port 0: the others take the port the first one got. */
       socklen_t len = sizeof(ss);

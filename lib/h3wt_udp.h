@@ -45,6 +45,12 @@ struct h3wt_udp {
   h3wt_udp_stats stats;
 };
 
+/* A UDP socket bound to addr (with SO_REUSEPORT when reuseport is set;
+   dual-stack for an IPv6 wildcard).  Returns it, or H3WT_ERR_ADDRESS or
+   H3WT_ERR_IO (with the reason logged). */
+int h3wt_udp_socket(const struct sockaddr *addr, int reuseport,
+                    const h3wt_logger *log);
+
 /* Binds to addr (port 0: ephemeral) on loop and starts receiving.  For an
    IPv6 wildcard, dual-stack is requested.  Returns 0, H3WT_ERR_ADDRESS or
    H3WT_ERR_IO (with the reason logged). */
