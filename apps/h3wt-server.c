@@ -104,6 +104,7 @@ typedef struct worker {
   h3wt_server *server;
   demo_wt *wt;
   h3wt_channels *hub; /* /wt/channels */
+  int closed;         /* its server's close callback ran (its thread) */
 } worker;
 
 struct app {
@@ -117,10 +118,15 @@ struct app {
   h3wt_http1 *http1;
   h3wt_http1 *http1_unused; /* could not listen: freed at exit */
   uv_signal_t sigint, sigterm;
+  /* Each worker's server closed: the signals stay until every worker is
+     done (a second signal must still find its handler). */
+  uv_async_t worker_done;
+  atomic_uint workers_closed;
+  int workers_counted;
   uint64_t drain_ms; /* --drain-timeout */
   uint64_t started_ns; /* uv_hrtime() at start, for /stats */
   int stopping;
-  int closing; /* worker 0's server and the HTTP/1.1 listener still
+  int closing; /* the workers (as one) and the HTTP/1.1 listener still
                   closing (main thread) */
   struct stats_job *h1_jobs; /* HTTP/1.1 documents being gathered (main
                                 thread) */
@@ -132,6 +138,17 @@ static void one_closed(app *a) {
   if (--a->closing == 0) {
     uv_close((uv_handle_t *)&a->sigint, NULL);
     uv_close((uv_handle_t *)&a->sigterm, NULL);
+    uv_close((uv_handle_t *)&a->worker_done, NULL);
+  }
+}
+
+/* Main thread: a worker said its server closed. */
+static void on_worker_done(uv_async_t *h) {
+  app *a = h->data;
+  if (!a->workers_counted &&
+      atomic_load(&a->workers_closed) == a->nworkers) {
+    a->workers_counted = 1;
+    one_closed(a);
   }
 }
 
@@ -140,11 +157,18 @@ static void one_closed(app *a) {
    answered now, so the listener can close too. */
 static void worker_closed(h3wt_server *server, void *ud) {
   worker *w = ud;
+  app *a = w->app;
   (void)server;
-  if (w->index == 0) {
-    orphan_h1_jobs(w->app);
-    one_closed(w->app);
+  if (w->closed) {
+    return;
   }
+  w->closed = 1;
+  if (w->index == 0) {
+    orphan_h1_jobs(a);
+  }
+  /* The handle lives until every worker counted here (main thread). */
+  atomic_fetch_add(&a->workers_closed, 1);
+  uv_async_send(&a->worker_done);
 }
 
 static void worker_shutdown(void *arg) {
@@ -171,6 +195,18 @@ static void post_all(app *a, void (*fn)(void *)) {
   }
 }
 
+/* Main thread: stops every worker (how: worker_shutdown or
+   worker_close_now) and the HTTP/1.1 listener; the main loop ends when
+   all of them closed. */
+static void stop_all(app *a, void (*how)(void *)) {
+  a->stopping = 1;
+  a->closing = a->http1 ? 2 : 1;
+  if (a->http1) {
+    h3wt_http1_close(a->http1, http1_closed, a);
+  }
+  post_all(a, how);
+}
+
 /* The first SIGINT/SIGTERM drains every worker: GOAWAY and
    WT_DRAIN_SESSION, what is in flight may finish for --drain-timeout,
    then sessions are closed.  A second one closes at once. */
@@ -182,14 +218,9 @@ static void on_signal(uv_signal_t *h, int signum) {
     post_all(a, worker_close_now);
     return;
   }
-  a->stopping = 1;
   fprintf(stderr, "h3wt-server: %s, shutting down (draining for up to %" PRIu64
           " ms)\n", name, a->drain_ms);
-  a->closing = a->http1 ? 2 : 1;
-  if (a->http1) {
-    h3wt_http1_close(a->http1, http1_closed, a);
-  }
-  post_all(a, worker_shutdown);
+  stop_all(a, worker_shutdown);
 }
 
 /* Lower-case hex of len bytes into out (2 * len + 1 bytes). */
@@ -904,31 +935,34 @@ static int run(h3wt_app_config *cfg) {
   }
   fflush(stdout);
 
-  /* From here each worker's objects belong to its thread. */
-  for (uint32_t i = 1; i < a.nworkers; ++i) {
-    worker *w = &a.workers[i];
-    if (uv_thread_create(&w->thread, worker_main, w) != 0) {
-      fprintf(stderr, "h3wt-server: worker %u: no thread\n", i);
-      /* The threads started are stopped by the posts below. */
-      post_all(&a, worker_close_now);
-      break;
-    }
-    w->thread_started = 1;
-  }
-
   uv_signal_init(w0->loop, &a.sigint);
   uv_signal_init(w0->loop, &a.sigterm);
-  a.sigint.data = a.sigterm.data = &a;
+  uv_async_init(w0->loop, &a.worker_done, on_worker_done);
+  a.sigint.data = a.sigterm.data = a.worker_done.data = &a;
   uv_signal_start(&a.sigint, on_signal, SIGINT);
   uv_signal_start(&a.sigterm, on_signal, SIGTERM);
 
-  worker_run(w0);
+  /* From here each worker's objects belong to its thread. */
   for (uint32_t i = 1; i < a.nworkers; ++i) {
     worker *w = &a.workers[i];
-    if (w->thread_started) {
-      uv_thread_join(&w->thread);
-    } else {
-      worker_run(w); /* never had a thread: closed by post_all above */
+    if (uv_thread_create(&w->thread, worker_main, w) == 0) {
+      w->thread_started = 1;
+      continue;
+    }
+    fprintf(stderr, "h3wt-server: worker %u: no thread, stopping\n", i);
+    stop_all(&a, worker_close_now);
+    for (uint32_t k = i; k < a.nworkers; ++k) {
+      /* Never started: closed here, on this thread. */
+      worker_close_now(&a.workers[k]);
+      worker_run(&a.workers[k]);
+    }
+    break;
+  }
+
+  worker_run(w0);
+  for (uint32_t i = 1; i < a.nworkers; ++i) {
+    if (a.workers[i].thread_started) {
+      uv_thread_join(&a.workers[i].thread);
     }
   }
   h3wt_http1_del(a.http1);
