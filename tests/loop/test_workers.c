@@ -15,8 +15,11 @@
  *  - retry: every handshake but the first gets a Retry (the per-address
  *    rate, shared by the group, is 1/s), steering off: Initials and the
  *    answers to the Retries land on either worker and are handed to the
- *    one that owns their connection ID, which checks the token with the
- *    group's secret; every client is served, nothing is dropped.
+ *    one that owns their connection ID; every client is served, nothing
+ *    is dropped.
+ *  - a Retry answer held back until the worker that sent the Retry has
+ *    stopped: the other worker cannot hand it over, checks the token with
+ *    the group's secret and serves the client.
  *
  * Server callbacks run on the worker threads and only touch their
  * worker's struct; the test thread reads it after joining the thread.
@@ -46,6 +49,7 @@ typedef struct worker {
   uv_thread_t thread;
   h3wt_server *server;
   h3wt_server_stats st; /* read on the worker's thread at its close */
+  atomic_int closed;    /* its server's close callback ran */
   /* Touched by the worker's thread only. */
   int sessions, bad_ids, datagrams, streams_echoed;
   uint64_t ids[MAXCONNS];
@@ -109,6 +113,11 @@ static void worker_main(void *arg) {
   uv_run(&w->loop, UV_RUN_DEFAULT);
 }
 
+static void worker_closed(h3wt_server *s, void *ud) {
+  worker *w = ud;
+  atomic_store(&w->closed, 1);
+}
+
 /* Posted to each worker: its counters, then the close (which ends its
    loop, and so its thread). */
 static void worker_stop(void *arg) {
@@ -116,7 +125,7 @@ static void worker_stop(void *arg) {
   memset(&w->st, 0, sizeof(w->st));
   w->st.version = H3WT_SERVER_STATS_VERSION;
   h3wt_server_get_stats(w->server, &w->st);
-  h3wt_server_close(w->server, NULL, NULL);
+  h3wt_server_close(w->server, worker_closed, w);
 }
 
 /* Makes the group's servers (listening: worker 0 first, which binds every
@@ -162,7 +171,10 @@ static uint16_t workers_start(h3wt_server_group *g,
 
 static void workers_stop(void) {
   for (uint32_t i = 0; i < NWORKERS; ++i) {
-    CHECK_EQ_INT(h3wt_server_post(W[i].server, worker_stop, &W[i]), 0);
+    /* A worker stopped earlier refuses: it has nothing more to do. */
+    if (!atomic_load(&W[i].closed)) {
+      CHECK_EQ_INT(h3wt_server_post(W[i].server, worker_stop, &W[i]), 0);
+    }
   }
 }
 
@@ -622,6 +634,207 @@ TEST(retry_tokens_across_workers) {
   with_cert(retry);
 }
 
+/* ---- a Retry answer that outlives the worker that sent the Retry --------- */
+/* One client behind a relay that holds back its Initials that carry a
+   token (its answers to a Retry) until the worker that sent the Retry
+   has stopped.  The answer then reaches the other worker (one socket is
+   left in the group), which cannot hand it to a stopped worker: it
+   checks the token itself, with the group's secret, and serves the
+   client.  The per-address rate (1/s, shared) is used up first by two
+   packets that look like Initials, so the client's own Initial gets the
+   Retry. */
+
+static struct {
+  relay r;
+  h3wt_client *cl;
+  int status, closed, worker_served;
+  int held_n, released, owner, phase, timed_out;
+  uint8_t held[8][1500];
+  size_t held_len[8];
+  uv_timer_t tick, guard;
+} RA;
+
+/* A v1 long-header Initial whose token is not empty (RFC 9000 17.2.2). */
+static int is_token_initial(const uint8_t *b, size_t n) {
+  if (n < 7 || !(b[0] & 0x80) || (b[0] & 0x30) != 0 || b[1] || b[2] ||
+      b[3] || b[4] != 1) {
+    return 0;
+  }
+  size_t off = 6 + b[5];
+  if (off >= n) {
+    return 0;
+  }
+  off += 1 + b[off]; /* SCID */
+  if (off >= n) {
+    return 0;
+  }
+  return (b[off] & 0x3f) != 0 || (b[off] >> 6) != 0; /* a varint > 0 */
+}
+
+static void ra_from_client(uv_udp_t *h, ssize_t n, const uv_buf_t *b,
+                           const struct sockaddr *a, unsigned flags) {
+  relay *r = &RA.r;
+  if (n <= 0 || !a) {
+    return;
+  }
+  memcpy(&r->client, a, sizeof(struct sockaddr_in));
+  r->have_client = 1;
+  const uint8_t *p = (const uint8_t *)b->base;
+  if (!RA.released && is_token_initial(p, (size_t)n) && n <= 1500) {
+    if (RA.held_n < 8) {
+      /* Whose Retry it answers: the DCID is the Retry's SCID. */
+      uint32_t v = (uint32_t)p[6] << 24 | (uint32_t)p[7] << 16 |
+                   (uint32_t)p[8] << 8 | p[9];
+      RA.owner = (int)(v % NWORKERS);
+      memcpy(RA.held[RA.held_n], p, (size_t)n);
+      RA.held_len[RA.held_n++] = (size_t)n;
+    }
+    return;
+  }
+  uv_buf_t out = uv_buf_init(b->base, (unsigned)n);
+  uv_udp_try_send(&r->up[0], &out, 1,
+                  (const struct sockaddr *)&T.server_addr);
+}
+
+static void ra_body(h3wt_client_request *q, const uint8_t *d, size_t n,
+                    void *ud) {
+  if (n >= 2 && d[0] == 'w') {
+    RA.worker_served = d[1] - '0';
+  }
+}
+static void ra_headers(h3wt_client_request *q, int status,
+                       const h3wt_header *h, size_t n, void *ud) {
+  RA.status = status;
+}
+static void ra_done(h3wt_client_request *q, int err, uint64_t code,
+                    void *ud) {
+  h3wt_client_close(RA.cl);
+}
+static const h3wt_response_handler ra_get = {ra_headers, ra_body, ra_done};
+static void ra_connected(h3wt_client *cl, void *ud) {
+  CHECK_EQ_INT(h3wt_client_request_send(cl, "GET", "/", NULL, 0, NULL, 0,
+                                        &ra_get, NULL, NULL),
+               0);
+}
+static void ra_client_closed(h3wt_client *cl, int err, void *ud) {
+  RA.closed = 1;
+  uv_close((uv_handle_t *)&RA.tick, NULL);
+  uv_close((uv_handle_t *)&RA.guard, NULL);
+  uv_close((uv_handle_t *)&RA.r.down, NULL);
+  uv_close((uv_handle_t *)&RA.r.up[0], NULL);
+  uv_close((uv_handle_t *)&RA.r.up[1], NULL);
+  workers_stop();
+}
+
+static void ra_tick(uv_timer_t *t) {
+  switch (RA.phase) {
+  case 0: { /* the rate used up: the client */
+    h3wt_client_settings cs;
+    h3wt_client_callbacks cbs = {ra_connected, ra_client_closed};
+    struct sockaddr_in me;
+    int len = sizeof(me);
+    uv_udp_getsockname(&RA.r.down, (struct sockaddr *)&me, &len);
+    h3wt_client_settings_default(&cs);
+    cs.host = "127.0.0.1";
+    cs.port = ntohs(me.sin_port);
+    cs.insecure = 1;
+    CHECK_EQ_INT(h3wt_client_new(&RA.cl, &T.loop, &cs, &cbs, NULL), 0);
+    RA.phase = 1;
+    return;
+  }
+  case 1: /* its answer to the Retry is held: stop the Retry's worker */
+    if (RA.held_n > 0) {
+      CHECK_EQ_INT(h3wt_server_post(W[RA.owner].server, worker_stop,
+                                    &W[RA.owner]),
+                   0);
+      RA.phase = 2;
+    }
+    return;
+  case 2: /* stopped (its socket gone): the answer goes on */
+    if (atomic_load(&W[RA.owner].closed)) {
+      RA.released = 1;
+      for (int i = 0; i < RA.held_n; ++i) {
+        uv_buf_t out = uv_buf_init((char *)RA.held[i],
+                                   (unsigned)RA.held_len[i]);
+        uv_udp_try_send(&RA.r.up[0], &out, 1,
+                        (const struct sockaddr *)&T.server_addr);
+      }
+      RA.phase = 3;
+    }
+    return;
+  }
+}
+
+static void ra_guard(uv_timer_t *t) {
+  RA.timed_out = 1;
+  if (RA.cl) {
+    h3wt_client_close(RA.cl);
+  } else {
+    ra_client_closed(NULL, 0, NULL);
+  }
+}
+
+static void retry_outlives(void) {
+  h3wt_server_group *g;
+  memset(&T, 0, sizeof(T));
+  memset(&RA, 0, sizeof(RA));
+  RA.owner = -1;
+  CHECK_EQ_INT(h3wt_server_group_new(&g, NWORKERS), 0);
+  uint16_t port = workers_start(g, 1);
+  CHECK_EQ_INT(uv_loop_init(&T.loop), 0);
+  uv_ip4_addr("127.0.0.1", port, &T.server_addr);
+  relay_open(&RA.r);
+  uv_udp_recv_stop(&RA.r.down);
+  uv_udp_recv_start(&RA.r.down, relay_alloc, ra_from_client);
+  RA.r.up[0].data = &RA.r;
+  /* Two packets with a v1 long header from the relay's address: each
+     counts in the rate (one per second), and neither makes a connection
+     (shorter than an Initial must be, RFC 9000 14.1). */
+  uint8_t fake[100];
+  memset(fake, 0, sizeof(fake));
+  fake[0] = 0xc0;
+  fake[4] = 1;
+  fake[5] = 8;
+  for (int i = 0; i < 2; ++i) {
+    fake[6] = (uint8_t)(0x10 + i); /* random-looking DCIDs */
+    uv_buf_t out = uv_buf_init((char *)fake, sizeof(fake));
+    uv_udp_try_send(&RA.r.up[0], &out, 1,
+                    (const struct sockaddr *)&T.server_addr);
+  }
+  uv_timer_init(&T.loop, &RA.tick);
+  uv_timer_init(&T.loop, &RA.guard);
+  /* The client after the fakes were seen (well within the rate's 1 s). */
+  uv_timer_start(&RA.tick, ra_tick, 200, 20);
+  uv_timer_start(&RA.guard, ra_guard, 30000, 0);
+  uv_run(&T.loop, UV_RUN_DEFAULT);
+  workers_join();
+  h3wt_client_del(RA.cl);
+  CHECK_EQ_INT(uv_loop_close(&T.loop), 0);
+  h3wt_server_group_del(g);
+
+  int other = RA.owner == 0 ? 1 : 0;
+  printf("  Retry sent by worker %d, its answer held (%d packets) until that "
+         "worker stopped, then served by worker %d: status %d\n",
+         RA.owner, RA.held_n, RA.worker_served, RA.status);
+  TEST_CONTEXT("owner %d, held %d, status %d, served by %d, timed out %d",
+               RA.owner, RA.held_n, RA.status, RA.worker_served,
+               RA.timed_out);
+  CHECK(!RA.timed_out);
+  CHECK(RA.held_n > 0); /* the client was retried */
+  CHECK(RA.owner >= 0);
+  CHECK_EQ_INT(RA.status, 200);
+  CHECK_EQ_INT(RA.worker_served, other);
+  if (RA.owner >= 0) {
+    CHECK(W[RA.owner].st.limit_max_handshakes_per_addr >= 1);
+    CHECK_EQ_INT(W[other].st.connections_total, 1);
+    CHECK_EQ_INT(W[other].st.packets_misrouted_dropped, 0);
+  }
+}
+
+TEST(retry_answer_taken_by_another_worker) {
+  with_cert(retry_outlives);
+}
+
 TEST(group_arguments) {
   h3wt_server_group *g = NULL;
   h3wt_server_settings ss;
@@ -654,6 +867,7 @@ int main(int argc, char **argv) {
       TEST_ENTRY(two_workers_spread_200_connections),
       TEST_ENTRY(a_client_that_changes_port_keeps_its_session),
       TEST_ENTRY(retry_tokens_across_workers),
+      TEST_ENTRY(retry_answer_taken_by_another_worker),
   };
   return TEST_MAIN(argc, argv, tests);
 }
