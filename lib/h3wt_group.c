@@ -196,8 +196,11 @@ static int attach_steering(h3wt_server_group *g, int fd,
       BPF_STMT(BPF_ALU | BPF_MOD | BPF_K, g->workers),
       BPF_STMT(BPF_RET | BPF_A, 0),
   };
-  struct sock_fprog prog = {(unsigned short)(sizeof(code) / sizeof(code[0])),
-                            code};
+  struct sock_fprog prog;
+  /* Zeroed whole: the padding after len goes to the kernel too. */
+  memset(&prog, 0, sizeof(prog));
+  prog.len = (unsigned short)(sizeof(code) / sizeof(code[0]));
+  prog.filter = code;
   if (setsockopt(fd, SOL_SOCKET, SO_ATTACH_REUSEPORT_CBPF, &prog,
                  sizeof(prog)) != 0) {
     H3WT_LOG(log, H3WT_LOG_WARN, "udp",
