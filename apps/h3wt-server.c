@@ -348,12 +348,16 @@ typedef struct stats_job {
   stats_part *parts;        /* [nworkers] */
 } stats_job;
 
+static void job_free(stats_job *j) {
+  free(j->sets);
+  free(j->filled);
+  free(j->parts);
+  free(j);
+}
+
 static void job_unref(stats_job *j) {
   if (atomic_fetch_sub(&j->refs, 1) == 1) {
-    free(j->sets);
-    free(j->filled);
-    free(j->parts);
-    free(j);
+    job_free(j);
   }
 }
 
@@ -455,10 +459,7 @@ static stats_job *job_start(worker *home, int prometheus) {
   j->filled = calloc(a->nworkers, sizeof(*j->filled));
   j->parts = calloc(a->nworkers, sizeof(*j->parts));
   if (!j->sets || !j->filled || !j->parts) {
-    free(j->sets);
-    free(j->filled);
-    free(j->parts);
-    free(j);
+    job_free(j);
     return NULL;
   }
   atomic_init(&j->refs, 1); /* home's */
