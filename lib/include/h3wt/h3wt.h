@@ -154,7 +154,8 @@ typedef struct h3wt_request h3wt_request;
    packet that still lands on another worker (the program could not be
    attached: a warning is logged) is copied to its owner's inbox and
    handled there (counted in packets_handed_off; a full inbox drops it and
-   counts packets_misrouted_dropped).
+   counts packets_misrouted_dropped); a worker whose owner has stopped
+   handles the packet itself.
    What the workers share: the static secret (the settings' secret if the
    first server to be created has one, else a random one; Retry and
    stateless reset tokens verify on every worker), max_connections and
