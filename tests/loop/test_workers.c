@@ -20,6 +20,7 @@
  *  - a Retry answer held back until the worker that sent the Retry has
  *    stopped: the other worker cannot hand it over, checks the token with
  *    the group's secret and serves the client.
+ *  - max_connections counts both workers' connections.
  *
  * Server callbacks run on the worker threads and only touch their
  * worker's struct; the test thread reads it after joining the thread.
@@ -132,7 +133,8 @@ static void worker_stop(void *arg) {
 /* Makes the group's servers (listening: worker 0 first, which binds every
    socket; the port is returned) and starts their threads. */
 static uint16_t workers_start(h3wt_server_group *g,
-                              uint32_t max_handshakes_per_addr) {
+                              uint32_t max_handshakes_per_addr,
+                              uint32_t max_connections) {
   for (uint32_t i = 0; i < NWORKERS; ++i) {
     worker *w = &W[i];
     h3wt_server_settings ss;
@@ -145,6 +147,9 @@ static uint16_t workers_start(h3wt_server_group *g,
     ss.cert_file = cert;
     ss.key_file = key;
     ss.max_handshakes_per_addr = max_handshakes_per_addr;
+    if (max_connections) {
+      ss.max_connections = max_connections;
+    }
     ss.group = g;
     ss.worker = i;
     if (getenv("H3WT_TEST_VERBOSE")) {
@@ -454,7 +459,7 @@ static void run_round(const round_opts *o, round_result *res) {
   memset(res, 0, sizeof(*res));
   CHECK_EQ_INT(h3wt_server_group_new(&g, NWORKERS), 0);
   h3wt_group_set_steering(g, o->steering);
-  uint16_t port = workers_start(g, o->handshake_rate);
+  uint16_t port = workers_start(g, o->handshake_rate, 0);
   res->steering = h3wt_group_steering(g);
   CHECK_EQ_INT(uv_loop_init(&T.loop), 0);
   uv_ip4_addr("127.0.0.1", port, &T.server_addr);
@@ -778,7 +783,7 @@ static void retry_outlives(void) {
   memset(&RA, 0, sizeof(RA));
   RA.owner = -1;
   CHECK_EQ_INT(h3wt_server_group_new(&g, NWORKERS), 0);
-  uint16_t port = workers_start(g, 1);
+  uint16_t port = workers_start(g, 1, 0);
   CHECK_EQ_INT(uv_loop_init(&T.loop), 0);
   uv_ip4_addr("127.0.0.1", port, &T.server_addr);
   relay_open(&RA.r);
@@ -833,6 +838,99 @@ TEST(retry_answer_taken_by_another_worker) {
   with_cert(retry_outlives);
 }
 
+/* ---- max_connections counts both workers' connections ------------------ */
+/* 8 clients at once against max_connections 4: 4 connect (spread over
+   both workers) and hold on; the others' Initials are dropped until
+   their handshake timeout.  Each worker counting only its own would let
+   up to 8 in. */
+
+#define LIMIT_CLIENTS 8
+#define LIMIT_CONNS 4
+
+static struct {
+  h3wt_client *cl[LIMIT_CLIENTS];
+  int connected, failed, closed, released;
+  uv_timer_t guard;
+} LC;
+
+static void lc_release(void) {
+  /* Every client is in or out: the ones in let go. */
+  LC.released = 1;
+  for (int i = 0; i < LIMIT_CLIENTS; ++i) {
+    h3wt_client_close(LC.cl[i]);
+  }
+}
+static void lc_connected(h3wt_client *cl, void *ud) {
+  ++LC.connected;
+  if (LC.connected + LC.failed == LIMIT_CLIENTS) {
+    lc_release();
+  }
+}
+static void lc_closed(h3wt_client *cl, int err, void *ud) {
+  if (!LC.released) {
+    ++LC.failed; /* never connected: its handshake timed out */
+    if (LC.connected + LC.failed == LIMIT_CLIENTS) {
+      lc_release();
+    }
+  }
+  if (++LC.closed == LIMIT_CLIENTS) {
+    uv_close((uv_handle_t *)&LC.guard, NULL);
+    workers_stop();
+  }
+}
+static void lc_guard(uv_timer_t *t) {
+  T.timed_out = 1;
+  lc_release();
+}
+
+static void connection_limit(void) {
+  h3wt_server_group *g;
+  memset(&T, 0, sizeof(T));
+  memset(&LC, 0, sizeof(LC));
+  CHECK_EQ_INT(h3wt_server_group_new(&g, NWORKERS), 0);
+  uint16_t port = workers_start(g, 0, LIMIT_CONNS);
+  CHECK_EQ_INT(uv_loop_init(&T.loop), 0);
+  for (int i = 0; i < LIMIT_CLIENTS; ++i) {
+    h3wt_client_settings cs;
+    h3wt_client_callbacks cbs = {lc_connected, lc_closed};
+    h3wt_client_settings_default(&cs);
+    cs.host = "127.0.0.1";
+    cs.port = port;
+    cs.insecure = 1;
+    cs.handshake_timeout_ms = 2000;
+    CHECK_EQ_INT(h3wt_client_new(&LC.cl[i], &T.loop, &cs, &cbs, NULL), 0);
+  }
+  uv_timer_init(&T.loop, &LC.guard);
+  uv_timer_start(&LC.guard, lc_guard, 30000, 0);
+  uv_run(&T.loop, UV_RUN_DEFAULT);
+  workers_join();
+  for (int i = 0; i < LIMIT_CLIENTS; ++i) {
+    h3wt_client_del(LC.cl[i]);
+  }
+  CHECK_EQ_INT(uv_loop_close(&T.loop), 0);
+  h3wt_server_group_del(g);
+  uint64_t conns = W[0].st.connections_total + W[1].st.connections_total;
+  uint64_t refused =
+      W[0].st.limit_max_connections + W[1].st.limit_max_connections;
+  printf("  max_connections %d, %d clients: %d connected (w0 %llu, w1 "
+         "%llu), %d refused (%llu Initials dropped)\n",
+         LIMIT_CONNS, LIMIT_CLIENTS, LC.connected,
+         (unsigned long long)W[0].st.connections_total,
+         (unsigned long long)W[1].st.connections_total, LC.failed,
+         (unsigned long long)refused);
+  TEST_CONTEXT("connected %d, failed %d, timed out %d", LC.connected,
+               LC.failed, T.timed_out);
+  CHECK(!T.timed_out);
+  CHECK_EQ_INT(LC.connected, LIMIT_CONNS);
+  CHECK_EQ_INT(LC.failed, LIMIT_CLIENTS - LIMIT_CONNS);
+  CHECK_EQ_INT(conns, LIMIT_CONNS);
+  CHECK(refused >= LIMIT_CLIENTS - LIMIT_CONNS);
+}
+
+TEST(max_connections_over_the_group) {
+  with_cert(connection_limit);
+}
+
 TEST(group_arguments) {
   h3wt_server_group *g = NULL;
   h3wt_server_settings ss;
@@ -866,6 +964,7 @@ int main(int argc, char **argv) {
       TEST_ENTRY(a_client_that_changes_port_keeps_its_session),
       TEST_ENTRY(retry_tokens_across_workers),
       TEST_ENTRY(retry_answer_taken_by_another_worker),
+      TEST_ENTRY(max_connections_over_the_group),
   };
   return TEST_MAIN(argc, argv, tests);
 }
