@@ -561,7 +561,7 @@ static void stats_request_close(h3wt_request *req, uint64_t code,
 static const h3wt_request_handler stats_handler = {
     .on_request = stats_request, .on_close = stats_request_close};
 
-/* ---- the workers ---------------------------------------------------------- */
+/* ---- the workers --------------------------------------------------------- */
 
 /* After every worker's loop ended (or before any ran): frees the workers
    and the group.  Returns 0, or -1 when a loop still had handles. */

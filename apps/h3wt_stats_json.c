@@ -187,7 +187,8 @@ char *h3wt_stats_json(const h3wt_stats_set *workers, size_t n,
   doc = json_object();
   if (!doc ||
       json_object_set_new(doc, "server", json_string("h3wt/" H3WT_VERSION)) ||
-      json_object_set_new(doc, "uptime_ms", json_integer((json_int_t)uptime_ms)) ||
+      json_object_set_new(doc, "uptime_ms",
+                          json_integer((json_int_t)uptime_ms)) ||
       put_set(doc, &sum) != 0) {
     json_decref(doc);
     return NULL;

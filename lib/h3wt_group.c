@@ -38,9 +38,9 @@ typedef struct inbox_slot {
 typedef struct inbox {
   uv_mutex_t lock;
   uv_async_t async;
-  int open;                 /* under lock: packets are taken */
-  int fill;                 /* under lock: the half being filled */
-  size_t count[2];          /* under lock (count[fill]) */
+  int open;                   /* under lock: packets are taken */
+  int fill;                   /* under lock: the half being filled */
+  size_t count[2];            /* under lock (count[fill]) */
   inbox_slot (*slots)[SLOTS]; /* [2][SLOTS], made at open, kept to the end */
   h3wt_group_recv_cb cb;
   void *ud;
@@ -55,10 +55,10 @@ struct h3wt_server_group {
   uint8_t secret[32];
   h3wt_ratemap handshakes; /* slots NULL: no limit (or not made yet) */
   int rate_decided;
-  int bound;      /* the sockets are made */
-  int steer;      /* attach the program at the binding */
-  int steering;   /* it was attached */
-  int *fds;       /* [workers]; -1 once taken by its worker */
+  int bound;    /* the sockets are made */
+  int steer;    /* attach the program at the binding */
+  int steering; /* it was attached */
+  int *fds;     /* [workers]; -1 once taken by its worker */
   h3wt_conn_counts counts;
   inbox *inboxes; /* [workers] */
 };
@@ -259,7 +259,8 @@ static int bind_all(h3wt_server_group *g, const struct sockaddr *addr,
       getsockname(fd, (struct sockaddr *)&ss, &len);
     }
   }
-  g->steering = g->workers > 1 && g->steer && attach_steering(g, g->fds[0], log);
+  g->steering =
+      g->workers > 1 && g->steer && attach_steering(g, g->fds[0], log);
   g->bound = 1;
   return 0;
 fail:
@@ -307,7 +308,7 @@ int h3wt_group_steering(const h3wt_server_group *g) {
   return on;
 }
 
-/* ---- the inboxes ------------------------------------------------------------ */
+/* ---- the inboxes --------------------------------------------------------- */
 
 /* On the owner's loop: swaps the halves under the lock, then hands every
    packet of the full half to the owner without it, so the other workers

@@ -42,7 +42,7 @@
 #define NDGRAMS 3
 #define STREAM_BYTES 3000
 
-/* ---- the workers ------------------------------------------------------------ */
+/* ---- the workers --------------------------------------------------------- */
 
 typedef struct worker {
   uint32_t index;
@@ -159,9 +159,8 @@ static uint16_t workers_start(h3wt_server_group *g,
     CHECK_EQ_INT(h3wt_server_new(&w->server, &w->loop, &ss), 0);
     CHECK_EQ_INT(h3wt_server_route(w->server, "GET", "/", &hello_handler, w),
                  0);
-    CHECK_EQ_INT(h3wt_server_webtransport(w->server, "/wt/echo",
-                                          &echo_handler, w),
-                 0);
+    CHECK_EQ_INT(
+        h3wt_server_webtransport(w->server, "/wt/echo", &echo_handler, w), 0);
     CHECK_EQ_INT(h3wt_server_listen(w->server), 0);
   }
   uint16_t port = h3wt_server_port(W[0].server);
@@ -192,7 +191,7 @@ static void workers_join(void) {
   }
 }
 
-/* ---- the clients -------------------------------------------------------------- */
+/* ---- the clients --------------------------------------------------------- */
 
 typedef struct conn {
   h3wt_client *cl;
@@ -383,7 +382,7 @@ static void guard_cb(uv_timer_t *t) {
   }
 }
 
-/* ---- the relay ---------------------------------------------------------------- */
+/* ---- the relay ----------------------------------------------------------- */
 
 static void relay_alloc(uv_handle_t *h, size_t n, uv_buf_t *b) {
   static char buf[65536];
@@ -427,17 +426,15 @@ static uint16_t relay_open(relay *r) {
   for (int k = 0; k < 2; ++k) {
     uv_udp_init(&T.loop, &r->up[k]);
     r->up[k].data = r;
-    CHECK_EQ_INT(uv_udp_bind(&r->up[k], (const struct sockaddr *)&any, 0),
-                 0);
+    CHECK_EQ_INT(uv_udp_bind(&r->up[k], (const struct sockaddr *)&any, 0), 0);
     uv_udp_recv_start(&r->up[k], relay_alloc, relay_from_server);
   }
   struct sockaddr_in me;
-  CHECK_EQ_INT(uv_udp_getsockname(&r->down, (struct sockaddr *)&me, &len),
-               0);
+  CHECK_EQ_INT(uv_udp_getsockname(&r->down, (struct sockaddr *)&me, &len), 0);
   return ntohs(me.sin_port);
 }
 
-/* ---- one round ---------------------------------------------------------------- */
+/* ---- one round ----------------------------------------------------------- */
 
 typedef struct round_opts {
   int nconns;
@@ -613,8 +610,7 @@ static void retry(void) {
   check_round(&o, &res);
   uint64_t retries = res.st[0].limit_max_handshakes_per_addr +
                      res.st[1].limit_max_handshakes_per_addr;
-  uint64_t handed =
-      res.st[0].packets_handed_off + res.st[1].packets_handed_off;
+  uint64_t handed = res.st[0].packets_handed_off + res.st[1].packets_handed_off;
   TEST_CONTEXT("Retries w0 %llu w1 %llu, handed over w0 %llu w1 %llu",
                (unsigned long long)res.st[0].limit_max_handshakes_per_addr,
                (unsigned long long)res.st[1].limit_max_handshakes_per_addr,
@@ -659,8 +655,8 @@ static struct {
 
 /* A v1 long-header Initial whose token is not empty (RFC 9000 17.2.2). */
 static int is_token_initial(const uint8_t *b, size_t n) {
-  if (n < 7 || !(b[0] & 0x80) || (b[0] & 0x30) != 0 || b[1] || b[2] ||
-      b[3] || b[4] != 1) {
+  if (n < 7 || !(b[0] & 0x80) || (b[0] & 0x30) != 0 || b[1] || b[2] || b[3] ||
+      b[4] != 1) {
     return 0;
   }
   size_t off = 6 + b[5];
@@ -695,8 +691,7 @@ static void ra_from_client(uv_udp_t *h, ssize_t n, const uv_buf_t *b,
     return;
   }
   uv_buf_t out = uv_buf_init(b->base, (unsigned)n);
-  uv_udp_try_send(&r->up[0], &out, 1,
-                  (const struct sockaddr *)&T.server_addr);
+  uv_udp_try_send(&r->up[0], &out, 1, (const struct sockaddr *)&T.server_addr);
 }
 
 static void ra_body(h3wt_client_request *q, const uint8_t *d, size_t n,
@@ -705,12 +700,11 @@ static void ra_body(h3wt_client_request *q, const uint8_t *d, size_t n,
     RA.worker_served = d[1] - '0';
   }
 }
-static void ra_headers(h3wt_client_request *q, int status,
-                       const h3wt_header *h, size_t n, void *ud) {
+static void ra_headers(h3wt_client_request *q, int status, const h3wt_header *h,
+                       size_t n, void *ud) {
   RA.status = status;
 }
-static void ra_done(h3wt_client_request *q, int err, uint64_t code,
-                    void *ud) {
+static void ra_done(h3wt_client_request *q, int err, uint64_t code, void *ud) {
   h3wt_client_close(RA.cl);
 }
 static const h3wt_response_handler ra_get = {ra_headers, ra_body, ra_done};
@@ -747,9 +741,8 @@ static void ra_tick(uv_timer_t *t) {
   }
   case 1: /* its answer to the Retry is held: stop the Retry's worker */
     if (RA.held_n > 0) {
-      CHECK_EQ_INT(h3wt_server_post(W[RA.owner].server, worker_stop,
-                                    &W[RA.owner]),
-                   0);
+      CHECK_EQ_INT(
+          h3wt_server_post(W[RA.owner].server, worker_stop, &W[RA.owner]), 0);
       RA.phase = 2;
     }
     return;
@@ -757,8 +750,8 @@ static void ra_tick(uv_timer_t *t) {
     if (atomic_load(&W[RA.owner].closed)) {
       RA.released = 1;
       for (int i = 0; i < RA.held_n; ++i) {
-        uv_buf_t out = uv_buf_init((char *)RA.held[i],
-                                   (unsigned)RA.held_len[i]);
+        uv_buf_t out =
+            uv_buf_init((char *)RA.held[i], (unsigned)RA.held_len[i]);
         uv_udp_try_send(&RA.r.up[0], &out, 1,
                         (const struct sockaddr *)&T.server_addr);
       }
@@ -820,8 +813,7 @@ static void retry_outlives(void) {
          "worker stopped, then served by worker %d: status %d\n",
          RA.owner, RA.held_n, RA.worker_served, RA.status);
   TEST_CONTEXT("owner %d, held %d, status %d, served by %d, timed out %d",
-               RA.owner, RA.held_n, RA.status, RA.worker_served,
-               RA.timed_out);
+               RA.owner, RA.held_n, RA.status, RA.worker_served, RA.timed_out);
   CHECK(!RA.timed_out);
   CHECK(RA.held_n > 0); /* the client was retried */
   CHECK(RA.owner >= 0);
@@ -838,7 +830,7 @@ TEST(retry_answer_taken_by_another_worker) {
   with_cert(retry_outlives);
 }
 
-/* ---- max_connections counts both workers' connections ------------------ */
+/* ---- max_connections counts both workers' connections -------------------- */
 /* 8 clients at once against max_connections 4: 4 connect (spread over
    both workers) and hold on; the others' Initials are dropped until
    their handshake timeout.  Each worker counting only its own would let
@@ -918,8 +910,8 @@ static void connection_limit(void) {
          (unsigned long long)W[0].st.connections_total,
          (unsigned long long)W[1].st.connections_total, LC.failed,
          (unsigned long long)refused);
-  TEST_CONTEXT("connected %d, failed %d, timed out %d", LC.connected,
-               LC.failed, T.timed_out);
+  TEST_CONTEXT("connected %d, failed %d, timed out %d", LC.connected, LC.failed,
+               T.timed_out);
   CHECK(!T.timed_out);
   CHECK_EQ_INT(LC.connected, LIMIT_CONNS);
   CHECK_EQ_INT(LC.failed, LIMIT_CLIENTS - LIMIT_CONNS);

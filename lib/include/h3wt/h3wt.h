@@ -327,9 +327,10 @@ void h3wt_server_shutdown(h3wt_server *server, uint64_t timeout_ms,
    (find a session by its id and send to it, say).  Between the workers
    of a server group this is how one worker hands work to another: it
    posts to the other's server (and gets an answer by posting back to its
-   own).  Work runs in the order posted.  Valid from h3wt_server_listen() returning 0 until
-   h3wt_server_del(); work posted before h3wt_server_close() (or the end
-   of a shutdown) still runs, later posts are refused.  Returns 0,
+   own).  Work runs in the order posted.  Valid from h3wt_server_listen()
+   returning 0 until h3wt_server_del(); work posted before
+   h3wt_server_close() (or the end of a shutdown) still runs, later posts
+   are refused.  Returns 0,
    H3WT_ERR_CLOSED (closing: fn will not run), H3WT_ERR_INVALID_STATE (not
    listening yet) or H3WT_ERR_NOMEM. */
 int h3wt_server_post(h3wt_server *server, void (*fn)(void *arg), void *arg);
