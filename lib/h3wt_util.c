@@ -63,31 +63,7 @@ void h3wt_hex(const uint8_t *data, size_t len, char *out) {
   out[2 * len] = '\0';
 }
 
-/* ---- header lists ------------------------------------------------------- */
-
-int h3wt_headers_append(h3wt_header **hs, size_t *n, size_t *cap,
-                        const void *name, size_t namelen, const void *value,
-                        size_t valuelen) {
-  if (*n == *cap) {
-    size_t ncap = *cap ? *cap * 2 : 8;
-    h3wt_header *nh = realloc(*hs, ncap * sizeof(*nh));
-    if (!nh) {
-      return H3WT_ERR_NOMEM;
-    }
-    *hs = nh;
-    *cap = ncap;
-  }
-  char *buf = malloc(namelen + valuelen + 2);
-  if (!buf) {
-    return H3WT_ERR_NOMEM;
-  }
-  memcpy(buf, name, namelen);
-  buf[namelen] = '\0';
-  memcpy(buf + namelen + 1, value, valuelen);
-  buf[namelen + 1 + valuelen] = '\0';
-  (*hs)[(*n)++] = (h3wt_header){buf, namelen, buf + namelen + 1, valuelen};
-  return 0;
-}
+/* ---- worker steering (see h3wt_util.h) ---------------------------------- */
 
 void h3wt_cid_set_worker(uint8_t *cid, uint32_t workers, uint32_t worker) {
   if (workers <= 1) {
@@ -116,4 +92,30 @@ uint32_t h3wt_cid_worker(const uint8_t *cid, size_t len, uint32_t workers) {
   uint32_t v = (uint32_t)cid[0] << 24 | (uint32_t)cid[1] << 16 |
                (uint32_t)cid[2] << 8 | cid[3];
   return v % workers;
+}
+
+/* ---- header lists ------------------------------------------------------- */
+
+int h3wt_headers_append(h3wt_header **hs, size_t *n, size_t *cap,
+                        const void *name, size_t namelen, const void *value,
+                        size_t valuelen) {
+  if (*n == *cap) {
+    size_t ncap = *cap ? *cap * 2 : 8;
+    h3wt_header *nh = realloc(*hs, ncap * sizeof(*nh));
+    if (!nh) {
+      return H3WT_ERR_NOMEM;
+    }
+    *hs = nh;
+    *cap = ncap;
+  }
+  char *buf = malloc(namelen + valuelen + 2);
+  if (!buf) {
+    return H3WT_ERR_NOMEM;
+  }
+  memcpy(buf, name, namelen);
+  buf[namelen] = '\0';
+  memcpy(buf + namelen + 1, value, valuelen);
+  buf[namelen + 1 + valuelen] = '\0';
+  (*hs)[(*n)++] = (h3wt_header){buf, namelen, buf + namelen + 1, valuelen};
+  return 0;
 }
