@@ -23,9 +23,11 @@
  * certificate valid for 13 days, and prints its SHA-256 so browsers can
  * pin it with serverCertificateHashes.
  */
+#include <assert.h>
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -85,30 +87,99 @@ static void usage(FILE *f) {
   fprintf(f, "  -h, --help\n");
 }
 
-typedef struct app {
+typedef struct app app;
+
+/* One worker: a server of the group on its own loop, with its routes and
+   its channel hub.  Worker 0 runs on the main thread (the default loop,
+   with the signals and the HTTP/1.1 listener); the others each on a
+   thread of their own.  Everything of a worker is touched on its thread
+   only, or through h3wt_server_post() on its server. */
+typedef struct worker {
+  app *app;
+  uint32_t index;
+  uv_loop_t own_loop; /* workers 1..n-1 */
   uv_loop_t *loop;
+  uv_thread_t thread;
+  int thread_started;
   h3wt_server *server;
-  h3wt_http1 *http1;
-  h3wt_http1 *http1_unused; /* could not listen: freed at exit */
   demo_wt *wt;
   h3wt_channels *hub; /* /wt/channels */
+  int closed;         /* its server's close callback ran (its thread) */
+} worker;
+
+struct app {
+  worker *workers;
+  uint32_t nworkers;
+  h3wt_server_group *group; /* NULL with one worker */
+  /* The channels broker every worker's hub goes through, so a message
+     published on one worker reaches subscribers on all of them; NULL:
+     each hub on its own. */
+  h3wt_broker *broker; /* set by the broker merge */
+  h3wt_http1 *http1;
+  h3wt_http1 *http1_unused; /* could not listen: freed at exit */
   uv_signal_t sigint, sigterm;
+  /* Each worker's server closed: the signals stay until every worker is
+     done (a second signal must still find its handler). */
+  uv_async_t worker_done;
+  atomic_uint workers_closed;
+  int workers_counted;
   uint64_t drain_ms; /* --drain-timeout */
-  uint64_t started; /* uv_now() at start, for /stats */
+  uint64_t started_ns; /* uv_hrtime() at start, for /stats */
   int stopping;
-  int closing; /* the server and the HTTP/1.1 listener still closing */
-} app;
+  int closing; /* the workers (as one) and the HTTP/1.1 listener still
+                  closing (main thread) */
+  struct stats_job *h1_jobs; /* HTTP/1.1 documents being gathered (main
+                                thread) */
+};
+
+static void orphan_h1_jobs(app *a);
 
 static void one_closed(app *a) {
   if (--a->closing == 0) {
     uv_close((uv_handle_t *)&a->sigint, NULL);
     uv_close((uv_handle_t *)&a->sigterm, NULL);
+    uv_close((uv_handle_t *)&a->worker_done, NULL);
   }
 }
 
-static void server_closed(h3wt_server *server, void *ud) {
+/* Main thread: a worker said its server closed. */
+static void on_worker_done(uv_async_t *h) {
+  app *a = h->data;
+  if (!a->workers_counted &&
+      atomic_load(&a->workers_closed) == a->nworkers) {
+    a->workers_counted = 1;
+    one_closed(a);
+  }
+}
+
+/* A worker's server closed (on its thread).  Worker 0's is the main
+   loop's: the HTTP/1.1 documents still waiting for other workers are
+   answered now, so the listener can close too. */
+static void worker_closed(h3wt_server *server, void *ud) {
+  worker *w = ud;
+  app *a = w->app;
   (void)server;
-  one_closed(ud);
+  if (w->closed) {
+    return;
+  }
+  w->closed = 1;
+  if (w->index == 0) {
+    orphan_h1_jobs(a);
+  }
+  /* The handle lives until every worker counted here (main thread). */
+  atomic_fetch_add(&a->workers_closed, 1);
+  uv_async_send(&a->worker_done);
+}
+
+static void worker_shutdown(void *arg) {
+  worker *w = arg;
+  h3wt_server_shutdown(w->server, w->app->drain_ms, 0,
+                       "server shutting down", worker_closed, w);
+}
+
+static void worker_close_now(void *arg) {
+  worker *w = arg;
+  h3wt_server_close(w->server, worker_closed, w);
 }
 
 static void http1_closed(h3wt_http1 *h, void *ud) {
@@ -116,26 +187,40 @@ static void http1_closed(h3wt_http1 *h, void *ud) {
   one_closed(ud);
 }
 
-/* The first SIGINT/SIGTERM drains: GOAWAY and WT_DRAIN_SESSION, what is in
-   flight may finish for --drain-timeout, then sessions are closed.  A
-   second one closes at once. */
+/* Hands fn to every worker's loop (a worker already closed refuses it,
+   and has nothing left to do). */
+static void post_all(app *a, void (*fn)(void *)) {
+  for (uint32_t i = 0; i < a->nworkers; ++i) {
+    h3wt_server_post(a->workers[i].server, fn, &a->workers[i]);
+  }
+}
+
+/* Main thread: stops every worker (how: worker_shutdown or
+   worker_close_now) and the HTTP/1.1 listener; the main loop ends when
+   all of them closed. */
+static void stop_all(app *a, void (*how)(void *)) {
+  a->stopping = 1;
+  a->closing = a->http1 ? 2 : 1;
+  if (a->http1) {
+    h3wt_http1_close(a->http1, http1_closed, a);
+  }
+  post_all(a, how);
+}
+
+/* The first SIGINT/SIGTERM drains every worker: GOAWAY and
+   WT_DRAIN_SESSION, what is in flight may finish for --drain-timeout,
+   then sessions are closed.  A second one closes at once. */
 static void on_signal(uv_signal_t *h, int signum) {
   app *a = h->data;
   const char *name = signum == SIGINT ? "SIGINT" : "SIGTERM";
   if (a->stopping) {
     fprintf(stderr, "h3wt-server: %s again, closing now\n", name);
-    h3wt_server_close(a->server, server_closed, a);
+    post_all(a, worker_close_now);
     return;
   }
-  a->stopping = 1;
   fprintf(stderr, "h3wt-server: %s, shutting down (draining for up to %" PRIu64
           " ms)\n", name, a->drain_ms);
-  a->closing = a->http1 ? 2 : 1;
-  if (a->http1) {
-    h3wt_http1_close(a->http1, http1_closed, a);
-  }
-  h3wt_server_shutdown(a->server, a->drain_ms, 0, "server shutting down",
-                       server_closed, a);
+  stop_all(a, worker_shutdown);
 }
 
 /* Lower-case hex of len bytes into out (2 * len + 1 bytes). */
@@ -190,24 +275,6 @@ static char *config_json(const char *host, uint16_t port,
   return text;
 }
 
-/* Closes whatever was made after a failed start, runs the loop until every
-   handle is closed, and frees it all.  Returns 1 (the exit status). */
-static int fail_after_start(app *a) {
-  if (a->http1) {
-    h3wt_http1_close(a->http1, NULL, NULL);
-  }
-  h3wt_server_close(a->server, NULL, NULL);
-  uv_run(a->loop, UV_RUN_DEFAULT);
-  h3wt_channels_del(a->hub);
-  uv_run(a->loop, UV_RUN_DEFAULT);
-  h3wt_server_del(a->server);
-  h3wt_http1_del(a->http1);
-  h3wt_http1_del(a->http1_unused);
-  demo_wt_del(a->wt);
-  uv_loop_close(a->loop);
-  return 1;
-}
-
 static int mkdir_p(const char *dir) {
   char tmp[4096];
   snprintf(tmp, sizeof(tmp), "%s", dir);
@@ -254,50 +321,350 @@ static int dev_cert(const char *dir, char *cert, char *key, size_t len) {
 
 #define PROMETHEUS_TYPE "text/plain; version=0.0.4; charset=utf-8"
 
-/* The documents made per request: /stats (JSON) and /metrics (Prometheus
-   text), for the HTTP/3 routes and the HTTP/1.1 listener alike (this is
-   its dynamic callback).  Returns 1 with *body (malloc'd), 0 for another
-   path, -1 when out of memory. */
-static int stats_document(const char *path, char **body, size_t *len,
-                          const char **ctype, void *data) {
-  app *a = data;
-  uint64_t up = uv_now(a->loop) - a->started;
-  if (strcmp(path, "/stats") == 0) {
-    *body = h3wt_stats_json(a->server, a->hub, up);
-    *ctype = "application/json";
-  } else if (strcmp(path, "/metrics") == 0) {
-    *body = h3wt_stats_prometheus(a->server, a->hub, up);
-    *ctype = PROMETHEUS_TYPE;
+/* Each worker's counters are read on its own loop thread: the worker that
+   got the request (its "home") posts a part of the job to every worker,
+   each fills its slot and posts the part back home, and the last one back
+   answers.  The job is freed when its last reference goes: home's (gone
+   once answered, or once the request went away) and each part's (gone
+   when it came back home, or when home refused it because it is
+   closing). */
+typedef struct stats_part {
+  struct stats_job *job;
+  uint32_t index;
+} stats_part;
+
+typedef struct stats_job {
+  app *a;
+  worker *home;
+  int prometheus;           /* /metrics, else /stats */
+  h3wt_request *req;        /* over HTTP/3, until answered or gone */
+  h3wt_http1_later *later;  /* over HTTP/1.1, until answered */
+  struct stats_job *next;   /* in app->h1_jobs (main thread) */
+  uint32_t waiting;         /* parts not back home (home's thread) */
+  int answered;             /* (home's thread) */
+  atomic_int refs;
+  h3wt_stats_set *sets;     /* [nworkers] */
+  atomic_int *filled;       /* [nworkers]: the slot is complete */
+  stats_part *parts;        /* [nworkers] */
+} stats_job;
+
+static void job_free(stats_job *j) {
+  free(j->sets);
+  free(j->filled);
+  free(j->parts);
+  free(j);
+}
+
+static void job_unref(stats_job *j) {
+  if (atomic_fetch_sub(&j->refs, 1) == 1) {
+    job_free(j);
+  }
+}
+
+static void h1_jobs_remove(stats_job *j) {
+  for (stats_job **p = &j->a->h1_jobs; *p; p = &(*p)->next) {
+    if (*p == j) {
+      *p = j->next;
+      return;
+    }
+  }
+}
+
+/* On home's thread: the document from the slots filled (a worker that
+   was closing has none: the totals are then of the others), or NULL.  A
+   slot is read only once its worker said it is filled: when worker 0
+   closed, others may still be filling theirs. */
+static char *job_document(stats_job *j) {
+  h3wt_stats_set *sets = malloc(j->a->nworkers * sizeof(*sets));
+  uint32_t n = 0;
+  char *doc;
+  if (!sets) {
+    return NULL;
+  }
+  for (uint32_t i = 0; i < j->a->nworkers; ++i) {
+    if (atomic_load_explicit(&j->filled[i], memory_order_acquire)) {
+      sets[n++] = j->sets[i];
+    }
+  }
+  uint64_t up = (uv_hrtime() - j->a->started_ns) / 1000000;
+  doc = j->prometheus ? h3wt_stats_prometheus(sets, n, up)
+                      : h3wt_stats_json(sets, n, up);
+  free(sets);
+  return doc;
+}
+
+/* On home's thread, once: answers (body NULL: 500, or nobody to answer)
+   and lets go of home's reference. */
+static void job_answer(stats_job *j, char *body) {
+  const char *ctype = j->prometheus ? PROMETHEUS_TYPE : "application/json";
+  assert(!j->answered);
+  j->answered = 1;
+  if (j->req) {
+    h3wt_request_set_data(j->req, NULL);
+    if (body) {
+      h3wt_header h[] = {H3WT_HEADER("content-type", ctype),
+                         H3WT_HEADER("cache-control", "no-store")};
+      h3wt_request_respond(j->req, 200, h, 2, body, strlen(body));
+    } else {
+      h3wt_request_respond(j->req, 500, NULL, 0, "out of memory\n", 14);
+    }
+    free(body);
+  } else if (j->later) {
+    h1_jobs_remove(j);
+    h3wt_http1_answer(j->later, body, body ? strlen(body) : 0, ctype);
   } else {
+    free(body);
+  }
+  j->req = NULL;
+  j->later = NULL;
+  job_unref(j);
+}
+
+/* Home's thread: a part is back. */
+static void job_part_home(void *arg) {
+  stats_part *p = arg;
+  stats_job *j = p->job;
+  assert(j->waiting > 0);
+  if (--j->waiting == 0 && !j->answered) {
+    job_answer(j, job_document(j));
+  }
+  job_unref(j);
+}
+
+/* Worker p->index's thread: its counters, then back home. */
+static void job_part_gather(void *arg) {
+  stats_part *p = arg;
+  stats_job *j = p->job;
+  worker *w = &j->a->workers[p->index];
+  if (h3wt_stats_gather(w->server, w->hub, &j->sets[p->index]) == 0) {
+    atomic_store_explicit(&j->filled[p->index], 1, memory_order_release);
+  }
+  if (h3wt_server_post(j->home->server, job_part_home, p) != 0) {
+    job_unref(j); /* home is closing: its request goes with it */
+  }
+}
+
+/* Home's thread: starts gathering for a request.  Returns the job or NULL
+   (out of memory). */
+static stats_job *job_start(worker *home, int prometheus) {
+  app *a = home->app;
+  stats_job *j = calloc(1, sizeof(*j));
+  if (!j) {
+    return NULL;
+  }
+  j->a = a;
+  j->home = home;
+  j->prometheus = prometheus;
+  j->sets = calloc(a->nworkers, sizeof(*j->sets));
+  j->filled = calloc(a->nworkers, sizeof(*j->filled));
+  j->parts = calloc(a->nworkers, sizeof(*j->parts));
+  if (!j->sets || !j->filled || !j->parts) {
+    job_free(j);
+    return NULL;
+  }
+  atomic_init(&j->refs, 1); /* home's */
+  return j;
+}
+
+/* Home's thread, after the request is attached: the parts go out.  A
+   worker that is closing refuses its part and is left out. */
+static void job_send(stats_job *j) {
+  /* Held for the loop, so the last part back cannot answer (and free)
+     before every part is out. */
+  atomic_fetch_add(&j->refs, 1);
+  ++j->waiting;
+  for (uint32_t i = 0; i < j->a->nworkers; ++i) {
+    j->parts[i] = (stats_part){j, i};
+    atomic_fetch_add(&j->refs, 1);
+    ++j->waiting;
+    if (h3wt_server_post(j->a->workers[i].server, job_part_gather,
+                         &j->parts[i]) != 0) {
+      --j->waiting;
+      job_unref(j);
+    }
+  }
+  stats_part self = {j, UINT32_MAX};
+  job_part_home(&self);
+}
+
+/* Main thread: worker 0 closed, so parts still out cannot come back; the
+   HTTP/1.1 requests waiting for them get what is known (the listener
+   waits for their answers before it closes). */
+static void orphan_h1_jobs(app *a) {
+  while (a->h1_jobs) {
+    stats_job *j = a->h1_jobs;
+    job_answer(j, job_document(j)); /* takes it off the list */
+  }
+}
+
+static int stats_path(const char *path, size_t n, int *prometheus) {
+  if (n == 6 && memcmp(path, "/stats", 6) == 0) {
+    *prometheus = 0;
+    return 1;
+  }
+  if (n == 8 && memcmp(path, "/metrics", 8) == 0) {
+    *prometheus = 1;
+    return 1;
+  }
+  return 0;
+}
+
+/* The HTTP/1.1 listener's documents (on worker 0's loop, the main one). */
+static int stats_document(const char *path, h3wt_http1_later *later,
+                          void *data) {
+  worker *home = data;
+  int prometheus;
+  if (!stats_path(path, strlen(path), &prometheus)) {
     return 0;
   }
-  if (!*body) {
-    return -1;
+  stats_job *j = job_start(home, prometheus);
+  if (!j) {
+    h3wt_http1_answer(later, NULL, 0, NULL);
+    return 1;
   }
-  *len = strlen(*body);
+  j->later = later;
+  j->next = home->app->h1_jobs;
+  home->app->h1_jobs = j;
+  job_send(j);
   return 1;
 }
 
 static void stats_request(h3wt_request *req, void *data) {
+  worker *home = data;
   const char *path = h3wt_request_path(req);
-  char p[16];
-  char *body = NULL;
-  size_t len = 0, n = strcspn(path, "?#");
-  const char *ctype = NULL;
+  int prometheus = 0;
   /* Routed here only for /stats and /metrics (a query may follow). */
-  snprintf(p, sizeof(p), "%.*s", (int)n, path);
-  if (stats_document(p, &body, &len, &ctype, data) != 1) {
-    free(body);
+  stats_path(path, strcspn(path, "?#"), &prometheus);
+  stats_job *j = job_start(home, prometheus);
+  if (!j) {
     h3wt_request_respond(req, 500, NULL, 0, "out of memory\n", 14);
     return;
   }
-  h3wt_header h[] = {H3WT_HEADER("content-type", ctype),
-                     H3WT_HEADER("cache-control", "no-store")};
-  h3wt_request_respond(req, 200, h, 2, body, len);
-  free(body);
+  j->req = req;
+  h3wt_request_set_data(req, j);
+  job_send(j);
 }
 
-static const h3wt_request_handler stats_handler = {.on_request = stats_request};
+/* The request went before its answer (its connection closed): nobody to
+   answer. */
+static void stats_request_close(h3wt_request *req, uint64_t code,
+                                void *data) {
+  stats_job *j = h3wt_request_get_data(req);
+  (void)code;
+  (void)data;
+  if (j) {
+    j->req = NULL;
+    job_answer(j, NULL);
+  }
+}
+
+static const h3wt_request_handler stats_handler = {
+    .on_request = stats_request, .on_close = stats_request_close};
+
+/* ---- the workers --------------------------------------------------------- */
+
+/* After every worker's loop ended (or before any ran): frees the workers
+   and the group.  Returns 0, or -1 when a loop still had handles. */
+static int workers_free(app *a) {
+  int rv = 0;
+  for (uint32_t i = 0; a->workers && i < a->nworkers; ++i) {
+    worker *w = &a->workers[i];
+    h3wt_server_del(w->server);
+    demo_wt_del(w->wt);
+    if (w->loop && uv_loop_close(w->loop) != 0) {
+      fprintf(stderr, "h3wt-server: worker %u: loop not empty at exit\n",
+              i);
+      rv = -1;
+    }
+  }
+  free(a->workers);
+  a->workers = NULL;
+  h3wt_server_group_del(a->group);
+  a->group = NULL;
+  return rv;
+}
+
+/* A worker's loop until its server closed, then until its hub's handles
+   are closed too. */
+static void worker_run(worker *w) {
+  uv_run(w->loop, UV_RUN_DEFAULT);
+  h3wt_channels_del(w->hub); /* its sessions ended with the server */
+  w->hub = NULL;
+  uv_run(w->loop, UV_RUN_DEFAULT);
+}
+
+static void worker_main(void *arg) {
+  worker_run(arg);
+}
+
+/* Closes whatever was made after a failed start (no worker thread runs
+   yet: each loop is run here), and frees it all.  Returns 1 (the exit
+   status). */
+static int fail_after_start(app *a) {
+  if (a->http1) {
+    h3wt_http1_close(a->http1, NULL, NULL); /* on worker 0's loop */
+  }
+  for (uint32_t i = 0; i < a->nworkers; ++i) {
+    worker *w = &a->workers[i];
+    if (w->server) {
+      h3wt_server_close(w->server, NULL, NULL);
+    }
+    if (w->loop) {
+      worker_run(w);
+    }
+  }
+  h3wt_http1_del(a->http1);
+  h3wt_http1_del(a->http1_unused);
+  workers_free(a);
+  return 1;
+}
+
+/* Makes worker w's server with its routes and hub (main thread, before
+   any worker thread runs).  Returns 0 or -1 (said on stderr). */
+static int worker_setup(app *a, worker *w, const h3wt_server_settings *base,
+                        const h3wt_app_config *cfg) {
+  h3wt_server_settings s = *base;
+  h3wt_channels_settings chs = cfg->channels;
+  demo_wt_opts wo = {cfg->wt_origin, s.log_cb, s.log_user_data, s.log_level};
+  int rv;
+  w->app = a;
+  if (w->index == 0) {
+    w->loop = uv_default_loop();
+  } else if (uv_loop_init(&w->own_loop) == 0) {
+    w->loop = &w->own_loop;
+  } else {
+    fprintf(stderr, "h3wt-server: worker %u: no loop\n", w->index);
+    return -1;
+  }
+  s.group = a->group;
+  s.worker = w->index;
+  rv = h3wt_server_new(&w->server, w->loop, &s);
+  if (rv != 0) {
+    fprintf(stderr, "h3wt-server: %s\n", h3wt_strerror(rv));
+    return -1;
+  }
+  chs.broker = a->broker;
+  if (demo_routes_http(w->server) != 0 ||
+      h3wt_server_route(w->server, "GET", "/stats", &stats_handler, w) != 0 ||
+      h3wt_server_route(w->server, "GET", "/metrics", &stats_handler, w) !=
+          0 ||
+      h3wt_server_static(w->server, "/", cfg->web_dir) != 0 ||
+      demo_routes_wt(w->server, w->loop, &wo, &w->wt) != 0 ||
+      demo_channels_new(w->server, cfg->channels_token, &chs, &w->hub) !=
+          0) {
+    fprintf(stderr, "h3wt-server: cannot set up routes\n");
+    return -1;
+  }
+  /* Worker 0 listens first: the group binds every worker's socket then,
+     and the others get the same port, ephemeral or not. */
+  rv = h3wt_server_listen(w->server);
+  if (rv != 0) {
+    fprintf(stderr, "h3wt-server: cannot listen on %s port %u: %s\n",
+            s.host, s.port, h3wt_strerror(rv));
+    return -1;
+  }
+  return 0;
+}
 
 /* ---- main ---------------------------------------------------------------------- */
 
@@ -444,7 +811,6 @@ static int run(h3wt_app_config *cfg) {
   app a;
   char devcert[4096], devkey[4096], certdir[4096];
   const char *web = cfg->web_dir, *cert_dir = cfg->cert_dir;
-  const char *wt_origin = cfg->wt_origin;
   uint64_t http_port = cfg->http_port;
   int http_port_given = cfg->http_port_given, no_http = !cfg->http;
   int rv;
@@ -493,45 +859,34 @@ static int run(h3wt_app_config *cfg) {
     return 1;
   }
 
-  a.loop = uv_default_loop();
-  a.started = uv_now(a.loop);
-  rv = h3wt_server_new(&a.server, a.loop, &s);
-  if (rv != 0) {
-    fprintf(stderr, "h3wt-server: %s\n", h3wt_strerror(rv));
+  a.started_ns = uv_hrtime();
+  a.nworkers = cfg->workers ? cfg->workers : 1;
+  a.workers = calloc(a.nworkers, sizeof(*a.workers));
+  if (!a.workers) {
+    fprintf(stderr, "h3wt-server: out of memory\n");
     return 1;
   }
-  {
-    demo_wt_opts wo = {wt_origin, s.log_cb, s.log_user_data, s.log_level};
-    if (demo_routes_http(a.server) != 0 ||
-        h3wt_server_route(a.server, "GET", "/stats", &stats_handler, &a) !=
-            0 ||
-        h3wt_server_route(a.server, "GET", "/metrics", &stats_handler, &a) !=
-            0 ||
-        h3wt_server_static(a.server, "/", web) != 0 ||
-        demo_routes_wt(a.server, a.loop, &wo, &a.wt) != 0 ||
-        demo_channels_new(a.server, cfg->channels_token, &cfg->channels,
-                          &a.hub) != 0) {
-      fprintf(stderr, "h3wt-server: cannot set up routes\n");
-      h3wt_channels_del(a.hub);
-      uv_run(a.loop, UV_RUN_DEFAULT);
-      h3wt_server_del(a.server);
-      demo_wt_del(a.wt);
-      return 1;
+  /* One worker keeps the plain layout: no group, one socket. */
+  if (a.nworkers > 1 &&
+      (rv = h3wt_server_group_new(&a.group, a.nworkers)) != 0) {
+    fprintf(stderr, "h3wt-server: %s\n", h3wt_strerror(rv));
+    free(a.workers);
+    return 1;
+  }
+  for (uint32_t i = 0; i < a.nworkers; ++i) {
+    a.workers[i].index = i;
+    if (worker_setup(&a, &a.workers[i], &s, cfg) != 0) {
+      return fail_after_start(&a);
     }
   }
-  rv = h3wt_server_listen(a.server);
-  if (rv != 0) {
-    fprintf(stderr, "h3wt-server: cannot listen on %s port %u: %s\n",
-            s.host, s.port, h3wt_strerror(rv));
-    return fail_after_start(&a);
-  }
+  worker *w0 = &a.workers[0];
   uint8_t hash[32];
   char hexhash[65];
   h3wt_cert_sha256(s.cert_file, hash);
   to_hex(hash, 32, hexhash);
   if (!no_http) {
     h3wt_http1_settings hs;
-    char *config = config_json(s.host, h3wt_server_port(a.server), hash);
+    char *config = config_json(s.host, h3wt_server_port(w0->server), hash);
     h3wt_http1_settings_default(&hs);
     hs.web_root = web;
     hs.port = (uint16_t)http_port;
@@ -540,8 +895,8 @@ static int run(h3wt_app_config *cfg) {
     hs.log_user_data = s.log_user_data;
     hs.log_level = s.log_level;
     hs.dynamic = stats_document;
-    hs.dynamic_user_data = &a;
-    rv = config ? h3wt_http1_new(&a.http1, a.loop, &hs) : H3WT_ERR_NOMEM;
+    hs.dynamic_user_data = w0;
+    rv = config ? h3wt_http1_new(&a.http1, w0->loop, &hs) : H3WT_ERR_NOMEM;
     free(config);
     if (rv != 0) {
       fprintf(stderr, "h3wt-server: demo page listener: %s\n",
@@ -568,35 +923,52 @@ static int run(h3wt_app_config *cfg) {
       a.http1 = NULL;
     }
   }
-  printf("h3wt-server: listening on %s port %u (UDP, HTTP/3)\n", s.host,
-         h3wt_server_port(a.server));
+  printf("h3wt-server: listening on %s port %u (UDP, HTTP/3, %u worker%s)\n",
+         s.host, h3wt_server_port(w0->server), a.nworkers,
+         a.nworkers == 1 ? "" : "s");
   printf("h3wt-server: certificate %s\n", s.cert_file);
   printf("h3wt-server: certificate sha256 %s\n", hexhash);
   printf("h3wt-server: try: curl --http3-only -k https://localhost:%u/\n",
-         h3wt_server_port(a.server));
+         h3wt_server_port(w0->server));
   if (a.http1) {
     printf("h3wt-server: demo page http://localhost:%u/\n",
            h3wt_http1_port(a.http1));
   }
   fflush(stdout);
 
-  uv_signal_init(a.loop, &a.sigint);
-  uv_signal_init(a.loop, &a.sigterm);
-  a.sigint.data = a.sigterm.data = &a;
+  uv_signal_init(w0->loop, &a.sigint);
+  uv_signal_init(w0->loop, &a.sigterm);
+  uv_async_init(w0->loop, &a.worker_done, on_worker_done);
+  a.sigint.data = a.sigterm.data = a.worker_done.data = &a;
   uv_signal_start(&a.sigint, on_signal, SIGINT);
   uv_signal_start(&a.sigterm, on_signal, SIGTERM);
 
-  uv_run(a.loop, UV_RUN_DEFAULT);
-  h3wt_channels_del(a.hub); /* its sessions ended with the server */
-  uv_run(a.loop, UV_RUN_DEFAULT);
-  h3wt_server_del(a.server);
+  /* From here each worker's objects belong to its thread. */
+  for (uint32_t i = 1; i < a.nworkers; ++i) {
+    worker *w = &a.workers[i];
+    if (uv_thread_create(&w->thread, worker_main, w) == 0) {
+      w->thread_started = 1;
+      continue;
+    }
+    fprintf(stderr, "h3wt-server: worker %u: no thread, stopping\n", i);
+    stop_all(&a, worker_close_now);
+    for (uint32_t k = i; k < a.nworkers; ++k) {
+      /* Never started: closed here, on this thread. */
+      worker_close_now(&a.workers[k]);
+      worker_run(&a.workers[k]);
+    }
+    break;
+  }
+
+  worker_run(w0);
+  for (uint32_t i = 1; i < a.nworkers; ++i) {
+    if (a.workers[i].thread_started) {
+      uv_thread_join(&a.workers[i].thread);
+    }
+  }
   h3wt_http1_del(a.http1);
   h3wt_http1_del(a.http1_unused);
-  demo_wt_del(a.wt);
-  rv = uv_loop_close(a.loop);
-  if (rv != 0) {
-    fprintf(stderr, "h3wt-server: loop not empty at exit: %s\n",
-            uv_strerror(rv));
+  if (workers_free(&a) != 0) {
     return 1;
   }
   fprintf(stderr, "h3wt-server: stopped\n");

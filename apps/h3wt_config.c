@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include <jansson.h>
+#include <uv.h>
 
 #define FIELD(m) offsetof(h3wt_app_config, m), sizeof(((h3wt_app_config *)0)->m)
 #define KIB 1024ULL
@@ -105,6 +106,11 @@ static const h3wt_config_key keys[] = {
      "finish for up to MS (default 5000; a second\n"
      "signal stops at once)",
      FIELD(drain_timeout_ms)},
+    {"workers", "workers", 0, H3WT_CONFIG_UINT, 1, 1024, "N",
+     "threads serving the port together, each with\n"
+     "its own loop (default: the number of cores;\n"
+     "1: one loop on the main thread)",
+     FIELD(workers)},
     {"idle_timeout", "idle-timeout", 0, H3WT_CONFIG_UINT, 1, 86400000, "MS",
      "close a connection idle this long (default 30000)",
      FIELD(server.idle_timeout_ms)},
@@ -271,6 +277,13 @@ void h3wt_config_init(h3wt_app_config *c) {
   c->http = 1;
   c->http_port = 8080;
   c->drain_timeout_ms = 5000;
+  /* One worker per core the process may use. */
+  c->workers = uv_available_parallelism();
+  if (c->workers < 1) {
+    c->workers = 1;
+  } else if (c->workers > 1024) {
+    c->workers = 1024;
+  }
   /* The environment gives defaults only; the file and options win.  Not
      copied: the environment outlives the config. */
   env = getenv("SSLKEYLOGFILE");

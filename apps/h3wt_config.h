@@ -41,6 +41,7 @@ typedef struct h3wt_app_config {
   int http_port_given; /* set by the file or the command line: a busy port
                           is then an error rather than a warning */
   uint64_t drain_timeout_ms;
+  uint32_t workers; /* threads, each with a loop and a server of a group */
   char *owned[H3WT_CONFIG_MAX_KEYS]; /* string values, by key index */
 } h3wt_app_config;
 

@@ -48,7 +48,7 @@ struct h3wt_http1 {
   conn *conns; /* doubly linked */
   size_t nconns;
   size_t open_handles; /* listeners, refused sockets, connection handles */
-  size_t fs_busy;      /* fs calls in flight */
+  size_t fs_busy;      /* fs calls (or hosts' documents) in flight */
   int closing;
   void (*close_cb)(h3wt_http1 *, void *);
   void *close_ud;
@@ -77,7 +77,7 @@ struct conn {
   char *rest; /* bytes read past the current request (pipelined) */
   size_t restlen;
   uv_fs_t fs;
-  int fs_busy;
+  int fs_busy; /* an fs call or the host's document in flight */
   uv_file fd;
   uint64_t size, got;
   char *body; /* file bytes (owned) */
@@ -478,30 +478,40 @@ static int is_config_path(const conn *c) {
   return n == sizeof(p) - 1 && memcmp(c->url, p, n) == 0;
 }
 
-/* Asks the host's callback.  Returns 1 when it answered. */
+/* Asks the host's callback.  Returns 1 when it takes the request: its
+   answer (h3wt_http1_answer) holds the connection like a file read in
+   flight. */
 static int dynamic(conn *c) {
   char path[256];
   size_t n = strcspn(c->url, "?");
-  char *body = NULL;
-  size_t len = 0;
-  const char *ctype = "application/octet-stream";
-  int rv;
   if (n >= sizeof(path)) {
     return 0; /* longer than any dynamic path: a file, or 404 */
   }
   memcpy(path, c->url, n);
   path[n] = '\0';
-  rv = c->h->s.dynamic(path, &body, &len, &ctype, c->h->s.dynamic_user_data);
-  if (rv == 0) {
+  c->fs_busy = 1;
+  c->h->fs_busy++;
+  if (c->h->s.dynamic(path, (h3wt_http1_later *)c,
+                      c->h->s.dynamic_user_data) == 0) {
+    c->fs_busy = 0;
+    c->h->fs_busy--;
     return 0;
   }
-  if (rv < 0 || !body) {
-    free(body);
+  return 1;
+}
+
+void h3wt_http1_answer(h3wt_http1_later *later, char *body, size_t len,
+                       const char *ctype) {
+  conn *c = (conn *)later;
+  if (fs_end(c) != 0) {
+    free(body); /* the connection went while the host was busy */
+    return;
+  }
+  if (!body) {
     send_error(c, 500);
-    return 1;
+    return;
   }
   send_response(c, 200, ctype, body, len, 1);
-  return 1;
 }
 
 static void handle_request(conn *c) {

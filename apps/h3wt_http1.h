@@ -30,6 +30,8 @@
 #include "h3wt/h3wt.h"
 
 typedef struct h3wt_http1 h3wt_http1;
+/* A request waiting for the host's document. */
+typedef struct h3wt_http1_later h3wt_http1_later;
 
 typedef struct h3wt_http1_settings {
   const char *web_root;    /* folder served (required) */
@@ -47,14 +49,13 @@ typedef struct h3wt_http1_settings {
   void *log_user_data;
   h3wt_log_level log_level;
   /* Optional: documents the host makes per request (the demo server's
-     GET /stats).  Asked first for every GET and HEAD, with the path
-     without its query (NUL-terminated).  Returns 1 to answer 200 with
-     *body (malloc'd; the listener frees it), *len bytes of it, and
-     *content_type (a static string); 0 when the path is not the host's
-     (files are served as usual); -1 to answer 500.  Runs on the loop
-     thread, so it may read the host's state without locks. */
-  int (*dynamic)(const char *path, char **body, size_t *len,
-                 const char **content_type, void *user_data);
+     GET /stats, gathered from every worker's loop).  Asked first for
+     every GET and HEAD, with the path without its query (NUL-terminated).
+     Returns 0 when the path is not the host's (files are served as
+     usual), else 1: the host then answers with h3wt_http1_answer(later,
+     ...) exactly once, at once or later, on the loop thread; the
+     connection waits for it (and so does h3wt_http1_close's callback). */
+  int (*dynamic)(const char *path, h3wt_http1_later *later, void *user_data);
   void *dynamic_user_data;
 } h3wt_http1_settings;
 
@@ -77,6 +78,12 @@ uint16_t h3wt_http1_port(const h3wt_http1 *h);
    handle is closed and no file read is in flight; then h3wt_http1_del(). */
 void h3wt_http1_close(h3wt_http1 *h, void (*cb)(h3wt_http1 *, void *),
                       void *user_data);
+
+/* The host's document for a request its dynamic callback took: 200 with
+   body (malloc'd, taken over; len bytes) and content_type (a static
+   string), or 500 when body is NULL.  On the loop thread. */
+void h3wt_http1_answer(h3wt_http1_later *later, char *body, size_t len,
+                       const char *content_type);
 
 /* Frees it: after the close callback, or if it never listened. */
 void h3wt_http1_del(h3wt_http1 *h);

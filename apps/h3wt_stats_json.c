@@ -66,6 +66,8 @@ static const stat_field fields[] = {
     F(datagrams_dropped_expired),
     F(liveness_closes),
     F(limit_max_unvalidated_handshakes),
+    F(packets_handed_off),
+    F(packets_misrouted_dropped),
 };
 
 #define NFIELDS (sizeof(fields) / sizeof(fields[0]))
@@ -119,38 +121,88 @@ size_t h3wt_stats_json_nfields(void) {
   return NFIELDS;
 }
 
-char *h3wt_stats_json(h3wt_server *server, h3wt_channels *hub,
-                      uint64_t uptime_ms) {
-  h3wt_server_stats st;
-  json_t *doc;
-  char *text;
-  st.version = H3WT_SERVER_STATS_VERSION;
-  if (h3wt_server_get_stats(server, &st) != 0) {
-    return NULL;
+#define NCH_FIELDS (sizeof(ch_fields) / sizeof(ch_fields[0]))
+
+int h3wt_stats_gather(h3wt_server *server, h3wt_channels *hub,
+                      h3wt_stats_set *out) {
+  memset(out, 0, sizeof(*out));
+  out->server.version = H3WT_SERVER_STATS_VERSION;
+  if (h3wt_server_get_stats(server, &out->server) != 0) {
+    return -1;
   }
+  if (hub) {
+    out->channels.version = H3WT_CHANNELS_STATS_V1;
+    if (h3wt_channels_get_stats(hub, &out->channels) != 0) {
+      return -1;
+    }
+    out->has_channels = 1;
+  }
+  return 0;
+}
+
+/* Adds the fields of the struct at from into the one at to. */
+static void add_fields(void *to, const void *from, const stat_field *f,
+                       size_t n) {
+  for (size_t i = 0; i < n; ++i) {
+    *(uint64_t *)((char *)to + f[i].offset) +=
+        *(const uint64_t *)((const char *)from + f[i].offset);
+  }
+}
+
+/* The workers' counters added up. */
+static void total(const h3wt_stats_set *w, size_t n, h3wt_stats_set *sum) {
+  memset(sum, 0, sizeof(*sum));
+  sum->has_channels = n > 0 && w[0].has_channels;
+  for (size_t i = 0; i < n; ++i) {
+    add_fields(&sum->server, &w[i].server, fields, NFIELDS);
+    add_fields(&sum->channels, &w[i].channels, ch_fields, NCH_FIELDS);
+  }
+}
+
+/* One set's counters into obj (and its "channels" object).  Returns 0 or
+   -1. */
+static int put_set(json_t *obj, const h3wt_stats_set *set) {
+  if (put_fields(obj, fields, NFIELDS, &set->server) != 0) {
+    return -1;
+  }
+  if (set->has_channels) {
+    json_t *ch = json_object();
+    if (!ch || put_fields(ch, ch_fields, NCH_FIELDS, &set->channels) != 0) {
+      json_decref(ch);
+      return -1;
+    }
+    if (json_object_set_new(obj, "channels", ch) != 0) { /* takes ch */
+      return -1;
+    }
+  }
+  return 0;
+}
+
+char *h3wt_stats_json(const h3wt_stats_set *workers, size_t n,
+                      uint64_t uptime_ms) {
+  h3wt_stats_set sum;
+  json_t *doc, *arr;
+  char *text;
+  total(workers, n, &sum);
   doc = json_object();
   if (!doc ||
       json_object_set_new(doc, "server", json_string("h3wt/" H3WT_VERSION)) ||
-      json_object_set_new(doc, "uptime_ms", json_integer((json_int_t)uptime_ms))) {
+      json_object_set_new(doc, "uptime_ms",
+                          json_integer((json_int_t)uptime_ms)) ||
+      put_set(doc, &sum) != 0) {
     json_decref(doc);
     return NULL;
   }
-  if (put_fields(doc, fields, NFIELDS, &st) != 0) {
+  /* Each worker under the same keys, in worker order. */
+  arr = json_array();
+  if (!arr || json_object_set_new(doc, "workers", arr) != 0) {
     json_decref(doc);
     return NULL;
   }
-  if (hub) {
-    h3wt_channels_stats cst;
-    json_t *ch = json_object();
-    cst.version = H3WT_CHANNELS_STATS_V1;
-    if (!ch || h3wt_channels_get_stats(hub, &cst) != 0 ||
-        put_fields(ch, ch_fields, sizeof(ch_fields) / sizeof(ch_fields[0]),
-                   &cst) != 0) {
-      json_decref(ch);
-      json_decref(doc);
-      return NULL;
-    }
-    if (json_object_set_new(doc, "channels", ch) != 0) { /* takes ch */
+  for (size_t i = 0; i < n; ++i) {
+    json_t *w = json_object();
+    if (!w || put_set(w, &workers[i]) != 0 || json_array_append_new(arr, w)) {
+      json_decref(w);
       json_decref(doc);
       return NULL;
     }
@@ -216,33 +268,22 @@ static void put_metrics(out_buf *o, const char *prefix, const stat_field *f,
   }
 }
 
-char *h3wt_stats_prometheus(h3wt_server *server, h3wt_channels *hub,
+char *h3wt_stats_prometheus(const h3wt_stats_set *workers, size_t n,
                             uint64_t uptime_ms) {
-  h3wt_server_stats st;
+  h3wt_stats_set sum;
   out_buf o = {malloc(8192), 0, 8192, 0};
   if (!o.p) {
     return NULL;
   }
-  st.version = H3WT_SERVER_STATS_VERSION;
-  if (h3wt_server_get_stats(server, &st) != 0) {
-    free(o.p);
-    return NULL;
-  }
+  total(workers, n, &sum);
   outf(&o, "# TYPE h3wt_build_info gauge\nh3wt_build_info{version=\"%s\"} 1\n",
        H3WT_VERSION);
   outf(&o, "# TYPE h3wt_uptime_seconds gauge\nh3wt_uptime_seconds %" PRIu64
            ".%03u\n",
        uptime_ms / 1000, (unsigned)(uptime_ms % 1000));
-  put_metrics(&o, "h3wt_", fields, NFIELDS, &st);
-  if (hub) {
-    h3wt_channels_stats cst;
-    cst.version = H3WT_CHANNELS_STATS_V1;
-    if (h3wt_channels_get_stats(hub, &cst) != 0) {
-      free(o.p);
-      return NULL;
-    }
-    put_metrics(&o, "h3wt_channels_", ch_fields,
-                sizeof(ch_fields) / sizeof(ch_fields[0]), &cst);
+  put_metrics(&o, "h3wt_", fields, NFIELDS, &sum.server);
+  if (sum.has_channels) {
+    put_metrics(&o, "h3wt_channels_", ch_fields, NCH_FIELDS, &sum.channels);
   }
   if (o.failed) {
     free(o.p);

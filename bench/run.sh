@@ -11,7 +11,7 @@
 # JSON line to a results file.
 #
 #   bench/run.sh [--repeat N] [--duration S] [--out FILE] [--no-build]
-#                [--quick] [--only fanout|chmem|broker]
+#                [--quick] [--only fanout|chmem|broker|workers]
 #
 #   --repeat N    runs of each measurement; the table shows the median by
 #                 rate (default 3)
@@ -30,6 +30,11 @@
 #                 against one redis-server it starts (publish-to-delivery
 #                 latency at 10,000 msg/s and what Redis adds at p99;
 #                 messages/s through Redis with 256 in flight)
+#   --only workers  only the workers section: datagram echo, GET / and
+#                 handshake rates with --workers 1 and --workers 2, with
+#                 the server CPU per operation, in a table of its own with
+#                 the ratios (2 vs 1); no targets (the other sections run
+#                 the server with --workers 1)
 #   --chmem-n N   sessions of the channel memory section (default 10000;
 #                 its JOIN storm is N(N+1)/2 frames: about 2 minutes a
 #                 run at 10,000 on 2 cores)
@@ -66,12 +71,12 @@ while [ $# -gt 0 ]; do
   --only) ONLY=$2; shift 2 ;;
   --fanout-rate) FO_RATE=$2; shift 2 ;;
   --chmem-n) CM_N=$2; shift 2 ;;
-  -h | --help) sed -n '2,39p' "$0"; exit 0 ;;
+  -h | --help) sed -n '2,44p' "$0"; exit 0 ;;
   *) echo "run.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done
 case $REPEAT in '' | *[!0-9]* | 0) echo "run.sh: bad --repeat" >&2; exit 2 ;; esac
-case $ONLY in '' | fanout | chmem | broker) ;; *) echo "run.sh: --only fanout, chmem, broker or nothing" >&2; exit 2 ;; esac
+case $ONLY in '' | fanout | chmem | broker | workers) ;; *) echo "run.sh: --only fanout, chmem, broker, workers or nothing" >&2; exit 2 ;; esac
 case $CM_N in '' | *[!0-9]* | 0) echo "run.sh: bad --chmem-n" >&2; exit 2 ;; esac
 
 # ---- build ------------------------------------------------------------------
@@ -145,10 +150,12 @@ wait_port() { # FILE PID: the port from "... listening on ADDR port N"
 
 # h3wt-server on an ephemeral port.  --log-level warn: the demo server logs
 # every request at info, which is the demo's choice, not the library's cost.
+# One worker unless the arguments say otherwise (the targets and the
+# baselines are single-threaded; the workers section compares 1 and 2).
 start_h3wt() {
   stop_server
   "$SERVER" --port 0 --addr 127.0.0.1 --no-http --cert-dir "$TMP/cert" \
-    --web "$WWW" --max-handshakes-per-addr 0 --log-level warn "$@" \
+    --web "$WWW" --max-handshakes-per-addr 0 --log-level warn --workers 1 "$@" \
     >"$TMP/h3wt.out" 2>"$TMP/h3wt.err" &
   SRV_PID=$!
   PIDS="$PIDS $SRV_PID"
@@ -277,7 +284,7 @@ fi
 
 S=8 W=4 P=64 # 8 sessions (one per connection) x 4 in flight = 32 in flight
 T="--timeout 120"
-find_ngtcp2
+[ "$ONLY" = workers ] || find_ngtcp2 # no baseline there
 start_h3wt # makes the development certificate ngtcp2 uses as well
 
 if [ -z "$ONLY" ]; then
@@ -397,7 +404,7 @@ FO_OPTS="--channels-publish-rate 0"
 if ! "$SERVER" --help 2>&1 | grep -q -- '--channels-publish-rate'; then
   FO_OPTS="" # an older server: the figures will show the limit
 fi
-if [ "$ONLY" != chmem ]; then
+if [ -z "$ONLY" ] || [ "$ONLY" = fanout ]; then
 log "fan-out: $FO_N subscribers x $FO_RATE msg/s: raw UDP vs h3wt reliable and unreliable, $REPEAT x ${DUR} s"
 for i in $(seq "$REPEAT"); do
   start_udp fanout-server
@@ -411,7 +418,35 @@ for i in $(seq "$REPEAT"); do
     -d "$DUR" $T --server-pid "$SRV_PID" \
     "https://127.0.0.1:$SRV_PORT/wt/channels"
 done
-fi # not --only chmem
+fi # not --only chmem or workers
+
+# ---- workers ------------------------------------------------------------------
+# The same server with one worker thread and with two (one server group,
+# SO_REUSEPORT, steering by connection ID): datagram echo (16 sessions, one
+# per connection, x 4 in flight), GET / (8 connections x 16 concurrent)
+# and handshakes (+ a WebTransport session, 16 at once).  More connections
+# than the main section, so both workers get some (the clients' random
+# connection IDs spread them).  On a 2-core machine the load generator
+# shares the cores: compare the server CPU per operation, and read the
+# rates as what the pair reaches.
+if [ "$ONLY" = workers ]; then
+  log "workers: datagram echo, GET /, handshakes with --workers 1 and 2, $REPEAT x ${DUR} s"
+  for i in $(seq "$REPEAT"); do
+    for nw in 1 2; do
+      start_h3wt --workers "$nw"
+      run "wk_dgram_$nw" "$BENCH" dgram -s 16 -w $W -P $P -d "$DUR" $T \
+        --label "h3wt-workers-$nw" --server-pid "$SRV_PID" \
+        "https://127.0.0.1:$SRV_PORT/wt/echo"
+      run "wk_get_$nw" "$BENCH" get -c 8 -r 16 -d "$DUR" $T \
+        --label "h3wt-workers-$nw" --server-pid "$SRV_PID" \
+        "https://127.0.0.1:$SRV_PORT/"
+      start_h3wt --workers "$nw"
+      run "wk_hs_$nw" "$BENCH" handshake -K 16 -d "$DUR" $T \
+        --label "h3wt-workers-$nw" --server-pid "$SRV_PID" \
+        "https://127.0.0.1:$SRV_PORT/wt/echo"
+    done
+  done
+fi
 stop_server
 
 # ---- the table --------------------------------------------------------------
@@ -506,7 +541,7 @@ row "idle memory, $IDLE_N sessions, 1/conn" \
 
 fi # not --only
 
-if [ "$ONLY" != fanout ]; then
+if [ -z "$ONLY" ] || [ "$ONLY" = chmem ]; then
 I16=$(median idle16) CM=$(median chmem)
 CMB="idle $(fmt '%.1f KiB/session' "$(jget "$I16" kib_per_session)"), open $(fmt '%.1f KiB/session' "$(jget "$CM" base_kib_per_session)")"
 row "channel memory, $CM_N subs in one channel" \
@@ -519,7 +554,7 @@ row "  control: unsubscribe, resubscribe" \
   "-" "-" "-" "-" "-"
 fi
 
-if [ "$ONLY" != chmem ]; then
+if [ -z "$ONLY" ] || [ "$ONLY" = fanout ]; then
 FU=$(median fanout_udp) FR=$(median fanout_rel) FX=$(median fanout_unrel)
 FO_LOAD=$((FO_N * ${FO_RATE%.*}))
 fo_fig() { # a fan-out run's "deliveries/s, p50/p99"
@@ -554,7 +589,25 @@ for k in unrel rel; do
     "< 5 ms at $FO_LOAD/s" \
     "$(verdict "a < 5000 && b >= 0.95 * $FO_LOAD" "$(jget "$F" lat_p99_us)" "$(rate "$F")")"
 done
-fi # not --only chmem
+fi # not --only chmem or workers
+
+# The workers table: no target, the ratios of two workers to one.
+wk_row() { # NAME KEY FORMAT CPU_FORMAT
+  local a b
+  a=$(median "$2_1") b=$(median "$2_2")
+  row "$1" "$(fmt "$3" "$(rate "$a")")" "$(fmt "$3" "$(rate "$b")")" \
+    "$(fmt '%.2f' "$(calc 'a / b' "$(rate "$b")" "$(rate "$a")")")" \
+    "$(fmt "$4" "$(cpu "$a")")" "$(fmt "$4" "$(cpu "$b")")" \
+    "$(fmt '%.2f' "$(calc 'a / b' "$(cpu "$b")" "$(cpu "$a")")")" ""
+}
+if [ "$ONLY" = workers ]; then
+  wk_row "datagram echo (16 x $W in flight, $P B)" wk_dgram '%.0f/s' '%.2f us'
+  wk_row "GET / (8 conns x 16)" wk_get '%.0f/s' '%.1f us'
+  wk_row "handshakes (+ WT session, 16 at once)" wk_hs '%.0f/s' '%.0f us'
+  HEAD='measure\t--workers 1\t--workers 2\trate 2/1\tCPU/op 1\tCPU/op 2\tCPU/op 2/1\t\n'
+else
+  HEAD='measure\th3wt\tbaseline\tratio\th3wt CPU/op\tbaseline CPU/op\ttarget\tresult\n'
+fi
 
 {
   echo "h3wt benchmark, $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) x $CPU_MODEL,"
@@ -565,7 +618,7 @@ fi # not --only chmem
   echo "delivery; ms per MB)"
   echo
   {
-    printf 'measure\th3wt\tbaseline\tratio\th3wt CPU/op\tbaseline CPU/op\ttarget\tresult\n'
+    printf "$HEAD"
     cat "$ROWS"
   } | column -t -s "$(printf '\t')"
 } | tee "$TABLE"

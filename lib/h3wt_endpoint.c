@@ -20,10 +20,16 @@ struct h3wt_endpoint {
   h3wt_driver drv; /* started by h3wt_ep_listen */
   h3wt_driver_callbacks drvcbs;
   h3wt_cidmap cids;
-  h3wt_ratemap handshakes; /* per source address; slots NULL: no limit */
+  h3wt_ratemap handshakes; /* per source address; slots NULL: no limit
+                              (a group's worker uses the group's) */
   h3wt_list conns;
-  size_t nconns;
-  size_t unvalidated; /* connections with c->unvalidated */
+  size_t nconns; /* this endpoint's */
+  /* What max_connections and max_unvalidated_handshakes are checked
+     against: own, or the group's (every worker's connections). */
+  h3wt_conn_counts own_counts;
+  h3wt_conn_counts *counts;
+  size_t unvalidated; /* this endpoint's connections with c->unvalidated */
+  int inbox_open;     /* a group's worker: its inbox takes packets */
   int pending_closes;
   void (*close_cb)(void *ud);
   void *close_ud;
@@ -78,6 +84,17 @@ static void conn_timer_closed(uv_handle_t *h) {
   }
 }
 
+/* The handshake's address is proven (or the connection goes): it no
+   longer counts against max_unvalidated_handshakes. */
+static void conn_validated(h3wt_ep_conn *c) {
+  h3wt_endpoint *ep = c->ep;
+  assert(c->unvalidated && ep->unvalidated > 0);
+  assert(atomic_load(&ep->counts->unvalidated) >= ep->unvalidated);
+  c->unvalidated = 0;
+  --ep->unvalidated;
+  atomic_fetch_sub(&ep->counts->unvalidated, 1);
+}
+
 /* Frees a connection: its CIDs leave the map now, its memory once libuv
    has released the timer. */
 static void conn_free(h3wt_ep_conn *c, uint64_t code) {
@@ -92,10 +109,10 @@ static void conn_free(h3wt_ep_conn *c, uint64_t code) {
     ++ep->stats.handshake_failures;
   }
   if (c->unvalidated) {
-    assert(ep->unvalidated > 0);
-    --ep->unvalidated;
-    c->unvalidated = 0;
+    conn_validated(c);
   }
+  assert(atomic_load(&ep->counts->conns) >= ep->nconns);
+  atomic_fetch_sub(&ep->counts->conns, 1);
   size_t n = h3wt_quic_conn_cids(c->qc, cids, lens, 20);
   for (size_t i = 0; i < n; ++i) {
     if (h3wt_cidmap_find(&ep->cids, cids[i], lens[i]) == c) {
@@ -221,10 +238,18 @@ static h3wt_ep_conn *conn_accept(h3wt_endpoint *ep,
   const struct sockaddr *local = (const struct sockaddr *)&ep->udp.local;
   uint8_t out[1500];
   int proven = 0;
+  /* A group's workers share the rate (under its lock: only packets that
+     would open a connection come here). */
   int per_addr =
-      ep->handshakes.slots && h3wt_ratemap_hit(&ep->handshakes, remote, ts);
+      ep->cfg.group
+          ? h3wt_group_handshake_hit(ep->cfg.group,
+                                     ep->cfg.max_handshakes_per_addr, remote,
+                                     ts)
+          : ep->handshakes.slots &&
+                h3wt_ratemap_hit(&ep->handshakes, remote, ts);
+  size_t unvalidated = atomic_load(&ep->counts->unvalidated);
   int for_all = ep->cfg.max_unvalidated_handshakes &&
-                ep->unvalidated >= ep->cfg.max_unvalidated_handshakes;
+                unvalidated >= ep->cfg.max_unvalidated_handshakes;
   if (per_addr || for_all) {
     /* Over the rate for this address, or too many handshakes in progress
        from unproven addresses: no state until the client proves the
@@ -250,7 +275,7 @@ static h3wt_ep_conn *conn_accept(h3wt_endpoint *ep,
         } else {
           H3WT_LOG(LOG(ep), H3WT_LOG_DEBUG, "server",
                    "Retry sent to %s (%zu unproven handshakes in progress)",
-                   addr, ep->unvalidated);
+                   addr, unvalidated);
         }
       }
       return NULL;
@@ -259,7 +284,10 @@ static h3wt_ep_conn *conn_accept(h3wt_endpoint *ep,
        (h3wt_quic_conn_server_new refuses a bad one). */
     proven = 1;
   }
-  if (ep->nconns >= ep->cfg.max_connections) {
+  /* Taken before the connection exists, so two workers cannot both take
+     the last slot; given back on every way out below. */
+  if (atomic_fetch_add(&ep->counts->conns, 1) >= ep->cfg.max_connections) {
+    atomic_fetch_sub(&ep->counts->conns, 1);
     ++ep->stats.limit_max_connections;
     H3WT_LOG(LOG(ep), H3WT_LOG_WARN, "server",
              "connection limit (%u) reached: new connection dropped",
@@ -268,6 +296,7 @@ static h3wt_ep_conn *conn_accept(h3wt_endpoint *ep,
   }
   h3wt_ep_conn *c = calloc(1, sizeof(*c));
   if (!c) {
+    atomic_fetch_sub(&ep->counts->conns, 1);
     return NULL;
   }
   c->ep = ep;
@@ -276,6 +305,7 @@ static h3wt_ep_conn *conn_accept(h3wt_endpoint *ep,
   if (h3wt_quic_conn_server_new(&c->qc, ep->cfg.qcfg, local, remote, data,
                                 len, ts, c) != 0) {
     free(c);
+    atomic_fetch_sub(&ep->counts->conns, 1);
     return NULL;
   }
   if (ep->cfg.cbs->conn_open(c, ep->cfg.ud) != 0) {
@@ -287,6 +317,7 @@ static h3wt_ep_conn *conn_accept(h3wt_endpoint *ep,
     }
     h3wt_quic_conn_del(c->qc); /* conn_open left nothing behind */
     free(c);
+    atomic_fetch_sub(&ep->counts->conns, 1);
     return NULL;
   }
   h3wt_drv_item_init(&ep->drv, &c->item, c);
@@ -295,6 +326,7 @@ static h3wt_ep_conn *conn_accept(h3wt_endpoint *ep,
   if (!proven) {
     c->unvalidated = 1;
     ++ep->unvalidated;
+    atomic_fetch_add(&ep->counts->unvalidated, 1);
   }
   ++ep->stats.connections_total;
   if (LOG(ep)->level >= H3WT_LOG_DEBUG) {
@@ -307,8 +339,11 @@ static h3wt_ep_conn *conn_accept(h3wt_endpoint *ep,
   return c;
 }
 
+/* handed: the packet came from another worker's inbox (it is ours
+   whatever its connection ID says: never handed on again). */
 static void on_packet(h3wt_endpoint *ep, const struct sockaddr *remote,
-                      const uint8_t *data, size_t len, uint64_t ts) {
+                      const uint8_t *data, size_t len, uint64_t ts,
+                      int handed) {
   const struct sockaddr *local = (const struct sockaddr *)&ep->udp.local;
   h3wt_quic_pkt_info pi;
   uint8_t out[1500];
@@ -330,6 +365,35 @@ static void on_packet(h3wt_endpoint *ep, const struct sockaddr *remote,
     return;
   }
   h3wt_ep_conn *c = h3wt_cidmap_find(&ep->cids, pi.dcid, pi.dcidlen);
+  if (!c && ep->cfg.group && !handed) {
+    /* Not a connection of ours: if the ID is another worker's (or, for a
+       client's first Initials, the worker its random ID spreads it to),
+       that worker handles it, with the client's address kept so its
+       answer, from a socket with the same local address, reaches the
+       client as ours would. */
+    uint32_t owner = h3wt_cid_worker(pi.dcid, pi.dcidlen,
+                                     h3wt_group_workers(ep->cfg.group));
+    int hv = owner != UINT32_MAX && owner != ep->cfg.worker
+                 ? h3wt_group_handoff(ep->cfg.group, owner, remote, data,
+                                      len)
+                 : H3WT_GROUP_GONE;
+    if (hv == H3WT_GROUP_TAKEN) {
+      ++ep->stats.packets_handed_off;
+      return;
+    }
+    if (hv != H3WT_GROUP_GONE) {
+      ++ep->stats.packets_misrouted_dropped;
+      H3WT_LOG(LOG(ep), H3WT_LOG_DEBUG, "udp",
+               "packet of %zu bytes for worker %u dropped: %s", len, owner,
+               hv == H3WT_GROUP_FULL ? "its inbox is full"
+                                     : "too large for its inbox");
+      return;
+    }
+    /* Ours, or the owner stopped (its connections are gone): this worker
+       answers, with a stateless reset the client accepts (the group
+       shares the secret) or a new connection (a Retry token checked with
+       the same secret). */
+  }
   if (!c) {
     if (!pi.long_header) {
       /* A short-header packet for a connection we do not know (we
@@ -360,8 +424,7 @@ static void on_packet(h3wt_endpoint *ep, const struct sockaddr *remote,
     return;
   }
   if (c->unvalidated && h3wt_quic_conn_handshake_done(c->qc)) {
-    c->unvalidated = 0; /* the peer answered: its address is its own */
-    --ep->unvalidated;
+    conn_validated(c); /* the peer answered: its address is its own */
   }
   h3wt_ep_mark_dirty(c);
 }
@@ -374,7 +437,20 @@ static void on_datagram(h3wt_udp *udp, const struct sockaddr *remote,
     return; /* the rest of a receive batch after a close */
   }
   h3wt_ep_enter(ep);
-  on_packet(ep, remote, data, len, ts);
+  on_packet(ep, remote, data, len, ts, 0);
+  h3wt_ep_leave(ep);
+}
+
+/* A packet another worker received for one of our connection IDs (on
+   this loop's thread, from the group's inbox). */
+static void on_handed(void *ud, const struct sockaddr *remote,
+                      const uint8_t *data, size_t len, uint64_t ts) {
+  h3wt_endpoint *ep = ud;
+  if (ep->closing) {
+    return;
+  }
+  h3wt_ep_enter(ep);
+  on_packet(ep, remote, data, len, ts, 1);
   h3wt_ep_leave(ep);
 }
 
@@ -389,12 +465,17 @@ int h3wt_ep_new(h3wt_endpoint **pep, const h3wt_ep_config *cfg) {
   ep->cfg = *cfg;
   ep->accepting = 1;
   h3wt_list_init(&ep->conns);
+  atomic_init(&ep->own_counts.conns, 0);
+  atomic_init(&ep->own_counts.unvalidated, 0);
+  ep->counts =
+      cfg->group ? h3wt_group_counts(cfg->group) : &ep->own_counts;
+  assert(!cfg->group || cfg->worker < h3wt_group_workers(cfg->group));
   if (h3wt_random(key, sizeof(key)) != 0 ||
       h3wt_cidmap_init(&ep->cids, key) != 0) {
     h3wt_ep_del(ep);
     return H3WT_ERR_NOMEM;
   }
-  if (cfg->max_handshakes_per_addr &&
+  if (cfg->max_handshakes_per_addr && !cfg->group &&
       (h3wt_random(key, sizeof(key)) != 0 ||
        h3wt_ratemap_init(&ep->handshakes, 4096, cfg->max_handshakes_per_addr,
                          key) != 0)) {
@@ -412,10 +493,29 @@ int h3wt_ep_new(h3wt_endpoint **pep, const h3wt_ep_config *cfg) {
 }
 
 int h3wt_ep_listen(h3wt_endpoint *ep, const struct sockaddr *addr) {
-  int rv = h3wt_udp_open(&ep->udp, ep->cfg.loop, addr, LOG(ep), on_datagram,
-                         ep);
+  int rv;
+  if (ep->cfg.group) {
+    int fd;
+    rv = h3wt_group_socket(ep->cfg.group, ep->cfg.worker, addr, LOG(ep), &fd);
+    if (rv == 0) {
+      rv = h3wt_udp_open_fd(&ep->udp, ep->cfg.loop, fd, LOG(ep), on_datagram,
+                            ep);
+    }
+  } else {
+    rv = h3wt_udp_open(&ep->udp, ep->cfg.loop, addr, LOG(ep), on_datagram,
+                       ep);
+  }
   if (rv != 0) {
     return rv;
+  }
+  if (ep->cfg.group) {
+    rv = h3wt_group_inbox_open(ep->cfg.group, ep->cfg.worker, ep->cfg.loop,
+                               on_handed, ep);
+    if (rv != 0) {
+      h3wt_udp_close(&ep->udp, NULL, NULL);
+      return rv;
+    }
+    ep->inbox_open = 1;
   }
   ep->drvcbs.flush = on_flush;
   ep->drvcbs.expired = on_expired;
@@ -468,6 +568,14 @@ void h3wt_ep_close(h3wt_endpoint *ep, void (*cb)(void *ud), void *ud) {
     ep->pending_closes += 3;
     h3wt_driver_close(&ep->drv, handle_closed, ep);
     h3wt_udp_close(&ep->udp, handle_closed, ep);
+    if (ep->inbox_open) {
+      /* Other workers' packets for us are dropped (and counted) from
+         now on. */
+      ep->inbox_open = 0;
+      ++ep->pending_closes;
+      h3wt_group_inbox_close(ep->cfg.group, ep->cfg.worker, handle_closed,
+                             ep);
+    }
   }
   close_step(ep);
 }

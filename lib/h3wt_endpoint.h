@@ -21,6 +21,7 @@
 #include <uv.h>
 
 #include "h3wt_driver.h"
+#include "h3wt_group.h"
 #include "h3wt_h3.h"
 #include "h3wt_list.h"
 #include "h3wt_quic.h"
@@ -72,6 +73,8 @@ typedef struct h3wt_ep_stats {
   uint64_t limit_max_connections;       /* Initial packets dropped */
   uint64_t limit_max_handshakes_per_addr; /* Retry packets sent */
   uint64_t limit_max_unvalidated_handshakes; /* of those, for everyone */
+  uint64_t packets_handed_off;        /* to the worker that owns them */
+  uint64_t packets_misrouted_dropped; /* its inbox could not take them */
 } h3wt_ep_stats;
 
 typedef struct h3wt_ep_config {
@@ -86,6 +89,11 @@ typedef struct h3wt_ep_config {
      Initial gets a Retry, whatever its address (a flood from spoofed
      addresses never trips the per-address rate).  0: never. */
   uint32_t max_unvalidated_handshakes;
+  /* A worker of a group (NULL: on its own): its socket is the group's,
+     the limits above count the group's connections, and packets for
+     another worker's connection IDs go to that worker's inbox. */
+  h3wt_server_group *group;
+  uint32_t worker;
   const h3wt_ep_callbacks *cbs;
   void *ud;
 } h3wt_ep_config;

@@ -10,6 +10,7 @@
  */
 #include "h3wt_quic.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -91,13 +92,28 @@ static void rand_cb(uint8_t *dest, size_t destlen,
   }
 }
 
+/* A connection ID this server issues: random, with the worker's index
+   in its first bytes when the server is one of a group, so the kernel's
+   steering program (and a worker that got the packet anyway) knows
+   whose it is. */
+static int server_cid(const h3wt_quic_config *cfg, uint8_t *cid,
+                      size_t len) {
+  if (h3wt_random(cid, len) != 0) {
+    return -1;
+  }
+  h3wt_cid_set_worker(cid, cfg->cid_workers, cfg->cid_worker);
+  assert(cfg->cid_workers <= 1 ||
+         h3wt_cid_worker(cid, len, cfg->cid_workers) == cfg->cid_worker);
+  return 0;
+}
+
 static int get_new_connection_id_cb(ngtcp2_conn *conn, ngtcp2_cid *cid,
                                     uint8_t *token, size_t cidlen,
                                     void *user_data) {
   h3wt_quic_conn *qc = user_data;
   const h3wt_quic_callbacks *cbs = qc->cfg->cbs;
   for (int tries = 0; tries < 8; ++tries) {
-    if (h3wt_random(cid->data, cidlen) != 0) {
+    if (server_cid(qc->cfg, cid->data, cidlen) != 0) {
       return NGTCP2_ERR_CALLBACK_FAILURE;
     }
     cid->datalen = cidlen;
@@ -419,7 +435,7 @@ ssize_t h3wt_quic_write_retry(uint8_t *out, size_t outlen,
     return 0; /* the answer to a Retry: h3wt_quic_conn_server_new checks it */
   }
   scid.datalen = H3WT_QUIC_SCIDLEN;
-  if (h3wt_random(scid.data, scid.datalen) != 0) {
+  if (server_cid(cfg, scid.data, scid.datalen) != 0) {
     return -1;
   }
   ngtcp2_ssize tokenlen = ngtcp2_crypto_generate_retry_token(
@@ -481,7 +497,7 @@ int h3wt_quic_conn_server_new(h3wt_quic_conn **pqc,
   qc->odcid = hd.dcid;
 
   scid.datalen = H3WT_QUIC_SCIDLEN;
-  if (h3wt_random(scid.data, scid.datalen) != 0) {
+  if (server_cid(cfg, scid.data, scid.datalen) != 0) {
     free(qc);
     return H3WT_ERR_QUIC;
   }

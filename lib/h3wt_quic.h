@@ -103,6 +103,10 @@ typedef struct h3wt_quic_config {
   uint64_t max_stream_data; /* per stream, each direction */
   uint64_t max_data;        /* per connection */
   uint64_t max_datagram_frame_size;
+  /* Server of a group: every connection ID it issues names worker
+     cid_worker of cid_workers (h3wt_cid_set_worker); cid_workers 0 or 1:
+     plain random IDs. */
+  uint32_t cid_workers, cid_worker;
   /* Scratch buffer for outgoing packets, shared: writes are synchronous. */
   uint8_t *txbuf;
   size_t txbuflen;

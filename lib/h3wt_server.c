@@ -1067,8 +1067,12 @@ int h3wt_server_new(h3wt_server **psrv, uv_loop_t *loop,
              ? offsetof(h3wt_server_settings, keep_alive_ms)
          : settings->version == H3WT_SERVER_SETTINGS_V3
              ? offsetof(h3wt_server_settings, secret)
+         : settings->version == H3WT_SERVER_SETTINGS_V4
+             ? offsetof(h3wt_server_settings, group)
              : sizeof(*settings));
-  if (srv->settings.secret && srv->settings.secret_len < 16) {
+  if ((srv->settings.secret && srv->settings.secret_len < 16) ||
+      (srv->settings.group &&
+       srv->settings.worker >= h3wt_group_workers(srv->settings.group))) {
     free(srv);
     return H3WT_ERR_INVALID_ARGUMENT;
   }
@@ -1105,6 +1109,18 @@ int h3wt_server_new(h3wt_server **psrv, uv_loop_t *loop,
   } else if (h3wt_random(srv->qcfg.static_secret, 32) != 0) {
     h3wt_server_del(srv);
     return H3WT_ERR_NOMEM;
+  }
+  if (srv->settings.group) {
+    /* One secret for the group: the first server's (its settings' or its
+       random one), so every worker verifies the Retry tokens and
+       recognises the stateless reset tokens of every other. */
+    h3wt_group_secret(srv->settings.group, srv->qcfg.static_secret);
+    srv->qcfg.cid_workers = h3wt_group_workers(srv->settings.group);
+    srv->qcfg.cid_worker = srv->settings.worker;
+    /* Session ids unique across the group (channel presence names
+       members by them): worker w of n issues w + n, w + 2n, ... */
+    srv->sessions.next_id = srv->settings.worker;
+    srv->sessions.id_step = srv->qcfg.cid_workers;
   }
   srv->settings.secret = NULL; /* not kept: the caller's memory */
   srv->settings.secret_len = 0;
@@ -1168,6 +1184,8 @@ int h3wt_server_new(h3wt_server **psrv, uv_loop_t *loop,
   ecfg.max_connections = srv->settings.max_connections;
   ecfg.max_handshakes_per_addr = srv->settings.max_handshakes_per_addr;
   ecfg.max_unvalidated_handshakes = srv->settings.max_unvalidated_handshakes;
+  ecfg.group = srv->settings.group;
+  ecfg.worker = srv->settings.worker;
   ecfg.cbs = &srv->epcbs;
   ecfg.ud = srv;
   if (h3wt_ep_new(&srv->ep, &ecfg) != 0) {
@@ -1250,6 +1268,9 @@ int h3wt_server_get_stats(const h3wt_server *srv, h3wt_server_stats *out) {
     size = offsetof(h3wt_server_stats, limit_max_unvalidated_handshakes);
     break;
   case H3WT_SERVER_STATS_V3:
+    size = offsetof(h3wt_server_stats, packets_handed_off);
+    break;
+  case H3WT_SERVER_STATS_V4:
     size = sizeof(h3wt_server_stats);
     break;
   default:
@@ -1266,6 +1287,8 @@ int h3wt_server_get_stats(const h3wt_server *srv, h3wt_server_stats *out) {
   st.limit_max_connections = es->limit_max_connections;
   st.limit_max_handshakes_per_addr = es->limit_max_handshakes_per_addr;
   st.limit_max_unvalidated_handshakes = es->limit_max_unvalidated_handshakes;
+  st.packets_handed_off = es->packets_handed_off;
+  st.packets_misrouted_dropped = es->packets_misrouted_dropped;
   st.sessions_current = w->sessions_current;
   st.sessions_total = w->sessions_total;
   st.wt_streams_bidi_peer = w->streams_bidi_peer;

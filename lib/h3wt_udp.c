@@ -8,6 +8,7 @@
 #include <netinet/udp.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #ifndef UDP_SEGMENT
 #define UDP_SEGMENT 103
@@ -56,38 +57,9 @@ static void recv_cb(uv_udp_t *handle, ssize_t nread, const uv_buf_t *buf,
                h3wt_now_ns(), udp->user_data);
 }
 
-int h3wt_udp_open(h3wt_udp *udp, uv_loop_t *loop, const struct sockaddr *addr,
-                  const h3wt_logger *log, h3wt_udp_recv_cb rcb,
-                  void *user_data) {
-  int rv;
-  char name[64];
-  memset(udp, 0, sizeof(*udp));
-  udp->log = log;
-  udp->recv_cb = rcb;
-  udp->user_data = user_data;
-  udp->fd = -1;
-  h3wt_addr_format(addr, name, sizeof(name));
-
-  udp->rbuflen = SLOT * SLOTS;
-  udp->rbuf = malloc(udp->rbuflen);
-  if (!udp->rbuf) {
-    return H3WT_ERR_NOMEM;
-  }
-  rv = uv_udp_init_ex(loop, &udp->handle, addr->sa_family | UV_UDP_RECVMMSG);
-  if (rv != 0) {
-    free(udp->rbuf);
-    udp->rbuf = NULL;
-    H3WT_LOG(log, H3WT_LOG_ERROR, "udp", "socket: %s", uv_strerror(rv));
-    return H3WT_ERR_IO;
-  }
-  udp->handle.data = udp;
-  rv = uv_udp_bind(&udp->handle, addr, 0);
-  if (rv != 0) {
-    H3WT_LOG(log, H3WT_LOG_ERROR, "udp", "bind %s: %s", name,
-             uv_strerror(rv));
-    h3wt_udp_close(udp, NULL, NULL);
-    return H3WT_ERR_ADDRESS;
-  }
+/* The common start: udp->handle has its socket (bound); sets what the
+   socket is used with and starts receiving. */
+static int udp_start(h3wt_udp *udp) {
   int len = (int)sizeof(udp->local);
   uv_udp_getsockname(&udp->handle, (struct sockaddr *)&udp->local, &len);
   udp->locallen = (socklen_t)len;
@@ -101,18 +73,108 @@ int h3wt_udp_open(h3wt_udp *udp, uv_loop_t *loop, const struct sockaddr *addr,
   uv_recv_buffer_size((uv_handle_t *)&udp->handle, &sz);
   sz = 4 * 1024 * 1024;
   uv_send_buffer_size((uv_handle_t *)&udp->handle, &sz);
-  rv = uv_udp_recv_start(&udp->handle, alloc_cb, recv_cb);
+  int rv = uv_udp_recv_start(&udp->handle, alloc_cb, recv_cb);
   if (rv != 0) {
-    H3WT_LOG(log, H3WT_LOG_ERROR, "udp", "recv_start: %s", uv_strerror(rv));
+    H3WT_LOG(udp->log, H3WT_LOG_ERROR, "udp", "recv_start: %s",
+             uv_strerror(rv));
     h3wt_udp_close(udp, NULL, NULL);
     return H3WT_ERR_IO;
   }
   return 0;
 }
 
+/* The handle with recvmmsg, for a socket of ours (AF_UNSPEC: libuv makes
+   none). */
+static int udp_init(h3wt_udp *udp, uv_loop_t *loop, const h3wt_logger *log,
+                    h3wt_udp_recv_cb rcb, void *user_data) {
+  memset(udp, 0, sizeof(*udp));
+  udp->log = log;
+  udp->recv_cb = rcb;
+  udp->user_data = user_data;
+  udp->fd = -1;
+  udp->rbuflen = SLOT * SLOTS;
+  udp->rbuf = malloc(udp->rbuflen);
+  if (!udp->rbuf) {
+    return H3WT_ERR_NOMEM;
+  }
+  int rv = uv_udp_init_ex(loop, &udp->handle, AF_UNSPEC | UV_UDP_RECVMMSG);
+  if (rv != 0) {
+    free(udp->rbuf);
+    udp->rbuf = NULL;
+    H3WT_LOG(log, H3WT_LOG_ERROR, "udp", "socket: %s", uv_strerror(rv));
+    return H3WT_ERR_IO;
+  }
+  udp->handle.data = udp;
+  return 0;
+}
+
 static socklen_t addr_len(const struct sockaddr *sa) {
   return sa->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
                                    : sizeof(struct sockaddr_in);
+}
+
+int h3wt_udp_socket(const struct sockaddr *addr, int reuseport,
+                    const h3wt_logger *log) {
+  char name[64];
+  int one = 1, zero = 0;
+  int fd = socket(addr->sa_family, SOCK_DGRAM | SOCK_CLOEXEC, IPPROTO_UDP);
+  if (fd < 0) {
+    H3WT_LOG(log, H3WT_LOG_ERROR, "udp", "socket: %s", strerror(errno));
+    return H3WT_ERR_IO;
+  }
+  if (reuseport &&
+      setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0) {
+    H3WT_LOG(log, H3WT_LOG_ERROR, "udp", "SO_REUSEPORT: %s", strerror(errno));
+    close(fd);
+    return H3WT_ERR_IO;
+  }
+  /* Dual-stack on an IPv6 wildcard, whatever the system's default. */
+  if (addr->sa_family == AF_INET6) {
+    setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof(zero));
+  }
+  if (bind(fd, addr, addr_len(addr)) != 0) {
+    h3wt_addr_format(addr, name, sizeof(name));
+    H3WT_LOG(log, H3WT_LOG_ERROR, "udp", "bind %s: %s", name,
+             strerror(errno));
+    close(fd);
+    return H3WT_ERR_ADDRESS;
+  }
+  return fd;
+}
+
+int h3wt_udp_open(h3wt_udp *udp, uv_loop_t *loop, const struct sockaddr *addr,
+                  const h3wt_logger *log, h3wt_udp_recv_cb rcb,
+                  void *user_data) {
+  /* Bound before libuv sees it: a busy address fails here, with no handle
+     to close (so the caller may try another address with the same
+     struct at once). */
+  int fd = h3wt_udp_socket(addr, 0, log);
+  if (fd < 0) {
+    return fd;
+  }
+  return h3wt_udp_open_fd(udp, loop, fd, log, rcb, user_data);
+}
+
+int h3wt_udp_open_fd(h3wt_udp *udp, uv_loop_t *loop, int fd,
+                     const h3wt_logger *log, h3wt_udp_recv_cb rcb,
+                     void *user_data) {
+  int rv = udp_init(udp, loop, log, rcb, user_data);
+  if (rv != 0) {
+    close(fd);
+    return rv;
+  }
+  rv = uv_udp_open(&udp->handle, fd);
+  if (rv != 0) {
+    H3WT_LOG(log, H3WT_LOG_ERROR, "udp", "uv_udp_open: %s", uv_strerror(rv));
+    close(fd);
+    h3wt_udp_close(udp, NULL, NULL);
+    return H3WT_ERR_IO;
+  }
+  /* uv_udp_open sets SO_REUSEADDR, with which another process's socket
+     that sets it too could bind this port: off again. */
+  int zero = 0;
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &zero, sizeof(zero));
+  return udp_start(udp);
 }
 
 /* The socket may be IPv6 dual-stack while ngtcp2 hands us the peer address

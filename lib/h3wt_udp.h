@@ -45,12 +45,24 @@ struct h3wt_udp {
   h3wt_udp_stats stats;
 };
 
+/* A UDP socket bound to addr (with SO_REUSEPORT when reuseport is set;
+   dual-stack for an IPv6 wildcard).  Returns it, or H3WT_ERR_ADDRESS or
+   H3WT_ERR_IO (with the reason logged). */
+int h3wt_udp_socket(const struct sockaddr *addr, int reuseport,
+                    const h3wt_logger *log);
+
 /* Binds to addr (port 0: ephemeral) on loop and starts receiving.  For an
    IPv6 wildcard, dual-stack is requested.  Returns 0, H3WT_ERR_ADDRESS or
    H3WT_ERR_IO (with the reason logged). */
 int h3wt_udp_open(h3wt_udp *udp, uv_loop_t *loop, const struct sockaddr *addr,
                   const h3wt_logger *log, h3wt_udp_recv_cb recv_cb,
                   void *user_data);
+
+/* The same on a socket made and bound elsewhere (a server group's), which
+   the handle owns from now on (closed with it, or here on failure). */
+int h3wt_udp_open_fd(h3wt_udp *udp, uv_loop_t *loop, int fd,
+                     const h3wt_logger *log, h3wt_udp_recv_cb recv_cb,
+                     void *user_data);
 
 /* Sends len bytes to remote.  With gso_size > 0 and len > gso_size, data is
    several packets of gso_size bytes (the last may be shorter) sent in one

@@ -63,6 +63,37 @@ void h3wt_hex(const uint8_t *data, size_t len, char *out) {
   out[2 * len] = '\0';
 }
 
+/* ---- worker steering (see h3wt_util.h) ---------------------------------- */
+
+void h3wt_cid_set_worker(uint8_t *cid, uint32_t workers, uint32_t worker) {
+  if (workers <= 1) {
+    return;
+  }
+  uint32_t v = (uint32_t)cid[0] << 24 | (uint32_t)cid[1] << 16 |
+               (uint32_t)cid[2] << 8 | cid[3];
+  /* The nearest multiple of workers below, plus the index: the value stays
+     random in its upper bits, and near the top of the range one step down
+     keeps it from wrapping. */
+  v -= v % workers;
+  if (v > UINT32_MAX - workers) {
+    v -= workers;
+  }
+  v += worker;
+  cid[0] = (uint8_t)(v >> 24);
+  cid[1] = (uint8_t)(v >> 16);
+  cid[2] = (uint8_t)(v >> 8);
+  cid[3] = (uint8_t)v;
+}
+
+uint32_t h3wt_cid_worker(const uint8_t *cid, size_t len, uint32_t workers) {
+  if (workers <= 1 || len < 4) {
+    return UINT32_MAX;
+  }
+  uint32_t v = (uint32_t)cid[0] << 24 | (uint32_t)cid[1] << 16 |
+               (uint32_t)cid[2] << 8 | cid[3];
+  return v % workers;
+}
+
 /* ---- header lists ------------------------------------------------------- */
 
 int h3wt_headers_append(h3wt_header **hs, size_t *n, size_t *cap,

@@ -66,6 +66,18 @@ uint64_t h3wt_name_hash(uint64_t seed, const void *p, size_t len);
 /* Lower-case hex of len bytes into out (2*len+1 bytes). */
 void h3wt_hex(const uint8_t *data, size_t len, char *out);
 
+/* ---- worker steering ---------------------------------------------------- */
+
+/* A server that is worker `worker` of a group of `workers` puts its index
+   in every connection ID it issues: the first 4 bytes, read as a
+   big-endian number, modulo workers.  The kernel program that steers
+   packets to workers (h3wt_group.c) reads the same bytes.  Sets them,
+   keeping them random otherwise (workers <= 1: cid is left as it is). */
+void h3wt_cid_set_worker(uint8_t *cid, uint32_t workers, uint32_t worker);
+/* The worker whose connection ID cid is, or UINT32_MAX when it is shorter
+   than 4 bytes or workers <= 1. */
+uint32_t h3wt_cid_worker(const uint8_t *cid, size_t len, uint32_t workers);
+
 /* The rest of the base layer, each in its own file. */
 #include "h3wt_cidmap.h"
 #include "h3wt_sendq.h"

@@ -528,7 +528,8 @@ static int registry_add(h3wt_wt_registry *reg, h3wt_session *s) {
   if (!reg->list.next) {
     h3wt_list_init(&reg->list); /* the registry is zeroed memory at first */
   }
-  s->uid = ++reg->next_id;
+  reg->next_id += reg->id_step ? reg->id_step : 1;
+  s->uid = reg->next_id;
   size_t b = bucket_of(reg, s->uid);
   s->hnext = reg->buckets[b];
   reg->buckets[b] = s;

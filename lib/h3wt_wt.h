@@ -46,7 +46,9 @@ typedef struct h3wt_wt_stats {
    h3wt_session_id() and iteration: a list in creation order and a hash
    table of chains.  Ids come from next_id and are never reused. */
 typedef struct h3wt_wt_registry {
-  uint64_t next_id;
+  uint64_t next_id; /* the last id given */
+  uint64_t id_step; /* between ids (a group's worker: the number of
+                       workers; 0 means 1) */
   h3wt_list list; /* by age (zeroed until the first session) */
   h3wt_session **buckets;
   size_t nbuckets, count;

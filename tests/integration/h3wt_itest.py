@@ -1408,7 +1408,10 @@ def stats_endpoint(t):
     check_eq(s3["limit_max_header_bytes"], 1, "limit_max_header_bytes after one 431")
     check_ge(s3, "responses_4xx", 2, "after the 413 and the 431")
     for key, value in s3.items():
-        if key == "channels":
+        if key == "workers":
+            check(isinstance(value, list) and value,
+                  f"/stats workers is {value!r}, not a list of workers")
+        elif key == "channels":
             # The /wt/channels hub's own counters, one level down.
             for k2, v2 in value.items():
                 check(isinstance(v2, int) and v2 >= 0,
@@ -1440,7 +1443,7 @@ def stats_endpoint(t):
         return prefix + key + ("" if key.endswith("_total") else "_total"), "counter"
 
     want = [metric("h3wt_", k) + (v,) for k, v in s3.items()
-            if k not in ("server", "channels", "uptime_ms")]
+            if k not in ("server", "channels", "uptime_ms", "workers")]
     want += [metric("h3wt_channels_", k) + (v,)
              for k, v in s3.get("channels", {}).items()]
     for name, kind, before in want:
@@ -1453,6 +1456,56 @@ def stats_endpoint(t):
              "h3wt_build_info and h3wt_uptime_seconds")
     check_eq(m3["h3wt_limit_max_request_body_total"][1], 1,
              "the 413 in /metrics")
+
+
+@case(needs_curl=True)
+def workers_stats(t):
+    """--workers 2: two threads serve one port.  24 curl connections at
+    once are served by both workers (their random connection IDs spread
+    them); /stats, over HTTP/3 and HTTP/1.1, has a "workers" array of 2
+    entries whose counters add up to the totals, and no packet was lost
+    between the workers."""
+    srv = t.server(extra=["--workers", 2])
+    check(re.search(r"listening on \S+ port \d+ \(UDP, HTTP/3, 2 workers\)",
+                    srv.stdout()), f"no '2 workers' in {short(srv.stdout())!r}")
+    n = 24
+    procs = [t.popen(t.curl_cmd(srv.url("/"), "-o", os.devnull),
+                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+             for _ in range(n)]
+    for p in procs:
+        try:
+            rc = p.wait(CMD_TIMEOUT + 10)
+        except subprocess.TimeoutExpired:
+            rc = None
+        check_eq(rc, 0, f"curl exit code ({short(p.stderr.read())!r})")
+
+    def check_sums(stats, over):
+        ws = stats.get("workers")
+        check(isinstance(ws, list) and len(ws) == 2,
+              f"/stats workers over {over}: {ws!r}")
+        for key, value in stats.items():
+            if key in ("server", "uptime_ms", "workers"):
+                continue
+            if key == "channels":
+                for k2, v2 in value.items():
+                    check_eq(sum(w["channels"][k2] for w in ws), v2,
+                             f"channels.{k2} over {over}: the workers' sum")
+                continue
+            check_eq(sum(w[key] for w in ws), value,
+                     f"{key} over {over}: the workers' sum")
+        return ws
+
+    s = stats_h3(t, srv)
+    ws = check_sums(s, "HTTP/3")
+    check_ge(s, "connections_total", n + 1, f"after {n} curl runs")
+    for i, w in enumerate(ws):
+        check(w["connections_total"] > 0,
+              f"worker {i} served no connection of {n + 1}: "
+              f"{[x['connections_total'] for x in ws]}")
+    check_eq(s["packets_misrouted_dropped"], 0, "packets dropped between workers")
+    s1 = stats_h1(srv)
+    check_sums(s1, "HTTP/1.1")
+    check_ge(s1, "connections_total", s["connections_total"], "over HTTP/1.1")
 
 
 def write_config(t, doc):

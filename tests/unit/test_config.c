@@ -11,6 +11,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <jansson.h>
+#include <uv.h>
+
 #include "h3wt_config.h"
 #include "h3wt_stats_json.h"
 #include "h3wt_test.h"
@@ -162,6 +165,26 @@ TEST(out_of_range) {
   h3wt_config_free(&c);
 }
 
+/* workers: one per core by default (at least 1), 1 to 1024 when given. */
+TEST(workers_key) {
+  h3wt_app_config c;
+  CHECK_EQ_INT(load_text(&c, "{}"), 0);
+  CHECK(c.workers >= 1 && c.workers <= 1024);
+  CHECK_EQ_INT(c.workers, uv_available_parallelism() > 1024
+                              ? 1024
+                              : uv_available_parallelism());
+  h3wt_config_free(&c);
+  CHECK_EQ_INT(load_text(&c, "{\"workers\": 3}"), 0);
+  CHECK_EQ_INT(c.workers, 3);
+  h3wt_config_free(&c);
+  CHECK_EQ_INT(load_text(&c, "{\"workers\": 0}"), -1);
+  check_contains(err, "workers: 0 is out of range");
+  h3wt_config_free(&c);
+  CHECK_EQ_INT(load_text(&c, "{\"workers\": 1025}"), -1);
+  check_contains(err, "workers: 1025 is out of range");
+  h3wt_config_free(&c);
+}
+
 TEST(bad_json_has_line_and_column) {
   h3wt_app_config c;
   CHECK_EQ_INT(load_text(&c, "{\n  \"port\": 1,\n  \"web\": \n}\n"), -1);
@@ -285,6 +308,58 @@ TEST(stats_json_covers_every_counter) {
   CHECK_EQ_INT(h3wt_stats_json_nfields(), counters);
 }
 
+/* Two workers' counters: the totals are their sums (channels too), the
+   workers array has each one's under the same keys, /metrics the sums. */
+TEST(stats_json_adds_up_workers) {
+  h3wt_stats_set w[2];
+  memset(w, 0, sizeof(w));
+  for (int i = 0; i < 2; ++i) {
+    w[i].server.connections_total = 10 + (uint64_t)i;
+    w[i].server.packets_handed_off = 100 * (uint64_t)(i + 1);
+    w[i].server.limit_max_unvalidated_handshakes = 7;
+    w[i].channels.subscribes = 3 + (uint64_t)i;
+    w[i].has_channels = 1;
+  }
+  char *text = h3wt_stats_json(w, 2, 1234);
+  CHECK(text != NULL);
+  json_error_t e;
+  json_t *doc = text ? json_loads(text, 0, &e) : NULL;
+  CHECK(doc != NULL);
+  if (doc) {
+    CHECK_EQ_INT(json_integer_value(json_object_get(doc, "connections_total")),
+                 21);
+    CHECK_EQ_INT(json_integer_value(json_object_get(doc, "packets_handed_off")),
+                 300);
+    CHECK_EQ_INT(json_integer_value(json_object_get(
+                     doc, "limit_max_unvalidated_handshakes")),
+                 14);
+    CHECK_EQ_INT(json_integer_value(json_object_get(
+                     json_object_get(doc, "channels"), "subscribes")),
+                 7);
+    CHECK_EQ_INT(json_integer_value(json_object_get(doc, "uptime_ms")), 1234);
+    json_t *arr = json_object_get(doc, "workers");
+    CHECK_EQ_INT(json_array_size(arr), 2);
+    json_t *w1 = json_array_get(arr, 1);
+    CHECK_EQ_INT(json_integer_value(json_object_get(w1, "connections_total")),
+                 11);
+    CHECK_EQ_INT(json_integer_value(json_object_get(
+                     json_object_get(w1, "channels"), "subscribes")),
+                 4);
+    /* Each worker carries every counter the totals do. */
+    CHECK_EQ_INT(json_object_size(w1) + 3, json_object_size(doc));
+  }
+  json_decref(doc);
+  free(text);
+  text = h3wt_stats_prometheus(w, 2, 1234);
+  CHECK(text != NULL);
+  if (text) {
+    CHECK(strstr(text, "\nh3wt_connections_total 21\n") != NULL);
+    CHECK(strstr(text, "\nh3wt_packets_handed_off_total 300\n") != NULL);
+    CHECK(strstr(text, "\nh3wt_channels_subscribes_total 7\n") != NULL);
+  }
+  free(text);
+}
+
 int main(int argc, char **argv) {
   static const h3wt_test_case tests[] = {
       TEST_ENTRY(good_file),
@@ -292,11 +367,13 @@ int main(int argc, char **argv) {
       TEST_ENTRY(unknown_key),
       TEST_ENTRY(wrong_type),
       TEST_ENTRY(out_of_range),
+      TEST_ENTRY(workers_key),
       TEST_ENTRY(bad_json_has_line_and_column),
       TEST_ENTRY(command_line_text),
       TEST_ENTRY(dump_reads_back),
       TEST_ENTRY(key_table),
       TEST_ENTRY(stats_json_covers_every_counter),
+      TEST_ENTRY(stats_json_adds_up_workers),
   };
   /* The environment gives defaults: keep it out of these tests. */
   unsetenv("SSLKEYLOGFILE");

@@ -21,7 +21,11 @@
  *  - Threads: every h3wt function must be called on the loop thread of
  *    the object it takes, except h3wt_server_post(), which any thread may
  *    call to hand work to a server's loop (its function runs there and may
- *    call anything).
+ *    call anything), and the server group calls (h3wt_server_group_new
+ *    and _del), whose object is shared by servers on many threads.  To
+ *    use every core, run one server per thread, each on its own loop, all
+ *    in one h3wt_server_group; one worker hands work to another with
+ *    h3wt_server_post() on the other's server.
  *  - Settings structs are versioned: initialise them with the matching
  *    *_default() function, then change the fields you need.  Fields are only
  *    ever appended.
@@ -135,7 +139,41 @@ typedef struct h3wt_request h3wt_request;
 #define H3WT_SERVER_SETTINGS_V4 4 /* adds secret, secret_len,
                                      orphan_stream_timeout_ms,
                                      max_unvalidated_handshakes */
-#define H3WT_SERVER_SETTINGS_VERSION H3WT_SERVER_SETTINGS_V4
+#define H3WT_SERVER_SETTINGS_V5 5 /* adds group, worker */
+#define H3WT_SERVER_SETTINGS_VERSION H3WT_SERVER_SETTINGS_V5
+
+/* A server group: the servers ("workers") of one process that serve one
+   address together, each on its own thread and loop.  Every worker has
+   its own UDP socket on the same host:port (SO_REUSEPORT), bound by the
+   group in worker order.  Each worker puts its index in every connection
+   ID it issues (the first 4 bytes of the ID, read as a big-endian number,
+   modulo the number of workers), and a classic BPF program attached to
+   the sockets (SO_ATTACH_REUSEPORT_CBPF, Linux 4.5 and later) has the
+   kernel deliver each packet to the worker its destination connection ID
+   names, so a client whose address changes stays with its worker.  A
+   packet that still lands on another worker (the program could not be
+   attached: a warning is logged) is copied to its owner's inbox and
+   handled there (counted in packets_handed_off; a full inbox drops it and
+   counts packets_misrouted_dropped); a worker whose owner has stopped
+   handles the packet itself.
+   What the workers share: the static secret (the settings' secret if the
+   first server to be created has one, else a random one; Retry and
+   stateless reset tokens verify on every worker), max_connections and
+   max_unvalidated_handshakes (counted over all workers) and the
+   per-address handshake rate.  Session ids (h3wt_session_id()) are unique
+   across the group: worker w of n issues only ids with id % n == w.
+   Every worker must listen (an unread socket would swallow its share of
+   the packets), all with the same host and port (the first listen of
+   the group binds; port 0 gives every worker the same ephemeral port).
+   Each server is used from its own loop thread only, as any server. */
+typedef struct h3wt_server_group h3wt_server_group;
+
+/* Makes a group for workers servers (1 to 1024).  Any thread.  Returns 0,
+   H3WT_ERR_INVALID_ARGUMENT or H3WT_ERR_NOMEM. */
+int h3wt_server_group_new(h3wt_server_group **pgroup, uint32_t workers);
+/* Frees the group: any thread, after every server of the group was
+   deleted (h3wt_server_del). */
+void h3wt_server_group_del(h3wt_server_group *group);
 
 typedef struct h3wt_server_settings {
   int version; /* H3WT_SERVER_SETTINGS_VERSION */
@@ -235,6 +273,12 @@ typedef struct h3wt_server_settings {
      max_handshakes_per_addr) then cannot hold every connection slot, and
      a real client pays one round trip more.  Default 1000 (0: never). */
   uint32_t max_unvalidated_handshakes;
+  /* V5.  The group this server is a worker of (see h3wt_server_group;
+     not owned, must outlive the server), and its index in it, below the
+     group's number of workers; each index is used by one server.  NULL
+     (default): a server on its own. */
+  h3wt_server_group *group;
+  uint32_t worker;
 } h3wt_server_settings;
 
 /* Fills settings with the defaults. */
@@ -280,10 +324,13 @@ void h3wt_server_shutdown(h3wt_server *server, uint64_t timeout_ms,
 
 /* The one h3wt call that is safe from any thread: runs fn(arg) on the
    server's loop thread soon after, where fn may call anything in h3wt
-   (find a session by its id and send to it, say).  Work runs in the order
-   posted.  Valid from h3wt_server_listen() returning 0 until
-   h3wt_server_del(); work posted before h3wt_server_close() (or the end
-   of a shutdown) still runs, later posts are refused.  Returns 0,
+   (find a session by its id and send to it, say).  Between the workers
+   of a server group this is how one worker hands work to another: it
+   posts to the other's server (and gets an answer by posting back to its
+   own).  Work runs in the order posted.  Valid from h3wt_server_listen()
+   returning 0 until h3wt_server_del(); work posted before
+   h3wt_server_close() (or the end of a shutdown) still runs, later posts
+   are refused.  Returns 0,
    H3WT_ERR_CLOSED (closing: fn will not run), H3WT_ERR_INVALID_STATE (not
    listening yet) or H3WT_ERR_NOMEM. */
 int h3wt_server_post(h3wt_server *server, void (*fn)(void *arg), void *arg);
@@ -300,7 +347,9 @@ void h3wt_server_del(h3wt_server *server);
                                   datagrams_dropped_expired,
                                   liveness_closes */
 #define H3WT_SERVER_STATS_V3 3 /* adds limit_max_unvalidated_handshakes */
-#define H3WT_SERVER_STATS_VERSION H3WT_SERVER_STATS_V3
+#define H3WT_SERVER_STATS_V4 4 /* adds packets_handed_off,
+                                  packets_misrouted_dropped */
+#define H3WT_SERVER_STATS_VERSION H3WT_SERVER_STATS_V4
 
 typedef struct h3wt_server_stats {
   int version; /* set by the caller: H3WT_SERVER_STATS_VERSION */
@@ -356,6 +405,12 @@ typedef struct h3wt_server_stats {
   uint64_t limit_max_unvalidated_handshakes; /* Retry packets sent to any
                                                 address (also counted in
                                                 limit_max_handshakes_per_addr) */
+  /* V4.  A server of a group: packets this worker received for another
+     worker's connection IDs and copied to that worker's inbox, and those
+     it could not (the inbox full or closed, or the packet larger than an
+     inbox slot). */
+  uint64_t packets_handed_off;
+  uint64_t packets_misrouted_dropped;
 } h3wt_server_stats;
 
 /* Copies the counters into *stats, whose version field the caller sets:
