@@ -114,7 +114,7 @@ struct app {
   /* The channels broker every worker's hub goes through, so a message
      published on one worker reaches subscribers on all of them; NULL:
      each hub on its own. */
-  h3wt_broker *broker; /* set by the broker merge */
+  h3wt_broker *broker; /* freed after the hubs (workers_free) */
   h3wt_http1 *http1;
   h3wt_http1 *http1_unused; /* could not listen: freed at exit */
   uv_signal_t sigint, sigterm;
@@ -581,6 +581,8 @@ static int workers_free(app *a) {
   a->workers = NULL;
   h3wt_server_group_del(a->group);
   a->group = NULL;
+  h3wt_broker_del(a->broker); /* every hub on it is gone */
+  a->broker = NULL;
   return rv;
 }
 
@@ -872,6 +874,27 @@ static int run(h3wt_app_config *cfg) {
     fprintf(stderr, "h3wt-server: %s\n", h3wt_strerror(rv));
     free(a.workers);
     return 1;
+  }
+  /* The channels' broker: Redis when asked (every worker's hub gets its
+     own connections on its own loop), else one in this process's memory
+     shared by the workers (one worker alone needs none: its hub makes
+     its own). */
+  if (cfg->broker_url && strcmp(cfg->broker_url, "memory") != 0) {
+    h3wt_broker_redis_settings rs = cfg->redis;
+    rs.url = cfg->broker_url;
+    rv = h3wt_broker_redis_new(&a.broker, &rs);
+    if (rv != 0) {
+      fprintf(stderr, "h3wt-server: --broker: %s\n",
+              rv == H3WT_ERR_INVALID_ARGUMENT
+                  ? "not a redis://[:PASSWORD@]HOST[:PORT][/DB] URL"
+              : rv == H3WT_ERR_INVALID_STATE
+                  ? "this build has no Redis broker (hiredis was not found)"
+                  : h3wt_strerror(rv));
+      return fail_after_start(&a);
+    }
+  } else if (a.nworkers > 1 && (rv = h3wt_broker_memory_new(&a.broker)) != 0) {
+    fprintf(stderr, "h3wt-server: %s\n", h3wt_strerror(rv));
+    return fail_after_start(&a);
   }
   for (uint32_t i = 0; i < a.nworkers; ++i) {
     a.workers[i].index = i;

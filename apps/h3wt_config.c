@@ -111,6 +111,22 @@ static const h3wt_config_key keys[] = {
      "its own loop (default: the number of cores;\n"
      "1: one loop on the main thread)",
      FIELD(workers)},
+    {"broker", "broker", 0, H3WT_CONFIG_OPT_STRING, 0, 0, "URL",
+     "where /wt/channels' channels meet other servers':\n"
+     "redis://[:PASSWORD@]HOST[:PORT][/DB] (or the\n"
+     "password in $H3WT_REDIS_PASSWORD), or memory\n"
+     "(default: memory, shared by this process's\n"
+     "workers)",
+     FIELD(broker_url)},
+    {"broker_timeout", "broker-timeout", 0, H3WT_CONFIG_UINT, 1, 600000, "MS",
+     "a Redis request unanswered this long fails\n"
+     "(the publisher is told; default 2000)",
+     FIELD(redis.timeout_ms)},
+    {"broker_presence_ttl", "broker-presence-ttl", 0, H3WT_CONFIG_UINT, 300,
+     86400000, "MS",
+     "members of a server that stopped leave the\n"
+     "channels within MS (Redis; default 15000)",
+     FIELD(redis.presence_ttl_ms)},
     {"idle_timeout", "idle-timeout", 0, H3WT_CONFIG_UINT, 1, 86400000, "MS",
      "close a connection idle this long (default 30000)",
      FIELD(server.idle_timeout_ms)},
@@ -277,6 +293,7 @@ void h3wt_config_init(h3wt_app_config *c) {
   c->http = 1;
   c->http_port = 8080;
   c->drain_timeout_ms = 5000;
+  h3wt_broker_redis_settings_default(&c->redis);
   /* One worker per core the process may use. */
   c->workers = uv_available_parallelism();
   if (c->workers < 1) {

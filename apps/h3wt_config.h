@@ -23,7 +23,7 @@
 
 #include "h3wt/h3wt.h"
 
-#define H3WT_CONFIG_MAX_KEYS 48
+#define H3WT_CONFIG_MAX_KEYS 64
 
 typedef struct h3wt_app_config {
   /* The library's settings; its strings point at built-in constants or at
@@ -42,6 +42,8 @@ typedef struct h3wt_app_config {
                           is then an error rather than a warning */
   uint64_t drain_timeout_ms;
   uint32_t workers; /* threads, each with a loop and a server of a group */
+  const char *broker_url; /* redis://...; NULL or "memory": in process */
+  h3wt_broker_redis_settings redis; /* timeout and presence TTL used */
   char *owned[H3WT_CONFIG_MAX_KEYS]; /* string values, by key index */
 } h3wt_app_config;
 

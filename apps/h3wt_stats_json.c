@@ -102,6 +102,14 @@ static const stat_field ch_fields[] = {
     F(limit_subscribers_per_channel),
     F(limit_message_size),
     F(limit_publish_rate),
+    F(broker_publishes),
+    F(broker_errors),
+    F(broker_round_trips),
+    F(broker_rtt_us_sum),
+    F(broker_reconnects),
+    F(broker_link_up),
+    F(broker_queued),
+    F(broker_gaps),
 };
 
 /* Sets obj[name] for each field of the struct at base.  Returns 0 or -1. */
@@ -131,7 +139,7 @@ int h3wt_stats_gather(h3wt_server *server, h3wt_channels *hub,
     return -1;
   }
   if (hub) {
-    out->channels.version = H3WT_CHANNELS_STATS_V1;
+    out->channels.version = H3WT_CHANNELS_STATS_VERSION;
     if (h3wt_channels_get_stats(hub, &out->channels) != 0) {
       return -1;
     }
@@ -255,13 +263,16 @@ static int ends_with(const char *s, const char *suffix) {
   return n >= k && strcmp(s + n - k, suffix) == 0;
 }
 
-/* One metric per field: *_current are gauges, the rest counters (named
+/* One metric per field: *_current (and the broker's link and queue) are
+   gauges, the rest counters (named
    with _total, as the format's convention asks). */
 static void put_metrics(out_buf *o, const char *prefix, const stat_field *f,
                         size_t n, const void *base) {
   for (size_t i = 0; i < n; ++i) {
     uint64_t v = *(const uint64_t *)((const char *)base + f[i].offset);
-    int gauge = ends_with(f[i].name, "_current");
+    int gauge = ends_with(f[i].name, "_current") ||
+                strcmp(f[i].name, "broker_link_up") == 0 ||
+                strcmp(f[i].name, "broker_queued") == 0;
     const char *suffix = gauge || ends_with(f[i].name, "_total") ? "" : "_total";
     outf(o, "# TYPE %s%s%s %s\n%s%s%s %" PRIu64 "\n", prefix, f[i].name,
          suffix, gauge ? "gauge" : "counter", prefix, f[i].name, suffix, v);

@@ -1238,6 +1238,10 @@ static redisAsyncContext *open_context(rnode *n) {
     redisAsyncFree(ac);
     return NULL;
   }
+  /* Like every handle of a hub's, the connection keeps no loop alive: a
+     host's loop ends when its server and hub are closed, wherever Redis
+     is.  (The flag stays through the adapter's poll starts and stops.) */
+  uv_unref((uv_handle_t *)&((redisLibuvEvents *)ac->ev.data)->handle);
   ac->data = n;
   redisAsyncSetConnectCallback(ac, on_connect);
   redisAsyncSetDisconnectCallback(ac, on_disconnect);
@@ -1690,6 +1694,7 @@ static int rb_attach(h3wt_broker *bb, const h3wt_battach *a,
   }
   /* The first tick connects: attach() itself calls no event. */
   uv_timer_start(&n->tick, on_tick, 0, period);
+  uv_unref((uv_handle_t *)&n->tick); /* see open_context() */
   *pnode = &n->base;
   return 0;
 }

@@ -34,9 +34,16 @@ echo "== tests with several threads under ThreadSanitizer"
 # Only what runs several loops on several threads: the rest is one thread.
 cmake -S . -B build-tsan -G Ninja -DCMAKE_PREFIX_PATH="$H3WT_DEPS_PREFIX" \
   -DH3WT_CURL="$H3WT_CURL" -DCMAKE_BUILD_TYPE=Debug -DH3WT_TSAN=ON >/dev/null
-cmake --build build-tsan -j "$JOBS" --target h3wt_loop_channels
-TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
-  build-tsan/tests/loop/test_channels two_hubs_on_two_threads_share_a_memory_broker || status=1
+cmake --build build-tsan -j "$JOBS" --target h3wt_loop_channels \
+  h3wt_loop_workers h3wt-server h3wt-client
+export TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1
+build-tsan/tests/loop/test_channels two_hubs_on_two_threads_share_a_memory_broker || status=1
+build-tsan/tests/loop/test_workers || status=1
+# The demo server with two workers sharing channels through the memory
+# broker (a race report ends it with a non-zero status: the case fails).
+python3 tests/wt/wt_itest.py --server build-tsan/apps/h3wt-server \
+  --client build-tsan/apps/h3wt-client channels_cli || status=1
+unset TSAN_OPTIONS
 echo "== integration tests, server under valgrind memcheck"
 scripts/valgrind.sh || status=1
 exit $status

@@ -204,7 +204,7 @@ async function main() {
       const joins = await b.eval((ch) => window.T.wait(
         () => window.T.of(ch, 'join').length >= 2 && window.T.of(ch, 'join'), 5000, 'two joins'), channel);
       joinA = joins[1].member; // B's own join comes first
-      check(joins[0].member !== joinA && /^\d+$/.test(joinA), `join members ${JSON.stringify(joins)}`);
+      check(joins[0].member !== joinA && /^\d+(\.[0-9a-f]{6})?$/.test(joinA), `join members ${JSON.stringify(joins)}`);
       const pub = await a.eval(async (ch) => {
         const s = window.T.subs[ch];
         const r = await Promise.all(['one', 'two ✓', 'three'].map((t) => s.publish(t)));

@@ -28,7 +28,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import {
-  CHANNELS_WORKERS, CheckFailed, Server, check, deadline, eq, finish, launchBrowser, log, parseArgs,
+  CheckFailed, Server, check, deadline, eq, finish, launchBrowser, log, parseArgs,
   saveServerLog,
   setupFailed, sleep, step, stopStep, testServer,
 } from './harness.mjs';
@@ -236,7 +236,6 @@ async function main() {
       server = new Server(path.resolve(opts.server), [
         '--port', String(h3Port), '--no-http', '--cert-dir', path.join(tmp, 'cert'),
         '--log-level', opts.logLevel, '--drain-timeout', '200',
-        ...CHANNELS_WORKERS,
       ]);
       await server.start();
       // Published in the new life before A is back (A waits 2 s at least).

@@ -207,18 +207,12 @@ export class Server {
 
 }
 
-// A channel's subscribers on different workers see each other only through
-// a broker; until the demo server has one (app->broker in
-// apps/h3wt-server.c, set by the broker merge), the pages' channels need one
-// worker.
-export const CHANNELS_WORKERS = ['--workers', '1'];
-
 // The server every test starts first: both ports chosen by the system, its
 // certificate in tmp/cert, the page from opts.web, opts.logLevel; then extra.
 export function testServer(opts, tmp, extra = []) {
   return new Server(path.resolve(opts.server), [
     '--port', '0', '--http-port', '0', '--cert-dir', path.join(tmp, 'cert'),
-    '--web', opts.web, '--log-level', opts.logLevel, ...CHANNELS_WORKERS,
+    '--web', opts.web, '--log-level', opts.logLevel,
     ...extra,
   ]);
 }

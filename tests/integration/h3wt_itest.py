@@ -1438,7 +1438,7 @@ def stats_endpoint(t):
              ("gauge", 1), "h3wt_build_info")
 
     def metric(prefix, key):
-        if key.endswith("_current"):
+        if key.endswith("_current") or key in ("broker_link_up", "broker_queued"):
             return prefix + key, "gauge"
         return prefix + key + ("" if key.endswith("_total") else "_total"), "counter"
 

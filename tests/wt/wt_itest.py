@@ -42,11 +42,6 @@ if WRAPPER:
     STOP_TIMEOUT *= 10
 CLIENT_TIMEOUT = 300 if WRAPPER else 30  # the client's own --timeout
 SLOW = 10 if WRAPPER else 1  # scales the waits of timing-sensitive cases
-# A channel's subscribers on different workers see each other only through
-# a broker; until the demo server has one (app->broker in
-# apps/h3wt-server.c, set by the broker merge), the channel cases run one
-# worker.
-CHANNELS_WORKERS = ("--workers", 1)
 BIG = 10 * 1024 * 1024
 
 SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer",
@@ -837,7 +832,7 @@ def channels_cli(t):
     false; unreliable publications arrive as datagrams; "private.*" is
     refused by the permission hook; with --channels-token a CONNECT without
     the token is refused (403) and one with ?token= is served."""
-    srv = t.server(extra=CHANNELS_WORKERS)
+    srv = t.server()
     url = srv.url("/wt/channels")
     sub = ch_client_start(url, "--subscribe", "chat", "--count", 3)
     time.sleep(0.5 * SLOW)
@@ -880,7 +875,7 @@ def channels_cli(t):
     check_eq([(e["event"], e["code"]) for e in ch_events(r)],
              [("error", 3)], "the permission hook's refusal")
     # A token in the CONNECT's query, checked by the demo's on_connect.
-    srv2 = t.server(extra=(*CHANNELS_WORKERS, "--channels-token", "s3cret"))
+    srv2 = t.server(extra=("--channels-token", "s3cret"))
     r = wt_client_finish(t, ch_client_start(
         srv2.url("/wt/channels"), "--subscribe", "c", "--timeout", 5 * SLOW),
         expect_rc=1)
@@ -907,7 +902,7 @@ def channels_presence_abrupt(t):
     ones within the server's liveness timeout (1.5 s here) plus slack; a
     message published afterwards still reaches the watcher, in order after
     the leaves; /stats shows one session and one subscription left."""
-    srv = t.server(extra=(*CHANNELS_WORKERS, "--keep-alive", 300,
+    srv = t.server(extra=("--keep-alive", 300,
                           "--liveness-timeout", 1500))
     url = srv.url("/wt/channels")
     watcher = ChWatcher(url, "--subscribe", "room", timeout=60 * SLOW)
@@ -1039,9 +1034,11 @@ def redis_two_servers(t):
         check_eq([m["offset"] for m in ev if m["event"] == "message"],
                  list(range(6, 21)), "the recovered messages")
         # PRESENCE on B lists A's watcher (through Redis).
-        sb = get_stats(b)["channels"]
+        stb = get_stats(b)
+        sb = stb["channels"]
         check(sb["broker_round_trips"] > 0, f"B: no broker round trip: {sb}")
-        check_eq(sb["broker_link_up"], 1, "B's link to Redis")
+        check_eq(sb["broker_link_up"], len(stb.get("workers", [0])),
+                 "B's links to Redis (one per worker's hub)")
     finally:
         watcher.kill(signal.SIGINT)
 
@@ -1101,9 +1098,11 @@ def redis_restart(t):
                                         for e in ev),
                          "the message after the restart", 10 * SLOW)
         for srv in (a, b):
-            st = get_stats(srv)["channels"]
+            full = get_stats(srv)
+            st = full["channels"]
             check(st["broker_reconnects"] >= 1, f"{srv.name}: no reconnect counted: {st}")
-            check_eq(st["broker_link_up"], 1, f"{srv.name}: link up again")
+            check_eq(st["broker_link_up"], len(full.get("workers", [0])),
+                     f"{srv.name}: every worker's link up again")
         check(get_stats(b)["channels"]["broker_errors"] >= 1,
               "B counted the failed publish")
     finally:
@@ -1355,7 +1354,7 @@ def soak_lossy(t):
     seconds = float(os.environ.get("H3WT_SOAK_SECONDS", "20"))
     loss = float(os.environ.get("H3WT_SOAK_LOSS", "0.05"))
     per_conn, streams, dgrams = 16, 4, 40
-    srv = t.server(extra=CHANNELS_WORKERS)
+    srv = t.server()
     proxy = LossyProxy(("127.0.0.1", srv.port), loss=loss, dup=0.01,
                        reorder=0.02, seed=20261123).start()
     url = f"https://127.0.0.1:{proxy.port}/wt/echo"
