@@ -197,7 +197,7 @@ static ssize_t ctrl_prefix(h3wt_h3_conn *h3, h3wt_vec *vec, size_t nvec) {
       memcpy(lin + len, vec[i].base, k);
       len += k;
     }
-    size_t nextra = h3wt_wt_settings(extra, 8);
+    size_t nextra = h3wt_wt_settings(extra, 8, 0, 0, 0);
     ssize_t n = h3wt_settings_rewrite(lin, len, extra, nextra, h3->ctrl_buf,
                                       sizeof(h3->ctrl_buf));
     if (n <= 0) {
