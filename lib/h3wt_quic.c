@@ -200,8 +200,9 @@ static int stream_reset_cb(ngtcp2_conn *conn, int64_t stream_id,
   if (!qc->cfg->cbs->stream_reset) {
     return 0;
   }
-  return UPPER(qc->cfg->cbs->stream_reset(qc, stream_id, app_error_code,
-                                          qc->user_data, stream_user_data));
+  return UPPER(qc->cfg->cbs->stream_reset(qc, stream_id, final_size,
+                                          app_error_code, qc->user_data,
+                                          stream_user_data));
 }
 
 static int stream_stop_sending_cb(ngtcp2_conn *conn, int64_t stream_id,

@@ -54,8 +54,11 @@ typedef struct h3wt_quic_callbacks {
                            uint64_t datalen, void *ud, void *stream_ud);
   int (*stream_close)(h3wt_quic_conn *qc, int64_t stream_id,
                       uint64_t app_error_code, void *ud, void *stream_ud);
+  /* final_size: the stream's length the RESET_STREAM declares (session
+     flow control counts a reset stream's bytes up to it). */
   int (*stream_reset)(h3wt_quic_conn *qc, int64_t stream_id,
-                      uint64_t app_error_code, void *ud, void *stream_ud);
+                      uint64_t final_size, uint64_t app_error_code, void *ud,
+                      void *stream_ud);
   int (*stream_stop_sending)(h3wt_quic_conn *qc, int64_t stream_id,
                              uint64_t app_error_code, void *ud,
                              void *stream_ud);

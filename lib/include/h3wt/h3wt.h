@@ -135,7 +135,8 @@ typedef struct h3wt_request h3wt_request;
 #define H3WT_SERVER_SETTINGS_V4 4 /* adds secret, secret_len,
                                      orphan_stream_timeout_ms,
                                      max_unvalidated_handshakes */
-#define H3WT_SERVER_SETTINGS_VERSION H3WT_SERVER_SETTINGS_V4
+#define H3WT_SERVER_SETTINGS_V5 5 /* adds wt_session_max_data */
+#define H3WT_SERVER_SETTINGS_VERSION H3WT_SERVER_SETTINGS_V5
 
 typedef struct h3wt_server_settings {
   int version; /* H3WT_SERVER_SETTINGS_VERSION */
@@ -235,6 +236,18 @@ typedef struct h3wt_server_settings {
      max_handshakes_per_addr) then cannot hold every connection slot, and
      a real client pays one round trip more.  Default 1000 (0: never). */
   uint32_t max_unvalidated_handshakes;
+  /* V5.  Session flow control (the draft's WT_MAX_DATA / WT_MAX_STREAMS):
+     the bytes a client may send on all the streams of one session before
+     the server grants more (it grants as bytes arrive, keeping the limit
+     this far ahead), announced in SETTINGS with max_streams_per_session
+     as the stream limits.  It is on for a connection only when the
+     client announces limits too (no browser does yet: for them nothing
+     changes); then going over a limit resets the session with
+     WT_FLOW_CONTROL_ERROR, and the server keeps to the client's limits
+     (a stream waits for credit, h3wt_session_open_stream() returns
+     H3WT_ERR_WOULDBLOCK at the stream limit).  Default 16 MiB; 0: flow
+     control is not offered. */
+  uint64_t wt_session_max_data;
 } h3wt_server_settings;
 
 /* Fills settings with the defaults. */
@@ -300,7 +313,8 @@ void h3wt_server_del(h3wt_server *server);
                                   datagrams_dropped_expired,
                                   liveness_closes */
 #define H3WT_SERVER_STATS_V3 3 /* adds limit_max_unvalidated_handshakes */
-#define H3WT_SERVER_STATS_VERSION H3WT_SERVER_STATS_V3
+#define H3WT_SERVER_STATS_V4 4 /* adds the wt_fc_* counters */
+#define H3WT_SERVER_STATS_VERSION H3WT_SERVER_STATS_V4
 
 typedef struct h3wt_server_stats {
   int version; /* set by the caller: H3WT_SERVER_STATS_VERSION */
@@ -356,6 +370,16 @@ typedef struct h3wt_server_stats {
   uint64_t limit_max_unvalidated_handshakes; /* Retry packets sent to any
                                                 address (also counted in
                                                 limit_max_handshakes_per_addr) */
+  /* V4.  Session flow control (sessions where both sides announced it). */
+  uint64_t wt_fc_capsules_sent;     /* WT_MAX_DATA, WT_MAX_STREAMS,
+                                       WT_DATA_BLOCKED, WT_STREAMS_BLOCKED */
+  uint64_t wt_fc_capsules_received; /* the same, from clients */
+  uint64_t wt_fc_errors;            /* sessions reset with
+                                       WT_FLOW_CONTROL_ERROR */
+  uint64_t wt_fc_data_blocked;      /* times a stream waited for a
+                                       client's WT_MAX_DATA */
+  uint64_t wt_fc_streams_blocked;   /* opens refused (WOULDBLOCK) at a
+                                       client's WT_MAX_STREAMS */
 } h3wt_server_stats;
 
 /* Copies the counters into *stats, whose version field the caller sets:
@@ -480,7 +504,8 @@ typedef struct h3wt_client_request h3wt_client_request;
 
 #define H3WT_CLIENT_SETTINGS_V1 1
 #define H3WT_CLIENT_SETTINGS_V2 2 /* adds the WebTransport queue limits */
-#define H3WT_CLIENT_SETTINGS_VERSION H3WT_CLIENT_SETTINGS_V2
+#define H3WT_CLIENT_SETTINGS_V3 3 /* adds wt_session_max_data */
+#define H3WT_CLIENT_SETTINGS_VERSION H3WT_CLIENT_SETTINGS_V3
 
 typedef struct h3wt_client_settings {
   int version;         /* H3WT_CLIENT_SETTINGS_VERSION */
@@ -501,6 +526,10 @@ typedef struct h3wt_client_settings {
      session budget). */
   size_t max_stream_queue;
   size_t max_session_queue;
+  /* V3.  Session flow control, as the server's setting of the same name
+     (the stream limits announced are 256 of each kind).  Default 16 MiB;
+     0: not offered, so it stays off whatever the server says. */
+  uint64_t wt_session_max_data;
 } h3wt_client_settings;
 
 void h3wt_client_settings_default(h3wt_client_settings *settings);

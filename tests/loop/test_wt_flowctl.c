@@ -1,0 +1,705 @@
+/*
+ * Session flow control (draft "Flow Control": WT_MAX_DATA, WT_MAX_STREAMS,
+ * WT_DATA_BLOCKED, WT_STREAMS_BLOCKED and the SETTINGS_WT_INITIAL_*
+ * settings) between a real h3wt server and client on one libuv loop (UDP
+ * on 127.0.0.1, real TLS).  Both announce limits, so flow control is on,
+ * except in the last case, where the client announces none (as browsers
+ * today) and nothing may be enforced.
+ *
+ *  - window_smaller_than_transfer: a 64 KiB session window each way and
+ *    2 MB echoed on one stream: it completes only because WT_MAX_DATA
+ *    capsules flow both ways (counted on both sides), and no side ever
+ *    finds the other over its limit.
+ *  - stream_limit: the server allows 4 streams of each kind per session;
+ *    the client's fifth open returns H3WT_ERR_WOULDBLOCK (and sends
+ *    WT_STREAMS_BLOCKED), then on_streams_available follows the server's
+ *    WT_MAX_STREAMS once streams close, and the fifth stream works.
+ *  - hostile_peer: with test hooks the client sends what a broken peer
+ *    would: more streams than allowed, more data than allowed, a
+ *    WT_MAX_DATA that does not increase, a WT_MAX_STREAMS over 2^60, a
+ *    WT_MAX_STREAM_DATA.  Each resets its session with
+ *    WT_FLOW_CONTROL_ERROR (counted); the connection and a bystander
+ *    session keep working.
+ *  - not_negotiated: the same hostile input from a client that announced
+ *    no limits is not enforced: flow-control capsules are ignored, the
+ *    server sends none, the sessions stay up.
+ *
+ * Each test ends with uv_loop_close() == 0.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "h3wt/h3wt.h"
+#include "h3wt_client.h"
+#include "h3wt_test.h"
+#include "h3wt_wt.h"
+#include "h3wt_wtproto.h"
+#include "loop_cert.h"
+
+/* ---- the fixture: one server, one client, a step timer ------------------- */
+
+static struct {
+  uv_loop_t loop;
+  uv_timer_t step, guard;
+  h3wt_server *server;
+  h3wt_client *client;
+  char dir[64], cert[256], key[256];
+  void (*step_fn)(void);
+  int timed_out, done;
+} F;
+
+static void fx_stop(void) {
+  if (F.done) {
+    return;
+  }
+  F.done = 1;
+  uv_timer_stop(&F.step);
+  uv_close((uv_handle_t *)&F.step, NULL);
+  uv_close((uv_handle_t *)&F.guard, NULL);
+  h3wt_client_close(F.client);
+  h3wt_server_close(F.server, NULL, NULL);
+}
+
+static void fx_guard(uv_timer_t *t) {
+  F.timed_out = 1;
+  fx_stop();
+}
+
+static void fx_step(uv_timer_t *t) {
+  F.step_fn();
+}
+
+static void fx_settings(h3wt_server_settings *ss) {
+  h3wt_server_settings_default(ss);
+  ss->host = "127.0.0.1";
+  ss->port = 0;
+  ss->cert_file = F.cert;
+  ss->key_file = F.key;
+  if (getenv("H3WT_TEST_VERBOSE")) {
+    ss->log_cb = h3wt_log_stderr;
+    ss->log_level = H3WT_LOG_DEBUG;
+  }
+}
+
+/* Starts the server and a client announcing client_max_data (0: none). */
+static void fx_start(const h3wt_server_settings *ss, const char *path,
+                     const h3wt_session_handler *h, uint64_t client_max_data) {
+  h3wt_client_settings cs;
+  h3wt_client_callbacks cbs = {NULL, NULL};
+  memset(&F, 0, sizeof(F));
+  snprintf(F.dir, sizeof(F.dir), "/tmp/h3wt-fc-XXXXXX");
+  CHECK_EQ_INT(loop_devcert(F.dir, F.cert, sizeof(F.cert), F.key,
+                            sizeof(F.key)),
+               0);
+  CHECK_EQ_INT(uv_loop_init(&F.loop), 0);
+  h3wt_server_settings s = *ss;
+  s.cert_file = F.cert;
+  s.key_file = F.key;
+  CHECK_EQ_INT(h3wt_server_new(&F.server, &F.loop, &s), 0);
+  CHECK_EQ_INT(h3wt_server_webtransport(F.server, path, h, NULL), 0);
+  CHECK_EQ_INT(h3wt_server_listen(F.server), 0);
+  h3wt_client_settings_default(&cs);
+  cs.host = "127.0.0.1";
+  cs.port = h3wt_server_port(F.server);
+  cs.insecure = 1;
+  cs.wt_session_max_data = client_max_data;
+  if (getenv("H3WT_TEST_VERBOSE")) {
+    cs.log_cb = h3wt_log_stderr;
+    cs.log_level = H3WT_LOG_DEBUG;
+  }
+  CHECK_EQ_INT(h3wt_client_new(&F.client, &F.loop, &cs, &cbs, NULL), 0);
+}
+
+static void fx_run(void (*step)(void), uint64_t timeout_ms) {
+  F.step_fn = step;
+  uv_timer_init(&F.loop, &F.guard);
+  uv_timer_start(&F.guard, fx_guard, timeout_ms, 0);
+  uv_timer_init(&F.loop, &F.step);
+  uv_timer_start(&F.step, fx_step, 5, 5);
+  uv_run(&F.loop, UV_RUN_DEFAULT);
+}
+
+static void fx_end(void) {
+  h3wt_client_del(F.client);
+  h3wt_server_del(F.server);
+  CHECK_EQ_INT(uv_loop_close(&F.loop), 0);
+  loop_devcert_remove(F.dir, F.cert, F.key);
+}
+
+static h3wt_server_stats server_stats(void) {
+  h3wt_server_stats st;
+  memset(&st, 0, sizeof(st));
+  st.version = H3WT_SERVER_STATS_VERSION;
+  CHECK_EQ_INT(h3wt_server_get_stats(F.server, &st), 0);
+  return st;
+}
+
+static const h3wt_wt_stats *client_stats(void) {
+  return h3wt_wt_conn_stats(h3wt_client_wt(F.client));
+}
+
+static int accept_all(h3wt_session *s, void *rd) {
+  return 200;
+}
+
+/* The server echoes bidi streams (waiting for room when a write would
+   block) and counts what uni streams bring. */
+static struct {
+  uint64_t uni_bytes;
+  int uni_fins, bidi_fins, closes_reset, closes;
+} S;
+
+typedef struct echo {
+  uint8_t *buf;
+  size_t len, off;
+  int fin;
+} echo;
+
+static void echo_pump(h3wt_stream *st) {
+  echo *e = h3wt_stream_get_data(st);
+  while (e->off < e->len) {
+    size_t n = e->len - e->off < 16384 ? e->len - e->off : 16384;
+    if (h3wt_stream_write(st, e->buf + e->off, n) != 0) {
+      return; /* on_stream_writable */
+    }
+    e->off += n;
+  }
+  if (e->fin) {
+    h3wt_stream_finish(st);
+    e->fin = 0;
+  }
+}
+
+static void sv_data(h3wt_stream *st, const uint8_t *d, size_t n, int fin,
+                    void *rd) {
+  if (!h3wt_stream_is_bidi(st)) {
+    S.uni_bytes += n;
+    S.uni_fins += fin;
+    return;
+  }
+  echo *e = h3wt_stream_get_data(st);
+  if (!e) {
+    e = calloc(1, sizeof(*e));
+    h3wt_stream_set_data(st, e);
+  }
+  /* Kept whole: simple, and the tests move a few MB at most. */
+  uint8_t *nb = realloc(e->buf, e->len + n + 1);
+  CHECK(nb != NULL);
+  e->buf = nb;
+  memcpy(e->buf + e->len, d, n);
+  e->len += n;
+  if (fin) {
+    ++S.bidi_fins;
+    e->fin = 1;
+  }
+  echo_pump(st);
+}
+
+static void sv_writable(h3wt_stream *st, void *rd) {
+  echo_pump(st);
+}
+
+static void sv_stream_close(h3wt_stream *st, void *rd) {
+  echo *e = h3wt_stream_get_data(st);
+  if (e) {
+    free(e->buf);
+    free(e);
+  }
+}
+
+static void sv_close(h3wt_session *s, int err, uint32_t code, const char *r,
+                     size_t rl, void *rd) {
+  ++S.closes;
+  S.closes_reset += err == H3WT_SESSION_RESET;
+}
+
+static const h3wt_session_handler echo_handler = {
+    .on_session_request = accept_all,
+    .on_stream_data = sv_data,
+    .on_stream_writable = sv_writable,
+    .on_stream_close = sv_stream_close,
+    .on_session_close = sv_close,
+};
+
+/* ======================================================================== */
+/* A transfer 30 times the window.                                          */
+
+#define W_WINDOW (64 * 1024)
+#define W_BYTES (2u * 1000 * 1000)
+
+static struct {
+  h3wt_session *s;
+  h3wt_stream *st;
+  int ready, closed, fin;
+  size_t sent;
+  uint64_t echoed;
+  int in_order;
+} W;
+
+static uint8_t w_byte(size_t i) {
+  return (uint8_t)(i * 7 + (i >> 9));
+}
+
+static void w_pump(void) {
+  uint8_t chunk[16384];
+  while (W.sent < W_BYTES) {
+    size_t n = W_BYTES - W.sent < sizeof(chunk) ? W_BYTES - W.sent
+                                                : sizeof(chunk);
+    for (size_t i = 0; i < n; ++i) {
+      chunk[i] = w_byte(W.sent + i);
+    }
+    if (h3wt_stream_write(W.st, chunk, n) != 0) {
+      return;
+    }
+    W.sent += n;
+  }
+  if (W.sent == W_BYTES) {
+    CHECK_EQ_INT(h3wt_stream_finish(W.st), 0);
+    ++W.sent;
+  }
+}
+
+static void wc_ready(h3wt_session *s, void *rd) {
+  W.ready = 1;
+  CHECK_EQ_INT(h3wt_session_open_stream(s, 1, &W.st), 0);
+  w_pump();
+}
+
+static void wc_writable(h3wt_stream *st, void *rd) {
+  w_pump();
+}
+
+static void wc_data(h3wt_stream *st, const uint8_t *d, size_t n, int fin,
+                    void *rd) {
+  for (size_t i = 0; i < n; ++i) {
+    W.in_order &= d[i] == w_byte(W.echoed + i);
+  }
+  W.echoed += n;
+  W.fin |= fin;
+}
+
+static void wc_close(h3wt_session *s, int err, uint32_t code, const char *r,
+                     size_t rl, void *rd) {
+  if (F.done) {
+    return; /* the fixture closing the connection */
+  }
+  W.closed = 1;
+}
+
+static const h3wt_session_handler w_client = {
+    .on_session_ready = wc_ready,
+    .on_stream_data = wc_data,
+    .on_stream_writable = wc_writable,
+    .on_session_close = wc_close,
+};
+
+static void w_step(void) {
+  if (W.fin || W.closed) {
+    fx_stop();
+  }
+}
+
+TEST(window_smaller_than_transfer) {
+  h3wt_server_settings ss;
+  memset(&W, 0, sizeof(W));
+  memset(&S, 0, sizeof(S));
+  W.in_order = 1;
+  fx_settings(&ss);
+  ss.wt_session_max_data = W_WINDOW;
+  fx_start(&ss, "/w", &echo_handler, W_WINDOW);
+  CHECK_EQ_INT(h3wt_client_webtransport(F.client, "/w", NULL, NULL, 0,
+                                        &w_client, NULL, &W.s),
+               0);
+  fx_run(w_step, 60000);
+  h3wt_server_stats st = server_stats();
+  const h3wt_wt_stats *cst = client_stats();
+  TEST_CONTEXT("sent %zu echoed %llu fin %d closed %d; server fc sent %llu "
+               "received %llu errors %llu; client fc sent %llu received "
+               "%llu errors %llu blocked %llu",
+               W.sent, (unsigned long long)W.echoed, W.fin, W.closed,
+               (unsigned long long)st.wt_fc_capsules_sent,
+               (unsigned long long)st.wt_fc_capsules_received,
+               (unsigned long long)st.wt_fc_errors,
+               (unsigned long long)cst->fc_capsules_sent,
+               (unsigned long long)cst->fc_capsules_received,
+               (unsigned long long)cst->fc_errors,
+               (unsigned long long)cst->fc_data_blocked);
+  CHECK(!F.timed_out);
+  CHECK(W.fin);
+  CHECK(!W.closed);
+  CHECK_EQ_INT(W.echoed, W_BYTES);
+  CHECK(W.in_order);
+  /* 2 MB through a 64 KiB window: a grant at least every 32 KiB, each
+     way. */
+  CHECK(st.wt_fc_capsules_sent >= W_BYTES / (W_WINDOW / 2) - 2);
+  CHECK(cst->fc_capsules_sent >= W_BYTES / (W_WINDOW / 2) - 2);
+  CHECK(st.wt_fc_capsules_received >= cst->fc_capsules_sent / 2);
+  CHECK(cst->fc_capsules_received >= st.wt_fc_capsules_sent / 2);
+  CHECK_EQ_INT(st.wt_fc_errors, 0);
+  CHECK_EQ_INT(cst->fc_errors, 0);
+  fx_end();
+}
+
+/* ======================================================================== */
+/* The peer's stream limit: WOULDBLOCK, then on_streams_available.           */
+
+#define L_LIMIT 4
+
+static struct {
+  h3wt_session *s;
+  int ready, closed;
+  int opened[2], refused[2], available[2], echoes_done;
+  int extra_opened[2];
+} L;
+
+static void l_open_all(int bidi) {
+  for (;;) {
+    h3wt_stream *st;
+    int rv = h3wt_session_open_stream(L.s, bidi, &st);
+    if (rv == H3WT_ERR_WOULDBLOCK) {
+      ++L.refused[bidi];
+      return;
+    }
+    CHECK_EQ_INT(rv, 0);
+    if (rv != 0) {
+      return;
+    }
+    ++L.opened[bidi];
+    CHECK_EQ_INT(h3wt_stream_write(st, "x", 1), 0);
+    CHECK_EQ_INT(h3wt_stream_finish(st), 0);
+    if (L.available[bidi]) {
+      ++L.extra_opened[bidi];
+      return; /* one more after the wait is enough */
+    }
+  }
+}
+
+static void lc_ready(h3wt_session *s, void *rd) {
+  L.ready = 1;
+  l_open_all(1);
+  l_open_all(0);
+}
+
+static void lc_available(h3wt_session *s, int bidi, void *rd) {
+  ++L.available[bidi];
+  l_open_all(bidi);
+}
+
+static void lc_data(h3wt_stream *st, const uint8_t *d, size_t n, int fin,
+                    void *rd) {
+  L.echoes_done += fin;
+}
+
+static void lc_close(h3wt_session *s, int err, uint32_t code, const char *r,
+                     size_t rl, void *rd) {
+  if (F.done) {
+    return; /* the fixture closing the connection */
+  }
+  L.closed = 1;
+}
+
+static const h3wt_session_handler l_client = {
+    .on_session_ready = lc_ready,
+    .on_stream_data = lc_data,
+    .on_session_close = lc_close,
+    .on_streams_available = lc_available,
+};
+
+static void l_step(void) {
+  if (L.closed || (L.extra_opened[0] && L.extra_opened[1] &&
+                   L.echoes_done == L_LIMIT + 1 && S.uni_fins == L_LIMIT + 1)) {
+    fx_stop();
+  }
+}
+
+TEST(stream_limit) {
+  h3wt_server_settings ss;
+  memset(&L, 0, sizeof(L));
+  memset(&S, 0, sizeof(S));
+  fx_settings(&ss);
+  ss.max_streams_per_session = L_LIMIT;
+  fx_start(&ss, "/l", &echo_handler, 1024 * 1024);
+  CHECK_EQ_INT(h3wt_client_webtransport(F.client, "/l", NULL, NULL, 0,
+                                        &l_client, NULL, &L.s),
+               0);
+  fx_run(l_step, 30000);
+  h3wt_server_stats st = server_stats();
+  const h3wt_wt_stats *cst = client_stats();
+  TEST_CONTEXT("opened bidi %d uni %d, refused %d/%d, available %d/%d, "
+               "echoes %d, uni fins %d; client streams blocked %llu; "
+               "server fc received %llu sent %llu",
+               L.opened[1], L.opened[0], L.refused[1], L.refused[0],
+               L.available[1], L.available[0], L.echoes_done, S.uni_fins,
+               (unsigned long long)cst->fc_streams_blocked,
+               (unsigned long long)st.wt_fc_capsules_received,
+               (unsigned long long)st.wt_fc_capsules_sent);
+  CHECK(!F.timed_out);
+  CHECK(!L.closed);
+  for (int b = 0; b < 2; ++b) {
+    /* The first L_LIMIT opened at once, the next refused until the
+       server's WT_MAX_STREAMS came. */
+    CHECK_EQ_INT(L.opened[b], L_LIMIT + 1);
+    CHECK(L.refused[b] >= 1);
+    CHECK(L.available[b] >= 1);
+    CHECK_EQ_INT(L.extra_opened[b], 1);
+  }
+  CHECK_EQ_INT(L.echoes_done, L_LIMIT + 1);
+  CHECK_EQ_INT(S.uni_fins, L_LIMIT + 1);
+  CHECK(cst->fc_streams_blocked >= 2);
+  /* WT_STREAMS_BLOCKED (bidi and uni) reached the server; WT_MAX_STREAMS
+     went the other way. */
+  CHECK(st.wt_fc_capsules_received >= 2);
+  CHECK(st.wt_fc_capsules_sent >= 2);
+  CHECK_EQ_INT(st.limit_max_streams_per_session, 0);
+  CHECK_EQ_INT(st.wt_fc_errors, 0);
+  fx_end();
+}
+
+/* ======================================================================== */
+/* Hostile input: each case resets its own session.                          */
+
+#define H_LIMIT 4
+#define H_WINDOW 1000 /* a packet's worth of data goes over it */
+
+enum { H_STREAMS, H_DATA, H_DECREASE, H_STREAMS_2_60, H_STREAM_DATA,
+       H_BYSTANDER, H_N };
+
+static struct {
+  h3wt_session *s[H_N];
+  int ready[H_N], closed[H_N], err[H_N];
+  int phase, echo_fin;
+} H;
+
+static int h_index(h3wt_session *s) {
+  for (int i = 0; i < H_N; ++i) {
+    if (H.s[i] == s) {
+      return i;
+    }
+  }
+  return -1;
+}
+
+static void hc_ready(h3wt_session *s, void *rd) {
+  H.ready[h_index(s)] = 1;
+}
+
+static void hc_close(h3wt_session *s, int err, uint32_t code, const char *r,
+                     size_t rl, void *rd) {
+  if (F.done) {
+    return; /* the fixture closing the connection */
+  }
+  int i = h_index(s);
+  H.closed[i] = 1;
+  H.err[i] = err;
+}
+
+static void hc_data(h3wt_stream *st, const uint8_t *d, size_t n, int fin,
+                    void *rd) {
+  H.echo_fin |= fin;
+}
+
+static const h3wt_session_handler h_client = {
+    .on_session_ready = hc_ready,
+    .on_stream_data = hc_data,
+    .on_session_close = hc_close,
+};
+
+/* A raw stream naming session s (the hook adds no header of its own). */
+static void raw_stream(h3wt_session *s, int bidi, size_t body, int fin) {
+  static uint8_t buf[8192];
+  uint8_t *p = h3wt_varint_encode(
+      buf, bidi ? H3WT_WT_STREAM_BIDI : H3WT_WT_STREAM_UNI);
+  p = h3wt_varint_encode(p, (uint64_t)h3wt_session_stream_id(s));
+  size_t hdr = (size_t)(p - buf);
+  CHECK(hdr + body <= sizeof(buf));
+  memset(p, 'h', body);
+  CHECK_EQ_INT(h3wt_wt_test_raw_stream(h3wt_client_wt(F.client), bidi, buf,
+                                       hdr + body, fin),
+               0);
+}
+
+static void raw_capsule(h3wt_session *s, uint64_t type, uint64_t v) {
+  uint8_t buf[24];
+  size_t n = h3wt_capsule_varint(buf, type, v);
+  CHECK_EQ_INT(h3wt_wt_test_raw_capsule(s, buf, n), 0);
+}
+
+/* Sends every hostile case, each on its own session. */
+static void h_send_all(void) {
+  /* One stream more than allowed, none finished (no credit comes back). */
+  for (int i = 0; i < H_LIMIT + 1; ++i) {
+    raw_stream(H.s[H_STREAMS], 0, 0, 0);
+  }
+  /* Four times the window in one go, on one stream. */
+  raw_stream(H.s[H_DATA], 0, 4 * H_WINDOW, 1);
+  /* The client announced 1 MiB: 1000 does not increase it. */
+  raw_capsule(H.s[H_DECREASE], H3WT_CAPSULE_MAX_DATA, 1000);
+  raw_capsule(H.s[H_STREAMS_2_60], H3WT_CAPSULE_MAX_STREAMS_UNI,
+              H3WT_MAX_STREAMS_LIMIT + 1);
+  raw_capsule(H.s[H_STREAM_DATA], H3WT_CAPSULE_MAX_STREAM_DATA, 5000);
+}
+
+static int h_hostile_closed(void) {
+  for (int i = 0; i < H_BYSTANDER; ++i) {
+    if (!H.closed[i]) {
+      return 0;
+    }
+  }
+  return 1;
+}
+
+static void h_step(void) {
+  static h3wt_stream *st;
+  switch (H.phase) {
+  case 0:
+    for (int i = 0; i < H_N; ++i) {
+      if (!H.ready[i]) {
+        return;
+      }
+    }
+    h_send_all();
+    H.phase = 1;
+    return;
+  case 1:
+    if (!h_hostile_closed()) {
+      return;
+    }
+    /* The bystander still works, within the small window too. */
+    CHECK_EQ_INT(h3wt_session_open_stream(H.s[H_BYSTANDER], 1, &st), 0);
+    {
+      static uint8_t blob[3 * H_WINDOW];
+      CHECK_EQ_INT(h3wt_stream_write(st, blob, sizeof(blob)), 0);
+      CHECK_EQ_INT(h3wt_stream_finish(st), 0);
+    }
+    H.phase = 2;
+    return;
+  case 2:
+    if (H.echo_fin) {
+      fx_stop();
+    }
+    return;
+  }
+}
+
+TEST(hostile_peer) {
+  h3wt_server_settings ss;
+  memset(&H, 0, sizeof(H));
+  memset(&S, 0, sizeof(S));
+  fx_settings(&ss);
+  ss.max_streams_per_session = H_LIMIT;
+  ss.wt_session_max_data = H_WINDOW;
+  fx_start(&ss, "/h", &echo_handler, 1024 * 1024);
+  for (int i = 0; i < H_N; ++i) {
+    CHECK_EQ_INT(h3wt_client_webtransport(F.client, "/h", NULL, NULL, 0,
+                                          &h_client, NULL, &H.s[i]),
+                 0);
+  }
+  fx_run(h_step, 30000);
+  h3wt_server_stats st = server_stats();
+  TEST_CONTEXT("phase %d; closed %d %d %d %d %d (bystander %d); server fc "
+               "errors %llu, resets %d",
+               H.phase, H.closed[0], H.closed[1], H.closed[2], H.closed[3],
+               H.closed[4], H.closed[H_BYSTANDER],
+               (unsigned long long)st.wt_fc_errors, S.closes_reset);
+  CHECK(!F.timed_out);
+  for (int i = 0; i < H_BYSTANDER; ++i) {
+    TEST_CONTEXT("hostile case %d: closed %d err %d", i, H.closed[i],
+                 H.err[i]);
+    CHECK(H.closed[i]);
+    CHECK_EQ_INT(H.err[i], H3WT_SESSION_RESET);
+  }
+  TEST_CONTEXT("server fc errors %llu, resets %d",
+               (unsigned long long)st.wt_fc_errors, S.closes_reset);
+  CHECK_EQ_INT(st.wt_fc_errors, H_BYSTANDER);
+  CHECK_EQ_INT(S.closes_reset, H_BYSTANDER);
+  CHECK(!H.closed[H_BYSTANDER]);
+  CHECK(H.echo_fin);
+  fx_end();
+}
+
+/* ======================================================================== */
+/* Not negotiated: the client announces nothing, nothing is enforced.       */
+
+static void n_step(void) {
+  static h3wt_stream *st;
+  switch (H.phase) {
+  case 0:
+    for (int i = 0; i < H_N; ++i) {
+      if (!H.ready[i]) {
+        return;
+      }
+    }
+    h_send_all();
+    H.phase = 1;
+    return;
+  case 1:
+    /* The uni stream over the window arrives whole; then every session,
+       hostile ones included, still echoes. */
+    if (S.uni_fins < 1) {
+      return;
+    }
+    CHECK_EQ_INT(h3wt_session_open_stream(H.s[H_DECREASE], 1, &st), 0);
+    CHECK_EQ_INT(h3wt_stream_write(st, "still here", 10), 0);
+    CHECK_EQ_INT(h3wt_stream_finish(st), 0);
+    H.phase = 2;
+    return;
+  case 2:
+    if (H.echo_fin) {
+      fx_stop();
+    }
+    return;
+  }
+}
+
+TEST(not_negotiated) {
+  h3wt_server_settings ss;
+  memset(&H, 0, sizeof(H));
+  memset(&S, 0, sizeof(S));
+  fx_settings(&ss);
+  ss.max_streams_per_session = H_LIMIT;
+  ss.wt_session_max_data = H_WINDOW;
+  fx_start(&ss, "/h", &echo_handler, 0); /* the client offers nothing */
+  for (int i = 0; i < H_N; ++i) {
+    CHECK_EQ_INT(h3wt_client_webtransport(F.client, "/h", NULL, NULL, 0,
+                                          &h_client, NULL, &H.s[i]),
+                 0);
+  }
+  fx_run(n_step, 30000);
+  h3wt_server_stats st = server_stats();
+  TEST_CONTEXT("phase %d; closed %d %d %d %d %d; uni bytes %llu; server fc "
+               "sent %llu received %llu errors %llu; refused %llu",
+               H.phase, H.closed[0], H.closed[1], H.closed[2], H.closed[3],
+               H.closed[4], (unsigned long long)S.uni_bytes,
+               (unsigned long long)st.wt_fc_capsules_sent,
+               (unsigned long long)st.wt_fc_capsules_received,
+               (unsigned long long)st.wt_fc_errors,
+               (unsigned long long)st.limit_max_streams_per_session);
+  CHECK(!F.timed_out);
+  CHECK(H.echo_fin);
+  /* The prohibited WT_MAX_STREAM_DATA is a session error whatever was
+     negotiated; every other session stays up. */
+  for (int i = 0; i < H_N; ++i) {
+    TEST_CONTEXT("session %d: closed %d err %d", i, H.closed[i], H.err[i]);
+    CHECK_EQ_INT(H.closed[i], i == H_STREAM_DATA);
+  }
+  CHECK_EQ_INT(S.uni_bytes, 4 * H_WINDOW);
+  /* Without flow control the limit is the old one: concurrent streams,
+     the one over it refused alone. */
+  CHECK_EQ_INT(st.limit_max_streams_per_session, 1);
+  /* Nothing new on the wire, nothing counted but the prohibited capsule. */
+  CHECK_EQ_INT(st.wt_fc_capsules_sent, 0);
+  CHECK_EQ_INT(st.wt_fc_capsules_received, 0);
+  CHECK_EQ_INT(st.wt_fc_errors, 1);
+  fx_end();
+}
+
+int main(int argc, char **argv) {
+  static const h3wt_test_case tests[] = {
+      TEST_ENTRY(window_smaller_than_transfer),
+      TEST_ENTRY(stream_limit),
+      TEST_ENTRY(hostile_peer),
+      TEST_ENTRY(not_negotiated),
+  };
+  return TEST_MAIN(argc, argv, tests);
+}
