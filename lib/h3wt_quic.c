@@ -1281,6 +1281,10 @@ uint64_t h3wt_quic_last_rx(const h3wt_quic_conn *qc) {
   return qc->last_rx;
 }
 
+uint64_t h3wt_quic_stream_window(const h3wt_quic_conn *qc) {
+  return qc->cfg->max_stream_data;
+}
+
 void h3wt_quic_set_keep_alive(h3wt_quic_conn *qc, uint64_t ns) {
   if (qc->conn) {
     ngtcp2_conn_set_keep_alive_timeout(qc->conn, ns ? ns : UINT64_MAX);

@@ -254,5 +254,8 @@ uint64_t h3wt_quic_last_rx(const h3wt_quic_conn *qc);
 void h3wt_quic_set_keep_alive(h3wt_quic_conn *qc, uint64_t ns);
 /* The peer's max_datagram_frame_size (0: datagrams not allowed). */
 uint64_t h3wt_quic_peer_max_datagram(const h3wt_quic_conn *qc);
+/* Our per-stream receive window (max_stream_data): how far beyond what
+   was read a peer may send on a stream. */
+uint64_t h3wt_quic_stream_window(const h3wt_quic_conn *qc);
 
 #endif /* H3WT_QUIC_H */

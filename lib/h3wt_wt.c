@@ -81,6 +81,8 @@ struct h3wt_stream {
   int fc_blocked;      /* waits for the peer's WT_MAX_DATA */
   uint64_t rx_bytes;   /* body bytes received (session flow control) */
   size_t rx_hdr_len;   /* peer streams: signal + session ID received */
+  int rx_stopped;      /* we stopped reading: later bytes are dropped */
+  int rx_final_known;  /* FIN delivered or RESET_STREAM: all counted */
   h3wt_list wnode;                  /* in the write queue */
   h3wt_list node;                   /* session's (or orphan) list */
   h3wt_stream *dnext;               /* deferred list */
@@ -135,6 +137,7 @@ struct h3wt_session {
   /* Session flow control: FC_* above.  [1] bidi, [0] uni. */
   int fc;
   uint64_t rx_data, rx_max_data;       /* peer's body bytes; our limit */
+  uint64_t rx_unknown; /* at most this many more (stopped streams) */
   uint64_t rx_streams[2], rx_max_streams[2];
   uint64_t tx_data, tx_max_data;       /* ours; the peer's limit */
   uint64_t tx_streams[2], tx_max_streams[2];
@@ -566,12 +569,15 @@ static uint64_t min_u64(uint64_t a, uint64_t b) {
    less than half of it is left (as QUIC stacks do for MAX_DATA). */
 static void fc_grant_data(h3wt_session *s) {
   uint64_t window = s->wt->limits.session_max_data;
-  /* Over the limit is possible only while flow control was not yet on
-     (nothing was enforced then): credit resumes from where the bytes
-     are. */
-  if (s->rx_data > s->rx_max_data ||
-      s->rx_max_data - s->rx_data < window / 2) {
-    s->rx_max_data = s->rx_data + window;
+  /* Grants go by the most the peer may have used (what we never learnt
+     of stopped streams included, fc_stream_closed), so it never waits on
+     credit it spent where we could not see; errors go by what we saw
+     (fc_received), so it is never wrongly accused.  Over the limit is
+     possible only while flow control was not yet on (nothing was
+     enforced then): credit resumes from where the bytes are. */
+  uint64_t used = s->rx_data + s->rx_unknown;
+  if (used > s->rx_max_data || s->rx_max_data - used < window / 2) {
+    s->rx_max_data = used + window;
     if (s->fc == FC_ON) {
       fc_send(s, H3WT_CAPSULE_MAX_DATA, s->rx_max_data);
     }
@@ -651,6 +657,23 @@ static int fc_received(h3wt_stream *st, uint64_t n) {
   }
   fc_grant_data(s);
   return 0;
+}
+
+/* QUIC is done with st.  A stream we stopped reading whose final size
+   never reached us (its sender's FIN came after our STOP_SENDING, and
+   ngtcp2 drops such bytes without a word) may have carried up to our
+   stream window more than we saw; its sender counted them, so credit
+   must allow for them, or the two sides drift apart by such streams
+   until the sender stalls. */
+static void fc_stream_closed(h3wt_stream *st) {
+  h3wt_session *s = st->session;
+  if (!s || s->state != S_READY || !st->rx_stopped || st->rx_final_known ||
+      (st->local && !st->bidi)) {
+    return;
+  }
+  st->rx_final_known = 1;
+  s->rx_unknown += h3wt_quic_stream_window(QC(s->wt));
+  fc_grant_data(s);
 }
 
 /* A peer stream joined s (on arrival, or adopted with what it brought).
@@ -1806,6 +1829,7 @@ int h3wt_stream_stop_sending(h3wt_stream *st, uint32_t code) {
     return H3WT_ERR_INVALID_STATE;
   }
   st->read_done = 1;
+  st->rx_stopped = 1;
   h3wt_quic_shutdown_stream_read(QC(st->wt), st->id,
                                  h3wt_wt_code_to_h3(code));
   h3wt_h3_want_write(st->wt->h3);
@@ -1991,6 +2015,7 @@ int h3wt_wt_recv_stream_data(h3wt_wt_conn *wt, int64_t stream_id,
   }
   if (sud && sud->kind == H3WT_SUD_WT) {
     h3wt_stream *st = (h3wt_stream *)sud;
+    st->rx_final_known |= fin;
     if (!st->closed && len && fc_received(st, len) != 0) {
       h3wt_quic_consume(qc, stream_id, len); /* the session is gone */
       return H3WT_WT_TAKEN;
@@ -2174,6 +2199,7 @@ void h3wt_wt_stream_closed(h3wt_wt_conn *wt, h3wt_sud *sud, uint64_t code) {
     st->stop_code = code;
     st->stop_has_code = 1;
   }
+  fc_stream_closed(st);
   /* QUIC forgets the stream now; so must the write queue. */
   st->quic_closed = 1;
   st->write_shut = 1;
@@ -2206,6 +2232,7 @@ void h3wt_wt_stream_reset(h3wt_wt_conn *wt, h3wt_sud *sud, uint64_t code,
      QUIC stack provide the WebTransport implementation with information
      about the final size of streams"). */
   uint64_t seen = st->rx_hdr_len + st->rx_bytes;
+  st->rx_final_known = 1;
   if (!st->closed && final_size > seen &&
       fc_received(st, final_size - seen) != 0) {
     return;
@@ -2227,6 +2254,7 @@ void h3wt_wt_stream_stop_sending(h3wt_wt_conn *wt, h3wt_sud *sud,
     return;
   }
   ((h3wt_stream *)sud)->read_done = 1;
+  ((h3wt_stream *)sud)->rx_stopped = 1;
 }
 
 void h3wt_wt_stream_unblocked(h3wt_wt_conn *wt, h3wt_sud *sud) {

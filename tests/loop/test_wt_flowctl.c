@@ -23,6 +23,9 @@
  *  - not_negotiated: the same hostile input from a client that announced
  *    no limits is not enforced: flow-control capsules are ignored, the
  *    server sends none, the sessions stay up.
+ *  - stopped_streams_count_to_final_size: streams the server stops
+ *    reading still count, up to their final size (or, when none comes, a
+ *    stream window), or the client stalls.
  *
  * Each test ends with uv_loop_close() == 0.
  */
@@ -694,12 +697,136 @@ TEST(not_negotiated) {
   fx_end();
 }
 
+/* ======================================================================== */
+/* Streams the receiver stops: their bytes count up to the final size.      */
+/* The server stops reading every uni stream at its first bytes; what was
+   in flight then is discarded by QUIC, never delivered, yet the client
+   spent session credit on it.  The RESET_STREAM's final size tells the
+   server how much; a stream whose FIN had gone out gets no RESET_STREAM,
+   and the server must allow for up to a stream window.  Without either,
+   the two sides disagree by those bytes on each stream and the client
+   runs out of credit the server never sees used (it stalls).  40 streams
+   of 48 KiB through a 64 KiB window, then an echo must still complete
+   (each half of that fails this test on its own). */
+
+#define R_WINDOW (64 * 1024)
+#define R_STREAM (48 * 1024)
+#define R_ROUNDS 40
+
+static struct {
+  h3wt_session *s;
+  h3wt_stream *cur, *echo;
+  int ready, closed, rounds, echo_fin;
+  uint64_t stopped;
+} R;
+
+static void rs_data(h3wt_stream *st, const uint8_t *d, size_t n, int fin,
+                    void *rd) {
+  if (!h3wt_stream_is_bidi(st)) {
+    ++R.stopped;
+    h3wt_stream_stop_sending(st, 7);
+    return;
+  }
+  sv_data(st, d, n, fin, rd);
+}
+
+static const h3wt_session_handler r_server = {
+    .on_session_request = accept_all,
+    .on_stream_data = rs_data,
+    .on_stream_writable = sv_writable,
+    .on_stream_close = sv_stream_close,
+    .on_session_close = sv_close,
+};
+
+static void r_next(void) {
+  static uint8_t blob[R_STREAM];
+  if (R.rounds == R_ROUNDS) {
+    static uint8_t tail[100 * 1024];
+    CHECK_EQ_INT(h3wt_session_open_stream(R.s, 1, &R.echo), 0);
+    CHECK_EQ_INT(h3wt_stream_write(R.echo, tail, sizeof(tail)), 0);
+    CHECK_EQ_INT(h3wt_stream_finish(R.echo), 0);
+    ++R.rounds;
+    return;
+  }
+  CHECK_EQ_INT(h3wt_session_open_stream(R.s, 0, &R.cur), 0);
+  /* Accepted whole (the queues hold 256 KiB): session credit decides how
+     much of it goes out before the stop. */
+  CHECK_EQ_INT(h3wt_stream_write(R.cur, blob, sizeof(blob)), 0);
+  CHECK_EQ_INT(h3wt_stream_finish(R.cur), 0);
+  ++R.rounds;
+}
+
+static void rc_ready(h3wt_session *s, void *rd) {
+  R.ready = 1;
+  r_next();
+}
+
+static void rc_stream_close(h3wt_stream *st, void *rd) {
+  if (st == R.cur && !F.done) {
+    R.cur = NULL;
+    r_next();
+  }
+}
+
+static void rc_data(h3wt_stream *st, const uint8_t *d, size_t n, int fin,
+                    void *rd) {
+  R.echo_fin |= fin;
+}
+
+static void rc_close(h3wt_session *s, int err, uint32_t code, const char *r,
+                     size_t rl, void *rd) {
+  if (F.done) {
+    return; /* the fixture closing the connection */
+  }
+  R.closed = 1;
+}
+
+static const h3wt_session_handler r_client = {
+    .on_session_ready = rc_ready,
+    .on_stream_data = rc_data,
+    .on_stream_close = rc_stream_close,
+    .on_session_close = rc_close,
+};
+
+static void r_step(void) {
+  if (R.echo_fin || R.closed) {
+    fx_stop();
+  }
+}
+
+TEST(stopped_streams_count_to_final_size) {
+  h3wt_server_settings ss;
+  memset(&R, 0, sizeof(R));
+  memset(&S, 0, sizeof(S));
+  fx_settings(&ss);
+  ss.wt_session_max_data = R_WINDOW;
+  fx_start(&ss, "/r", &r_server, R_WINDOW);
+  CHECK_EQ_INT(h3wt_client_webtransport(F.client, "/r", NULL, NULL, 0,
+                                        &r_client, NULL, &R.s),
+               0);
+  fx_run(r_step, 20000);
+  h3wt_server_stats st = server_stats();
+  const h3wt_wt_stats *cst = client_stats();
+  TEST_CONTEXT("rounds %d, stopped %llu, echo fin %d, closed %d; client "
+               "blocked %llu, server fc errors %llu",
+               R.rounds, (unsigned long long)R.stopped, R.echo_fin, R.closed,
+               (unsigned long long)cst->fc_data_blocked,
+               (unsigned long long)st.wt_fc_errors);
+  CHECK(!F.timed_out);
+  CHECK_EQ_INT(R.rounds, R_ROUNDS + 1);
+  CHECK(R.echo_fin);
+  CHECK(!R.closed);
+  CHECK_EQ_INT(st.wt_fc_errors, 0);
+  fx_end();
+}
+
 int main(int argc, char **argv) {
   static const h3wt_test_case tests[] = {
       TEST_ENTRY(window_smaller_than_transfer),
       TEST_ENTRY(stream_limit),
       TEST_ENTRY(hostile_peer),
       TEST_ENTRY(not_negotiated),
+      TEST_ENTRY(stopped_streams_count_to_final_size),
   };
   return TEST_MAIN(argc, argv, tests);
 }
