@@ -42,6 +42,12 @@
 
 /* ---- the fixture: one server, one client, a step timer ------------------- */
 
+/* What the server's handlers saw (each test starts from zero). */
+static struct {
+  uint64_t uni_bytes;
+  int uni_fins, bidi_fins, closes_reset, closes;
+} S;
+
 static struct {
   uv_loop_t loop;
   uv_timer_t step, guard;
@@ -50,6 +56,7 @@ static struct {
   char dir[64], cert[256], key[256];
   void (*step_fn)(void);
   int timed_out, done;
+  int client_closed; /* a client session ended before the fixture's end */
 } F;
 
 static void fx_stop(void) {
@@ -91,6 +98,7 @@ static void fx_start(const h3wt_server_settings *ss, const char *path,
   h3wt_client_settings cs;
   h3wt_client_callbacks cbs = {NULL, NULL};
   memset(&F, 0, sizeof(F));
+  memset(&S, 0, sizeof(S));
   snprintf(F.dir, sizeof(F.dir), "/tmp/h3wt-fc-XXXXXX");
   CHECK_EQ_INT(loop_devcert(F.dir, F.cert, sizeof(F.cert), F.key,
                             sizeof(F.key)),
@@ -114,6 +122,21 @@ static void fx_start(const h3wt_server_settings *ss, const char *path,
   CHECK_EQ_INT(h3wt_client_new(&F.client, &F.loop, &cs, &cbs, NULL), 0);
 }
 
+/* A client session's on_session_close for the cases that expect none. */
+static void fx_client_close(h3wt_session *s, int err, uint32_t code,
+                            const char *r, size_t rl, void *rd) {
+  if (!F.done) { /* not the fixture closing the connection */
+    F.client_closed = 1;
+  }
+}
+
+static void fx_open(const char *path, const h3wt_session_handler *h,
+                    h3wt_session **ps) {
+  CHECK_EQ_INT(h3wt_client_webtransport(F.client, path, NULL, NULL, 0, h,
+                                        NULL, ps),
+               0);
+}
+
 static void fx_run(void (*step)(void), uint64_t timeout_ms) {
   F.step_fn = step;
   uv_timer_init(&F.loop, &F.guard);
@@ -121,6 +144,27 @@ static void fx_run(void (*step)(void), uint64_t timeout_ms) {
   uv_timer_init(&F.loop, &F.step);
   uv_timer_start(&F.step, fx_step, 5, 5);
   uv_run(&F.loop, UV_RUN_DEFAULT);
+}
+
+/* Runs until *flag is set or a client session ends. */
+static const int *fx_flag;
+static void fx_until_step(void) {
+  if (*fx_flag || F.client_closed) {
+    fx_stop();
+  }
+}
+static void fx_run_until(const int *flag, uint64_t timeout_ms) {
+  fx_flag = flag;
+  fx_run(fx_until_step, timeout_ms);
+}
+
+/* Both sides announce the same session window. */
+static void fx_start_window(const char *path, const h3wt_session_handler *h,
+                            uint64_t window) {
+  h3wt_server_settings ss;
+  fx_settings(&ss);
+  ss.wt_session_max_data = window;
+  fx_start(&ss, path, h, window);
 }
 
 static void fx_end(void) {
@@ -146,12 +190,6 @@ static int accept_all(h3wt_session *s, void *rd) {
   return 200;
 }
 
-/* The server echoes bidi streams (waiting for room when a write would
-   block) and counts what uni streams bring. */
-static struct {
-  uint64_t uni_bytes;
-  int uni_fins, bidi_fins, closes_reset, closes;
-} S;
 
 typedef struct echo {
   uint8_t *buf;
@@ -234,7 +272,7 @@ static const h3wt_session_handler echo_handler = {
 static struct {
   h3wt_session *s;
   h3wt_stream *st;
-  int ready, closed, fin;
+  int ready, fin;
   size_t sent;
   uint64_t echoed;
   int in_order;
@@ -282,45 +320,25 @@ static void wc_data(h3wt_stream *st, const uint8_t *d, size_t n, int fin,
   W.fin |= fin;
 }
 
-static void wc_close(h3wt_session *s, int err, uint32_t code, const char *r,
-                     size_t rl, void *rd) {
-  if (F.done) {
-    return; /* the fixture closing the connection */
-  }
-  W.closed = 1;
-}
-
 static const h3wt_session_handler w_client = {
     .on_session_ready = wc_ready,
     .on_stream_data = wc_data,
     .on_stream_writable = wc_writable,
-    .on_session_close = wc_close,
+    .on_session_close = fx_client_close,
 };
 
-static void w_step(void) {
-  if (W.fin || W.closed) {
-    fx_stop();
-  }
-}
-
 TEST(window_smaller_than_transfer) {
-  h3wt_server_settings ss;
   memset(&W, 0, sizeof(W));
-  memset(&S, 0, sizeof(S));
   W.in_order = 1;
-  fx_settings(&ss);
-  ss.wt_session_max_data = W_WINDOW;
-  fx_start(&ss, "/w", &echo_handler, W_WINDOW);
-  CHECK_EQ_INT(h3wt_client_webtransport(F.client, "/w", NULL, NULL, 0,
-                                        &w_client, NULL, &W.s),
-               0);
-  fx_run(w_step, 60000);
+  fx_start_window("/w", &echo_handler, W_WINDOW);
+  fx_open("/w", &w_client, &W.s);
+  fx_run_until(&W.fin, 60000);
   h3wt_server_stats st = server_stats();
   const h3wt_wt_stats *cst = client_stats();
   TEST_CONTEXT("sent %zu echoed %llu fin %d closed %d; server fc sent %llu "
                "received %llu errors %llu; client fc sent %llu received "
                "%llu errors %llu blocked %llu",
-               W.sent, (unsigned long long)W.echoed, W.fin, W.closed,
+               W.sent, (unsigned long long)W.echoed, W.fin, F.client_closed,
                (unsigned long long)st.wt_fc_capsules_sent,
                (unsigned long long)st.wt_fc_capsules_received,
                (unsigned long long)st.wt_fc_errors,
@@ -330,7 +348,7 @@ TEST(window_smaller_than_transfer) {
                (unsigned long long)cst->fc_data_blocked);
   CHECK(!F.timed_out);
   CHECK(W.fin);
-  CHECK(!W.closed);
+  CHECK(!F.client_closed);
   CHECK_EQ_INT(W.echoed, W_BYTES);
   CHECK(W.in_order);
   /* 2 MB through a 64 KiB window: a grant at least every 32 KiB, each
@@ -351,7 +369,7 @@ TEST(window_smaller_than_transfer) {
 
 static struct {
   h3wt_session *s;
-  int ready, closed;
+  int ready;
   int opened[2], refused[2], available[2], echoes_done;
   int extra_opened[2];
 } L;
@@ -394,23 +412,15 @@ static void lc_data(h3wt_stream *st, const uint8_t *d, size_t n, int fin,
   L.echoes_done += fin;
 }
 
-static void lc_close(h3wt_session *s, int err, uint32_t code, const char *r,
-                     size_t rl, void *rd) {
-  if (F.done) {
-    return; /* the fixture closing the connection */
-  }
-  L.closed = 1;
-}
-
 static const h3wt_session_handler l_client = {
     .on_session_ready = lc_ready,
     .on_stream_data = lc_data,
-    .on_session_close = lc_close,
+    .on_session_close = fx_client_close,
     .on_streams_available = lc_available,
 };
 
 static void l_step(void) {
-  if (L.closed || (L.extra_opened[0] && L.extra_opened[1] &&
+  if (F.client_closed || (L.extra_opened[0] && L.extra_opened[1] &&
                    L.echoes_done == L_LIMIT + 1 && S.uni_fins == L_LIMIT + 1)) {
     fx_stop();
   }
@@ -419,13 +429,10 @@ static void l_step(void) {
 TEST(stream_limit) {
   h3wt_server_settings ss;
   memset(&L, 0, sizeof(L));
-  memset(&S, 0, sizeof(S));
   fx_settings(&ss);
   ss.max_streams_per_session = L_LIMIT;
   fx_start(&ss, "/l", &echo_handler, 1024 * 1024);
-  CHECK_EQ_INT(h3wt_client_webtransport(F.client, "/l", NULL, NULL, 0,
-                                        &l_client, NULL, &L.s),
-               0);
+  fx_open("/l", &l_client, &L.s);
   fx_run(l_step, 30000);
   h3wt_server_stats st = server_stats();
   const h3wt_wt_stats *cst = client_stats();
@@ -438,7 +445,7 @@ TEST(stream_limit) {
                (unsigned long long)st.wt_fc_capsules_received,
                (unsigned long long)st.wt_fc_capsules_sent);
   CHECK(!F.timed_out);
-  CHECK(!L.closed);
+  CHECK(!F.client_closed);
   for (int b = 0; b < 2; ++b) {
     /* The first L_LIMIT opened at once, the next refused until the
        server's WT_MAX_STREAMS came. */
@@ -552,8 +559,17 @@ static int h_hostile_closed(void) {
   return 1;
 }
 
+/* Both cases: every session ready, all the hostile input at once, then
+   once settled() says its effects are in, an echo on session echo_on. */
+static struct {
+  int (*settled)(void);
+  int echo_on;
+  size_t echo_len;
+} HC;
+
 static void h_step(void) {
   static h3wt_stream *st;
+  static uint8_t blob[3 * H_WINDOW];
   switch (H.phase) {
   case 0:
     for (int i = 0; i < H_N; ++i) {
@@ -565,16 +581,12 @@ static void h_step(void) {
     H.phase = 1;
     return;
   case 1:
-    if (!h_hostile_closed()) {
+    if (!HC.settled()) {
       return;
     }
-    /* The bystander still works, within the small window too. */
-    CHECK_EQ_INT(h3wt_session_open_stream(H.s[H_BYSTANDER], 1, &st), 0);
-    {
-      static uint8_t blob[3 * H_WINDOW];
-      CHECK_EQ_INT(h3wt_stream_write(st, blob, sizeof(blob)), 0);
-      CHECK_EQ_INT(h3wt_stream_finish(st), 0);
-    }
+    CHECK_EQ_INT(h3wt_session_open_stream(H.s[HC.echo_on], 1, &st), 0);
+    CHECK_EQ_INT(h3wt_stream_write(st, blob, HC.echo_len), 0);
+    CHECK_EQ_INT(h3wt_stream_finish(st), 0);
     H.phase = 2;
     return;
   case 2:
@@ -585,19 +597,27 @@ static void h_step(void) {
   }
 }
 
-TEST(hostile_peer) {
+/* The server of both cases: a small stream limit and a window a packet
+   goes over; the client announces client_max_data (0: nothing). */
+static void h_start(uint64_t client_max_data) {
   h3wt_server_settings ss;
   memset(&H, 0, sizeof(H));
-  memset(&S, 0, sizeof(S));
   fx_settings(&ss);
   ss.max_streams_per_session = H_LIMIT;
   ss.wt_session_max_data = H_WINDOW;
-  fx_start(&ss, "/h", &echo_handler, 1024 * 1024);
+  fx_start(&ss, "/h", &echo_handler, client_max_data);
   for (int i = 0; i < H_N; ++i) {
-    CHECK_EQ_INT(h3wt_client_webtransport(F.client, "/h", NULL, NULL, 0,
-                                          &h_client, NULL, &H.s[i]),
-                 0);
+    fx_open("/h", &h_client, &H.s[i]);
   }
+}
+
+TEST(hostile_peer) {
+  h_start(1024 * 1024);
+  /* Once every hostile session is gone, the bystander still works,
+     within the small window too. */
+  HC.settled = h_hostile_closed;
+  HC.echo_on = H_BYSTANDER;
+  HC.echo_len = 3 * H_WINDOW;
   fx_run(h_step, 30000);
   h3wt_server_stats st = server_stats();
   TEST_CONTEXT("phase %d; closed %d %d %d %d %d (bystander %d); server fc "
@@ -624,51 +644,18 @@ TEST(hostile_peer) {
 /* ======================================================================== */
 /* Not negotiated: the client announces nothing, nothing is enforced.       */
 
-static void n_step(void) {
-  static h3wt_stream *st;
-  switch (H.phase) {
-  case 0:
-    for (int i = 0; i < H_N; ++i) {
-      if (!H.ready[i]) {
-        return;
-      }
-    }
-    h_send_all();
-    H.phase = 1;
-    return;
-  case 1:
-    /* The uni stream over the window arrives whole; then every session,
-       hostile ones included, still echoes. */
-    if (S.uni_fins < 1) {
-      return;
-    }
-    CHECK_EQ_INT(h3wt_session_open_stream(H.s[H_DECREASE], 1, &st), 0);
-    CHECK_EQ_INT(h3wt_stream_write(st, "still here", 10), 0);
-    CHECK_EQ_INT(h3wt_stream_finish(st), 0);
-    H.phase = 2;
-    return;
-  case 2:
-    if (H.echo_fin) {
-      fx_stop();
-    }
-    return;
-  }
+/* The uni stream over the window arrived whole. */
+static int n_settled(void) {
+  return S.uni_fins >= 1;
 }
 
 TEST(not_negotiated) {
-  h3wt_server_settings ss;
-  memset(&H, 0, sizeof(H));
-  memset(&S, 0, sizeof(S));
-  fx_settings(&ss);
-  ss.max_streams_per_session = H_LIMIT;
-  ss.wt_session_max_data = H_WINDOW;
-  fx_start(&ss, "/h", &echo_handler, 0); /* the client offers nothing */
-  for (int i = 0; i < H_N; ++i) {
-    CHECK_EQ_INT(h3wt_client_webtransport(F.client, "/h", NULL, NULL, 0,
-                                          &h_client, NULL, &H.s[i]),
-                 0);
-  }
-  fx_run(n_step, 30000);
+  h_start(0); /* the client offers nothing */
+  /* Then a session that sent a decreasing WT_MAX_DATA still echoes. */
+  HC.settled = n_settled;
+  HC.echo_on = H_DECREASE;
+  HC.echo_len = 10;
+  fx_run(h_step, 30000);
   h3wt_server_stats st = server_stats();
   TEST_CONTEXT("phase %d; closed %d %d %d %d %d; uni bytes %llu; server fc "
                "sent %llu received %llu errors %llu; refused %llu",
@@ -716,7 +703,7 @@ TEST(not_negotiated) {
 static struct {
   h3wt_session *s;
   h3wt_stream *cur, *echo;
-  int ready, closed, rounds, echo_fin;
+  int ready, rounds, echo_fin;
   uint64_t stopped;
 } R;
 
@@ -773,49 +760,30 @@ static void rc_data(h3wt_stream *st, const uint8_t *d, size_t n, int fin,
   R.echo_fin |= fin;
 }
 
-static void rc_close(h3wt_session *s, int err, uint32_t code, const char *r,
-                     size_t rl, void *rd) {
-  if (F.done) {
-    return; /* the fixture closing the connection */
-  }
-  R.closed = 1;
-}
-
 static const h3wt_session_handler r_client = {
     .on_session_ready = rc_ready,
     .on_stream_data = rc_data,
     .on_stream_close = rc_stream_close,
-    .on_session_close = rc_close,
+    .on_session_close = fx_client_close,
 };
 
-static void r_step(void) {
-  if (R.echo_fin || R.closed) {
-    fx_stop();
-  }
-}
-
 TEST(stopped_streams_count_to_final_size) {
-  h3wt_server_settings ss;
   memset(&R, 0, sizeof(R));
-  memset(&S, 0, sizeof(S));
-  fx_settings(&ss);
-  ss.wt_session_max_data = R_WINDOW;
-  fx_start(&ss, "/r", &r_server, R_WINDOW);
-  CHECK_EQ_INT(h3wt_client_webtransport(F.client, "/r", NULL, NULL, 0,
-                                        &r_client, NULL, &R.s),
-               0);
-  fx_run(r_step, 20000);
+  fx_start_window("/r", &r_server, R_WINDOW);
+  fx_open("/r", &r_client, &R.s);
+  fx_run_until(&R.echo_fin, 20000);
   h3wt_server_stats st = server_stats();
   const h3wt_wt_stats *cst = client_stats();
   TEST_CONTEXT("rounds %d, stopped %llu, echo fin %d, closed %d; client "
                "blocked %llu, server fc errors %llu",
-               R.rounds, (unsigned long long)R.stopped, R.echo_fin, R.closed,
+               R.rounds, (unsigned long long)R.stopped, R.echo_fin,
+               F.client_closed,
                (unsigned long long)cst->fc_data_blocked,
                (unsigned long long)st.wt_fc_errors);
   CHECK(!F.timed_out);
   CHECK_EQ_INT(R.rounds, R_ROUNDS + 1);
   CHECK(R.echo_fin);
-  CHECK(!R.closed);
+  CHECK(!F.client_closed);
   CHECK_EQ_INT(st.wt_fc_errors, 0);
   fx_end();
 }
