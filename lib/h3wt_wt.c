@@ -566,7 +566,7 @@ static uint64_t min_u64(uint64_t a, uint64_t b) {
 }
 
 /* Our data limit is kept a window ahead of what arrived: a grant when
-   less than half of it is left (as QUIC stacks do for MAX_DATA). */
+   half of it or less is left (as QUIC stacks do for MAX_DATA). */
 static void fc_grant_data(h3wt_session *s) {
   uint64_t window = s->wt->limits.session_max_data;
   /* Grants go by the most the peer may have used (what we never learnt
@@ -576,7 +576,8 @@ static void fc_grant_data(h3wt_session *s) {
      possible only while flow control was not yet on (nothing was
      enforced then): credit resumes from where the bytes are. */
   uint64_t used = s->rx_data + s->rx_unknown;
-  if (used > s->rx_max_data || s->rx_max_data - used < window / 2) {
+  /* "<=": a window of 1 byte must still move. */
+  if (used > s->rx_max_data || s->rx_max_data - used <= window / 2) {
     s->rx_max_data = used + window;
     if (s->fc == FC_ON) {
       fc_send(s, H3WT_CAPSULE_MAX_DATA, s->rx_max_data);

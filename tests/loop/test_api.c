@@ -3252,6 +3252,18 @@ TEST(abi_versions) {
   }
   CHECK(canary_ok);
   CHECK_EQ_INT(u.st.liveness_closes, 0);
+  /* V3: up to limit_max_unvalidated_handshakes (V4 adds the wt_fc_*
+     counters). */
+  memset(&u, 0xa5, sizeof(u));
+  u.st.version = H3WT_SERVER_STATS_V3;
+  CHECK_EQ_INT(h3wt_server_get_stats(F.server, &u.st), 0);
+  canary_ok = 1;
+  for (size_t i = offsetof(h3wt_server_stats, wt_fc_capsules_sent);
+       i < sizeof(u.b); ++i) {
+    canary_ok &= u.b[i] == 0xa5;
+  }
+  CHECK(canary_ok);
+  CHECK_EQ_INT(u.st.limit_max_unvalidated_handshakes, 0);
   /* V2 has the fields V1 lacks. */
   h3wt_server_stats v2 = stats_now();
   CHECK_EQ_INT(v2.sessions_total, 1);

@@ -273,7 +273,7 @@ static struct {
   h3wt_session *s;
   h3wt_stream *st;
   int ready, fin;
-  size_t sent;
+  size_t sent, total;
   uint64_t echoed;
   int in_order;
 } W;
@@ -284,8 +284,8 @@ static uint8_t w_byte(size_t i) {
 
 static void w_pump(void) {
   uint8_t chunk[16384];
-  while (W.sent < W_BYTES) {
-    size_t n = W_BYTES - W.sent < sizeof(chunk) ? W_BYTES - W.sent
+  while (W.sent < W.total) {
+    size_t n = W.total - W.sent < sizeof(chunk) ? W.total - W.sent
                                                 : sizeof(chunk);
     for (size_t i = 0; i < n; ++i) {
       chunk[i] = w_byte(W.sent + i);
@@ -295,7 +295,7 @@ static void w_pump(void) {
     }
     W.sent += n;
   }
-  if (W.sent == W_BYTES) {
+  if (W.sent == W.total) {
     CHECK_EQ_INT(h3wt_stream_finish(W.st), 0);
     ++W.sent;
   }
@@ -330,6 +330,7 @@ static const h3wt_session_handler w_client = {
 TEST(window_smaller_than_transfer) {
   memset(&W, 0, sizeof(W));
   W.in_order = 1;
+  W.total = W_BYTES;
   fx_start_window("/w", &echo_handler, W_WINDOW);
   fx_open("/w", &w_client, &W.s);
   fx_run_until(&W.fin, 60000);
@@ -359,6 +360,27 @@ TEST(window_smaller_than_transfer) {
   CHECK(cst->fc_capsules_received >= st.wt_fc_capsules_sent / 2);
   CHECK_EQ_INT(st.wt_fc_errors, 0);
   CHECK_EQ_INT(cst->fc_errors, 0);
+  fx_end();
+}
+
+/* The smallest window there is still moves: a grant after every byte. */
+TEST(one_byte_window) {
+  memset(&W, 0, sizeof(W));
+  W.in_order = 1;
+  W.total = 2000;
+  fx_start_window("/w", &echo_handler, 1);
+  fx_open("/w", &w_client, &W.s);
+  fx_run_until(&W.fin, 30000);
+  h3wt_server_stats st = server_stats();
+  TEST_CONTEXT("sent %zu echoed %llu; server fc sent %llu errors %llu",
+               W.sent, (unsigned long long)W.echoed,
+               (unsigned long long)st.wt_fc_capsules_sent,
+               (unsigned long long)st.wt_fc_errors);
+  CHECK(!F.timed_out);
+  CHECK_EQ_INT(W.echoed, 2000);
+  CHECK(W.in_order);
+  CHECK(st.wt_fc_capsules_sent >= 2000);
+  CHECK_EQ_INT(st.wt_fc_errors, 0);
   fx_end();
 }
 
@@ -791,6 +813,7 @@ TEST(stopped_streams_count_to_final_size) {
 int main(int argc, char **argv) {
   static const h3wt_test_case tests[] = {
       TEST_ENTRY(window_smaller_than_transfer),
+      TEST_ENTRY(one_byte_window),
       TEST_ENTRY(stream_limit),
       TEST_ENTRY(hostile_peer),
       TEST_ENTRY(not_negotiated),
