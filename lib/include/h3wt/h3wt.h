@@ -756,9 +756,12 @@ void *h3wt_session_get_data(const h3wt_session *s);
 int h3wt_session_status(const h3wt_session *s);
 
 /* Opens a stream in the session.  Returns 0, H3WT_ERR_WOULDBLOCK (the peer
-   allows no more streams now: on_streams_available follows when it
-   does), H3WT_ERR_SESSION_CLOSING, H3WT_ERR_INVALID_STATE (not ready yet)
-   or H3WT_ERR_NOMEM. */
+   allows no more streams now, on the connection (QUIC) or, with session
+   flow control, in this session (its WT_MAX_STREAMS):
+   on_streams_available follows when it does), H3WT_ERR_SESSION_CLOSING,
+   H3WT_ERR_INVALID_STATE (not ready yet) or H3WT_ERR_NOMEM.  With session
+   flow control, bytes written to the session's streams go out as the
+   peer's WT_MAX_DATA allows (the queue limits above still apply). */
 int h3wt_session_open_stream(h3wt_session *s, int bidi, h3wt_stream **pst);
 
 /* Sends a datagram (copied).  Returns 0 (queued; under drop-oldest an
