@@ -45,7 +45,7 @@ struct h3wt_h3_conn {
   /* The peer's control stream, read until its SETTINGS frame is whole
      (bounded: a frame that does not fit leaves flow control off). */
   int64_t peer_ctrl_id;
-  int peer_settings; /* PEER_*, below */
+  int peer_settings; /* PEER_* above */
   uint8_t peer_buf[512];
   size_t peer_len;
   h3wt_peer_fc peer_fc;
