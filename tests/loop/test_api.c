@@ -3135,6 +3135,24 @@ TEST(refused_streams_return_credit) {
   fx_end();
 }
 
+/* Stats of an older version, asked for into bytes all 0xa5: 1 when none
+   from end on was written. */
+typedef union stats_canary {
+  h3wt_server_stats st;
+  uint8_t b[sizeof(h3wt_server_stats) + 64];
+} stats_canary;
+
+static int stats_written_before(stats_canary *u, int version, size_t end) {
+  int ok = 1;
+  memset(u, 0xa5, sizeof(*u));
+  u->st.version = version;
+  CHECK_EQ_INT(h3wt_server_get_stats(F.server, &u->st), 0);
+  for (size_t i = end; i < sizeof(u->b); ++i) {
+    ok &= u->b[i] == 0xa5;
+  }
+  return ok;
+}
+
 TEST(abi_versions) {
   h3wt_server_settings ss;
   h3wt_server *bad = NULL;
@@ -3212,18 +3230,8 @@ TEST(abi_versions) {
   /* Stats V1: written up to datagrams_dropped_oldest and not a byte
      further. */
   size_t v1s = offsetof(h3wt_server_stats, datagrams_dropped_oldest);
-  union {
-    h3wt_server_stats st;
-    uint8_t b[sizeof(h3wt_server_stats) + 64];
-  } u;
-  memset(&u, 0xa5, sizeof(u));
-  u.st.version = H3WT_SERVER_STATS_V1;
-  CHECK_EQ_INT(h3wt_server_get_stats(F.server, &u.st), 0);
-  int canary_ok = 1;
-  for (size_t i = v1s; i < sizeof(u.b); ++i) {
-    canary_ok &= u.b[i] == 0xa5;
-  }
-  CHECK(canary_ok);
+  stats_canary u;
+  CHECK(stats_written_before(&u, H3WT_SERVER_STATS_V1, v1s));
   CHECK_EQ_INT(u.st.version, H3WT_SERVER_STATS_V1);
   CHECK_EQ_INT(u.st.sessions_total, 1);
   CHECK_EQ_INT(u.st.connections_total, 1);
@@ -3242,27 +3250,15 @@ TEST(abi_versions) {
   free(hp);
   /* V2: written up to liveness_closes and not a byte further (V3 adds
      limit_max_unvalidated_handshakes). */
-  memset(&u, 0xa5, sizeof(u));
-  u.st.version = H3WT_SERVER_STATS_V2;
-  CHECK_EQ_INT(h3wt_server_get_stats(F.server, &u.st), 0);
-  canary_ok = 1;
-  for (size_t i = offsetof(h3wt_server_stats, limit_max_unvalidated_handshakes);
-       i < sizeof(u.b); ++i) {
-    canary_ok &= u.b[i] == 0xa5;
-  }
-  CHECK(canary_ok);
+  CHECK(stats_written_before(
+      &u, H3WT_SERVER_STATS_V2,
+      offsetof(h3wt_server_stats, limit_max_unvalidated_handshakes)));
   CHECK_EQ_INT(u.st.liveness_closes, 0);
   /* V3: up to limit_max_unvalidated_handshakes (V4 adds the wt_fc_*
      counters). */
-  memset(&u, 0xa5, sizeof(u));
-  u.st.version = H3WT_SERVER_STATS_V3;
-  CHECK_EQ_INT(h3wt_server_get_stats(F.server, &u.st), 0);
-  canary_ok = 1;
-  for (size_t i = offsetof(h3wt_server_stats, wt_fc_capsules_sent);
-       i < sizeof(u.b); ++i) {
-    canary_ok &= u.b[i] == 0xa5;
-  }
-  CHECK(canary_ok);
+  CHECK(stats_written_before(
+      &u, H3WT_SERVER_STATS_V3,
+      offsetof(h3wt_server_stats, wt_fc_capsules_sent)));
   CHECK_EQ_INT(u.st.limit_max_unvalidated_handshakes, 0);
   /* V2 has the fields V1 lacks. */
   h3wt_server_stats v2 = stats_now();
