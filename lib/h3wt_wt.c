@@ -2114,9 +2114,6 @@ int h3wt_wt_recv_stream_data(h3wt_wt_conn *wt, int64_t stream_id,
   if (rv != 0) {
     return rv;
   }
-  if (st) {
-    st->rx_hdr_len = hdr;
-  }
   if (!st) {
     /* Refused: the bytes that came with the header were counted against
        the connection's window and will never be read; give them back, or
@@ -2125,6 +2122,7 @@ int h3wt_wt_recv_stream_data(h3wt_wt_conn *wt, int64_t stream_id,
     h3wt_quic_consume_conn(qc, len - skip);
     return H3WT_WT_TAKEN;
   }
+  st->rx_hdr_len = hdr; /* not session credit, but part of a final size */
   return h3wt_wt_recv_stream_data(wt, stream_id, (h3wt_sud *)st, data + skip,
                                   len - skip, fin, prebuf, prelen, h3err);
 }
