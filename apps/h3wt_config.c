@@ -183,6 +183,12 @@ static const h3wt_config_key keys[] = {
      65536, "N", "datagrams queued per connection; more are dropped\n"
                  "(default 256)",
      FIELD(server.max_datagram_queue)},
+    {"wt_session_max_data", "wt-session-max-data", 0, H3WT_CONFIG_UINT, 0,
+     1024 * GIB, "BYTES",
+     "session flow control window (WT_MAX_DATA), on only\n"
+     "with clients that announce it too (default\n"
+     "16777216; 0 = not offered)",
+     FIELD(server.wt_session_max_data)},
     {"orphan_stream_timeout", "orphan-stream-timeout", 0, H3WT_CONFIG_UINT,
      0, 600000, "MS",
      "refuse a WebTransport stream whose session has\n"

@@ -68,6 +68,11 @@ static const stat_field fields[] = {
     F(limit_max_unvalidated_handshakes),
     F(packets_handed_off),
     F(packets_misrouted_dropped),
+    F(wt_fc_capsules_sent),
+    F(wt_fc_capsules_received),
+    F(wt_fc_errors),
+    F(wt_fc_data_blocked),
+    F(wt_fc_streams_blocked),
 };
 
 #define NFIELDS (sizeof(fields) / sizeof(fields[0]))

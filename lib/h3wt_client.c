@@ -96,6 +96,7 @@ void h3wt_client_settings_default(h3wt_client_settings *s) {
   s->idle_timeout_ms = 30000;
   s->max_stream_queue = 256 * 1024;
   s->max_session_queue = 1024 * 1024;
+  s->wt_session_max_data = 16 * 1024 * 1024;
 }
 
 /* ---- requests ----------------------------------------------------------- */
@@ -705,6 +706,8 @@ int h3wt_client_new(h3wt_client **pcl, uv_loop_t *loop,
   memcpy(&cl->settings, s,
          s->version == H3WT_CLIENT_SETTINGS_V1
              ? offsetof(h3wt_client_settings, max_stream_queue)
+         : s->version == H3WT_CLIENT_SETTINGS_V2
+             ? offsetof(h3wt_client_settings, wt_session_max_data)
              : sizeof(*s));
   cl->user_data = user_data;
   if (cbs) {
@@ -778,7 +781,10 @@ int h3wt_client_new(h3wt_client **pcl, uv_loop_t *loop,
     cl->wt_limits.max_stream_queue = cl->settings.max_stream_queue;
   }
   cl->wt_limits.max_session_queue = cl->settings.max_session_queue;
+  cl->wt_limits.session_max_data = cl->settings.wt_session_max_data;
   cl->hcfg.wt = &cl->wt_limits;
+  cl->hcfg.wt_fc_max_data = cl->settings.wt_session_max_data;
+  cl->hcfg.wt_fc_max_streams = cl->wt_limits.max_streams_per_session;
   cl->hcfg.log = &cl->log;
   cl->hcfg.cbs = &cl->hcbs;
   cl->hcfg.max_field_section_size = 64 * 1024;

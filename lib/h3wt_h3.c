@@ -16,6 +16,14 @@
    written, QUIC's offsets and nghttp3's differ. */
 enum { CTRL_PLAIN, CTRL_PREFIX, CTRL_DONE };
 
+/* Reading the peer's SETTINGS, one line per state. */
+enum {
+  PEER_WAIT,   /* its control stream has not begun */
+  PEER_READ,   /* collecting its SETTINGS frame */
+  PEER_KNOWN,  /* read: peer_fc holds what it said */
+  PEER_UNREAD  /* could not be read: treated as "no flow control" */
+};
+
 struct h3wt_h3_conn {
   nghttp3_conn *conn;
   h3wt_quic_conn *qc;
@@ -34,6 +42,13 @@ struct h3wt_h3_conn {
   size_t ctrl_orig; /* what nghttp3 handed out for it */
   size_t ctrl_off;  /* prefix bytes written */
   uint64_t ctrl_acked, ctrl_acked_fwd;
+  /* The peer's control stream, read until its SETTINGS frame is whole
+     (bounded: a frame that does not fit leaves flow control off). */
+  int64_t peer_ctrl_id;
+  int peer_settings; /* PEER_* above */
+  uint8_t peer_buf[512];
+  size_t peer_len;
+  h3wt_peer_fc peer_fc;
   /* A close of the whole connection asked for by the application; the
      owner performs it in its flush pass. */
   int close_requested;
@@ -190,14 +205,17 @@ static ssize_t ctrl_prefix(h3wt_h3_conn *h3, h3wt_vec *vec, size_t nvec) {
   if (h3->ctrl_state == CTRL_PLAIN) {
     uint8_t lin[256];
     size_t len = 0;
-    h3wt_setting extra[8];
+    h3wt_setting extra[12];
     for (size_t i = 0; i < nvec && len < sizeof(lin); ++i) {
       size_t k = vec[i].len < sizeof(lin) - len ? vec[i].len
                                                 : sizeof(lin) - len;
       memcpy(lin + len, vec[i].base, k);
       len += k;
     }
-    size_t nextra = h3wt_wt_settings(extra, 8);
+    size_t nextra = h3wt_wt_settings(
+        extra, 12, h3->cfg->wt_fc_max_data,
+        h3->cfg->wt_fc_max_data ? h3->cfg->wt_fc_max_streams : 0,
+        h3->cfg->wt_fc_max_data ? h3->cfg->wt_fc_max_streams : 0);
     ssize_t n = h3wt_settings_rewrite(lin, len, extra, nextra, h3->ctrl_buf,
                                       sizeof(h3->ctrl_buf));
     if (n <= 0) {
@@ -223,9 +241,61 @@ int h3wt_h3_live(const h3wt_h3_conn *h3) {
   return h3 && h3->conn;
 }
 
+void h3wt_h3_peer_stream_begins(h3wt_h3_conn *h3, int64_t stream_id,
+                                const uint8_t *first, size_t firstlen) {
+  uint64_t type;
+  /* Only peer-initiated unidirectional streams can be its control stream
+     (RFC 9114 6.2.1), and there is one. */
+  if (h3->peer_settings != PEER_WAIT || !(stream_id & 0x2) ||
+      (int)(stream_id & 0x1) == (h3->server ? 1 : 0)) {
+    return;
+  }
+  if (h3wt_varint_decode(first, firstlen, &type) && type == 0x00) {
+    h3->peer_ctrl_id = stream_id;
+    h3->peer_settings = PEER_READ;
+  }
+}
+
+/* The peer's control stream on its way to nghttp3 (in order, as QUIC
+   delivers it): collect the start until the SETTINGS frame is whole. */
+static void peer_settings_feed(h3wt_h3_conn *h3, const uint8_t *data,
+                               size_t len) {
+  size_t k = len < sizeof(h3->peer_buf) - h3->peer_len
+                 ? len
+                 : sizeof(h3->peer_buf) - h3->peer_len;
+  memcpy(h3->peer_buf + h3->peer_len, data, k);
+  h3->peer_len += k;
+  ssize_t n = h3wt_peer_settings_parse(h3->peer_buf, h3->peer_len,
+                                       &h3->peer_fc);
+  if (n > 0) {
+    h3->peer_settings = PEER_KNOWN;
+    H3WT_LOG(h3->cfg->log, H3WT_LOG_DEBUG, "h3",
+             "[%s] peer SETTINGS: WT initial max data %llu, streams bidi "
+             "%llu uni %llu",
+             h3wt_quic_conn_name(h3->qc),
+             (unsigned long long)h3->peer_fc.max_data,
+             (unsigned long long)h3->peer_fc.max_streams_bidi,
+             (unsigned long long)h3->peer_fc.max_streams_uni);
+  } else if (n < 0 || h3->peer_len == sizeof(h3->peer_buf)) {
+    /* nghttp3 judges the stream itself; we only give up on it. */
+    h3->peer_settings = PEER_UNREAD;
+  }
+}
+
+int h3wt_h3_peer_fc(const h3wt_h3_conn *h3, h3wt_peer_fc *fc) {
+  if (h3->peer_settings != PEER_KNOWN) {
+    return 0;
+  }
+  *fc = h3->peer_fc;
+  return 1;
+}
+
 int h3wt_h3_read_stream(h3wt_h3_conn *h3, int64_t stream_id,
                         const uint8_t *data, size_t len, int fin,
                         int credit) {
+  if (h3->peer_settings == PEER_READ && stream_id == h3->peer_ctrl_id) {
+    peer_settings_feed(h3, data, len);
+  }
   nghttp3_ssize n = nghttp3_conn_read_stream(h3->conn, stream_id, data, len,
                                              fin);
   if (n < 0) {
@@ -406,6 +476,7 @@ int h3wt_h3_conn_new(h3wt_h3_conn **ph3, const h3wt_h3_config *cfg,
   h3->server = server;
   h3->user_data = user_data;
   h3->ctrl_id = -1;
+  h3->peer_ctrl_id = -1;
   *ph3 = h3;
   return 0;
 }

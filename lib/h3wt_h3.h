@@ -11,6 +11,7 @@
 #define H3WT_H3_H
 
 #include "h3wt_quic.h"
+#include "h3wt_wtproto.h"
 
 typedef struct h3wt_h3_conn h3wt_h3_conn;
 
@@ -62,6 +63,10 @@ typedef struct h3wt_h3_config {
   uint64_t max_streams_bidi; /* server: requests the client may open */
   /* WebTransport: its limits, or NULL to leave it off. */
   const struct h3wt_wt_limits *wt;
+  /* Session flow control's initial limits for our SETTINGS (with wt);
+     wt_fc_max_data 0: flow control is not offered. */
+  uint64_t wt_fc_max_data;
+  uint64_t wt_fc_max_streams;
 } h3wt_h3_config;
 
 /* Made and freed by the stream dispatcher (h3wt_streams_conn_new), which
@@ -105,6 +110,10 @@ void h3wt_h3_request_close(h3wt_h3_conn *h3, uint64_t code,
 /* 1 (with the code and reason) when a close was requested. */
 int h3wt_h3_close_requested(const h3wt_h3_conn *h3, uint64_t *code,
                             const char **reason);
+/* The peer's session flow-control settings: 1 (and *fc) once its
+   SETTINGS frame was read, 0 before (or when it could not be read: then
+   flow control stays off). */
+int h3wt_h3_peer_fc(const h3wt_h3_conn *h3, h3wt_peer_fc *fc);
 /* The connection's WebTransport state (NULL when off), attached by the
    dispatcher; opaque to this module. */
 struct h3wt_wt_conn *h3wt_h3_wt(const h3wt_h3_conn *h3);
@@ -127,6 +136,12 @@ int h3wt_h3_live(const h3wt_h3_conn *h3); /* nghttp3 is running */
    (0 for bytes credited when they were held back). */
 int h3wt_h3_read_stream(h3wt_h3_conn *h3, int64_t stream_id,
                         const uint8_t *data, size_t len, int fin, int credit);
+/* A peer stream was just handed to nghttp3; first/firstlen are its first
+   bytes (at least its type varint).  The peer's control stream is then
+   read on its way to nghttp3 until its SETTINGS frame is whole, because
+   nghttp3 ignores the WebTransport settings it does not know. */
+void h3wt_h3_peer_stream_begins(h3wt_h3_conn *h3, int64_t stream_id,
+                                const uint8_t *first, size_t firstlen);
 int h3wt_h3_acked(h3wt_h3_conn *h3, int64_t stream_id, uint64_t datalen);
 int h3wt_h3_close_stream(h3wt_h3_conn *h3, int64_t stream_id,
                          uint64_t app_error_code);

@@ -216,8 +216,9 @@ static int stream_reset_cb(ngtcp2_conn *conn, int64_t stream_id,
   if (!qc->cfg->cbs->stream_reset) {
     return 0;
   }
-  return UPPER(qc->cfg->cbs->stream_reset(qc, stream_id, app_error_code,
-                                          qc->user_data, stream_user_data));
+  return UPPER(qc->cfg->cbs->stream_reset(qc, stream_id, final_size,
+                                          app_error_code, qc->user_data,
+                                          stream_user_data));
 }
 
 static int stream_stop_sending_cb(ngtcp2_conn *conn, int64_t stream_id,
@@ -1294,6 +1295,10 @@ void h3wt_quic_transport_info(const h3wt_quic_conn *qc,
 
 uint64_t h3wt_quic_last_rx(const h3wt_quic_conn *qc) {
   return qc->last_rx;
+}
+
+uint64_t h3wt_quic_stream_window(const h3wt_quic_conn *qc) {
+  return qc->cfg->max_stream_data;
 }
 
 void h3wt_quic_set_keep_alive(h3wt_quic_conn *qc, uint64_t ns) {

@@ -54,8 +54,11 @@ typedef struct h3wt_quic_callbacks {
                            uint64_t datalen, void *ud, void *stream_ud);
   int (*stream_close)(h3wt_quic_conn *qc, int64_t stream_id,
                       uint64_t app_error_code, void *ud, void *stream_ud);
+  /* final_size: the stream's length the RESET_STREAM declares (session
+     flow control counts a reset stream's bytes up to it). */
   int (*stream_reset)(h3wt_quic_conn *qc, int64_t stream_id,
-                      uint64_t app_error_code, void *ud, void *stream_ud);
+                      uint64_t final_size, uint64_t app_error_code, void *ud,
+                      void *stream_ud);
   int (*stream_stop_sending)(h3wt_quic_conn *qc, int64_t stream_id,
                              uint64_t app_error_code, void *ud,
                              void *stream_ud);
@@ -255,5 +258,8 @@ uint64_t h3wt_quic_last_rx(const h3wt_quic_conn *qc);
 void h3wt_quic_set_keep_alive(h3wt_quic_conn *qc, uint64_t ns);
 /* The peer's max_datagram_frame_size (0: datagrams not allowed). */
 uint64_t h3wt_quic_peer_max_datagram(const h3wt_quic_conn *qc);
+/* Our per-stream receive window (max_stream_data): how far beyond what
+   was read a peer may send on a stream. */
+uint64_t h3wt_quic_stream_window(const h3wt_quic_conn *qc);
 
 #endif /* H3WT_QUIC_H */

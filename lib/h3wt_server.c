@@ -171,6 +171,7 @@ void h3wt_server_settings_default(h3wt_server_settings *s) {
   s->liveness_timeout_ms = 15000;
   s->orphan_stream_timeout_ms = 1000;
   s->max_unvalidated_handshakes = 1000;
+  s->wt_session_max_data = 16 * 1024 * 1024;
 }
 
 const h3wt_logger *h3wt_server_logger(const h3wt_server *server) {
@@ -1069,6 +1070,8 @@ int h3wt_server_new(h3wt_server **psrv, uv_loop_t *loop,
              ? offsetof(h3wt_server_settings, secret)
          : settings->version == H3WT_SERVER_SETTINGS_V4
              ? offsetof(h3wt_server_settings, group)
+         : settings->version == H3WT_SERVER_SETTINGS_V5
+             ? offsetof(h3wt_server_settings, wt_session_max_data)
              : sizeof(*settings));
   if ((srv->settings.secret && srv->settings.secret_len < 16) ||
       (srv->settings.group &&
@@ -1168,7 +1171,10 @@ int h3wt_server_new(h3wt_server **psrv, uv_loop_t *loop,
   srv->wt_limits.registry = &srv->sessions;
   srv->wt_limits.dgram_drop_oldest = srv->settings.datagram_drop_oldest;
   srv->wt_limits.dgram_max_age_ms = srv->settings.datagram_max_age_ms;
+  srv->wt_limits.session_max_data = srv->settings.wt_session_max_data;
   srv->hcfg.wt = &srv->wt_limits;
+  srv->hcfg.wt_fc_max_data = srv->settings.wt_session_max_data;
+  srv->hcfg.wt_fc_max_streams = srv->settings.max_streams_per_session;
 
   srv->epcbs.conn_open = on_conn_open;
   srv->epcbs.conn_gone = on_conn_gone;
@@ -1271,6 +1277,9 @@ int h3wt_server_get_stats(const h3wt_server *srv, h3wt_server_stats *out) {
     size = offsetof(h3wt_server_stats, packets_handed_off);
     break;
   case H3WT_SERVER_STATS_V4:
+    size = offsetof(h3wt_server_stats, wt_fc_capsules_sent);
+    break;
+  case H3WT_SERVER_STATS_V5:
     size = sizeof(h3wt_server_stats);
     break;
   default:
@@ -1312,6 +1321,11 @@ int h3wt_server_get_stats(const h3wt_server *srv, h3wt_server_stats *out) {
   st.limit_max_datagram_queue = w->dgrams_dropped_full;
   st.datagrams_dropped_oldest = w->dgrams_dropped_oldest;
   st.datagrams_dropped_expired = w->dgrams_dropped_expired;
+  st.wt_fc_capsules_sent = w->fc_capsules_sent;
+  st.wt_fc_capsules_received = w->fc_capsules_received;
+  st.wt_fc_errors = w->fc_errors;
+  st.wt_fc_data_blocked = w->fc_data_blocked;
+  st.wt_fc_streams_blocked = w->fc_streams_blocked;
   /* Later versions append fields: copy only what this caller's has (an
      older caller's struct is shorter). */
   memcpy(out, &st, size);

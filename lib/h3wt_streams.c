@@ -36,6 +36,8 @@ static int q_recv_stream_data(h3wt_quic_conn *qc, int64_t stream_id,
        nghttp3 (which would parse them as HTTP/3 frames) sees them. */
     uint8_t pre[16];
     size_t prelen = 0;
+    /* Until a peer stream is decided, its user data is none or pending. */
+    int first = SUD_KIND(sud) == 0 || SUD_KIND(sud) == H3WT_SUD_PENDING;
     uint64_t h3err = H3WT_H3_GENERAL_PROTOCOL_ERROR;
     int rv = h3wt_wt_recv_stream_data(wt, stream_id, sud, data, len, fin, pre,
                                       &prelen, &h3err);
@@ -45,6 +47,11 @@ static int q_recv_stream_data(h3wt_quic_conn *qc, int64_t stream_id,
     }
     if (rv == H3WT_WT_TAKEN) {
       return 0;
+    }
+    if (first) {
+      /* The stream's first bytes: the held-back ones, else data's. */
+      h3wt_h3_peer_stream_begins(h3, stream_id, prelen ? pre : data,
+                                 prelen ? prelen : len);
     }
     /* Bytes held back while undecided were credited then. */
     if (prelen &&
@@ -101,14 +108,15 @@ static int q_stream_close(h3wt_quic_conn *qc, int64_t stream_id,
 }
 
 static int q_stream_reset(h3wt_quic_conn *qc, int64_t stream_id,
-                          uint64_t app_error_code, void *ud, void *sud) {
+                          uint64_t final_size, uint64_t app_error_code,
+                          void *ud, void *sud) {
   h3wt_h3_conn *h3 = H3(ud);
   if (!h3wt_h3_live(h3)) {
     return 0;
   }
   h3wt_wt_conn *wt = h3wt_h3_wt(h3);
   if (SUD_KIND(sud) == H3WT_SUD_WT) {
-    h3wt_wt_stream_reset(wt, sud, app_error_code);
+    h3wt_wt_stream_reset(wt, sud, app_error_code, final_size);
     return 0;
   }
   if (SUD_KIND(sud) == H3WT_SUD_PENDING || (wt && !sud)) {

@@ -7,6 +7,18 @@
  *   CLOSED     a close capsule or FIN was sent or received, or the CONNECT
  *              stream ended; the application has been (or is about to be)
  *              told; only the CONNECT stream's last bytes still move
+ *
+ * Session flow control (draft "Flow Control"), one line per state:
+ *   FC_UNDECIDED  the peer's SETTINGS are not read yet: nothing enforced
+ *   FC_OFF        one side offered no WT_INITIAL_* setting (every browser
+ *                 today): nothing enforced, flow-control capsules ignored
+ *   FC_ON         both offered: the peer's limits are respected, ours
+ *                 enforced (WT_FLOW_CONTROL_ERROR resets the session)
+ * The counters (bytes and streams each way, and the credit we grant) run
+ * in every state, so a session whose peer SETTINGS arrive after it began
+ * (they may: a CONNECT can overtake them) agrees with its peer once on.
+ * Credit goes out as bytes arrive, not as the application reads them:
+ * a paused stream holds its QUIC stream window, never the session's.
  */
 #include "h3wt_wt.h"
 
@@ -66,6 +78,11 @@ struct h3wt_stream {
   h3wt_sendq held;     /* bytes received while paused */
   int held_fin;
   size_t held_credit;  /* flow-control credit not yet returned */
+  int fc_blocked;      /* waits for the peer's WT_MAX_DATA */
+  uint64_t rx_bytes;   /* body bytes received (session flow control) */
+  size_t rx_hdr_len;   /* peer streams: signal + session ID received */
+  int rx_stopped;      /* we stopped reading: later bytes are dropped */
+  int rx_final_known;  /* FIN delivered or RESET_STREAM: all counted */
   h3wt_list wnode;                  /* in the write queue */
   h3wt_list node;                   /* session's (or orphan) list */
   h3wt_stream *dnext;               /* deferred list */
@@ -117,7 +134,19 @@ struct h3wt_session {
   h3wt_list rnode;      /* in the registry's list */
   h3wt_session *hnext;  /* the registry's hash chain */
   int registered;
+  /* Session flow control: FC_* above.  [1] bidi, [0] uni. */
+  int fc;
+  uint64_t rx_data, rx_max_data;       /* peer's body bytes; our limit */
+  uint64_t rx_unknown; /* at most this many more (stopped streams) */
+  uint64_t rx_streams[2], rx_max_streams[2];
+  uint64_t tx_data, tx_max_data;       /* ours; the peer's limit */
+  uint64_t tx_streams[2], tx_max_streams[2];
+  uint64_t data_blocked_at;            /* limit + 1 a WT_DATA_BLOCKED named */
+  uint64_t streams_blocked_at[2];      /* the same for WT_STREAMS_BLOCKED */
+  int fc_streams_credit;               /* bit b: WT_MAX_STREAMS to send */
 };
+
+enum { FC_UNDECIDED, FC_OFF, FC_ON };
 
 struct h3wt_wt_conn {
   h3wt_h3_conn *h3;
@@ -140,6 +169,7 @@ struct h3wt_wt_conn {
   h3wt_wt_registry ownreg;
   int resume_pending; /* some session has streams to resume */
   int stop_pending;   /* some stream has a STOP_SENDING to tell */
+  int fc_pending;     /* some session has WT_MAX_STREAMS to send */
 };
 
 #define LOGID(wt) h3wt_quic_conn_name(h3wt_h3_quic((wt)->h3))
@@ -167,6 +197,7 @@ void h3wt_wt_limits_default(h3wt_wt_limits *l) {
   l->max_orphan_bytes = 16 * 1024;
   l->orphan_timeout_ns = 1000000000ull;
   l->stats = NULL;
+  l->session_max_data = 16 * 1024 * 1024;
 }
 
 static h3wt_quic_conn *QC(const h3wt_wt_conn *wt) {
@@ -224,6 +255,8 @@ static void stream_free(h3wt_stream *st) {
 
 static void registry_remove(h3wt_session *s);
 static void run_resumes(h3wt_wt_conn *wt);
+static void run_fc_credit(h3wt_wt_conn *wt);
+static int fc_on(h3wt_session *s);
 static void run_stop_notifications(h3wt_wt_conn *wt);
 static void stream_data(h3wt_stream *st, const uint8_t *data, size_t len,
                         int fin);
@@ -309,7 +342,8 @@ static void wq_remove(h3wt_wt_conn *wt, h3wt_stream *st) {
 /* Appends st to the write queue unless it is there or cannot write.
    Returns 1 when it was appended. */
 static int wq_append(h3wt_wt_conn *wt, h3wt_stream *st) {
-  if (st->in_writeq || st->blocked || st->write_shut || st->closed) {
+  if (st->in_writeq || st->blocked || st->write_shut || st->closed ||
+      st->fc_blocked) {
     return 0;
   }
   assert(!st->deferred && st->wt == wt);
@@ -344,7 +378,17 @@ static void stream_defer_close(h3wt_stream *st) {
   wq_remove(wt, st);
   assert(!st->in_writeq && wt->writing != st);
   if (st->session && !st->local && st->session->peer_streams) {
-    --st->session->peer_streams;
+    h3wt_session *s = st->session;
+    --s->peer_streams;
+    /* A closed stream makes room for another (draft: "endpoints
+       repeatedly send new WT_MAX_STREAMS capsules with increasing Maximum
+       Streams values as streams are opened"); sent from the deferred
+       pass, one capsule for all the streams that closed meanwhile. */
+    ++s->rx_max_streams[st->bidi];
+    if (s->state == S_READY && fc_on(s)) {
+      s->fc_streams_credit |= 1 << st->bidi;
+      wt->fc_pending = 1;
+    }
   }
   st->dnext = wt->dstreams;
   wt->dstreams = st;
@@ -388,6 +432,9 @@ static void session_defer_close(h3wt_session *s, int err) {
 void h3wt_wt_run_deferred(h3wt_wt_conn *wt) {
   if (wt->resume_pending) {
     run_resumes(wt);
+  }
+  if (wt->fc_pending) {
+    run_fc_credit(wt);
   }
   if (wt->stop_pending) {
     run_stop_notifications(wt);
@@ -495,6 +542,260 @@ void h3wt_wt_conn_del(h3wt_wt_conn *wt) {
   assert(wt->nsessions == 0 && wt->norphans == 0);
   h3wt_wt_registry_free(&wt->ownreg);
   free(wt);
+}
+
+/* ---- session flow control ------------------------------------------------- */
+
+/* Queues a flow-control capsule on the session's CONNECT stream. */
+static void fc_send(h3wt_session *s, uint64_t type, uint64_t v) {
+  uint8_t buf[24];
+  if (s->state != S_READY || s->capq_fin) {
+    return;
+  }
+  size_t n = h3wt_capsule_varint(buf, type, v);
+  if (h3wt_sendq_append(&s->capq, buf, n) != 0) {
+    return; /* out of memory: the next grant carries a larger value */
+  }
+  ++s->wt->stats->fc_capsules_sent;
+  h3wt_h3_resume(s->wt->h3, s->id);
+  h3wt_h3_want_write(s->wt->h3);
+}
+
+static uint64_t min_u64(uint64_t a, uint64_t b) {
+  return a < b ? a : b;
+}
+
+/* Our data limit is kept a window ahead of what arrived: a grant when
+   half of it or less is left (as QUIC stacks do for MAX_DATA). */
+static void fc_grant_data(h3wt_session *s) {
+  uint64_t window = s->wt->limits.session_max_data;
+  /* Grants go by the most the peer may have used (what we never learnt
+     of stopped streams included, fc_stream_closed), so it never waits on
+     credit it spent where we could not see; errors go by what we saw
+     (fc_received), so it is never wrongly accused.  Over the limit is
+     possible only while flow control was not yet on (nothing was
+     enforced then): credit resumes from where the bytes are. */
+  uint64_t used = s->rx_data + s->rx_unknown;
+  /* "<=": a window of 1 byte must still move. */
+  if (used > s->rx_max_data || s->rx_max_data - used <= window / 2) {
+    s->rx_max_data = used + window;
+    if (s->fc == FC_ON) {
+      fc_send(s, H3WT_CAPSULE_MAX_DATA, s->rx_max_data);
+    }
+  }
+}
+
+/* Is flow control on for s?  Decided once the session is established and
+   the peer's SETTINGS are known ("Flow control is enabled when both
+   endpoints declare their intent to use flow control"). */
+static int fc_on(h3wt_session *s) {
+  h3wt_peer_fc pf;
+  if (s->fc != FC_UNDECIDED) {
+    return s->fc == FC_ON;
+  }
+  if (!s->wt->limits.session_max_data) {
+    s->fc = FC_OFF; /* we did not offer it */
+    return 0;
+  }
+  if (s->state != S_READY || !h3wt_h3_peer_fc(s->wt->h3, &pf)) {
+    return 0; /* not yet */
+  }
+  if (!pf.max_data && !pf.max_streams_bidi && !pf.max_streams_uni) {
+    s->fc = FC_OFF;
+    return 0;
+  }
+  s->fc = FC_ON;
+  s->tx_max_data = pf.max_data;
+  s->tx_max_streams[1] = min_u64(pf.max_streams_bidi, H3WT_MAX_STREAMS_LIMIT);
+  s->tx_max_streams[0] = min_u64(pf.max_streams_uni, H3WT_MAX_STREAMS_LIMIT);
+  H3WT_LOG(s->wt->log, H3WT_LOG_DEBUG, "wt",
+           "[%s/%lld] session flow control on: peer grants %llu bytes, "
+           "%llu bidi and %llu uni streams",
+           LOGID(s->wt), (long long)s->id, (unsigned long long)pf.max_data,
+           (unsigned long long)s->tx_max_streams[1],
+           (unsigned long long)s->tx_max_streams[0]);
+  /* Credit that accrued while undecided goes out now. */
+  if (s->rx_max_data > s->wt->limits.session_max_data) {
+    fc_send(s, H3WT_CAPSULE_MAX_DATA, s->rx_max_data);
+  }
+  for (int b = 0; b < 2; ++b) {
+    if (s->rx_max_streams[b] > s->wt->limits.max_streams_per_session) {
+      s->fc_streams_credit |= 1 << b;
+      s->wt->fc_pending = 1;
+    }
+  }
+  return 1;
+}
+
+/* "close the WebTransport session with a WT_FLOW_CONTROL_ERROR error
+   code": the CONNECT stream is reset with it, the session's streams with
+   WT_SESSION_GONE.  Returns 1 (a capsule callback's "stop"). */
+static int fc_error(h3wt_session *s, const char *why) {
+  H3WT_LOG(s->wt->log, H3WT_LOG_INFO, "wt",
+           "[%s/%lld] session flow control: %s: session reset", LOGID(s->wt),
+           (long long)s->id, why);
+  ++s->wt->stats->fc_errors;
+  h3wt_h3_reset_stream(s->wt->h3, s->id, H3WT_WT_FLOW_CONTROL_ERROR);
+  session_defer_close(s, H3WT_SESSION_RESET);
+  return 1;
+}
+
+/* n more body bytes of st arrived (or a reset's final size said so).
+   Returns -1 when that closed the session. */
+static int fc_received(h3wt_stream *st, uint64_t n) {
+  h3wt_session *s = st->session;
+  st->rx_bytes += n;
+  if (!s || s->state != S_READY) {
+    return 0; /* an orphan's bytes count when it is adopted */
+  }
+  s->rx_data += n;
+  /* "If an endpoint receives Stream Body data in excess of this limit, it
+     MUST close the WebTransport session with a WT_FLOW_CONTROL_ERROR
+     error code." */
+  if (fc_on(s) && s->rx_data > s->rx_max_data) {
+    fc_error(s, "data over our WT_MAX_DATA");
+    return -1;
+  }
+  fc_grant_data(s);
+  return 0;
+}
+
+/* QUIC is done with st.  A stream we stopped reading whose final size
+   never reached us (its sender's FIN came after our STOP_SENDING, and
+   ngtcp2 drops such bytes without a word) may have carried up to our
+   stream window more than we saw; its sender counted them, so credit
+   must allow for them, or the two sides drift apart by such streams
+   until the sender stalls. */
+static void fc_stream_closed(h3wt_stream *st) {
+  h3wt_session *s = st->session;
+  if (!s || s->state != S_READY || !st->rx_stopped || st->rx_final_known ||
+      (st->local && !st->bidi)) {
+    return;
+  }
+  st->rx_final_known = 1;
+  s->rx_unknown += h3wt_quic_stream_window(QC(s->wt));
+  fc_grant_data(s);
+}
+
+/* A peer stream joined s (on arrival, or adopted with what it brought).
+   Returns -1 when it closed the session. */
+static int fc_peer_stream(h3wt_session *s, h3wt_stream *st) {
+  ++s->rx_streams[st->bidi];
+  s->rx_data += st->rx_bytes;
+  /* "If an endpoint receives an incoming stream for a session that would
+     exceed the advertised Maximum Streams value, it MUST close the
+     WebTransport session with a WT_FLOW_CONTROL_ERROR error code." */
+  if (fc_on(s) && s->rx_streams[st->bidi] > s->rx_max_streams[st->bidi]) {
+    fc_error(s, st->bidi ? "bidi streams over our WT_MAX_STREAMS"
+                         : "uni streams over our WT_MAX_STREAMS");
+    return -1;
+  }
+  if (fc_on(s) && s->rx_data > s->rx_max_data) {
+    fc_error(s, "data over our WT_MAX_DATA");
+    return -1;
+  }
+  fc_grant_data(s);
+  return 0;
+}
+
+/* WT_MAX_STREAMS for the sessions whose peer streams closed. */
+static void run_fc_credit(h3wt_wt_conn *wt) {
+  h3wt_session *s;
+  wt->fc_pending = 0;
+  FOR_SESSIONS(s, wt) {
+    if (s->fc_streams_credit & 2) {
+      fc_send(s, H3WT_CAPSULE_MAX_STREAMS_BIDI, s->rx_max_streams[1]);
+    }
+    if (s->fc_streams_credit & 1) {
+      fc_send(s, H3WT_CAPSULE_MAX_STREAMS_UNI, s->rx_max_streams[0]);
+    }
+    s->fc_streams_credit = 0;
+  }
+}
+
+/* The peer raised its data limit: streams held for it write again. */
+static void fc_unblock(h3wt_session *s) {
+  h3wt_stream *st;
+  FOR_STREAMS(st, &s->streams) {
+    if (st->fc_blocked) {
+      st->fc_blocked = 0;
+      if (st->out.unread || (st->fin_queued && !st->fin_sent)) {
+        wq_add(s->wt, st);
+      }
+    }
+  }
+}
+
+/* A flow-control capsule from the peer.  Returns 0, -1 (malformed) or 1
+   (the session was closed). */
+static int on_fc_capsule(h3wt_session *s, uint64_t type, const uint8_t *v,
+                         size_t len) {
+  uint64_t x;
+  if (s->state != S_READY) {
+    return 0;
+  }
+  if (type == H3WT_CAPSULE_MAX_STREAM_DATA ||
+      type == H3WT_CAPSULE_STREAM_DATA_BLOCKED) {
+    /* Not flow-control capsules over HTTP/3 but prohibited ones, so not
+       ignored when flow control is off: "Endpoints MUST treat receipt of
+       a WT_MAX_STREAM_DATA or a WT_STREAM_DATA_BLOCKED capsule as a
+       session error." */
+    return fc_error(s, "WT_MAX_STREAM_DATA or WT_STREAM_DATA_BLOCKED");
+  }
+  if (!fc_on(s)) {
+    /* "if flow control is not enabled, an endpoint MUST ignore receipt of
+       any flow control capsules" */
+    return 0;
+  }
+  ++s->wt->stats->fc_capsules_received;
+  if (h3wt_capsule_varint_value(v, len, &x) != 0) {
+    return -1;
+  }
+  int b = type == H3WT_CAPSULE_MAX_STREAMS_BIDI ||
+          type == H3WT_CAPSULE_STREAMS_BLOCKED_BIDI;
+  switch (type) {
+  case H3WT_CAPSULE_MAX_DATA:
+    /* "If an endpoint receives a WT_MAX_DATA capsule with a Maximum Data
+       value that does not increase the Maximum Data value previously
+       received, it MUST close the WebTransport session" */
+    if (x <= s->tx_max_data) {
+      return fc_error(s, "WT_MAX_DATA does not increase");
+    }
+    s->tx_max_data = x;
+    fc_unblock(s);
+    return 0;
+  case H3WT_CAPSULE_MAX_STREAMS_BIDI:
+  case H3WT_CAPSULE_MAX_STREAMS_UNI:
+    if (x > H3WT_MAX_STREAMS_LIMIT) {
+      return fc_error(s, "WT_MAX_STREAMS over 2^60");
+    }
+    if (x <= s->tx_max_streams[b]) {
+      return fc_error(s, "WT_MAX_STREAMS does not increase");
+    }
+    s->tx_max_streams[b] = x;
+    int *want = b ? &s->want_streams_bidi : &s->want_streams_uni;
+    if (*want) {
+      *want = 0;
+      if (s->handler->on_streams_available) {
+        s->handler->on_streams_available(s, b, s->route_data);
+      }
+    }
+    return 0;
+  case H3WT_CAPSULE_STREAMS_BLOCKED_BIDI:
+  case H3WT_CAPSULE_STREAMS_BLOCKED_UNI:
+    if (x > H3WT_MAX_STREAMS_LIMIT) {
+      return fc_error(s, "WT_STREAMS_BLOCKED over 2^60");
+    }
+    return 0;
+  default:
+    /* WT_DATA_BLOCKED: a hint only; credit already goes out as bytes
+       arrive. */
+    return 0;
+  }
+}
+
+const h3wt_wt_stats *h3wt_wt_conn_stats(const h3wt_wt_conn *wt) {
+  return wt->stats;
 }
 
 /* ---- the registry ----------------------------------------------------------- */
@@ -657,6 +958,10 @@ int h3wt_wt_session_new(h3wt_wt_conn *wt, int64_t stream_id,
   s->route_data = route_data;
   s->dgram_drop_oldest = wt->limits.dgram_drop_oldest;
   s->dgram_max_age_ns = wt->limits.dgram_max_age_ms * 1000000ULL;
+  /* What our SETTINGS granted every session (h3wt_wt_settings). */
+  s->rx_max_data = wt->limits.session_max_data;
+  s->rx_max_streams[0] = s->rx_max_streams[1] =
+      wt->limits.max_streams_per_session;
   s->path = strdup(path ? path : "");
   s->authority = strdup(authority ? authority : "");
   s->origin = strdup(origin ? origin : "");
@@ -761,6 +1066,9 @@ static void adopt_orphans(h3wt_session *s) {
     st->session = s;
     link_stream(st);
     ++s->peer_streams;
+    if (fc_peer_stream(s, st) != 0) {
+      break; /* the session is closed, this stream with it */
+    }
     st->opened_notified = 1;
     if (s->handler->on_stream_open) {
       s->handler->on_stream_open(st, s->route_data);
@@ -888,13 +1196,11 @@ int64_t h3wt_wt_session_stream(const h3wt_session *s) {
   return s->id;
 }
 
-static int known_capsule(uint64_t type) {
-  return type == H3WT_CAPSULE_CLOSE_SESSION ||
-         type == H3WT_CAPSULE_DRAIN_SESSION;
-}
-
 static int on_capsule(uint64_t type, const uint8_t *v, size_t len, void *ud) {
   h3wt_session *s = ud;
+  if (h3wt_capsule_is_flow_control(type)) {
+    return on_fc_capsule(s, type, v, len);
+  }
   if (type == H3WT_CAPSULE_DRAIN_SESSION) {
     if (s->state == S_READY && s->handler->on_session_drain) {
       s->handler->on_session_drain(s, s->route_data);
@@ -928,8 +1234,9 @@ static int on_capsule(uint64_t type, const uint8_t *v, size_t len, void *ud) {
 }
 
 int h3wt_wt_session_recv(h3wt_session *s, const uint8_t *data, size_t len) {
-  int rv = h3wt_capsule_parse(&s->cp, data, len, known_capsule, on_capsule, s);
-  if (rv != 0) {
+  int rv = h3wt_capsule_parse(&s->cp, data, len, h3wt_capsule_known,
+                              on_capsule, s);
+  if (rv != 0 && s->state != S_CLOSED) {
     /* A malformed capsule: the draft makes it H3_MESSAGE_ERROR on the
        CONNECT stream, which ends the session. */
     H3WT_LOG(s->wt->log, H3WT_LOG_INFO, "wt",
@@ -1093,6 +1400,27 @@ int h3wt_session_open_stream(h3wt_session *s, int bidi, h3wt_stream **pst) {
   if (s->state != S_READY) {
     return not_open(s);
   }
+  bidi = bidi != 0;
+  if (fc_on(s) && s->tx_streams[bidi] >= s->tx_max_streams[bidi]) {
+    /* "An endpoint MUST NOT open more streams than permitted by the
+       current stream limit set by its peer."  on_streams_available
+       follows its WT_MAX_STREAMS; WT_STREAMS_BLOCKED tells it, once per
+       limit. */
+    ++wt->stats->fc_streams_blocked;
+    if (bidi) {
+      s->want_streams_bidi = 1;
+    } else {
+      s->want_streams_uni = 1;
+    }
+    if (s->streams_blocked_at[bidi] != s->tx_max_streams[bidi] + 1) {
+      s->streams_blocked_at[bidi] = s->tx_max_streams[bidi] + 1;
+      fc_send(s,
+              bidi ? H3WT_CAPSULE_STREAMS_BLOCKED_BIDI
+                   : H3WT_CAPSULE_STREAMS_BLOCKED_UNI,
+              s->tx_max_streams[bidi]);
+    }
+    return H3WT_ERR_WOULDBLOCK;
+  }
   h3wt_stream *st = stream_new(wt, 0, s->id);
   if (!st) {
     return H3WT_ERR_NOMEM;
@@ -1127,6 +1455,7 @@ int h3wt_session_open_stream(h3wt_session *s, int bidi, h3wt_stream **pst) {
     return H3WT_ERR_NOMEM;
   }
   s->queued += st->hdr_len;
+  ++s->tx_streams[bidi];
   if (bidi) {
     ++wt->stats->streams_bidi_local;
   } else {
@@ -1502,6 +1831,7 @@ int h3wt_stream_stop_sending(h3wt_stream *st, uint32_t code) {
     return H3WT_ERR_INVALID_STATE;
   }
   st->read_done = 1;
+  st->rx_stopped = 1;
   h3wt_quic_shutdown_stream_read(QC(st->wt), st->id,
                                  h3wt_wt_code_to_h3(code));
   h3wt_h3_want_write(st->wt->h3);
@@ -1626,8 +1956,12 @@ static int attach_peer_stream(h3wt_wt_conn *wt, int64_t id, uint64_t sid,
     h3wt_quic_shutdown_stream(QC(wt), id, H3WT_WT_SESSION_GONE);
     return 0;
   }
-  if (s && s->state == S_READY &&
+  if (s && s->state == S_READY && !fc_on(s) &&
       s->peer_streams >= wt->limits.max_streams_per_session) {
+    /* Without session flow control the limit is on concurrent streams,
+       and a stream over it is refused alone.  With it, the peer knows
+       the limit (WT_MAX_STREAMS) and going over it is a session error
+       (fc_peer_stream). */
     H3WT_LOG(wt->log, H3WT_LOG_INFO, "wt",
              "[%s/%lld] session %llu over its stream limit (%u): refused",
              LOGID(wt), (long long)id, (unsigned long long)sid,
@@ -1657,6 +1991,10 @@ static int attach_peer_stream(h3wt_wt_conn *wt, int64_t id, uint64_t sid,
     st->session = s;
     ++s->peer_streams;
     link_stream(st);
+    if (fc_peer_stream(s, st) != 0) {
+      *pst = st; /* closed with its session: its bytes are dropped */
+      return 0;
+    }
     st->opened_notified = 1;
     if (s->handler->on_stream_open) {
       s->handler->on_stream_open(st, s->route_data);
@@ -1679,6 +2017,11 @@ int h3wt_wt_recv_stream_data(h3wt_wt_conn *wt, int64_t stream_id,
   }
   if (sud && sud->kind == H3WT_SUD_WT) {
     h3wt_stream *st = (h3wt_stream *)sud;
+    st->rx_final_known |= fin;
+    if (!st->closed && len && fc_received(st, len) != 0) {
+      h3wt_quic_consume(qc, stream_id, len); /* the session is gone */
+      return H3WT_WT_TAKEN;
+    }
     if (st->session && !st->closed &&
         (st->paused || st->held.unread || st->resume_queued)) {
       /* Paused (or still catching up after a resume): hold the bytes and
@@ -1780,6 +2123,7 @@ int h3wt_wt_recv_stream_data(h3wt_wt_conn *wt, int64_t stream_id,
     h3wt_quic_consume_conn(qc, len - skip);
     return H3WT_WT_TAKEN;
   }
+  st->rx_hdr_len = hdr; /* not session credit, but part of a final size */
   return h3wt_wt_recv_stream_data(wt, stream_id, (h3wt_sud *)st, data + skip,
                                   len - skip, fin, prebuf, prelen, h3err);
 }
@@ -1855,6 +2199,7 @@ void h3wt_wt_stream_closed(h3wt_wt_conn *wt, h3wt_sud *sud, uint64_t code) {
     st->stop_code = code;
     st->stop_has_code = 1;
   }
+  fc_stream_closed(st);
   /* QUIC forgets the stream now; so must the write queue. */
   st->quic_closed = 1;
   st->write_shut = 1;
@@ -1873,7 +2218,8 @@ void h3wt_wt_stream_closed(h3wt_wt_conn *wt, h3wt_sud *sud, uint64_t code) {
   stream_defer_close(st);
 }
 
-void h3wt_wt_stream_reset(h3wt_wt_conn *wt, h3wt_sud *sud, uint64_t code) {
+void h3wt_wt_stream_reset(h3wt_wt_conn *wt, h3wt_sud *sud, uint64_t code,
+                          uint64_t final_size) {
   if (sud->kind != H3WT_SUD_WT) {
     return;
   }
@@ -1881,6 +2227,16 @@ void h3wt_wt_stream_reset(h3wt_wt_conn *wt, h3wt_sud *sud, uint64_t code) {
   uint32_t wc = 0;
   int has = h3wt_wt_code_from_h3(code, &wc);
   st->read_done = 1;
+  /* A reset stream used session credit up to its final size, bytes we
+     never received included ("implementing WT_MAX_DATA requires that the
+     QUIC stack provide the WebTransport implementation with information
+     about the final size of streams"). */
+  uint64_t seen = st->rx_hdr_len + st->rx_bytes;
+  st->rx_final_known = 1;
+  if (!st->closed && final_size > seen &&
+      fc_received(st, final_size - seen) != 0) {
+    return;
+  }
   if (st->session && st->session->state == S_READY && !st->closed &&
       st->session->handler->on_stream_reset) {
     st->session->handler->on_stream_reset(st, wc, has,
@@ -1898,6 +2254,7 @@ void h3wt_wt_stream_stop_sending(h3wt_wt_conn *wt, h3wt_sud *sud,
     return;
   }
   ((h3wt_stream *)sud)->read_done = 1;
+  ((h3wt_stream *)sud)->rx_stopped = 1;
 }
 
 void h3wt_wt_stream_unblocked(h3wt_wt_conn *wt, h3wt_sud *sud) {
@@ -1919,6 +2276,54 @@ int h3wt_wt_has_writable(const h3wt_wt_conn *wt) {
   return !h3wt_list_empty(&wt->wq);
 }
 
+/* Cuts vectors to their first max bytes; returns how many remain. */
+static size_t vec_cut(h3wt_vec *vec, size_t n, size_t max, size_t *total) {
+  size_t k = 0, sum = 0;
+  for (; k < n && sum < max; ++k) {
+    if (sum + vec[k].len > max) {
+      vec[k].len = max - sum;
+    }
+    sum += vec[k].len;
+  }
+  *total = sum;
+  return k;
+}
+
+/* How many of total bytes st may hand to QUIC now under session flow
+   control: what is left of its header freely ("The stream header is
+   excluded from this limit so that this limit does not prevent the
+   sending of information that is essential in linking new streams to a
+   specific WebTransport session"), its body within the peer's
+   WT_MAX_DATA. */
+static size_t fc_allowed(h3wt_stream *st, size_t total) {
+  h3wt_session *s = st->session;
+  if (!s || !fc_on(s)) {
+    return total;
+  }
+  size_t written = written_bytes(st);
+  size_t hdr_left = st->hdr_len > written ? st->hdr_len - written : 0;
+  uint64_t credit =
+      s->tx_max_data > s->tx_data ? s->tx_max_data - s->tx_data : 0;
+  if (total <= hdr_left || total - hdr_left <= credit) {
+    return total;
+  }
+  return hdr_left + (size_t)credit;
+}
+
+/* st has body to send and no session credit: it leaves the write queue
+   until WT_MAX_DATA rises (fc_unblock), and the peer hears of it once
+   per limit (WT_DATA_BLOCKED). */
+static void fc_block(h3wt_wt_conn *wt, h3wt_stream *st) {
+  h3wt_session *s = st->session;
+  wq_remove(wt, st);
+  st->fc_blocked = 1;
+  ++wt->stats->fc_data_blocked;
+  if (s->data_blocked_at != s->tx_max_data + 1) {
+    s->data_blocked_at = s->tx_max_data + 1;
+    fc_send(s, H3WT_CAPSULE_DATA_BLOCKED, s->tx_max_data);
+  }
+}
+
 ssize_t h3wt_wt_writev(h3wt_wt_conn *wt, int64_t *pstream_id, int *pfin,
                        h3wt_vec *vec, size_t veccnt) {
   while (!h3wt_list_empty(&wt->wq)) {
@@ -1928,15 +2333,16 @@ ssize_t h3wt_wt_writev(h3wt_wt_conn *wt, int64_t *pstream_id, int *pfin,
     int fin = st->fin_queued && !st->fin_sent && total == st->out.unread;
     if (st->reset_pending) {
       /* Only what is left of the header, then the reset. */
-      size_t left = st->hdr_len - written_bytes(st), k = 0, sum = 0;
-      for (; k < n && sum < left; ++k) {
-        if (sum + vec[k].len > left) {
-          vec[k].len = left - sum;
-        }
-        sum += vec[k].len;
+      n = vec_cut(vec, n, st->hdr_len - written_bytes(st), &total);
+      fin = 0;
+    }
+    size_t allowed = fc_allowed(st, total);
+    if (allowed < total) {
+      if (allowed == 0) {
+        fc_block(wt, st);
+        continue;
       }
-      n = k;
-      total = sum;
+      n = vec_cut(vec, n, allowed, &total);
       fin = 0;
     }
     if (n == 0 && !fin) {
@@ -1963,6 +2369,12 @@ void h3wt_wt_written(h3wt_wt_conn *wt, int64_t stream_id, size_t n) {
   h3wt_stream *st = wt->writing;
   if (!st || st->id != stream_id) {
     return;
+  }
+  if (st->session) {
+    /* Body bytes use the peer's session credit; the header does not. */
+    size_t before = written_bytes(st);
+    size_t hdr = before < st->hdr_len ? st->hdr_len - before : 0;
+    st->session->tx_data += n > hdr ? n - hdr : 0;
   }
   h3wt_sendq_consume(&st->out, n);
   if (st->last_fin && n == st->last_len) {

@@ -40,6 +40,13 @@ typedef struct h3wt_wt_stats {
   uint64_t dgrams_dropped_expired; /* older than their max age */
   uint64_t wouldblock_stream;  /* writes refused by max_stream_queue */
   uint64_t wouldblock_session; /* writes refused by max_session_queue */
+  /* Session flow control (only when both sides offered it). */
+  uint64_t fc_capsules_sent;     /* WT_MAX_* and WT_*_BLOCKED */
+  uint64_t fc_capsules_received; /* the same, from the peer */
+  uint64_t fc_errors;            /* sessions reset with WT_FLOW_CONTROL_ERROR */
+  uint64_t fc_data_blocked;      /* streams held back for the peer's
+                                    WT_MAX_DATA */
+  uint64_t fc_streams_blocked;   /* opens refused for its WT_MAX_STREAMS */
 } h3wt_wt_stats;
 
 /* Every session of a server (all its connections), for lookup by
@@ -81,6 +88,11 @@ typedef struct h3wt_wt_limits {
   /* Datagram policy and liveness of new sessions. */
   int dgram_drop_oldest;
   uint64_t dgram_max_age_ms;
+  /* Session flow control: the data window each session grants its peer
+     (SETTINGS_WT_INITIAL_MAX_DATA, and kept that far ahead of what
+     arrived); its stream limits are max_streams_per_session.  0: flow
+     control is not offered, so it is never on. */
+  uint64_t session_max_data;
 } h3wt_wt_limits;
 
 void h3wt_wt_limits_default(h3wt_wt_limits *l);
@@ -119,7 +131,8 @@ int h3wt_wt_recv_stream_data(h3wt_wt_conn *wt, int64_t stream_id,
 /* QUIC events on streams whose user data is a WT stream or pending. */
 void h3wt_wt_stream_acked(h3wt_wt_conn *wt, h3wt_sud *sud, uint64_t n);
 void h3wt_wt_stream_closed(h3wt_wt_conn *wt, h3wt_sud *sud, uint64_t code);
-void h3wt_wt_stream_reset(h3wt_wt_conn *wt, h3wt_sud *sud, uint64_t code);
+void h3wt_wt_stream_reset(h3wt_wt_conn *wt, h3wt_sud *sud, uint64_t code,
+                          uint64_t final_size);
 void h3wt_wt_stream_stop_sending(h3wt_wt_conn *wt, h3wt_sud *sud,
                                  uint64_t code);
 void h3wt_wt_stream_unblocked(h3wt_wt_conn *wt, h3wt_sud *sud);
@@ -149,6 +162,9 @@ void h3wt_wt_streams_available(h3wt_wt_conn *wt, int bidi);
 /* The smallest liveness timeout of the connection's established sessions
    (0: none set). */
 uint64_t h3wt_wt_liveness_ms(const h3wt_wt_conn *wt);
+
+/* The counters this connection adds to (limits.stats, or its own). */
+const h3wt_wt_stats *h3wt_wt_conn_stats(const h3wt_wt_conn *wt);
 
 /* Runs deferred stream/session close notifications and frees. */
 void h3wt_wt_run_deferred(h3wt_wt_conn *wt);

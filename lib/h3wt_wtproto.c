@@ -202,6 +202,30 @@ size_t h3wt_capsule_empty(uint8_t *out, uint64_t type) {
   return (size_t)(p - out);
 }
 
+int h3wt_capsule_is_flow_control(uint64_t type) {
+  return type >= H3WT_CAPSULE_MAX_DATA &&
+         type <= H3WT_CAPSULE_STREAMS_BLOCKED_UNI;
+}
+
+int h3wt_capsule_known(uint64_t type) {
+  return type == H3WT_CAPSULE_CLOSE_SESSION ||
+         type == H3WT_CAPSULE_DRAIN_SESSION ||
+         h3wt_capsule_is_flow_control(type);
+}
+
+size_t h3wt_capsule_varint(uint8_t *out, uint64_t type, uint64_t v) {
+  uint8_t *p = h3wt_varint_encode(out, type);
+  p = h3wt_varint_encode(p, h3wt_varint_len(v));
+  p = h3wt_varint_encode(p, v);
+  return (size_t)(p - out);
+}
+
+int h3wt_capsule_varint_value(const uint8_t *value, size_t len,
+                              uint64_t *v) {
+  size_t n = h3wt_varint_decode(value, len, v);
+  return n && n == len ? 0 : -1;
+}
+
 /* ---- stream headers ------------------------------------------------------ */
 
 int h3wt_stream_header_parse(const uint8_t *p, size_t len, int bidi,
@@ -247,11 +271,15 @@ int h3wt_wt_code_from_h3(uint64_t h3, uint32_t *n) {
 
 #define H3_FRAME_SETTINGS 0x04
 
-ssize_t h3wt_settings_rewrite(const uint8_t *in, size_t inlen,
-                              const h3wt_setting *extra, size_t nextra,
-                              uint8_t *out, size_t outcap) {
-  uint64_t stype, ftype, flen;
-  size_t off = 0, n;
+/* Finds the SETTINGS frame at the start of a control stream (our own,
+   or the peer's).  Returns 1 with *off at its payload and *flen its
+   length, 0 when in does not hold it whole yet, -1 when it is not a
+   control stream starting with SETTINGS (or the frame is implausibly
+   long: a SETTINGS frame is a few dozen bytes). */
+static int settings_frame(const uint8_t *in, size_t inlen, size_t *off,
+                          size_t *flen) {
+  uint64_t stype, ftype, len;
+  size_t o = 0, n;
   n = h3wt_varint_decode(in, inlen, &stype);
   if (!n) {
     return 0;
@@ -259,25 +287,41 @@ ssize_t h3wt_settings_rewrite(const uint8_t *in, size_t inlen,
   if (stype != 0x00) {
     return -1; /* not a control stream */
   }
-  off += n;
-  n = h3wt_varint_decode(in + off, inlen - off, &ftype);
+  o += n;
+  n = h3wt_varint_decode(in + o, inlen - o, &ftype);
   if (!n) {
     return 0;
   }
   if (ftype != H3_FRAME_SETTINGS) {
     return -1; /* RFC 9114 6.2.1: SETTINGS must come first */
   }
-  off += n;
-  n = h3wt_varint_decode(in + off, inlen - off, &flen);
+  o += n;
+  n = h3wt_varint_decode(in + o, inlen - o, &len);
   if (!n) {
     return 0;
   }
-  off += n;
-  if (flen > inlen - off) {
-    return flen > 4096 ? -1 : 0;
+  o += n;
+  if (len > 4096) {
+    return -1;
+  }
+  if (len > inlen - o) {
+    return 0;
+  }
+  *off = o;
+  *flen = (size_t)len;
+  return 1;
+}
+
+ssize_t h3wt_settings_rewrite(const uint8_t *in, size_t inlen,
+                              const h3wt_setting *extra, size_t nextra,
+                              uint8_t *out, size_t outcap) {
+  uint64_t stype = 0x00, ftype = H3_FRAME_SETTINGS;
+  size_t off, payloadlen;
+  int found = settings_frame(in, inlen, &off, &payloadlen);
+  if (found <= 0) {
+    return found;
   }
   const uint8_t *payload = in + off;
-  size_t payloadlen = (size_t)flen;
   /* Which of extra[] are already there (never send an id twice: RFC 9114
      7.2.4.1 makes duplicates a connection error). */
   uint8_t addbuf[128], *ap = addbuf;
@@ -456,7 +500,8 @@ size_t h3wt_sf_string_encode(char *buf, size_t buflen, const char *str) {
 
 /* ---- SETTINGS ------------------------------------------------------------------------- */
 
-size_t h3wt_wt_settings(h3wt_setting *out, size_t max) {
+size_t h3wt_wt_settings(h3wt_setting *out, size_t max, uint64_t max_data,
+                        uint64_t max_streams_bidi, uint64_t max_streams_uni) {
   /* Several draft vintages at once (see docs in h3wt_wtproto.h).  Max
      sessions are advertised as 1: values above 1 oblige the
      WT_INITIAL_MAX_* settings and session flow control, which broke Safari
@@ -474,6 +519,47 @@ size_t h3wt_wt_settings(h3wt_setting *out, size_t max) {
     n = max;
   }
   memcpy(out, s, n * sizeof(*s));
+  /* Session flow control is offered with its initial limits; a limit of
+     0 is the default and need not be sent (and all three 0 must not be:
+     that would not offer flow control). */
+  const h3wt_setting fc[] = {
+      {H3WT_SETTINGS_WT_INITIAL_MAX_DATA, max_data},
+      {H3WT_SETTINGS_WT_INITIAL_MAX_STREAMS_BIDI, max_streams_bidi},
+      {H3WT_SETTINGS_WT_INITIAL_MAX_STREAMS_UNI, max_streams_uni},
+  };
+  for (size_t i = 0; i < 3 && n < max; ++i) {
+    if (fc[i].value) {
+      out[n++] = fc[i];
+    }
+  }
   return n;
+}
+
+ssize_t h3wt_peer_settings_parse(const uint8_t *in, size_t inlen,
+                                 h3wt_peer_fc *fc) {
+  size_t off, flen;
+  int found = settings_frame(in, inlen, &off, &flen);
+  if (found <= 0) {
+    return found;
+  }
+  memset(fc, 0, sizeof(*fc));
+  for (size_t p = off; p < off + flen;) {
+    uint64_t id, val;
+    size_t a = h3wt_varint_decode(in + p, off + flen - p, &id);
+    size_t b = a ? h3wt_varint_decode(in + p + a, off + flen - p - a, &val)
+                 : 0;
+    if (!b) {
+      return -1; /* a setting cut by the frame's end */
+    }
+    if (id == H3WT_SETTINGS_WT_INITIAL_MAX_DATA) {
+      fc->max_data = val;
+    } else if (id == H3WT_SETTINGS_WT_INITIAL_MAX_STREAMS_BIDI) {
+      fc->max_streams_bidi = val;
+    } else if (id == H3WT_SETTINGS_WT_INITIAL_MAX_STREAMS_UNI) {
+      fc->max_streams_uni = val;
+    }
+    p += a + b;
+  }
+  return (ssize_t)(off + flen);
 }
 

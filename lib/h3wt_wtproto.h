@@ -27,6 +27,23 @@
 #define H3WT_CAPSULE_DATAGRAM 0x00 /* RFC 9297 */
 #define H3WT_CAPSULE_CLOSE_SESSION 0x2843
 #define H3WT_CAPSULE_DRAIN_SESSION 0x78ae
+/* Session flow control (draft "Flow Control Capsules"): one varint each,
+   on the CONNECT stream.  The draft calls the first six "the flow control
+   capsules"; the two per-stream ones come from the HTTP/2 draft and are
+   prohibited over HTTP/3 ("Endpoints MUST treat receipt of a
+   WT_MAX_STREAM_DATA or a WT_STREAM_DATA_BLOCKED capsule as a session
+   error"). */
+#define H3WT_CAPSULE_MAX_DATA 0x190b4d3dULL
+#define H3WT_CAPSULE_MAX_STREAM_DATA 0x190b4d3eULL /* prohibited */
+#define H3WT_CAPSULE_MAX_STREAMS_BIDI 0x190b4d3fULL
+#define H3WT_CAPSULE_MAX_STREAMS_UNI 0x190b4d40ULL
+#define H3WT_CAPSULE_DATA_BLOCKED 0x190b4d41ULL
+#define H3WT_CAPSULE_STREAM_DATA_BLOCKED 0x190b4d42ULL /* prohibited */
+#define H3WT_CAPSULE_STREAMS_BLOCKED_BIDI 0x190b4d43ULL
+#define H3WT_CAPSULE_STREAMS_BLOCKED_UNI 0x190b4d44ULL
+/* "This value cannot exceed 2^60, as it is not possible to encode stream
+   IDs larger than 2^62-1." */
+#define H3WT_MAX_STREAMS_LIMIT (1ULL << 60)
 
 /* WT_CLOSE_SESSION: "The error message MUST be no longer than 1024
    bytes." */
@@ -39,6 +56,12 @@
 #define H3WT_SETTINGS_WT_MAX_SESSIONS 0x14e9cd29ULL /* drafts 13/14: Safari */
 #define H3WT_SETTINGS_WT_ENABLED 0x2c7cf000ULL      /* draft-15+ */
 #define H3WT_SETTINGS_H3_DATAGRAM_DRAFT04 0xffd277ULL /* older Chrome */
+/* Session flow control's initial limits: flow control is on when both
+   endpoints send at least one of them non-zero (draft "Negotiating the
+   Use of Flow Control").  Browsers send none. */
+#define H3WT_SETTINGS_WT_INITIAL_MAX_DATA 0x2b61ULL
+#define H3WT_SETTINGS_WT_INITIAL_MAX_STREAMS_UNI 0x2b64ULL
+#define H3WT_SETTINGS_WT_INITIAL_MAX_STREAMS_BIDI 0x2b65ULL
 
 /* The HTTP/3 code range that carries WebTransport application codes. */
 #define H3WT_WT_CODE_FIRST 0x52e4a40fa8dbULL
@@ -96,6 +119,18 @@ size_t h3wt_capsule_close_session(uint8_t *out, uint32_t code,
                                   const char *reason, size_t reasonlen);
 /* Encodes a capsule with an empty value (WT_DRAIN_SESSION). */
 size_t h3wt_capsule_empty(uint8_t *out, uint64_t type);
+/* The capsule types WebTransport reads (the rest are skipped): close,
+   drain and the flow-control ones (including the two prohibited ones,
+   which must be seen to be refused). */
+int h3wt_capsule_known(uint64_t type);
+/* 1 for the capsules whose value is one varint (the flow-control ones). */
+int h3wt_capsule_is_flow_control(uint64_t type);
+/* Encodes a capsule whose value is one varint v (flow control); out has
+   room for 24 bytes.  Returns its length. */
+size_t h3wt_capsule_varint(uint8_t *out, uint64_t type, uint64_t v);
+/* Reads such a value: 0 and *v when it is exactly one varint, else -1
+   (malformed). */
+int h3wt_capsule_varint_value(const uint8_t *value, size_t len, uint64_t *v);
 
 /* ---- stream headers ------------------------------------------------------ */
 
@@ -134,8 +169,25 @@ ssize_t h3wt_settings_rewrite(const uint8_t *in, size_t inlen,
                               uint8_t *out, size_t outcap);
 
 /* The rows WebTransport adds to the one SETTINGS frame (several draft
-   vintages at once; see h3wt_wtproto.c); at most max written. */
-size_t h3wt_wt_settings(h3wt_setting *out, size_t max);
+   vintages at once; see h3wt_wtproto.c), then the flow-control initial
+   limits that are not 0 (all 0: flow control is not offered); at most max
+   written. */
+size_t h3wt_wt_settings(h3wt_setting *out, size_t max, uint64_t max_data,
+                        uint64_t max_streams_bidi, uint64_t max_streams_uni);
+
+/* What a peer's SETTINGS say about session flow control. */
+typedef struct h3wt_peer_fc {
+  uint64_t max_data, max_streams_bidi, max_streams_uni; /* 0: not sent */
+} h3wt_peer_fc;
+
+/* Reads the peer's control stream from its first byte (the stream type,
+   then the SETTINGS frame RFC 9114 6.2.1 puts first).  Returns the bytes
+   up to the end of the SETTINGS frame (>0, *fc filled), 0 when more bytes
+   are needed, or -1 when this is not a control stream starting with a
+   SETTINGS frame that parses (nghttp3 judges the stream itself; this
+   reader only gives up). */
+ssize_t h3wt_peer_settings_parse(const uint8_t *in, size_t inlen,
+                                 h3wt_peer_fc *fc);
 
 /* ---- subprotocol negotiation ------------------------------------------
  * WT-Available-Protocols is a structured-field List of Strings (RFC 8941

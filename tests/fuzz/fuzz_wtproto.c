@@ -2,8 +2,11 @@
  * libFuzzer target for h3wt_wtproto: the parsers of WebTransport peer
  * bytes.  The first input byte picks the parser; the rest is its input.
  *   0: capsules, fed whole and again in 1-byte chunks (nghttp3 fuzz/ does
- *      the same): both feedings must see the same capsules
- *   1: the SETTINGS rewrite: output must re-parse, carry every extra once
+ *      the same): both feedings must see the same capsules; the values of
+ *      the flow-control ones (one varint each) read back as encoded
+ *   1: the SETTINGS rewrite: output must re-parse, carry every extra once;
+ *      and the peer SETTINGS reader on the same bytes: it stops at the
+ *      frame's end, reads our own rewritten frame back
  *   2: varints: decode, re-encode, compare
  *   3: stream headers (bidi and uni), every prefix: undecided until some
  *      length, then the same answer for every longer prefix
@@ -22,11 +25,24 @@ typedef struct tally {
 } tally;
 
 static int known(uint64_t t) {
-  return t == H3WT_CAPSULE_CLOSE_SESSION || t == H3WT_CAPSULE_DRAIN_SESSION;
+  return h3wt_capsule_known(t);
 }
 
 static int count(uint64_t type, const uint8_t *v, size_t len, void *ud) {
   tally *t = ud;
+  uint64_t x, y;
+  if (h3wt_capsule_is_flow_control(type) &&
+      h3wt_capsule_varint_value(v, len, &x) == 0) {
+    /* Re-encoded (minimally), the capsule carries the same value. */
+    uint8_t buf[24];
+    size_t n = h3wt_capsule_varint(buf, type, x);
+    size_t a = h3wt_varint_decode(buf, n, &y);
+    assert(a && y == type);
+    size_t b = h3wt_varint_decode(buf + a, n - a, &y);
+    assert(b && a + b + y == n);
+    assert(h3wt_capsule_varint_value(buf + a + b, (size_t)y, &y) == 0 &&
+           y == x);
+  }
   ++t->n;
   t->hash = t->hash * 31 + type + len;
   for (size_t i = 0; i < len; ++i) {
@@ -65,12 +81,25 @@ static void fuzz_capsules(const uint8_t *d, size_t n) {
 static void fuzz_settings(const uint8_t *d, size_t n) {
   static const h3wt_setting extra[] = {{0x2b603742, 1}, {0xc671706a, 1},
                                       {0x14e9cd29, 1}, {0x2c7cf000, 1},
-                                      {0xffd277, 1}};
+                                      {0xffd277, 1},   {0x2b61, 65536},
+                                      {0x2b65, 256},   {0x2b64, 256}};
   uint8_t out[512];
-  ssize_t r = h3wt_settings_rewrite(d, n, extra, 5, out, sizeof(out));
+  h3wt_peer_fc fc;
+  ssize_t pr = h3wt_peer_settings_parse(d, n, &fc);
+  assert(pr >= -1 && pr <= (ssize_t)n);
+  if (pr > 0) {
+    /* Only the frame is read: the same answer from exactly its bytes. */
+    h3wt_peer_fc again;
+    assert(h3wt_peer_settings_parse(d, (size_t)pr, &again) == pr);
+    assert(memcmp(&fc, &again, sizeof(fc)) == 0);
+  }
+  ssize_t r = h3wt_settings_rewrite(d, n, extra, 8, out, sizeof(out));
   if (r <= 0) {
     return;
   }
+  /* Our own frame (what a peer of ours reads) reads back. */
+  ssize_t rr = h3wt_peer_settings_parse(out, (size_t)r, &fc);
+  assert(rr > 0 && rr <= r);
   assert((size_t)r <= sizeof(out));
   /* The output is a control stream starting with a SETTINGS frame that
      parses whole. */
@@ -81,19 +110,19 @@ static void fuzz_settings(const uint8_t *d, size_t n) {
   assert(a && b && c && st == 0 && ft == 4);
   assert(a + b + c + len <= (size_t)r);
   const uint8_t *p = out + a + b + c;
-  unsigned seen[5] = {0};
+  unsigned seen[8] = {0};
   for (size_t off = 0; off < len;) {
     uint64_t id, v;
     size_t x = h3wt_varint_decode(p + off, len - off, &id);
     assert(x);
     size_t y = h3wt_varint_decode(p + off + x, len - off - x, &v);
     assert(y);
-    for (int i = 0; i < 5; ++i) {
+    for (int i = 0; i < 8; ++i) {
       seen[i] += id == extra[i].id;
     }
     off += x + y;
   }
-  for (int i = 0; i < 5; ++i) {
+  for (int i = 0; i < 8; ++i) {
     assert(seen[i] >= 1); /* present; twice only if the input had it */
   }
 }

@@ -15,6 +15,7 @@
 #include "h3wt_quic.h"
 #include "h3wt_test.h"
 #include "h3wt_tls.h"
+#include "h3wt_wt.h"
 
 #define MAXPKT 2048
 #define QCAP 4096
@@ -231,6 +232,7 @@ static int run_exchange(unsigned loss_every, int retry, size_t *pkts,
   h3wt_quic_config scfg = {0}, ccfg;
   h3wt_h3_callbacks shc = {0}, chc = {0};
   h3wt_h3_config shcfg = {0}, chcfg = {0};
+  h3wt_wt_limits wl;
   queue to_server = {calloc(QCAP, sizeof(pkt)), 0};
   queue to_client = {calloc(QCAP, sizeof(pkt)), 0};
   side srv = {0}, cli = {0};
@@ -281,8 +283,17 @@ static int run_exchange(unsigned loss_every, int retry, size_t *pkts,
   chc.recv_header = c_header;
   chc.recv_data = c_data;
   chc.stream_close = c_close;
+  /* WebTransport on, each side offering its own session flow-control
+     limits: each must read the other's from its SETTINGS (which travel
+     under the same loss as everything else). */
+  h3wt_wt_limits_default(&wl);
+  shcfg.wt = &wl;
+  shcfg.wt_fc_max_data = 65536;
+  shcfg.wt_fc_max_streams = 7;
   chcfg = shcfg;
   chcfg.cbs = &chc;
+  chcfg.wt_fc_max_data = 12345;
+  chcfg.wt_fc_max_streams = 3;
 
   srv.out = &to_client;
   cli.out = &to_server;
@@ -360,6 +371,13 @@ static int run_exchange(unsigned loss_every, int retry, size_t *pkts,
                loss_every, cli.closed, cli.status, cli.body_received,
                !cli.body_hash, srv.path);
   CHECK(ok);
+  h3wt_peer_fc pf;
+  CHECK_EQ_INT(h3wt_h3_peer_fc(srv.owner.h3, &pf), 1);
+  CHECK(pf.max_data == 12345 && pf.max_streams_bidi == 3 &&
+        pf.max_streams_uni == 3);
+  CHECK_EQ_INT(h3wt_h3_peer_fc(cli.owner.h3, &pf), 1);
+  CHECK(pf.max_data == 65536 && pf.max_streams_bidi == 7 &&
+        pf.max_streams_uni == 7);
   *pkts = sent_count;
   *ms = 0;
   h3wt_streams_conn_del(cli.owner.h3);

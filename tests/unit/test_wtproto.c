@@ -40,7 +40,7 @@ typedef struct seen {
 } seen;
 
 static int known(uint64_t t) {
-  return t == H3WT_CAPSULE_CLOSE_SESSION || t == H3WT_CAPSULE_DRAIN_SESSION;
+  return h3wt_capsule_known(t);
 }
 
 static int record(uint64_t type, const uint8_t *v, size_t len, void *ud) {
@@ -208,6 +208,109 @@ TEST(settings_rewrite) {
   /* No room: refused, nothing written past the end. */
   memcpy(in, ctrl, sizeof(ctrl));
   CHECK_EQ_INT(h3wt_settings_rewrite(in, sizeof(ctrl), extra, 3, out, 10),
+               -1);
+}
+
+/* The flow-control capsules: one varint each, parsed like the others in
+   any chunking; a value that is not exactly one varint is refused. */
+TEST(flow_control_capsules) {
+  static const uint64_t types[] = {
+      H3WT_CAPSULE_MAX_DATA,         H3WT_CAPSULE_MAX_STREAM_DATA,
+      H3WT_CAPSULE_MAX_STREAMS_BIDI, H3WT_CAPSULE_MAX_STREAMS_UNI,
+      H3WT_CAPSULE_DATA_BLOCKED,     H3WT_CAPSULE_STREAM_DATA_BLOCKED,
+      H3WT_CAPSULE_STREAMS_BLOCKED_BIDI, H3WT_CAPSULE_STREAMS_BLOCKED_UNI};
+  static const uint64_t values[] = {0, 63, 16384, 1ULL << 60,
+                                    H3WT_VARINT_MAX};
+  uint8_t in[512], *p = in;
+  uint64_t v;
+  for (size_t i = 0; i < 8; ++i) {
+    CHECK(h3wt_capsule_known(types[i]));
+    CHECK(h3wt_capsule_is_flow_control(types[i]));
+  }
+  /* Their neighbours are not ours: skipped as unknown. */
+  CHECK(!h3wt_capsule_known(H3WT_CAPSULE_MAX_DATA - 1));
+  CHECK(!h3wt_capsule_known(H3WT_CAPSULE_STREAMS_BLOCKED_UNI + 1));
+  CHECK(!h3wt_capsule_is_flow_control(H3WT_CAPSULE_CLOSE_SESSION));
+  for (size_t i = 0; i < 5; ++i) {
+    p += h3wt_capsule_varint(p, types[i], values[i]);
+  }
+  for (size_t chunk = 0; chunk <= 3; ++chunk) {
+    seen s;
+    h3wt_capsule_parser cp;
+    memset(&s, 0, sizeof(s));
+    h3wt_capsule_parser_init(&cp, 1028);
+    CHECK_EQ_INT(parse_all(in, (size_t)(p - in), chunk, &s, &cp), 0);
+    CHECK_EQ_INT(s.n, 5);
+    CHECK(s.types[4] == H3WT_CAPSULE_DATA_BLOCKED);
+    CHECK_EQ_INT(s.lens[4], 8);
+    CHECK_EQ_INT(h3wt_capsule_varint_value(s.last, s.lens[4], &v), 0);
+    CHECK(v == H3WT_VARINT_MAX);
+    h3wt_capsule_parser_free(&cp);
+  }
+  /* Encoded exactly as the draft's figure: type, length, one varint. */
+  CHECK_EQ_INT(h3wt_capsule_varint(in, H3WT_CAPSULE_MAX_STREAMS_UNI, 100),
+               4 + 1 + 2);
+  CHECK_EQ_MEM(in, "\x99\x0b\x4d\x40\x02\x40\x64", 7);
+  CHECK_EQ_INT(h3wt_capsule_varint_value(in + 5, 2, &v), 0);
+  CHECK(v == 100);
+  /* Trailing bytes, a truncated varint, nothing: malformed. */
+  CHECK_EQ_INT(h3wt_capsule_varint_value((const uint8_t *)"\x05\x00", 2, &v),
+               -1);
+  CHECK_EQ_INT(h3wt_capsule_varint_value((const uint8_t *)"\x40", 1, &v), -1);
+  CHECK_EQ_INT(h3wt_capsule_varint_value((const uint8_t *)"", 0, &v), -1);
+}
+
+/* Our SETTINGS offer flow control only with a window; the peer's are
+   read for the three initial limits. */
+TEST(flow_control_settings) {
+  h3wt_setting rows[12];
+  size_t n = h3wt_wt_settings(rows, 12, 0, 0, 0);
+  for (size_t i = 0; i < n; ++i) {
+    CHECK(rows[i].id != H3WT_SETTINGS_WT_INITIAL_MAX_DATA &&
+          rows[i].id != H3WT_SETTINGS_WT_INITIAL_MAX_STREAMS_BIDI &&
+          rows[i].id != H3WT_SETTINGS_WT_INITIAL_MAX_STREAMS_UNI);
+  }
+  size_t m = h3wt_wt_settings(rows, 12, 65536, 100, 7);
+  CHECK_EQ_INT(m, n + 3);
+  CHECK(rows[n].id == H3WT_SETTINGS_WT_INITIAL_MAX_DATA &&
+        rows[n].value == 65536);
+  CHECK(rows[n + 1].id == H3WT_SETTINGS_WT_INITIAL_MAX_STREAMS_BIDI &&
+        rows[n + 1].value == 100);
+  CHECK(rows[n + 2].id == H3WT_SETTINGS_WT_INITIAL_MAX_STREAMS_UNI &&
+        rows[n + 2].value == 7);
+  CHECK_EQ_INT(h3wt_wt_settings(rows, 2, 65536, 100, 7), 2); /* bounded */
+
+  /* What our rewrite writes, the peer reader reads back. */
+  uint8_t out[256];
+  h3wt_peer_fc fc;
+  ssize_t w = h3wt_settings_rewrite(ctrl, sizeof(ctrl), rows, m, out,
+                                    sizeof(out));
+  CHECK(w > 0);
+  /* ctrl has two bytes after its SETTINGS frame, which the rewrite keeps
+     after it: the reader stops at the frame's end. */
+  ssize_t end = w - 2;
+  CHECK_EQ_INT(h3wt_peer_settings_parse(out, (size_t)w, &fc), end);
+  CHECK(fc.max_data == 65536 && fc.max_streams_bidi == 100 &&
+        fc.max_streams_uni == 7);
+  /* Every shorter prefix waits. */
+  for (ssize_t k = 0; k < end; ++k) {
+    CHECK_EQ_INT(h3wt_peer_settings_parse(out, (size_t)k, &fc), 0);
+  }
+  /* A browser's SETTINGS (none of them): all zero, flow control off. */
+  CHECK_EQ_INT(h3wt_peer_settings_parse(ctrl, sizeof(ctrl), &fc),
+               (ssize_t)sizeof(ctrl) - 2);
+  CHECK(fc.max_data == 0 && fc.max_streams_bidi == 0 &&
+        fc.max_streams_uni == 0);
+  /* Not a control stream, another frame first, a setting cut by the
+     frame's end: given up on. */
+  CHECK_EQ_INT(h3wt_peer_settings_parse((const uint8_t *)"\x02\x04\x00", 3,
+                                        &fc),
+               -1);
+  CHECK_EQ_INT(h3wt_peer_settings_parse((const uint8_t *)"\x00\x07\x00", 3,
+                                        &fc),
+               -1);
+  CHECK_EQ_INT(h3wt_peer_settings_parse(
+                   (const uint8_t *)"\x00\x04\x03\x80\x00\x2b", 6, &fc),
                -1);
 }
 
@@ -408,6 +511,8 @@ int main(int argc, char **argv) {
       TEST_ENTRY(capsules_hostile),
       TEST_ENTRY(close_session_reason_truncated_at_utf8),
       TEST_ENTRY(settings_rewrite),
+      TEST_ENTRY(flow_control_capsules),
+      TEST_ENTRY(flow_control_settings),
       TEST_ENTRY(stream_headers),
       TEST_ENTRY(sf_string_list_good),
       TEST_ENTRY(sf_string_list_malformed),

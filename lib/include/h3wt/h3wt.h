@@ -140,7 +140,8 @@ typedef struct h3wt_request h3wt_request;
                                      orphan_stream_timeout_ms,
                                      max_unvalidated_handshakes */
 #define H3WT_SERVER_SETTINGS_V5 5 /* adds group, worker */
-#define H3WT_SERVER_SETTINGS_VERSION H3WT_SERVER_SETTINGS_V5
+#define H3WT_SERVER_SETTINGS_V6 6 /* adds wt_session_max_data */
+#define H3WT_SERVER_SETTINGS_VERSION H3WT_SERVER_SETTINGS_V6
 
 /* A server group: the servers ("workers") of one process that serve one
    address together, each on its own thread and loop.  Every worker has
@@ -279,6 +280,18 @@ typedef struct h3wt_server_settings {
      (default): a server on its own. */
   h3wt_server_group *group;
   uint32_t worker;
+  /* V6.  Session flow control (the draft's WT_MAX_DATA / WT_MAX_STREAMS):
+     the bytes a client may send on all the streams of one session before
+     the server grants more (it grants as bytes arrive, keeping the limit
+     this far ahead), announced in SETTINGS with max_streams_per_session
+     as the stream limits.  It is on for a connection only when the
+     client announces limits too (no browser does yet: for them nothing
+     changes); then going over a limit resets the session with
+     WT_FLOW_CONTROL_ERROR, and the server keeps to the client's limits
+     (a stream waits for credit, h3wt_session_open_stream() returns
+     H3WT_ERR_WOULDBLOCK at the stream limit).  Default 16 MiB; 0: flow
+     control is not offered. */
+  uint64_t wt_session_max_data;
 } h3wt_server_settings;
 
 /* Fills settings with the defaults. */
@@ -349,7 +362,8 @@ void h3wt_server_del(h3wt_server *server);
 #define H3WT_SERVER_STATS_V3 3 /* adds limit_max_unvalidated_handshakes */
 #define H3WT_SERVER_STATS_V4 4 /* adds packets_handed_off,
                                   packets_misrouted_dropped */
-#define H3WT_SERVER_STATS_VERSION H3WT_SERVER_STATS_V4
+#define H3WT_SERVER_STATS_V5 5 /* adds the wt_fc_* counters */
+#define H3WT_SERVER_STATS_VERSION H3WT_SERVER_STATS_V5
 
 typedef struct h3wt_server_stats {
   int version; /* set by the caller: H3WT_SERVER_STATS_VERSION */
@@ -411,6 +425,16 @@ typedef struct h3wt_server_stats {
      inbox slot). */
   uint64_t packets_handed_off;
   uint64_t packets_misrouted_dropped;
+  /* V5.  Session flow control (sessions where both sides announced it). */
+  uint64_t wt_fc_capsules_sent;     /* WT_MAX_DATA, WT_MAX_STREAMS,
+                                       WT_DATA_BLOCKED, WT_STREAMS_BLOCKED */
+  uint64_t wt_fc_capsules_received; /* the same, from clients */
+  uint64_t wt_fc_errors;            /* sessions reset with
+                                       WT_FLOW_CONTROL_ERROR */
+  uint64_t wt_fc_data_blocked;      /* times a stream waited for a
+                                       client's WT_MAX_DATA */
+  uint64_t wt_fc_streams_blocked;   /* opens refused (WOULDBLOCK) at a
+                                       client's WT_MAX_STREAMS */
 } h3wt_server_stats;
 
 /* Copies the counters into *stats, whose version field the caller sets:
@@ -535,7 +559,8 @@ typedef struct h3wt_client_request h3wt_client_request;
 
 #define H3WT_CLIENT_SETTINGS_V1 1
 #define H3WT_CLIENT_SETTINGS_V2 2 /* adds the WebTransport queue limits */
-#define H3WT_CLIENT_SETTINGS_VERSION H3WT_CLIENT_SETTINGS_V2
+#define H3WT_CLIENT_SETTINGS_V3 3 /* adds wt_session_max_data */
+#define H3WT_CLIENT_SETTINGS_VERSION H3WT_CLIENT_SETTINGS_V3
 
 typedef struct h3wt_client_settings {
   int version;         /* H3WT_CLIENT_SETTINGS_VERSION */
@@ -556,6 +581,10 @@ typedef struct h3wt_client_settings {
      session budget). */
   size_t max_stream_queue;
   size_t max_session_queue;
+  /* V3.  Session flow control, as the server's setting of the same name
+     (the stream limits announced are 256 of each kind).  Default 16 MiB;
+     0: not offered, so it stays off whatever the server says. */
+  uint64_t wt_session_max_data;
 } h3wt_client_settings;
 
 void h3wt_client_settings_default(h3wt_client_settings *settings);
@@ -782,9 +811,12 @@ void *h3wt_session_get_data(const h3wt_session *s);
 int h3wt_session_status(const h3wt_session *s);
 
 /* Opens a stream in the session.  Returns 0, H3WT_ERR_WOULDBLOCK (the peer
-   allows no more streams now: on_streams_available follows when it
-   does), H3WT_ERR_SESSION_CLOSING, H3WT_ERR_INVALID_STATE (not ready yet)
-   or H3WT_ERR_NOMEM. */
+   allows no more streams now, on the connection (QUIC) or, with session
+   flow control, in this session (its WT_MAX_STREAMS):
+   on_streams_available follows when it does), H3WT_ERR_SESSION_CLOSING,
+   H3WT_ERR_INVALID_STATE (not ready yet) or H3WT_ERR_NOMEM.  With session
+   flow control, bytes written to the session's streams go out as the
+   peer's WT_MAX_DATA allows (the queue limits above still apply). */
 int h3wt_session_open_stream(h3wt_session *s, int bidi, h3wt_stream **pst);
 
 /* Sends a datagram (copied).  Returns 0 (queued; under drop-oldest an
