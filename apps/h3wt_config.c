@@ -650,6 +650,19 @@ int h3wt_config_load_file(h3wt_app_config *c, const char *path, char *err,
 
 /* ---- dump ---------------------------------------------------------------- */
 
+/* The broker URL as it may be shown: a password in it becomes "***"
+   (--print-config output ends up in terminals, logs and bug reports).
+   Writes into buf (len bytes) and returns it, or returns url unchanged. */
+static const char *url_shown(const char *url, char *buf, size_t len) {
+  const char *scheme = strstr(url, "://");
+  const char *at = scheme ? strchr(scheme + 3, '@') : NULL;
+  if (!at) {
+    return url;
+  }
+  snprintf(buf, len, "%.*s:***%s", (int)(scheme + 3 - url), url, at);
+  return buf;
+}
+
 char *h3wt_config_dump(const h3wt_app_config *c) {
   static const char *levels[] = {"error", "warn", "info", "debug", "trace"};
   json_t *doc = json_object();
@@ -665,7 +678,11 @@ char *h3wt_config_dump(const h3wt_app_config *c) {
     case H3WT_CONFIG_STRING:
     case H3WT_CONFIG_OPT_STRING: {
       const char *s;
+      char shown[512];
       memcpy(&s, f, sizeof(s));
+      if (s && strcmp(k->name, "broker") == 0) {
+        s = url_shown(s, shown, sizeof(shown));
+      }
       v = s ? json_string(s) : json_null();
       break;
     }

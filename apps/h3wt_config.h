@@ -94,7 +94,8 @@ int h3wt_config_set(h3wt_app_config *c, const char *key, const char *value,
                     char *err, size_t errlen);
 
 /* The effective configuration as a JSON document (malloc'd, indented), the
-   same format the file takes; NULL when out of memory. */
+   same format the file takes (a password in the broker URL is shown as
+   "***"); NULL when out of memory. */
 char *h3wt_config_dump(const h3wt_app_config *c);
 
 #endif /* H3WT_CONFIG_H */

@@ -281,6 +281,31 @@ TEST(dump_reads_back) {
   h3wt_config_free(&b);
 }
 
+/* A password in the broker URL never reaches --print-config's output. */
+TEST(dump_hides_broker_password) {
+  h3wt_app_config a;
+  h3wt_config_init(&a);
+  CHECK_EQ_INT(h3wt_config_set(&a, "broker", "redis://:s3cret@10.0.0.1:6380/2",
+                               err, sizeof(err)),
+               0);
+  char *text = h3wt_config_dump(&a);
+  CHECK(text != NULL);
+  if (text) {
+    check_contains(text, "\"broker\": \"redis://:***@10.0.0.1:6380/2\"");
+    CHECK(strstr(text, "s3cret") == NULL);
+  }
+  free(text);
+  CHECK_EQ_INT(h3wt_config_set(&a, "broker", "redis://10.0.0.1", err,
+                               sizeof(err)),
+               0);
+  text = h3wt_config_dump(&a);
+  if (text) {
+    check_contains(text, "\"broker\": \"redis://10.0.0.1\"");
+  }
+  free(text);
+  h3wt_config_free(&a);
+}
+
 /* Every key has an option, a distinct name, and sane metadata. */
 TEST(key_table) {
   for (size_t i = 0; i < h3wt_config_nkeys(); ++i) {
@@ -371,6 +396,7 @@ int main(int argc, char **argv) {
       TEST_ENTRY(bad_json_has_line_and_column),
       TEST_ENTRY(command_line_text),
       TEST_ENTRY(dump_reads_back),
+      TEST_ENTRY(dump_hides_broker_password),
       TEST_ENTRY(key_table),
       TEST_ENTRY(stats_json_covers_every_counter),
       TEST_ENTRY(stats_json_adds_up_workers),
