@@ -60,7 +60,7 @@ typedef struct mb_channel {
   h3wt_chhist hist;
   mb_watch *watch;
   mb_member *members;
-  struct mb_channel *hnext;
+  h3wt_name_node hn; /* in b->chans: name is the bytes of c->name */
 } mb_channel;
 
 struct mb_node {
@@ -82,9 +82,7 @@ struct mb_node {
 struct mb_broker {
   h3wt_broker base;
   uv_mutex_t mu;
-  mb_channel **buckets;
-  size_t nbuckets, nchannels;
-  uint64_t seed;
+  h3wt_name_table chans; /* mb_channel by name */
   h3wt_list nodes;
   int private_; /* one hub only: no presence kept */
   /* The history bounds, from the first hub attached. */
@@ -95,40 +93,11 @@ struct mb_broker {
 
 /* ---- channels (under b->mu) ----------------------------------------------- */
 
-static mb_channel *ch_find(mb_broker *b, const char *name, size_t len) {
-  if (!b->nbuckets) {
-    return NULL;
-  }
-  size_t i = h3wt_name_hash(b->seed, name, len) & (b->nbuckets - 1);
-  for (mb_channel *c = b->buckets[i]; c; c = c->hnext) {
-    if (h3wt_buf_len(c->name) == len &&
-        memcmp(h3wt_buf_data(c->name), name, len) == 0) {
-      return c;
-    }
-  }
-  return NULL;
-}
+#define MBCH_OF(n) h3wt_list_entry(n, mb_channel, hn)
 
-static int ch_grow(mb_broker *b) {
-  size_t n = b->nbuckets ? b->nbuckets * 2 : 64;
-  mb_channel **nb = calloc(n, sizeof(*nb));
-  if (!nb) {
-    return H3WT_ERR_NOMEM;
-  }
-  for (size_t i = 0; i < b->nbuckets; ++i) {
-    for (mb_channel *c = b->buckets[i], *next; c; c = next) {
-      next = c->hnext;
-      size_t j = h3wt_name_hash(b->seed, h3wt_buf_data(c->name),
-                                h3wt_buf_len(c->name)) &
-                 (n - 1);
-      c->hnext = nb[j];
-      nb[j] = c;
-    }
-  }
-  free(b->buckets);
-  b->buckets = nb;
-  b->nbuckets = n;
-  return 0;
+static mb_channel *ch_find(mb_broker *b, const char *name, size_t len) {
+  h3wt_name_node *n = h3wt_name_table_find(&b->chans, name, len);
+  return n ? MBCH_OF(n) : NULL;
 }
 
 static uint64_t new_epoch(void) {
@@ -143,9 +112,6 @@ static mb_channel *ch_get(mb_broker *b, const char *name, size_t len) {
   if (c) {
     return c;
   }
-  if (b->nchannels + 1 > b->nbuckets && ch_grow(b) != 0) {
-    return NULL;
-  }
   c = calloc(1, sizeof(*c));
   if (!c || h3wt_buf_new(&c->name, name, len) != 0) {
     free(c);
@@ -157,11 +123,22 @@ static mb_channel *ch_get(mb_broker *b, const char *name, size_t len) {
     free(c);
     return NULL;
   }
-  size_t i = h3wt_name_hash(b->seed, name, len) & (b->nbuckets - 1);
-  c->hnext = b->buckets[i];
-  b->buckets[i] = c;
-  ++b->nchannels;
+  c->hn.name = h3wt_buf_data(c->name);
+  c->hn.len = len;
+  if (h3wt_name_table_insert(&b->chans, &c->hn) != 0) {
+    h3wt_chhist_free(&c->hist);
+    h3wt_buf_unref(c->name);
+    free(c);
+    return NULL;
+  }
   return c;
+}
+
+static void ch_free(mb_broker *b, mb_channel *c) {
+  h3wt_name_table_remove(&b->chans, &c->hn);
+  h3wt_chhist_free(&c->hist);
+  h3wt_buf_unref(c->name);
+  free(c);
 }
 
 /* A channel goes when nobody watches it, nobody is in it and its history
@@ -175,19 +152,7 @@ static void ch_maybe_free(mb_broker *b, mb_channel *c, uint64_t ts) {
   if (h3wt_chhist_count(&c->hist)) {
     return;
   }
-  size_t i = h3wt_name_hash(b->seed, h3wt_buf_data(c->name),
-                            h3wt_buf_len(c->name)) &
-             (b->nbuckets - 1);
-  for (mb_channel **pp = &b->buckets[i]; *pp; pp = &(*pp)->hnext) {
-    if (*pp == c) {
-      *pp = c->hnext;
-      break;
-    }
-  }
-  --b->nchannels;
-  h3wt_chhist_free(&c->hist);
-  h3wt_buf_unref(c->name);
-  free(c);
+  ch_free(b, c);
 }
 
 /* ---- mailboxes ------------------------------------------------------------ */
@@ -547,27 +512,25 @@ static void m_detach(h3wt_bnode *bn) {
   uv_mutex_lock(&b->mu);
   n->detached = 1;
   /* Its members leave, its watches go, its mailbox empties. */
-  for (size_t i = 0; i < b->nbuckets; ++i) {
-    for (mb_channel *c = b->buckets[i], *next; c; c = next) {
-      next = c->hnext;
-      for (mb_member **pp = &c->members; *pp;) {
-        if ((*pp)->node == n) {
-          member_remove(c, pp);
-        } else {
-          pp = &(*pp)->next;
-        }
+  H3WT_NAME_TABLE_FOREACH(hn, &b->chans) {
+    mb_channel *c = MBCH_OF(hn);
+    for (mb_member **pp = &c->members; *pp;) {
+      if ((*pp)->node == n) {
+        member_remove(c, pp);
+      } else {
+        pp = &(*pp)->next;
       }
-      for (mb_watch **pp = &c->watch; *pp;) {
-        if ((*pp)->node == n) {
-          mb_watch *w = *pp;
-          *pp = w->next;
-          free(w);
-        } else {
-          pp = &(*pp)->next;
-        }
-      }
-      ch_maybe_free(b, c, now);
     }
+    for (mb_watch **pp = &c->watch; *pp;) {
+      if ((*pp)->node == n) {
+        mb_watch *w = *pp;
+        *pp = w->next;
+        free(w);
+      } else {
+        pp = &(*pp)->next;
+      }
+    }
+    ch_maybe_free(b, c, now);
   }
   for (; n->qlen; --n->qlen) {
     mb_item *it = &n->q[n->qhead];
@@ -603,11 +566,8 @@ static void sweep_cb(uv_timer_t *t) {
   mb_broker *b = n->b;
   uint64_t now = h3wt_now_ns();
   uv_mutex_lock(&b->mu);
-  for (size_t i = 0; i < b->nbuckets; ++i) {
-    for (mb_channel *c = b->buckets[i], *next; c; c = next) {
-      next = c->hnext;
-      ch_maybe_free(b, c, now);
-    }
+  H3WT_NAME_TABLE_FOREACH(hn, &b->chans) {
+    ch_maybe_free(b, MBCH_OF(hn), now);
   }
   uv_mutex_unlock(&b->mu);
 }
@@ -652,17 +612,11 @@ static int memory_attach(h3wt_broker *base, const h3wt_battach *a,
 static void memory_del(h3wt_broker *base) {
   mb_broker *b = (mb_broker *)base;
   assert(h3wt_list_empty(&b->nodes));
-  for (size_t i = 0; i < b->nbuckets; ++i) {
-    while (b->buckets[i]) {
-      mb_channel *c = b->buckets[i];
-      b->buckets[i] = c->hnext;
-      assert(!c->watch && !c->members);
-      h3wt_chhist_free(&c->hist);
-      h3wt_buf_unref(c->name);
-      free(c);
-    }
+  H3WT_NAME_TABLE_FOREACH(hn, &b->chans) {
+    assert(!MBCH_OF(hn)->watch && !MBCH_OF(hn)->members);
+    ch_free(b, MBCH_OF(hn));
   }
-  free(b->buckets);
+  h3wt_name_table_free(&b->chans);
   uv_mutex_destroy(&b->mu);
   free(b);
 }
@@ -684,7 +638,7 @@ int h3wt_broker_memory_new(h3wt_broker **pbroker) {
   }
   b->base.kind = &memory_kind;
   h3wt_list_init(&b->nodes);
-  h3wt_random(&b->seed, sizeof(b->seed));
+  h3wt_name_table_init(&b->chans);
   b->history_size = 100;
   b->history_ttl_ns = 300000 * 1000000ULL;
   *pbroker = &b->base;

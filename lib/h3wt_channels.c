@@ -78,7 +78,7 @@ struct ch_channel {
   h3wt_list subs;
   size_t nsubs;
   int watched; /* the node delivers it (from the first subscriber) */
-  ch_channel *hnext; /* hash chain */
+  h3wt_name_node hn; /* in hub->chans, keyed by name */
 };
 
 struct ch_sess {
@@ -107,9 +107,7 @@ struct h3wt_channels {
   h3wt_channels_settings settings;
   h3wt_channels_handler handler;
   void *ud;
-  ch_channel **buckets;
-  size_t nbuckets, nchannels;
-  uint64_t seed;
+  h3wt_name_table chans; /* ch_channel by name */
   uv_timer_t sweep; /* frees channels with no subscriber and no history */
   int sweep_on;
   h3wt_channels_stats stats;
@@ -139,44 +137,12 @@ void h3wt_channels_settings_default(h3wt_channels_settings *s) {
 
 /* ---- channels -------------------------------------------------------------- */
 
-static uint64_t name_hash(const h3wt_channels *hub, const uint8_t *p,
-                          size_t len) {
-  return h3wt_name_hash(hub->seed, p, len);
-}
+#define CH_OF(n) h3wt_list_entry(n, ch_channel, hn)
 
 static ch_channel *channel_find(h3wt_channels *hub, const uint8_t *name,
                                 size_t len) {
-  if (!hub->nbuckets) {
-    return NULL;
-  }
-  size_t b = name_hash(hub, name, len) & (hub->nbuckets - 1);
-  for (ch_channel *ch = hub->buckets[b]; ch; ch = ch->hnext) {
-    if (ch->namelen == len && memcmp(ch->name, name, len) == 0) {
-      return ch;
-    }
-  }
-  return NULL;
-}
-
-static int channels_grow(h3wt_channels *hub) {
-  size_t n = hub->nbuckets ? hub->nbuckets * 2 : 64;
-  ch_channel **nb = calloc(n, sizeof(*nb));
-  if (!nb) {
-    return H3WT_ERR_NOMEM;
-  }
-  for (size_t i = 0; i < hub->nbuckets; ++i) {
-    for (ch_channel *ch = hub->buckets[i], *next; ch; ch = next) {
-      next = ch->hnext;
-      size_t b = name_hash(hub, (const uint8_t *)ch->name, ch->namelen) &
-                 (n - 1);
-      ch->hnext = nb[b];
-      nb[b] = ch;
-    }
-  }
-  free(hub->buckets);
-  hub->buckets = nb;
-  hub->nbuckets = n;
-  return 0;
+  h3wt_name_node *n = h3wt_name_table_find(&hub->chans, name, len);
+  return n ? CH_OF(n) : NULL;
 }
 
 static ch_channel *channel_get(h3wt_channels *hub, const uint8_t *name,
@@ -184,9 +150,6 @@ static ch_channel *channel_get(h3wt_channels *hub, const uint8_t *name,
   ch_channel *ch = channel_find(hub, name, len);
   if (ch) {
     return ch;
-  }
-  if (hub->nchannels + 1 > hub->nbuckets && channels_grow(hub) != 0) {
-    return NULL;
   }
   ch = calloc(1, sizeof(*ch));
   if (!ch || !(ch->name = malloc(len + 1))) {
@@ -198,26 +161,21 @@ static ch_channel *channel_get(h3wt_channels *hub, const uint8_t *name,
   ch->namelen = len;
   ch->hub = hub;
   h3wt_list_init(&ch->subs);
-  size_t b = name_hash(hub, name, len) & (hub->nbuckets - 1);
-  ch->hnext = hub->buckets[b];
-  hub->buckets[b] = ch;
-  ++hub->nchannels;
+  ch->hn.name = ch->name;
+  ch->hn.len = len;
+  if (h3wt_name_table_insert(&hub->chans, &ch->hn) != 0) {
+    free(ch->name);
+    free(ch);
+    return NULL;
+  }
   ++hub->stats.channels_current;
   return ch;
 }
 
 static void channel_free(ch_channel *ch) {
   h3wt_channels *hub = ch->hub;
-  size_t b = name_hash(hub, (const uint8_t *)ch->name, ch->namelen) &
-             (hub->nbuckets - 1);
-  for (ch_channel **pp = &hub->buckets[b]; *pp; pp = &(*pp)->hnext) {
-    if (*pp == ch) {
-      *pp = ch->hnext;
-      break;
-    }
-  }
+  h3wt_name_table_remove(&hub->chans, &ch->hn);
   assert(h3wt_list_empty(&ch->subs) && !ch->watched);
-  --hub->nchannels;
   --hub->stats.channels_current;
   free(ch->name);
   free(ch);
@@ -232,11 +190,8 @@ static void channel_maybe_free(ch_channel *ch) {
 
 static void sweep_cb(uv_timer_t *t) {
   h3wt_channels *hub = t->data;
-  for (size_t i = 0; i < hub->nbuckets; ++i) {
-    for (ch_channel *ch = hub->buckets[i], *next; ch; ch = next) {
-      next = ch->hnext;
-      channel_maybe_free(ch);
-    }
+  H3WT_NAME_TABLE_FOREACH(n, &hub->chans) {
+    channel_maybe_free(CH_OF(n));
   }
 }
 
@@ -649,21 +604,19 @@ static void ev_link(void *ud, int up) {
   if (!up) {
     return;
   }
-  for (size_t i = 0; i < hub->nbuckets; ++i) {
-    for (ch_channel *ch = hub->buckets[i]; ch; ch = ch->hnext) {
-      h3wt_list *it;
-      int cut = 0;
-      for (it = ch->subs.next; it != &ch->subs; it = it->next) {
-        ch_sub *sub = SUB_IN_CH(it);
-        if (!sub->waiting &&
-            ask_history(sub, 0, 1, 1, sub->epoch, sub->pos, 0) != 0) {
-          sub->cut = H3WT_CH_ERR_BROKER_UNAVAILABLE;
-          cut = 1;
-        }
+  H3WT_NAME_TABLE_FOREACH(n, &hub->chans) {
+    ch_channel *ch = CH_OF(n);
+    int cut = 0;
+    for (h3wt_list *it = ch->subs.next; it != &ch->subs; it = it->next) {
+      ch_sub *sub = SUB_IN_CH(it);
+      if (!sub->waiting &&
+          ask_history(sub, 0, 1, 1, sub->epoch, sub->pos, 0) != 0) {
+        sub->cut = H3WT_CH_ERR_BROKER_UNAVAILABLE;
+        cut = 1;
       }
-      if (cut) {
-        cut_marked(ch);
-      }
+    }
+    if (cut) {
+      cut_marked(ch);
     }
   }
 }
@@ -1208,7 +1161,7 @@ int h3wt_channels_new_versioned(h3wt_channels **phub, h3wt_server *server,
   if (handler) {
     memcpy(&hub->handler, handler, hsize);
   }
-  h3wt_random(&hub->seed, sizeof(hub->seed));
+  h3wt_name_table_init(&hub->chans);
   h3wt_broker *broker = hub->settings.broker;
   if (!broker) {
     if (h3wt_broker_memory_new(&hub->own_broker) != 0) {
@@ -1255,18 +1208,15 @@ int h3wt_channels_new_versioned(h3wt_channels **phub, h3wt_server *server,
 
 static void hub_free(uv_handle_t *h) {
   h3wt_channels *hub = h->data;
-  for (size_t i = 0; i < hub->nbuckets; ++i) {
-    while (hub->buckets[i]) {
-      ch_channel *ch = hub->buckets[i];
-      /* Sessions are gone (the server closed first): no subscriber. */
-      assert(ch->nsubs == 0);
-      channel_free(ch);
-    }
+  H3WT_NAME_TABLE_FOREACH(n, &hub->chans) {
+    /* Sessions are gone (the server closed first): no subscriber. */
+    assert(CH_OF(n)->nsubs == 0);
+    channel_free(CH_OF(n));
   }
   /* Pending answers are called now (closed): they only free themselves. */
   hub->node->ops->detach(hub->node);
   h3wt_broker_del(hub->own_broker);
-  free(hub->buckets);
+  h3wt_name_table_free(&hub->chans);
   free(hub);
 }
 

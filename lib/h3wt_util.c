@@ -128,3 +128,70 @@ uint64_t h3wt_name_hash(uint64_t seed, const void *p, size_t len) {
   }
   return h;
 }
+
+void h3wt_name_table_init(h3wt_name_table *t) {
+  memset(t, 0, sizeof(*t));
+  h3wt_random(&t->seed, sizeof(t->seed));
+}
+
+void h3wt_name_table_free(h3wt_name_table *t) {
+  free(t->buckets);
+  t->buckets = NULL;
+  t->nbuckets = t->count = 0;
+}
+
+static size_t name_bucket(const h3wt_name_table *t, const void *name,
+                          size_t len, size_t nbuckets) {
+  return (size_t)h3wt_name_hash(t->seed, name, len) & (nbuckets - 1);
+}
+
+h3wt_name_node *h3wt_name_table_find(const h3wt_name_table *t,
+                                     const void *name, size_t len) {
+  if (!t->nbuckets) {
+    return NULL;
+  }
+  for (h3wt_name_node *n = t->buckets[name_bucket(t, name, len, t->nbuckets)];
+       n; n = n->next) {
+    if (n->len == len && memcmp(n->name, name, len) == 0) {
+      return n;
+    }
+  }
+  return NULL;
+}
+
+int h3wt_name_table_insert(h3wt_name_table *t, h3wt_name_node *n) {
+  if (t->count + 1 > t->nbuckets) {
+    size_t nb = t->nbuckets ? t->nbuckets * 2 : 64;
+    h3wt_name_node **b = calloc(nb, sizeof(*b));
+    if (!b) {
+      return H3WT_ERR_NOMEM;
+    }
+    for (size_t i = 0; i < t->nbuckets; ++i) {
+      for (h3wt_name_node *m = t->buckets[i], *next; m; m = next) {
+        size_t j = name_bucket(t, m->name, m->len, nb);
+        next = m->next;
+        m->next = b[j];
+        b[j] = m;
+      }
+    }
+    free(t->buckets);
+    t->buckets = b;
+    t->nbuckets = nb;
+  }
+  size_t j = name_bucket(t, n->name, n->len, t->nbuckets);
+  n->next = t->buckets[j];
+  t->buckets[j] = n;
+  ++t->count;
+  return 0;
+}
+
+void h3wt_name_table_remove(h3wt_name_table *t, h3wt_name_node *n) {
+  size_t j = name_bucket(t, n->name, n->len, t->nbuckets);
+  for (h3wt_name_node **pp = &t->buckets[j]; *pp; pp = &(*pp)->next) {
+    if (*pp == n) {
+      *pp = n->next;
+      --t->count;
+      return;
+    }
+  }
+}

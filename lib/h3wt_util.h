@@ -63,6 +63,38 @@ void h3wt_addr_format(const struct sockaddr *sa, char *buf, size_t buflen);
 /* FNV-1a of len bytes over a seed: for tables keyed by names peers choose
    (a random seed per table keeps them from aiming at one chain). */
 uint64_t h3wt_name_hash(uint64_t seed, const void *p, size_t len);
+
+/* A chained hash table keyed by names peers choose (channel names), with
+   the node inside the owner's struct (h3wt_list_entry() gets the owner
+   back).  The owner keeps the name's bytes alive while the node is in the
+   table.  The buckets double when there are more nodes than buckets. */
+typedef struct h3wt_name_node {
+  struct h3wt_name_node *next;
+  const void *name;
+  size_t len;
+} h3wt_name_node;
+
+typedef struct h3wt_name_table {
+  h3wt_name_node **buckets;
+  size_t nbuckets, count;
+  uint64_t seed; /* random: see h3wt_name_hash */
+} h3wt_name_table;
+
+/* An empty table (nothing allocated until the first insert). */
+void h3wt_name_table_init(h3wt_name_table *t);
+/* Frees the buckets; the nodes are the owners'. */
+void h3wt_name_table_free(h3wt_name_table *t);
+h3wt_name_node *h3wt_name_table_find(const h3wt_name_table *t,
+                                     const void *name, size_t len);
+/* Adds n (name and len set, not in the table).  Returns 0 or
+   H3WT_ERR_NOMEM (n not added). */
+int h3wt_name_table_insert(h3wt_name_table *t, h3wt_name_node *n);
+void h3wt_name_table_remove(h3wt_name_table *t, h3wt_name_node *n);
+/* for (each node n of t): the body may remove n (and no other node). */
+#define H3WT_NAME_TABLE_FOREACH(n, t)                                          \
+  for (size_t n##_i_ = 0; n##_i_ < (t)->nbuckets; ++n##_i_)                    \
+    for (h3wt_name_node *n = (t)->buckets[n##_i_], *n##_next_;                 \
+         n && (n##_next_ = n->next, 1); n = n##_next_)
 /* Lower-case hex of len bytes into out (2*len+1 bytes). */
 void h3wt_hex(const uint8_t *data, size_t len, char *out);
 

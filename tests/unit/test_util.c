@@ -3,10 +3,12 @@
  * (growth, tombstones, keyed hash), hex and address formatting.
  */
 #include <arpa/inet.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "h3wt_test.h"
+#include "h3wt_list.h"
 #include "h3wt_util.h"
 
 static int freed_count;
@@ -461,6 +463,51 @@ TEST(buf_refcount) {
   CHECK_EQ_INT(h3wt_buf_new(NULL, src, 5), H3WT_ERR_INVALID_ARGUMENT);
 }
 
+/* The name table: finds what was inserted across growth, by bytes (not by
+   pointer), and lets a walk remove the node it stands on. */
+typedef struct named {
+  char name[16];
+  h3wt_name_node hn;
+} named;
+
+TEST(name_table) {
+  enum { N = 300 }; /* past several doublings from 64 buckets */
+  static named v[N];
+  h3wt_name_table t;
+  h3wt_name_table_init(&t);
+  CHECK(h3wt_name_table_find(&t, "x", 1) == NULL); /* empty: no buckets */
+  for (int i = 0; i < N; ++i) {
+    v[i].hn.len = (size_t)snprintf(v[i].name, sizeof(v[i].name), "ch.%d", i);
+    v[i].hn.name = v[i].name;
+    CHECK_EQ_INT(h3wt_name_table_insert(&t, &v[i].hn), 0);
+  }
+  CHECK_EQ_INT(t.count, N);
+  CHECK(t.nbuckets >= N);
+  for (int i = 0; i < N; ++i) {
+    char key[16];
+    size_t len = (size_t)snprintf(key, sizeof(key), "ch.%d", i);
+    TEST_CONTEXT("ch.%d", i);
+    CHECK(h3wt_name_table_find(&t, key, len) == &v[i].hn);
+  }
+  TEST_CONTEXT("%s", "");
+  CHECK(h3wt_name_table_find(&t, "ch.1", 3) == NULL); /* a prefix */
+  CHECK(h3wt_name_table_find(&t, "ch.3000", 7) == NULL);
+  /* Remove the even ones while walking. */
+  size_t seen = 0;
+  H3WT_NAME_TABLE_FOREACH(n, &t) {
+    named *x = h3wt_list_entry(n, named, hn);
+    ++seen;
+    if ((x - v) % 2 == 0) {
+      h3wt_name_table_remove(&t, n);
+    }
+  }
+  CHECK_EQ_INT(seen, N);
+  CHECK_EQ_INT(t.count, N / 2);
+  CHECK(h3wt_name_table_find(&t, "ch.2", 4) == NULL);
+  CHECK(h3wt_name_table_find(&t, "ch.3", 4) == &v[3].hn);
+  h3wt_name_table_free(&t);
+}
+
 int main(int argc, char **argv) {
   static const h3wt_test_case tests[] = {
       TEST_ENTRY(sendq_copy_read_ack),
@@ -476,6 +523,7 @@ int main(int argc, char **argv) {
       TEST_ENTRY(strerror_names_every_code),
       TEST_ENTRY(version_matches_header),
       TEST_ENTRY(buf_refcount),
+      TEST_ENTRY(name_table),
   };
   return TEST_MAIN(argc, argv, tests);
 }
