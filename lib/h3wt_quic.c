@@ -295,6 +295,16 @@ static int recv_crypto_data_cb(ngtcp2_conn *conn,
   h3wt_quic_conn *qc = user_data;
 
   (void)offset;
+  if (!qc->ssl) {
+    /* A server whose handshake is over has let its TLS session go (see
+       tls_release), and a client has nothing more to say in TLS: RFC 9001
+       6 forbids KeyUpdate ("MUST treat the receipt of a TLS KeyUpdate
+       message as a connection error of type 0x010a"), and we ask for no
+       post-handshake authentication.  So new CRYPTO data now is an
+       unexpected_message, as wolfSSL would have answered it. */
+    ngtcp2_conn_set_tls_alert(conn, 10 /* unexpected_message */);
+    return NGTCP2_ERR_CRYPTO;
+  }
   return h3wt_tls_recv_crypto_data(&qc->crypto_rx, conn, (int)level, data,
                                    datalen);
 }
@@ -718,6 +728,27 @@ void h3wt_quic_conn_set_app_error(h3wt_quic_conn *qc, uint64_t code) {
 
 /* ---- I/O ---------------------------------------------------------------- */
 
+/* A server's TLS session is done with once its handshake has completed:
+   the 1-RTT keys, and every key update after them, live in ngtcp2's own
+   crypto contexts (ngtcp2_crypto_update_key derives them from the secrets
+   ngtcp2 keeps, with the negotiated cipher, never through the WOLFSSL
+   object), and the session ticket went out with the handshake's last
+   flight (ngtcp2 copies CRYPTO data).  wolfSSL's WOLFSSL object, its
+   handshake buffers and key schedule were some 10 KB per connection kept
+   for nothing (bench/README.md, idle memory); freed here, after
+   ngtcp2_conn_read_pkt() has returned (the handshake completes inside
+   wolfSSL's own call stack).  A client keeps its session: tickets arrive
+   after the handshake. */
+static void tls_release(h3wt_quic_conn *qc) {
+  if (!qc->server || !qc->ssl ||
+      !ngtcp2_conn_get_handshake_completed(qc->conn)) {
+    return;
+  }
+  ngtcp2_conn_set_tls_native_handle(qc->conn, NULL);
+  h3wt_tls_session_del(qc->ssl);
+  qc->ssl = NULL;
+}
+
 h3wt_quic_status h3wt_quic_conn_read(h3wt_quic_conn *qc,
                                      const struct sockaddr *local,
                                      const struct sockaddr *remote,
@@ -763,6 +794,7 @@ h3wt_quic_status h3wt_quic_conn_read(h3wt_quic_conn *qc,
     run_shutdowns(qc);
   }
   if (rv == 0) {
+    tls_release(qc);
     return H3WT_QUIC_OK;
   }
   switch (rv) {
@@ -790,10 +822,10 @@ h3wt_quic_status h3wt_quic_conn_read(h3wt_quic_conn *qc,
     qc->state = ST_DEAD;
     return H3WT_QUIC_DEAD;
   case NGTCP2_ERR_CRYPTO:
-    H3WT_LOG(qc->cfg->log, H3WT_LOG_INFO, "quic",
-             "[%s] TLS alert %u during handshake", qc->name,
-             ngtcp2_conn_get_tls_alert(qc->conn));
-    qc->end_reason = H3WT_ERR_HANDSHAKE;
+    H3WT_LOG(qc->cfg->log, H3WT_LOG_INFO, "quic", "[%s] TLS alert %u %s",
+             qc->name, ngtcp2_conn_get_tls_alert(qc->conn),
+             h3wt_quic_conn_handshake_done(qc) ? "after the handshake"
+                                               : "during handshake");
     close_on_liberr(qc, rv, ts);
     break;
   default:
@@ -1106,6 +1138,22 @@ int h3wt_quic_conn_is_server(const h3wt_quic_conn *qc) {
 }
 int h3wt_quic_conn_handshake_done(const h3wt_quic_conn *qc) {
   return ngtcp2_conn_get_handshake_completed(qc->conn);
+}
+
+void *h3wt_quic_conn_tls(const h3wt_quic_conn *qc) {
+  return qc->ssl;
+}
+
+int h3wt_quic_conn_initiate_key_update(h3wt_quic_conn *qc, uint64_t ts) {
+  return ngtcp2_conn_initiate_key_update(qc->conn, ts) == 0 ? 0 : -1;
+}
+
+int h3wt_quic_conn_submit_crypto_1rtt(h3wt_quic_conn *qc, const uint8_t *data,
+                                      size_t len) {
+  return ngtcp2_conn_submit_crypto_data(qc->conn, NGTCP2_ENCRYPTION_LEVEL_1RTT,
+                                        data, len) == 0
+             ? 0
+             : -1;
 }
 int h3wt_quic_conn_is_closing(const h3wt_quic_conn *qc) {
   return qc->state != ST_ACTIVE;

@@ -215,6 +215,18 @@ int h3wt_quic_conn_end_reason(const h3wt_quic_conn *qc);
 
 int h3wt_quic_conn_is_server(const h3wt_quic_conn *qc);
 int h3wt_quic_conn_handshake_done(const h3wt_quic_conn *qc);
+/* The connection's TLS session (a WOLFSSL), or NULL: a server lets its
+   session go once the handshake has completed (after the read call in
+   which it did), since everything after it is ngtcp2's own crypto. */
+void *h3wt_quic_conn_tls(const h3wt_quic_conn *qc);
+/* Starts a key update (RFC 9001 6); -1 while one is in progress or before
+   the handshake is confirmed. */
+int h3wt_quic_conn_initiate_key_update(h3wt_quic_conn *qc, uint64_t ts);
+/* For tests: queues len bytes of CRYPTO data at the 1-RTT level, as a TLS
+   stack sends post-handshake messages (of which a peer accepts only a
+   server's NewSessionTicket).  0 or -1. */
+int h3wt_quic_conn_submit_crypto_1rtt(h3wt_quic_conn *qc, const uint8_t *data,
+                                      size_t len);
 int h3wt_quic_conn_is_closing(const h3wt_quic_conn *qc);
 const struct sockaddr *h3wt_quic_conn_remote(const h3wt_quic_conn *qc);
 void *h3wt_quic_conn_user_data(const h3wt_quic_conn *qc);

@@ -221,177 +221,255 @@ static int retry_step(const h3wt_quic_config *scfg, side *srv, side *cli,
   return 0;
 }
 
-/* Runs the exchange; returns 1 when the client saw the whole response.
-   With retry the server first answers with a Retry. */
-static int run_exchange(unsigned loss_every, int retry, size_t *pkts,
-                        uint64_t *ms) {
-  char dir[] = "/tmp/h3wt-sansio-XXXXXX", cert[128], key[128], err[256];
+/* A client and a server connection wired back to back, with everything
+   they need; it must not move once opened (the callbacks point into it). */
+typedef struct pair {
+  char dir[32], cert[128], key[128];
   h3wt_tls_ctx *stls, *ctls;
-  h3wt_tls_ctx_opts so = {0}, co = {0};
-  h3wt_quic_callbacks cbs = {0};
-  h3wt_quic_config scfg = {0}, ccfg;
-  h3wt_h3_callbacks shc = {0}, chc = {0};
-  h3wt_h3_config shcfg = {0}, chcfg = {0};
+  h3wt_quic_callbacks cbs;
+  h3wt_quic_config scfg, ccfg;
+  h3wt_h3_callbacks shc, chc;
+  h3wt_h3_config shcfg, chcfg;
   h3wt_wt_limits wl;
-  queue to_server = {calloc(QCAP, sizeof(pkt)), 0};
-  queue to_client = {calloc(QCAP, sizeof(pkt)), 0};
-  side srv = {0}, cli = {0};
+  queue to_server, to_client;
+  side srv, cli;
+  /* The client's address as the server sees it (a NAT may rebind it). */
+  struct sockaddr_in cli_seen;
   uint8_t txbuf[H3WT_QUIC_TXBUF_MIN];
-  int rounds = 0, ok;
+  int retry;
+  int rounds;
+} pair;
 
+static void pair_open(pair *p, unsigned loss_every, int retry) {
+  char err[256];
+  h3wt_tls_ctx_opts so = {0}, co = {0};
+
+  memset(p, 0, sizeof(*p));
   drop_every = loss_every;
   sent_count = dropped_count = 0;
   lcg_state = 12345u + loss_every;
-  CHECK(mkdtemp(dir) != NULL);
-  snprintf(cert, sizeof(cert), "%s/c.pem", dir);
-  snprintf(key, sizeof(key), "%s/k.pem", dir);
-  CHECK_EQ_INT(h3wt_devcert_make(cert, key, err, sizeof(err)), 0);
-  so.cert_file = cert;
-  so.key_file = key;
+  p->retry = retry;
+  snprintf(p->dir, sizeof(p->dir), "/tmp/h3wt-sansio-XXXXXX");
+  CHECK(mkdtemp(p->dir) != NULL);
+  snprintf(p->cert, sizeof(p->cert), "%s/c.pem", p->dir);
+  snprintf(p->key, sizeof(p->key), "%s/k.pem", p->dir);
+  CHECK_EQ_INT(h3wt_devcert_make(p->cert, p->key, err, sizeof(err)), 0);
+  so.cert_file = p->cert;
+  so.key_file = p->key;
   co.insecure = 1;
-  CHECK_EQ_INT(h3wt_tls_server_ctx_new(&stls, &so, err, sizeof(err)), 0);
-  CHECK_EQ_INT(h3wt_tls_client_ctx_new(&ctls, &co, err, sizeof(err)), 0);
+  CHECK_EQ_INT(h3wt_tls_server_ctx_new(&p->stls, &so, err, sizeof(err)), 0);
+  CHECK_EQ_INT(h3wt_tls_client_ctx_new(&p->ctls, &co, err, sizeof(err)), 0);
 
-  h3wt_streams_fill_quic_callbacks(&cbs);
-  cbs.send = q_send;
-  cbs.cid_added = q_cid_added;
-  scfg.log = &quiet;
-  scfg.tls = stls;
-  scfg.cbs = &cbs;
-  scfg.idle_timeout_ns = 30ULL * 1000000000ULL;
-  scfg.handshake_timeout_ns = 10ULL * 1000000000ULL;
-  scfg.max_streams_bidi = 10;
-  scfg.max_streams_uni = 8;
-  scfg.max_stream_data = 256 * 1024;
-  scfg.max_data = 1024 * 1024;
-  scfg.max_datagram_frame_size = 1200;
-  scfg.txbuf = txbuf;
-  scfg.txbuflen = sizeof(txbuf);
-  ccfg = scfg;
-  ccfg.tls = ctls;
+  h3wt_streams_fill_quic_callbacks(&p->cbs);
+  p->cbs.send = q_send;
+  p->cbs.cid_added = q_cid_added;
+  p->scfg.log = &quiet;
+  p->scfg.tls = p->stls;
+  p->scfg.cbs = &p->cbs;
+  p->scfg.idle_timeout_ns = 30ULL * 1000000000ULL;
+  p->scfg.handshake_timeout_ns = 10ULL * 1000000000ULL;
+  p->scfg.max_streams_bidi = 10;
+  p->scfg.max_streams_uni = 8;
+  p->scfg.max_stream_data = 256 * 1024;
+  p->scfg.max_data = 1024 * 1024;
+  p->scfg.max_datagram_frame_size = 1200;
+  p->scfg.txbuf = p->txbuf;
+  p->scfg.txbuflen = sizeof(p->txbuf);
+  p->ccfg = p->scfg;
+  p->ccfg.tls = p->ctls;
 
-  shc.begin_headers = s_begin;
-  shc.recv_header = s_header;
-  shc.end_headers = s_end_headers;
-  shc.read_body = s_read_body;
-  shc.acked_body = s_acked;
-  shcfg.log = &quiet;
-  shcfg.cbs = &shc;
-  shcfg.max_field_section_size = 16384;
-  shcfg.max_streams_bidi = 10;
-  chc.begin_headers = c_begin;
-  chc.recv_header = c_header;
-  chc.recv_data = c_data;
-  chc.stream_close = c_close;
+  p->shc.begin_headers = s_begin;
+  p->shc.recv_header = s_header;
+  p->shc.end_headers = s_end_headers;
+  p->shc.read_body = s_read_body;
+  p->shc.acked_body = s_acked;
+  p->shcfg.log = &quiet;
+  p->shcfg.cbs = &p->shc;
+  p->shcfg.max_field_section_size = 16384;
+  p->shcfg.max_streams_bidi = 10;
+  p->chc.begin_headers = c_begin;
+  p->chc.recv_header = c_header;
+  p->chc.recv_data = c_data;
+  p->chc.stream_close = c_close;
   /* WebTransport on, each side offering its own session flow-control
      limits: each must read the other's from its SETTINGS (which travel
      under the same loss as everything else). */
-  h3wt_wt_limits_default(&wl);
-  shcfg.wt = &wl;
-  shcfg.wt_fc_max_data = 65536;
-  shcfg.wt_fc_max_streams = 7;
-  chcfg = shcfg;
-  chcfg.cbs = &chc;
-  chcfg.wt_fc_max_data = 12345;
-  chcfg.wt_fc_max_streams = 3;
+  h3wt_wt_limits_default(&p->wl);
+  p->shcfg.wt = &p->wl;
+  p->shcfg.wt_fc_max_data = 65536;
+  p->shcfg.wt_fc_max_streams = 7;
+  p->chcfg = p->shcfg;
+  p->chcfg.cbs = &p->chc;
+  p->chcfg.wt_fc_max_data = 12345;
+  p->chcfg.wt_fc_max_streams = 3;
 
-  srv.out = &to_client;
-  cli.out = &to_server;
-  h3wt_sendq_init(&srv.body);
-  srv.self.sin_family = cli.self.sin_family = AF_INET;
-  srv.self.sin_port = htons(4433);
-  cli.self.sin_port = htons(50000);
-  inet_pton(AF_INET, "10.0.0.1", &srv.self.sin_addr); /* never on a wire */
-  inet_pton(AF_INET, "10.0.0.2", &cli.self.sin_addr);
+  p->to_server.p = calloc(QCAP, sizeof(pkt));
+  p->to_client.p = calloc(QCAP, sizeof(pkt));
+  p->srv.out = &p->to_client;
+  p->cli.out = &p->to_server;
+  h3wt_sendq_init(&p->srv.body);
+  p->srv.self.sin_family = p->cli.self.sin_family = AF_INET;
+  p->srv.self.sin_port = htons(4433);
+  p->cli.self.sin_port = htons(50000);
+  inet_pton(AF_INET, "10.0.0.1", &p->srv.self.sin_addr); /* never on a wire */
+  inet_pton(AF_INET, "10.0.0.2", &p->cli.self.sin_addr);
+  p->cli_seen = p->cli.self;
 
-  CHECK_EQ_INT(h3wt_quic_conn_client_new(&cli.qc, &ccfg,
-                                         (struct sockaddr *)&cli.self,
-                                         (struct sockaddr *)&srv.self,
-                                         "localhost", now, &cli),
+  CHECK_EQ_INT(h3wt_quic_conn_client_new(&p->cli.qc, &p->ccfg,
+                                         (struct sockaddr *)&p->cli.self,
+                                         (struct sockaddr *)&p->srv.self,
+                                         "localhost", now, &p->cli),
                0);
-  CHECK_EQ_INT(h3wt_streams_conn_new(&cli.owner.h3, &chcfg, cli.qc, 0, &cli), 0);
-  int requested = 0;
-  while (!cli.closed && rounds < 2000) {
-    ++rounds;
-    h3wt_quic_conn_write(cli.qc, now);
-    if (!srv.qc && to_server.n && retry &&
-        retry_step(&scfg, &srv, &cli, &to_server)) {
-      continue;
+  CHECK_EQ_INT(
+      h3wt_streams_conn_new(&p->cli.owner.h3, &p->chcfg, p->cli.qc, 0, &p->cli),
+      0);
+}
+
+/* Packets the server sent go to the client whatever address they were
+   sent to (a NAT in between maps the client's new address back). */
+static void deliver_to_client(pair *p) {
+  deliver(&p->cli, &p->to_client, &p->srv);
+}
+
+static void deliver_to_server(pair *p) {
+  for (size_t i = 0; i < p->to_server.n; ++i) {
+    h3wt_quic_conn_read(p->srv.qc, (const struct sockaddr *)&p->srv.self,
+                        (const struct sockaddr *)&p->cli_seen,
+                        p->to_server.p[i].data, p->to_server.p[i].len, now);
+  }
+  p->to_server.n = 0;
+}
+
+/* One round: each side writes and reads what the other wrote; when
+   nothing is in flight the clock jumps to the next deadline (at most to
+   limit), as a loop would.  Returns 0 when no deadline is left. */
+static int pair_step(pair *p, uint64_t limit) {
+  side *srv = &p->srv, *cli = &p->cli;
+  ++p->rounds;
+  h3wt_quic_conn_write(cli->qc, now);
+  if (!srv->qc && p->to_server.n && p->retry &&
+      retry_step(&p->scfg, srv, cli, &p->to_server)) {
+    return 1;
+  }
+  if (!srv->qc && p->to_server.n) {
+    /* The server side sees its first datagram: accept it. */
+    CHECK_EQ_INT(h3wt_quic_conn_server_new(
+                     &srv->qc, &p->scfg, (struct sockaddr *)&srv->self,
+                     (struct sockaddr *)&p->cli_seen, p->to_server.p[0].data,
+                     p->to_server.p[0].len, now, srv),
+                 0);
+    CHECK_EQ_INT(h3wt_streams_conn_new(&srv->owner.h3, &p->shcfg, srv->qc, 1,
+                                       srv),
+                 0);
+  }
+  if (srv->qc) {
+    deliver_to_server(p);
+    h3wt_quic_conn_write(srv->qc, now);
+  } else {
+    p->to_server.n = 0; /* the first Initial was lost */
+  }
+  deliver_to_client(p);
+  if (p->to_server.n == 0 && p->to_client.n == 0) {
+    uint64_t e1 = h3wt_quic_conn_expiry(cli->qc);
+    uint64_t e2 = srv->qc ? h3wt_quic_conn_expiry(srv->qc) : UINT64_MAX;
+    uint64_t e = e1 < e2 ? e1 : e2;
+    if (e == UINT64_MAX) {
+      return 0;
     }
-    if (!srv.qc && to_server.n) {
-      /* The server side sees its first datagram: accept it. */
-      CHECK_EQ_INT(h3wt_quic_conn_server_new(
-                       &srv.qc, &scfg, (struct sockaddr *)&srv.self,
-                       (struct sockaddr *)&cli.self, to_server.p[0].data,
-                       to_server.p[0].len, now, &srv),
-                   0);
-      CHECK_EQ_INT(h3wt_streams_conn_new(&srv.owner.h3, &shcfg, srv.qc, 1, &srv),
-                   0);
+    if (e > limit) {
+      e = limit;
     }
-    if (srv.qc) {
-      deliver(&srv, &to_server, &cli);
-      h3wt_quic_conn_write(srv.qc, now);
-    } else {
-      to_server.n = 0; /* the first Initial was lost */
+    if (e > now) {
+      now = e;
     }
-    deliver(&cli, &to_client, &srv);
-    if (!requested && h3wt_h3_started(cli.owner.h3)) {
+    h3wt_quic_conn_handle_expiry(cli->qc, now);
+    if (srv->qc) {
+      h3wt_quic_conn_handle_expiry(srv->qc, now);
+    }
+  }
+  return 1;
+}
+
+/* Sends GET /sansio and runs until the whole answer (100 KB) is in;
+   returns 1 if it is. */
+static int pair_get(pair *p, int max_rounds) {
+  side *cli = &p->cli;
+  int requested = 0, start = p->rounds;
+  cli->closed = 0;
+  cli->status = 0;
+  cli->body_received = 0;
+  cli->body_hash = 0;
+  p->srv.path[0] = '\0';
+  while (!cli->closed && p->rounds - start < max_rounds) {
+    if (!requested && h3wt_h3_started(cli->owner.h3)) {
       int64_t sid;
       h3wt_header h[] = {{":method", 7, "GET", 3},
                          {":scheme", 7, "https", 5},
                          {":authority", 10, "localhost", 9},
                          {":path", 5, "/sansio", 7}};
-      CHECK_EQ_INT(h3wt_h3_submit_request(cli.owner.h3, h, 4, 0, NULL, &sid),
+      CHECK_EQ_INT(h3wt_h3_submit_request(cli->owner.h3, h, 4, 0, NULL, &sid),
                    0);
       requested = 1;
     }
-    if (to_server.n == 0 && to_client.n == 0) {
-      /* Quiet: jump the clock to the next deadline, as a loop would. */
-      uint64_t e1 = h3wt_quic_conn_expiry(cli.qc);
-      uint64_t e2 = srv.qc ? h3wt_quic_conn_expiry(srv.qc) : UINT64_MAX;
-      uint64_t e = e1 < e2 ? e1 : e2;
-      if (e == UINT64_MAX) {
-        break;
-      }
-      if (e > now) {
-        now = e;
-      }
-      h3wt_quic_conn_handle_expiry(cli.qc, now);
-      if (srv.qc) {
-        h3wt_quic_conn_handle_expiry(srv.qc, now);
-      }
+    if (!pair_step(p, UINT64_MAX)) {
+      break;
     }
   }
   if (getenv("H3WT_TEST_VERBOSE")) {
-    fprintf(stderr, "rounds %d, sent %u, dropped %u, now %llu ms, closing %d/%d\n", rounds, sent_count, dropped_count, (unsigned long long)(now / 1000000), h3wt_quic_conn_is_closing(cli.qc), srv.qc ? h3wt_quic_conn_is_closing(srv.qc) : -1);
+    fprintf(stderr, "rounds %d, sent %u, dropped %u, now %llu ms, closing %d/%d\n", p->rounds, sent_count, dropped_count, (unsigned long long)(now / 1000000), h3wt_quic_conn_is_closing(cli->qc), p->srv.qc ? h3wt_quic_conn_is_closing(p->srv.qc) : -1);
   }
-  ok = cli.closed && cli.status == 200 && cli.body_received == 100000 &&
-       cli.body_hash == 0 && strcmp(srv.path, "/sansio") == 0;
   TEST_CONTEXT("loss 1/%u: closed %d status %d body %zu order-ok %d path %s",
-               loss_every, cli.closed, cli.status, cli.body_received,
-               !cli.body_hash, srv.path);
+               drop_every, cli->closed, cli->status, cli->body_received,
+               !cli->body_hash, p->srv.path);
+  return cli->closed && cli->status == 200 && cli->body_received == 100000 &&
+         cli->body_hash == 0 && strcmp(p->srv.path, "/sansio") == 0;
+}
+
+/* Lets the pair run for ns of virtual time with nothing to do but what
+   their timers ask for (acknowledgements, keep-alives). */
+static void pair_idle(pair *p, uint64_t ns) {
+  uint64_t until = now + ns;
+  while (now < until && pair_step(p, until)) {
+  }
+}
+
+static void pair_close(pair *p) {
+  h3wt_streams_conn_del(p->cli.owner.h3);
+  h3wt_quic_conn_del(p->cli.qc);
+  if (p->srv.qc) {
+    h3wt_streams_conn_del(p->srv.owner.h3);
+    h3wt_quic_conn_del(p->srv.qc);
+  }
+  h3wt_sendq_free(&p->srv.body);
+  h3wt_tls_ctx_del(p->stls);
+  h3wt_tls_ctx_del(p->ctls);
+  free(p->to_server.p);
+  free(p->to_client.p);
+  unlink(p->cert);
+  unlink(p->key);
+  rmdir(p->dir);
+}
+
+/* Runs the exchange; returns 1 when the client saw the whole response.
+   With retry the server first answers with a Retry. */
+static int run_exchange(unsigned loss_every, int retry, size_t *pkts,
+                        uint64_t *ms) {
+  static pair p;
+  int ok;
+
+  pair_open(&p, loss_every, retry);
+  ok = pair_get(&p, 2000);
   CHECK(ok);
   h3wt_peer_fc pf;
-  CHECK_EQ_INT(h3wt_h3_peer_fc(srv.owner.h3, &pf), 1);
+  CHECK_EQ_INT(h3wt_h3_peer_fc(p.srv.owner.h3, &pf), 1);
   CHECK(pf.max_data == 12345 && pf.max_streams_bidi == 3 &&
         pf.max_streams_uni == 3);
-  CHECK_EQ_INT(h3wt_h3_peer_fc(cli.owner.h3, &pf), 1);
+  CHECK_EQ_INT(h3wt_h3_peer_fc(p.cli.owner.h3, &pf), 1);
   CHECK(pf.max_data == 65536 && pf.max_streams_bidi == 7 &&
         pf.max_streams_uni == 7);
   *pkts = sent_count;
   *ms = 0;
-  h3wt_streams_conn_del(cli.owner.h3);
-  h3wt_quic_conn_del(cli.qc);
-  h3wt_streams_conn_del(srv.owner.h3);
-  h3wt_quic_conn_del(srv.qc);
-  h3wt_sendq_free(&srv.body);
-  h3wt_tls_ctx_del(stls);
-  h3wt_tls_ctx_del(ctls);
-  free(to_server.p);
-  free(to_client.p);
-  unlink(cert);
-  unlink(key);
-  rmdir(dir);
+  pair_close(&p);
   return ok;
 }
 
@@ -423,6 +501,109 @@ TEST(request_with_packet_loss) {
   CHECK(dropped_count > 0);
   CHECK(run_exchange(3, 0, &pkts, &ms));
   CHECK(dropped_count > 0);
+}
+
+/* After its handshake a server keeps no TLS session (h3wt_quic.c,
+   tls_release): what needed one must still work without it. */
+
+#define SEC 1000000000ULL
+
+static void open_and_get(pair *p) {
+  pair_open(p, 0, 0);
+  CHECK(pair_get(p, 2000));
+  CHECK(h3wt_quic_conn_tls(p->srv.qc) == NULL);
+  /* A client keeps its own: session tickets come after the handshake. */
+  CHECK(h3wt_quic_conn_tls(p->cli.qc) != NULL);
+}
+
+TEST(key_updates_without_server_tls) {
+  static pair p;
+  open_and_get(&p);
+  /* RFC 9001 6: each side may update the keys; the server follows the
+     client's update and makes its own from the secrets ngtcp2 keeps.  A
+     key it could not derive would lose every packet after the update. */
+  for (int i = 0; i < 4; ++i) {
+    h3wt_quic_conn *qc = i % 2 ? p.srv.qc : p.cli.qc;
+    TEST_CONTEXT("key update %d by the %s", i + 1, i % 2 ? "server" : "client");
+    /* ngtcp2 allows one once the last is confirmed and its old keys gone
+       (3 PTO), with the next keys made at a read or write after that. */
+    pair_idle(&p, 2 * SEC);
+    pair_step(&p, now);
+    CHECK_EQ_INT(h3wt_quic_conn_initiate_key_update(qc, now), 0);
+    CHECK(pair_get(&p, 2000));
+  }
+  CHECK(!h3wt_quic_conn_is_closing(p.srv.qc));
+  CHECK(!h3wt_quic_conn_is_closing(p.cli.qc));
+  pair_close(&p);
+}
+
+TEST(nat_rebinding_without_server_tls) {
+  static pair p;
+  open_and_get(&p);
+  /* The client's packets now come from another port, then another
+     address: the server validates each new path (PATH_CHALLENGE) and
+     moves the connection to it. */
+  p.cli_seen.sin_port = htons(50001);
+  CHECK(pair_get(&p, 2000));
+  const struct sockaddr_in *r =
+      (const struct sockaddr_in *)h3wt_quic_conn_remote(p.srv.qc);
+  CHECK_EQ_INT(ntohs(r->sin_port), 50001);
+  inet_pton(AF_INET, "10.0.0.3", &p.cli_seen.sin_addr);
+  CHECK(pair_get(&p, 2000));
+  r = (const struct sockaddr_in *)h3wt_quic_conn_remote(p.srv.qc);
+  CHECK(r->sin_addr.s_addr == p.cli_seen.sin_addr.s_addr);
+  pair_close(&p);
+}
+
+TEST(hours_idle_without_server_tls) {
+  static pair p;
+  open_and_get(&p);
+  /* Three hours of virtual time kept alive by the client's PINGs every
+     10 s (the idle timeout is 30 s), then a request, a key update and
+     another request. */
+  h3wt_quic_set_keep_alive(p.cli.qc, 10 * SEC);
+  unsigned sent_before = sent_count;
+  pair_idle(&p, 3 * 3600 * SEC);
+  CHECK(sent_count - sent_before >= 3 * 360); /* PINGs and their ACKs */
+  CHECK(!h3wt_quic_conn_is_closing(p.srv.qc));
+  CHECK(pair_get(&p, 2000));
+  pair_step(&p, now);
+  CHECK_EQ_INT(h3wt_quic_conn_initiate_key_update(p.srv.qc, now), 0);
+  CHECK(pair_get(&p, 2000));
+  pair_close(&p);
+}
+
+static int alert_seen;
+static void log_alert(h3wt_log_level level, const char *component,
+                      const char *msg, void *ud) {
+  if (strstr(msg, "TLS alert 10 after the handshake")) {
+    ++alert_seen;
+  }
+}
+
+TEST(crypto_data_after_handshake_closes) {
+  static pair p;
+  static h3wt_logger catch_alert = {log_alert, NULL, H3WT_LOG_INFO};
+  open_and_get(&p);
+  /* A client has nothing to say in TLS after its handshake (RFC 9001 6:
+     no KeyUpdate): the server, with no TLS session left to hand it to,
+     answers CRYPTO_ERROR with unexpected_message (0x10a), as wolfSSL
+     would have. */
+  p.scfg.log = &catch_alert;
+  alert_seen = 0;
+  static const uint8_t key_update[] = {24, 0, 0, 1, 0}; /* KeyUpdate */
+  CHECK_EQ_INT(h3wt_quic_conn_submit_crypto_1rtt(p.cli.qc, key_update,
+                                                 sizeof(key_update)),
+               0);
+  for (int i = 0; i < 50 && !h3wt_quic_conn_is_closing(p.cli.qc); ++i) {
+    pair_step(&p, UINT64_MAX);
+  }
+  CHECK_EQ_INT(alert_seen, 1);
+  CHECK(h3wt_quic_conn_is_closing(p.srv.qc));
+  CHECK(h3wt_quic_conn_is_closing(p.cli.qc));
+  CHECK_EQ_INT(h3wt_quic_conn_end_reason(p.srv.qc), H3WT_ERR_QUIC);
+  CHECK_EQ_INT(h3wt_quic_conn_end_reason(p.cli.qc), H3WT_ERR_QUIC);
+  pair_close(&p);
 }
 
 TEST(endpoint_helpers) {
@@ -470,6 +651,10 @@ int main(int argc, char **argv) {
       TEST_ENTRY(request_after_retry),
       TEST_ENTRY(request_with_packet_loss),
       TEST_ENTRY(endpoint_helpers),
+      TEST_ENTRY(key_updates_without_server_tls),
+      TEST_ENTRY(nat_rebinding_without_server_tls),
+      TEST_ENTRY(hours_idle_without_server_tls),
+      TEST_ENTRY(crypto_data_after_handshake_closes),
   };
   return TEST_MAIN(argc, argv, tests);
 }
