@@ -560,8 +560,17 @@ int h3wt_h3_start(h3wt_h3_conn *h3) {
   cb.end_stream = end_stream;
   cb.reset_stream = reset_stream;
   nghttp3_settings_default(&settings);
-  settings.qpack_max_dtable_capacity = 4096;
-  settings.qpack_blocked_streams = 100;
+  /* No QPACK dynamic table either way (RFC 9204 3.2.3: a capacity of 0
+     lets the peer encode with static and literal fields only).  A
+     WebTransport connection carries one CONNECT and its answer, where a
+     dynamic table compresses nothing; with it, each side kept the other's
+     entries, a reference map and a blocked-streams list for the
+     connection's life (some 3 KB of nghttp3's per idle session:
+     bench/README.md), and our encoder spent time indexing.  Many small
+     requests on one connection pay a few bytes per header on the wire. */
+  settings.qpack_max_dtable_capacity = 0;
+  settings.qpack_encoder_max_dtable_capacity = 0;
+  settings.qpack_blocked_streams = 0;
   settings.max_field_section_size = h3->cfg->max_field_section_size;
   /* RFC 9220 (extended CONNECT) and RFC 9297 (HTTP datagrams): what
      WebTransport builds on. */
