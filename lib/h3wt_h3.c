@@ -16,6 +16,15 @@
    written, QUIC's offsets and nghttp3's differ. */
 enum { CTRL_PLAIN, CTRL_PREFIX, CTRL_DONE };
 
+/* Buffers a connection needs only at its start, allocated then and freed
+   once done with (an idle connection keeps none: bench/README.md): the
+   rewritten control stream prefix until the peer has acknowledged it
+   (QUIC may send it again until then), the peer's SETTINGS frame while
+   it is read, and a close reason, when there is one. */
+#define CTRL_BUF_LEN 256
+#define PEER_BUF_LEN 512
+#define CLOSE_REASON_MAX 127
+
 /* Reading the peer's SETTINGS, one line per state. */
 enum {
   PEER_WAIT,   /* its control stream has not begun */
@@ -37,7 +46,7 @@ struct h3wt_h3_conn {
   h3wt_h3_sched sched;      /* the dispatcher's turn-taking state */
   int64_t ctrl_id;
   int ctrl_state;
-  uint8_t ctrl_buf[256];
+  uint8_t *ctrl_buf; /* CTRL_BUF_LEN bytes, or NULL */
   size_t ctrl_len;  /* rewritten prefix */
   size_t ctrl_orig; /* what nghttp3 handed out for it */
   size_t ctrl_off;  /* prefix bytes written */
@@ -46,14 +55,14 @@ struct h3wt_h3_conn {
      (bounded: a frame that does not fit leaves flow control off). */
   int64_t peer_ctrl_id;
   int peer_settings; /* PEER_* above */
-  uint8_t peer_buf[512];
+  uint8_t *peer_buf; /* PEER_BUF_LEN bytes while PEER_READ */
   size_t peer_len;
   h3wt_peer_fc peer_fc;
   /* A close of the whole connection asked for by the application; the
      owner performs it in its flush pass. */
   int close_requested;
   uint64_t close_code;
-  char close_reason[128];
+  char *close_reason; /* NULL: none */
 };
 
 
@@ -216,8 +225,10 @@ static ssize_t ctrl_prefix(h3wt_h3_conn *h3, h3wt_vec *vec, size_t nvec) {
         extra, 12, h3->cfg->wt_fc_max_data,
         h3->cfg->wt_fc_max_data ? h3->cfg->wt_fc_max_streams : 0,
         h3->cfg->wt_fc_max_data ? h3->cfg->wt_fc_max_streams : 0);
-    ssize_t n = h3wt_settings_rewrite(lin, len, extra, nextra, h3->ctrl_buf,
-                                      sizeof(h3->ctrl_buf));
+    ssize_t n = h3->ctrl_buf ? h3wt_settings_rewrite(lin, len, extra, nextra,
+                                                     h3->ctrl_buf,
+                                                     CTRL_BUF_LEN)
+                             : -1;
     if (n <= 0) {
       /* Cannot happen with nghttp3's control stream; without the rewrite
          browsers refuse WebTransport, but HTTP/3 still works. */
@@ -252,7 +263,9 @@ void h3wt_h3_peer_stream_begins(h3wt_h3_conn *h3, int64_t stream_id,
   }
   if (h3wt_varint_decode(first, firstlen, &type) && type == 0x00) {
     h3->peer_ctrl_id = stream_id;
-    h3->peer_settings = PEER_READ;
+    h3->peer_buf = malloc(PEER_BUF_LEN);
+    /* Out of memory: as if the frame could not be read. */
+    h3->peer_settings = h3->peer_buf ? PEER_READ : PEER_UNREAD;
   }
 }
 
@@ -260,9 +273,8 @@ void h3wt_h3_peer_stream_begins(h3wt_h3_conn *h3, int64_t stream_id,
    delivers it): collect the start until the SETTINGS frame is whole. */
 static void peer_settings_feed(h3wt_h3_conn *h3, const uint8_t *data,
                                size_t len) {
-  size_t k = len < sizeof(h3->peer_buf) - h3->peer_len
-                 ? len
-                 : sizeof(h3->peer_buf) - h3->peer_len;
+  size_t k = len < PEER_BUF_LEN - h3->peer_len ? len
+                                                : PEER_BUF_LEN - h3->peer_len;
   memcpy(h3->peer_buf + h3->peer_len, data, k);
   h3->peer_len += k;
   ssize_t n = h3wt_peer_settings_parse(h3->peer_buf, h3->peer_len,
@@ -276,9 +288,13 @@ static void peer_settings_feed(h3wt_h3_conn *h3, const uint8_t *data,
              (unsigned long long)h3->peer_fc.max_data,
              (unsigned long long)h3->peer_fc.max_streams_bidi,
              (unsigned long long)h3->peer_fc.max_streams_uni);
-  } else if (n < 0 || h3->peer_len == sizeof(h3->peer_buf)) {
+  } else if (n < 0 || h3->peer_len == PEER_BUF_LEN) {
     /* nghttp3 judges the stream itself; we only give up on it. */
     h3->peer_settings = PEER_UNREAD;
+  }
+  if (h3->peer_settings != PEER_READ) {
+    free(h3->peer_buf);
+    h3->peer_buf = NULL;
   }
 }
 
@@ -323,6 +339,11 @@ int h3wt_h3_acked(h3wt_h3_conn *h3, int64_t stream_id, uint64_t datalen) {
                         : 0;
     datalen = orig - h3->ctrl_acked_fwd;
     h3->ctrl_acked_fwd = orig;
+    if (h3->ctrl_state == CTRL_DONE && h3->ctrl_acked >= h3->ctrl_len) {
+      /* Acknowledged whole: QUIC will not send it again. */
+      free(h3->ctrl_buf);
+      h3->ctrl_buf = NULL;
+    }
     if (datalen == 0) {
       return 0;
     }
@@ -494,8 +515,10 @@ void h3wt_h3_request_close(h3wt_h3_conn *h3, uint64_t code,
   }
   h3->close_requested = 1;
   h3->close_code = code;
-  snprintf(h3->close_reason, sizeof(h3->close_reason), "%s",
-           reason ? reason : "");
+  if (reason && *reason) {
+    /* Out of memory: closed without the reason. */
+    h3->close_reason = strndup(reason, CLOSE_REASON_MAX);
+  }
   h3wt_h3_want_write(h3);
 }
 
@@ -505,7 +528,7 @@ int h3wt_h3_close_requested(const h3wt_h3_conn *h3, uint64_t *code,
     return 0;
   }
   *code = h3->close_code;
-  *reason = h3->close_reason;
+  *reason = h3->close_reason ? h3->close_reason : "";
   return 1;
 }
 
@@ -520,6 +543,9 @@ void h3wt_h3_conn_del(h3wt_h3_conn *h3) {
   if (h3->conn) {
     nghttp3_conn_del(h3->conn);
   }
+  free(h3->ctrl_buf);
+  free(h3->peer_buf);
+  free(h3->close_reason);
   free(h3);
 }
 
@@ -547,6 +573,10 @@ int h3wt_h3_start(h3wt_h3_conn *h3) {
      encoder and a decoder stream; the peer must allow three. */
   if (h3wt_quic_streams_uni_left(h3->qc) < 3) {
     return H3WT_ERR_H3;
+  }
+  if (h3->cfg->wt && !h3->ctrl_buf &&
+      !(h3->ctrl_buf = malloc(CTRL_BUF_LEN))) {
+    return H3WT_ERR_NOMEM;
   }
   memset(&cb, 0, sizeof(cb));
   cb.acked_stream_data = acked_stream_data;
