@@ -607,7 +607,7 @@ static int session_answer(h3wt_request *req, h3wt_session *s, int status,
     }
   }
   /* Chrome's draft-02 path waits for this answer header. */
-  const char *d02 = h3wt_request_header(req, "sec-webtransport-http3-draft02");
+  const char *d02 = h3wt_session_header(s, "sec-webtransport-http3-draft02");
   if (d02 && strcmp(d02, "1") == 0) {
     h[n++] = (h3wt_header){"sec-webtransport-http3-draft", 28, "draft02", 7};
   }
@@ -693,9 +693,10 @@ static void dispatch_connect(h3wt_request *req) {
     h3wt_request_reset(req, H3WT_H3_INTERNAL_ERROR);
     return;
   }
-  for (size_t i = 0; i < req->nheaders; ++i) {
-    h3wt_wt_session_add_header(s, &req->headers[i]);
-  }
+  /* The session keeps the CONNECT's header fields for its life; the
+     request (the session's facade, as long) needs them no more. */
+  h3wt_wt_session_take_headers(s, &req->headers, &req->nheaders,
+                               &req->headers_cap);
   req->session = s;
   h3wt_wt_session_set_facade(s, req);
   int status = rt->handler.on_session_request(s, rt->data);

@@ -164,9 +164,11 @@ struct h3wt_wt_conn {
   h3wt_stream *dstreams;          /* deferred stream closes */
   h3wt_session *dsessions;        /* deferred session closes */
   h3wt_wt_stats *stats;           /* limits.stats, or own */
-  h3wt_wt_stats own;
-  h3wt_wt_registry *reg;          /* limits.registry, or own */
-  h3wt_wt_registry ownreg;
+  h3wt_wt_registry *reg;          /* limits.registry, or ownreg */
+  /* Only when the limits bring none (a server's are shared by all its
+     connections: not kept per idle connection). */
+  h3wt_wt_stats *own;
+  h3wt_wt_registry *ownreg;
   int resume_pending; /* some session has streams to resume */
   int stop_pending;   /* some stream has a STOP_SENDING to tell */
   int fc_pending;     /* some session has WT_MAX_STREAMS to send */
@@ -226,8 +228,20 @@ int h3wt_wt_conn_new(h3wt_wt_conn **pwt, h3wt_h3_conn *h3,
   wt->limits = *limits;
   wt->log = log;
   wt->server = server;
-  wt->stats = limits->stats ? limits->stats : &wt->own;
-  wt->reg = limits->registry ? limits->registry : &wt->ownreg;
+  if (!limits->stats) {
+    wt->own = calloc(1, sizeof(*wt->own));
+  }
+  if (!limits->registry) {
+    wt->ownreg = calloc(1, sizeof(*wt->ownreg));
+  }
+  if ((!limits->stats && !wt->own) || (!limits->registry && !wt->ownreg)) {
+    free(wt->own);
+    free(wt->ownreg);
+    free(wt);
+    return H3WT_ERR_NOMEM;
+  }
+  wt->stats = limits->stats ? limits->stats : wt->own;
+  wt->reg = limits->registry ? limits->registry : wt->ownreg;
   h3wt_list_init(&wt->sessions);
   h3wt_list_init(&wt->orphans);
   h3wt_list_init(&wt->wq);
@@ -540,7 +554,11 @@ void h3wt_wt_conn_del(h3wt_wt_conn *wt) {
   h3wt_wt_dgramq_free(&wt->dgrams);
   h3wt_dgramq_free(&wt->early_dgrams);
   assert(wt->nsessions == 0 && wt->norphans == 0);
-  h3wt_wt_registry_free(&wt->ownreg);
+  if (wt->ownreg) {
+    h3wt_wt_registry_free(wt->ownreg);
+    free(wt->ownreg);
+  }
+  free(wt->own);
   free(wt);
 }
 
@@ -998,7 +1016,7 @@ static int add_protocol(const char *p, size_t len, void *ud) {
   return 0;
 }
 
-int h3wt_wt_session_add_header(h3wt_session *s, const h3wt_header *h) {
+static void session_header_seen(h3wt_session *s, const h3wt_header *h) {
   if (h->namelen == 22 &&
       memcmp(h->name, "wt-available-protocols", 22) == 0 &&
       !s->nprotocols) {
@@ -1012,8 +1030,26 @@ int h3wt_wt_session_add_header(h3wt_session *s, const h3wt_header *h) {
       s->nprotocols = 0;
     }
   }
+}
+
+int h3wt_wt_session_add_header(h3wt_session *s, const h3wt_header *h) {
+  session_header_seen(s, h);
   return h3wt_headers_append(&s->headers, &s->nheaders, &s->headers_cap,
                              h->name, h->namelen, h->value, h->valuelen);
+}
+
+void h3wt_wt_session_take_headers(h3wt_session *s, h3wt_header **hs,
+                                  size_t *n, size_t *cap) {
+  assert(s->nheaders == 0);
+  for (size_t i = 0; i < *n; ++i) {
+    session_header_seen(s, &(*hs)[i]);
+  }
+  free(s->headers);
+  s->headers = *hs;
+  s->nheaders = *n;
+  s->headers_cap = *cap;
+  *hs = NULL;
+  *n = *cap = 0;
 }
 
 void h3wt_wt_session_set_pending(h3wt_session *s, int on) {

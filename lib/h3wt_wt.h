@@ -197,6 +197,11 @@ int h3wt_wt_session_new(h3wt_wt_conn *wt, int64_t stream_id,
 /* Adds a request header (server side) to the session's copy; a
    wt-available-protocols header also fills the offered list. */
 int h3wt_wt_session_add_header(h3wt_session *s, const h3wt_header *h);
+/* The session takes a whole header list (h3wt_headers_append's, with its
+   count and capacity), leaving the caller's empty; the session must have
+   none yet. */
+void h3wt_wt_session_take_headers(h3wt_session *s, h3wt_header **hs,
+                                  size_t *n, size_t *cap);
 /* The application answers later (on_session_request said PENDING). */
 void h3wt_wt_session_set_pending(h3wt_session *s, int on);
 int h3wt_wt_session_answered(const h3wt_session *s);
