@@ -147,15 +147,18 @@ WOLFSSL_V=$(srcver wolfssl)
 NGTCP2_V=$(srcver ngtcp2)
 CURL_V=$(srcver curl)
 [ -n "$WOLFSSL_V" ] && [ -n "$NGTCP2_V" ] || { log "cannot see $SRC_SUITE's source packages (deb-src for $SRC_SUITE)"; exit 1; }
-# "asm": the wolfSSL build flavour (see below); a new flavour, a new prefix.
-PREFIX="$DEPS_DIR/wolfssl-$WOLFSSL_V-asm-ngtcp2-$NGTCP2_V"
+# "asm-osrng": the wolfSSL build flavour (see below); a new flavour, a new
+# prefix.
+PREFIX="$DEPS_DIR/wolfssl-$WOLFSSL_V-asm-osrng-ngtcp2-$NGTCP2_V"
 PREFIX=${PREFIX//[:~+]/_}
 mkdir -p "$DEPS_DIR"
 # Compiled into wolfSSL through CFLAGS (configure has no switch for them):
 # AES-ECB/direct for ngtcp2's header protection, the secret callback for
-# --keylog, early data, and getrandom(2) instead of opening /dev/urandom for
-# every random generator wolfSSL makes (one per HKDF expansion in QUIC).
-WOLFSSL_DEFS="-DHAVE_AES_ECB -DWOLFSSL_AES_DIRECT -DHAVE_SECRET_CALLBACK -DWOLFSSL_EARLY_DATA -DWOLFSSL_GETRANDOM"
+# --keylog, early data, and random numbers from getrandom(2) itself
+# (scripts/wolfssl_os_random.h says why: wolfSSL otherwise instantiates a
+# Hash-DRBG, health test included, for every HKDF expansion QUIC makes).
+WOLFSSL_DEFS="-DHAVE_AES_ECB -DWOLFSSL_AES_DIRECT -DHAVE_SECRET_CALLBACK -DWOLFSSL_EARLY_DATA -DWOLFSSL_GETRANDOM -DCUSTOM_RAND_GENERATE_BLOCK=h3wt_wolfssl_os_random -DCUSTOM_RAND_GENERATE_SEED=h3wt_wolfssl_os_random"
+WOLFSSL_RNG_H="$(cd "$(dirname "$0")" && pwd)/wolfssl_os_random.h"
 
 fetch_src() { # name -> prints the unpacked dir
   local name=$1 dir="$DEPS_DIR/src-$1"
@@ -186,6 +189,11 @@ if [ ! -f "$PREFIX/.done" ]; then
   # stream echo.  The assembly checks the CPU at run time.  No
   # --enable-keylog-export: that makes wolfSSL itself append every secret to
   # ./sslkeylog.log; we log through HAVE_SECRET_CALLBACK, on request only.
+  # --disable-hashdrbg: see WOLFSSL_DEFS.  --enable-aesgcm=word: GHASH
+  # without the 4-bit table, which the AES-NI/AVX code never reads and
+  # which made each of a connection's six cipher contexts 96 bytes larger
+  # (and was recomputed for every key); the table-less C code is the
+  # fallback for CPUs without AES-NI.
   b="$DEPS_DIR/build-wolfssl"; rm -rf "$b"; cp -a "$src" "$b"
   (cd "$b" && ./autogen.sh >/dev/null 2>&1 &&
     ./configure --prefix="$PREFIX" --enable-static --disable-shared --with-pic \
@@ -194,14 +202,19 @@ if [ ! -f "$PREFIX/.done" ]; then
       --enable-ecc --enable-curve25519 --enable-certgen --enable-keygen \
       --enable-certext --enable-harden --enable-altcertchains --enable-curl \
       --enable-asn=template --disable-examples --disable-crypttests \
-      CFLAGS="-O2 -Wno-error=stringop-overflow $WOLFSSL_DEFS" >/dev/null &&
+      --disable-hashdrbg --enable-aesgcm=word \
+      CFLAGS="-O2 -Wno-error=stringop-overflow $WOLFSSL_DEFS -include $WOLFSSL_RNG_H" >/dev/null &&
     make -j "$JOBS" >/dev/null && make install >/dev/null)
   # Defines passed through CFLAGS reach the library but not the installed
   # options.h, which programs compiled against the headers read: add them.
+  # NAME=VALUE becomes "#define NAME VALUE".
   for d in $WOLFSSL_DEFS; do
     d=${d#-D}
-    grep -q "^#define $d\$" "$PREFIX/include/wolfssl/options.h" ||
-      sed -i "0,/^#ifdef __cplusplus/s//#undef $d\n#define $d\n\n&/" "$PREFIX/include/wolfssl/options.h"
+    name=${d%%=*}
+    line="#define $name"
+    [ "$name" = "$d" ] || line="$line ${d#*=}"
+    grep -q "^#define $name\b" "$PREFIX/include/wolfssl/options.h" ||
+      sed -i "0,/^#ifdef __cplusplus/s//#undef $name\n$line\n\n&/" "$PREFIX/include/wolfssl/options.h"
   done
 
   src=$(fetch_src ngtcp2)
