@@ -73,6 +73,10 @@ static const stat_field fields[] = {
     F(wt_fc_errors),
     F(wt_fc_data_blocked),
     F(wt_fc_streams_blocked),
+    F(udp_rx_ecn_ect0),
+    F(udp_rx_ecn_ect1),
+    F(udp_rx_ecn_ce),
+    F(udp_tx_ecn_ect),
 };
 
 #define NFIELDS (sizeof(fields) / sizeof(fields[0]))

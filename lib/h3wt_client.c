@@ -475,11 +475,12 @@ static void leave(h3wt_client *cl) {
    (reading, writing), counted so that debug builds catch a re-entry. */
 static h3wt_quic_status quic_read(h3wt_client *cl, const uint8_t *data,
                                   size_t len, const struct sockaddr *remote,
-                                  uint64_t ts) {
+                                  unsigned ecn, uint64_t ts) {
   assert(cl->in_quic == 0);
   ++cl->in_quic;
   h3wt_quic_status st = h3wt_quic_conn_read(
-      cl->qc, (const struct sockaddr *)&cl->udp.local, remote, data, len, ts);
+      cl->qc, (const struct sockaddr *)&cl->udp.local, remote, data, len, ecn,
+      ts);
   --cl->in_quic;
   return st;
 }
@@ -516,12 +517,11 @@ static void handle_closed(uv_handle_t *h) {
   }
 }
 
-/* The timer, the driver's two handles and the socket. */
+/* The timer, the driver's handles and the socket. */
 static void close_handles(h3wt_client *cl) {
   h3wt_drv_item_close(&cl->item, handle_closed, cl);
-  h3wt_driver_close(&cl->drv, handle_closed, cl);
+  cl->handles = 2 + h3wt_driver_close(&cl->drv, handle_closed, cl);
   h3wt_udp_close(&cl->udp, handle_closed, cl);
-  cl->handles = 4;
 }
 
 /* The connection is over: release the handles, fail what is open, tell
@@ -644,14 +644,14 @@ static int on_flush(h3wt_drv_item *it, uint64_t ts, void *ud) {
 }
 
 static void on_datagram(h3wt_udp *udp, const struct sockaddr *remote,
-                        const uint8_t *data, size_t len, uint64_t ts,
-                        void *ud) {
+                        const uint8_t *data, size_t len, unsigned ecn,
+                        uint64_t ts, void *ud) {
   h3wt_client *cl = ud;
   if (cl->closed || cl->close_requested) {
     return; /* closing: the rest of the batch is moot */
   }
   enter(cl);
-  if (quic_read(cl, data, len, remote, ts) == H3WT_QUIC_DEAD) {
+  if (quic_read(cl, data, len, remote, ecn, ts) == H3WT_QUIC_DEAD) {
     conn_end(cl, dead_reason(cl));
   } else {
     mark_dirty(cl);
@@ -660,9 +660,10 @@ static void on_datagram(h3wt_udp *udp, const struct sockaddr *remote,
 }
 
 static void q_send(h3wt_quic_conn *qc, const struct sockaddr *remote,
-                   const uint8_t *data, size_t len, size_t gso, void *ud) {
+                   const uint8_t *data, size_t len, size_t gso, unsigned ecn,
+                   void *ud) {
   h3wt_client *cl = ud;
-  h3wt_udp_send(&cl->udp, remote, data, len, gso);
+  h3wt_udp_send(&cl->udp, remote, data, len, gso, ecn);
 }
 
 void h3wt_client_close(h3wt_client *cl) {
@@ -750,6 +751,7 @@ int h3wt_client_new(h3wt_client **pcl, uv_loop_t *loop,
   cl->qcfg.tls = cl->tls;
   cl->qcfg.cbs = &cl->qcbs;
   cl->qcfg.qlog_dir = s->qlog_dir;
+  cl->qcfg.pacing = h3wt_quic_pacing_default();
   cl->qcfg.idle_timeout_ns = s->idle_timeout_ms * 1000000ULL;
   cl->qcfg.handshake_timeout_ns = s->handshake_timeout_ms * 1000000ULL;
   /* WebTransport servers open streams towards us too. */

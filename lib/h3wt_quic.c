@@ -25,7 +25,7 @@
 #define H3_NO_ERROR 0x100
 #define H3_INTERNAL_ERROR 0x102
 
-/* Packets per write call before yielding to other connections. */
+/* Packets per write call at most (the send quantum usually says fewer). */
 #define MAX_PKTS_PER_WRITE 64
 /* GSO takes at most 64 segments per call. */
 #define MAX_GSO_SEGMENTS 64
@@ -50,6 +50,7 @@ struct h3wt_quic_conn {
   /* The CONNECTION_CLOSE packet we answer with while closing. */
   uint8_t *close_pkt;
   size_t close_pktlen;
+  unsigned close_ecn; /* the ECN mark it went with */
   uint64_t close_pkts_recv; /* packets received while closing */
   ngtcp2_path_storage ps;
   ngtcp2_cid odcid; /* server: the client's first DCID */
@@ -672,7 +673,8 @@ static void start_closing(h3wt_quic_conn *qc, const ngtcp2_ccerr *ccerr,
     qc->close_pktlen = (size_t)n;
   }
   qc->cfg->cbs->send(qc, (const struct sockaddr *)ps.path.remote.addr, buf,
-                     (size_t)n, 0, qc->user_data);
+                     (size_t)n, 0, pi.ecn, qc->user_data);
+  qc->close_ecn = pi.ecn;
   enter_period(qc, ST_CLOSING, ts);
 }
 
@@ -722,9 +724,9 @@ h3wt_quic_status h3wt_quic_conn_read(h3wt_quic_conn *qc,
                                      const struct sockaddr *local,
                                      const struct sockaddr *remote,
                                      const uint8_t *data, size_t len,
-                                     uint64_t ts) {
+                                     unsigned ecn, uint64_t ts) {
   ngtcp2_path path;
-  ngtcp2_pkt_info pi = {0};
+  ngtcp2_pkt_info pi = {(uint8_t)(ecn & 3)};
   int rv;
   qc->rx_bytes += len;
   ++qc->rx_pkts;
@@ -741,7 +743,7 @@ h3wt_quic_status h3wt_quic_conn_read(h3wt_quic_conn *qc,
     if (qc->close_pkt &&
         (qc->close_pkts_recv & (qc->close_pkts_recv - 1)) == 0) {
       qc->cfg->cbs->send(qc, remote, qc->close_pkt, qc->close_pktlen, 0,
-                         qc->user_data);
+                         qc->close_ecn, qc->user_data);
     }
     return H3WT_QUIC_OK;
   case ST_ACTIVE:
@@ -805,13 +807,14 @@ h3wt_quic_status h3wt_quic_conn_read(h3wt_quic_conn *qc,
   return qc->state == ST_DEAD ? H3WT_QUIC_DEAD : H3WT_QUIC_OK;
 }
 
-/* Packets collected for one sendmsg: same path, all gso bytes long but the
-   last. */
+/* Packets collected for one sendmsg: same path, same ECN mark, all gso
+   bytes long but the last. */
 typedef struct batch {
   uint8_t *buf;
   size_t len;
   size_t gso;
   size_t npkts;
+  unsigned ecn;
   struct sockaddr_storage remote;
 } batch;
 
@@ -820,7 +823,8 @@ static void batch_flush(h3wt_quic_conn *qc, batch *b) {
     qc->tx_bytes += b->len;
     qc->tx_pkts += b->npkts;
     qc->cfg->cbs->send(qc, (const struct sockaddr *)&b->remote, b->buf,
-                       b->len, b->npkts > 1 ? b->gso : 0, qc->user_data);
+                       b->len, b->npkts > 1 ? b->gso : 0, b->ecn,
+                       qc->user_data);
   }
   b->len = 0;
   b->npkts = 0;
@@ -830,11 +834,14 @@ static void batch_flush(h3wt_quic_conn *qc, batch *b) {
 /* A packet of n bytes was written at b->buf + b->len: add it to the batch.
    Returns 0 when this write call has sent its share of packets. */
 static int packet_added(h3wt_quic_conn *qc, batch *b, ngtcp2_path_storage *ps,
-                        size_t n, size_t *pkts) {
+                        const ngtcp2_pkt_info *pi, size_t n, size_t *pkts,
+                        size_t max_pkts) {
   socklen_t rlen = ps->path.remote.addrlen;
-  if (b->npkts && memcmp(&b->remote, ps->path.remote.addr, rlen) != 0) {
-    /* A packet for another path (migration, probing): send the batch
-       before it, then start a new batch with this packet. */
+  if (b->npkts && (memcmp(&b->remote, ps->path.remote.addr, rlen) != 0 ||
+                   b->ecn != pi->ecn)) {
+    /* A packet for another path (migration, probing) or with another ECN
+       mark (ngtcp2 validating ECN): send the batch before it, then start
+       a new batch with this packet. */
     uint8_t *pkt = b->buf + b->len;
     batch_flush(qc, b);
     memmove(b->buf, pkt, n);
@@ -842,6 +849,7 @@ static int packet_added(h3wt_quic_conn *qc, batch *b, ngtcp2_path_storage *ps,
   if (b->npkts == 0) {
     memcpy(&b->remote, ps->path.remote.addr, rlen);
     b->gso = n;
+    b->ecn = pi->ecn;
   }
   b->len += n;
   ++b->npkts;
@@ -849,17 +857,31 @@ static int packet_added(h3wt_quic_conn *qc, batch *b, ngtcp2_path_storage *ps,
   if (n < b->gso) {
     batch_flush(qc, b); /* a short packet ends a GSO batch */
   }
-  return *pkts < MAX_PKTS_PER_WRITE;
+  return *pkts < max_pkts;
 }
 
 h3wt_quic_status h3wt_quic_conn_write(h3wt_quic_conn *qc, uint64_t ts) {
   const h3wt_quic_callbacks *cbs = qc->cfg->cbs;
   ngtcp2_path_storage ps;
   ngtcp2_pkt_info pi;
-  batch b = {qc->cfg->txbuf, 0, 0, 0, {0}};
+  batch b = {qc->cfg->txbuf, 0, 0, 0, 0, {0}};
   size_t maxpkt = ngtcp2_conn_get_max_tx_udp_payload_size(qc->conn);
   size_t pkts = 0;
   int more = 0;
+  /* No more than the send quantum in one go: what congestion control
+     allows to leave back to back; ngtcp2 then spaces the next burst
+     (update_pkt_tx_time below sets when, and the connection's expiry
+     includes it, so the driver comes back at that time; deadlines under a
+     millisecond take its fine timer). */
+  size_t max_pkts = ngtcp2_conn_get_send_quantum(qc->conn) / maxpkt;
+  if (max_pkts == 0) {
+    max_pkts = 1;
+  } else if (max_pkts > MAX_PKTS_PER_WRITE) {
+    max_pkts = MAX_PKTS_PER_WRITE;
+  }
+  if (!qc->cfg->pacing) {
+    max_pkts = MAX_PKTS_PER_WRITE;
+  }
 
   if (qc->state == ST_DEAD) {
     return H3WT_QUIC_DEAD;
@@ -914,8 +936,8 @@ h3wt_quic_status h3wt_quic_conn_write(h3wt_quic_conn *qc, uint64_t ts) {
         /* Congestion-limited: datagrams wait (their queue is bounded). */
         break;
       }
-      if (!packet_added(qc, &b, &ps, (size_t)n, &pkts)) {
-        more = 1;
+      if (!packet_added(qc, &b, &ps, &pi, (size_t)n, &pkts, max_pkts)) {
+        more = !qc->cfg->pacing;
         break;
       }
       continue;
@@ -975,13 +997,15 @@ h3wt_quic_status h3wt_quic_conn_write(h3wt_quic_conn *qc, uint64_t ts) {
     if (n == 0) {
       break;
     }
-    if (!packet_added(qc, &b, &ps, (size_t)n, &pkts)) {
-      more = 1;
+    if (!packet_added(qc, &b, &ps, &pi, (size_t)n, &pkts, max_pkts)) {
+      more = !qc->cfg->pacing;
       break;
     }
   }
   batch_flush(qc, &b);
-  ngtcp2_conn_update_pkt_tx_time(qc->conn, ts);
+  if (qc->cfg->pacing) {
+    ngtcp2_conn_update_pkt_tx_time(qc->conn, ts);
+  }
   return more ? H3WT_QUIC_MORE : H3WT_QUIC_OK;
 }
 
@@ -1305,4 +1329,9 @@ void h3wt_quic_set_keep_alive(h3wt_quic_conn *qc, uint64_t ns) {
   if (qc->conn) {
     ngtcp2_conn_set_keep_alive_timeout(qc->conn, ns ? ns : UINT64_MAX);
   }
+}
+
+int h3wt_quic_pacing_default(void) {
+  const char *v = getenv("H3WT_PACING");
+  return !(v && (strcmp(v, "0") == 0 || strcmp(v, "off") == 0));
 }

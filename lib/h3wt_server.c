@@ -1136,6 +1136,7 @@ int h3wt_server_new(h3wt_server **psrv, uv_loop_t *loop,
   srv->qcfg.tls = srv->tls;
   srv->qcfg.cbs = &srv->qcbs;
   srv->qcfg.qlog_dir = srv->settings.qlog_dir;
+  srv->qcfg.pacing = h3wt_quic_pacing_default();
   srv->qcfg.idle_timeout_ns = srv->settings.idle_timeout_ms * 1000000ULL;
   srv->qcfg.handshake_timeout_ns = 10ULL * 1000000000ULL;
   srv->qcfg.max_streams_bidi = srv->settings.max_streams_bidi;
@@ -1280,6 +1281,9 @@ int h3wt_server_get_stats(const h3wt_server *srv, h3wt_server_stats *out) {
     size = offsetof(h3wt_server_stats, wt_fc_capsules_sent);
     break;
   case H3WT_SERVER_STATS_V5:
+    size = offsetof(h3wt_server_stats, udp_rx_ecn_ect0);
+    break;
+  case H3WT_SERVER_STATS_V6:
     size = sizeof(h3wt_server_stats);
     break;
   default:
@@ -1326,6 +1330,10 @@ int h3wt_server_get_stats(const h3wt_server *srv, h3wt_server_stats *out) {
   st.wt_fc_errors = w->fc_errors;
   st.wt_fc_data_blocked = w->fc_data_blocked;
   st.wt_fc_streams_blocked = w->fc_streams_blocked;
+  st.udp_rx_ecn_ect0 = us->rx_ecn[2];
+  st.udp_rx_ecn_ect1 = us->rx_ecn[1];
+  st.udp_rx_ecn_ce = us->rx_ecn[3];
+  st.udp_tx_ecn_ect = us->tx_ect;
   /* Later versions append fields: copy only what this caller's has (an
      older caller's struct is shorter). */
   memcpy(out, &st, size);

@@ -1386,6 +1386,12 @@ def stats_endpoint(t):
     check_ge(s1, "datagrams_sent", 50, "after 50 echoed datagrams")
     check_ge(s1, "requests_total", s0["requests_total"] + 1, "the CONNECT")
     check_eq(s1["sessions_current"], 0, "sessions_current after the client left")
+    # ECN over loopback (which keeps the IP header's marks): h3wt-client
+    # and the server both read the marks, echo their counts in ACKs, pass
+    # ECN validation and send ECT(0) (RFC 9000 13.4).
+    check_ge(s1, "udp_rx_ecn_ect0", 20, "datagrams arriving ECT(0)")
+    check_ge(s1, "udp_tx_ecn_ect", 20, "datagrams sent ECT(0)")
+    check_eq(s1["udp_rx_ecn_ce"], 0, "nothing on loopback marks CE")
 
     # Two sessions on one connection with --max-sessions-per-conn 1: 429.
     r = t.client(srv.url("/wt/echo"), "--sessions", 2, "--datagrams", 1,

@@ -363,7 +363,8 @@ void h3wt_server_del(h3wt_server *server);
 #define H3WT_SERVER_STATS_V4 4 /* adds packets_handed_off,
                                   packets_misrouted_dropped */
 #define H3WT_SERVER_STATS_V5 5 /* adds the wt_fc_* counters */
-#define H3WT_SERVER_STATS_VERSION H3WT_SERVER_STATS_V5
+#define H3WT_SERVER_STATS_V6 6 /* adds the udp_*_ecn_* counters */
+#define H3WT_SERVER_STATS_VERSION H3WT_SERVER_STATS_V6
 
 typedef struct h3wt_server_stats {
   int version; /* set by the caller: H3WT_SERVER_STATS_VERSION */
@@ -435,6 +436,12 @@ typedef struct h3wt_server_stats {
                                        client's WT_MAX_DATA */
   uint64_t wt_fc_streams_blocked;   /* opens refused (WOULDBLOCK) at a
                                        client's WT_MAX_STREAMS */
+  /* V6.  ECN (RFC 9000 13.4): UDP datagrams received per codepoint of
+     their IP header (all 0 where the socket cannot read it), and sent
+     marked ECT (QUIC marks once the path has shown it passes the marks
+     through). */
+  uint64_t udp_rx_ecn_ect0, udp_rx_ecn_ect1, udp_rx_ecn_ce;
+  uint64_t udp_tx_ecn_ect;
 } h3wt_server_stats;
 
 /* Copies the counters into *stats, whose version field the caller sets:
