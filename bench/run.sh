@@ -11,7 +11,7 @@
 # JSON line to a results file.
 #
 #   bench/run.sh [--repeat N] [--duration S] [--out FILE] [--no-build]
-#                [--quick] [--only fanout|chmem|broker|workers]
+#                [--quick] [--only fanout|chmem|broker|workers|pacing]
 #
 #   --repeat N    runs of each measurement; the table shows the median by
 #                 rate (default 3)
@@ -30,6 +30,11 @@
 #                 against one redis-server it starts (publish-to-delivery
 #                 latency at 10,000 msg/s and what Redis adds at p99;
 #                 messages/s through Redis with 256 in flight)
+#   --only pacing only the pacing section: a 32 MiB download through
+#                 bench/shaper (a 100 Mbit/s link, 20 ms RTT, a 2 ms
+#                 drop-tail buffer), the server paced (the default) and
+#                 unpaced (H3WT_PACING=0): throughput and the packets the
+#                 link dropped
 #   --only workers  only the workers section: datagram echo, GET / and
 #                 handshake rates with --workers 1 and --workers 2, with
 #                 the server CPU per operation, in a table of its own with
@@ -76,7 +81,7 @@ while [ $# -gt 0 ]; do
   esac
 done
 case $REPEAT in '' | *[!0-9]* | 0) echo "run.sh: bad --repeat" >&2; exit 2 ;; esac
-case $ONLY in '' | fanout | chmem | broker | workers) ;; *) echo "run.sh: --only fanout, chmem, broker, workers or nothing" >&2; exit 2 ;; esac
+case $ONLY in '' | fanout | chmem | broker | workers | pacing) ;; *) echo "run.sh: --only fanout, chmem, broker, workers, pacing or nothing" >&2; exit 2 ;; esac
 case $CM_N in '' | *[!0-9]* | 0) echo "run.sh: bad --chmem-n" >&2; exit 2 ;; esac
 
 # ---- build ------------------------------------------------------------------
@@ -86,12 +91,13 @@ if [ "$BUILD" = 1 ]; then
     -DCMAKE_PREFIX_PATH="$H3WT_DEPS_PREFIX" -DH3WT_BUILD_TESTS=OFF >/dev/null
   EXTRA=""
   [ "$ONLY" = broker ] && EXTRA=broker_bench # needs hiredis
-  cmake --build "$TREE" -j "$(nproc)" --target h3wt-server h3wt-bench udp_echo $EXTRA
+  cmake --build "$TREE" -j "$(nproc)" --target h3wt-server h3wt-bench udp_echo shaper $EXTRA
 fi
 SERVER=$TREE/apps/h3wt-server
 BENCH=$TREE/apps/h3wt-bench
 UDP_ECHO=$TREE/bench/udp_echo
-for f in "$SERVER" "$BENCH" "$UDP_ECHO"; do
+SHAPER=$TREE/bench/shaper
+for f in "$SERVER" "$BENCH" "$UDP_ECHO" "$SHAPER"; do
   [ -x "$f" ] || { echo "run.sh: $f missing (build first)" >&2; exit 1; }
 done
 
@@ -284,7 +290,7 @@ fi
 
 S=8 W=4 P=64 # 8 sessions (one per connection) x 4 in flight = 32 in flight
 T="--timeout 120"
-[ "$ONLY" = workers ] || find_ngtcp2 # no baseline there
+[ "$ONLY" = workers ] || [ "$ONLY" = pacing ] || find_ngtcp2 # no baseline there
 start_h3wt # makes the development certificate ngtcp2 uses as well
 
 if [ -z "$ONLY" ]; then
@@ -449,6 +455,49 @@ if [ "$ONLY" = workers ]; then
 fi
 stop_server
 
+# ---- pacing (--only pacing) ---------------------------------------------------
+# A bulk download through bench/shaper, a slow link with a shallow buffer:
+# the server sends in bursts of at most a millisecond of its pacing rate,
+# spaced by ngtcp2's pacing (the default), or up to 64 packets back to back
+# whenever the congestion window allows (H3WT_PACING=0, as before).  The
+# shaper counts what its buffer dropped.  Its JSON line is merged into the
+# download's.
+PC_RATE=100 PC_DELAY=10 PC_QUEUE=2
+if [ "$ONLY" = pacing ]; then
+  head -c $((32 << 20)) /dev/urandom >"$WWW/pace.bin"
+  log "pacing: 32 MiB through a $PC_RATE Mbit/s link, $((2 * PC_DELAY)) ms RTT, $PC_QUEUE ms buffer, paced and unpaced, $REPEAT x"
+  for i in $(seq "$REPEAT"); do
+    for pc in 1 0; do
+      H3WT_PACING=$pc start_h3wt
+      "$SHAPER" --upstream "$SRV_PORT" --rate-mbit $PC_RATE \
+        --delay-ms $PC_DELAY --queue-ms $PC_QUEUE >"$TMP/shaper.out" 2>&1 &
+      SH_PID=$!
+      PIDS="$PIDS $SH_PID"
+      SH_PORT=$(wait_port "$TMP/shaper.out" "$SH_PID") || {
+        echo "run.sh: bench/shaper did not start" >&2
+        exit 1
+      }
+      run "pc_tmp" "$BENCH" download --warmup 0 $T --label "pacing-$pc" \
+        --server-pid "$SRV_PID" "https://127.0.0.1:$SH_PORT/pace.bin"
+      kill "$SH_PID"
+      wait "$SH_PID" 2>/dev/null || true
+      PIDS=$(echo "$PIDS" | sed "s/ $SH_PID\b//")
+      SH=$(grep '^{' "$TMP/shaper.out" | tail -n 1)
+      if [ -s "$TMP/pc_tmp.lines" ] && [ -n "$SH" ]; then
+        # The download's line with the shaper's counts and the drop ratio.
+        L=$(tail -n 1 "$TMP/pc_tmp.lines")
+        D=$(awk -v a="$(jget "$SH" down_dropped)" -v b="$(jget "$SH" down_in)" \
+          'BEGIN { printf "%.3f", b ? a * 100 / b : 0 }')
+        printf '%s,%s,"drop_pct":%s}\n' "${L%\}}" "${SH#\{}" "$D" \
+          | sed 's/},/,/' >>"$TMP/pc_$pc.lines"
+        log "pacing $pc: $(jget "$SH" down_dropped) of $(jget "$SH" down_in) dropped ($D%)"
+      fi
+      rm -f "$TMP/pc_tmp.lines"
+    done
+  done
+fi
+stop_server
+
 # ---- the table --------------------------------------------------------------
 # row NAME H3WT_FIG BASE_FIG RATIO H3WT_CPU BASE_CPU TARGET RESULT
 ROWS=$TMP/rows
@@ -600,7 +649,21 @@ wk_row() { # NAME KEY FORMAT CPU_FORMAT
     "$(fmt "$4" "$(cpu "$a")")" "$(fmt "$4" "$(cpu "$b")")" \
     "$(fmt '%.2f' "$(calc 'a / b' "$(cpu "$b")" "$(cpu "$a")")")" ""
 }
-if [ "$ONLY" = workers ]; then
+if [ "$ONLY" = pacing ]; then
+  # NAME, paced, unpaced, paced/unpaced.
+  pc_row() { # NAME KEY FORMAT
+    local a b
+    a=$(median pc_1) b=$(median pc_0)
+    row "$1" "$(fmt "$3" "$(jget "$a" "$2")")" "$(fmt "$3" "$(jget "$b" "$2")")" \
+      "$(fmt '%.2f' "$(calc 'a / b' "$(jget "$a" "$2")" "$(jget "$b" "$2")")")" \
+      "" "" "" ""
+  }
+  pc_row "download Mbit/s ($PC_RATE Mbit/s link)" mbit_per_s '%.1f'
+  pc_row "packets dropped by the link's buffer" down_dropped '%.0f'
+  pc_row "dropped, % of packets sent" drop_pct '%.2f'
+  pc_row "server CPU per MB" server_cpu_us_per_op '%.0f us'
+  HEAD='measure\tpaced\tunpaced\tpaced/unpaced\t\t\t\t\n'
+elif [ "$ONLY" = workers ]; then
   wk_row "datagram echo (16 x $W in flight, $P B)" wk_dgram '%.0f/s' '%.2f us'
   wk_row "GET / (8 conns x 16)" wk_get '%.0f/s' '%.1f us'
   wk_row "handshakes (+ WT session, 16 at once)" wk_hs '%.0f/s' '%.0f us'
