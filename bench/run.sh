@@ -11,7 +11,7 @@
 # JSON line to a results file.
 #
 #   bench/run.sh [--repeat N] [--duration S] [--out FILE] [--no-build]
-#                [--quick] [--only fanout|chmem|broker|workers]
+#                [--quick] [--only get|fanout|chmem|broker|workers]
 #
 #   --repeat N    runs of each measurement; the table shows the median by
 #                 rate (default 3)
@@ -22,6 +22,8 @@
 #   --quick       --repeat 1 --duration 2, 2,000 idle sessions, 100
 #                 fan-out subscribers, 1,000 channel members: a check of
 #                 the script, not figures to quote
+#   --only get    only the GET rows: a 1 KiB file from ngtcp2's example
+#                 server and from h3wt, and h3wt's in-memory GET /
 #   --only fanout only the fan-out section (its rows of the table)
 #   --only chmem  only the channel memory section (and the idle run at
 #                 16 sessions per connection that is its baseline)
@@ -71,12 +73,12 @@ while [ $# -gt 0 ]; do
   --only) ONLY=$2; shift 2 ;;
   --fanout-rate) FO_RATE=$2; shift 2 ;;
   --chmem-n) CM_N=$2; shift 2 ;;
-  -h | --help) sed -n '2,44p' "$0"; exit 0 ;;
+  -h | --help) sed -n '2,46p' "$0"; exit 0 ;;
   *) echo "run.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done
 case $REPEAT in '' | *[!0-9]* | 0) echo "run.sh: bad --repeat" >&2; exit 2 ;; esac
-case $ONLY in '' | fanout | chmem | broker | workers) ;; *) echo "run.sh: --only fanout, chmem, broker, workers or nothing" >&2; exit 2 ;; esac
+case $ONLY in '' | get | fanout | chmem | broker | workers) ;; *) echo "run.sh: --only get, fanout, chmem, broker, workers or nothing" >&2; exit 2 ;; esac
 case $CM_N in '' | *[!0-9]* | 0) echo "run.sh: bad --chmem-n" >&2; exit 2 ;; esac
 
 # ---- build ------------------------------------------------------------------
@@ -305,6 +307,9 @@ for i in $(seq "$REPEAT"); do
     --server-pid "$SRV_PID" "https://127.0.0.1:$SRV_PORT/wt/echo"
 done
 
+fi # not --only
+
+if [ -z "$ONLY" ] || [ "$ONLY" = get ]; then
 log "GET of a 1 KiB file (4 connections x 16 concurrent): ngtcp2 vs h3wt"
 for i in $(seq "$REPEAT"); do
   if [ -n "$NGTCP2" ] && start_ngtcp2; then
@@ -318,6 +323,9 @@ for i in $(seq "$REPEAT"); do
     --server-pid "$SRV_PID" "https://127.0.0.1:$SRV_PORT/"
 done
 
+fi # not --only, or --only get
+
+if [ -z "$ONLY" ]; then
 log "download of a 256 MiB file: ngtcp2 vs h3wt"
 for i in $(seq "$REPEAT"); do
   if [ -n "$NGTCP2" ] && start_ngtcp2; then
@@ -489,6 +497,9 @@ row "server CPU per datagram echo" "$(fmt '%.2f us' "$C_D")" \
   "$(fmt '%.2f us' "$C_D")" "$(fmt '%.2f us' "$C_U")" \
   "<= 1.5 x raw UDP" "$(verdict 'a <= 1.5 * b' "$C_D" "$C_U")"
 
+fi # not --only
+
+if [ -z "$ONLY" ] || [ "$ONLY" = get ]; then
 G=$(median get_file) GN=$(median get_ngtcp2) GR=$(median get_root)
 NGB="ngtcp2"
 [ -n "$NGTCP2_WHY" ] && NGB="ngtcp2: n/a ($NGTCP2_WHY)"
@@ -508,6 +519,9 @@ row "GET rate, in-memory handler (GET /)" "$(fmt '%.0f/s' "$(rate "$GR")")" \
   "$(fmt '%.1f us' "$(cpu "$GR")")" "$(fmt '%.1f us' "$(cpu "$GN")")" \
   "<= 25 us CPU" "$(verdict 'a <= 25' "$(cpu "$GR")")"
 
+fi # not --only, or --only get
+
+if [ -z "$ONLY" ]; then
 DL=$(median download) DN=$(median download_ngtcp2)
 row "download throughput, 256 MiB" \
   "$(fmt '%.1f MB/s' "$(calc 'a / b' "$(rate "$DL")" 1e6)")" \
