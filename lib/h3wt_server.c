@@ -21,6 +21,7 @@
 #include "h3wt_post.h"
 #include "h3wt_quic.h"
 #include "h3wt_router.h"
+#include "h3wt_static.h"
 #include "h3wt_streams.h"
 #include "h3wt_tls.h"
 #include "h3wt_udp.h"
@@ -101,6 +102,7 @@ struct h3wt_server {
   h3wt_server_stats stats; /* the rest of h3wt_server_get_stats() */
   h3wt_static_mount **mounts;
   size_t nmounts;
+  h3wt_static_cache *static_cache; /* shared by the mounts */
   char altsvc[32];
   int closing;
   int draining;           /* h3wt_server_shutdown(): winding down */
@@ -262,6 +264,9 @@ h3wt_server *h3wt_request_server(const h3wt_request *req) {
 uint64_t h3wt_request_queued(const h3wt_request *req) {
   return req->sendq.unacked;
 }
+h3wt_static_cache *h3wt_server_static_cache(const h3wt_server *server) {
+  return server->static_cache;
+}
 
 
 /* Submits the response headers: :status, server, alt-svc, content-length
@@ -362,6 +367,33 @@ int h3wt_request_respond(h3wt_request *req, int status,
   }
   req->ended = 1;
   return 0;
+}
+
+int h3wt_request_respond_owned(h3wt_request *req, int status,
+                               const h3wt_header *headers, size_t nheaders,
+                               void *data, size_t len,
+                               void (*free_cb)(void *, void *),
+                               void *user_data) {
+  int body = len > 0 && !req->head;
+  /* Headers first: nghttp3 reads the body only in a later write pass, and
+     a failure here leaves data with the caller, untouched. */
+  int rv = submit_headers(req, status, headers, nheaders, (int64_t)len, body);
+  if (rv != 0) {
+    return rv;
+  }
+  req->ended = 1;
+  if (!body) {
+    if (free_cb) {
+      free_cb(data, user_data);
+    }
+    return 0;
+  }
+  rv = h3wt_sendq_append_owned(&req->sendq, data, len, free_cb, user_data);
+  if (rv != 0) {
+    /* Headers promised a body that will not come. */
+    h3wt_request_reset(req, 0x102 /* H3_INTERNAL_ERROR */);
+  }
+  return rv;
 }
 
 int h3wt_request_respond_start(h3wt_request *req, int status,
@@ -1450,7 +1482,11 @@ int h3wt_server_static(h3wt_server *srv, const char *prefix, const char *dir) {
     return H3WT_ERR_NOMEM;
   }
   srv->mounts = nm;
-  int rv = h3wt_static_mount_new(&m, prefix, dir);
+  if (!srv->static_cache &&
+      h3wt_static_cache_new(&srv->static_cache, srv->loop) != 0) {
+    return H3WT_ERR_NOMEM;
+  }
+  int rv = h3wt_static_mount_new(&m, prefix, dir, srv->static_cache);
   if (rv != 0) {
     return rv;
   }
@@ -1640,6 +1676,8 @@ void h3wt_server_del(h3wt_server *srv) {
     h3wt_static_mount_del(srv->mounts[i]);
   }
   free(srv->mounts);
+  /* Responses still queued keep their cached files until freed below. */
+  h3wt_static_cache_del(srv->static_cache);
   h3wt_ep_del(srv->ep);
   if (srv->mailbox_open) {
     h3wt_mailbox_fini(&srv->mailbox);
