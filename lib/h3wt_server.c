@@ -413,6 +413,9 @@ int h3wt_request_respond_owned(h3wt_request *req, int status,
      a failure here leaves data with the caller, untouched. */
   int rv = submit_headers(req, status, headers, nheaders, (int64_t)len, body);
   if (rv != 0) {
+    if (rv == H3WT_ERR_NOMEM) {
+      h3wt_request_reset(req, 0x102 /* H3_INTERNAL_ERROR */);
+    }
     return rv;
   }
   req->ended = 1;

@@ -20,7 +20,8 @@ uint64_t h3wt_request_queued(const h3wt_request *req);
    h3wt_request_write_owned: free_cb(data, user_data) runs once the peer
    acknowledged it, or the request ended; at once for HEAD or len 0).  The
    server adds "content-length" unless given.  Returns 0, or an error as
-   h3wt_request_respond() with ownership staying with the caller. */
+   h3wt_request_respond() with ownership staying with the caller; after
+   H3WT_ERR_NOMEM the stream has been reset (H3_INTERNAL_ERROR). */
 int h3wt_request_respond_owned(h3wt_request *req, int status,
                                const h3wt_header *headers, size_t nheaders,
                                void *data, size_t len,

@@ -382,10 +382,7 @@ static void serve_entry(h3wt_request *req, cache_entry *e) {
   int rv = h3wt_request_respond_owned(req, 200, h, 3, e->data, e->len,
                                       entry_release, e);
   if (rv != 0) {
-    entry_unref(e);
-    if (rv == H3WT_ERR_NOMEM) {
-      h3wt_request_reset(req, 0x102 /* H3_INTERNAL_ERROR */);
-    }
+    entry_unref(e); /* not queued (after H3WT_ERR_NOMEM, reset) */
   }
 }
 
