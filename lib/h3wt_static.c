@@ -50,6 +50,7 @@
  */
 #include "h3wt_static.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
@@ -146,6 +147,7 @@ static void entry_release(void *data, void *ud) {
 }
 
 static void cache_drop(h3wt_static_cache *c, cache_entry *e) {
+  assert(e->cache == c && e->refs >= 1);
   h3wt_name_table_remove(&c->table, &e->node);
   h3wt_list_remove(&e->lru);
   c->stats.bytes -= e->cost;
