@@ -11,7 +11,7 @@
 # JSON line to a results file.
 #
 #   bench/run.sh [--repeat N] [--duration S] [--out FILE] [--no-build]
-#                [--quick] [--only fanout|chmem|broker|workers|pacing]
+#                [--quick] [--only get|fanout|chmem|broker|workers|pacing]
 #
 #   --repeat N    runs of each measurement; the table shows the median by
 #                 rate (default 3)
@@ -22,6 +22,11 @@
 #   --quick       --repeat 1 --duration 2, 2,000 idle sessions, 100
 #                 fan-out subscribers, 1,000 channel members: a check of
 #                 the script, not figures to quote
+#   --only get    only the GET rows: a 1 KiB file from ngtcp2's example
+#                 server and from h3wt, and h3wt's in-memory GET /
+#   --before TREE the GET rows also from TREE/apps/h3wt-server (another
+#                 build, e.g. of main), interleaved in the same run: a
+#                 before/after comparison on a machine whose speed drifts
 #   --only fanout only the fan-out section (its rows of the table)
 #   --only chmem  only the channel memory section (and the idle run at
 #                 16 sessions per connection that is its baseline)
@@ -66,22 +71,27 @@ FO_N=1000
 FO_RATE=100
 CM_N=10000
 ONLY=""
+BEFORE=""
 while [ $# -gt 0 ]; do
   case $1 in
   --repeat) REPEAT=$2; shift 2 ;;
   --duration) DUR=$2; shift 2 ;;
   --out) OUT=$2; shift 2 ;;
   --no-build) BUILD=0; shift ;;
+  --before) BEFORE=$2; shift 2 ;;
   --quick) REPEAT=1; DUR=2; IDLE_N=2000; FO_N=100; CM_N=1000; shift ;;
   --only) ONLY=$2; shift 2 ;;
   --fanout-rate) FO_RATE=$2; shift 2 ;;
   --chmem-n) CM_N=$2; shift 2 ;;
-  -h | --help) sed -n '2,44p' "$0"; exit 0 ;;
+  -h | --help) sed -n '2,49p' "$0"; exit 0 ;;
   *) echo "run.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done
+if [ -n "$BEFORE" ] && [ ! -x "$BEFORE/apps/h3wt-server" ]; then
+  echo "run.sh: --before $BEFORE: no apps/h3wt-server there" >&2; exit 2
+fi
 case $REPEAT in '' | *[!0-9]* | 0) echo "run.sh: bad --repeat" >&2; exit 2 ;; esac
-case $ONLY in '' | fanout | chmem | broker | workers | pacing) ;; *) echo "run.sh: --only fanout, chmem, broker, workers, pacing or nothing" >&2; exit 2 ;; esac
+case $ONLY in '' | get | fanout | chmem | broker | workers | pacing) ;; *) echo "run.sh: --only get, fanout, chmem, broker, workers, pacing or nothing" >&2; exit 2 ;; esac
 case $CM_N in '' | *[!0-9]* | 0) echo "run.sh: bad --chmem-n" >&2; exit 2 ;; esac
 
 # ---- build ------------------------------------------------------------------
@@ -311,6 +321,9 @@ for i in $(seq "$REPEAT"); do
     --server-pid "$SRV_PID" "https://127.0.0.1:$SRV_PORT/wt/echo"
 done
 
+fi # not --only
+
+if [ -z "$ONLY" ] || [ "$ONLY" = get ]; then
 log "GET of a 1 KiB file (4 connections x 16 concurrent): ngtcp2 vs h3wt"
 for i in $(seq "$REPEAT"); do
   if [ -n "$NGTCP2" ] && start_ngtcp2; then
@@ -322,8 +335,23 @@ for i in $(seq "$REPEAT"); do
     --server-pid "$SRV_PID" "https://127.0.0.1:$SRV_PORT/small.bin"
   run get_root "$BENCH" get -c 4 -r 16 -d "$DUR" $T --label h3wt-handler \
     --server-pid "$SRV_PID" "https://127.0.0.1:$SRV_PORT/"
+  if [ -n "$BEFORE" ]; then
+    AFTER_SERVER=$SERVER
+    SERVER=$BEFORE/apps/h3wt-server
+    start_h3wt
+    run get_file_before "$BENCH" get -c 4 -r 16 -d "$DUR" $T \
+      --label h3wt-before --server-pid "$SRV_PID" \
+      "https://127.0.0.1:$SRV_PORT/small.bin"
+    run get_root_before "$BENCH" get -c 4 -r 16 -d "$DUR" $T \
+      --label h3wt-before-handler --server-pid "$SRV_PID" \
+      "https://127.0.0.1:$SRV_PORT/"
+    SERVER=$AFTER_SERVER
+  fi
 done
 
+fi # not --only, or --only get
+
+if [ -z "$ONLY" ]; then
 log "download of a 256 MiB file: ngtcp2 vs h3wt"
 for i in $(seq "$REPEAT"); do
   if [ -n "$NGTCP2" ] && start_ngtcp2; then
@@ -538,6 +566,9 @@ row "server CPU per datagram echo" "$(fmt '%.2f us' "$C_D")" \
   "$(fmt '%.2f us' "$C_D")" "$(fmt '%.2f us' "$C_U")" \
   "<= 1.5 x raw UDP" "$(verdict 'a <= 1.5 * b' "$C_D" "$C_U")"
 
+fi # not --only
+
+if [ -z "$ONLY" ] || [ "$ONLY" = get ]; then
 G=$(median get_file) GN=$(median get_ngtcp2) GR=$(median get_root)
 NGB="ngtcp2"
 [ -n "$NGTCP2_WHY" ] && NGB="ngtcp2: n/a ($NGTCP2_WHY)"
@@ -556,7 +587,21 @@ row "GET rate, in-memory handler (GET /)" "$(fmt '%.0f/s' "$(rate "$GR")")" \
   "$(fmt '%.2f' "$(calc 'a / b' "$(rate "$GR")" "$(rate "$GN")")")" \
   "$(fmt '%.1f us' "$(cpu "$GR")")" "$(fmt '%.1f us' "$(cpu "$GN")")" \
   "<= 25 us CPU" "$(verdict 'a <= 25' "$(cpu "$GR")")"
+if [ -n "$BEFORE" ]; then
+  GB=$(median get_file_before) GRB=$(median get_root_before)
+  row "  before ($BEFORE): 1 KiB file" "$(fmt '%.0f/s' "$(rate "$GB")")" \
+    "$NGB $(fmt '%.0f/s' "$(rate "$GN")")" \
+    "$(fmt '%.2f' "$(calc 'a / b' "$(rate "$GB")" "$(rate "$GN")")")" \
+    "$(fmt '%.1f us' "$(cpu "$GB")")" "$(fmt '%.1f us' "$(cpu "$GN")")" "-" "-"
+  row "  before ($BEFORE): GET /" "$(fmt '%.0f/s' "$(rate "$GRB")")" \
+    "$NGB file $(fmt '%.0f/s' "$(rate "$GN")")" \
+    "$(fmt '%.2f' "$(calc 'a / b' "$(rate "$GRB")" "$(rate "$GN")")")" \
+    "$(fmt '%.1f us' "$(cpu "$GRB")")" "$(fmt '%.1f us' "$(cpu "$GN")")" "-" "-"
+fi
 
+fi # not --only, or --only get
+
+if [ -z "$ONLY" ]; then
 DL=$(median download) DN=$(median download_ngtcp2)
 row "download throughput, 256 MiB" \
   "$(fmt '%.1f MB/s' "$(calc 'a / b' "$(rate "$DL")" 1e6)")" \

@@ -21,6 +21,7 @@
 #include "h3wt_post.h"
 #include "h3wt_quic.h"
 #include "h3wt_router.h"
+#include "h3wt_static.h"
 #include "h3wt_streams.h"
 #include "h3wt_tls.h"
 #include "h3wt_udp.h"
@@ -37,8 +38,11 @@ struct h3wt_request {
   void *route_data;
   void *user_data;
   h3wt_list node; /* in conn->requests */
-  /* Request fields, in one arena: pseudo-headers and headers. */
+  /* Request fields: the pseudo-headers in one block (pseudo, below) as
+     far as they fit, the headers each in its own allocation. */
   char *method, *path, *authority, *scheme, *protocol;
+  char *pseudo; /* PSEUDO_BLOCK bytes, or NULL */
+  size_t pseudo_used;
   h3wt_header *headers;
   size_t nheaders, headers_cap;
   uint64_t header_bytes;
@@ -101,6 +105,7 @@ struct h3wt_server {
   h3wt_server_stats stats; /* the rest of h3wt_server_get_stats() */
   h3wt_static_mount **mounts;
   size_t nmounts;
+  h3wt_static_cache *static_cache; /* shared by the mounts */
   char altsvc[32];
   int closing;
   int draining;           /* h3wt_server_shutdown(): winding down */
@@ -186,17 +191,48 @@ size_t h3wt_server_response_queue_limit(const h3wt_server *server) {
 
 /* ---- requests ----------------------------------------------------------- */
 
+/* The pseudo-headers of a request share one block of this size (one
+   allocation instead of four, about the same bytes as the four made); a
+   value that does not fit (a long :path) gets its own. */
+#define PSEUDO_BLOCK 128
+
+static char *pseudo_copy(h3wt_request *req, const uint8_t *value,
+                         size_t len) {
+  if (!req->pseudo && len < PSEUDO_BLOCK) {
+    req->pseudo = malloc(PSEUDO_BLOCK);
+    if (!req->pseudo) {
+      return NULL;
+    }
+  }
+  if (req->pseudo && len < PSEUDO_BLOCK - req->pseudo_used) {
+    char *p = req->pseudo + req->pseudo_used;
+    memcpy(p, value, len);
+    p[len] = '\0';
+    req->pseudo_used += len + 1;
+    return p;
+  }
+  return strndup((const char *)value, len);
+}
+
+static void pseudo_free(h3wt_request *req, char *p) {
+  uintptr_t a = (uintptr_t)p, b = (uintptr_t)req->pseudo;
+  if (p && !(req->pseudo && a >= b && a < b + PSEUDO_BLOCK)) {
+    free(p);
+  }
+}
+
 static void request_free(h3wt_request *req) {
   assert(!h3wt_list_linked(&req->node) && !req->session);
   for (size_t i = 0; i < req->nheaders; ++i) {
     free((void *)req->headers[i].name);
   }
   free(req->headers);
-  free(req->method);
-  free(req->path);
-  free(req->authority);
-  free(req->scheme);
-  free(req->protocol);
+  pseudo_free(req, req->method);
+  pseudo_free(req, req->path);
+  pseudo_free(req, req->authority);
+  pseudo_free(req, req->scheme);
+  pseudo_free(req, req->protocol);
+  free(req->pseudo);
   h3wt_sendq_free(&req->sendq);
   free(req);
 }
@@ -262,6 +298,9 @@ h3wt_server *h3wt_request_server(const h3wt_request *req) {
 uint64_t h3wt_request_queued(const h3wt_request *req) {
   return req->sendq.unacked;
 }
+h3wt_static_cache *h3wt_server_static_cache(const h3wt_server *server) {
+  return server->static_cache;
+}
 
 
 /* Submits the response headers: :status, server, alt-svc, content-length
@@ -294,14 +333,19 @@ static int submit_headers(h3wt_request *req, int status,
   if (!all) {
     return H3WT_ERR_NOMEM;
   }
-  snprintf(st, sizeof(st), "%d", status);
-  all[k++] = (h3wt_header){":status", 7, st, strlen(st)};
+  /* status is 100..999: three digits (snprintf cost more than the rest
+     of this function). */
+  st[0] = (char)('0' + status / 100);
+  st[1] = (char)('0' + status / 10 % 10);
+  st[2] = (char)('0' + status % 10);
+  st[3] = '\0';
+  all[k++] = (h3wt_header){":status", 7, st, 3};
   all[k++] = (h3wt_header){"server", 6, srv->settings.server_name,
                            strlen(srv->settings.server_name)};
   all[k++] = (h3wt_header){"alt-svc", 7, srv->altsvc, strlen(srv->altsvc)};
   if (content_length >= 0 && !have_cl) {
-    snprintf(cl, sizeof(cl), "%" PRId64, content_length);
-    all[k++] = (h3wt_header){"content-length", 14, cl, strlen(cl)};
+    all[k++] = (h3wt_header){"content-length", 14, cl,
+                             h3wt_u64_dec((uint64_t)content_length, cl)};
   }
   if (n) {
     memcpy(all + k, headers, n * sizeof(*headers));
@@ -357,6 +401,36 @@ int h3wt_request_respond(h3wt_request *req, int status,
   }
   req->ended = 1;
   return 0;
+}
+
+int h3wt_request_respond_owned(h3wt_request *req, int status,
+                               const h3wt_header *headers, size_t nheaders,
+                               void *data, size_t len,
+                               void (*free_cb)(void *, void *),
+                               void *user_data) {
+  int body = len > 0 && !req->head;
+  /* Headers first: nghttp3 reads the body only in a later write pass, and
+     a failure here leaves data with the caller, untouched. */
+  int rv = submit_headers(req, status, headers, nheaders, (int64_t)len, body);
+  if (rv != 0) {
+    if (rv == H3WT_ERR_NOMEM) {
+      h3wt_request_reset(req, 0x102 /* H3_INTERNAL_ERROR */);
+    }
+    return rv;
+  }
+  req->ended = 1;
+  if (!body) {
+    if (free_cb) {
+      free_cb(data, user_data);
+    }
+    return 0;
+  }
+  rv = h3wt_sendq_append_owned(&req->sendq, data, len, free_cb, user_data);
+  if (rv != 0) {
+    /* Headers promised a body that will not come. */
+    h3wt_request_reset(req, 0x102 /* H3_INTERNAL_ERROR */);
+  }
+  return rv;
 }
 
 int h3wt_request_respond_start(h3wt_request *req, int status,
@@ -491,7 +565,7 @@ static int set_pseudo(h3wt_request *req, char **field, const uint8_t *value,
     req->bad = 1; /* RFC 9114 4.3: each pseudo-header at most once */
     return 0;
   }
-  *field = strndup((const char *)value, len);
+  *field = pseudo_copy(req, value, len);
   return *field ? 0 : -1;
 }
 
@@ -1453,7 +1527,11 @@ int h3wt_server_static(h3wt_server *srv, const char *prefix, const char *dir) {
     return H3WT_ERR_NOMEM;
   }
   srv->mounts = nm;
-  int rv = h3wt_static_mount_new(&m, prefix, dir);
+  if (!srv->static_cache &&
+      h3wt_static_cache_new(&srv->static_cache, srv->loop) != 0) {
+    return H3WT_ERR_NOMEM;
+  }
+  int rv = h3wt_static_mount_new(&m, prefix, dir, srv->static_cache);
   if (rv != 0) {
     return rv;
   }
@@ -1643,6 +1721,8 @@ void h3wt_server_del(h3wt_server *srv) {
     h3wt_static_mount_del(srv->mounts[i]);
   }
   free(srv->mounts);
+  /* Responses still queued keep their cached files until freed below. */
+  h3wt_static_cache_del(srv->static_cache);
   h3wt_ep_del(srv->ep);
   if (srv->mailbox_open) {
     h3wt_mailbox_fini(&srv->mailbox);

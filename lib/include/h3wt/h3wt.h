@@ -495,9 +495,12 @@ int h3wt_server_route_versioned(h3wt_server *server, const char *method,
                               (ROUTE_DATA))
 
 /* Serves the files below dir for GET and HEAD requests under prefix (which
-   must end in '/'): "/x/a.css" with prefix "/x/" is dir/a.css.  Files are
-   read asynchronously and streamed in chunks; paths that try to leave dir
-   get 404, malformed ones 400.  Returns 0 or an error. */
+   must end in '/'): "/x/a.css" with prefix "/x/" is dir/a.css.  Files up
+   to 64 KiB are answered from a cache the server's mounts share (at most
+   8 MiB, least recently used out), checked against the disk at most every
+   100 ms: a change is served within that; larger files are read
+   asynchronously and streamed in chunks.  Paths that try to leave dir get
+   404, malformed ones 400.  Returns 0 or an error. */
 int h3wt_server_static(h3wt_server *server, const char *prefix,
                        const char *dir);
 
