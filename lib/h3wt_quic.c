@@ -1306,3 +1306,28 @@ void h3wt_quic_set_keep_alive(h3wt_quic_conn *qc, uint64_t ns) {
     ngtcp2_conn_set_keep_alive_timeout(qc->conn, ns ? ns : UINT64_MAX);
   }
 }
+
+/* ---- resumption and 0-RTT ------------------------------------------------ */
+
+void *h3wt_quic_conn_tls(const h3wt_quic_conn *qc) {
+  return qc->ssl;
+}
+
+int h3wt_quic_conn_set_0rtt_params(h3wt_quic_conn *qc, const uint8_t *data,
+                                   size_t len) {
+  return ngtcp2_conn_decode_and_set_0rtt_transport_params(qc->conn, data,
+                                                          len) == 0
+             ? 0
+             : -1;
+}
+
+ssize_t h3wt_quic_conn_get_0rtt_params(const h3wt_quic_conn *qc,
+                                       uint8_t *buf, size_t len) {
+  ngtcp2_ssize n = ngtcp2_conn_encode_0rtt_transport_params(qc->conn, buf,
+                                                            len);
+  return n < 0 ? -1 : (ssize_t)n;
+}
+
+int h3wt_quic_conn_early_data_rejected(h3wt_quic_conn *qc) {
+  return ngtcp2_conn_tls_early_data_rejected(qc->conn) == 0 ? 0 : -1;
+}
