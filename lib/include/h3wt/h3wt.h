@@ -560,7 +560,9 @@ typedef struct h3wt_client_request h3wt_client_request;
 #define H3WT_CLIENT_SETTINGS_V1 1
 #define H3WT_CLIENT_SETTINGS_V2 2 /* adds the WebTransport queue limits */
 #define H3WT_CLIENT_SETTINGS_V3 3 /* adds wt_session_max_data */
-#define H3WT_CLIENT_SETTINGS_VERSION H3WT_CLIENT_SETTINGS_V3
+#define H3WT_CLIENT_SETTINGS_V4 4 /* adds session, session_len, early_data,
+                                     early_connect */
+#define H3WT_CLIENT_SETTINGS_VERSION H3WT_CLIENT_SETTINGS_V4
 
 typedef struct h3wt_client_settings {
   int version;         /* H3WT_CLIENT_SETTINGS_VERSION */
@@ -585,6 +587,26 @@ typedef struct h3wt_client_settings {
      (the stream limits announced are 256 of each kind).  Default 16 MiB;
      0: not offered, so it stays off whatever the server says. */
   uint64_t wt_session_max_data;
+  /* V4.  Resumption: a session saved from an earlier connection to the
+     same server (h3wt_client_session_save(); read during
+     h3wt_client_new(), not kept).  One that cannot be used (damaged, cut,
+     for another server name, refused by the server) is logged as a
+     warning and the handshake is a full one.  NULL: none. */
+  const uint8_t *session;
+  size_t session_len;
+  /* V4.  With a session whose ticket allows it, send requests in 0-RTT,
+     before the handshake completes: GET and HEAD without a body go
+     early, others wait for the handshake.  If the server rejects the
+     early data they are sent again after the handshake, as is a request
+     it answers with 425 (Too Early).  Default 1. */
+  int early_data;
+  /* V4.  Also send WebTransport CONNECTs in 0-RTT, when the saved session
+     remembers the server's SETTINGS enabling WebTransport (extended
+     CONNECT, HTTP datagrams, WebTransport).  The draft says clients do
+     not (CONNECT is not a safe method); a server may still take it
+     (h3wt's wt_0rtt) or answer 425, after which the CONNECT is sent
+     again once the handshake is done.  Default 0. */
+  int early_connect;
 } h3wt_client_settings;
 
 void h3wt_client_settings_default(h3wt_client_settings *settings);
@@ -624,6 +646,25 @@ void h3wt_client_close(h3wt_client *client);
    but without on_closed; requests and sessions still get on_close and
    on_session_close. */
 void h3wt_client_del(h3wt_client *client);
+
+/* Writes the connection's session, for a later connection to resume
+   (h3wt_client_settings.session): the TLS session with the server's
+   latest ticket, the server's transport parameters and SETTINGS that
+   0-RTT may rely on.  A ticket arrives just after the handshake; call
+   this once a response came, or after on_closed (until
+   h3wt_client_del()).  buf NULL (or too small): only *len is set, to the
+   size needed.  Returns 0, H3WT_ERR_INVALID_STATE (no ticket from the
+   server yet), H3WT_ERR_TOO_LARGE (buf too small) or H3WT_ERR_NOMEM.  It
+   holds the session's secrets: keep it as private as a key. */
+int h3wt_client_session_save(h3wt_client *client, uint8_t *buf,
+                             size_t buflen, size_t *len);
+
+/* What the handshake did with a saved session, as flags (after
+   on_connected; 0 before). */
+#define H3WT_RESUMED 0x1             /* the TLS session was resumed */
+#define H3WT_EARLY_DATA_SENT 0x2     /* requests went in 0-RTT */
+#define H3WT_EARLY_DATA_ACCEPTED 0x4 /* and the server took them */
+unsigned h3wt_client_resumption(const h3wt_client *client);
 
 typedef struct h3wt_response_handler {
   /* Optional.  The response headers: status and the fields (borrowed). */
