@@ -141,7 +141,8 @@ typedef struct h3wt_request h3wt_request;
                                      max_unvalidated_handshakes */
 #define H3WT_SERVER_SETTINGS_V5 5 /* adds group, worker */
 #define H3WT_SERVER_SETTINGS_V6 6 /* adds wt_session_max_data */
-#define H3WT_SERVER_SETTINGS_VERSION H3WT_SERVER_SETTINGS_V6
+#define H3WT_SERVER_SETTINGS_V7 7 /* adds early_data, wt_0rtt */
+#define H3WT_SERVER_SETTINGS_VERSION H3WT_SERVER_SETTINGS_V7
 
 /* A server group: the servers ("workers") of one process that serve one
    address together, each on its own thread and loop.  Every worker has
@@ -292,6 +293,28 @@ typedef struct h3wt_server_settings {
      H3WT_ERR_WOULDBLOCK at the stream limit).  Default 16 MiB; 0: flow
      control is not offered. */
   uint64_t wt_session_max_data;
+  /* V7.  Session resumption is always on: the server issues TLS session
+     tickets sealed with a key derived from the static secret (see
+     secret: a group's workers, and a restart with the same secret, take
+     each other's tickets) and from the limits a resumed client may rely
+     on in 0-RTT (transport parameters and SETTINGS: the stream, data and
+     datagram limits, max_header_bytes, wt_session_max_data,
+     max_streams_per_session).  Changing any of those makes old tickets
+     useless (a full handshake), so 0-RTT never runs on limits the server
+     no longer grants (RFC 9000 7.4.1, RFC 9114 7.2.4.2).
+     early_data: accept 0-RTT from clients that resume (default 1; 0:
+     tickets still resume the handshake, early data is rejected and the
+     client sends it again after the handshake).  0-RTT data can be
+     replayed by an attacker: requests other than GET, HEAD and OPTIONS
+     that arrive in 0-RTT are answered 425 (Too Early, RFC 8470), which
+     makes the client send them again after the handshake. */
+  int early_data;
+  /* V7.  A WebTransport CONNECT that arrives in 0-RTT: 1 takes it as any
+     other (the session may then be replayed); 0 (default) answers 425,
+     the draft's position ("Clients cannot initiate WebTransport sessions
+     in 0-RTT packets, as the CONNECT method is not considered safe"),
+     and the client sends it again after the handshake. */
+  int wt_0rtt;
 } h3wt_server_settings;
 
 /* Fills settings with the defaults. */
@@ -363,7 +386,8 @@ void h3wt_server_del(h3wt_server *server);
 #define H3WT_SERVER_STATS_V4 4 /* adds packets_handed_off,
                                   packets_misrouted_dropped */
 #define H3WT_SERVER_STATS_V5 5 /* adds the wt_fc_* counters */
-#define H3WT_SERVER_STATS_VERSION H3WT_SERVER_STATS_V5
+#define H3WT_SERVER_STATS_V6 6 /* adds the resumption and 0-RTT counters */
+#define H3WT_SERVER_STATS_VERSION H3WT_SERVER_STATS_V6
 
 typedef struct h3wt_server_stats {
   int version; /* set by the caller: H3WT_SERVER_STATS_VERSION */
@@ -435,6 +459,18 @@ typedef struct h3wt_server_stats {
                                        client's WT_MAX_DATA */
   uint64_t wt_fc_streams_blocked;   /* opens refused (WOULDBLOCK) at a
                                        client's WT_MAX_STREAMS */
+  /* V6.  Resumption and 0-RTT. */
+  uint64_t handshakes_resumed;  /* completed handshakes that resumed a
+                                   session from a ticket */
+  uint64_t early_data_accepted; /* handshakes that took the client's
+                                   0-RTT data */
+  uint64_t early_data_rejected; /* handshakes that refused it (a ticket
+                                   not ours; with early_data off wolfSSL
+                                   does not tell, and it is not counted) */
+  uint64_t requests_0rtt;       /* requests (CONNECTs too) received in
+                                   0-RTT */
+  uint64_t requests_too_early;  /* of those, answered 425 (see early_data
+                                   and wt_0rtt) */
 } h3wt_server_stats;
 
 /* Copies the counters into *stats, whose version field the caller sets:
