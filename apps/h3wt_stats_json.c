@@ -73,6 +73,11 @@ static const stat_field fields[] = {
     F(wt_fc_errors),
     F(wt_fc_data_blocked),
     F(wt_fc_streams_blocked),
+    F(handshakes_resumed),
+    F(early_data_accepted),
+    F(early_data_rejected),
+    F(requests_0rtt),
+    F(requests_too_early),
 };
 
 #define NFIELDS (sizeof(fields) / sizeof(fields[0]))
