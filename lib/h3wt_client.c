@@ -94,6 +94,13 @@ struct h3wt_client {
   h3wt_resume_state saved;
   int settings_checked; /* the resumed server's SETTINGS were compared */
   int offered;          /* a saved session was offered to the server */
+  /* The saved session offered, kept whole: saved again as it was when
+     no new ticket came (a resumed session without one of its own would
+     be refused by the server, fatally), and the tickets counted by the
+     end of the handshake (none of them is new). */
+  uint8_t *offered_bytes;
+  size_t offered_len;
+  unsigned tickets_at_handshake;
 };
 
 void h3wt_client_settings_default(h3wt_client_settings *s) {
@@ -521,6 +528,7 @@ static void hc_streams_available(h3wt_h3_conn *h3, void *ud) {
 static void resumption_outcome(h3wt_client *cl) {
   void *ssl = h3wt_quic_conn_tls(cl->qc);
   int was_early = cl->early;
+  cl->tickets_at_handshake = h3wt_quic_conn_tickets(cl->qc);
   cl->early = 0;
   if (h3wt_tls_session_reused(ssl)) {
     cl->resumption |= H3WT_RESUMED;
@@ -853,6 +861,11 @@ static void resume_setup(h3wt_client *cl, const uint8_t *data, size_t len) {
     return;
   }
   cl->offered = 1;
+  cl->offered_bytes = malloc(len);
+  if (cl->offered_bytes) {
+    memcpy(cl->offered_bytes, data, len);
+    cl->offered_len = len;
+  }
   cl->saved.has_settings = st.has_settings;
   cl->saved.settings = st.settings;
   if (!early || !cl->settings.early_data || st.paramslen == 0) {
@@ -1068,6 +1081,7 @@ static void client_free(h3wt_client *cl) {
   free(cl->qcfg.txbuf);
   free(cl->host);
   free(cl->sni);
+  free(cl->offered_bytes);
   free(cl);
 }
 
@@ -1157,7 +1171,21 @@ int h3wt_client_session_save(h3wt_client *cl, uint8_t *buf, size_t buflen,
     return H3WT_ERR_INVALID_ARGUMENT;
   }
   *len = 0;
-  if (!cl->qc ||
+  if (cl->qc && cl->connected &&
+      h3wt_quic_conn_tickets(cl->qc) == cl->tickets_at_handshake &&
+      cl->offered_bytes) {
+    /* No ticket of this connection's own (the server sends it after the
+       handshake: a connection closed at once, as after a 0-RTT answer,
+       has none): the one it came with is still good. */
+    *len = cl->offered_len;
+    if (!buf || buflen < cl->offered_len) {
+      return buf ? H3WT_ERR_TOO_LARGE : 0;
+    }
+    memcpy(buf, cl->offered_bytes, cl->offered_len);
+    return 0;
+  }
+  if (!cl->qc || !cl->connected ||
+      h3wt_quic_conn_tickets(cl->qc) == cl->tickets_at_handshake ||
       h3wt_tls_session_export(h3wt_quic_conn_tls(cl->qc), &der, &derlen) != 0) {
     return H3WT_ERR_INVALID_STATE;
   }

@@ -58,6 +58,7 @@ struct h3wt_quic_conn {
   /* For h3wt_quic_transport_info (ngtcp2 1.11's conn_info has none). */
   uint64_t tx_bytes, tx_pkts, rx_bytes, rx_pkts;
   uint64_t last_rx; /* ts of the last packet read */
+  unsigned tickets; /* client: session tickets taken in (h3wt_tls) */
   /* Stream shutdowns asked for while ngtcp2_conn_read_pkt() runs (from a
      stream data callback, say): applied once it returns.  Shutting the
      read side down there would free ngtcp2's reassembly buffer, which the
@@ -613,6 +614,7 @@ int h3wt_quic_conn_client_new(h3wt_quic_conn **pqc,
     return H3WT_ERR_TLS;
   }
   ngtcp2_conn_set_tls_native_handle(qc->conn, qc->ssl);
+  h3wt_tls_session_count_tickets(qc->ssl, &qc->tickets);
   *pqc = qc;
   return 0;
 }
@@ -1326,6 +1328,10 @@ ssize_t h3wt_quic_conn_get_0rtt_params(const h3wt_quic_conn *qc,
   ngtcp2_ssize n = ngtcp2_conn_encode_0rtt_transport_params(qc->conn, buf,
                                                             len);
   return n < 0 ? -1 : (ssize_t)n;
+}
+
+unsigned h3wt_quic_conn_tickets(const h3wt_quic_conn *qc) {
+  return qc->tickets;
 }
 
 int h3wt_quic_conn_early_data_rejected(h3wt_quic_conn *qc) {

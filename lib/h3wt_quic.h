@@ -276,6 +276,8 @@ int h3wt_quic_conn_set_0rtt_params(h3wt_quic_conn *qc, const uint8_t *data,
    0-RTT connection needs.  Returns their length or -1. */
 ssize_t h3wt_quic_conn_get_0rtt_params(const h3wt_quic_conn *qc,
                                        uint8_t *buf, size_t len);
+/* Client: how many session tickets the TLS session took in so far. */
+unsigned h3wt_quic_conn_tickets(const h3wt_quic_conn *qc);
 /* Client: the server did not accept the 0-RTT data; ngtcp2 forgets every
    stream opened so far (without stream callbacks): whatever went early
    must be opened and sent again.  Returns 0 or -1. */

@@ -575,6 +575,21 @@ int h3wt_tls_session_export(void *ssl, uint8_t **pder, size_t *pderlen) {
   return 0;
 }
 
+static int ticket_seen(WOLFSSL *ssl, const unsigned char *ticket, int len,
+                       void *ctx) {
+  (void)ssl;
+  (void)ticket;
+  (void)len;
+  ++*(unsigned *)ctx;
+  return 0;
+}
+
+void h3wt_tls_session_count_tickets(void *ssl, unsigned *counter) {
+  if (ssl != NULL) {
+    wolfSSL_set_SessionTicket_cb(ssl, ticket_seen, counter);
+  }
+}
+
 int h3wt_tls_session_reused(void *ssl) {
   return ssl != NULL && wolfSSL_session_reused(ssl) == 1;
 }

@@ -65,6 +65,9 @@ int h3wt_tls_session_resume(void *ssl, const uint8_t *der, size_t derlen);
 /* Client: the session with the server's latest ticket, in DER on the
    heap (free() it).  Returns 0, or -1 when there is no ticket (yet). */
 int h3wt_tls_session_export(void *ssl, uint8_t **pder, size_t *pderlen);
+/* Client: ++*counter for every ticket the session takes in (counter
+   outlives ssl). */
+void h3wt_tls_session_count_tickets(void *ssl, unsigned *counter);
 /* After the handshake: whether it resumed a session, and whether the
    server accepted early data. */
 int h3wt_tls_session_reused(void *ssl);
