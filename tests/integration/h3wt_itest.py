@@ -963,7 +963,7 @@ def client_session_resume(t):
     garbage file gives a full handshake and is replaced; a restart with
     the same secret still resumes, a server with another secret does not
     (its 0-RTT is rejected and the GET goes again).  Through a proxy that
-    delays every packet by 50 ms each way, the resumed GET is answered a
+    delays every packet by 100 ms each way, the resumed GET is answered a
     round trip sooner than the full one."""
     secret = t.path("secret")
     with open(secret, "wb") as f:
@@ -1019,7 +1019,7 @@ def client_session_resume(t):
                                     "..", "wt"))
     from lossy_proxy import LossyProxy
     proxy = LossyProxy(("127.0.0.1", srv.port), loss=0, dup=0, reorder=1.0,
-                       delay_ms=(50, 50)).start()
+                       delay_ms=(100, 100)).start()
     try:
         url = f"https://127.0.0.1:{proxy.port}/"
         # The file holds the other server's ticket now: one full run.
@@ -1037,8 +1037,8 @@ def client_session_resume(t):
             check_eq(line, RESUMED_0RTT, "through the proxy")
     finally:
         proxy.stop()
-    rtt = 0.1
-    log(f"GET through 100 ms RTT: full handshake {min(full) * 1000:.0f} ms, "
+    rtt = 0.2
+    log(f"GET through 200 ms RTT: full handshake {min(full) * 1000:.0f} ms, "
         f"resumed with 0-RTT {min(resumed) * 1000:.0f} ms (best of 3; "
         f"process start included)")
     # Full: the handshake's round trip, then the request's.  Resumed: the
