@@ -11,7 +11,7 @@
 # JSON line to a results file.
 #
 #   bench/run.sh [--repeat N] [--duration S] [--out FILE] [--no-build]
-#                [--quick] [--only fanout|chmem|broker|workers]
+#                [--quick] [--only fanout|chmem|broker|workers|handshake]
 #
 #   --repeat N    runs of each measurement; the table shows the median by
 #                 rate (default 3)
@@ -30,6 +30,9 @@
 #                 against one redis-server it starts (publish-to-delivery
 #                 latency at 10,000 msg/s and what Redis adds at p99;
 #                 messages/s through Redis with 256 in flight)
+#   --only handshake  only the handshake rows: full handshakes and
+#                 resumed ones (h3wt-bench handshake --resume: every
+#                 connection resumes one saved TLS session)
 #   --only workers  only the workers section: datagram echo, GET / and
 #                 handshake rates with --workers 1 and --workers 2, with
 #                 the server CPU per operation, in a table of its own with
@@ -76,7 +79,7 @@ while [ $# -gt 0 ]; do
   esac
 done
 case $REPEAT in '' | *[!0-9]* | 0) echo "run.sh: bad --repeat" >&2; exit 2 ;; esac
-case $ONLY in '' | fanout | chmem | broker | workers) ;; *) echo "run.sh: --only fanout, chmem, broker, workers or nothing" >&2; exit 2 ;; esac
+case $ONLY in '' | fanout | chmem | broker | workers | handshake) ;; *) echo "run.sh: --only fanout, chmem, broker, workers, handshake or nothing" >&2; exit 2 ;; esac
 case $CM_N in '' | *[!0-9]* | 0) echo "run.sh: bad --chmem-n" >&2; exit 2 ;; esac
 
 # ---- build ------------------------------------------------------------------
@@ -329,15 +332,27 @@ for i in $(seq "$REPEAT"); do
     --server-pid "$SRV_PID" "https://127.0.0.1:$SRV_PORT/big.bin"
 done
 
-log "WebTransport stream echo of 256 MiB, handshakes"
+log "WebTransport stream echo of 256 MiB"
 for i in $(seq "$REPEAT"); do
   start_h3wt
   run stream "$BENCH" stream -b 256M $T \
     --server-pid "$SRV_PID" "https://127.0.0.1:$SRV_PORT/wt/echo"
+done
+fi
+
+if [ -z "$ONLY" ] || [ "$ONLY" = handshake ]; then
+log "handshakes: full, and resuming a saved session, $REPEAT x ${DUR} s"
+for i in $(seq "$REPEAT"); do
   start_h3wt
   run handshake "$BENCH" handshake -K 16 -d "$DUR" $T \
     --server-pid "$SRV_PID" "https://127.0.0.1:$SRV_PORT/wt/echo"
+  start_h3wt
+  run handshake_resume "$BENCH" handshake --resume -K 16 -d "$DUR" $T \
+    --server-pid "$SRV_PID" "https://127.0.0.1:$SRV_PORT/wt/echo"
 done
+fi
+
+if [ -z "$ONLY" ]; then
 
 log "idle sessions: $IDLE_N, 16 per connection and 1 per connection"
 start_h3wt
@@ -523,11 +538,20 @@ row "WebTransport stream echo, 256 MiB" \
   "$(fmt '%.2f ms/MB' "$(calc 'a / b' "$(cpu "$ST")" 1000)")" "-" \
   "<= 4 ms/MB CPU" "$(verdict 'a <= 4000' "$(cpu "$ST")")"
 
-HS=$(median handshake)
+fi
+if [ -z "$ONLY" ] || [ "$ONLY" = handshake ]; then
+HS=$(median handshake) HR=$(median handshake_resume)
 row "handshakes (+ WT session), 16 at once" \
   "$(fmt '%.0f/s' "$(rate "$HS")")" "n/a" "-" \
   "$(fmt '%.0f us' "$(cpu "$HS")")" "-" \
   ">= 3000/s" "$(verdict 'a >= 3000' "$(rate "$HS")")"
+row "resumed handshakes (+ WT session), 16 at once" \
+  "$(fmt '%.0f/s' "$(rate "$HR")")" "full $(fmt '%.0f/s' "$(rate "$HS")")" \
+  "$(fmt '%.2f' "$(calc 'a / b' "$(rate "$HR")" "$(rate "$HS")")")" \
+  "$(fmt '%.0f us' "$(cpu "$HR")")" "$(fmt '%.0f us' "$(cpu "$HS")")" \
+  "> full" "$(verdict 'a > b' "$(rate "$HR")" "$(rate "$HS")")"
+fi
+if [ -z "$ONLY" ]; then
 
 I16=$(median idle16) I1=$(median idle1)
 row "idle memory, $IDLE_N sessions, 16/conn" \
