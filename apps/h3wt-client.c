@@ -759,8 +759,8 @@ int main(int argc, char **argv) {
       return 2;
     }
     if (http_only) {
-      fprintf(stderr, "h3wt-client: -X, -d, -n, -o, -f and -s are for "
-                      "HTTP requests, not --wt\n");
+      fprintf(stderr, "h3wt-client: -X, -d, -n, -o, -f, -s, --session-file "
+                      "and --no-early-data are for HTTP requests, not --wt\n");
       return 2;
     }
     if (!(timeout_s > 0)) {
