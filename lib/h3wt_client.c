@@ -184,8 +184,9 @@ static int may_go_early(const h3wt_client *cl, const h3wt_client_request *r) {
       memcmp(r->hdrs[0].name, ":method", 7) != 0) {
     return 0;
   }
-  return (r->hdrs[0].valuelen == 3 && memcmp(r->hdrs[0].value, "GET", 3) == 0) ||
-         (r->hdrs[0].valuelen == 4 && memcmp(r->hdrs[0].value, "HEAD", 4) == 0);
+  const h3wt_header *m = &r->hdrs[0];
+  return (m->valuelen == 3 && memcmp(m->value, "GET", 3) == 0) ||
+         (m->valuelen == 4 && memcmp(m->value, "HEAD", 4) == 0);
 }
 
 /* Queues a request whose field section is fixed[] then headers[], both
@@ -1158,7 +1159,7 @@ struct h3wt_wt_conn *h3wt_client_wt(h3wt_client *cl) {
   return cl->owner.h3 ? h3wt_h3_wt(cl->owner.h3) : NULL;
 }
 
-/* ---- resumption ------------------------------------------------------------ */
+/* ---- resumption ---------------------------------------------------------- */
 
 int h3wt_client_session_save(h3wt_client *cl, uint8_t *buf, size_t buflen,
                              size_t *len) {

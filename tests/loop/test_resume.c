@@ -273,7 +273,7 @@ static void first_connection(h3wt_server *srv, run *r) {
   CHECK(r->savedlen > 0);
 }
 
-/* ---- the cases ------------------------------------------------------------ */
+/* ---- the cases ---------------------------------------------------------- */
 
 static const srv_opts plain = {secret1, sizeof(secret1), 1, 0, 0};
 
