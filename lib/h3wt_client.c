@@ -354,10 +354,9 @@ static int hc_end_headers(h3wt_h3_conn *h3, int64_t stream_id, int fin,
   if (r && r->early && r->status == 425) {
     /* RFC 8470 5.2: "A client that receives a response with a 425 (Too
        Early) status code MAY retry the request after the TLS handshake
-       is complete": it goes again once this stream is closed. */
-    /* The rest of this answer is of no use: the stream is reset both
-       ways and let go (its later events find no request), and the
-       request waits to go again from the flush pass, on a new stream,
+       is complete".  The rest of this answer is of no use: the stream is
+       reset both ways and let go (its later events find no request), and
+       the request goes again from the flush pass, on a new stream,
        outside nghttp3's callbacks. */
     h3wt_client *cl = ud;
     H3WT_LOG(&cl->log, H3WT_LOG_DEBUG, "client",
