@@ -101,6 +101,13 @@ struct h3wt_client {
   uint8_t *offered_bytes;
   size_t offered_len;
   unsigned tickets_at_handshake;
+  /* Streams answered 425, reset after the flush pass has written once
+     more: ngtcp2 1.11 drops a RESET_STREAM queued before the client's
+     first write after the handshake (conn_retry_early_payloadlen() takes
+     every stream without data out of the send queue), and a 0-RTT answer
+     arrives in the very read that completes the handshake. */
+  int64_t late_reset[8];
+  size_t nlate_reset;
 };
 
 void h3wt_client_settings_default(h3wt_client_settings *s) {
@@ -363,7 +370,11 @@ static int hc_end_headers(h3wt_h3_conn *h3, int64_t stream_id, int fin,
              "[%s/%lld] 425 Too Early: the request goes again",
              h3wt_quic_conn_name(cl->qc), (long long)stream_id);
     h3wt_h3_set_stream_data(h3, stream_id, NULL);
-    h3wt_h3_reset_stream(h3, stream_id, H3WT_H3_REQUEST_CANCELLED);
+    if (cl->nlate_reset < sizeof(cl->late_reset) / sizeof(cl->late_reset[0])) {
+      cl->late_reset[cl->nlate_reset++] = stream_id;
+    } else {
+      h3wt_h3_reset_stream(h3, stream_id, H3WT_H3_REQUEST_CANCELLED);
+    }
     request_rewind(r);
     cl->waiting = 1;
     mark_dirty(cl);
@@ -790,6 +801,15 @@ static int on_flush(h3wt_drv_item *it, uint64_t ts, void *ud) {
   if (cl->close_requested) {
     close_now(cl);
     return 0;
+  }
+  if (cl->nlate_reset && cl->connected) {
+    /* The write above went past the handshake (see late_reset). */
+    for (size_t i = 0; i < cl->nlate_reset; ++i) {
+      h3wt_h3_reset_stream(cl->owner.h3, cl->late_reset[i],
+                           H3WT_H3_REQUEST_CANCELLED);
+    }
+    cl->nlate_reset = 0;
+    st = H3WT_QUIC_MORE; /* written on the next turn of the pass */
   }
   schedule(cl);
   return st == H3WT_QUIC_MORE;
