@@ -77,6 +77,11 @@ static const stat_field fields[] = {
     F(udp_rx_ecn_ect1),
     F(udp_rx_ecn_ce),
     F(udp_tx_ecn_ect),
+    F(handshakes_resumed),
+    F(early_data_accepted),
+    F(early_data_rejected),
+    F(requests_0rtt),
+    F(requests_too_early),
 };
 
 #define NFIELDS (sizeof(fields) / sizeof(fields[0]))

@@ -11,7 +11,7 @@
 # JSON line to a results file.
 #
 #   bench/run.sh [--repeat N] [--duration S] [--out FILE] [--no-build]
-#                [--quick] [--only get|fanout|chmem|broker|workers|pacing]
+#                [--quick] [--only get|handshake|fanout|chmem|broker|workers|pacing]
 #
 #   --repeat N    runs of each measurement; the table shows the median by
 #                 rate (default 3)
@@ -35,6 +35,9 @@
 #                 against one redis-server it starts (publish-to-delivery
 #                 latency at 10,000 msg/s and what Redis adds at p99;
 #                 messages/s through Redis with 256 in flight)
+#   --only handshake  only the handshake rows: full handshakes and
+#                 resumed ones (h3wt-bench handshake --resume: every
+#                 connection resumes one saved TLS session)
 #   --only pacing only the pacing section: a 32 MiB download through
 #                 bench/shaper (a 100 Mbit/s link, 20 ms RTT, a 2 ms
 #                 drop-tail buffer), the server paced (the default) and
@@ -91,7 +94,7 @@ if [ -n "$BEFORE" ] && [ ! -x "$BEFORE/apps/h3wt-server" ]; then
   echo "run.sh: --before $BEFORE: no apps/h3wt-server there" >&2; exit 2
 fi
 case $REPEAT in '' | *[!0-9]* | 0) echo "run.sh: bad --repeat" >&2; exit 2 ;; esac
-case $ONLY in '' | get | fanout | chmem | broker | workers | pacing) ;; *) echo "run.sh: --only get, fanout, chmem, broker, workers, pacing or nothing" >&2; exit 2 ;; esac
+case $ONLY in '' | get | handshake | fanout | chmem | broker | workers | pacing) ;; *) echo "run.sh: --only get, handshake, fanout, chmem, broker, workers, pacing or nothing" >&2; exit 2 ;; esac
 case $CM_N in '' | *[!0-9]* | 0) echo "run.sh: bad --chmem-n" >&2; exit 2 ;; esac
 
 # ---- build ------------------------------------------------------------------
@@ -363,15 +366,27 @@ for i in $(seq "$REPEAT"); do
     --server-pid "$SRV_PID" "https://127.0.0.1:$SRV_PORT/big.bin"
 done
 
-log "WebTransport stream echo of 256 MiB, handshakes"
+log "WebTransport stream echo of 256 MiB"
 for i in $(seq "$REPEAT"); do
   start_h3wt
   run stream "$BENCH" stream -b 256M $T \
     --server-pid "$SRV_PID" "https://127.0.0.1:$SRV_PORT/wt/echo"
+done
+fi
+
+if [ -z "$ONLY" ] || [ "$ONLY" = handshake ]; then
+log "handshakes: full, and resuming a saved session, $REPEAT x ${DUR} s"
+for i in $(seq "$REPEAT"); do
   start_h3wt
   run handshake "$BENCH" handshake -K 16 -d "$DUR" $T \
     --server-pid "$SRV_PID" "https://127.0.0.1:$SRV_PORT/wt/echo"
+  start_h3wt
+  run handshake_resume "$BENCH" handshake --resume -K 16 -d "$DUR" $T \
+    --server-pid "$SRV_PID" "https://127.0.0.1:$SRV_PORT/wt/echo"
 done
+fi
+
+if [ -z "$ONLY" ]; then
 
 log "idle sessions: $IDLE_N, 16 per connection and 1 per connection"
 start_h3wt
@@ -617,11 +632,20 @@ row "WebTransport stream echo, 256 MiB" \
   "$(fmt '%.2f ms/MB' "$(calc 'a / b' "$(cpu "$ST")" 1000)")" "-" \
   "<= 4 ms/MB CPU" "$(verdict 'a <= 4000' "$(cpu "$ST")")"
 
-HS=$(median handshake)
+fi
+if [ -z "$ONLY" ] || [ "$ONLY" = handshake ]; then
+HS=$(median handshake) HR=$(median handshake_resume)
 row "handshakes (+ WT session), 16 at once" \
   "$(fmt '%.0f/s' "$(rate "$HS")")" "n/a" "-" \
   "$(fmt '%.0f us' "$(cpu "$HS")")" "-" \
   ">= 3000/s" "$(verdict 'a >= 3000' "$(rate "$HS")")"
+row "resumed handshakes (+ WT session), 16 at once" \
+  "$(fmt '%.0f/s' "$(rate "$HR")")" "full $(fmt '%.0f/s' "$(rate "$HS")")" \
+  "$(fmt '%.2f' "$(calc 'a / b' "$(rate "$HR")" "$(rate "$HS")")")" \
+  "$(fmt '%.0f us' "$(cpu "$HR")")" "$(fmt '%.0f us' "$(cpu "$HS")")" \
+  "> full" "$(verdict 'a > b' "$(rate "$HR")" "$(rate "$HS")")"
+fi
+if [ -z "$ONLY" ]; then
 
 I16=$(median idle16) I1=$(median idle1)
 row "idle memory, $IDLE_N sessions, 16/conn" \

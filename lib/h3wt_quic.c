@@ -59,6 +59,7 @@ struct h3wt_quic_conn {
   /* For h3wt_quic_transport_info (ngtcp2 1.11's conn_info has none). */
   uint64_t tx_bytes, tx_pkts, rx_bytes, rx_pkts;
   uint64_t last_rx; /* ts of the last packet read */
+  unsigned tickets; /* client: session tickets taken in (h3wt_tls) */
   /* Stream shutdowns asked for while ngtcp2_conn_read_pkt() runs (from a
      stream data callback, say): applied once it returns.  Shutting the
      read side down there would free ngtcp2's reassembly buffer, which the
@@ -614,6 +615,7 @@ int h3wt_quic_conn_client_new(h3wt_quic_conn **pqc,
     return H3WT_ERR_TLS;
   }
   ngtcp2_conn_set_tls_native_handle(qc->conn, qc->ssl);
+  h3wt_tls_session_count_tickets(qc->ssl, &qc->tickets);
   *pqc = qc;
   return 0;
 }
@@ -1349,4 +1351,33 @@ void h3wt_quic_set_keep_alive(h3wt_quic_conn *qc, uint64_t ns) {
 int h3wt_quic_pacing_default(void) {
   const char *v = getenv("H3WT_PACING");
   return !(v && (strcmp(v, "0") == 0 || strcmp(v, "off") == 0));
+}
+
+/* ---- resumption and 0-RTT ------------------------------------------------ */
+
+void *h3wt_quic_conn_tls(const h3wt_quic_conn *qc) {
+  return qc->ssl;
+}
+
+int h3wt_quic_conn_set_0rtt_params(h3wt_quic_conn *qc, const uint8_t *data,
+                                   size_t len) {
+  return ngtcp2_conn_decode_and_set_0rtt_transport_params(qc->conn, data,
+                                                          len) == 0
+             ? 0
+             : -1;
+}
+
+ssize_t h3wt_quic_conn_get_0rtt_params(const h3wt_quic_conn *qc,
+                                       uint8_t *buf, size_t len) {
+  ngtcp2_ssize n = ngtcp2_conn_encode_0rtt_transport_params(qc->conn, buf,
+                                                            len);
+  return n < 0 ? -1 : (ssize_t)n;
+}
+
+unsigned h3wt_quic_conn_tickets(const h3wt_quic_conn *qc) {
+  return qc->tickets;
+}
+
+int h3wt_quic_conn_early_data_rejected(h3wt_quic_conn *qc) {
+  return ngtcp2_conn_tls_early_data_rejected(qc->conn) == 0 ? 0 : -1;
 }

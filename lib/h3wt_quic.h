@@ -273,4 +273,25 @@ uint64_t h3wt_quic_peer_max_datagram(const h3wt_quic_conn *qc);
    was read a peer may send on a stream. */
 uint64_t h3wt_quic_stream_window(const h3wt_quic_conn *qc);
 
+/* Resumption and 0-RTT.  The connection's TLS object (h3wt_tls_session_*
+   calls take it). */
+void *h3wt_quic_conn_tls(const h3wt_quic_conn *qc);
+/* Client, before the first write: the server's transport parameters
+   remembered from an earlier connection (h3wt_quic_conn_get_0rtt_params
+   there), which 0-RTT packets must respect (RFC 9000 7.4.1); streams may
+   be opened and written at once.  Returns 0 or -1 (unusable: then do not
+   attempt 0-RTT). */
+int h3wt_quic_conn_set_0rtt_params(h3wt_quic_conn *qc, const uint8_t *data,
+                                   size_t len);
+/* Client, after the handshake: those of the server's parameters a later
+   0-RTT connection needs.  Returns their length or -1. */
+ssize_t h3wt_quic_conn_get_0rtt_params(const h3wt_quic_conn *qc,
+                                       uint8_t *buf, size_t len);
+/* Client: how many session tickets the TLS session took in so far. */
+unsigned h3wt_quic_conn_tickets(const h3wt_quic_conn *qc);
+/* Client: the server did not accept the 0-RTT data; ngtcp2 forgets every
+   stream opened so far (without stream callbacks): whatever went early
+   must be opened and sent again.  Returns 0 or -1. */
+int h3wt_quic_conn_early_data_rejected(h3wt_quic_conn *qc);
+
 #endif /* H3WT_QUIC_H */

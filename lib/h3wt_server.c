@@ -177,6 +177,7 @@ void h3wt_server_settings_default(h3wt_server_settings *s) {
   s->orphan_stream_timeout_ms = 1000;
   s->max_unvalidated_handshakes = 1000;
   s->wt_session_max_data = 16 * 1024 * 1024;
+  s->early_data = 1;
 }
 
 const h3wt_logger *h3wt_server_logger(const h3wt_server *server) {
@@ -541,6 +542,22 @@ static void respond_error(h3wt_request *req, int status, const char *extra_name,
 
 /* ---- HTTP/3 callbacks (server side) -------------------------------------- */
 
+/* A handshake completed: count what it did with tickets and 0-RTT. */
+static void hs_handshake_done(h3wt_h3_conn *h3, void *ud) {
+  srv_conn *c = ud;
+  void *ssl = h3wt_quic_conn_tls(h3wt_h3_quic(h3));
+  int early = h3wt_tls_early_data_status(ssl);
+  int resumed = h3wt_tls_session_reused(ssl);
+  if (resumed) {
+    ++c->server->stats.handshakes_resumed;
+  }
+  if (early == 2 && resumed) {
+    ++c->server->stats.early_data_accepted;
+  } else if (early != 0) {
+    ++c->server->stats.early_data_rejected;
+  }
+}
+
 static int hs_begin_headers(h3wt_h3_conn *h3, int64_t stream_id, void *ud,
                             void *sud, void **psud) {
   srv_conn *c = ud;
@@ -821,6 +838,25 @@ static void dispatch(h3wt_request *req, int fin) {
     h3wt_request_stop_reading(req);
     respond_error(req, 400, NULL, NULL);
     return;
+  }
+  if (!h3wt_quic_conn_handshake_done(QCC(req->conn))) {
+    /* Before the handshake completes a request can only have come in
+       0-RTT, which an attacker can replay (RFC 9114 10.9, RFC 8470):
+       only safe methods are served; the rest are asked to come again
+       after the handshake ("425 (Too Early)"), as are WebTransport
+       CONNECTs unless wt_0rtt says otherwise. */
+    ++srv->stats.requests_0rtt;
+    int safe = strcmp(req->method, "GET") == 0 ||
+               strcmp(req->method, "HEAD") == 0 ||
+               strcmp(req->method, "OPTIONS") == 0;
+    if (req->protocol ? !srv->settings.wt_0rtt : !safe) {
+      ++srv->stats.requests_too_early;
+      if (!req->protocol) {
+        h3wt_request_stop_reading(req);
+      }
+      respond_error(req, 425, NULL, NULL);
+      return;
+    }
   }
   if (req->protocol) {
     dispatch_connect(req);
@@ -1117,6 +1153,42 @@ static char *keep(h3wt_server *srv, int slot, const char *s) {
   return srv->strings[slot];
 }
 
+/* The session ticket key: the static secret (shared by a group, stable
+   across restarts when the settings give it) with a label, bound to every
+   limit a client resuming with 0-RTT relies on.  A server whose limits
+   changed cannot open its old tickets: those clients make a full
+   handshake instead of sending early data over limits no longer granted
+   ("the server MUST NOT reduce these initial flow control values"). */
+static int set_ticket_key(h3wt_server *srv) {
+  static const char label[] = "h3wt session ticket key v1";
+  const uint64_t bound[] = {
+      srv->qcfg.max_streams_bidi,     srv->qcfg.max_streams_uni,
+      srv->qcfg.max_stream_data,      srv->qcfg.max_data,
+      srv->qcfg.max_datagram_frame_size, srv->hcfg.max_field_section_size,
+      srv->hcfg.wt_fc_max_data,       srv->hcfg.wt_fc_max_streams,
+      srv->wt_limits.max_sessions,
+  };
+  uint8_t buf[sizeof(label) + 32 + sizeof(bound) * 8 / sizeof(bound[0])];
+  uint8_t key[32], *p = buf;
+  int rv;
+  memcpy(p, label, sizeof(label));
+  p += sizeof(label);
+  memcpy(p, srv->qcfg.static_secret, 32);
+  p += 32;
+  for (size_t i = 0; i < sizeof(bound) / sizeof(bound[0]); ++i) {
+    for (int b = 7; b >= 0; --b) {
+      *p++ = (uint8_t)(bound[i] >> (8 * b));
+    }
+  }
+  if (h3wt_tls_sha256(buf, (size_t)(p - buf), key) != 0) {
+    return -1;
+  }
+  rv = h3wt_tls_ctx_set_ticket_key(srv->tls, key);
+  memset(buf, 0, sizeof(buf));
+  memset(key, 0, sizeof(key));
+  return rv;
+}
+
 int h3wt_server_new(h3wt_server **psrv, uv_loop_t *loop,
                     const h3wt_server_settings *settings) {
   h3wt_server *srv;
@@ -1146,6 +1218,8 @@ int h3wt_server_new(h3wt_server **psrv, uv_loop_t *loop,
              ? offsetof(h3wt_server_settings, group)
          : settings->version == H3WT_SERVER_SETTINGS_V5
              ? offsetof(h3wt_server_settings, wt_session_max_data)
+         : settings->version == H3WT_SERVER_SETTINGS_V6
+             ? offsetof(h3wt_server_settings, early_data)
              : sizeof(*settings));
   if ((srv->settings.secret && srv->settings.secret_len < 16) ||
       (srv->settings.group &&
@@ -1170,6 +1244,7 @@ int h3wt_server_new(h3wt_server **psrv, uv_loop_t *loop,
   topts.cert_file = srv->settings.cert_file;
   topts.key_file = srv->settings.key_file;
   topts.keylog_file = srv->settings.keylog_file;
+  topts.no_early_data = !srv->settings.early_data;
   if (h3wt_tls_server_ctx_new(&srv->tls, &topts, err, sizeof(err)) != 0) {
     H3WT_LOG(&srv->log, H3WT_LOG_ERROR, "server", "TLS: %s", err);
     h3wt_server_del(srv);
@@ -1250,6 +1325,11 @@ int h3wt_server_new(h3wt_server **psrv, uv_loop_t *loop,
   srv->hcfg.wt = &srv->wt_limits;
   srv->hcfg.wt_fc_max_data = srv->settings.wt_session_max_data;
   srv->hcfg.wt_fc_max_streams = srv->settings.max_streams_per_session;
+  srv->hcbs.ready = hs_handshake_done;
+  if (set_ticket_key(srv) != 0) {
+    h3wt_server_del(srv);
+    return H3WT_ERR_TLS;
+  }
 
   srv->epcbs.conn_open = on_conn_open;
   srv->epcbs.conn_gone = on_conn_gone;
