@@ -13,7 +13,9 @@
  *              per second (op: request)
  *   handshake  K connections in progress at once, each opening one
  *              WebTransport session and closing it: connections per second
- *              and their setup times (op: connection)
+ *              and their setup times (op: connection); with --resume each
+ *              resumes the TLS session of the first one (no certificate,
+ *              no signature: what a returning client costs)
  *   idle       N sessions held open over N/M connections: the server's
  *              resident memory per session (op: session)
  *   fanout     N subscribers (sessions over N/M connections) in one channel
@@ -102,6 +104,7 @@ typedef struct opts {
   long server_pid;
   const char *label;
   int verbose;
+  int resume; /* handshake: resume a saved session */
 } opts;
 
 typedef struct bench bench;
@@ -202,6 +205,11 @@ struct bench {
   double cm_secs[4];        /* wall time of each step to quiet */
   double cm_cpu[4];         /* server CPU (us) of each step */
   bench_snap cm_snap;
+  /* handshake --resume: the session every connection resumes (the first
+     one's), and how many measured handshakes did resume */
+  uint8_t session[24576];
+  size_t session_len;
+  uint64_t resumed;
   int timed_out, handles_closed;
   uint8_t buf[CHUNK];
 };
@@ -311,6 +319,8 @@ static int conn_open(bconn *c) {
   c->hs = NULL;
   c->hs_ready = 0;
   c->started_ns = bench_now_ns();
+  b->cs.session = b->o.resume && b->session_len ? b->session : NULL;
+  b->cs.session_len = b->cs.session ? b->session_len : 0;
   int rv = h3wt_client_new(&cl, b->loop, &b->cs, &client_cbs, c);
   if (rv != 0) {
     if (cl) {
@@ -733,6 +743,9 @@ static void hs_on_close(h3wt_session *s, int err, uint32_t code,
   if (c->hs_ready && err == H3WT_SESSION_CLOSED) {
     if (measuring(b)) {
       ++b->ops;
+      if (h3wt_client_resumption(c->cl) & H3WT_RESUMED) {
+        ++b->resumed;
+      }
       bench_hist_add(&b->hist, bench_now_ns() - c->started_ns);
     }
   } else if (b->phase != P_DONE) {
@@ -1306,6 +1319,13 @@ static void on_closed(h3wt_client *cl, int err, void *ud) {
   c->cl = NULL;
   c->hs = NULL;
   --b->live;
+  if (b->o.resume && !b->session_len && !err) {
+    size_t n = 0;
+    if (h3wt_client_session_save(cl, b->session, sizeof(b->session), &n) ==
+        0) {
+      b->session_len = n; /* from now on every connection resumes it */
+    }
+  }
   bury(b, cl);
   if (b->phase == P_DONE) {
     return;
@@ -1464,6 +1484,8 @@ static void report(bench *b) {
   case M_HANDSHAKE:
     unit = "connection";
     bench_json_int(&j, "inflight", o->inflight);
+    bench_json_int(&j, "resume", o->resume);
+    bench_json_int(&j, "resumed", b->resumed);
     break;
   case M_IDLE:
     unit = "session";
@@ -1601,11 +1623,16 @@ static void report(bench *b) {
     break;
   case M_HANDSHAKE:
     hl += snprintf(human + hl, sizeof(human) - (size_t)hl,
-                   "%.0f connections/s (%u in progress), setup p50 %.2f ms "
-                   "p99 %.2f ms",
-                   rate, o->inflight,
+                   "%.0f %sconnections/s (%u in progress), setup p50 %.2f "
+                   "ms p99 %.2f ms",
+                   rate, o->resume ? "resumed " : "", o->inflight,
                    (double)bench_hist_quantile(&b->hist, 0.5) / 1e6,
                    (double)bench_hist_quantile(&b->hist, 0.99) / 1e6);
+    if (o->resume) {
+      hl += snprintf(human + hl, sizeof(human) - (size_t)hl,
+                     ", %" PRIu64 " of %" PRIu64 " resumed", b->resumed,
+                     b->ops);
+    }
     break;
   case M_IDLE:
     hl += snprintf(human + hl, sizeof(human) - (size_t)hl,
@@ -1682,6 +1709,8 @@ static void usage(FILE *f) {
       "                       fanout: subscribers per connection (1)\n"
       "      --rate R         fanout: messages published per second (100)\n"
       "      --unreliable     fanout: publish datagrams, not PUBLISH frames\n"
+      "      --resume         handshake: every connection resumes the TLS\n"
+      "                       session of the first (no 0-RTT)\n"
       "      --channel NAME   fanout, chmem: the channel (default\n"
       "                       bench.fanout, bench.chmem)\n"
       "  -b, --bytes B        stream: bytes to echo (K/M/G; default 256M)\n"
@@ -1775,6 +1804,7 @@ static int parse_args(int argc, char **argv, opts *o) {
       {"label", required_argument, 0, 'L'},
       {"rate", required_argument, 0, 'R'},
       {"unreliable", no_argument, 0, 'U'},
+      {"resume", no_argument, 0, 'Z'},
       {"channel", required_argument, 0, 'C'},
       {"presence-max", required_argument, 0, 'X'},
       {"insecure", no_argument, 0, 'k'},
@@ -1884,6 +1914,9 @@ static int parse_args(int argc, char **argv, opts *o) {
     case 'v':
       o->verbose = 1;
       break;
+    case 'Z':
+      o->resume = 1;
+      break;
     case 'h':
       usage(stdout);
       exit(0);
@@ -1916,6 +1949,10 @@ static int parse_args(int argc, char **argv, opts *o) {
       o->msg_rate <= 0 || o->msg_rate > 1e6 ||
       !h3wt_ch_name_valid((const uint8_t *)o->channel, strlen(o->channel))) {
     fprintf(stderr, "h3wt-bench: a value is out of range\n");
+    return -1;
+  }
+  if (o->resume && o->mode != M_HANDSHAKE) {
+    fprintf(stderr, "h3wt-bench: --resume is for the handshake mode\n");
     return -1;
   }
   if (o->mode == M_DGRAM && (o->conns == 0 || o->conns > o->sessions)) {

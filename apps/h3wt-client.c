@@ -14,14 +14,21 @@
  * uni streams, a mirrored reset, reading server streams), then closes them
  * with a code and reason and prints one summary line per kind of work.
  *
+ * With --session-file F it resumes the TLS session saved in F by an
+ * earlier run (its GET goes in 0-RTT when the ticket allows) and saves the
+ * new one there afterwards.
+ *
  * This file parses the command line and makes the HTTP/3 requests; the
  * WebTransport mode is client_wt.c.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <uv.h>
 
@@ -144,6 +151,85 @@ static void on_timeout(uv_timer_t *t) {
   finish(a);
 }
 
+/* --session-file: the saved session is a few kilobytes. */
+#define SESSION_FILE_MAX (64 * 1024)
+
+/* Reads the saved session from path into *buf (malloc'd).  A missing file
+   is no error (the first run makes it): returns 0 with *len 0.  Returns
+   -1 on anything else, with a warning. */
+static int session_read(const char *path, uint8_t **buf, size_t *len) {
+  struct stat st;
+  FILE *f = fopen(path, "rb");
+  *buf = NULL;
+  *len = 0;
+  if (!f) {
+    if (errno == ENOENT) {
+      return 0;
+    }
+    fprintf(stderr, "h3wt-client: session file %s: %s (full handshake)\n",
+            path, strerror(errno));
+    return -1;
+  }
+  if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode) ||
+      st.st_size <= 0 || st.st_size > SESSION_FILE_MAX) {
+    fprintf(stderr, "h3wt-client: session file %s: not a saved session "
+                    "(full handshake)\n", path);
+    fclose(f);
+    return -1;
+  }
+  *buf = malloc((size_t)st.st_size);
+  if (!*buf || fread(*buf, 1, (size_t)st.st_size, f) != (size_t)st.st_size) {
+    fprintf(stderr, "h3wt-client: session file %s: cannot read it (full "
+                    "handshake)\n", path);
+    free(*buf);
+    *buf = NULL;
+    fclose(f);
+    return -1;
+  }
+  fclose(f);
+  *len = (size_t)st.st_size;
+  return 0;
+}
+
+/* Writes the connection's session to path: a new file (mode 0600: it holds
+   the session's secrets) renamed over the old one.  Returns 0 or -1. */
+static int session_write(h3wt_client *c, const char *path) {
+  char tmp[4096];
+  uint8_t *buf;
+  size_t len = 0;
+  int fd, rv = -1;
+  if (h3wt_client_session_save(c, NULL, 0, &len) != 0 || len == 0) {
+    fprintf(stderr, "h3wt-client: no session ticket from the server: %s "
+                    "not written\n", path);
+    return -1;
+  }
+  buf = malloc(len);
+  if (!buf || h3wt_client_session_save(c, buf, len, &len) != 0) {
+    free(buf);
+    return -1;
+  }
+  snprintf(tmp, sizeof(tmp), "%s.tmp%ld", path, (long)getpid());
+  fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd >= 0) {
+    rv = write(fd, buf, len) == (ssize_t)len && fsync(fd) == 0 ? 0 : -1;
+    if (close(fd) != 0) {
+      rv = -1;
+    }
+    if (rv == 0 && rename(tmp, path) != 0) {
+      rv = -1;
+    }
+    if (rv != 0) {
+      unlink(tmp);
+    }
+  }
+  if (rv != 0) {
+    fprintf(stderr, "h3wt-client: cannot write session file %s: %s\n", path,
+            strerror(errno));
+  }
+  free(buf);
+  return rv;
+}
+
 static void usage(FILE *f) {
   fprintf(f,
           "Usage: h3wt-client [options] URL\n"
@@ -164,6 +250,16 @@ static void usage(FILE *f) {
           "      --keylog FILE      append TLS secrets (also SSLKEYLOGFILE)\n"
           "      --qlog-dir DIR     write a qlog file\n"
           "      --timeout SEC      give up after SEC seconds (default 30)\n"
+          "      --session-file F   resume the TLS session saved in F (its "
+          "GET goes\n"
+          "                         in 0-RTT when the ticket allows) and save "
+          "the\n"
+          "                         new one there (mode 0600); says on stderr "
+          "whether\n"
+          "                         it resumed and whether 0-RTT was "
+          "accepted\n"
+          "      --no-early-data    resume, but send nothing before the "
+          "handshake\n"
           "  -h, --help\n"
           "\n"
           "WebTransport: h3wt-client [-k] --wt URL [options]\n"
@@ -329,6 +425,8 @@ int main(int argc, char **argv) {
       {"keylog", required_argument, 0, 'K'},
       {"qlog-dir", required_argument, 0, 'Q'},
       {"timeout", required_argument, 0, 'T'},
+      {"session-file", required_argument, 0, 'S'},
+      {"no-early-data", no_argument, 0, 'E'},
       {"help", no_argument, 0, 'h'},
       {"wt", required_argument, 0, 1000},
       {"origin", required_argument, 0, 1001},
@@ -366,6 +464,9 @@ int main(int argc, char **argv) {
   h3wt_client_callbacks cbs = {on_connected, on_closed};
   char host[256];
   const char *outfile = NULL;
+  const char *session_file = NULL;
+  uint8_t *session = NULL;
+  size_t session_len = 0;
   double timeout_s = 30;
   int c, verbose = 0, rv;
 
@@ -455,6 +556,14 @@ int main(int argc, char **argv) {
       break;
     case 'T':
       timeout_s = strtod(optarg, NULL);
+      break;
+    case 'S':
+      http_only = 1;
+      session_file = optarg;
+      break;
+    case 'E':
+      http_only = 1;
+      s.early_data = 0;
       break;
     case 1000:
       wt_url = optarg;
@@ -650,8 +759,8 @@ int main(int argc, char **argv) {
       return 2;
     }
     if (http_only) {
-      fprintf(stderr, "h3wt-client: -X, -d, -n, -o, -f and -s are for "
-                      "HTTP requests, not --wt\n");
+      fprintf(stderr, "h3wt-client: -X, -d, -n, -o, -f, -s, --session-file "
+                      "and --no-early-data are for HTTP requests, not --wt\n");
       return 2;
     }
     if (!(timeout_s > 0)) {
@@ -705,8 +814,14 @@ int main(int argc, char **argv) {
   s.log_level = verbose >= 2 ? H3WT_LOG_TRACE
                 : verbose ? H3WT_LOG_DEBUG
                           : H3WT_LOG_WARN;
+  if (session_file) {
+    (void)session_read(session_file, &session, &session_len);
+    s.session = session;
+    s.session_len = session_len;
+  }
   a.loop = uv_default_loop();
   rv = h3wt_client_new(&a.client, a.loop, &s, &cbs, &a);
+  free(session); /* read by h3wt_client_new, not kept */
   if (rv != 0) {
     fprintf(stderr, "h3wt-client: cannot connect to %s: %s\n", host,
             h3wt_strerror(rv));
@@ -719,8 +834,26 @@ int main(int argc, char **argv) {
   uv_timer_init(a.loop, &a.timeout);
   a.timeout.data = &a;
   uv_timer_start(&a.timeout, on_timeout, (uint64_t)(timeout_s * 1000), 0);
-  /* Requests start in on_connected, when the stream credit is known. */
+  /* Requests start in on_connected, when the stream credit is known; with
+     a saved session at once, so that they can go in 0-RTT (within the
+     server's remembered limits; the rest wait inside the library). */
+  if (session_len) {
+    start_requests(&a);
+  }
   uv_run(a.loop, UV_RUN_DEFAULT);
+  if (session_file) {
+    unsigned r = h3wt_client_resumption(a.client);
+    if (a.print_headers || verbose) {
+      fprintf(stderr, "h3wt-client: session %s, 0-RTT %s\n",
+              r & H3WT_RESUMED ? "resumed" : "not resumed (full handshake)",
+              r & H3WT_EARLY_DATA_ACCEPTED ? "accepted"
+              : r & H3WT_EARLY_DATA_SENT   ? "rejected (sent again)"
+                                           : "not sent");
+    }
+    if (a.exit_code == 0) {
+      (void)session_write(a.client, session_file); /* a warning at most */
+    }
+  }
   h3wt_client_del(a.client);
   uv_loop_close(a.loop);
   if (a.out != stdout) {

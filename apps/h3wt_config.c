@@ -37,8 +37,9 @@ static const h3wt_config_key keys[] = {
      FIELD(cert_dir)},
     {"secret_file", "secret-file", 0, H3WT_CONFIG_OPT_STRING, 0, 0, "FILE",
      "the server's static secret (at least 16 bytes;\n"
-     "stateless resets and Retry tokens stay valid\n"
-     "across restarts; default: random per process)",
+     "stateless resets, Retry tokens and session\n"
+     "tickets stay valid across restarts; default:\n"
+     "random per process)",
      FIELD(secret_file)},
     {"web", "web", 'w', H3WT_CONFIG_STRING, 0, 0, "DIR",
      "folder served for GET (default: web)", FIELD(web_dir)},
@@ -212,6 +213,15 @@ static const h3wt_config_key keys[] = {
      "when the datagram queue is full, drop the session's\n"
      "oldest datagram instead of the new one (default off)",
      FIELD(server.datagram_drop_oldest)},
+    {"early_data", "early-data", 0, H3WT_CONFIG_BOOL, 0, 1, NULL,
+     "accept 0-RTT requests from resuming clients\n"
+     "(GET, HEAD, OPTIONS; others get 425; default on)",
+     FIELD(server.early_data)},
+    {"wt_0rtt", "wt-0rtt", 0, H3WT_CONFIG_BOOL, 0, 1, NULL,
+     "accept a WebTransport CONNECT sent in 0-RTT\n"
+     "(default off: 425 Too Early, as the draft says;\n"
+     "the client sends it again after the handshake)",
+     FIELD(server.wt_0rtt)},
     {"log_full_paths", "log-full-paths", 0, H3WT_CONFIG_BOOL, 0, 1, NULL,
      "log query values (tokens!) instead of \"...\"\n"
      "(default off)",

@@ -73,6 +73,15 @@ static const stat_field fields[] = {
     F(wt_fc_errors),
     F(wt_fc_data_blocked),
     F(wt_fc_streams_blocked),
+    F(udp_rx_ecn_ect0),
+    F(udp_rx_ecn_ect1),
+    F(udp_rx_ecn_ce),
+    F(udp_tx_ecn_ect),
+    F(handshakes_resumed),
+    F(early_data_accepted),
+    F(early_data_rejected),
+    F(requests_0rtt),
+    F(requests_too_early),
 };
 
 #define NFIELDS (sizeof(fields) / sizeof(fields[0]))

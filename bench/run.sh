@@ -11,7 +11,7 @@
 # JSON line to a results file.
 #
 #   bench/run.sh [--repeat N] [--duration S] [--out FILE] [--no-build]
-#                [--quick] [--only fanout|chmem|broker|workers]
+#                [--quick] [--only get|handshake|fanout|chmem|broker|workers|pacing]
 #
 #   --repeat N    runs of each measurement; the table shows the median by
 #                 rate (default 3)
@@ -22,6 +22,11 @@
 #   --quick       --repeat 1 --duration 2, 2,000 idle sessions, 100
 #                 fan-out subscribers, 1,000 channel members: a check of
 #                 the script, not figures to quote
+#   --only get    only the GET rows: a 1 KiB file from ngtcp2's example
+#                 server and from h3wt, and h3wt's in-memory GET /
+#   --before TREE the GET rows also from TREE/apps/h3wt-server (another
+#                 build, e.g. of main), interleaved in the same run: a
+#                 before/after comparison on a machine whose speed drifts
 #   --only fanout only the fan-out section (its rows of the table)
 #   --only chmem  only the channel memory section (and the idle run at
 #                 16 sessions per connection that is its baseline)
@@ -30,6 +35,14 @@
 #                 against one redis-server it starts (publish-to-delivery
 #                 latency at 10,000 msg/s and what Redis adds at p99;
 #                 messages/s through Redis with 256 in flight)
+#   --only handshake  only the handshake rows: full handshakes and
+#                 resumed ones (h3wt-bench handshake --resume: every
+#                 connection resumes one saved TLS session)
+#   --only pacing only the pacing section: a 32 MiB download through
+#                 bench/shaper (a 100 Mbit/s link, 20 ms RTT, a 2 ms
+#                 drop-tail buffer), the server paced (the default) and
+#                 unpaced (H3WT_PACING=0): throughput and the packets the
+#                 link dropped
 #   --only workers  only the workers section: datagram echo, GET / and
 #                 handshake rates with --workers 1 and --workers 2, with
 #                 the server CPU per operation, in a table of its own with
@@ -61,22 +74,27 @@ FO_N=1000
 FO_RATE=100
 CM_N=10000
 ONLY=""
+BEFORE=""
 while [ $# -gt 0 ]; do
   case $1 in
   --repeat) REPEAT=$2; shift 2 ;;
   --duration) DUR=$2; shift 2 ;;
   --out) OUT=$2; shift 2 ;;
   --no-build) BUILD=0; shift ;;
+  --before) BEFORE=$2; shift 2 ;;
   --quick) REPEAT=1; DUR=2; IDLE_N=2000; FO_N=100; CM_N=1000; shift ;;
   --only) ONLY=$2; shift 2 ;;
   --fanout-rate) FO_RATE=$2; shift 2 ;;
   --chmem-n) CM_N=$2; shift 2 ;;
-  -h | --help) sed -n '2,44p' "$0"; exit 0 ;;
+  -h | --help) sed -n '2,49p' "$0"; exit 0 ;;
   *) echo "run.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done
+if [ -n "$BEFORE" ] && [ ! -x "$BEFORE/apps/h3wt-server" ]; then
+  echo "run.sh: --before $BEFORE: no apps/h3wt-server there" >&2; exit 2
+fi
 case $REPEAT in '' | *[!0-9]* | 0) echo "run.sh: bad --repeat" >&2; exit 2 ;; esac
-case $ONLY in '' | fanout | chmem | broker | workers) ;; *) echo "run.sh: --only fanout, chmem, broker, workers or nothing" >&2; exit 2 ;; esac
+case $ONLY in '' | get | handshake | fanout | chmem | broker | workers | pacing) ;; *) echo "run.sh: --only get, handshake, fanout, chmem, broker, workers, pacing or nothing" >&2; exit 2 ;; esac
 case $CM_N in '' | *[!0-9]* | 0) echo "run.sh: bad --chmem-n" >&2; exit 2 ;; esac
 
 # ---- build ------------------------------------------------------------------
@@ -86,12 +104,13 @@ if [ "$BUILD" = 1 ]; then
     -DCMAKE_PREFIX_PATH="$H3WT_DEPS_PREFIX" -DH3WT_BUILD_TESTS=OFF >/dev/null
   EXTRA=""
   [ "$ONLY" = broker ] && EXTRA=broker_bench # needs hiredis
-  cmake --build "$TREE" -j "$(nproc)" --target h3wt-server h3wt-bench udp_echo $EXTRA
+  cmake --build "$TREE" -j "$(nproc)" --target h3wt-server h3wt-bench udp_echo shaper $EXTRA
 fi
 SERVER=$TREE/apps/h3wt-server
 BENCH=$TREE/apps/h3wt-bench
 UDP_ECHO=$TREE/bench/udp_echo
-for f in "$SERVER" "$BENCH" "$UDP_ECHO"; do
+SHAPER=$TREE/bench/shaper
+for f in "$SERVER" "$BENCH" "$UDP_ECHO" "$SHAPER"; do
   [ -x "$f" ] || { echo "run.sh: $f missing (build first)" >&2; exit 1; }
 done
 
@@ -284,7 +303,7 @@ fi
 
 S=8 W=4 P=64 # 8 sessions (one per connection) x 4 in flight = 32 in flight
 T="--timeout 120"
-[ "$ONLY" = workers ] || find_ngtcp2 # no baseline there
+[ "$ONLY" = workers ] || [ "$ONLY" = pacing ] || find_ngtcp2 # no baseline there
 start_h3wt # makes the development certificate ngtcp2 uses as well
 
 if [ -z "$ONLY" ]; then
@@ -305,6 +324,9 @@ for i in $(seq "$REPEAT"); do
     --server-pid "$SRV_PID" "https://127.0.0.1:$SRV_PORT/wt/echo"
 done
 
+fi # not --only
+
+if [ -z "$ONLY" ] || [ "$ONLY" = get ]; then
 log "GET of a 1 KiB file (4 connections x 16 concurrent): ngtcp2 vs h3wt"
 for i in $(seq "$REPEAT"); do
   if [ -n "$NGTCP2" ] && start_ngtcp2; then
@@ -316,8 +338,23 @@ for i in $(seq "$REPEAT"); do
     --server-pid "$SRV_PID" "https://127.0.0.1:$SRV_PORT/small.bin"
   run get_root "$BENCH" get -c 4 -r 16 -d "$DUR" $T --label h3wt-handler \
     --server-pid "$SRV_PID" "https://127.0.0.1:$SRV_PORT/"
+  if [ -n "$BEFORE" ]; then
+    AFTER_SERVER=$SERVER
+    SERVER=$BEFORE/apps/h3wt-server
+    start_h3wt
+    run get_file_before "$BENCH" get -c 4 -r 16 -d "$DUR" $T \
+      --label h3wt-before --server-pid "$SRV_PID" \
+      "https://127.0.0.1:$SRV_PORT/small.bin"
+    run get_root_before "$BENCH" get -c 4 -r 16 -d "$DUR" $T \
+      --label h3wt-before-handler --server-pid "$SRV_PID" \
+      "https://127.0.0.1:$SRV_PORT/"
+    SERVER=$AFTER_SERVER
+  fi
 done
 
+fi # not --only, or --only get
+
+if [ -z "$ONLY" ]; then
 log "download of a 256 MiB file: ngtcp2 vs h3wt"
 for i in $(seq "$REPEAT"); do
   if [ -n "$NGTCP2" ] && start_ngtcp2; then
@@ -329,15 +366,27 @@ for i in $(seq "$REPEAT"); do
     --server-pid "$SRV_PID" "https://127.0.0.1:$SRV_PORT/big.bin"
 done
 
-log "WebTransport stream echo of 256 MiB, handshakes"
+log "WebTransport stream echo of 256 MiB"
 for i in $(seq "$REPEAT"); do
   start_h3wt
   run stream "$BENCH" stream -b 256M $T \
     --server-pid "$SRV_PID" "https://127.0.0.1:$SRV_PORT/wt/echo"
+done
+fi
+
+if [ -z "$ONLY" ] || [ "$ONLY" = handshake ]; then
+log "handshakes: full, and resuming a saved session, $REPEAT x ${DUR} s"
+for i in $(seq "$REPEAT"); do
   start_h3wt
   run handshake "$BENCH" handshake -K 16 -d "$DUR" $T \
     --server-pid "$SRV_PID" "https://127.0.0.1:$SRV_PORT/wt/echo"
+  start_h3wt
+  run handshake_resume "$BENCH" handshake --resume -K 16 -d "$DUR" $T \
+    --server-pid "$SRV_PID" "https://127.0.0.1:$SRV_PORT/wt/echo"
 done
+fi
+
+if [ -z "$ONLY" ]; then
 
 log "idle sessions: $IDLE_N, 16 per connection and 1 per connection"
 start_h3wt
@@ -449,6 +498,49 @@ if [ "$ONLY" = workers ]; then
 fi
 stop_server
 
+# ---- pacing (--only pacing) ---------------------------------------------------
+# A bulk download through bench/shaper, a slow link with a shallow buffer:
+# the server sends in bursts of at most a millisecond of its pacing rate,
+# spaced by ngtcp2's pacing (the default), or up to 64 packets back to back
+# whenever the congestion window allows (H3WT_PACING=0, as before).  The
+# shaper counts what its buffer dropped.  Its JSON line is merged into the
+# download's.
+PC_RATE=100 PC_DELAY=10 PC_QUEUE=2
+if [ "$ONLY" = pacing ]; then
+  head -c $((32 << 20)) /dev/urandom >"$WWW/pace.bin"
+  log "pacing: 32 MiB through a $PC_RATE Mbit/s link, $((2 * PC_DELAY)) ms RTT, $PC_QUEUE ms buffer, paced and unpaced, $REPEAT x"
+  for i in $(seq "$REPEAT"); do
+    for pc in 1 0; do
+      H3WT_PACING=$pc start_h3wt
+      "$SHAPER" --upstream "$SRV_PORT" --rate-mbit $PC_RATE \
+        --delay-ms $PC_DELAY --queue-ms $PC_QUEUE >"$TMP/shaper.out" 2>&1 &
+      SH_PID=$!
+      PIDS="$PIDS $SH_PID"
+      SH_PORT=$(wait_port "$TMP/shaper.out" "$SH_PID") || {
+        echo "run.sh: bench/shaper did not start" >&2
+        exit 1
+      }
+      run "pc_tmp" "$BENCH" download --warmup 0 $T --label "pacing-$pc" \
+        --server-pid "$SRV_PID" "https://127.0.0.1:$SH_PORT/pace.bin"
+      kill "$SH_PID"
+      wait "$SH_PID" 2>/dev/null || true
+      PIDS=$(echo "$PIDS" | sed "s/ $SH_PID\b//")
+      SH=$(grep '^{' "$TMP/shaper.out" | tail -n 1)
+      if [ -s "$TMP/pc_tmp.lines" ] && [ -n "$SH" ]; then
+        # The download's line with the shaper's counts and the drop ratio.
+        L=$(tail -n 1 "$TMP/pc_tmp.lines")
+        D=$(awk -v a="$(jget "$SH" down_dropped)" -v b="$(jget "$SH" down_in)" \
+          'BEGIN { printf "%.3f", b ? a * 100 / b : 0 }')
+        printf '%s,%s,"drop_pct":%s}\n' "${L%\}}" "${SH#\{}" "$D" \
+          | sed 's/},/,/' >>"$TMP/pc_$pc.lines"
+        log "pacing $pc: $(jget "$SH" down_dropped) of $(jget "$SH" down_in) dropped ($D%)"
+      fi
+      rm -f "$TMP/pc_tmp.lines"
+    done
+  done
+fi
+stop_server
+
 # ---- the table --------------------------------------------------------------
 # row NAME H3WT_FIG BASE_FIG RATIO H3WT_CPU BASE_CPU TARGET RESULT
 ROWS=$TMP/rows
@@ -489,6 +581,9 @@ row "server CPU per datagram echo" "$(fmt '%.2f us' "$C_D")" \
   "$(fmt '%.2f us' "$C_D")" "$(fmt '%.2f us' "$C_U")" \
   "<= 1.5 x raw UDP" "$(verdict 'a <= 1.5 * b' "$C_D" "$C_U")"
 
+fi # not --only
+
+if [ -z "$ONLY" ] || [ "$ONLY" = get ]; then
 G=$(median get_file) GN=$(median get_ngtcp2) GR=$(median get_root)
 NGB="ngtcp2"
 [ -n "$NGTCP2_WHY" ] && NGB="ngtcp2: n/a ($NGTCP2_WHY)"
@@ -507,7 +602,21 @@ row "GET rate, in-memory handler (GET /)" "$(fmt '%.0f/s' "$(rate "$GR")")" \
   "$(fmt '%.2f' "$(calc 'a / b' "$(rate "$GR")" "$(rate "$GN")")")" \
   "$(fmt '%.1f us' "$(cpu "$GR")")" "$(fmt '%.1f us' "$(cpu "$GN")")" \
   "<= 25 us CPU" "$(verdict 'a <= 25' "$(cpu "$GR")")"
+if [ -n "$BEFORE" ]; then
+  GB=$(median get_file_before) GRB=$(median get_root_before)
+  row "  before ($BEFORE): 1 KiB file" "$(fmt '%.0f/s' "$(rate "$GB")")" \
+    "$NGB $(fmt '%.0f/s' "$(rate "$GN")")" \
+    "$(fmt '%.2f' "$(calc 'a / b' "$(rate "$GB")" "$(rate "$GN")")")" \
+    "$(fmt '%.1f us' "$(cpu "$GB")")" "$(fmt '%.1f us' "$(cpu "$GN")")" "-" "-"
+  row "  before ($BEFORE): GET /" "$(fmt '%.0f/s' "$(rate "$GRB")")" \
+    "$NGB file $(fmt '%.0f/s' "$(rate "$GN")")" \
+    "$(fmt '%.2f' "$(calc 'a / b' "$(rate "$GRB")" "$(rate "$GN")")")" \
+    "$(fmt '%.1f us' "$(cpu "$GRB")")" "$(fmt '%.1f us' "$(cpu "$GN")")" "-" "-"
+fi
 
+fi # not --only, or --only get
+
+if [ -z "$ONLY" ]; then
 DL=$(median download) DN=$(median download_ngtcp2)
 row "download throughput, 256 MiB" \
   "$(fmt '%.1f MB/s' "$(calc 'a / b' "$(rate "$DL")" 1e6)")" \
@@ -523,11 +632,20 @@ row "WebTransport stream echo, 256 MiB" \
   "$(fmt '%.2f ms/MB' "$(calc 'a / b' "$(cpu "$ST")" 1000)")" "-" \
   "<= 4 ms/MB CPU" "$(verdict 'a <= 4000' "$(cpu "$ST")")"
 
-HS=$(median handshake)
+fi
+if [ -z "$ONLY" ] || [ "$ONLY" = handshake ]; then
+HS=$(median handshake) HR=$(median handshake_resume)
 row "handshakes (+ WT session), 16 at once" \
   "$(fmt '%.0f/s' "$(rate "$HS")")" "n/a" "-" \
   "$(fmt '%.0f us' "$(cpu "$HS")")" "-" \
   ">= 3000/s" "$(verdict 'a >= 3000' "$(rate "$HS")")"
+row "resumed handshakes (+ WT session), 16 at once" \
+  "$(fmt '%.0f/s' "$(rate "$HR")")" "full $(fmt '%.0f/s' "$(rate "$HS")")" \
+  "$(fmt '%.2f' "$(calc 'a / b' "$(rate "$HR")" "$(rate "$HS")")")" \
+  "$(fmt '%.0f us' "$(cpu "$HR")")" "$(fmt '%.0f us' "$(cpu "$HS")")" \
+  "> full" "$(verdict 'a > b' "$(rate "$HR")" "$(rate "$HS")")"
+fi
+if [ -z "$ONLY" ]; then
 
 I16=$(median idle16) I1=$(median idle1)
 row "idle memory, $IDLE_N sessions, 16/conn" \
@@ -600,7 +718,21 @@ wk_row() { # NAME KEY FORMAT CPU_FORMAT
     "$(fmt "$4" "$(cpu "$a")")" "$(fmt "$4" "$(cpu "$b")")" \
     "$(fmt '%.2f' "$(calc 'a / b' "$(cpu "$b")" "$(cpu "$a")")")" ""
 }
-if [ "$ONLY" = workers ]; then
+if [ "$ONLY" = pacing ]; then
+  # NAME, paced, unpaced, paced/unpaced.
+  pc_row() { # NAME KEY FORMAT
+    local a b
+    a=$(median pc_1) b=$(median pc_0)
+    row "$1" "$(fmt "$3" "$(jget "$a" "$2")")" "$(fmt "$3" "$(jget "$b" "$2")")" \
+      "$(fmt '%.2f' "$(calc 'a / b' "$(jget "$a" "$2")" "$(jget "$b" "$2")")")" \
+      "" "" "" ""
+  }
+  pc_row "download Mbit/s ($PC_RATE Mbit/s link)" mbit_per_s '%.1f'
+  pc_row "packets dropped by the link's buffer" down_dropped '%.0f'
+  pc_row "dropped, % of packets sent" drop_pct '%.2f'
+  pc_row "server CPU per MB" server_cpu_us_per_op '%.0f us'
+  HEAD='measure\tpaced\tunpaced\tpaced/unpaced\t\t\t\t\n'
+elif [ "$ONLY" = workers ]; then
   wk_row "datagram echo (16 x $W in flight, $P B)" wk_dgram '%.0f/s' '%.2f us'
   wk_row "GET / (8 conns x 16)" wk_get '%.0f/s' '%.1f us'
   wk_row "handshakes (+ WT session, 16 at once)" wk_hs '%.0f/s' '%.0f us'

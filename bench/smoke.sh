@@ -176,6 +176,14 @@ check download "ops rate $CPU" \
 check handshake "ops rate $CPU setup_p50_us" \
   "$BENCH" handshake -K 4 -d 1 --warmup 0.2 $T --server-pid "$SRV_PID" \
   "$U/wt/echo"
+# --resume: every measured connection must have resumed the saved session.
+check handshake_resume "ops rate $CPU resumed" \
+  "$BENCH" handshake --resume -K 4 -d 1 --warmup 0.2 $T \
+  --server-pid "$SRV_PID" "$U/wt/echo"
+line=$(grep '^{' "$TMP/handshake_resume.out" | tail -n 1)
+if [ "$(jget "$line" resumed)" != "$(jget "$line" ops)" ]; then
+  fail "handshake --resume: $(jget "$line" resumed) of $(jget "$line" ops) resumed"
+fi
 
 # The load generator must notice a failing server, or the checks above
 # prove nothing: a path that answers 404 has to make get fail.

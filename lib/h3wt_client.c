@@ -29,6 +29,7 @@
 #include "h3wt_h3.h"
 #include "h3wt_list.h"
 #include "h3wt_quic.h"
+#include "h3wt_resume.h"
 #include "h3wt_streams.h"
 #include "h3wt_tls.h"
 #include "h3wt_udp.h"
@@ -54,6 +55,7 @@ struct h3wt_client_request {
   int reset_code_set;
   uint64_t reset_code;
   h3wt_session *session; /* an extended CONNECT for WebTransport */
+  int early; /* submitted in 0-RTT */
 };
 
 struct h3wt_client {
@@ -85,6 +87,27 @@ struct h3wt_client {
   int waiting; /* requests wait for stream credit */
   h3wt_list reqs;
   h3wt_wt_limits wt_limits;
+  /* Resumption (h3wt_resume.h).  early: 0-RTT is on, until the handshake
+     completes; remembered: the saved session's SETTINGS (has_settings). */
+  int early;
+  unsigned resumption; /* H3WT_RESUMED... */
+  h3wt_resume_state saved;
+  int settings_checked; /* the resumed server's SETTINGS were compared */
+  int offered;          /* a saved session was offered to the server */
+  /* The saved session offered, kept whole: saved again as it was when
+     no new ticket came (a resumed session without one of its own would
+     be refused by the server, fatally), and the tickets counted by the
+     end of the handshake (none of them is new). */
+  uint8_t *offered_bytes;
+  size_t offered_len;
+  unsigned tickets_at_handshake;
+  /* Streams answered 425, reset after the flush pass has written once
+     more: ngtcp2 1.11 drops a RESET_STREAM queued before the client's
+     first write after the handshake (conn_retry_early_payloadlen() takes
+     every stream without data out of the send queue), and a 0-RTT answer
+     arrives in the very read that completes the handshake. */
+  int64_t late_reset[8];
+  size_t nlate_reset;
 };
 
 void h3wt_client_settings_default(h3wt_client_settings *s) {
@@ -97,6 +120,7 @@ void h3wt_client_settings_default(h3wt_client_settings *s) {
   s->max_stream_queue = 256 * 1024;
   s->max_session_queue = 1024 * 1024;
   s->wt_session_max_data = 16 * 1024 * 1024;
+  s->early_data = 1;
 }
 
 /* ---- requests ----------------------------------------------------------- */
@@ -113,6 +137,8 @@ static void creq_free(h3wt_client_request *r) {
 }
 
 #define CREQ_OF(n) h3wt_list_entry(n, h3wt_client_request, node)
+
+static void request_rewind(h3wt_client_request *r);
 
 static void creq_unlink(h3wt_client_request *r) {
   h3wt_list_remove(&r->node);
@@ -138,12 +164,36 @@ static int submit(h3wt_client *cl, h3wt_client_request *r) {
                                   &r->stream_id);
   if (rv == 0) {
     r->submitted = 1;
+    r->early = !cl->connected;
+    if (r->early) {
+      cl->resumption |= H3WT_EARLY_DATA_SENT;
+    }
     if (r->session) {
       h3wt_wt_session_set_stream(r->session, r->stream_id);
     }
     mark_dirty(cl);
   }
   return rv;
+}
+
+/* Whether r may be sent in 0-RTT: a safe method without a body (RFC 9114
+   10.9: early data can be replayed), or, when the application asked for
+   it, a WebTransport CONNECT to a server remembered to take them ("Clients
+   cannot initiate WebTransport sessions in 0-RTT packets, as the CONNECT
+   method is not considered safe" says the draft; the server decides). */
+static int may_go_early(const h3wt_client *cl, const h3wt_client_request *r) {
+  if (r->session) {
+    const h3wt_peer_fc *pf = &cl->saved.settings;
+    return cl->settings.early_connect && cl->saved.has_settings &&
+           pf->connect_protocol && pf->h3_datagram && pf->webtransport;
+  }
+  if (r->has_body || r->nhdrs == 0 || r->hdrs[0].namelen != 7 ||
+      memcmp(r->hdrs[0].name, ":method", 7) != 0) {
+    return 0;
+  }
+  const h3wt_header *m = &r->hdrs[0];
+  return (m->valuelen == 3 && memcmp(m->value, "GET", 3) == 0) ||
+         (m->valuelen == 4 && memcmp(m->value, "HEAD", 4) == 0);
 }
 
 /* Queues a request whose field section is fixed[] then headers[], both
@@ -223,7 +273,7 @@ static int request_send(h3wt_client *cl, const h3wt_header *fixed,
     }
     r->has_body = 1;
   }
-  if (cl->connected && !cl->waiting) {
+  if ((cl->connected || (cl->early && may_go_early(cl, r))) && !cl->waiting) {
     int rv = submit(cl, r);
     if (rv == H3WT_ERR_WOULDBLOCK) {
       /* No stream credit now: queued, sent when the server grants more. */
@@ -308,6 +358,28 @@ static int set_protocol(const char *p, size_t len, void *ud) {
 static int hc_end_headers(h3wt_h3_conn *h3, int64_t stream_id, int fin,
                           void *ud, void *sud) {
   h3wt_client_request *r = sud;
+  if (r && r->early && r->status == 425) {
+    /* RFC 8470 5.2: "A client that receives a response with a 425 (Too
+       Early) status code MAY retry the request after the TLS handshake
+       is complete".  The rest of this answer is of no use: the stream is
+       reset both ways and let go (its later events find no request), and
+       the request goes again from the flush pass, on a new stream,
+       outside nghttp3's callbacks. */
+    h3wt_client *cl = ud;
+    H3WT_LOG(&cl->log, H3WT_LOG_DEBUG, "client",
+             "[%s/%lld] 425 Too Early: the request goes again",
+             h3wt_quic_conn_name(cl->qc), (long long)stream_id);
+    h3wt_h3_set_stream_data(h3, stream_id, NULL);
+    if (cl->nlate_reset < sizeof(cl->late_reset) / sizeof(cl->late_reset[0])) {
+      cl->late_reset[cl->nlate_reset++] = stream_id;
+    } else {
+      h3wt_h3_reset_stream(h3, stream_id, H3WT_H3_REQUEST_CANCELLED);
+    }
+    request_rewind(r);
+    cl->waiting = 1;
+    mark_dirty(cl);
+    return 0;
+  }
   if (r && r->session) {
     h3wt_wt_session_set_status(r->session, r->status);
     for (size_t i = 0; i < r->nrh; ++i) {
@@ -402,6 +474,21 @@ static int hc_acked_body(h3wt_h3_conn *h3, int64_t stream_id, uint64_t n,
   return 0;
 }
 
+/* Forgets that r was sent (0-RTT rejected, or 425): it waits to be sent
+   again.  Only requests without a body go early, so nothing else of it
+   was consumed. */
+static void request_rewind(h3wt_client_request *r) {
+  for (size_t i = 0; i < r->nrh; ++i) {
+    free((void *)r->rh[i].name);
+  }
+  r->nrh = 0;
+  r->status = 0;
+  r->submitted = 0;
+  r->stream_id = -1;
+  r->early = 0;
+  r->reset_code_set = 0;
+}
+
 static int hc_end_stream(h3wt_h3_conn *h3, int64_t stream_id, void *ud,
                          void *sud) {
   h3wt_client_request *r = sud;
@@ -447,8 +534,77 @@ static void hc_streams_available(h3wt_h3_conn *h3, void *ud) {
   }
 }
 
+/* At the end of the handshake: what became of the saved session and of
+   what was sent in 0-RTT. */
+static void resumption_outcome(h3wt_client *cl) {
+  void *ssl = h3wt_quic_conn_tls(cl->qc);
+  int was_early = cl->early;
+  cl->tickets_at_handshake = h3wt_quic_conn_tickets(cl->qc);
+  cl->early = 0;
+  if (h3wt_tls_session_reused(ssl)) {
+    cl->resumption |= H3WT_RESUMED;
+  } else if (cl->offered) {
+    H3WT_LOG(&cl->log, H3WT_LOG_WARN, "client",
+             "[%s] the server did not resume the saved session: full "
+             "handshake", h3wt_quic_conn_name(cl->qc));
+  }
+  if (!was_early) {
+    return;
+  }
+  if (h3wt_tls_early_data_accepted(ssl)) {
+    if (cl->resumption & H3WT_EARLY_DATA_SENT) {
+      cl->resumption |= H3WT_EARLY_DATA_ACCEPTED;
+    }
+    return;
+  }
+  /* Rejected: QUIC forgets every stream, nghttp3 starts over, and what
+     went early is sent again in 1-RTT. */
+  H3WT_LOG(&cl->log, H3WT_LOG_INFO, "client",
+           "[%s] 0-RTT rejected by the server: requests sent again",
+           h3wt_quic_conn_name(cl->qc));
+  if (h3wt_quic_conn_early_data_rejected(cl->qc) != 0 ||
+      h3wt_h3_restart(cl->owner.h3) != 0) {
+    h3wt_h3_request_close(cl->owner.h3, H3WT_H3_INTERNAL_ERROR,
+                          "cannot restart after 0-RTT");
+    return;
+  }
+  for (h3wt_list *it = cl->reqs.next; it != &cl->reqs; it = it->next) {
+    h3wt_client_request *r = CREQ_OF(it);
+    if (r->submitted) {
+      request_rewind(r);
+    }
+  }
+}
+
+/* RFC 9114 7.2.4.2 and the draft: after resuming with 0-RTT accepted,
+   "A client MUST close the connection with H3_SETTINGS_ERROR if the
+   SETTINGS frame received in the resumed connection reduces any flow
+   control values from the cached previous values." */
+static void check_resumed_settings(h3wt_client *cl) {
+  h3wt_peer_fc pf;
+  const h3wt_peer_fc *was = &cl->saved.settings;
+  if (cl->settings_checked || !(cl->resumption & H3WT_EARLY_DATA_ACCEPTED) ||
+      !cl->saved.has_settings || !h3wt_h3_peer_fc(cl->owner.h3, &pf)) {
+    return;
+  }
+  cl->settings_checked = 1;
+  if (pf.max_data < was->max_data ||
+      pf.max_streams_bidi < was->max_streams_bidi ||
+      pf.max_streams_uni < was->max_streams_uni ||
+      (was->webtransport && !pf.webtransport) ||
+      (was->connect_protocol && !pf.connect_protocol) ||
+      (was->h3_datagram && !pf.h3_datagram)) {
+    H3WT_LOG(&cl->log, H3WT_LOG_WARN, "client",
+             "[%s] the resumed server's SETTINGS reduce what 0-RTT used: "
+             "closing", h3wt_quic_conn_name(cl->qc));
+    h3wt_h3_request_close(cl->owner.h3, 0x109 /* H3_SETTINGS_ERROR */,
+                          "SETTINGS reduced after 0-RTT");
+  }
+}
+
 static void hc_ready(h3wt_h3_conn *h3, void *ud) {
   h3wt_client *cl = ud;
+  resumption_outcome(cl);
   cl->connected = 1;
   /* Requests made before the handshake go out now. */
   submit_waiting(cl);
@@ -475,11 +631,12 @@ static void leave(h3wt_client *cl) {
    (reading, writing), counted so that debug builds catch a re-entry. */
 static h3wt_quic_status quic_read(h3wt_client *cl, const uint8_t *data,
                                   size_t len, const struct sockaddr *remote,
-                                  uint64_t ts) {
+                                  unsigned ecn, uint64_t ts) {
   assert(cl->in_quic == 0);
   ++cl->in_quic;
   h3wt_quic_status st = h3wt_quic_conn_read(
-      cl->qc, (const struct sockaddr *)&cl->udp.local, remote, data, len, ts);
+      cl->qc, (const struct sockaddr *)&cl->udp.local, remote, data, len, ecn,
+      ts);
   --cl->in_quic;
   return st;
 }
@@ -516,12 +673,11 @@ static void handle_closed(uv_handle_t *h) {
   }
 }
 
-/* The timer, the driver's two handles and the socket. */
+/* The timer, the driver's handles and the socket. */
 static void close_handles(h3wt_client *cl) {
   h3wt_drv_item_close(&cl->item, handle_closed, cl);
-  h3wt_driver_close(&cl->drv, handle_closed, cl);
+  cl->handles = 2 + h3wt_driver_close(&cl->drv, handle_closed, cl);
   h3wt_udp_close(&cl->udp, handle_closed, cl);
-  cl->handles = 4;
 }
 
 /* The connection is over: release the handles, fail what is open, tell
@@ -622,6 +778,13 @@ static int on_flush(h3wt_drv_item *it, uint64_t ts, void *ud) {
   /* Close notifications held back so that handlers could close and reset
      from inside callbacks; they may ask for the connection's close. */
   h3wt_wt_run_deferred(h3wt_h3_wt(cl->owner.h3));
+  if (cl->connected) {
+    check_resumed_settings(cl);
+    if (cl->waiting) {
+      /* Requests answered 425, or waiting for stream credit. */
+      submit_waiting(cl);
+    }
+  }
   if (h3wt_h3_close_requested(cl->owner.h3, &code, &reason)) {
     /* h3wt_session_close_connection() on one of our sessions. */
     cl->close_requested = 1;
@@ -639,19 +802,28 @@ static int on_flush(h3wt_drv_item *it, uint64_t ts, void *ud) {
     close_now(cl);
     return 0;
   }
+  if (cl->nlate_reset && cl->connected) {
+    /* The write above went past the handshake (see late_reset). */
+    for (size_t i = 0; i < cl->nlate_reset; ++i) {
+      h3wt_h3_reset_stream(cl->owner.h3, cl->late_reset[i],
+                           H3WT_H3_REQUEST_CANCELLED);
+    }
+    cl->nlate_reset = 0;
+    st = H3WT_QUIC_MORE; /* written on the next turn of the pass */
+  }
   schedule(cl);
   return st == H3WT_QUIC_MORE;
 }
 
 static void on_datagram(h3wt_udp *udp, const struct sockaddr *remote,
-                        const uint8_t *data, size_t len, uint64_t ts,
-                        void *ud) {
+                        const uint8_t *data, size_t len, unsigned ecn,
+                        uint64_t ts, void *ud) {
   h3wt_client *cl = ud;
   if (cl->closed || cl->close_requested) {
     return; /* closing: the rest of the batch is moot */
   }
   enter(cl);
-  if (quic_read(cl, data, len, remote, ts) == H3WT_QUIC_DEAD) {
+  if (quic_read(cl, data, len, remote, ecn, ts) == H3WT_QUIC_DEAD) {
     conn_end(cl, dead_reason(cl));
   } else {
     mark_dirty(cl);
@@ -660,9 +832,10 @@ static void on_datagram(h3wt_udp *udp, const struct sockaddr *remote,
 }
 
 static void q_send(h3wt_quic_conn *qc, const struct sockaddr *remote,
-                   const uint8_t *data, size_t len, size_t gso, void *ud) {
+                   const uint8_t *data, size_t len, size_t gso, unsigned ecn,
+                   void *ud) {
   h3wt_client *cl = ud;
-  h3wt_udp_send(&cl->udp, remote, data, len, gso);
+  h3wt_udp_send(&cl->udp, remote, data, len, gso, ecn);
 }
 
 void h3wt_client_close(h3wt_client *cl) {
@@ -680,6 +853,54 @@ void h3wt_client_close(h3wt_client *cl) {
   enter(cl);
   close_now(cl);
   leave(cl);
+}
+
+/* Offers a saved session (h3wt_resume.h) before the first packet is
+   written, and turns 0-RTT on when it allows.  Whatever is wrong with it
+   is logged and leaves a full handshake. */
+static void resume_setup(h3wt_client *cl, const uint8_t *data, size_t len) {
+  h3wt_resume_state st;
+  const char *name = h3wt_quic_conn_name(cl->qc);
+  if (h3wt_resume_decode(data, len, &st) != 0) {
+    H3WT_LOG(&cl->log, H3WT_LOG_WARN, "client",
+             "[%s] saved session unusable (damaged, cut or of another "
+             "version): full handshake", name);
+    return;
+  }
+  if (st.namelen != strlen(cl->sni) ||
+      memcmp(st.name, cl->sni, st.namelen) != 0) {
+    H3WT_LOG(&cl->log, H3WT_LOG_WARN, "client",
+             "[%s] saved session is for server %.*s, not %s: full handshake",
+             name, (int)st.namelen, st.name, cl->sni);
+    return;
+  }
+  int early = h3wt_tls_session_resume(h3wt_quic_conn_tls(cl->qc), st.tls,
+                                      st.tlslen);
+  if (early < 0) {
+    H3WT_LOG(&cl->log, H3WT_LOG_WARN, "client",
+             "[%s] saved TLS session unusable: full handshake", name);
+    return;
+  }
+  cl->offered = 1;
+  cl->offered_bytes = malloc(len);
+  if (cl->offered_bytes) {
+    memcpy(cl->offered_bytes, data, len);
+    cl->offered_len = len;
+  }
+  cl->saved.has_settings = st.has_settings;
+  cl->saved.settings = st.settings;
+  if (!early || !cl->settings.early_data || st.paramslen == 0) {
+    return;
+  }
+  /* 0-RTT: the remembered limits bound what goes early, and HTTP/3 must
+     be running (its control and QPACK streams go first). */
+  if (h3wt_quic_conn_set_0rtt_params(cl->qc, st.params, st.paramslen) != 0 ||
+      h3wt_h3_start(cl->owner.h3) != 0) {
+    H3WT_LOG(&cl->log, H3WT_LOG_WARN, "client",
+             "[%s] saved transport parameters unusable: no 0-RTT", name);
+    return;
+  }
+  cl->early = 1;
 }
 
 int h3wt_client_new(h3wt_client **pcl, uv_loop_t *loop,
@@ -708,6 +929,8 @@ int h3wt_client_new(h3wt_client **pcl, uv_loop_t *loop,
              ? offsetof(h3wt_client_settings, max_stream_queue)
          : s->version == H3WT_CLIENT_SETTINGS_V2
              ? offsetof(h3wt_client_settings, wt_session_max_data)
+         : s->version == H3WT_CLIENT_SETTINGS_V3
+             ? offsetof(h3wt_client_settings, session)
              : sizeof(*s));
   cl->user_data = user_data;
   if (cbs) {
@@ -750,6 +973,7 @@ int h3wt_client_new(h3wt_client **pcl, uv_loop_t *loop,
   cl->qcfg.tls = cl->tls;
   cl->qcfg.cbs = &cl->qcbs;
   cl->qcfg.qlog_dir = s->qlog_dir;
+  cl->qcfg.pacing = h3wt_quic_pacing_default();
   cl->qcfg.idle_timeout_ns = s->idle_timeout_ms * 1000000ULL;
   cl->qcfg.handshake_timeout_ns = s->handshake_timeout_ms * 1000000ULL;
   /* WebTransport servers open streams towards us too. */
@@ -815,6 +1039,12 @@ int h3wt_client_new(h3wt_client **pcl, uv_loop_t *loop,
   if (rv == 0) {
     rv = h3wt_streams_conn_new(&cl->owner.h3, &cl->hcfg, cl->qc, 0, cl);
   }
+  if (rv == 0 && s->version >= H3WT_CLIENT_SETTINGS_V4 && s->session) {
+    resume_setup(cl, s->session, s->session_len);
+  }
+  /* The caller's bytes are not kept. */
+  cl->settings.session = NULL;
+  cl->settings.session_len = 0;
   leave(cl);
   if (rv != 0) {
     /* The UDP handle is closing: the memory must outlive the close, so
@@ -873,6 +1103,7 @@ static void client_free(h3wt_client *cl) {
   free(cl->qcfg.txbuf);
   free(cl->host);
   free(cl->sni);
+  free(cl->offered_bytes);
   free(cl);
 }
 
@@ -947,4 +1178,66 @@ int h3wt_client_webtransport_versioned(h3wt_client *cl, const char *path,
 
 struct h3wt_wt_conn *h3wt_client_wt(h3wt_client *cl) {
   return cl->owner.h3 ? h3wt_h3_wt(cl->owner.h3) : NULL;
+}
+
+/* ---- resumption ---------------------------------------------------------- */
+
+int h3wt_client_session_save(h3wt_client *cl, uint8_t *buf, size_t buflen,
+                             size_t *len) {
+  h3wt_resume_state st;
+  uint8_t *der = NULL, params[H3WT_RESUME_MAX_PARAMS];
+  size_t derlen = 0, need;
+  ssize_t n;
+  int rv = 0;
+  if (!cl || !len) {
+    return H3WT_ERR_INVALID_ARGUMENT;
+  }
+  *len = 0;
+  if (cl->qc && cl->connected &&
+      h3wt_quic_conn_tickets(cl->qc) == cl->tickets_at_handshake &&
+      cl->offered_bytes) {
+    /* No ticket of this connection's own (the server sends it after the
+       handshake: a connection closed at once, as after a 0-RTT answer,
+       has none): the one it came with is still good. */
+    *len = cl->offered_len;
+    if (!buf || buflen < cl->offered_len) {
+      return buf ? H3WT_ERR_TOO_LARGE : 0;
+    }
+    memcpy(buf, cl->offered_bytes, cl->offered_len);
+    return 0;
+  }
+  if (!cl->qc || !cl->connected ||
+      h3wt_quic_conn_tickets(cl->qc) == cl->tickets_at_handshake ||
+      h3wt_tls_session_export(h3wt_quic_conn_tls(cl->qc), &der, &derlen) != 0) {
+    return H3WT_ERR_INVALID_STATE;
+  }
+  memset(&st, 0, sizeof(st));
+  st.name = cl->sni;
+  st.namelen = strlen(cl->sni);
+  st.tls = der;
+  st.tlslen = derlen;
+  n = h3wt_quic_conn_handshake_done(cl->qc)
+          ? h3wt_quic_conn_get_0rtt_params(cl->qc, params, sizeof(params))
+          : -1;
+  if (n > 0) {
+    st.params = params;
+    st.paramslen = (size_t)n;
+  }
+  st.has_settings = cl->owner.h3 && h3wt_h3_peer_fc(cl->owner.h3, &st.settings);
+  need = h3wt_resume_encoded_len(&st);
+  if (need == 0) {
+    rv = H3WT_ERR_TOO_LARGE;
+  } else if (!buf || buflen < need) {
+    *len = need;
+    rv = buf ? H3WT_ERR_TOO_LARGE : 0;
+  } else {
+    *len = h3wt_resume_encode(&st, buf, buflen);
+    rv = *len ? 0 : H3WT_ERR_NOMEM;
+  }
+  free(der);
+  return rv;
+}
+
+unsigned h3wt_client_resumption(const h3wt_client *cl) {
+  return cl ? cl->resumption : 0;
 }

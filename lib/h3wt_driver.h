@@ -4,6 +4,11 @@
  *
  *  - One timer per connection, armed at the connection's next deadline
  *    (rounded up to the millisecond: firing early finds nothing expired).
+ *    Deadlines less than a millisecond away (packet pacing asks for
+ *    microseconds) go instead to one fine timer per driver: a timerfd with
+ *    nanosecond resolution and a min-heap of the items waiting on it, so a
+ *    paced connection sends its next burst when it is due, not up to a
+ *    millisecond late.
  *  - A dirty list and one flush pass before the loop sleeps (uv_prepare):
  *    a connection that has something to send is marked, and written once,
  *    so a batch of received datagrams is acknowledged in as few packets as
@@ -34,6 +39,8 @@ typedef struct h3wt_drv_item {
   int gone; /* h3wt_drv_item_close() was called */
   void *data;
   uint64_t due_ms; /* when the armed timer fires (the loop's ms clock) */
+  uint64_t fine_due; /* ns, while on the fine heap */
+  size_t fine_idx;   /* its place in the fine heap; SIZE_MAX: not on it */
 } h3wt_drv_item;
 
 typedef struct h3wt_driver_callbacks {
@@ -53,6 +60,14 @@ struct h3wt_driver {
   uv_loop_t *loop;
   uv_prepare_t flush;
   uv_idle_t spin;
+  /* The fine timer: tfd is a timerfd (-1 when the system gave none: then
+     every deadline takes the millisecond timers), watched by fine_poll;
+     fine_heap holds the items due within a millisecond, earliest first. */
+  int tfd;
+  uv_poll_t fine_poll;
+  h3wt_drv_item **fine_heap;
+  size_t fine_len, fine_cap;
+  uint64_t fine_armed; /* what tfd is set to; UINT64_MAX: disarmed */
   h3wt_drv_item *dirty;
   int depth;
   int closing;
@@ -64,9 +79,9 @@ struct h3wt_driver {
    for these handles). */
 int h3wt_driver_init(h3wt_driver *d, uv_loop_t *loop,
                      const h3wt_driver_callbacks *cbs, void *ud);
-/* Stops and closes the driver's two handles; cb runs for each, with
-   handle->data = data. */
-void h3wt_driver_close(h3wt_driver *d, uv_close_cb cb, void *data);
+/* Stops and closes the driver's handles; cb runs for each, with
+   handle->data = data.  Returns how many there are (2 or 3). */
+int h3wt_driver_close(h3wt_driver *d, uv_close_cb cb, void *data);
 
 void h3wt_driver_enter(h3wt_driver *d);
 void h3wt_driver_leave(h3wt_driver *d);

@@ -207,9 +207,10 @@ static void on_after_flush(void *ud) {
 /* ---- QUIC callbacks (owner half) ---------------------------------------- */
 
 static void q_send(h3wt_quic_conn *qc, const struct sockaddr *remote,
-                   const uint8_t *data, size_t len, size_t gso, void *ud) {
+                   const uint8_t *data, size_t len, size_t gso, unsigned ecn,
+                   void *ud) {
   h3wt_ep_conn *c = ud;
-  h3wt_udp_send(&c->ep->udp, remote, data, len, gso);
+  h3wt_udp_send(&c->ep->udp, remote, data, len, gso, ecn);
 }
 
 static int q_cid_added(h3wt_quic_conn *qc, const uint8_t *cid, size_t len,
@@ -260,7 +261,7 @@ static h3wt_ep_conn *conn_accept(h3wt_endpoint *ep,
       return NULL;
     }
     if (n > 0) {
-      h3wt_udp_send(&ep->udp, remote, out, (size_t)n, 0);
+      h3wt_udp_send(&ep->udp, remote, out, (size_t)n, 0, 0);
       ++ep->stats.limit_max_handshakes_per_addr;
       if (!per_addr) {
         ++ep->stats.limit_max_unvalidated_handshakes;
@@ -342,8 +343,8 @@ static h3wt_ep_conn *conn_accept(h3wt_endpoint *ep,
 /* handed: the packet came from another worker's inbox (it is ours
    whatever its connection ID says: never handed on again). */
 static void on_packet(h3wt_endpoint *ep, const struct sockaddr *remote,
-                      const uint8_t *data, size_t len, uint64_t ts,
-                      int handed) {
+                      const uint8_t *data, size_t len, unsigned ecn,
+                      uint64_t ts, int handed) {
   const struct sockaddr *local = (const struct sockaddr *)&ep->udp.local;
   h3wt_quic_pkt_info pi;
   uint8_t out[1500];
@@ -359,7 +360,7 @@ static void on_packet(h3wt_endpoint *ep, const struct sockaddr *remote,
     if (pi.long_header && len >= 1200) {
       ssize_t n = h3wt_quic_write_version_negotiation(out, sizeof(out), &pi);
       if (n > 0) {
-        h3wt_udp_send(&ep->udp, remote, out, (size_t)n, 0);
+        h3wt_udp_send(&ep->udp, remote, out, (size_t)n, 0, 0);
       }
     }
     return;
@@ -403,7 +404,7 @@ static void on_packet(h3wt_endpoint *ep, const struct sockaddr *remote,
           out, sizeof(out), ep->cfg.qcfg->static_secret, pi.dcid,
           pi.dcidlen, len);
       if (n) {
-        h3wt_udp_send(&ep->udp, remote, out, n, 0);
+        h3wt_udp_send(&ep->udp, remote, out, n, 0, 0);
       }
       return;
     }
@@ -418,7 +419,7 @@ static void on_packet(h3wt_endpoint *ep, const struct sockaddr *remote,
   if (c->dead) {
     return;
   }
-  if (h3wt_quic_conn_read(c->qc, local, remote, data, len, ts) ==
+  if (h3wt_quic_conn_read(c->qc, local, remote, data, len, ecn, ts) ==
       H3WT_QUIC_DEAD) {
     conn_free(c, H3WT_H3_REQUEST_CANCELLED);
     return;
@@ -430,14 +431,14 @@ static void on_packet(h3wt_endpoint *ep, const struct sockaddr *remote,
 }
 
 static void on_datagram(h3wt_udp *udp, const struct sockaddr *remote,
-                        const uint8_t *data, size_t len, uint64_t ts,
-                        void *user_data) {
+                        const uint8_t *data, size_t len, unsigned ecn,
+                        uint64_t ts, void *user_data) {
   h3wt_endpoint *ep = user_data;
   if (ep->closing) {
     return; /* the rest of a receive batch after a close */
   }
   h3wt_ep_enter(ep);
-  on_packet(ep, remote, data, len, ts, 0);
+  on_packet(ep, remote, data, len, ecn, ts, 0);
   h3wt_ep_leave(ep);
 }
 
@@ -450,7 +451,9 @@ static void on_handed(void *ud, const struct sockaddr *remote,
     return;
   }
   h3wt_ep_enter(ep);
-  on_packet(ep, remote, data, len, ts, 1);
+  /* The inbox keeps no ECN mark: Not-ECT (at worst the peer's ECN
+     validation fails and it sends unmarked, as without ECN). */
+  on_packet(ep, remote, data, len, 0, ts, 1);
   h3wt_ep_leave(ep);
 }
 
@@ -565,8 +568,7 @@ void h3wt_ep_close(h3wt_endpoint *ep, void (*cb)(void *ud), void *ud) {
                        "server shutting down");
   }
   if (ep->listening) {
-    ep->pending_closes += 3;
-    h3wt_driver_close(&ep->drv, handle_closed, ep);
+    ep->pending_closes += 1 + h3wt_driver_close(&ep->drv, handle_closed, ep);
     h3wt_udp_close(&ep->udp, handle_closed, ep);
     if (ep->inbox_open) {
       /* Other workers' packets for us are dropped (and counted) from

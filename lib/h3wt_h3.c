@@ -467,7 +467,7 @@ int h3wt_h3_handshake_completed(h3wt_h3_conn *h3) {
   if (h3wt_h3_start(h3) != 0) {
     return -1;
   }
-  if (!h3->server && h3->cfg->cbs->ready) {
+  if (h3->cfg->cbs->ready) {
     h3->cfg->cbs->ready(h3, h3->user_data);
   }
   return 0;
@@ -630,6 +630,22 @@ int h3wt_h3_start(h3wt_h3_conn *h3) {
   h3->ctrl_id = ctrl;
   h3->started = 1;
   return 0;
+}
+
+int h3wt_h3_restart(h3wt_h3_conn *h3) {
+  /* nghttp3 calls nothing back as it goes: the owner already knows that
+     every request it carried must be sent again. */
+  if (h3->conn) {
+    nghttp3_conn_del(h3->conn);
+    h3->conn = NULL;
+  }
+  h3->started = 0;
+  h3->ctrl_id = -1;
+  h3->ctrl_state = CTRL_PLAIN;
+  h3->ctrl_len = h3->ctrl_orig = h3->ctrl_off = 0;
+  h3->ctrl_acked = h3->ctrl_acked_fwd = 0;
+  memset(&h3->sched, 0, sizeof(h3->sched));
+  return h3wt_h3_start(h3);
 }
 
 static nghttp3_nv *make_nva(const h3wt_header *hdrs, size_t n,

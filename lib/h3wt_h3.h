@@ -44,7 +44,7 @@ typedef struct h3wt_h3_callbacks {
   /* n more body bytes were acknowledged. */
   int (*acked_body)(h3wt_h3_conn *h3, int64_t stream_id, uint64_t n,
                     void *ud, void *sud);
-  /* Client: HTTP/3 is ready (control streams bound). */
+  /* The handshake completed: HTTP/3 is ready (control streams bound). */
   void (*ready)(h3wt_h3_conn *h3, void *ud);
   /* Client: the server allows more requests (new bidi stream credit). */
   void (*streams_available)(h3wt_h3_conn *h3, void *ud);
@@ -81,6 +81,10 @@ void *h3wt_h3_user_data(const h3wt_h3_conn *h3);
    to call repeatedly.  Returns 0 or an error. */
 int h3wt_h3_start(h3wt_h3_conn *h3);
 int h3wt_h3_started(const h3wt_h3_conn *h3);
+/* Client, when the server rejected 0-RTT (QUIC forgot every stream):
+   drops nghttp3's state and starts HTTP/3 again on new streams.  Returns
+   0 or an error. */
+int h3wt_h3_restart(h3wt_h3_conn *h3);
 
 /* Server: submits response headers; has_body 0 ends the stream. */
 int h3wt_h3_submit_response(h3wt_h3_conn *h3, int64_t stream_id,

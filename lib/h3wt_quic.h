@@ -37,9 +37,12 @@ typedef enum h3wt_quic_status {
    H3_INTERNAL_ERROR). */
 typedef struct h3wt_quic_callbacks {
   /* -- owner (server/client facade) -- */
-  /* Sends len bytes of packets to remote (gso_size > 0: several). */
+  /* Sends len bytes of packets to remote (gso_size > 0: several), all
+     with the ECN codepoint ecn (0 Not-ECT, 1 ECT(1), 2 ECT(0), 3 CE: the
+     low two bits of the IP TOS / traffic class). */
   void (*send)(h3wt_quic_conn *qc, const struct sockaddr *remote,
-               const uint8_t *data, size_t len, size_t gso_size, void *ud);
+               const uint8_t *data, size_t len, size_t gso_size,
+               unsigned ecn, void *ud);
   /* Server: a connection ID was issued / retired; keep the CID map in step. */
   int (*cid_added)(h3wt_quic_conn *qc, const uint8_t *cid, size_t len,
                    void *ud);
@@ -110,10 +113,17 @@ typedef struct h3wt_quic_config {
      cid_worker of cid_workers (h3wt_cid_set_worker); cid_workers 0 or 1:
      plain random IDs. */
   uint32_t cid_workers, cid_worker;
+  /* 1: at most the send quantum per write, paced by ngtcp2 (the default,
+     h3wt_quic_pacing_default()); 0: up to 64 packets back to back. */
+  int pacing;
   /* Scratch buffer for outgoing packets, shared: writes are synchronous. */
   uint8_t *txbuf;
   size_t txbuflen;
 } h3wt_quic_config;
+
+/* 1 unless the environment has H3WT_PACING=0: a switch to compare paced
+   with unpaced sending in benchmarks (bench/README.md). */
+int h3wt_quic_pacing_default(void);
 
 /* Smallest txbuflen that works. */
 #define H3WT_QUIC_TXBUF_MIN 65536
@@ -183,12 +193,13 @@ int h3wt_quic_conn_client_new(h3wt_quic_conn **pqc,
 
 void h3wt_quic_conn_del(h3wt_quic_conn *qc);
 
-/* Feeds one received datagram. */
+/* Feeds one received datagram, which arrived with the ECN codepoint ecn
+   (0 when the socket cannot tell). */
 h3wt_quic_status h3wt_quic_conn_read(h3wt_quic_conn *qc,
                                      const struct sockaddr *local,
                                      const struct sockaddr *remote,
                                      const uint8_t *data, size_t len,
-                                     uint64_t ts);
+                                     unsigned ecn, uint64_t ts);
 
 /* Writes what is ready to send through cbs->send. */
 h3wt_quic_status h3wt_quic_conn_write(h3wt_quic_conn *qc, uint64_t ts);
@@ -215,10 +226,6 @@ int h3wt_quic_conn_end_reason(const h3wt_quic_conn *qc);
 
 int h3wt_quic_conn_is_server(const h3wt_quic_conn *qc);
 int h3wt_quic_conn_handshake_done(const h3wt_quic_conn *qc);
-/* The connection's TLS session (a WOLFSSL), or NULL: a server lets its
-   session go once the handshake has completed (after the read call in
-   which it did), since everything after it is ngtcp2's own crypto. */
-void *h3wt_quic_conn_tls(const h3wt_quic_conn *qc);
 /* Starts a key update (RFC 9001 6); -1 while one is in progress or before
    the handshake is confirmed. */
 int h3wt_quic_conn_initiate_key_update(h3wt_quic_conn *qc, uint64_t ts);
@@ -273,5 +280,28 @@ uint64_t h3wt_quic_peer_max_datagram(const h3wt_quic_conn *qc);
 /* Our per-stream receive window (max_stream_data): how far beyond what
    was read a peer may send on a stream. */
 uint64_t h3wt_quic_stream_window(const h3wt_quic_conn *qc);
+
+/* Resumption and 0-RTT.  The connection's TLS object (h3wt_tls_session_*
+   calls take it), or NULL: a server lets its session go once the
+   handshake has completed (after the read call in which it did), since
+   everything after it is ngtcp2's own crypto. */
+void *h3wt_quic_conn_tls(const h3wt_quic_conn *qc);
+/* Client, before the first write: the server's transport parameters
+   remembered from an earlier connection (h3wt_quic_conn_get_0rtt_params
+   there), which 0-RTT packets must respect (RFC 9000 7.4.1); streams may
+   be opened and written at once.  Returns 0 or -1 (unusable: then do not
+   attempt 0-RTT). */
+int h3wt_quic_conn_set_0rtt_params(h3wt_quic_conn *qc, const uint8_t *data,
+                                   size_t len);
+/* Client, after the handshake: those of the server's parameters a later
+   0-RTT connection needs.  Returns their length or -1. */
+ssize_t h3wt_quic_conn_get_0rtt_params(const h3wt_quic_conn *qc,
+                                       uint8_t *buf, size_t len);
+/* Client: how many session tickets the TLS session took in so far. */
+unsigned h3wt_quic_conn_tickets(const h3wt_quic_conn *qc);
+/* Client: the server did not accept the 0-RTT data; ngtcp2 forgets every
+   stream opened so far (without stream callbacks): whatever went early
+   must be opened and sent again.  Returns 0 or -1. */
+int h3wt_quic_conn_early_data_rejected(h3wt_quic_conn *qc);
 
 #endif /* H3WT_QUIC_H */

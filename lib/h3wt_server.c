@@ -21,6 +21,7 @@
 #include "h3wt_post.h"
 #include "h3wt_quic.h"
 #include "h3wt_router.h"
+#include "h3wt_static.h"
 #include "h3wt_streams.h"
 #include "h3wt_tls.h"
 #include "h3wt_udp.h"
@@ -37,8 +38,11 @@ struct h3wt_request {
   void *route_data;
   void *user_data;
   h3wt_list node; /* in conn->requests */
-  /* Request fields, in one arena: pseudo-headers and headers. */
+  /* Request fields: the pseudo-headers in one block (pseudo, below) as
+     far as they fit, the headers each in its own allocation. */
   char *method, *path, *authority, *scheme, *protocol;
+  char *pseudo; /* PSEUDO_BLOCK bytes, or NULL */
+  size_t pseudo_used;
   h3wt_header *headers;
   size_t nheaders, headers_cap;
   uint64_t header_bytes;
@@ -101,6 +105,7 @@ struct h3wt_server {
   h3wt_server_stats stats; /* the rest of h3wt_server_get_stats() */
   h3wt_static_mount **mounts;
   size_t nmounts;
+  h3wt_static_cache *static_cache; /* shared by the mounts */
   char altsvc[32];
   int closing;
   int draining;           /* h3wt_server_shutdown(): winding down */
@@ -172,6 +177,7 @@ void h3wt_server_settings_default(h3wt_server_settings *s) {
   s->orphan_stream_timeout_ms = 1000;
   s->max_unvalidated_handshakes = 1000;
   s->wt_session_max_data = 16 * 1024 * 1024;
+  s->early_data = 1;
 }
 
 const h3wt_logger *h3wt_server_logger(const h3wt_server *server) {
@@ -186,17 +192,48 @@ size_t h3wt_server_response_queue_limit(const h3wt_server *server) {
 
 /* ---- requests ----------------------------------------------------------- */
 
+/* The pseudo-headers of a request share one block of this size (one
+   allocation instead of four, about the same bytes as the four made); a
+   value that does not fit (a long :path) gets its own. */
+#define PSEUDO_BLOCK 128
+
+static char *pseudo_copy(h3wt_request *req, const uint8_t *value,
+                         size_t len) {
+  if (!req->pseudo && len < PSEUDO_BLOCK) {
+    req->pseudo = malloc(PSEUDO_BLOCK);
+    if (!req->pseudo) {
+      return NULL;
+    }
+  }
+  if (req->pseudo && len < PSEUDO_BLOCK - req->pseudo_used) {
+    char *p = req->pseudo + req->pseudo_used;
+    memcpy(p, value, len);
+    p[len] = '\0';
+    req->pseudo_used += len + 1;
+    return p;
+  }
+  return strndup((const char *)value, len);
+}
+
+static void pseudo_free(h3wt_request *req, char *p) {
+  uintptr_t a = (uintptr_t)p, b = (uintptr_t)req->pseudo;
+  if (p && !(req->pseudo && a >= b && a < b + PSEUDO_BLOCK)) {
+    free(p);
+  }
+}
+
 static void request_free(h3wt_request *req) {
   assert(!h3wt_list_linked(&req->node) && !req->session);
   for (size_t i = 0; i < req->nheaders; ++i) {
     free((void *)req->headers[i].name);
   }
   free(req->headers);
-  free(req->method);
-  free(req->path);
-  free(req->authority);
-  free(req->scheme);
-  free(req->protocol);
+  pseudo_free(req, req->method);
+  pseudo_free(req, req->path);
+  pseudo_free(req, req->authority);
+  pseudo_free(req, req->scheme);
+  pseudo_free(req, req->protocol);
+  free(req->pseudo);
   h3wt_sendq_free(&req->sendq);
   free(req);
 }
@@ -262,6 +299,9 @@ h3wt_server *h3wt_request_server(const h3wt_request *req) {
 uint64_t h3wt_request_queued(const h3wt_request *req) {
   return req->sendq.unacked;
 }
+h3wt_static_cache *h3wt_server_static_cache(const h3wt_server *server) {
+  return server->static_cache;
+}
 
 
 /* Submits the response headers: :status, server, alt-svc, content-length
@@ -294,14 +334,19 @@ static int submit_headers(h3wt_request *req, int status,
   if (!all) {
     return H3WT_ERR_NOMEM;
   }
-  snprintf(st, sizeof(st), "%d", status);
-  all[k++] = (h3wt_header){":status", 7, st, strlen(st)};
+  /* status is 100..999: three digits (snprintf cost more than the rest
+     of this function). */
+  st[0] = (char)('0' + status / 100);
+  st[1] = (char)('0' + status / 10 % 10);
+  st[2] = (char)('0' + status % 10);
+  st[3] = '\0';
+  all[k++] = (h3wt_header){":status", 7, st, 3};
   all[k++] = (h3wt_header){"server", 6, srv->settings.server_name,
                            strlen(srv->settings.server_name)};
   all[k++] = (h3wt_header){"alt-svc", 7, srv->altsvc, strlen(srv->altsvc)};
   if (content_length >= 0 && !have_cl) {
-    snprintf(cl, sizeof(cl), "%" PRId64, content_length);
-    all[k++] = (h3wt_header){"content-length", 14, cl, strlen(cl)};
+    all[k++] = (h3wt_header){"content-length", 14, cl,
+                             h3wt_u64_dec((uint64_t)content_length, cl)};
   }
   if (n) {
     memcpy(all + k, headers, n * sizeof(*headers));
@@ -357,6 +402,36 @@ int h3wt_request_respond(h3wt_request *req, int status,
   }
   req->ended = 1;
   return 0;
+}
+
+int h3wt_request_respond_owned(h3wt_request *req, int status,
+                               const h3wt_header *headers, size_t nheaders,
+                               void *data, size_t len,
+                               void (*free_cb)(void *, void *),
+                               void *user_data) {
+  int body = len > 0 && !req->head;
+  /* Headers first: nghttp3 reads the body only in a later write pass, and
+     a failure here leaves data with the caller, untouched. */
+  int rv = submit_headers(req, status, headers, nheaders, (int64_t)len, body);
+  if (rv != 0) {
+    if (rv == H3WT_ERR_NOMEM) {
+      h3wt_request_reset(req, 0x102 /* H3_INTERNAL_ERROR */);
+    }
+    return rv;
+  }
+  req->ended = 1;
+  if (!body) {
+    if (free_cb) {
+      free_cb(data, user_data);
+    }
+    return 0;
+  }
+  rv = h3wt_sendq_append_owned(&req->sendq, data, len, free_cb, user_data);
+  if (rv != 0) {
+    /* Headers promised a body that will not come. */
+    h3wt_request_reset(req, 0x102 /* H3_INTERNAL_ERROR */);
+  }
+  return rv;
 }
 
 int h3wt_request_respond_start(h3wt_request *req, int status,
@@ -467,6 +542,22 @@ static void respond_error(h3wt_request *req, int status, const char *extra_name,
 
 /* ---- HTTP/3 callbacks (server side) -------------------------------------- */
 
+/* A handshake completed: count what it did with tickets and 0-RTT. */
+static void hs_handshake_done(h3wt_h3_conn *h3, void *ud) {
+  srv_conn *c = ud;
+  void *ssl = h3wt_quic_conn_tls(h3wt_h3_quic(h3));
+  int early = h3wt_tls_early_data_status(ssl);
+  int resumed = h3wt_tls_session_reused(ssl);
+  if (resumed) {
+    ++c->server->stats.handshakes_resumed;
+  }
+  if (early == 2 && resumed) {
+    ++c->server->stats.early_data_accepted;
+  } else if (early != 0) {
+    ++c->server->stats.early_data_rejected;
+  }
+}
+
 static int hs_begin_headers(h3wt_h3_conn *h3, int64_t stream_id, void *ud,
                             void *sud, void **psud) {
   srv_conn *c = ud;
@@ -491,7 +582,7 @@ static int set_pseudo(h3wt_request *req, char **field, const uint8_t *value,
     req->bad = 1; /* RFC 9114 4.3: each pseudo-header at most once */
     return 0;
   }
-  *field = strndup((const char *)value, len);
+  *field = pseudo_copy(req, value, len);
   return *field ? 0 : -1;
 }
 
@@ -748,6 +839,25 @@ static void dispatch(h3wt_request *req, int fin) {
     h3wt_request_stop_reading(req);
     respond_error(req, 400, NULL, NULL);
     return;
+  }
+  if (!h3wt_quic_conn_handshake_done(QCC(req->conn))) {
+    /* Before the handshake completes a request can only have come in
+       0-RTT, which an attacker can replay (RFC 9114 10.9, RFC 8470):
+       only safe methods are served; the rest are asked to come again
+       after the handshake ("425 (Too Early)"), as are WebTransport
+       CONNECTs unless wt_0rtt says otherwise. */
+    ++srv->stats.requests_0rtt;
+    int safe = strcmp(req->method, "GET") == 0 ||
+               strcmp(req->method, "HEAD") == 0 ||
+               strcmp(req->method, "OPTIONS") == 0;
+    if (req->protocol ? !srv->settings.wt_0rtt : !safe) {
+      ++srv->stats.requests_too_early;
+      if (!req->protocol) {
+        h3wt_request_stop_reading(req);
+      }
+      respond_error(req, 425, NULL, NULL);
+      return;
+    }
   }
   if (req->protocol) {
     dispatch_connect(req);
@@ -1044,6 +1154,42 @@ static char *keep(h3wt_server *srv, int slot, const char *s) {
   return srv->strings[slot];
 }
 
+/* The session ticket key: the static secret (shared by a group, stable
+   across restarts when the settings give it) with a label, bound to every
+   limit a client resuming with 0-RTT relies on.  A server whose limits
+   changed cannot open its old tickets: those clients make a full
+   handshake instead of sending early data over limits no longer granted
+   ("the server MUST NOT reduce these initial flow control values"). */
+static int set_ticket_key(h3wt_server *srv) {
+  static const char label[] = "h3wt session ticket key v1";
+  const uint64_t bound[] = {
+      srv->qcfg.max_streams_bidi,     srv->qcfg.max_streams_uni,
+      srv->qcfg.max_stream_data,      srv->qcfg.max_data,
+      srv->qcfg.max_datagram_frame_size, srv->hcfg.max_field_section_size,
+      srv->hcfg.wt_fc_max_data,       srv->hcfg.wt_fc_max_streams,
+      srv->wt_limits.max_sessions,
+  };
+  uint8_t buf[sizeof(label) + 32 + sizeof(bound) * 8 / sizeof(bound[0])];
+  uint8_t key[32], *p = buf;
+  int rv;
+  memcpy(p, label, sizeof(label));
+  p += sizeof(label);
+  memcpy(p, srv->qcfg.static_secret, 32);
+  p += 32;
+  for (size_t i = 0; i < sizeof(bound) / sizeof(bound[0]); ++i) {
+    for (int b = 7; b >= 0; --b) {
+      *p++ = (uint8_t)(bound[i] >> (8 * b));
+    }
+  }
+  if (h3wt_tls_sha256(buf, (size_t)(p - buf), key) != 0) {
+    return -1;
+  }
+  rv = h3wt_tls_ctx_set_ticket_key(srv->tls, key);
+  memset(buf, 0, sizeof(buf));
+  memset(key, 0, sizeof(key));
+  return rv;
+}
+
 int h3wt_server_new(h3wt_server **psrv, uv_loop_t *loop,
                     const h3wt_server_settings *settings) {
   h3wt_server *srv;
@@ -1073,6 +1219,8 @@ int h3wt_server_new(h3wt_server **psrv, uv_loop_t *loop,
              ? offsetof(h3wt_server_settings, group)
          : settings->version == H3WT_SERVER_SETTINGS_V5
              ? offsetof(h3wt_server_settings, wt_session_max_data)
+         : settings->version == H3WT_SERVER_SETTINGS_V6
+             ? offsetof(h3wt_server_settings, early_data)
              : sizeof(*settings));
   if ((srv->settings.secret && srv->settings.secret_len < 16) ||
       (srv->settings.group &&
@@ -1097,6 +1245,7 @@ int h3wt_server_new(h3wt_server **psrv, uv_loop_t *loop,
   topts.cert_file = srv->settings.cert_file;
   topts.key_file = srv->settings.key_file;
   topts.keylog_file = srv->settings.keylog_file;
+  topts.no_early_data = !srv->settings.early_data;
   if (h3wt_tls_server_ctx_new(&srv->tls, &topts, err, sizeof(err)) != 0) {
     H3WT_LOG(&srv->log, H3WT_LOG_ERROR, "server", "TLS: %s", err);
     h3wt_server_del(srv);
@@ -1137,6 +1286,7 @@ int h3wt_server_new(h3wt_server **psrv, uv_loop_t *loop,
   srv->qcfg.tls = srv->tls;
   srv->qcfg.cbs = &srv->qcbs;
   srv->qcfg.qlog_dir = srv->settings.qlog_dir;
+  srv->qcfg.pacing = h3wt_quic_pacing_default();
   srv->qcfg.idle_timeout_ns = srv->settings.idle_timeout_ms * 1000000ULL;
   srv->qcfg.handshake_timeout_ns = 10ULL * 1000000000ULL;
   srv->qcfg.max_streams_bidi = srv->settings.max_streams_bidi;
@@ -1176,6 +1326,11 @@ int h3wt_server_new(h3wt_server **psrv, uv_loop_t *loop,
   srv->hcfg.wt = &srv->wt_limits;
   srv->hcfg.wt_fc_max_data = srv->settings.wt_session_max_data;
   srv->hcfg.wt_fc_max_streams = srv->settings.max_streams_per_session;
+  srv->hcbs.ready = hs_handshake_done;
+  if (set_ticket_key(srv) != 0) {
+    h3wt_server_del(srv);
+    return H3WT_ERR_TLS;
+  }
 
   srv->epcbs.conn_open = on_conn_open;
   srv->epcbs.conn_gone = on_conn_gone;
@@ -1281,6 +1436,9 @@ int h3wt_server_get_stats(const h3wt_server *srv, h3wt_server_stats *out) {
     size = offsetof(h3wt_server_stats, wt_fc_capsules_sent);
     break;
   case H3WT_SERVER_STATS_V5:
+    size = offsetof(h3wt_server_stats, udp_rx_ecn_ect0);
+    break;
+  case H3WT_SERVER_STATS_V6:
     size = sizeof(h3wt_server_stats);
     break;
   default:
@@ -1327,6 +1485,10 @@ int h3wt_server_get_stats(const h3wt_server *srv, h3wt_server_stats *out) {
   st.wt_fc_errors = w->fc_errors;
   st.wt_fc_data_blocked = w->fc_data_blocked;
   st.wt_fc_streams_blocked = w->fc_streams_blocked;
+  st.udp_rx_ecn_ect0 = us->rx_ecn[2];
+  st.udp_rx_ecn_ect1 = us->rx_ecn[1];
+  st.udp_rx_ecn_ce = us->rx_ecn[3];
+  st.udp_tx_ecn_ect = us->tx_ect;
   /* Later versions append fields: copy only what this caller's has (an
      older caller's struct is shorter). */
   memcpy(out, &st, size);
@@ -1446,7 +1608,11 @@ int h3wt_server_static(h3wt_server *srv, const char *prefix, const char *dir) {
     return H3WT_ERR_NOMEM;
   }
   srv->mounts = nm;
-  int rv = h3wt_static_mount_new(&m, prefix, dir);
+  if (!srv->static_cache &&
+      h3wt_static_cache_new(&srv->static_cache, srv->loop) != 0) {
+    return H3WT_ERR_NOMEM;
+  }
+  int rv = h3wt_static_mount_new(&m, prefix, dir, srv->static_cache);
   if (rv != 0) {
     return rv;
   }
@@ -1636,6 +1802,8 @@ void h3wt_server_del(h3wt_server *srv) {
     h3wt_static_mount_del(srv->mounts[i]);
   }
   free(srv->mounts);
+  /* Responses still queued keep their cached files until freed below. */
+  h3wt_static_cache_del(srv->static_cache);
   h3wt_ep_del(srv->ep);
   if (srv->mailbox_open) {
     h3wt_mailbox_fini(&srv->mailbox);

@@ -16,11 +16,20 @@ size_t h3wt_server_response_queue_limit(const h3wt_server *server);
 /* Unacknowledged response bytes queued on req. */
 uint64_t h3wt_request_queued(const h3wt_request *req);
 
-/* Static-file handler (h3wt_static.c). */
-typedef struct h3wt_static_mount h3wt_static_mount;
-int h3wt_static_mount_new(h3wt_static_mount **pm, const char *prefix,
-                          const char *dir);
-void h3wt_static_mount_del(h3wt_static_mount *m);
-extern const h3wt_request_handler h3wt_static_handler;
+/* A complete response whose body is data, taken without a copy (as
+   h3wt_request_write_owned: free_cb(data, user_data) runs once the peer
+   acknowledged it, or the request ended; at once for HEAD or len 0).  The
+   server adds "content-length" unless given.  Returns 0, or an error as
+   h3wt_request_respond() with ownership staying with the caller; after
+   H3WT_ERR_NOMEM the stream has been reset (H3_INTERNAL_ERROR). */
+int h3wt_request_respond_owned(h3wt_request *req, int status,
+                               const h3wt_header *headers, size_t nheaders,
+                               void *data, size_t len,
+                               void (*free_cb)(void *data, void *user_data),
+                               void *user_data);
+
+/* The cache of the server's static mounts (h3wt_static.h), NULL until the
+   first h3wt_server_static(). */
+struct h3wt_static_cache *h3wt_server_static_cache(const h3wt_server *server);
 
 #endif /* H3WT_SERVER_INTERNAL_H */

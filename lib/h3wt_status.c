@@ -28,6 +28,8 @@ const char *h3wt_status_text(int status) {
     return "Content Too Large";
   case 414:
     return "URI Too Long";
+  case 425:
+    return "Too Early";
   case 429:
     return "Too Many Requests";
   case 431:

@@ -6,6 +6,7 @@
  * never prints; failures are described in errbuf.
  */
 #include "h3wt_tls.h"
+#include "h3wt_util.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -28,6 +29,7 @@
 #include <wolfssl/wolfcrypt/ecc.h>
 #include <wolfssl/wolfcrypt/error-crypt.h>
 #include <wolfssl/wolfcrypt/random.h>
+#include <wolfssl/wolfcrypt/chacha20_poly1305.h>
 
 #include <ngtcp2/ngtcp2.h>
 #include <ngtcp2/ngtcp2_crypto.h>
@@ -38,6 +40,10 @@
 #endif
 #if !defined(HAVE_ECC)
 #error "wolfSSL must be built with ECC"
+#endif
+#if !defined(HAVE_SESSION_TICKET) || !defined(HAVE_CHACHA) ||                 \
+    !defined(HAVE_POLY1305)
+#error "wolfSSL must be built with session tickets and ChaCha20-Poly1305"
 #endif
 
 /* The cipher suites QUIC allows (RFC 9001, 5.3) minus AES-128-CCM, which
@@ -64,6 +70,13 @@ struct h3wt_tls_ctx {
   int verify;
   /* NSS key log, or NULL. */
   FILE *keylog;
+  /* Server: whether 0-RTT is accepted (and offered in new tickets). */
+  int early_data;
+  /* Server: the session ticket key (see h3wt_tls_ctx_set_ticket_key) and
+     the name that tells our tickets from others'. */
+  int has_ticket_key;
+  uint8_t ticket_key[32];
+  uint8_t ticket_name[WOLFSSL_TICKET_NAME_SZ];
 };
 
 static const uint8_t h3_alpn[] = {'h', '3'};
@@ -118,6 +131,7 @@ static int check_readable(const char *what, const char *path, char *errbuf,
 }
 
 static int ecc_key_matches_cert(const char *cert_file, const char *key_file);
+static void secure_zero(void *p, size_t n);
 
 /* ---- contexts ----------------------------------------------------------- */
 
@@ -320,8 +334,11 @@ int h3wt_tls_server_ctx_new(h3wt_tls_ctx **pctx, const h3wt_tls_ctx_opts *opts,
 #ifdef WOLFSSL_EARLY_DATA
   /* QUIC requires max_early_data_size 0xffffffff in tickets that allow
      0-RTT (RFC 9001, 4.6.1); the per-session switch is in
-     h3wt_tls_session_new_server. */
-  rv = wolfSSL_CTX_set_max_early_data(ctx->ssl_ctx, UINT32_MAX);
+     h3wt_tls_session_new_server.  Without 0-RTT, tickets say 0 and early
+     data from older tickets is rejected (the handshake still resumes). */
+  ctx->early_data = !opts->no_early_data;
+  rv = wolfSSL_CTX_set_max_early_data(ctx->ssl_ctx,
+                                      ctx->early_data ? UINT32_MAX : 0);
   if (rv != WOLFSSL_SUCCESS) {
     h3wt_tls_seterr(errbuf, errlen, "cannot enable 0-RTT: %s",
            wolf_reason(rv, reason, sizeof(reason)));
@@ -409,10 +426,194 @@ void h3wt_tls_ctx_del(h3wt_tls_ctx *ctx) {
   if (ctx->keylog != NULL) {
     fclose(ctx->keylog);
   }
+  secure_zero(ctx->ticket_key, sizeof(ctx->ticket_key));
   free(ctx);
   /* Pairs with the wolfSSL_Init in ctx_new_common, which every context that
      reached this point went through. */
   wolfSSL_Cleanup();
+}
+
+/* ---- session tickets (server) ------------------------------------------ */
+
+/* wolfSSL's ticket callback: seals the ticket's state with
+   ChaCha20-Poly1305 under our key (enc != 0), or opens it (enc == 0).
+   The 16-byte key name goes in the clear and is authenticated with the
+   ticket; a ticket under another name (another server, an older key) is
+   refused, which means a full handshake, never an error.  The nonce is
+   the first 12 bytes of wolfSSL's IV field, the tag the first 16 of its
+   MAC field (the rest zero, and checked). */
+static int ticket_cb(WOLFSSL *ssl, unsigned char name[WOLFSSL_TICKET_NAME_SZ],
+                     unsigned char iv[WOLFSSL_TICKET_IV_SZ],
+                     unsigned char mac[WOLFSSL_TICKET_MAC_SZ], int enc,
+                     unsigned char *ticket, int inlen, int *outlen,
+                     void *userctx) {
+  h3wt_tls_ctx *ctx = userctx;
+  static const uint8_t zero[WOLFSSL_TICKET_MAC_SZ];
+
+  (void)ssl;
+  if (ctx == NULL || !ctx->has_ticket_key || inlen < 0) {
+    return WOLFSSL_TICKET_RET_FATAL;
+  }
+  if (enc) {
+    memcpy(name, ctx->ticket_name, WOLFSSL_TICKET_NAME_SZ);
+    memset(iv, 0, WOLFSSL_TICKET_IV_SZ);
+    memset(mac, 0, WOLFSSL_TICKET_MAC_SZ);
+    if (h3wt_random(iv, CHACHA20_POLY1305_AEAD_IV_SIZE) != 0 ||
+        wc_ChaCha20Poly1305_Encrypt(ctx->ticket_key, iv, name,
+                                    WOLFSSL_TICKET_NAME_SZ, ticket,
+                                    (word32)inlen, ticket, mac) != 0) {
+      return WOLFSSL_TICKET_RET_FATAL;
+    }
+    *outlen = inlen;
+    return WOLFSSL_TICKET_RET_OK;
+  }
+  if (memcmp(name, ctx->ticket_name, WOLFSSL_TICKET_NAME_SZ) != 0 ||
+      memcmp(mac + CHACHA20_POLY1305_AEAD_AUTHTAG_SIZE, zero,
+             WOLFSSL_TICKET_MAC_SZ - CHACHA20_POLY1305_AEAD_AUTHTAG_SIZE) !=
+          0) {
+    return WOLFSSL_TICKET_RET_REJECT;
+  }
+  if (wc_ChaCha20Poly1305_Decrypt(ctx->ticket_key, iv, name,
+                                  WOLFSSL_TICKET_NAME_SZ, ticket,
+                                  (word32)inlen, mac, ticket) != 0) {
+    return WOLFSSL_TICKET_RET_REJECT;
+  }
+  *outlen = inlen;
+  return WOLFSSL_TICKET_RET_OK;
+}
+
+int h3wt_tls_ctx_set_ticket_key(h3wt_tls_ctx *ctx, const uint8_t key[32]) {
+  uint8_t buf[16 + 32], digest[32];
+
+  if (ctx == NULL || !ctx->is_server) {
+    return -1;
+  }
+  memcpy(ctx->ticket_key, key, 32);
+  /* The name is a hash of the key: servers with the same key (a group's
+     workers, a restart with the same secret) recognise each other's
+     tickets; any other key gives another name. */
+  memcpy(buf, "h3wt ticket name", 16);
+  memcpy(buf + 16, key, 32);
+  if (h3wt_tls_sha256(buf, sizeof(buf), digest) != 0) {
+    return -1;
+  }
+  secure_zero(buf, sizeof(buf));
+  memcpy(ctx->ticket_name, digest, WOLFSSL_TICKET_NAME_SZ);
+  ctx->has_ticket_key = 1;
+  if (wolfSSL_CTX_set_TicketEncCtx(ctx->ssl_ctx, ctx) != WOLFSSL_SUCCESS ||
+      wolfSSL_CTX_set_TicketEncCb(ctx->ssl_ctx, ticket_cb) != WOLFSSL_SUCCESS) {
+    ctx->has_ticket_key = 0;
+    return -1;
+  }
+  return 0;
+}
+
+/* ---- resumption (client) ------------------------------------------------ */
+
+int h3wt_tls_session_resume(void *ssl, const uint8_t *der, size_t derlen) {
+  const unsigned char *p = der;
+  WOLFSSL_SESSION *sess;
+  int early = 0;
+
+  if (ssl == NULL || der == NULL || derlen == 0 || derlen > 65536) {
+    return -1;
+  }
+  sess = wolfSSL_d2i_SSL_SESSION(NULL, &p, (long)derlen);
+  if (sess == NULL) {
+    wolfSSL_ERR_clear_error();
+    return -1;
+  }
+  if (wolfSSL_set_session(ssl, sess) != WOLFSSL_SUCCESS) {
+    wolfSSL_SESSION_free(sess);
+    wolfSSL_ERR_clear_error();
+    return -1;
+  }
+#ifdef WOLFSSL_EARLY_DATA
+  /* QUIC tickets that allow 0-RTT say 0xffffffff (RFC 9001, 4.6.1). */
+  if (wolfSSL_SESSION_get_max_early_data(sess) == UINT32_MAX) {
+    wolfSSL_set_quic_early_data_enabled(ssl, 1);
+    early = 1;
+  }
+#endif
+  wolfSSL_SESSION_free(sess);
+  return early;
+}
+
+int h3wt_tls_session_export(void *ssl, uint8_t **pder, size_t *pderlen) {
+  WOLFSSL_SESSION *sess;
+  unsigned char *der, *p;
+  int n;
+
+  *pder = NULL;
+  *pderlen = 0;
+  if (ssl == NULL) {
+    return -1;
+  }
+  sess = wolfSSL_get1_session(ssl);
+  if (sess == NULL) {
+    return -1;
+  }
+  /* A session without a ticket cannot resume anything. */
+  if (!wolfSSL_SESSION_has_ticket(sess)) {
+    wolfSSL_SESSION_free(sess);
+    return -1;
+  }
+  n = wolfSSL_i2d_SSL_SESSION(sess, NULL);
+  if (n <= 0 || (der = malloc((size_t)n)) == NULL) {
+    wolfSSL_SESSION_free(sess);
+    return -1;
+  }
+  p = der;
+  if (wolfSSL_i2d_SSL_SESSION(sess, &p) != n) {
+    free(der);
+    wolfSSL_SESSION_free(sess);
+    return -1;
+  }
+  wolfSSL_SESSION_free(sess);
+  *pder = der;
+  *pderlen = (size_t)n;
+  return 0;
+}
+
+static int ticket_seen(WOLFSSL *ssl, const unsigned char *ticket, int len,
+                       void *ctx) {
+  (void)ssl;
+  (void)ticket;
+  (void)len;
+  ++*(unsigned *)ctx;
+  return 0;
+}
+
+void h3wt_tls_session_count_tickets(void *ssl, unsigned *counter) {
+  if (ssl != NULL) {
+    wolfSSL_set_SessionTicket_cb(ssl, ticket_seen, counter);
+  }
+}
+
+int h3wt_tls_session_reused(void *ssl) {
+  return ssl != NULL && wolfSSL_session_reused(ssl) == 1;
+}
+
+int h3wt_tls_early_data_status(void *ssl) {
+#ifdef WOLFSSL_EARLY_DATA
+  int st = ssl != NULL ? wolfSSL_get_early_data_status(ssl) : 0;
+  return st == WOLFSSL_EARLY_DATA_ACCEPTED   ? 2
+         : st == WOLFSSL_EARLY_DATA_REJECTED ? 1
+                                             : 0;
+#else
+  (void)ssl;
+  return 0;
+#endif
+}
+
+int h3wt_tls_early_data_accepted(void *ssl) {
+#ifdef WOLFSSL_EARLY_DATA
+  return ssl != NULL &&
+         wolfSSL_get_early_data_status(ssl) == WOLFSSL_EARLY_DATA_ACCEPTED;
+#else
+  (void)ssl;
+  return 0;
+#endif
 }
 
 /* ---- sessions ----------------------------------------------------------- */
@@ -440,7 +641,7 @@ void *h3wt_tls_session_new_server(h3wt_tls_ctx *ctx, void *conn_ref) {
     return NULL;
   }
 #ifdef WOLFSSL_EARLY_DATA
-  wolfSSL_set_quic_early_data_enabled(ssl, 1);
+  wolfSSL_set_quic_early_data_enabled(ssl, ctx->early_data);
 #endif
   /* The codepoint of the quic_transport_parameters extension for QUIC v1
      (and v2), RFC 9000. */
@@ -599,6 +800,8 @@ void *h3wt_tls_session_new_client(h3wt_tls_ctx *ctx, void *conn_ref,
     }
   }
   wolfSSL_set_quic_transport_version(ssl, 0x39);
+  /* Keep the tickets the server sends (h3wt_tls_session_export). */
+  wolfSSL_UseSessionTicket(ssl);
   return ssl;
 
 fail:

@@ -28,6 +28,8 @@ typedef struct h3wt_tls_ctx_opts {
   int insecure;
   /* NSS key log file (SSLKEYLOGFILE format) appended to; NULL: none. */
   const char *keylog_file;
+  /* Server: refuse 0-RTT (tickets still resume the handshake). */
+  int no_early_data;
 } h3wt_tls_ctx_opts;
 
 /* Creates a TLS 1.3 server context configured for QUIC with ALPN "h3".
@@ -49,6 +51,29 @@ void *h3wt_tls_session_new_client(h3wt_tls_ctx *ctx, void *conn_ref,
 void h3wt_tls_session_del(void *ssl);
 /* The negotiated ALPN of a session, or NULL/0 if none. */
 void h3wt_tls_session_alpn(void *ssl, const uint8_t **alpn, size_t *alpnlen);
+
+/* Server: seals session tickets with this 32-byte key (ChaCha20-Poly1305)
+   instead of wolfSSL's random per-context key, so that every server with
+   the same key resumes the others' tickets.  Returns 0 or -1. */
+int h3wt_tls_ctx_set_ticket_key(h3wt_tls_ctx *ctx, const uint8_t key[32]);
+
+/* Client: offers the saved session (DER, from h3wt_tls_session_export) in
+   the coming handshake.  Returns 1 when its ticket allows 0-RTT (early
+   data is then enabled), 0 when it only resumes, -1 when it cannot be
+   used (nothing changed: a full handshake follows). */
+int h3wt_tls_session_resume(void *ssl, const uint8_t *der, size_t derlen);
+/* Client: the session with the server's latest ticket, in DER on the
+   heap (free() it).  Returns 0, or -1 when there is no ticket (yet). */
+int h3wt_tls_session_export(void *ssl, uint8_t **pder, size_t *pderlen);
+/* Client: ++*counter for every ticket the session takes in (counter
+   outlives ssl). */
+void h3wt_tls_session_count_tickets(void *ssl, unsigned *counter);
+/* After the handshake: whether it resumed a session, and whether the
+   server accepted early data. */
+int h3wt_tls_session_reused(void *ssl);
+int h3wt_tls_early_data_accepted(void *ssl);
+/* 0: no early data was offered, 1: it was rejected, 2: accepted. */
+int h3wt_tls_early_data_status(void *ssl);
 
 /* Handshake data received at each encryption level that h3wt_tls has not
    yet passed on to the TLS session (see h3wt_tls_recv_crypto_data).  One

@@ -1,10 +1,13 @@
 /*
- * h3wt_udp: batched UDP receive and GSO send on a libuv handle.
+ * h3wt_udp: batched UDP receive (recvmmsg of its own, with the ECN bits) and
+ * GSO send on a libuv poll handle.
  */
+#define _GNU_SOURCE /* recvmmsg */
 #include "h3wt_udp.h"
 
 #include <errno.h>
 #include <netinet/in.h>
+#include <netinet/ip.h>
 #include <netinet/udp.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,68 +17,129 @@
 #define UDP_SEGMENT 103
 #endif
 
-/* libuv's recvmmsg path splits the buffer into 64 KiB slots, one datagram
-   each, and reads as many datagrams per call as there are slots, but never
-   more than 20 (UV__MMSG_MAXWIDTH in src/unix/udp.c, libuv 1.x): slots past
-   that are never filled, so the buffer has exactly 20 (1.25 MiB, not 2). */
+/* One slot per datagram of a batch, each as large as a UDP payload can be
+   (QUIC allows peers up to 65527 bytes): only the pages a datagram touches
+   become resident. */
 #define SLOT 65536
-#define SLOTS 20
+#define SLOTS H3WT_UDP_RX_BATCH
+/* recvmmsg calls per wake-up before the loop gets its turn again (the
+   descriptor stays readable, so the rest is read on the next iteration). */
+#define ROUNDS 8
 
-static void alloc_cb(uv_handle_t *handle, size_t suggested, uv_buf_t *buf) {
-  h3wt_udp *udp = handle->data;
-  /* One buffer, reused for every batch: libuv hands all its datagrams to
-     recv_cb before asking for the buffer again. */
-  buf->base = (char *)udp->rbuf;
-  buf->len = udp->rbuflen;
+/* Room for the TOS (IPv4) or traffic class (IPv6) control message. */
+#define RX_CMSG_SPACE (CMSG_SPACE(sizeof(int)) + CMSG_SPACE(sizeof(int)))
+
+typedef struct rx_meta {
+  struct sockaddr_storage name;
+  struct iovec iov;
+  union {
+    char buf[RX_CMSG_SPACE];
+    struct cmsghdr align;
+  } control;
+} rx_meta;
+
+static unsigned rx_ecn(struct msghdr *m) {
+  for (struct cmsghdr *cm = CMSG_FIRSTHDR(m); cm; cm = CMSG_NXTHDR(m, cm)) {
+    if (cm->cmsg_level == IPPROTO_IP && cm->cmsg_type == IP_TOS &&
+        cm->cmsg_len >= CMSG_LEN(1)) {
+      return CMSG_DATA(cm)[0] & 3;
+    }
+    if (cm->cmsg_level == IPPROTO_IPV6 && cm->cmsg_type == IPV6_TCLASS &&
+        cm->cmsg_len >= CMSG_LEN(sizeof(int))) {
+      int tc;
+      memcpy(&tc, CMSG_DATA(cm), sizeof(tc));
+      return (unsigned)tc & 3;
+    }
+  }
+  return 0;
 }
 
-static void recv_cb(uv_udp_t *handle, ssize_t nread, const uv_buf_t *buf,
-                    const struct sockaddr *addr, unsigned flags) {
+static void poll_cb(uv_poll_t *handle, int status, int events) {
   h3wt_udp *udp = handle->data;
-  if (udp->closed) {
-    /* Closed by an earlier datagram of this batch: libuv still hands us
-       the rest of it. */
+  rx_meta *meta = (rx_meta *)(udp->msgs + SLOTS);
+  (void)events;
+  if (status < 0) {
+    H3WT_LOG(udp->log, H3WT_LOG_WARN, "udp", "poll: %s", uv_strerror(status));
     return;
   }
-  if (nread < 0) {
-    H3WT_LOG(udp->log, H3WT_LOG_WARN, "udp", "recv: %s",
-             uv_strerror((int)nread));
-    return;
-  }
-  if (!(flags & UV_UDP_MMSG_CHUNK)) {
+  for (int round = 0; round < ROUNDS && !udp->closed; ++round) {
+    for (int i = 0; i < SLOTS; ++i) {
+      struct msghdr *h = &udp->msgs[i].msg_hdr;
+      h->msg_namelen = sizeof(meta[i].name);
+      h->msg_controllen = sizeof(meta[i].control.buf);
+      h->msg_flags = 0;
+    }
+    int n = recvmmsg(udp->fd, udp->msgs, SLOTS, MSG_DONTWAIT, NULL);
+    if (n < 0) {
+      if (errno == EINTR) {
+        continue;
+      }
+      if (errno != EAGAIN && errno != EWOULDBLOCK) {
+        /* ICMP errors (ECONNREFUSED and the like) surface here on some
+           kernels: nothing to do but read on. */
+        H3WT_LOG(udp->log, H3WT_LOG_DEBUG, "udp", "recvmmsg: %s",
+                 strerror(errno));
+      }
+      return;
+    }
     ++udp->stats.rx_syscalls;
+    uint64_t ts = h3wt_now_ns();
+    for (int i = 0; i < n && !udp->closed; ++i) {
+      struct msghdr *h = &udp->msgs[i].msg_hdr;
+      size_t len = udp->msgs[i].msg_len;
+      if ((h->msg_flags & MSG_TRUNC) || len == 0) {
+        continue; /* larger than any QUIC datagram, or empty */
+      }
+      unsigned ecn = rx_ecn(h);
+      ++udp->stats.rx_datagrams;
+      ++udp->stats.rx_ecn[ecn];
+      udp->stats.rx_bytes += len;
+      udp->recv_cb(udp, (const struct sockaddr *)&meta[i].name,
+                   (const uint8_t *)meta[i].iov.iov_base, len, ecn, ts,
+                   udp->user_data);
+    }
+    if (n < SLOTS) {
+      return; /* drained */
+    }
   }
-  if (nread == 0 || addr == NULL) {
-    return; /* end of a batch, or nothing read */
-  }
-  if (flags & UV_UDP_PARTIAL) {
-    return; /* larger than any QUIC datagram we accept */
-  }
-  ++udp->stats.rx_datagrams;
-  udp->stats.rx_bytes += (uint64_t)nread;
-  udp->recv_cb(udp, addr, (const uint8_t *)buf->base, (size_t)nread,
-               h3wt_now_ns(), udp->user_data);
 }
 
-/* The common start: udp->handle has its socket (bound); sets what the
-   socket is used with and starts receiving. */
-static int udp_start(h3wt_udp *udp) {
-  int len = (int)sizeof(udp->local);
-  uv_udp_getsockname(&udp->handle, (struct sockaddr *)&udp->local, &len);
-  udp->locallen = (socklen_t)len;
-  uv_os_fd_t fd;
-  uv_fileno((uv_handle_t *)&udp->handle, &fd);
-  udp->fd = fd;
+/* The common start: udp->fd is bound; sets what the socket is used with
+   and starts receiving. */
+static int udp_start(h3wt_udp *udp, uv_loop_t *loop) {
+  int one = 1;
+  socklen_t len = sizeof(udp->local);
+  getsockname(udp->fd, (struct sockaddr *)&udp->local, &len);
+  udp->locallen = len;
   udp->gso = 1;
   /* Big socket buffers: a burst of handshakes or a fast sender must not
      overflow the kernel queue between two loop iterations. */
   int sz = 4 * 1024 * 1024;
-  uv_recv_buffer_size((uv_handle_t *)&udp->handle, &sz);
-  sz = 4 * 1024 * 1024;
-  uv_send_buffer_size((uv_handle_t *)&udp->handle, &sz);
-  int rv = uv_udp_recv_start(&udp->handle, alloc_cb, recv_cb);
+  setsockopt(udp->fd, SOL_SOCKET, SO_RCVBUF, &sz, sizeof(sz));
+  setsockopt(udp->fd, SOL_SOCKET, SO_SNDBUF, &sz, sizeof(sz));
+  /* The ECN bits of what arrives (RFC 9000 13.4): the TOS byte for IPv4,
+     the traffic class for IPv6; a dual-stack socket gets IPv4 traffic's
+     TOS as well.  Where the kernel refuses, every datagram reads Not-ECT
+     and ngtcp2 simply never validates ECN. */
+  if (udp->local.ss_family == AF_INET6) {
+    setsockopt(udp->fd, IPPROTO_IPV6, IPV6_RECVTCLASS, &one, sizeof(one));
+  }
+  setsockopt(udp->fd, IPPROTO_IP, IP_RECVTOS, &one, sizeof(one));
+  int rv = uv_poll_init(loop, &udp->handle, udp->fd);
   if (rv != 0) {
-    H3WT_LOG(udp->log, H3WT_LOG_ERROR, "udp", "recv_start: %s",
+    H3WT_LOG(udp->log, H3WT_LOG_ERROR, "udp", "poll_init: %s",
+             uv_strerror(rv));
+    close(udp->fd);
+    udp->fd = -1;
+    free(udp->rbuf);
+    udp->rbuf = NULL;
+    udp->closed = 1;
+    return H3WT_ERR_IO;
+  }
+  udp->handle.data = udp;
+  rv = uv_poll_start(&udp->handle, UV_READABLE, poll_cb);
+  if (rv != 0) {
+    H3WT_LOG(udp->log, H3WT_LOG_ERROR, "udp", "poll_start: %s",
              uv_strerror(rv));
     h3wt_udp_close(udp, NULL, NULL);
     return H3WT_ERR_IO;
@@ -83,28 +147,33 @@ static int udp_start(h3wt_udp *udp) {
   return 0;
 }
 
-/* The handle with recvmmsg, for a socket of ours (AF_UNSPEC: libuv makes
-   none). */
-static int udp_init(h3wt_udp *udp, uv_loop_t *loop, const h3wt_logger *log,
+/* The receive buffer and the recvmmsg headers pointing into it. */
+static int udp_init(h3wt_udp *udp, const h3wt_logger *log,
                     h3wt_udp_recv_cb rcb, void *user_data) {
   memset(udp, 0, sizeof(*udp));
   udp->log = log;
   udp->recv_cb = rcb;
   udp->user_data = user_data;
   udp->fd = -1;
-  udp->rbuflen = SLOT * SLOTS;
-  udp->rbuf = malloc(udp->rbuflen);
+  udp->rbuflen = (size_t)SLOT * SLOTS;
+  /* One allocation: the slots, then the headers and their metadata. */
+  udp->rbuf = malloc(udp->rbuflen + SLOTS * (sizeof(struct mmsghdr) +
+                                             sizeof(rx_meta)));
   if (!udp->rbuf) {
     return H3WT_ERR_NOMEM;
   }
-  int rv = uv_udp_init_ex(loop, &udp->handle, AF_UNSPEC | UV_UDP_RECVMMSG);
-  if (rv != 0) {
-    free(udp->rbuf);
-    udp->rbuf = NULL;
-    H3WT_LOG(log, H3WT_LOG_ERROR, "udp", "socket: %s", uv_strerror(rv));
-    return H3WT_ERR_IO;
+  udp->msgs = (struct mmsghdr *)(udp->rbuf + udp->rbuflen);
+  rx_meta *meta = (rx_meta *)(udp->msgs + SLOTS);
+  memset(udp->msgs, 0, SLOTS * (sizeof(struct mmsghdr) + sizeof(rx_meta)));
+  for (int i = 0; i < SLOTS; ++i) {
+    struct msghdr *h = &udp->msgs[i].msg_hdr;
+    meta[i].iov.iov_base = udp->rbuf + (size_t)i * SLOT;
+    meta[i].iov.iov_len = SLOT;
+    h->msg_name = &meta[i].name;
+    h->msg_iov = &meta[i].iov;
+    h->msg_iovlen = 1;
+    h->msg_control = meta[i].control.buf;
   }
-  udp->handle.data = udp;
   return 0;
 }
 
@@ -117,7 +186,8 @@ int h3wt_udp_socket(const struct sockaddr *addr, int reuseport,
                     const h3wt_logger *log) {
   char name[64];
   int one = 1, zero = 0;
-  int fd = socket(addr->sa_family, SOCK_DGRAM | SOCK_CLOEXEC, IPPROTO_UDP);
+  int fd = socket(addr->sa_family, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK,
+                  IPPROTO_UDP);
   if (fd < 0) {
     H3WT_LOG(log, H3WT_LOG_ERROR, "udp", "socket: %s", strerror(errno));
     return H3WT_ERR_IO;
@@ -158,23 +228,14 @@ int h3wt_udp_open(h3wt_udp *udp, uv_loop_t *loop, const struct sockaddr *addr,
 int h3wt_udp_open_fd(h3wt_udp *udp, uv_loop_t *loop, int fd,
                      const h3wt_logger *log, h3wt_udp_recv_cb rcb,
                      void *user_data) {
-  int rv = udp_init(udp, loop, log, rcb, user_data);
+  int rv = udp_init(udp, log, rcb, user_data);
   if (rv != 0) {
     close(fd);
+    udp->closed = 1;
     return rv;
   }
-  rv = uv_udp_open(&udp->handle, fd);
-  if (rv != 0) {
-    H3WT_LOG(log, H3WT_LOG_ERROR, "udp", "uv_udp_open: %s", uv_strerror(rv));
-    close(fd);
-    h3wt_udp_close(udp, NULL, NULL);
-    return H3WT_ERR_IO;
-  }
-  /* uv_udp_open sets SO_REUSEADDR, with which another process's socket
-     that sets it too could bind this port: off again. */
-  int zero = 0;
-  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &zero, sizeof(zero));
-  return udp_start(udp);
+  udp->fd = fd;
+  return udp_start(udp, loop);
 }
 
 /* The socket may be IPv6 dual-stack while ngtcp2 hands us the peer address
@@ -196,30 +257,58 @@ static const struct sockaddr *fit_family(h3wt_udp *udp,
   return remote;
 }
 
+/* An IPv4 destination, or an IPv4 one written v4-mapped for a dual-stack
+   socket: its ECN mark goes in IP_TOS, not in the IPv6 traffic class. */
+static int is_ipv4(const struct sockaddr *sa) {
+  if (sa->sa_family == AF_INET) {
+    return 1;
+  }
+  const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
+  return sa->sa_family == AF_INET6 && IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr);
+}
+
 static ssize_t send_one(h3wt_udp *udp, const struct sockaddr *remote,
-                        const uint8_t *data, size_t len, size_t gso_size) {
+                        const uint8_t *data, size_t len, size_t gso_size,
+                        unsigned ecn) {
   struct iovec iov = {(void *)data, len};
   struct msghdr msg;
   union {
-    char buf[CMSG_SPACE(sizeof(uint16_t))];
+    char buf[CMSG_SPACE(sizeof(uint16_t)) + CMSG_SPACE(sizeof(int))];
     struct cmsghdr align;
   } u;
+  size_t clen = 0;
   ssize_t n;
   memset(&msg, 0, sizeof(msg));
   msg.msg_name = (void *)remote;
   msg.msg_namelen = addr_len(remote);
   msg.msg_iov = &iov;
   msg.msg_iovlen = 1;
-  if (gso_size && len > gso_size) {
-    uint16_t seg = (uint16_t)gso_size;
+  if ((gso_size && len > gso_size) || ecn) {
     memset(&u, 0, sizeof(u));
     msg.msg_control = u.buf;
     msg.msg_controllen = sizeof(u.buf);
-    struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
+  }
+  struct cmsghdr *cm = msg.msg_control ? CMSG_FIRSTHDR(&msg) : NULL;
+  if (gso_size && len > gso_size) {
+    uint16_t seg = (uint16_t)gso_size;
     cm->cmsg_level = SOL_UDP;
     cm->cmsg_type = UDP_SEGMENT;
     cm->cmsg_len = CMSG_LEN(sizeof(seg));
     memcpy(CMSG_DATA(cm), &seg, sizeof(seg));
+    clen += CMSG_SPACE(sizeof(seg));
+    cm = CMSG_NXTHDR(&msg, cm);
+  }
+  if (ecn) {
+    int tos = (int)(ecn & 3);
+    cm->cmsg_level = is_ipv4(remote) ? IPPROTO_IP : IPPROTO_IPV6;
+    cm->cmsg_type = is_ipv4(remote) ? IP_TOS : IPV6_TCLASS;
+    cm->cmsg_len = CMSG_LEN(sizeof(tos));
+    memcpy(CMSG_DATA(cm), &tos, sizeof(tos));
+    clen += CMSG_SPACE(sizeof(tos));
+  }
+  msg.msg_controllen = clen;
+  if (clen == 0) {
+    msg.msg_control = NULL;
   }
   do {
     n = sendmsg(udp->fd, &msg, 0);
@@ -229,7 +318,8 @@ static ssize_t send_one(h3wt_udp *udp, const struct sockaddr *remote,
 }
 
 int h3wt_udp_send(h3wt_udp *udp, const struct sockaddr *remote,
-                  const uint8_t *data, size_t len, size_t gso_size) {
+                  const uint8_t *data, size_t len, size_t gso_size,
+                  unsigned ecn) {
   struct sockaddr_in6 tmp;
   size_t npkts = gso_size && len > gso_size ? (len + gso_size - 1) / gso_size
                                             : 1;
@@ -238,9 +328,10 @@ int h3wt_udp_send(h3wt_udp *udp, const struct sockaddr *remote,
   }
   remote = fit_family(udp, remote, &tmp);
   if (npkts > 1 && udp->gso) {
-    ssize_t n = send_one(udp, remote, data, len, gso_size);
+    ssize_t n = send_one(udp, remote, data, len, gso_size, ecn);
     if (n >= 0) {
       udp->stats.tx_datagrams += npkts;
+      udp->stats.tx_ect += (ecn == 1 || ecn == 2) ? npkts : 0;
       udp->stats.tx_bytes += len;
       return 0;
     }
@@ -260,7 +351,7 @@ int h3wt_udp_send(h3wt_udp *udp, const struct sockaddr *remote,
   for (size_t off = 0; off < len;) {
     size_t n1 = npkts > 1 ? (len - off < gso_size ? len - off : gso_size)
                           : len;
-    ssize_t n = send_one(udp, remote, data + off, n1, 0);
+    ssize_t n = send_one(udp, remote, data + off, n1, 0, ecn);
     if (n < 0) {
       udp->stats.tx_dropped += (len - off + n1 - 1) / n1;
       if (n == -EAGAIN || n == -EWOULDBLOCK || n == -ENOBUFS) {
@@ -271,6 +362,7 @@ int h3wt_udp_send(h3wt_udp *udp, const struct sockaddr *remote,
       return H3WT_ERR_IO;
     }
     ++udp->stats.tx_datagrams;
+    udp->stats.tx_ect += ecn == 1 || ecn == 2;
     udp->stats.tx_bytes += n1;
     off += n1;
   }
@@ -283,6 +375,7 @@ static void udp_closed(uv_handle_t *h) {
   /* Only now is libuv done with the receive buffer. */
   free(udp->rbuf);
   udp->rbuf = NULL;
+  udp->msgs = NULL;
   h->data = udp->close_data;
   if (cb) {
     cb(h);
@@ -294,10 +387,14 @@ void h3wt_udp_close(h3wt_udp *udp, uv_close_cb close_cb, void *close_data) {
     return;
   }
   udp->closed = 1;
-  udp->fd = -1;
   udp->close_cb = close_cb;
   udp->close_data = close_data;
   if (!uv_is_closing((uv_handle_t *)&udp->handle)) {
+    /* uv_close stops watching the descriptor at once, so it may go. */
     uv_close((uv_handle_t *)&udp->handle, udp_closed);
   }
+  if (udp->fd >= 0) {
+    close(udp->fd);
+  }
+  udp->fd = -1;
 }

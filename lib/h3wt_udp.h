@@ -1,9 +1,12 @@
 /*
  * h3wt_udp: the UDP socket on the host's libuv loop.  Receives in batches
- * (recvmmsg through libuv's UV_UDP_RECVMMSG) into one buffer owned by the
- * socket, so the receive path allocates nothing; sends with sendmsg
- * directly on the descriptor, several equal-sized packets per call with UDP
- * GSO where the kernel has it.
+ * with recvmmsg of its own (a uv_poll_t on the descriptor: libuv's UDP
+ * handle reads at most 20 datagrams per call and hands over no control
+ * messages) into one buffer owned by the socket, so the receive path
+ * allocates nothing, and reads the ECN bits of every datagram; sends with
+ * sendmsg directly on the descriptor, several equal-sized packets per call
+ * with UDP GSO where the kernel has it, marked with the ECN codepoint QUIC
+ * asks for.
  */
 #ifndef H3WT_UDP_H
 #define H3WT_UDP_H
@@ -18,20 +21,28 @@
 
 typedef struct h3wt_udp h3wt_udp;
 
-/* One received datagram.  data is borrowed for the call. */
+/* One received datagram.  data is borrowed for the call; ecn is the ECN
+   codepoint it arrived with (the low two bits of the IP TOS or IPv6
+   traffic class: 0 Not-ECT, 1 ECT(1), 2 ECT(0), 3 CE). */
 typedef void (*h3wt_udp_recv_cb)(h3wt_udp *udp, const struct sockaddr *remote,
                                  const uint8_t *data, size_t len,
-                                 uint64_t ts, void *user_data);
+                                 unsigned ecn, uint64_t ts, void *user_data);
 
 typedef struct h3wt_udp_stats {
   uint64_t rx_datagrams, rx_bytes, rx_syscalls;
+  uint64_t rx_ecn[4]; /* datagrams received per ECN codepoint */
   uint64_t tx_datagrams, tx_bytes, tx_syscalls, tx_dropped;
+  uint64_t tx_ect; /* datagrams sent marked ECT(0) or ECT(1) */
 } h3wt_udp_stats;
 
+/* Datagrams per recvmmsg call. */
+#define H3WT_UDP_RX_BATCH 32
+
 struct h3wt_udp {
-  uv_udp_t handle;
-  uint8_t *rbuf;
+  uv_poll_t handle;
+  uint8_t *rbuf; /* H3WT_UDP_RX_BATCH slots of 64 KiB, and the headers */
   size_t rbuflen;
+  struct mmsghdr *msgs;
   h3wt_udp_recv_cb recv_cb;
   void *user_data;
   const h3wt_logger *log;
@@ -66,10 +77,12 @@ int h3wt_udp_open_fd(h3wt_udp *udp, uv_loop_t *loop, int fd,
 
 /* Sends len bytes to remote.  With gso_size > 0 and len > gso_size, data is
    several packets of gso_size bytes (the last may be shorter) sent in one
-   call.  A full socket buffer drops the datagrams (QUIC retransmits) and
-   counts them.  Returns 0 or H3WT_ERR_IO. */
+   call.  ecn (0-3) goes into the IP TOS / traffic class of each.  A full
+   socket buffer drops the datagrams (QUIC retransmits) and counts them.
+   Returns 0 or H3WT_ERR_IO. */
 int h3wt_udp_send(h3wt_udp *udp, const struct sockaddr *remote,
-                  const uint8_t *data, size_t len, size_t gso_size);
+                  const uint8_t *data, size_t len, size_t gso_size,
+                  unsigned ecn);
 
 /* Closes the handle; safe from inside the receive callback (the rest of
    the batch is ignored, and the receive buffer lives until libuv lets go).

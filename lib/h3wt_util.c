@@ -54,6 +54,20 @@ void h3wt_addr_format(const struct sockaddr *sa, char *buf, size_t buflen) {
   }
 }
 
+size_t h3wt_u64_dec(uint64_t v, char *out) {
+  char tmp[20];
+  size_t k = 0;
+  do {
+    tmp[k++] = (char)('0' + v % 10);
+    v /= 10;
+  } while (v);
+  for (size_t i = 0; i < k; ++i) {
+    out[i] = tmp[k - 1 - i];
+  }
+  out[k] = '\0';
+  return k;
+}
+
 void h3wt_hex(const uint8_t *data, size_t len, char *out) {
   static const char digits[] = "0123456789abcdef";
   for (size_t i = 0; i < len; ++i) {

@@ -97,6 +97,10 @@ void h3wt_name_table_remove(h3wt_name_table *t, h3wt_name_node *n);
          n && (n##_next_ = n->next, 1); n = n##_next_)
 /* Lower-case hex of len bytes into out (2*len+1 bytes). */
 void h3wt_hex(const uint8_t *data, size_t len, char *out);
+/* v in decimal into out (at least 21 bytes), NUL-terminated; returns the
+   number of digits.  For per-request headers, where snprintf costs more
+   than the rest of the work. */
+size_t h3wt_u64_dec(uint64_t v, char *out);
 
 /* ---- worker steering ---------------------------------------------------- */
 

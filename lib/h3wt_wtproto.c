@@ -557,6 +557,16 @@ ssize_t h3wt_peer_settings_parse(const uint8_t *in, size_t inlen,
       fc->max_streams_bidi = val;
     } else if (id == H3WT_SETTINGS_WT_INITIAL_MAX_STREAMS_UNI) {
       fc->max_streams_uni = val;
+    } else if (id == H3WT_SETTINGS_ENABLE_CONNECT_PROTOCOL) {
+      fc->connect_protocol = val == 1;
+    } else if (id == H3WT_SETTINGS_H3_DATAGRAM ||
+               id == H3WT_SETTINGS_H3_DATAGRAM_DRAFT04) {
+      fc->h3_datagram |= val == 1;
+    } else if (id == H3WT_SETTINGS_WT_ENABLED ||
+               id == H3WT_SETTINGS_ENABLE_WEBTRANSPORT ||
+               id == H3WT_SETTINGS_WT_MAX_SESSIONS ||
+               id == H3WT_SETTINGS_WEBTRANSPORT_MAX_SESSIONS) {
+      fc->webtransport |= val > 0;
     }
     p += a + b;
   }

@@ -175,9 +175,18 @@ ssize_t h3wt_settings_rewrite(const uint8_t *in, size_t inlen,
 size_t h3wt_wt_settings(h3wt_setting *out, size_t max, uint64_t max_data,
                         uint64_t max_streams_bidi, uint64_t max_streams_uni);
 
-/* What a peer's SETTINGS say about session flow control. */
+/* RFC 9220 and RFC 9297: extended CONNECT and HTTP datagrams. */
+#define H3WT_SETTINGS_ENABLE_CONNECT_PROTOCOL 0x08ULL
+#define H3WT_SETTINGS_H3_DATAGRAM 0x33ULL
+
+/* What a peer's SETTINGS say about session flow control, and whether it
+   takes WebTransport sessions (what a client must have seen, or
+   remembered for 0-RTT, before it sends a CONNECT). */
 typedef struct h3wt_peer_fc {
   uint64_t max_data, max_streams_bidi, max_streams_uni; /* 0: not sent */
+  uint8_t connect_protocol; /* ENABLE_CONNECT_PROTOCOL = 1 */
+  uint8_t h3_datagram;      /* H3_DATAGRAM (or draft-04's) = 1 */
+  uint8_t webtransport;     /* any vintage's WebTransport setting on */
 } h3wt_peer_fc;
 
 /* Reads the peer's control stream from its first byte (the stream type,

@@ -13,6 +13,10 @@
  *   close  the same, then h3wt_client_close();
  *   del    h3wt_client_del() on the open client.
  *
+ * Before that it saves the connection's session for resumption
+ * (h3wt_client_session_save(), h3wt_client_resumption()), which must
+ * work, or say there is none yet, from inside any callback.
+ *
  * Each run must end with every request and session told exactly once how
  * it ended, every stream closed that was opened, on_closed exactly once
  * (never after h3wt_client_del()), and uv_loop_close() == 0.  The sanitizer
@@ -220,6 +224,21 @@ static void act(enum hook h, h3wt_session *cur) {
   ++T.calls[h];
   if (h != T.hook || T.fired++) {
     return;
+  }
+  if (T.client) {
+    /* The resumption calls read state: safe from any callback too (a
+       session is there once a ticket came, or not yet). */
+    static uint8_t saved[32768];
+    size_t n = 0;
+    int rv = h3wt_client_session_save(T.client, NULL, 0, &n);
+    CHECK(rv == 0 || rv == H3WT_ERR_INVALID_STATE);
+    if (rv == 0) {
+      CHECK(n > 0 && n <= sizeof(saved));
+      CHECK_EQ_INT(h3wt_client_session_save(T.client, saved, sizeof(saved),
+                                            &n),
+                   0);
+    }
+    CHECK_EQ_INT(h3wt_client_resumption(T.client) & H3WT_RESUMED, 0);
   }
   switch (T.variant) {
   case V_OPS:

@@ -23,6 +23,7 @@
 typedef struct pkt {
   uint8_t data[MAXPKT];
   size_t len;
+  unsigned ecn;
 } pkt;
 
 typedef struct queue {
@@ -47,6 +48,13 @@ typedef struct side {
 static uint64_t now = 1000000000ULL;
 static unsigned drop_every; /* 0: no loss */
 static unsigned sent_count, dropped_count;
+/* Packets each side sent per ECN codepoint ([0] server, [1] client), and
+   of those the last quarter of the exchange; bleach_ecn: the "network"
+   clears every mark on the way, as some middleboxes do. */
+static unsigned ecn_sent[2][4];
+static int bleach_ecn;
+/* The most packets one write call sent, and the send quantum then. */
+static size_t max_write_pkts;
 static uint32_t lcg_state;
 
 /* Seeded pseudo-random loss: reproducible, but without the fixed rhythm of
@@ -59,18 +67,21 @@ static int lose_this(void) {
 static h3wt_logger quiet = {NULL, NULL, H3WT_LOG_ERROR};
 
 static void q_send(h3wt_quic_conn *qc, const struct sockaddr *remote,
-                   const uint8_t *data, size_t len, size_t gso, void *ud) {
+                   const uint8_t *data, size_t len, size_t gso, unsigned ecn,
+                   void *ud) {
   side *s = ud;
   size_t seg = gso ? gso : len;
   for (size_t off = 0; off < len; off += seg) {
     size_t n = len - off < seg ? len - off : seg;
     ++sent_count;
+    ++ecn_sent[ntohs(s->self.sin_port) == 4433 ? 0 : 1][ecn & 3];
     if (lose_this()) {
       ++dropped_count;
       continue;
     }
     if (s->out->n < QCAP && n <= MAXPKT) {
       memcpy(s->out->p[s->out->n].data, data + off, n);
+      s->out->p[s->out->n].ecn = bleach_ecn ? 0 : ecn;
       s->out->p[s->out->n++].len = n;
     }
   }
@@ -81,7 +92,9 @@ static int q_cid_added(h3wt_quic_conn *qc, const uint8_t *cid, size_t len,
   return 0;
 }
 
-/* -- server HTTP/3 side: answers every request with 100 KB -- */
+/* -- server HTTP/3 side: answers every request with body_chunks * 10 KB
+   (100 KB unless a test asks for more) -- */
+static int body_chunks = 10;
 
 static int s_begin(h3wt_h3_conn *h3, int64_t sid, void *ud, void *sud,
                    void **psud) {
@@ -106,7 +119,7 @@ static int s_end_headers(h3wt_h3_conn *h3, int64_t sid, int fin, void *ud,
   for (size_t i = 0; i < sizeof(chunk); ++i) {
     chunk[i] = (uint8_t)i;
   }
-  for (int i = 0; i < 10; ++i) {
+  for (int i = 0; i < body_chunks; ++i) {
     h3wt_sendq_append(&s->body, chunk, sizeof(chunk));
   }
   h3wt_header h[] = {{":status", 7, "200", 3}};
@@ -167,7 +180,7 @@ static void deliver(side *to, queue *q, const side *from) {
   for (size_t i = 0; i < q->n; ++i) {
     h3wt_quic_conn_read(to->qc, (const struct sockaddr *)&to->self,
                         (const struct sockaddr *)&from->self, q->p[i].data,
-                        q->p[i].len, now);
+                        q->p[i].len, q->p[i].ecn, now);
   }
   q->n = 0;
 }
@@ -186,7 +199,7 @@ static int retry_step(const h3wt_quic_config *scfg, side *srv, side *cli,
   if (n > 0) {
     to_server->n = 0;
     h3wt_quic_conn_read(cli->qc, (struct sockaddr *)&cli->self,
-                        (struct sockaddr *)&srv->self, out, (size_t)n, now);
+                        (struct sockaddr *)&srv->self, out, (size_t)n, 0, now);
     return 1;
   }
   CHECK_EQ_INT(n, 0); /* the Initial answers our Retry */
@@ -247,6 +260,8 @@ static void pair_open(pair *p, unsigned loss_every, int retry) {
   memset(p, 0, sizeof(*p));
   drop_every = loss_every;
   sent_count = dropped_count = 0;
+  memset(ecn_sent, 0, sizeof(ecn_sent));
+  max_write_pkts = 0;
   lcg_state = 12345u + loss_every;
   p->retry = retry;
   snprintf(p->dir, sizeof(p->dir), "/tmp/h3wt-sansio-XXXXXX");
@@ -275,6 +290,7 @@ static void pair_open(pair *p, unsigned loss_every, int retry) {
   p->scfg.max_datagram_frame_size = 1200;
   p->scfg.txbuf = p->txbuf;
   p->scfg.txbuflen = sizeof(p->txbuf);
+  p->scfg.pacing = 1;
   p->ccfg = p->scfg;
   p->ccfg.tls = p->ctls;
 
@@ -335,7 +351,8 @@ static void deliver_to_server(pair *p) {
   for (size_t i = 0; i < p->to_server.n; ++i) {
     h3wt_quic_conn_read(p->srv.qc, (const struct sockaddr *)&p->srv.self,
                         (const struct sockaddr *)&p->cli_seen,
-                        p->to_server.p[i].data, p->to_server.p[i].len, now);
+                        p->to_server.p[i].data, p->to_server.p[i].len,
+                        p->to_server.p[i].ecn, now);
   }
   p->to_server.n = 0;
 }
@@ -364,7 +381,11 @@ static int pair_step(pair *p, uint64_t limit) {
   }
   if (srv->qc) {
     deliver_to_server(p);
+    size_t before = p->to_client.n;
     h3wt_quic_conn_write(srv->qc, now);
+    if (p->to_client.n - before > max_write_pkts) {
+      max_write_pkts = p->to_client.n - before;
+    }
   } else {
     p->to_server.n = 0; /* the first Initial was lost */
   }
@@ -390,8 +411,8 @@ static int pair_step(pair *p, uint64_t limit) {
   return 1;
 }
 
-/* Sends GET /sansio and runs until the whole answer (100 KB) is in;
-   returns 1 if it is. */
+/* Sends GET /sansio and runs until the whole answer (body_chunks x 10 KB)
+   is in; returns 1 if it is. */
 static int pair_get(pair *p, int max_rounds) {
   side *cli = &p->cli;
   int requested = 0, start = p->rounds;
@@ -416,12 +437,13 @@ static int pair_get(pair *p, int max_rounds) {
     }
   }
   if (getenv("H3WT_TEST_VERBOSE")) {
-    fprintf(stderr, "rounds %d, sent %u, dropped %u, now %llu ms, closing %d/%d\n", p->rounds, sent_count, dropped_count, (unsigned long long)(now / 1000000), h3wt_quic_conn_is_closing(cli->qc), p->srv.qc ? h3wt_quic_conn_is_closing(p->srv.qc) : -1);
+    fprintf(stderr, "rounds %d, burst %zu, sent %u, dropped %u, now %llu ms, closing %d/%d\n", p->rounds, max_write_pkts, sent_count, dropped_count, (unsigned long long)(now / 1000000), h3wt_quic_conn_is_closing(cli->qc), p->srv.qc ? h3wt_quic_conn_is_closing(p->srv.qc) : -1);
   }
   TEST_CONTEXT("loss 1/%u: closed %d status %d body %zu order-ok %d path %s",
                drop_every, cli->closed, cli->status, cli->body_received,
                !cli->body_hash, p->srv.path);
-  return cli->closed && cli->status == 200 && cli->body_received == 100000 &&
+  return cli->closed && cli->status == 200 &&
+         cli->body_received == (size_t)body_chunks * 10000 &&
          cli->body_hash == 0 && strcmp(p->srv.path, "/sansio") == 0;
 }
 
@@ -606,6 +628,53 @@ TEST(crypto_data_after_handshake_closes) {
   pair_close(&p);
 }
 
+TEST(ecn_marks_sent_and_validated) {
+  size_t pkts;
+  uint64_t ms;
+  /* Marks travel both ways (h3wt_quic_conn_read hands them to ngtcp2,
+     which echoes their counts in ACK frames): ECN validation succeeds and
+     the data packets go ECT(0). */
+  CHECK(run_exchange(0, 0, &pkts, &ms));
+  TEST_CONTEXT("server sent not-ECT %u ECT(0) %u; client %u/%u",
+               ecn_sent[0][0], ecn_sent[0][2], ecn_sent[1][0], ecn_sent[1][2]);
+  CHECK(ecn_sent[0][2] > 50); /* the 100 KB response, ECT(0) */
+  CHECK(ecn_sent[0][2] > ecn_sent[0][0]);
+  CHECK(ecn_sent[1][2] > 0);
+  CHECK_EQ_INT(ecn_sent[0][1] + ecn_sent[0][3], 0);
+}
+
+TEST(ecn_bleached_path_falls_back) {
+  size_t pkts;
+  uint64_t ms;
+  /* A path that clears the marks: the ACKs count none, validation fails
+     (RFC 9000 13.4.2) and the sender stops marking; the exchange
+     completes all the same. */
+  bleach_ecn = 1;
+  int ok = run_exchange(0, 0, &pkts, &ms);
+  bleach_ecn = 0;
+  CHECK(ok);
+  TEST_CONTEXT("server sent not-ECT %u ECT(0) %u", ecn_sent[0][0],
+               ecn_sent[0][2]);
+  /* Only the validation packets (at most 10, RFC 9000 A.4) carry it. */
+  CHECK(ecn_sent[0][2] <= 10);
+  CHECK(ecn_sent[0][0] > 50);
+}
+
+TEST(writes_stay_within_the_send_quantum) {
+  size_t pkts;
+  uint64_t ms;
+  /* A 3 MB response, which lets the congestion window outgrow the send
+     quantum (64 KiB for CUBIC: 45 packets of 1,452 bytes): it leaves in
+     bursts no larger than that, paced (unpaced, up to 64 at once). */
+  body_chunks = 300;
+  int ok = run_exchange(0, 0, &pkts, &ms);
+  body_chunks = 10;
+  CHECK(ok);
+  TEST_CONTEXT("largest burst %zu packets", max_write_pkts);
+  CHECK(max_write_pkts > 1);
+  CHECK(max_write_pkts <= 65536 / 1452);
+}
+
 TEST(endpoint_helpers) {
   uint8_t vn[1200], out[1500];
   h3wt_quic_pkt_info pi;
@@ -649,6 +718,9 @@ int main(int argc, char **argv) {
   static const h3wt_test_case tests[] = {
       TEST_ENTRY(request_without_sockets),
       TEST_ENTRY(request_after_retry),
+      TEST_ENTRY(ecn_marks_sent_and_validated),
+      TEST_ENTRY(ecn_bleached_path_falls_back),
+      TEST_ENTRY(writes_stay_within_the_send_quantum),
       TEST_ENTRY(request_with_packet_loss),
       TEST_ENTRY(endpoint_helpers),
       TEST_ENTRY(key_updates_without_server_tls),

@@ -291,6 +291,12 @@ TEST(format_helpers) {
   uint8_t b[] = {0x00, 0xab, 0xff};
   h3wt_hex(b, 3, buf);
   CHECK_EQ_STR(buf, "00abff");
+  CHECK_EQ_INT(h3wt_u64_dec(0, buf), 1);
+  CHECK_EQ_STR(buf, "0");
+  CHECK_EQ_INT(h3wt_u64_dec(1024, buf), 4);
+  CHECK_EQ_STR(buf, "1024");
+  CHECK_EQ_INT(h3wt_u64_dec(UINT64_MAX, buf), 20);
+  CHECK_EQ_STR(buf, "18446744073709551615");
   struct sockaddr_in in = {0};
   in.sin_family = AF_INET;
   in.sin_port = htons(4433);

@@ -141,7 +141,8 @@ typedef struct h3wt_request h3wt_request;
                                      max_unvalidated_handshakes */
 #define H3WT_SERVER_SETTINGS_V5 5 /* adds group, worker */
 #define H3WT_SERVER_SETTINGS_V6 6 /* adds wt_session_max_data */
-#define H3WT_SERVER_SETTINGS_VERSION H3WT_SERVER_SETTINGS_V6
+#define H3WT_SERVER_SETTINGS_V7 7 /* adds early_data, wt_0rtt */
+#define H3WT_SERVER_SETTINGS_VERSION H3WT_SERVER_SETTINGS_V7
 
 /* A server group: the servers ("workers") of one process that serve one
    address together, each on its own thread and loop.  Every worker has
@@ -292,6 +293,28 @@ typedef struct h3wt_server_settings {
      H3WT_ERR_WOULDBLOCK at the stream limit).  Default 16 MiB; 0: flow
      control is not offered. */
   uint64_t wt_session_max_data;
+  /* V7.  Session resumption is always on: the server issues TLS session
+     tickets sealed with a key derived from the static secret (see
+     secret: a group's workers, and a restart with the same secret, take
+     each other's tickets) and from the limits a resumed client may rely
+     on in 0-RTT (transport parameters and SETTINGS: the stream, data and
+     datagram limits, max_header_bytes, wt_session_max_data,
+     max_streams_per_session).  Changing any of those makes old tickets
+     useless (a full handshake), so 0-RTT never runs on limits the server
+     no longer grants (RFC 9000 7.4.1, RFC 9114 7.2.4.2).
+     early_data: accept 0-RTT from clients that resume (default 1; 0:
+     tickets still resume the handshake, early data is rejected and the
+     client sends it again after the handshake).  0-RTT data can be
+     replayed by an attacker: requests other than GET, HEAD and OPTIONS
+     that arrive in 0-RTT are answered 425 (Too Early, RFC 8470), which
+     makes the client send them again after the handshake. */
+  int early_data;
+  /* V7.  A WebTransport CONNECT that arrives in 0-RTT: 1 takes it as any
+     other (the session may then be replayed); 0 (default) answers 425,
+     the draft's position ("Clients cannot initiate WebTransport sessions
+     in 0-RTT packets, as the CONNECT method is not considered safe"),
+     and the client sends it again after the handshake. */
+  int wt_0rtt;
 } h3wt_server_settings;
 
 /* Fills settings with the defaults. */
@@ -363,7 +386,9 @@ void h3wt_server_del(h3wt_server *server);
 #define H3WT_SERVER_STATS_V4 4 /* adds packets_handed_off,
                                   packets_misrouted_dropped */
 #define H3WT_SERVER_STATS_V5 5 /* adds the wt_fc_* counters */
-#define H3WT_SERVER_STATS_VERSION H3WT_SERVER_STATS_V5
+#define H3WT_SERVER_STATS_V6 6 /* adds the udp_*_ecn_* counters and the
+                                  resumption and 0-RTT counters */
+#define H3WT_SERVER_STATS_VERSION H3WT_SERVER_STATS_V6
 
 typedef struct h3wt_server_stats {
   int version; /* set by the caller: H3WT_SERVER_STATS_VERSION */
@@ -435,6 +460,24 @@ typedef struct h3wt_server_stats {
                                        client's WT_MAX_DATA */
   uint64_t wt_fc_streams_blocked;   /* opens refused (WOULDBLOCK) at a
                                        client's WT_MAX_STREAMS */
+  /* V6.  ECN (RFC 9000 13.4): UDP datagrams received per codepoint of
+     their IP header (all 0 where the socket cannot read it), and sent
+     marked ECT (QUIC marks once the path has shown it passes the marks
+     through). */
+  uint64_t udp_rx_ecn_ect0, udp_rx_ecn_ect1, udp_rx_ecn_ce;
+  uint64_t udp_tx_ecn_ect;
+  /* V6 too.  Resumption and 0-RTT. */
+  uint64_t handshakes_resumed;  /* completed handshakes that resumed a
+                                   session from a ticket */
+  uint64_t early_data_accepted; /* handshakes that took the client's
+                                   0-RTT data */
+  uint64_t early_data_rejected; /* handshakes that refused it (a ticket
+                                   not ours; with early_data off wolfSSL
+                                   does not tell, and it is not counted) */
+  uint64_t requests_0rtt;       /* requests (CONNECTs too) received in
+                                   0-RTT */
+  uint64_t requests_too_early;  /* of those, answered 425 (see early_data
+                                   and wt_0rtt) */
 } h3wt_server_stats;
 
 /* Copies the counters into *stats, whose version field the caller sets:
@@ -488,9 +531,12 @@ int h3wt_server_route_versioned(h3wt_server *server, const char *method,
                               (ROUTE_DATA))
 
 /* Serves the files below dir for GET and HEAD requests under prefix (which
-   must end in '/'): "/x/a.css" with prefix "/x/" is dir/a.css.  Files are
-   read asynchronously and streamed in chunks; paths that try to leave dir
-   get 404, malformed ones 400.  Returns 0 or an error. */
+   must end in '/'): "/x/a.css" with prefix "/x/" is dir/a.css.  Files up
+   to 64 KiB are answered from a cache the server's mounts share (at most
+   8 MiB, least recently used out), checked against the disk at most every
+   100 ms: a change is served within that; larger files are read
+   asynchronously and streamed in chunks.  Paths that try to leave dir get
+   404, malformed ones 400.  Returns 0 or an error. */
 int h3wt_server_static(h3wt_server *server, const char *prefix,
                        const char *dir);
 
@@ -560,7 +606,9 @@ typedef struct h3wt_client_request h3wt_client_request;
 #define H3WT_CLIENT_SETTINGS_V1 1
 #define H3WT_CLIENT_SETTINGS_V2 2 /* adds the WebTransport queue limits */
 #define H3WT_CLIENT_SETTINGS_V3 3 /* adds wt_session_max_data */
-#define H3WT_CLIENT_SETTINGS_VERSION H3WT_CLIENT_SETTINGS_V3
+#define H3WT_CLIENT_SETTINGS_V4 4 /* adds session, session_len, early_data,
+                                     early_connect */
+#define H3WT_CLIENT_SETTINGS_VERSION H3WT_CLIENT_SETTINGS_V4
 
 typedef struct h3wt_client_settings {
   int version;         /* H3WT_CLIENT_SETTINGS_VERSION */
@@ -585,6 +633,26 @@ typedef struct h3wt_client_settings {
      (the stream limits announced are 256 of each kind).  Default 16 MiB;
      0: not offered, so it stays off whatever the server says. */
   uint64_t wt_session_max_data;
+  /* V4.  Resumption: a session saved from an earlier connection to the
+     same server (h3wt_client_session_save(); read during
+     h3wt_client_new(), not kept).  One that cannot be used (damaged, cut,
+     for another server name, refused by the server) is logged as a
+     warning and the handshake is a full one.  NULL: none. */
+  const uint8_t *session;
+  size_t session_len;
+  /* V4.  With a session whose ticket allows it, send requests in 0-RTT,
+     before the handshake completes: GET and HEAD without a body go
+     early, others wait for the handshake.  If the server rejects the
+     early data they are sent again after the handshake, as is a request
+     it answers with 425 (Too Early).  Default 1. */
+  int early_data;
+  /* V4.  Also send WebTransport CONNECTs in 0-RTT, when the saved session
+     remembers the server's SETTINGS enabling WebTransport (extended
+     CONNECT, HTTP datagrams, WebTransport).  The draft says clients do
+     not (CONNECT is not a safe method); a server may still take it
+     (h3wt's wt_0rtt) or answer 425, after which the CONNECT is sent
+     again once the handshake is done.  Default 0. */
+  int early_connect;
 } h3wt_client_settings;
 
 void h3wt_client_settings_default(h3wt_client_settings *settings);
@@ -624,6 +692,25 @@ void h3wt_client_close(h3wt_client *client);
    but without on_closed; requests and sessions still get on_close and
    on_session_close. */
 void h3wt_client_del(h3wt_client *client);
+
+/* Writes the connection's session, for a later connection to resume
+   (h3wt_client_settings.session): the TLS session with the server's
+   latest ticket, the server's transport parameters and SETTINGS that
+   0-RTT may rely on.  A ticket arrives just after the handshake; call
+   this once a response came, or after on_closed (until
+   h3wt_client_del()).  buf NULL (or too small): only *len is set, to the
+   size needed.  Returns 0, H3WT_ERR_INVALID_STATE (no ticket from the
+   server yet), H3WT_ERR_TOO_LARGE (buf too small) or H3WT_ERR_NOMEM.  It
+   holds the session's secrets: keep it as private as a key. */
+int h3wt_client_session_save(h3wt_client *client, uint8_t *buf,
+                             size_t buflen, size_t *len);
+
+/* What the handshake did with a saved session, as flags (after
+   on_connected; 0 before). */
+#define H3WT_RESUMED 0x1             /* the TLS session was resumed */
+#define H3WT_EARLY_DATA_SENT 0x2     /* requests went in 0-RTT */
+#define H3WT_EARLY_DATA_ACCEPTED 0x4 /* and the server took them */
+unsigned h3wt_client_resumption(const h3wt_client *client);
 
 typedef struct h3wt_response_handler {
   /* Optional.  The response headers: status and the fields (borrowed). */
