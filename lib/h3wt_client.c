@@ -1027,7 +1027,7 @@ int h3wt_client_new(h3wt_client **pcl, uv_loop_t *loop,
   }
   cl->drvcbs.flush = on_flush;
   cl->drvcbs.expired = on_expired;
-  h3wt_driver_init(&cl->drv, loop, &cl->drvcbs, cl);
+  h3wt_driver_init(&cl->drv, loop, &cl->drvcbs, cl, 0);
   h3wt_drv_item_init(&cl->drv, &cl->item, cl);
   /* The handshake starts here (ngtcp2 calls back into TLS): an entry like
      the others. */

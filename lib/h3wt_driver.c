@@ -104,7 +104,8 @@ static void flush_cb(uv_prepare_t *h) {
 }
 
 int h3wt_driver_init(h3wt_driver *d, uv_loop_t *loop,
-                     const h3wt_driver_callbacks *cbs, void *ud) {
+                     const h3wt_driver_callbacks *cbs, void *ud,
+                     int fine_timer) {
   d->loop = loop;
   d->dirty = NULL;
   d->depth = 0;
@@ -119,7 +120,9 @@ int h3wt_driver_init(h3wt_driver *d, uv_loop_t *loop,
   d->fine_heap = NULL;
   d->fine_len = d->fine_cap = 0;
   d->fine_armed = UINT64_MAX;
-  d->tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+  d->tfd = fine_timer ? timerfd_create(CLOCK_MONOTONIC,
+                                       TFD_NONBLOCK | TFD_CLOEXEC)
+                       : -1;
   if (d->tfd >= 0 && uv_poll_init(loop, &d->fine_poll, d->tfd) != 0) {
     close(d->tfd);
     d->tfd = -1;

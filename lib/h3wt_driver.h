@@ -75,10 +75,15 @@ struct h3wt_driver {
   void *ud;
 };
 
-/* Starts the flush pass on loop.  Returns 0 (libuv's init cannot fail
-   for these handles). */
+/* Starts the flush pass on loop.  fine_timer: whether to have the fine
+   timer (a descriptor per driver: the server's endpoint has one; a client,
+   one driver per connection, rounds its deadlines to the millisecond so
+   that a process with ten thousand clients does not need ten thousand
+   more descriptors).  Returns 0 (libuv's init cannot fail for these
+   handles; without a timerfd the fine timer is simply off). */
 int h3wt_driver_init(h3wt_driver *d, uv_loop_t *loop,
-                     const h3wt_driver_callbacks *cbs, void *ud);
+                     const h3wt_driver_callbacks *cbs, void *ud,
+                     int fine_timer);
 /* Stops and closes the driver's handles; cb runs for each, with
    handle->data = data.  Returns how many there are (2 or 3). */
 int h3wt_driver_close(h3wt_driver *d, uv_close_cb cb, void *data);

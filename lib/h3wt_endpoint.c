@@ -524,7 +524,7 @@ int h3wt_ep_listen(h3wt_endpoint *ep, const struct sockaddr *addr) {
   ep->drvcbs.expired = on_expired;
   ep->drvcbs.after_flush = on_after_flush;
   ep->drvcbs.settled = on_settled;
-  h3wt_driver_init(&ep->drv, ep->cfg.loop, &ep->drvcbs, ep);
+  h3wt_driver_init(&ep->drv, ep->cfg.loop, &ep->drvcbs, ep, 1);
   ep->listening = 1;
   return 0;
 }

@@ -13,6 +13,8 @@
  *    timerfd heap and fire in order, none before its time; a deadline
  *    further away takes the millisecond timer; a rescheduled and a closed
  *    item are taken off the heap.
+ *  - fine_timer_off: a driver made without it (a client's) has no
+ *    descriptor and puts every deadline on the millisecond timer.
  *
  * Each test ends with uv_loop_close() == 0.
  */
@@ -252,7 +254,7 @@ TEST(fine_timer) {
   static const h3wt_driver_callbacks cbs = {fx_flush, fx_expired, NULL, NULL};
   memset(&FX, 0, sizeof(FX));
   uv_loop_init(&loop);
-  h3wt_driver_init(&FX.drv, &loop, &cbs, NULL);
+  h3wt_driver_init(&FX.drv, &loop, &cbs, NULL, 1);
   CHECK(FX.drv.tfd >= 0);
   for (int i = 0; i < 40; ++i) {
     h3wt_drv_item_init(&FX.drv, &FX.items[i], NULL);
@@ -311,12 +313,39 @@ TEST(fine_timer) {
   CHECK_EQ_INT(uv_loop_close(&loop), 0);
 }
 
+TEST(fine_timer_off) {
+  uv_loop_t loop;
+  static const h3wt_driver_callbacks cbs = {fx_flush, fx_expired, NULL, NULL};
+  memset(&FX, 0, sizeof(FX));
+  uv_loop_init(&loop);
+  /* A client's driver: no timerfd; a deadline 300 us away takes the
+     millisecond timer (rounded up) and still never fires early. */
+  h3wt_driver_init(&FX.drv, &loop, &cbs, NULL, 0);
+  CHECK(FX.drv.tfd < 0);
+  h3wt_drv_item_init(&FX.drv, &FX.items[0], NULL);
+  uint64_t now = h3wt_now_ns();
+  FX.due[0] = now + 300000;
+  h3wt_drv_schedule(&FX.items[0], FX.due[0]);
+  CHECK_EQ_INT(FX.drv.fine_len, 0);
+  CHECK(FX.items[0].fine_idx == SIZE_MAX);
+  while (FX.nfired < 1 && h3wt_now_ns() < now + 5000000000ULL) {
+    uv_run(&loop, UV_RUN_ONCE);
+  }
+  CHECK_EQ_INT(FX.nfired, 1);
+  CHECK_EQ_INT(FX.early, 0);
+  h3wt_drv_item_close(&FX.items[0], fx_closed, NULL);
+  CHECK_EQ_INT(h3wt_driver_close(&FX.drv, fx_closed, NULL), 2);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  CHECK_EQ_INT(uv_loop_close(&loop), 0);
+}
+
 int main(int argc, char **argv) {
   static const h3wt_test_case tests[] = {
       TEST_ENTRY(ecn_ipv4),
       TEST_ENTRY(ecn_dual_stack),
       TEST_ENTRY(batch_of_32),
       TEST_ENTRY(fine_timer),
+      TEST_ENTRY(fine_timer_off),
   };
   return TEST_MAIN(argc, argv, tests);
 }
