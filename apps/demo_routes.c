@@ -130,6 +130,9 @@ int demo_routes_http(h3wt_server *server) {
 /* Limits of the demo routes (the library enforces its own on top). */
 #define ECHO_CHUNK 65536                  /* bytes per stream write */
 #define ECHO_MAX_BUFFERED (16u << 20)     /* per stream, refused by write */
+/* Waiting bytes at which the echo stops reading its peer (who then waits
+   on flow control) until the way back drains to half of it. */
+#define ECHO_PAUSE_AT (1u << 20)
 #define ECHO_MAX_BUFFERED_ALL (64u << 20) /* all echo streams together */
 #define TICK_INTERVAL_MS 500
 
@@ -260,6 +263,7 @@ typedef struct echo_pipe {
   size_t off, len, cap;
   int fin;  /* the peer finished: finish out after the waiting bytes */
   int done; /* out was finished or reset: drop whatever comes */
+  int paused; /* reading in is paused: the way back is behind */
 } echo_pipe;
 
 static void pipe_drop_buffer(echo_pipe *p) {
@@ -346,6 +350,12 @@ static void pipe_flush(echo_pipe *p) {
     }
     p->off += w;
     p->wt->echo_buffered -= w;
+    if (p->paused && p->in && p->len - p->off <= ECHO_PAUSE_AT / 2) {
+      /* The way back caught up: read the peer again (what it sent
+         meanwhile comes in the flush pass). */
+      h3wt_stream_resume_reading(p->in);
+      p->paused = 0;
+    }
     if (p->off < p->len) {
       return; /* on_stream_writable resumes */
     }
@@ -389,6 +399,15 @@ static void pipe_push(echo_pipe *p, const uint8_t *data, size_t len) {
          "(%zu bytes waiting): reset with code %u",
          h3wt_stream_id(p->in), p->len - p->off, DEMO_ERR_OVERLOAD);
     pipe_abort(p, DEMO_ERR_OVERLOAD);
+    return;
+  }
+  if (p->len - p->off > ECHO_PAUSE_AT && p->in && !p->paused &&
+      h3wt_stream_pause_reading(p->in) == 0) {
+    /* Backpressure: the peer sends faster than the echo gets back to it
+       (its reading slower, or our sending paced): stop taking its bytes,
+       so it waits on the stream's flow control instead of the buffer
+       growing to the reset above. */
+    p->paused = 1;
   }
 }
 

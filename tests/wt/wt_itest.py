@@ -283,15 +283,16 @@ def client_done(t, cmd, rc, out, err, took, expect_rc, quiet=False):
     return r
 
 
-def wt_client(t, url, *extra, timeout=CLIENT_TIMEOUT, expect_rc=0):
-    """Runs h3wt-client -k --wt url extra...; a hang is a failure."""
+def wt_client(t, url, *extra, timeout=CLIENT_TIMEOUT, expect_rc=0, env=None):
+    """Runs h3wt-client -k --wt url extra...; a hang is a failure.  env:
+    variables added to the client's environment."""
     cmd = client_cmd(url, extra, timeout)
     log("$ " + " ".join(cmd))
     t0 = time.monotonic()
     try:
         p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                            stdin=subprocess.DEVNULL, timeout=timeout + 15,
-                           env=clean_env())
+                           env={**clean_env(), **(env or {})})
     except subprocess.TimeoutExpired as e:
         raise TestFailure(f"h3wt-client did not finish within {timeout + 15} s "
                           f"(its own --timeout is {timeout}): {' '.join(cmd)}\n"
@@ -605,6 +606,23 @@ def close_with_open_streams(t):
     check_eq((d["received"], d["lost"]), (50, 0), "datagrams of the next session")
     check(not re.search(r"peers? sends? faster than it reads", srv.stderr()),
           "the server gave up on an echo stream")
+
+
+@case
+def echo_backpressure(t):
+    """A client that sends faster than the echo can send back: h3wt-client
+    unpaced (H3WT_PACING=0: bursts of 64 packets whenever its window
+    allows) against the paced server, 128 MiB on one stream.  The echo
+    stops reading once 1 MiB waits for the way back and reads again when
+    it drains, so the client waits on flow control; before, the echo
+    buffered 16 MiB and then reset the stream ("peer sends faster than it
+    reads")."""
+    srv = t.server()
+    r = wt_client(t, srv.url("/wt/echo"), "--streams", 1, "--stream-bytes",
+                  "128M", env={"H3WT_PACING": "0"})
+    check_eq(r.streams(), (1, 0, 128 << 20), "streams ok, failed, bytes")
+    check(not re.search(r"peers? sends? faster than it reads", srv.stderr()),
+          "the server gave up on the echo stream")
 
 
 @case
