@@ -54,7 +54,12 @@
 /* What a case waits for on the wire arrives in milliseconds on loopback;
    missing it is a failure, found without waiting for the watchdog. */
 #define TRIGGER_MS 1500 /* the callback under test runs within this */
-#define GATE_MS 1500    /* clients see what the action promised */
+/* Clients see what the action promised.  Usually within 200 ms; twice in
+   some 2,000 runs a STOP_SENDING to another connection's stream
+   (*.stream_stop_sending_other) was not seen within 1.5 s on a loaded
+   machine (not reproduced alone): a lost-and-retransmitted packet would
+   take a PTO, so the gate allows for one. */
+#define GATE_MS 4000
 #define WATCHDOG_MS 5000
 #define FORCE_MS 2000        /* after the watchdog forced a teardown */
 #define CLIENT_GRACE_MS 2000 /* clients hear the close within this */
